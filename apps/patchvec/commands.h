@@ -1,0 +1,10 @@
+// Each sub-command registers its options and its action on the top-level CLI11 app.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace pv::cli {
+
+void add_embed_command(CLI::App& app);
+
+}  // namespace pv::cli

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# make bench: the micro-benchmarks, then the end-to-end comparisons with PyTorch.
+set -euo pipefail
+build=${1:-build}
+"$build/bench/nn_bench" --benchmark_counters_tabular=true
+bench/embed_vs_pytorch.sh "$build"

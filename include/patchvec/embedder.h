@@ -1,0 +1,80 @@
+// The embedding engine: images -> PatchCore patch embeddings, as torchvision + anomalib compute
+// them (resize 256 antialiased, centre-crop 224, ImageNet normalisation, a ResNet's layer2 and
+// layer3, 3x3 average pooling, layer3 resized to layer2's grid, concatenated).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <patchvec/image.h>
+
+namespace pv {
+
+struct EmbedderOptions {
+  // "wide_resnet50_2" (1536-d patches), "resnet50" (1536-d) or "resnet18" (384-d).
+  std::string backbone = "wide_resnet50_2";
+  // torchvision-layout weights (.safetensors, F32/F16/BF16). Empty: seeded random initialisation,
+  // which needs calibrate() on the training images before embed().
+  std::filesystem::path weights;
+  std::uint64_t seed = 0;  // random initialisation only
+  int image_size = 256;    // images are resized to image_size x image_size...
+  int crop_size = 224;     // ...then centre-cropped to crop_size x crop_size; 0 = no crop
+  int batch_size = 8;      // images per forward pass
+  int threads = 0;         // libtorch intra-op threads; 0 = one per core (process-wide setting)
+};
+
+// The backbone names EmbedderOptions::backbone accepts.
+std::vector<std::string> supported_backbones();
+
+// Shape of one image's patch grid.
+struct GridShape {
+  std::int64_t height = 0;
+  std::int64_t width = 0;
+  std::int64_t dim = 0;  // channels of a patch embedding
+};
+
+// Patch embeddings of `count` images: count x height x width x dim floats, row-major.
+struct PatchEmbeddings {
+  std::int64_t count = 0;
+  GridShape grid;
+  std::vector<float> values;
+};
+
+// Thread-safety: embed() is const and may run concurrently on one Embedder; construction and
+// calibrate() must not overlap with anything else.
+class Embedder {
+ public:
+  // Builds the backbone and loads the weights. Throws pv::Error for an unknown backbone, bad
+  // sizes, or a weights file that is unreadable, corrupt or does not fit the backbone.
+  explicit Embedder(const EmbedderOptions& options);
+  ~Embedder();
+  Embedder(Embedder&&) noexcept;
+  Embedder& operator=(Embedder&&) noexcept;
+
+  // True when weights came from a file; false for the seeded random initialisation.
+  bool pretrained() const;
+  // False until calibrate() ran on a randomly initialised backbone; always true with weights.
+  bool ready() const;
+
+  // Re-estimates every BatchNorm's running mean and variance from these images (a forward pass
+  // in training mode with a cumulative average, as torch.optim.swa_utils.update_bn does). This is
+  // what makes a random backbone useful; with pretrained weights it is not needed.
+  void calibrate(std::span<const std::filesystem::path> images);
+
+  PatchEmbeddings embed(std::span<const std::filesystem::path> images) const;
+  PatchEmbeddings embed(std::span<const Image> images) const;
+
+  GridShape grid() const;
+  const EmbedderOptions& options() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pv

@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""Export torchvision ResNet weights as .safetensors for `patchvec --weights`.
+
+Run it on any machine with torchvision and internet access (PatchVec itself never downloads):
+
+    python3 scripts/export-weights.py wide_resnet50_2 wide_resnet50_2.safetensors
+    python3 scripts/export-weights.py resnet18 resnet18.safetensors --dtype f16
+
+or convert a state dict you already have (a torch.save()'d .pth):
+
+    python3 scripts/export-weights.py wide_resnet50_2 out.safetensors --from-pth wide_resnet50_2-32ee1156.pth
+
+`--random-seed S` writes torchvision's seeded random initialisation instead (no download; the
+benchmarks use it).
+
+The writer below is plain Python (no `safetensors` package needed) and is also what the test
+suite uses to produce its fixtures.
+"""
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+
+import torch
+
+DTYPES = {  # name -> (torch dtype, safetensors name)
+    "f32": (torch.float32, "F32"),
+    "f16": (torch.float16, "F16"),
+    "bf16": (torch.bfloat16, "BF16"),
+}
+INTEGER_NAMES = {torch.int64: "I64", torch.int32: "I32"}
+
+
+def tensor_bytes(tensor):
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        tensor = tensor.view(torch.int16)  # numpy has no bfloat16
+    return tensor.numpy().tobytes()
+
+
+def save_safetensors(state, path, dtype="f32"):
+    """Writes {name: tensor} as safetensors; float tensors are stored as `dtype`, atomically."""
+    float_type, float_name = DTYPES[dtype]
+    header, blobs, offset = {}, [], 0
+    for name in sorted(state):
+        tensor = state[name]
+        if tensor.is_floating_point():
+            tensor, type_name = tensor.to(float_type), float_name
+        else:
+            type_name = INTEGER_NAMES[tensor.dtype]
+        blob = tensor_bytes(tensor)
+        header[name] = {"dtype": type_name, "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    text += b" " * ((8 - len(text) % 8) % 8)
+    folder = os.path.dirname(os.path.abspath(path))
+    with tempfile.NamedTemporaryFile(dir=folder, delete=False) as out:
+        out.write(struct.pack("<Q", len(text)))
+        out.write(text)
+        for blob in blobs:
+            out.write(blob)
+    os.chmod(out.name, 0o644)
+    os.replace(out.name, path)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("backbone", choices=["wide_resnet50_2", "resnet50", "resnet18"])
+    parser.add_argument("out", help="output .safetensors file")
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
+    parser.add_argument("--from-pth", help="a saved state dict instead of torchvision's download")
+    parser.add_argument("--random-seed", type=int, help="seeded random weights instead (no download)")
+    args = parser.parse_args()
+
+    import torchvision
+    if args.random_seed is not None:
+        torch.manual_seed(args.random_seed)
+        state = getattr(torchvision.models, args.backbone)().state_dict()
+    elif args.from_pth:
+        state = torch.load(args.from_pth, map_location="cpu")
+        state = state.get("state_dict", state)
+    else:
+        model = getattr(torchvision.models, args.backbone)(weights="IMAGENET1K_V1")
+        state = model.state_dict()
+    save_safetensors(state, args.out, args.dtype)
+    print(f"wrote {len(state)} tensors to {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what PatchVec needs from Debian 12's apt repositories, and only what is missing.
+# Safe to run any number of times.
+#
+#   scripts/install-deps.sh build   compilers, libraries (make build, make demo)
+#   scripts/install-deps.sh test    the above plus the test and benchmark tools (make test)
+set -euo pipefail
+
+group=${1:-build}
+build_packages=(
+  build-essential cmake pkg-config
+  libtorch-dev libopenblas0-openmp      # libtorch; OpenBLAS instead of the reference BLAS
+  libopencv-dev                         # image decoding and drawing
+  libcli11-dev nlohmann-json3-dev       # command line, JSON
+  python3-numpy python3-pil             # the demo's sample images (until `patchvec synth`)
+)
+test_packages=(
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3-torch python3-torchvision     # the golden reference the tests compare against
+)
+case "$group" in
+  build) packages=("${build_packages[@]}") ;;
+  test) packages=("${build_packages[@]}" "${test_packages[@]}") ;;
+  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" ||
+    missing+=("$package")
+done
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-deps: installing ${missing[*]}" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# libtorch links libblas.so.3 / liblapack.so.3. Debian resolves them through alternatives, and the
+# reference BLAS is ~80x slower than OpenBLAS for the nearest-neighbour products; the pthread
+# build of OpenBLAS fights libtorch's OpenMP threads. Point both at the OpenMP build.
+arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH 2>/dev/null || gcc -print-multiarch)
+for lib in libblas.so.3 liblapack.so.3; do
+  wanted="/usr/lib/$arch/openblas-openmp/$lib"
+  link="$lib-$arch"
+  if [ -e "$wanted" ] && [ "$(readlink -f "/etc/alternatives/$link")" != "$(readlink -f "$wanted")" ]; then
+    $sudo update-alternatives --set "$link" "$wanted" >/dev/null
+  fi
+done

@@ -1,0 +1,217 @@
+#include <algorithm>
+#include <cstring>
+#include <exception>
+#include <optional>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/utils.h>
+
+#include <patchvec/embedder.h>
+#include <patchvec/error.h>
+
+#include "nn/fused_resnet.h"
+#include "nn/patch_features.h"
+#include "nn/preprocess.h"
+#include "nn/resnet.h"
+#include "nn/weights.h"
+#include "util/log.h"
+#include "util/progress.h"
+
+namespace pv {
+namespace {
+
+// Reads images batch by batch: each batch is decoded and preprocessed by all compute threads,
+// then handed to the network. (Decoding on a helper thread during the forward pass was slower:
+// the convolutions already use every core and the two fight for them.)
+class BatchReader {
+ public:
+  BatchReader(std::span<const std::filesystem::path> paths, int batch_size,
+              const nn::PreprocessOptions& preprocess)
+      : paths_(paths), batch_size_(static_cast<std::size_t>(batch_size)), preprocess_(preprocess) {}
+
+  // The next batch (N x 3 x S x S), or nullopt after the last one. Throws pv::Error naming an
+  // image that cannot be decoded.
+  std::optional<at::Tensor> next() {
+    if (position_ >= paths_.size()) return std::nullopt;
+    const auto chunk = paths_.subspan(position_, std::min(batch_size_, paths_.size() - position_));
+    position_ += chunk.size();
+    std::vector<at::Tensor> inputs(chunk.size());
+    std::vector<std::exception_ptr> errors(chunk.size());
+    at::parallel_for(
+        0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
+          for (auto i = begin; i < end; ++i) {
+            try {
+              inputs[i] = nn::preprocess(load_image(chunk[i]), preprocess_);
+            } catch (...) {
+              errors[i] = std::current_exception();  // exceptions must not escape an OpenMP region
+            }
+          }
+        });
+    for (const auto& error : errors) {
+      if (error) std::rethrow_exception(error);
+    }
+    return at::stack(inputs);
+  }
+
+ private:
+  std::span<const std::filesystem::path> paths_;
+  std::size_t batch_size_;
+  nn::PreprocessOptions preprocess_;
+  std::size_t position_ = 0;
+};
+
+// Parts of a torchvision checkpoint that PatchCore never runs.
+const std::vector<std::string> kUnusedWeights = {"fc.", "layer4."};
+
+// When a weights file does not fit the chosen backbone, it usually fits another one.
+std::string backbone_hint(const EmbedderOptions& options) {
+  for (const auto& name : nn::backbone_names()) {
+    if (name == options.backbone) continue;
+    const nn::ResNet candidate(nn::resnet_spec(name));
+    if (nn::weight_problems(*candidate, options.weights, kUnusedWeights).empty()) {
+      return "\nThe file fits backbone " + name + ": pass --backbone " + name + ".";
+    }
+  }
+  return "";
+}
+
+std::int64_t halve(std::int64_t size) {
+  return (size - 1) / 2 + 1;
+}  // stride-2 conv or pool
+
+}  // namespace
+
+struct Embedder::Impl {
+  EmbedderOptions options;
+  nn::PreprocessOptions preprocess;
+  nn::ResNet network{nullptr};
+  std::optional<nn::FusedResNet> fused;  // absent until the weights are final
+  bool pretrained = false;
+
+  void embed_batch(const at::Tensor& batch, float* out) const {
+    const at::InferenceMode inference;
+    const nn::Features features = fused->forward(batch);
+    // N x C x H x W, channels-last in memory, so the NHWC copy below is a plain memcpy.
+    const at::Tensor nhwc =
+        nn::patch_embeddings(features.layer2, features.layer3).permute({0, 2, 3, 1}).contiguous();
+    std::memcpy(out, nhwc.data_ptr<float>(), nhwc.numel() * sizeof(float));
+  }
+
+  GridShape grid() const {
+    const std::int64_t side = halve(halve(halve(preprocess.output_size())));
+    const auto channels = nn::feature_channels(network->spec);
+    return {side, side, channels[0] + channels[1]};
+  }
+
+  PatchEmbeddings allocate(std::size_t count) const {
+    PatchEmbeddings result{.count = static_cast<std::int64_t>(count), .grid = grid()};
+    result.values.resize(count * result.grid.height * result.grid.width * result.grid.dim);
+    return result;
+  }
+
+  void require_ready() const {
+    if (!fused) {
+      throw Error("backbone " + options.backbone +
+                  " has random weights that were never calibrated: call calibrate() on the "
+                  "training images first");
+    }
+  }
+};
+
+Embedder::Embedder(const EmbedderOptions& options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  impl_->preprocess = {options.image_size, options.crop_size};
+  nn::validate(impl_->preprocess);
+  if (options.batch_size <= 0) throw Error("--batch-size must be positive");
+  const int threads =
+      options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(threads, 1));
+
+  impl_->network = nn::ResNet(nn::resnet_spec(options.backbone));
+  impl_->network->eval();
+  if (!options.weights.empty()) {
+    try {
+      nn::load_safetensors(*impl_->network, options.weights, kUnusedWeights);
+    } catch (const Error& e) {
+      throw Error(e.what() + backbone_hint(options));
+    }
+    impl_->pretrained = true;
+    impl_->fused.emplace(*impl_->network);
+  } else {
+    impl_->network->reset_parameters(options.seed);
+    log::loud_warning(
+        "no pretrained weights (--weights): " + options.backbone + " is randomly initialised",
+        "The backbone uses torchvision's initialisation with seed " + std::to_string(options.seed) +
+            ", its BatchNorm statistics\nre-estimated on the training images. Anomaly detection "
+            "works, but far below\nImageNet weights (textures: image AUROC ~0.9 instead of ~0.99). "
+            "See the README,\n'Pretrained weights', to get them as .safetensors.");
+  }
+}
+
+std::vector<std::string> supported_backbones() {
+  return nn::backbone_names();
+}
+
+Embedder::~Embedder() = default;
+Embedder::Embedder(Embedder&&) noexcept = default;
+Embedder& Embedder::operator=(Embedder&&) noexcept = default;
+
+bool Embedder::pretrained() const {
+  return impl_->pretrained;
+}
+bool Embedder::ready() const {
+  return impl_->fused.has_value();
+}
+const EmbedderOptions& Embedder::options() const {
+  return impl_->options;
+}
+
+GridShape Embedder::grid() const {
+  return impl_->grid();
+}
+
+void Embedder::calibrate(std::span<const std::filesystem::path> images) {
+  if (images.empty()) throw Error("BatchNorm calibration needs at least one image");
+  ProgressBar progress("calibrate BN", images.size());
+  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess);
+  impl_->network->reestimate_batchnorm([&]() -> std::optional<at::Tensor> {
+    auto batch = reader.next();
+    if (batch) progress.advance(batch->size(0));
+    return batch;
+  });
+  impl_->fused.emplace(*impl_->network);
+}
+
+PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images) const {
+  impl_->require_ready();
+  PatchEmbeddings result = impl_->allocate(images.size());
+  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
+  ProgressBar progress("embed", images.size());
+  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess);
+  std::size_t done = 0;
+  while (auto batch = reader.next()) {
+    impl_->embed_batch(*batch, result.values.data() + done * per_image);
+    done += batch->size(0);
+    progress.advance(batch->size(0));
+  }
+  return result;
+}
+
+PatchEmbeddings Embedder::embed(std::span<const Image> images) const {
+  impl_->require_ready();
+  PatchEmbeddings result = impl_->allocate(images.size());
+  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
+  const auto batch_size = static_cast<std::size_t>(impl_->options.batch_size);
+  for (std::size_t start = 0; start < images.size(); start += batch_size) {
+    std::vector<at::Tensor> inputs;
+    for (std::size_t i = start; i < std::min(images.size(), start + batch_size); ++i) {
+      inputs.push_back(nn::preprocess(images[i], impl_->preprocess));
+    }
+    impl_->embed_batch(at::stack(inputs), result.values.data() + start * per_image);
+  }
+  return result;
+}
+
+}  // namespace pv

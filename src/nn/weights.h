@@ -1,0 +1,34 @@
+// Moving torchvision-layout weights between safetensors files and libtorch modules.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <torch/nn/module.h>
+
+namespace pv::nn {
+
+struct WeightsReport {
+  std::size_t loaded = 0;   // tensors copied into the module
+  std::size_t ignored = 0;  // tensors of parts we do not build (fc.*, layer4.*)
+};
+
+// Copies every parameter and buffer of `module` from the safetensors file, converting F16, BF16
+// and F64 to float32. Keys under `ignored_prefixes` may be present and are skipped; BatchNorm's
+// num_batches_tracked may be absent. Anything else (a missing key, an unexpected key, a wrong
+// shape, a non-float dtype) is a pv::Error naming every offending key; the module is only
+// modified when the whole file checks out.
+WeightsReport load_safetensors(torch::nn::Module& module, const std::filesystem::path& path,
+                               const std::vector<std::string>& ignored_prefixes);
+
+// The problems load_safetensors() would report for this file, without touching the module;
+// empty when the file fits.
+std::vector<std::string> weight_problems(const torch::nn::Module& module,
+                                         const std::filesystem::path& path,
+                                         const std::vector<std::string>& ignored_prefixes);
+
+// Writes every parameter and buffer (except num_batches_tracked) as F32 safetensors.
+void save_safetensors(const torch::nn::Module& module, const std::filesystem::path& path);
+
+}  // namespace pv::nn

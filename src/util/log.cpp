@@ -1,0 +1,47 @@
+#include "util/log.h"
+
+#include <atomic>
+#include <iostream>
+#include <mutex>
+#include <sstream>
+#include <string>
+
+namespace pv::log {
+namespace {
+
+std::mutex g_mutex;
+std::atomic<bool> g_quiet{false};
+
+void write(std::string_view text) {
+  const std::lock_guard lock(g_mutex);
+  std::cerr << text << std::flush;
+}
+
+}  // namespace
+
+void info(std::string_view message) {
+  if (!g_quiet) write(std::string(message) + "\n");
+}
+
+void warn(std::string_view message) {
+  write("patchvec: warning: " + std::string(message) + "\n");
+}
+
+void loud_warning(std::string_view title, std::string_view body) {
+  const std::string rule(78, '!');
+  std::ostringstream out;
+  out << rule << "\n!! WARNING: " << title << "\n";
+  std::istringstream lines{std::string(body)};
+  for (std::string line; std::getline(lines, line);) out << "!! " << line << "\n";
+  out << rule << "\n";
+  write(out.str());
+}
+
+void set_quiet(bool quiet) {
+  g_quiet = quiet;
+}
+bool quiet() {
+  return g_quiet;
+}
+
+}  // namespace pv::log
