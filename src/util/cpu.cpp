@@ -1,0 +1,36 @@
+#include "util/cpu.h"
+
+#include <cstdlib>
+
+#include <dlfcn.h>
+
+namespace pv {
+
+bool cpu_has_native_bf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+}
+
+std::string blas_core_name() {
+  // Looked up at run time: libtorch loads libblas.so.3, which need not be OpenBLAS.
+  using CoreName = char* (*)();
+  const auto get = reinterpret_cast<CoreName>(::dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  return get != nullptr ? std::string(get()) : std::string();
+}
+
+std::string better_blas_core() {
+  if (std::getenv("OPENBLAS_CORETYPE") != nullptr) return "";  // the user (or we) chose already
+  const std::string core = blas_core_name();
+  const bool generic = core == "Prescott" || core == "Core2" || core == "Nehalem" ||
+                       core == "Barcelona" || core == "Sandybridge";
+  if (!generic) return "";
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")) {
+    return "SKYLAKEX";
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "HASWELL";
+  return "";
+}
+
+}  // namespace pv

@@ -1,0 +1,22 @@
+// What the processor and the BLAS library under libtorch can do.
+#pragma once
+
+#include <string>
+
+namespace pv {
+
+// True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN then runs
+// bf16 matrix products several times faster than float32 ones.
+bool cpu_has_native_bf16();
+
+// OpenBLAS's name for the kernels it chose ("SkylakeX", "Haswell", ...); empty if the BLAS is
+// not OpenBLAS.
+std::string blas_core_name();
+
+// OpenBLAS 0.3.21 (Debian 12) does not know Sapphire Rapids and newer CPUs and falls back to its
+// generic "Prescott" kernels, 4-5x slower than its AVX-512 ones. The choice is made when the
+// library loads, so the only cure is OPENBLAS_CORETYPE in the environment of a new process.
+// Returns the core type to set, or empty when nothing needs fixing.
+std::string better_blas_core();
+
+}  // namespace pv

@@ -1,0 +1,109 @@
+#include "search/exact_search.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <patchvec/error.h>
+
+namespace pv::search {
+namespace {
+
+// Brute force in float64: the ground truth.
+Neighbors brute_force(const at::Tensor& bank, const at::Tensor& queries, int k) {
+  const at::Tensor d = at::cdist(queries.to(at::kDouble), bank.to(at::kDouble));
+  auto [values, indices] = d.topk(k, 1, /*largest=*/false);
+  return {values.to(at::kFloat), indices};
+}
+
+// Post-ReLU CNN features: non-negative, correlated, with a large common offset, which is what
+// makes a naive low-precision distance useless.
+at::Tensor feature_like(std::int64_t rows, std::int64_t dim, std::int64_t seed) {
+  at::manual_seed(seed);
+  const at::Tensor basis = at::randn({32, dim});
+  return at::relu(at::randn({rows, 32}).mm(basis) * 0.3 + 1.0);
+}
+
+void expect_exact(const Neighbors& actual, const Neighbors& expected) {
+  ASSERT_EQ(actual.distances.sizes(), expected.distances.sizes());
+  const at::Tensor relative =
+      (actual.distances - expected.distances).abs() / expected.distances.clamp_min(1e-6);
+  EXPECT_LT(relative.max().item<float>(), 1e-4);
+  // Same neighbours wherever the true distances are not (near) ties.
+  const at::Tensor gaps = expected.distances.narrow(1, 0, 1);
+  const auto same = (actual.indices == expected.indices);
+  const double agreement = same.to(at::kFloat).mean().item<double>();
+  EXPECT_GT(agreement, 0.999) << "fraction of identical neighbour indices";
+}
+
+struct Case {
+  Precision precision;
+  int k;
+  std::int64_t dim;
+};
+
+class ExactSearchMatchesBruteForce : public ::testing::TestWithParam<Case> {};
+
+TEST_P(ExactSearchMatchesBruteForce, OnFeatureLikeData) {
+  at::set_num_threads(2);
+  const auto [precision, k, dim] = GetParam();
+  const at::Tensor bank = feature_like(3000, dim, 1);
+  const at::Tensor queries = feature_like(300, dim, 2);
+  const ExactSearch search(bank, {.precision = precision});
+  expect_exact(search.search(queries, k), brute_force(bank, queries, k));
+}
+
+TEST_P(ExactSearchMatchesBruteForce, OnGaussianData) {
+  at::set_num_threads(2);
+  const auto [precision, k, dim] = GetParam();
+  at::manual_seed(3);
+  const at::Tensor bank = at::randn({2000, dim});
+  const at::Tensor queries = at::randn({100, dim});
+  const ExactSearch search(bank, {.precision = precision});
+  expect_exact(search.search(queries, k), brute_force(bank, queries, k));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Precisions, ExactSearchMatchesBruteForce,
+    ::testing::Values(Case{Precision::kFloat32, 1, 1536}, Case{Precision::kBFloat16, 1, 1536},
+                      Case{Precision::kFloat32, 9, 384}, Case{Precision::kBFloat16, 9, 384},
+                      Case{Precision::kBFloat16, 1, 7}),
+    [](const auto& info) {
+      return std::string(info.param.precision == Precision::kFloat32 ? "f32" : "bf16") + "_k" +
+             std::to_string(info.param.k) + "_d" + std::to_string(info.param.dim);
+    });
+
+TEST(ExactSearch, QueryInTheBankFindsItself) {
+  const at::Tensor bank = feature_like(500, 64, 4);
+  const ExactSearch search(bank, {.precision = Precision::kBFloat16});
+  const Neighbors found = search.search(bank.narrow(0, 100, 20), 1);
+  EXPECT_TRUE(at::equal(found.indices.squeeze(1), at::arange(100, 120, at::kLong)));
+  EXPECT_LT(found.distances.max().item<float>(), 1e-3);
+}
+
+TEST(ExactSearch, SmallBlocksGiveTheSameAnswer) {
+  const at::Tensor bank = feature_like(800, 96, 5);
+  const at::Tensor queries = feature_like(50, 96, 6);
+  const Neighbors whole = ExactSearch(bank).search(queries, 3);
+  const Neighbors blocked = ExactSearch(bank, {.max_block_bytes = 1000}).search(queries, 3);
+  EXPECT_TRUE(at::equal(whole.indices, blocked.indices));
+  EXPECT_TRUE(at::allclose(whole.distances, blocked.distances));
+}
+
+TEST(ExactSearch, KEqualToBankSizeSortsEverything) {
+  const at::Tensor bank = at::randn({5, 4});
+  const Neighbors all = ExactSearch(bank).search(bank.narrow(0, 0, 1), 5);
+  EXPECT_TRUE(at::equal(std::get<0>(all.indices.sort(1)), at::arange(5, at::kLong).unsqueeze(0)));
+  EXPECT_TRUE(at::equal(all.distances, std::get<0>(all.distances.sort(1))));
+}
+
+TEST(ExactSearch, BadArgumentsAreErrors) {
+  const ExactSearch search(at::randn({10, 8}));
+  EXPECT_THROW(search.search(at::randn({2, 7}), 1), Error);
+  EXPECT_THROW(search.search(at::randn({2, 8}), 11), Error);
+  EXPECT_THROW(search.search(at::randn({2, 8}), 0), Error);
+  EXPECT_THROW(ExactSearch(at::empty({0, 8})), Error);
+}
+
+}  // namespace
+}  // namespace pv::search
