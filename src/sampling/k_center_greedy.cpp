@@ -1,0 +1,204 @@
+#include "sampling/k_center_greedy.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <omp.h>
+
+#include <patchvec/error.h>
+
+#include "sampling/bf16_dot.h"
+
+namespace pv::sampling {
+namespace {
+
+// Rounding slack for the pruning tests (distances come from |a|^2 + |b|^2 - 2 a.b in float32):
+// pruning must never skip a point the textbook loop would move.
+constexpr float kSlack = 1.0f + 1e-4f;
+
+// Points are stored as bfloat16: half the memory of float32, and products run on the CPU's
+// bf16 dot-product instructions. The rounding (2^-8 relative per coordinate) is far below the
+// random projection's own distortion; the selection is exact greedy k-center on the rounded
+// points, with squared distances |a|^2 + |b|^2 - 2 a.b accumulated in float32.
+class Bf16Points {
+ public:
+  explicit Bf16Points(const at::Tensor& points)
+      : storage_(points.to(at::kBFloat16).contiguous()),
+        norms_(storage_.to(at::kFloat).pow(2).sum(1).contiguous()),
+        data_(reinterpret_cast<const Bf16*>(storage_.data_ptr<c10::BFloat16>())),
+        squared_norms_(norms_.data_ptr<float>()),
+        dim_(points.size(1)),
+        dot_(bf16_dot()) {}
+
+  float squared_distance(std::int64_t i, std::int64_t j) const {
+    const float d2 = squared_norms_[i] + squared_norms_[j] - 2 * dot_(row(i), row(j), dim_);
+    return d2 > 0 ? d2 : 0;
+  }
+
+ private:
+  const Bf16* row(std::int64_t i) const { return data_ + i * dim_; }
+
+  at::Tensor storage_;
+  at::Tensor norms_;
+  const Bf16* data_;
+  const float* squared_norms_;
+  std::int64_t dim_;
+  Bf16DotFn dot_;
+};
+
+void validate(const at::Tensor& points, const KCenterOptions& options) {
+  if (points.dim() != 2 || points.size(0) == 0) {
+    throw Error("coreset selection needs a non-empty N x d matrix of points");
+  }
+  if (options.centers < 1 || options.centers > points.size(0)) {
+    throw Error("coreset selection: cannot pick " + std::to_string(options.centers) +
+                " centres from " + std::to_string(points.size(0)) + " points");
+  }
+}
+
+std::int64_t random_start(std::int64_t count, std::uint64_t seed) {
+  std::mt19937_64 random(seed);
+  return std::uniform_int_distribution<std::int64_t>(0, count - 1)(random);
+}
+
+// One centre and the points closest to it.
+struct Cluster {
+  std::int64_t center = 0;  // point index
+  std::vector<std::int32_t> members;
+  float radius2 = 0;           // max squared distance of a member
+  std::int32_t farthest = -1;  // that member (-1 when the cluster is only its centre)
+};
+
+void refresh_radius(Cluster& cluster, const float* min_d2) {
+  cluster.radius2 = 0;
+  cluster.farthest = -1;
+  for (const auto i : cluster.members) {
+    if (min_d2[i] > cluster.radius2) {
+      cluster.radius2 = min_d2[i];
+      cluster.farthest = i;
+    }
+  }
+}
+
+}  // namespace
+
+KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& options) {
+  validate(input, options);
+  const Bf16Points points(input);
+  const std::int64_t count = input.size(0);
+
+  std::vector<float> min_d2(count);
+  std::vector<Cluster> clusters;
+  clusters.reserve(options.centers);
+  KCenterResult result;
+
+  // The first centre owns every point.
+  const std::int64_t first = random_start(count, options.seed);
+  at::parallel_for(0, count, 2048, [&](std::int64_t begin, std::int64_t end) {
+    for (auto i = begin; i < end; ++i) min_d2[i] = points.squared_distance(i, first);
+  });
+  min_d2[first] = 0;
+  Cluster root{.center = first};
+  root.members.resize(count);
+  for (std::int64_t i = 0; i < count; ++i) root.members[i] = static_cast<std::int32_t>(i);
+  refresh_radius(root, min_d2.data());
+  clusters.push_back(std::move(root));
+  result.indices.push_back(first);
+  if (options.on_progress) options.on_progress(1);
+
+  std::vector<float> center_d2;
+  const int threads = at::get_num_threads();
+  std::vector<std::vector<std::int32_t>> moved(threads);
+  while (static_cast<std::int64_t>(result.indices.size()) < options.centers) {
+    // The next centre: the point farthest from all centres.
+    const auto widest =
+        std::max_element(clusters.begin(), clusters.end(),
+                         [](const Cluster& a, const Cluster& b) { return a.radius2 < b.radius2; });
+    if (widest->farthest < 0) break;  // every point is a centre or a duplicate of one
+    const std::int64_t x = widest->farthest;
+
+    // Distances from x to every centre, then the clusters x may take points from.
+    center_d2.resize(clusters.size());
+    at::parallel_for(0, static_cast<std::int64_t>(clusters.size()), 256,
+                     [&](std::int64_t begin, std::int64_t end) {
+                       for (auto c = begin; c < end; ++c) {
+                         center_d2[c] = points.squared_distance(clusters[c].center, x);
+                       }
+                     });
+    std::vector<std::int64_t> touched;
+    for (std::size_t c = 0; c < clusters.size(); ++c) {
+      // |x - c| >= 2 r_c means no member i (|i - c| <= r_c) is closer to x than to c.
+      if (center_d2[c] < 4 * clusters[c].radius2 * kSlack)
+        touched.push_back(static_cast<std::int64_t>(c));
+    }
+    for (auto& list : moved) list.clear();
+    // Cluster sizes vary by orders of magnitude: hand them out one at a time.
+    const auto touched_count = static_cast<std::int64_t>(touched.size());
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (std::int64_t t = 0; t < touched_count; ++t) {
+      auto& taken = moved[omp_get_thread_num()];
+      Cluster& cluster = clusters[touched[t]];
+      const float to_center = center_d2[touched[t]];
+      std::size_t kept = 0;
+      for (const auto i : cluster.members) {
+        // |x - i| >= |x - c| - |i - c|: x can only be closer if |x - c| < 2 |i - c|.
+        if (to_center < 4 * min_d2[i] * kSlack && i != cluster.center) {
+          const float d2 = points.squared_distance(i, x);
+          if (d2 < min_d2[i]) {
+            min_d2[i] = d2;
+            taken.push_back(i);
+            continue;
+          }
+        }
+        cluster.members[kept++] = i;
+      }
+      cluster.members.resize(kept);
+      refresh_radius(cluster, min_d2.data());
+    }
+    Cluster fresh{.center = x};
+    for (const auto& list : moved)
+      fresh.members.insert(fresh.members.end(), list.begin(), list.end());
+    min_d2[x] = 0;
+    refresh_radius(fresh, min_d2.data());
+    clusters.push_back(std::move(fresh));
+    result.indices.push_back(x);
+    if (options.on_progress) options.on_progress(static_cast<std::int64_t>(result.indices.size()));
+  }
+
+  // Only duplicates are left: any of them will do.
+  std::vector<bool> chosen(count, false);
+  for (const auto i : result.indices) chosen[i] = true;
+  for (std::int64_t i = 0; static_cast<std::int64_t>(result.indices.size()) < options.centers;
+       ++i) {
+    if (!chosen[i]) result.indices.push_back(i);
+  }
+  const float covering =
+      std::max_element(clusters.begin(), clusters.end(), [](const Cluster& a, const Cluster& b) {
+        return a.radius2 < b.radius2;
+      })->radius2;
+  result.covering_radius = std::sqrt(static_cast<double>(covering));
+  return result;
+}
+
+KCenterResult greedy_k_center_naive(const at::Tensor& input, const KCenterOptions& options) {
+  validate(input, options);
+  // The same rounded points as the fast version works on.
+  const at::Tensor points = input.to(at::kBFloat16).to(at::kFloat).contiguous();
+  KCenterResult result;
+  std::int64_t next = random_start(points.size(0), options.seed);
+  at::Tensor min_d2 = at::full({points.size(0)}, std::numeric_limits<float>::infinity());
+  for (std::int64_t selected = 0; selected < options.centers; ++selected) {
+    result.indices.push_back(next);
+    min_d2 = at::minimum(min_d2, (points - points[next]).pow(2).sum(1));
+    next = min_d2.argmax().item<std::int64_t>();
+    if (options.on_progress) options.on_progress(selected + 1);
+  }
+  result.covering_radius = std::sqrt(min_d2.max().item<double>());
+  return result;
+}
+
+}  // namespace pv::sampling

@@ -1,0 +1,134 @@
+#include <set>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <gtest/gtest.h>
+
+#include <patchvec/error.h>
+
+#include "sampling/bf16_dot.h"
+#include "sampling/k_center_greedy.h"
+#include "sampling/random_projection.h"
+
+namespace pv::sampling {
+namespace {
+
+at::Tensor clustered_points(std::int64_t count, std::int64_t dim, std::int64_t seed) {
+  at::manual_seed(seed);
+  const at::Tensor centres = at::randn({20, dim}) * 4;
+  const at::Tensor which = at::randint(0, 20, {count}, at::kLong);
+  return (centres.index_select(0, which) + at::randn({count, dim})).contiguous();
+}
+
+// Covering radius measured from scratch: max over points of the distance to the nearest centre.
+double covering_radius(const at::Tensor& points, const std::vector<std::int64_t>& indices) {
+  const at::Tensor centres =
+      points.index_select(0, at::tensor(std::vector<std::int64_t>(indices), at::kLong));
+  return at::cdist(points.to(at::kDouble), centres.to(at::kDouble)).amin(1).max().item<double>();
+}
+
+TEST(JohnsonLindenstrauss, MatchesSklearnsFormula) {
+  // sklearn.random_projection.johnson_lindenstrauss_min_dim(78400, eps=0.9) == 278
+  EXPECT_EQ(johnson_lindenstrauss_dim(78400), 278);
+  EXPECT_EQ(johnson_lindenstrauss_dim(219520), 303);
+  EXPECT_EQ(johnson_lindenstrauss_dim(1000, 0.5), 331);
+}
+
+TEST(RandomProjection, IsSparseSeededAndPreservesDistancesRoughly) {
+  const RandomProjection a(1536, 300, 7), b(1536, 300, 7), c(1536, 300, 8);
+  const at::Tensor x = at::randn({200, 1536});
+  EXPECT_TRUE(at::equal(a.apply(x), b.apply(x)));
+  EXPECT_FALSE(at::equal(a.apply(x), c.apply(x)));
+  const at::Tensor original = at::pdist(x);
+  const at::Tensor projected = at::pdist(a.apply(x));
+  const at::Tensor ratio = projected / original;
+  EXPECT_NEAR(ratio.mean().item<double>(), 1.0, 0.05);
+  EXPECT_LT((ratio - 1).abs().max().item<double>(), 0.5);
+}
+
+TEST(KCenterGreedy, SameSelectionAsTheTextbookLoop) {
+  at::set_num_threads(2);
+  const at::Tensor points = clustered_points(5000, 24, 1);
+  const KCenterOptions options{.centers = 500, .seed = 3};
+  const KCenterResult fast = greedy_k_center(points, options);
+  const KCenterResult naive = greedy_k_center_naive(points, options);
+  ASSERT_EQ(fast.indices.size(), 500u);
+  // Both break exact ties differently and round differently; on continuous data they agree.
+  std::size_t same_prefix = 0;
+  while (same_prefix < 500 && fast.indices[same_prefix] == naive.indices[same_prefix])
+    ++same_prefix;
+  EXPECT_GE(same_prefix, 450u);
+  EXPECT_NEAR(fast.covering_radius, naive.covering_radius, 1e-3 * naive.covering_radius);
+  const at::Tensor rounded = points.to(at::kBFloat16).to(at::kFloat);  // what selection works on
+  EXPECT_NEAR(fast.covering_radius, covering_radius(rounded, fast.indices),
+              1e-3 * naive.covering_radius);
+  // On the original points the rounding moves the radius by well under 1 %.
+  EXPECT_NEAR(fast.covering_radius, covering_radius(points, fast.indices),
+              1e-2 * naive.covering_radius);
+}
+
+TEST(KCenterGreedy, StartsAtTheSeededPointAndNeverRepeats) {
+  const at::Tensor points = clustered_points(2000, 8, 2);
+  const KCenterResult result = greedy_k_center(points, {.centers = 300, .seed = 11});
+  const KCenterResult again = greedy_k_center(points, {.centers = 300, .seed = 11});
+  EXPECT_EQ(result.indices, again.indices);
+  EXPECT_EQ(std::set<std::int64_t>(result.indices.begin(), result.indices.end()).size(), 300u);
+  EXPECT_NE(greedy_k_center(points, {.centers = 300, .seed = 12}).indices[0], result.indices[0]);
+}
+
+TEST(KCenterGreedy, CoveringRadiusShrinksWithMoreCentres) {
+  const at::Tensor points = clustered_points(3000, 16, 3);
+  double previous = 1e30;
+  for (const std::int64_t centres : {10, 100, 1000}) {
+    const double radius = greedy_k_center(points, {.centers = centres}).covering_radius;
+    EXPECT_LT(radius, previous);
+    previous = radius;
+  }
+}
+
+TEST(KCenterGreedy, AllPointsIsTheWholeSetWithRadiusZero) {
+  const at::Tensor points = at::randn({50, 4});
+  const KCenterResult all = greedy_k_center(points, {.centers = 50});
+  EXPECT_EQ(std::set<std::int64_t>(all.indices.begin(), all.indices.end()).size(), 50u);
+  EXPECT_EQ(all.covering_radius, 0.0);
+}
+
+TEST(KCenterGreedy, DuplicatePointsStillGiveTheRequestedCount) {
+  const at::Tensor points = at::cat({at::ones({30, 3}), at::zeros({30, 3})});
+  const KCenterResult result = greedy_k_center(points, {.centers = 10});
+  EXPECT_EQ(std::set<std::int64_t>(result.indices.begin(), result.indices.end()).size(), 10u);
+  EXPECT_EQ(result.covering_radius, 0.0);
+}
+
+TEST(KCenterGreedy, ReportsProgress) {
+  std::int64_t last = 0;
+  greedy_k_center(at::randn({100, 4}),
+                  {.centers = 20, .on_progress = [&](std::int64_t n) { last = n; }});
+  EXPECT_EQ(last, 20);
+}
+
+TEST(KCenterGreedy, ImpossibleRequestsAreErrors) {
+  EXPECT_THROW(greedy_k_center(at::randn({10, 3}), {.centers = 11}), Error);
+  EXPECT_THROW(greedy_k_center(at::randn({10, 3}), {.centers = 0}), Error);
+  EXPECT_THROW(greedy_k_center(at::empty({0, 3}), {.centers = 1}), Error);
+}
+
+}  // namespace
+}  // namespace pv::sampling
+
+namespace pv::sampling {
+namespace {
+
+TEST(Bf16Dot, EveryImplementationAgreesWithScalar) {
+  const at::Tensor a = at::randn({1, 1000}).to(at::kBFloat16).contiguous();
+  const at::Tensor b = at::randn({1, 1000}).to(at::kBFloat16).contiguous();
+  const auto* x = reinterpret_cast<const Bf16*>(a.data_ptr<c10::BFloat16>());
+  const auto* y = reinterpret_cast<const Bf16*>(b.data_ptr<c10::BFloat16>());
+  for (const std::int64_t dim : {1, 7, 16, 31, 32, 33, 265, 1000}) {
+    const float expected = bf16_dot_scalar(x, y, dim);
+    EXPECT_NEAR(bf16_dot()(x, y, dim), expected, 1e-4 * (1 + std::abs(expected))) << dim;
+  }
+}
+
+}  // namespace
+}  // namespace pv::sampling
