@@ -2,6 +2,10 @@
 
 #include <bit>
 
+// GCC 12 flags the _mm512_undefined_* placeholders inside its own intrinsic headers.
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
 #include <immintrin.h>
 
 namespace pv::sampling {
