@@ -12,11 +12,13 @@ build_packages=(
   libtorch-dev libopenblas0-openmp      # libtorch; OpenBLAS instead of the reference BLAS
   libopencv-dev                         # image decoding and drawing
   libcli11-dev nlohmann-json3-dev       # command line, JSON
+  libssl-dev                            # SHA-256 of weights and model files
   python3-numpy python3-pil             # the demo's sample images (until `patchvec synth`)
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision     # the golden reference the tests compare against
+  python3-sklearn                       # reference AUROC, precision-recall and regions (scipy)
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

@@ -6,5 +6,8 @@
 namespace pv::cli {
 
 void add_embed_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_eval_command(CLI::App& app);
+void add_predict_command(CLI::App& app);
 
 }  // namespace pv::cli

@@ -9,6 +9,7 @@
 #include <patchvec/dataset.h>
 #include <patchvec/embedder.h>
 
+#include "cli_common.h"
 #include "commands.h"
 #include "util/npy.h"
 
@@ -64,16 +65,16 @@ void run_embed(const EmbedArgs& args) {
   const double total_seconds = seconds_since(start);
 
   if (args.json) {
-    const nlohmann::json summary = {{"category", args.category},
-                                    {"backbone", args.embedder.backbone},
-                                    {"pretrained", embedder.pretrained()},
-                                    {"shape", shape},
-                                    {"out", args.out.string()},
-                                    {"images", names},
-                                    {"timings",
-                                     {{"calibrate_s", calibrate_seconds},
-                                      {"embed_s", embed_seconds},
-                                      {"total_s", total_seconds}}}};
+    const nlohmann::ordered_json summary = {{"category", args.category},
+                                            {"backbone", args.embedder.backbone},
+                                            {"pretrained", embedder.pretrained()},
+                                            {"shape", shape},
+                                            {"out", args.out.string()},
+                                            {"images", names},
+                                            {"timings",
+                                             {{"calibrate_s", calibrate_seconds},
+                                              {"embed_s", embed_seconds},
+                                              {"total_s", total_seconds}}}};
     std::cout << summary.dump(2) << "\n";
     return;
   }
@@ -104,23 +105,8 @@ void add_embed_command(CLI::App& app) {
       ->required();
   cmd->add_option("--category", args->category, "Category folder under --data (e.g. tile)");
   cmd->add_option("--out", args->out, "Output .npy file (written atomically)")->required();
-  cmd->add_option("--backbone", args->embedder.backbone,
-                  "wide_resnet50_2 (1536-d patches), resnet50 (1536-d) or resnet18 (384-d)")
-      ->capture_default_str()
-      ->check(CLI::IsMember(supported_backbones()));
-  cmd->add_option("--weights", args->embedder.weights,
-                  "torchvision-layout ImageNet weights as .safetensors; without it the backbone is "
-                  "randomly initialised and its BatchNorm statistics re-estimated on the images")
-      ->check(CLI::ExistingFile);
+  add_embedder_options(*cmd, args->embedder);
   cmd->add_option("--seed", args->embedder.seed, "Seed of the random initialisation")
-      ->capture_default_str();
-  cmd->add_option("--image-size", args->embedder.image_size, "Resize images to this square size")
-      ->capture_default_str();
-  cmd->add_option("--crop-size", args->embedder.crop_size, "Centre crop after resizing (0 = none)")
-      ->capture_default_str();
-  cmd->add_option("--batch-size", args->embedder.batch_size, "Images per forward pass")
-      ->capture_default_str();
-  cmd->add_option("--threads", args->embedder.threads, "Compute threads (0 = one per core)")
       ->capture_default_str();
   cmd->add_flag("--json", args->json,
                 "Print a JSON summary (shape, image order, timings) on stdout");

@@ -1,12 +1,16 @@
 // patchvec: visual anomaly inspection with PatchCore and pgvector.
+#include <cstdlib>
 #include <exception>
 #include <iostream>
+#include <string>
 
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <patchvec/error.h>
 
 #include "commands.h"
+#include "util/cpu.h"
 #include "util/log.h"
 
 namespace {
@@ -20,14 +24,26 @@ constexpr const char* kDescription =
 
 constexpr const char* kFooter = R"(
 Examples:
-  patchvec embed --data mvtec --category tile --out tile.npy
-  patchvec embed --data mvtec --category tile --weights wide_resnet50_2.safetensors --out tile.npy
+  patchvec train --data mvtec --category tile,leather,grid --out models
+  patchvec eval --model models/tile.pvm --data mvtec --json tile.json --overlays pictures
+  patchvec predict --model models/tile.pvm new_images/ --heatmap heatmaps
+  patchvec train --data mvtec --category tile --weights wide_resnet50_2.safetensors --out models
 
 Run 'patchvec <command> --help' for the options of a command.)";
 
 }  // namespace
 
+// OpenBLAS picks its kernels when it loads, before main(); on CPUs it does not know it falls back
+// to slow generic ones. Re-run this program once with OPENBLAS_CORETYPE set (see util/cpu.h).
+void use_fast_blas(char** argv) {
+  const std::string core = pv::better_blas_core();
+  if (core.empty()) return;
+  ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the slow kernels
+}
+
 int main(int argc, char** argv) {
+  use_fast_blas(argv);
   CLI::App app(kDescription, "patchvec");
   app.footer(kFooter);
   app.require_subcommand(1);
@@ -35,6 +51,9 @@ int main(int argc, char** argv) {
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors on stderr (no progress bars)");
   app.parse_complete_callback([&] { pv::log::set_quiet(quiet); });
+  pv::cli::add_train_command(app);
+  pv::cli::add_eval_command(app);
+  pv::cli::add_predict_command(app);
   pv::cli::add_embed_command(app);
 
   try {

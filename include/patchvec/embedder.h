@@ -3,8 +3,10 @@
 // layer3, 3x3 average pooling, layer3 resized to layer2's grid, concatenated).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -45,13 +47,38 @@ struct PatchEmbeddings {
   std::vector<float> values;
 };
 
+// Everything needed to rebuild exactly this backbone later (model files store it).
+struct BackboneState {
+  std::string backbone;
+  std::filesystem::path weights;  // the weights file; empty for the seeded random initialisation
+  std::string weights_sha256;     // of that file, or of the generated parameters
+  std::uint64_t seed = 0;
+  std::vector<std::byte>
+      batchnorm;  // re-estimated BatchNorm tensors (safetensors); random init only
+};
+
+// Where embedding time goes, accumulated over calls.
+struct EmbedTimings {
+  double read_seconds = 0;      // reading, decoding and preprocessing images
+  double backbone_seconds = 0;  // the network and the patch features
+};
+
+// Receives embeddings batch by batch: `batch` holds images first .. first + batch.count - 1.
+using EmbeddingConsumer = std::function<void(const PatchEmbeddings& batch, std::size_t first)>;
+
 // Thread-safety: embed() is const and may run concurrently on one Embedder; construction and
 // calibrate() must not overlap with anything else.
 class Embedder {
  public:
   // Builds the backbone and loads the weights. Throws pv::Error for an unknown backbone, bad
-  // sizes, or a weights file that is unreadable, corrupt or does not fit the backbone.
+  // sizes, or a weights file that is unreadable, corrupt or does not fit the backbone. Without
+  // weights it warns loudly on stderr that the backbone is random.
   explicit Embedder(const EmbedderOptions& options);
+
+  // Rebuilds the backbone `state` describes, with the sizes and threads of `options` (its
+  // backbone, weights and seed are ignored). Throws pv::Error if the weights file is missing or
+  // its SHA-256 differs, or if the seeded initialisation no longer reproduces the same weights.
+  static Embedder restore(const BackboneState& state, const EmbedderOptions& options);
   ~Embedder();
   Embedder(Embedder&&) noexcept;
   Embedder& operator=(Embedder&&) noexcept;
@@ -66,14 +93,24 @@ class Embedder {
   // what makes a random backbone useful; with pretrained weights it is not needed.
   void calibrate(std::span<const std::filesystem::path> images);
 
-  PatchEmbeddings embed(std::span<const std::filesystem::path> images) const;
+  // Embeddings of all images at once (count x grid floats: ~4.8 MB per image for 1536-d).
+  PatchEmbeddings embed(std::span<const std::filesystem::path> images,
+                        std::string_view progress_label = "embed") const;
   PatchEmbeddings embed(std::span<const Image> images) const;
+
+  // The same, handed over batch by batch, for callers that keep only what they need.
+  void embed_each(std::span<const std::filesystem::path> images, const EmbeddingConsumer& consume,
+                  std::string_view progress_label = "embed", EmbedTimings* timings = nullptr) const;
+
+  // Requires ready(). Hashes the weights file on first use.
+  BackboneState state() const;
 
   GridShape grid() const;
   const EmbedderOptions& options() const;
 
  private:
   struct Impl;
+  explicit Embedder(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
 

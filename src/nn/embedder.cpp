@@ -18,6 +18,8 @@
 #include "nn/weights.h"
 #include "util/log.h"
 #include "util/progress.h"
+#include "util/sha256.h"
+#include "util/stopwatch.h"
 
 namespace pv {
 namespace {
@@ -84,7 +86,10 @@ std::int64_t halve(std::int64_t size) {
 }  // namespace
 
 struct Embedder::Impl {
+  void build(const EmbedderOptions& opts);
+
   EmbedderOptions options;
+  mutable std::string weights_sha256;  // of the weights file, computed when first needed
   nn::PreprocessOptions preprocess;
   nn::ResNet network{nullptr};
   std::optional<nn::FusedResNet> fused;  // absent until the weights are final
@@ -120,40 +125,111 @@ struct Embedder::Impl {
   }
 };
 
-Embedder::Embedder(const EmbedderOptions& options) : impl_(std::make_unique<Impl>()) {
-  impl_->options = options;
-  impl_->preprocess = {options.image_size, options.crop_size};
-  nn::validate(impl_->preprocess);
-  if (options.batch_size <= 0) throw Error("--batch-size must be positive");
-  const int threads =
-      options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(threads, 1));
+namespace {
 
-  impl_->network = nn::ResNet(nn::resnet_spec(options.backbone));
-  impl_->network->eval();
-  if (!options.weights.empty()) {
+bool is_running_statistic(const std::string& name) {
+  return name.ends_with("running_mean") || name.ends_with("running_var") ||
+         name.ends_with("num_batches_tracked");
+}
+
+void announce_random_backbone(const EmbedderOptions& options) {
+  log::loud_warning(
+      "no pretrained weights (--weights): " + options.backbone + " is randomly initialised",
+      "The backbone uses torchvision's initialisation with seed " + std::to_string(options.seed) +
+          ", its BatchNorm statistics\nre-estimated on the training images. Anomaly detection "
+          "works, but far below\nImageNet weights (textures: image AUROC ~0.9 instead of ~0.99). "
+          "See the README,\n'Pretrained weights', to get them as .safetensors.");
+}
+
+}  // namespace
+
+void Embedder::Impl::build(const EmbedderOptions& opts) {
+  options = opts;
+  preprocess = {opts.image_size, opts.crop_size};
+  nn::validate(preprocess);
+  if (opts.batch_size <= 0) throw Error("--batch-size must be positive");
+  const int threads =
+      opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(threads, 1));
+  network = nn::ResNet(nn::resnet_spec(opts.backbone));
+  network->eval();
+  if (!opts.weights.empty()) {
     try {
-      nn::load_safetensors(*impl_->network, options.weights, kUnusedWeights);
+      nn::load_safetensors(*network, opts.weights, kUnusedWeights);
     } catch (const Error& e) {
-      throw Error(e.what() + backbone_hint(options));
+      throw Error(e.what() + backbone_hint(opts));
     }
-    impl_->pretrained = true;
-    impl_->fused.emplace(*impl_->network);
+    pretrained = true;
+    fused.emplace(*network);
   } else {
-    impl_->network->reset_parameters(options.seed);
-    log::loud_warning(
-        "no pretrained weights (--weights): " + options.backbone + " is randomly initialised",
-        "The backbone uses torchvision's initialisation with seed " + std::to_string(options.seed) +
-            ", its BatchNorm statistics\nre-estimated on the training images. Anomaly detection "
-            "works, but far below\nImageNet weights (textures: image AUROC ~0.9 instead of ~0.99). "
-            "See the README,\n'Pretrained weights', to get them as .safetensors.");
+    network->reset_parameters(opts.seed);
   }
+}
+
+Embedder::Embedder(const EmbedderOptions& options) : impl_(std::make_unique<Impl>()) {
+  impl_->build(options);
+  if (!impl_->pretrained) announce_random_backbone(options);
+}
+
+Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& options) {
+  EmbedderOptions wanted = options;
+  wanted.backbone = state.backbone;
+  wanted.weights = state.weights;
+  wanted.seed = state.seed;
+  if (!state.weights.empty()) {
+    if (!std::filesystem::exists(state.weights)) {
+      throw Error("weights file " + state.weights.string() +
+                  " (the model was trained with it) does not exist; pass --weights with a copy");
+    }
+    const std::string actual = sha256_file_hex(state.weights);
+    if (actual != state.weights_sha256) {
+      throw Error("weights file " + state.weights.string() + " has SHA-256 " + actual +
+                  ", but the model was trained with " + state.weights_sha256);
+    }
+  }
+  Embedder embedder(std::make_unique<Impl>());
+  embedder.impl_->build(wanted);
+  if (state.weights.empty()) {
+    auto& network = *embedder.impl_->network;
+    if (nn::tensors_sha256(network, [](const std::string& n) {
+          return !is_running_statistic(n);
+        }) != state.weights_sha256) {
+      throw Error("the seeded random backbone (" + state.backbone + ", seed " +
+                  std::to_string(state.seed) +
+                  ") does not reproduce on this libtorch; retrain the model here");
+    }
+    nn::decode_tensors(network, state.batchnorm, "model's BatchNorm statistics: ");
+    embedder.impl_->fused.emplace(network);
+  }
+  embedder.impl_->weights_sha256 = state.weights_sha256;
+  return embedder;
+}
+
+BackboneState Embedder::state() const {
+  impl_->require_ready();
+  BackboneState state{.backbone = impl_->options.backbone,
+                      .weights = impl_->options.weights,
+                      .seed = impl_->options.seed};
+  if (impl_->pretrained) {
+    if (impl_->weights_sha256.empty())
+      impl_->weights_sha256 = sha256_file_hex(impl_->options.weights);
+    state.weights = std::filesystem::absolute(impl_->options.weights);
+    state.weights_sha256 = impl_->weights_sha256;
+  } else {
+    state.weights_sha256 = nn::tensors_sha256(
+        *impl_->network, [](const std::string& n) { return !is_running_statistic(n); });
+    state.batchnorm = nn::encode_tensors(*impl_->network, [](const std::string& n) {
+      return n.ends_with("running_mean") || n.ends_with("running_var");
+    });
+  }
+  return state;
 }
 
 std::vector<std::string> supported_backbones() {
   return nn::backbone_names();
 }
 
+Embedder::Embedder(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Embedder::~Embedder() = default;
 Embedder::Embedder(Embedder&&) noexcept = default;
 Embedder& Embedder::operator=(Embedder&&) noexcept = default;
@@ -184,18 +260,40 @@ void Embedder::calibrate(std::span<const std::filesystem::path> images) {
   impl_->fused.emplace(*impl_->network);
 }
 
-PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images) const {
+void Embedder::embed_each(std::span<const std::filesystem::path> images,
+                          const EmbeddingConsumer& consume, std::string_view progress_label,
+                          EmbedTimings* timings) const {
   impl_->require_ready();
-  PatchEmbeddings result = impl_->allocate(images.size());
-  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
-  ProgressBar progress("embed", images.size());
+  ProgressBar progress(std::string(progress_label), images.size());
   BatchReader reader(images, impl_->options.batch_size, impl_->preprocess);
   std::size_t done = 0;
+  Stopwatch clock;
   while (auto batch = reader.next()) {
-    impl_->embed_batch(*batch, result.values.data() + done * per_image);
-    done += batch->size(0);
-    progress.advance(batch->size(0));
+    const double read = clock.lap();
+    PatchEmbeddings embeddings = impl_->allocate(batch->size(0));
+    impl_->embed_batch(*batch, embeddings.values.data());
+    if (timings != nullptr) {
+      timings->read_seconds += read;
+      timings->backbone_seconds += clock.lap();
+    }
+    consume(embeddings, done);
+    clock.lap();
+    done += embeddings.count;
+    progress.advance(embeddings.count);
   }
+}
+
+PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images,
+                                std::string_view progress_label) const {
+  PatchEmbeddings result = impl_->allocate(images.size());
+  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
+  embed_each(
+      images,
+      [&](const PatchEmbeddings& batch, std::size_t first) {
+        std::copy(batch.values.begin(), batch.values.end(),
+                  result.values.begin() + first * per_image);
+      },
+      progress_label);
   return result;
 }
 

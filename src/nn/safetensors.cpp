@@ -64,9 +64,9 @@ std::string shape_string(std::span<const std::int64_t> shape) {
   return text + "]";
 }
 
-SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path) {
-  const auto bytes = file_.bytes();
-  const std::string where = "weights file " + path.string() + ": ";
+std::map<std::string, TensorEntry> parse_safetensors(std::span<const std::byte> bytes,
+                                                     const std::string& where) {
+  std::map<std::string, TensorEntry> tensors;
   if (bytes.size() < 8)
     throw Error(where + "truncated (" + std::to_string(bytes.size()) + " bytes, no header)");
   const std::uint64_t header_size = read_le64(bytes.data());
@@ -118,24 +118,27 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : file_(path
                     shape_string(entry.shape) + " of " + dtype_text);
       }
       entry.bytes = data.subspan(offsets[0], offsets[1] - offsets[0]);
-      tensors_.emplace(name, std::move(entry));
+      tensors.emplace(name, std::move(entry));
     } catch (const nlohmann::json::exception& e) {
       throw Error(at + "malformed description (" + e.what() + ")");
     }
   }
+  return tensors;
 }
 
-void write_safetensors(const std::filesystem::path& path,
-                       const std::map<std::string, FloatTensor>& tensors) {
+SafetensorsFile::SafetensorsFile(const std::filesystem::path& path)
+    : file_(path),
+      tensors_(parse_safetensors(file_.bytes(), "weights file " + path.string() + ": ")) {}
+
+std::vector<std::byte> encode_safetensors(const std::map<std::string, FloatTensor>& tensors) {
   nlohmann::json header = nlohmann::json::object();
   std::uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
     const auto count = std::accumulate(tensor.shape.begin(), tensor.shape.end(), std::int64_t{1},
                                        std::multiplies<>());
     if (count != static_cast<std::int64_t>(tensor.values.size())) {
-      throw Error("weights file " + path.string() + ": tensor " + name + " has " +
-                  std::to_string(tensor.values.size()) + " values for shape " +
-                  shape_string(tensor.shape));
+      throw Error("safetensors: tensor " + name + " has " + std::to_string(tensor.values.size()) +
+                  " values for shape " + shape_string(tensor.shape));
     }
     const std::uint64_t size = tensor.values.size() * sizeof(float);
     header[name] = {
@@ -144,14 +147,22 @@ void write_safetensors(const std::filesystem::path& path,
   }
   std::string header_text = header.dump();
   header_text.append((8 - header_text.size() % 8) % 8, ' ');  // keeps tensor data 8-byte aligned
-  std::array<std::byte, 8> length{};
+  std::vector<std::byte> bytes(8 + header_text.size() + offset);
   for (int i = 0; i < 8; ++i)
-    length[i] = static_cast<std::byte>(header_text.size() >> (8 * i) & 0xff);
+    bytes[i] = static_cast<std::byte>(header_text.size() >> (8 * i) & 0xff);
+  std::memcpy(bytes.data() + 8, header_text.data(), header_text.size());
+  std::byte* out = bytes.data() + 8 + header_text.size();
+  for (const auto& [name, tensor] : tensors) {
+    std::memcpy(out, tensor.values.data(), tensor.values.size() * sizeof(float));
+    out += tensor.values.size() * sizeof(float);
+  }
+  return bytes;
+}
 
+void write_safetensors(const std::filesystem::path& path,
+                       const std::map<std::string, FloatTensor>& tensors) {
   AtomicFile file(path);
-  file.write(length);
-  file.write(header_text);
-  for (const auto& [name, tensor] : tensors) file.write(std::as_bytes(tensor.values));
+  file.write(encode_safetensors(tensors));
   file.commit();
 }
 

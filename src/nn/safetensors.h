@@ -29,6 +29,11 @@ struct TensorEntry {
 
 std::string shape_string(std::span<const std::int64_t> shape);  // "[256, 512, 1, 1]"
 
+// Parses and validates safetensors bytes; `where` starts every error message ("weights file
+// w.safetensors: "). The entries point into `bytes`.
+std::map<std::string, TensorEntry> parse_safetensors(std::span<const std::byte> bytes,
+                                                     const std::string& where);
+
 // A safetensors file, memory-mapped and fully validated on open: header length, JSON, dtypes,
 // shapes and that every tensor's bytes lie inside the file and match its shape. Any defect is a
 // pv::Error naming the file (and the tensor). Read-only; safe to share across threads.
@@ -50,7 +55,10 @@ struct FloatTensor {
   std::span<const float> values;
 };
 
-// Writes F32 tensors as a safetensors file, atomically.
+// F32 tensors as safetensors bytes.
+std::vector<std::byte> encode_safetensors(const std::map<std::string, FloatTensor>& tensors);
+
+// The same, written to a file atomically.
 void write_safetensors(const std::filesystem::path& path,
                        const std::map<std::string, FloatTensor>& tensors);
 

@@ -10,6 +10,7 @@
 #include <patchvec/error.h>
 
 #include "nn/safetensors.h"
+#include "util/sha256.h"
 
 namespace pv::nn {
 namespace {
@@ -126,18 +127,66 @@ std::vector<std::string> weight_problems(const torch::nn::Module& module,
   return plan_load(module, SafetensorsFile(path), ignored_prefixes, /*convert=*/false).problems;
 }
 
-void save_safetensors(const torch::nn::Module& module, const std::filesystem::path& path) {
-  std::map<std::string, FloatTensor> tensors;
-  std::vector<torch::Tensor> keep_alive;
+namespace {
+
+// Float32, contiguous copies of the tensors `keep` accepts, by name (kept alive for views).
+std::map<std::string, torch::Tensor> float_state(const torch::nn::Module& module,
+                                                 const NameFilter& keep) {
+  std::map<std::string, torch::Tensor> state;
   for (const auto& [name, tensor] : named_state(module)) {
-    if (is_optional(name)) continue;
-    keep_alive.push_back(tensor.detach().to(torch::kFloat32).contiguous());
-    const auto& stored = keep_alive.back();
-    tensors.emplace(
-        name, FloatTensor{stored.sizes().vec(),
-                          {stored.data_ptr<float>(), static_cast<std::size_t>(stored.numel())}});
+    if (!is_optional(name) && keep(name)) {
+      state.emplace(name, tensor.detach().to(torch::kFloat32).contiguous());
+    }
   }
-  write_safetensors(path, tensors);
+  return state;
+}
+
+std::map<std::string, FloatTensor> views(const std::map<std::string, torch::Tensor>& state) {
+  std::map<std::string, FloatTensor> tensors;
+  for (const auto& [name, tensor] : state) {
+    tensors.emplace(
+        name, FloatTensor{tensor.sizes().vec(),
+                          {tensor.data_ptr<float>(), static_cast<std::size_t>(tensor.numel())}});
+  }
+  return tensors;
+}
+
+}  // namespace
+
+void save_safetensors(const torch::nn::Module& module, const std::filesystem::path& path) {
+  write_safetensors(path, views(float_state(module, [](const std::string&) { return true; })));
+}
+
+std::vector<std::byte> encode_tensors(const torch::nn::Module& module, const NameFilter& keep) {
+  return encode_safetensors(views(float_state(module, keep)));
+}
+
+void decode_tensors(torch::nn::Module& module, std::span<const std::byte> bytes,
+                    const std::string& where) {
+  const auto entries = parse_safetensors(bytes, where);
+  const auto targets = named_state(module);
+  std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
+  for (const auto& [name, entry] : entries) {
+    const auto target = targets.find(name);
+    if (target == targets.end()) throw Error(where + "unexpected tensor " + name);
+    if (entry.dtype != DType::kF32 || entry.shape != target->second.sizes().vec()) {
+      throw Error(where + "tensor " + name + " has shape " + shape_string(entry.shape) +
+                  ", expected F32 " + shape_string(target->second.sizes().vec()));
+    }
+    copies.emplace_back(target->second, to_float_tensor(entry, torch::kFloat32));
+  }
+  const torch::NoGradGuard no_grad;
+  for (auto& [destination, source] : copies) destination.copy_(source);
+}
+
+std::string tensors_sha256(const torch::nn::Module& module, const NameFilter& keep) {
+  Sha256 hash;
+  for (const auto& [name, tensor] : float_state(module, keep)) {
+    hash.update(std::as_bytes(std::span(name.data(), name.size())));
+    hash.update(std::as_bytes(
+        std::span(tensor.data_ptr<float>(), static_cast<std::size_t>(tensor.numel()))));
+  }
+  return hash.hex();
 }
 
 }  // namespace pv::nn

@@ -1,7 +1,10 @@
 // Moving torchvision-layout weights between safetensors files and libtorch modules.
 #pragma once
 
+#include <cstddef>
 #include <filesystem>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -30,5 +33,19 @@ std::vector<std::string> weight_problems(const torch::nn::Module& module,
 
 // Writes every parameter and buffer (except num_batches_tracked) as F32 safetensors.
 void save_safetensors(const torch::nn::Module& module, const std::filesystem::path& path);
+
+using NameFilter = std::function<bool(const std::string& name)>;
+
+// The named tensors `keep` accepts, as safetensors bytes.
+std::vector<std::byte> encode_tensors(const torch::nn::Module& module, const NameFilter& keep);
+
+// Copies every tensor in `bytes` (safetensors) into the module's tensor of the same name; names
+// the module lacks or shapes that differ are a pv::Error starting with `where`.
+void decode_tensors(torch::nn::Module& module, std::span<const std::byte> bytes,
+                    const std::string& where);
+
+// SHA-256 over the names and float32 bytes of the tensors `keep` accepts, in name order: a
+// fingerprint of weights that were generated rather than read from a file.
+std::string tensors_sha256(const torch::nn::Module& module, const NameFilter& keep);
 
 }  // namespace pv::nn

@@ -1,0 +1,143 @@
+#include "cli_common.h"
+
+#include <cmath>
+#include <cstdio>
+#include <iostream>
+
+#include <patchvec/dataset.h>
+
+#include "util/files.h"
+
+namespace pv::cli {
+
+void add_embedder_options(CLI::App& command, EmbedderOptions& options) {
+  command
+      .add_option("--backbone", options.backbone,
+                  "wide_resnet50_2 (1536-d patches), resnet50 (1536-d) or resnet18 (384-d)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(supported_backbones()));
+  command
+      .add_option("--weights", options.weights,
+                  "torchvision-layout ImageNet weights as .safetensors; without it the backbone is "
+                  "randomly initialised and its BatchNorm statistics re-estimated on the images")
+      ->check(CLI::ExistingFile);
+  command.add_option("--image-size", options.image_size, "Resize images to this square size")
+      ->capture_default_str();
+  command.add_option("--crop-size", options.crop_size, "Centre crop after resizing (0 = none)")
+      ->capture_default_str();
+  command.add_option("--batch-size", options.batch_size, "Images per forward pass")
+      ->capture_default_str();
+  command.add_option("--threads", options.threads, "Compute threads (0 = one per core)")
+      ->capture_default_str();
+}
+
+void write_json(const std::string& path, const nlohmann::ordered_json& json) {
+  const std::string text = json.dump(2) + "\n";
+  if (path == "-") {
+    std::cout << text;
+    return;
+  }
+  AtomicFile file(path);
+  file.write(text);
+  file.commit();
+}
+
+namespace {
+
+std::string cell(double value) {
+  if (std::isnan(value)) return "    -";
+  char text[16];
+  std::snprintf(text, sizeof text, "%.3f", value);
+  return text;
+}
+
+nlohmann::ordered_json number_or_null(double value) {
+  return std::isnan(value) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(value);
+}
+
+}  // namespace
+
+void print_table(const std::vector<EvaluationReport>& reports) {
+  std::printf("\n%-14s %11s %11s %8s\n", "category", "image AUROC", "pixel AUROC", "PRO");
+  std::printf("%-14s %11s %11s %8s\n", "--------", "-----------", "-----------", "---");
+  double image = 0, pixel = 0, pro = 0;
+  int pixel_count = 0;
+  for (const auto& r : reports) {
+    std::printf("%-14s %11s %11s %8s\n", r.category.c_str(), cell(r.image_auroc).c_str(),
+                cell(r.pixel_auroc).c_str(), cell(r.pro).c_str());
+    image += r.image_auroc;
+    if (!std::isnan(r.pixel_auroc)) {
+      pixel += r.pixel_auroc;
+      pro += r.pro;
+      ++pixel_count;
+    }
+  }
+  if (reports.size() > 1) {
+    const double n = static_cast<double>(reports.size());
+    std::printf("%-14s %11s %11s %8s\n", "mean", cell(image / n).c_str(),
+                cell(pixel_count ? pixel / pixel_count : NAN).c_str(),
+                cell(pixel_count ? pro / pixel_count : NAN).c_str());
+  }
+  std::printf("\n");
+}
+
+nlohmann::ordered_json to_json(const PredictTimings& t) {
+  const double per_image = t.images > 0 ? 1000.0 / static_cast<double>(t.images) : 0;
+  return {{"images", t.images},
+          {"read_s", t.read_seconds},
+          {"backbone_s", t.backbone_seconds},
+          {"search_s", t.search_seconds},
+          {"map_s", t.map_seconds},
+          {"ms_per_image",
+           {{"read", t.read_seconds * per_image},
+            {"backbone", t.backbone_seconds * per_image},
+            {"search", t.search_seconds * per_image},
+            {"map", t.map_seconds * per_image}}}};
+}
+
+nlohmann::ordered_json to_json(const EvaluationReport& report) {
+  nlohmann::ordered_json images = nlohmann::ordered_json::object();
+  for (const auto& image : report.images) {
+    images[image.relative_path] = {{"score", image.score},
+                                   {"normalized", image.normalized},
+                                   {"label", image.label},
+                                   {"defect", image.defect},
+                                   {"verdict", image.anomalous ? "anomalous" : "normal"}};
+  }
+  nlohmann::ordered_json timings = to_json(report.timings);
+  timings["metrics_s"] = report.metrics_seconds;
+  timings["total_s"] = report.seconds;
+  return {
+      {"category", report.category},
+      {"image_auroc", report.image_auroc},
+      {"pixel_auroc", number_or_null(report.pixel_auroc)},
+      {"pro", number_or_null(report.pro)},
+      {"image_threshold", report.used.image},
+      {"pixel_threshold", report.used.pixel},
+      {"threshold_source", report.used_model_thresholds ? "model" : "this evaluation"},
+      {"f1_optimal",
+       {{"image_threshold", report.computed.image}, {"pixel_threshold", report.computed.pixel}}},
+      {"image_f1", report.image_f1},
+      {"normalization",
+       {{"image_min", report.used.image_min},
+        {"image_max", report.used.image_max},
+        {"pixel_min", report.used.pixel_min},
+        {"pixel_max", report.used.pixel_max}}},
+      {"images", images},
+      {"timings", timings}};
+}
+
+std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments) {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& argument : arguments) {
+    if (std::filesystem::is_directory(argument)) {
+      const auto inside = list_images(argument);
+      paths.insert(paths.end(), inside.begin(), inside.end());
+    } else {
+      paths.emplace_back(argument);
+    }
+  }
+  return paths;
+}
+
+}  // namespace pv::cli

@@ -1,0 +1,31 @@
+// Options and output helpers shared by the sub-commands.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include <patchvec/embedder.h>
+#include <patchvec/evaluation.h>
+#include <patchvec/model.h>
+
+namespace pv::cli {
+
+// --backbone, --weights, --seed, --image-size, --crop-size, --batch-size, --threads.
+void add_embedder_options(CLI::App& command, EmbedderOptions& options);
+
+// Writes `json` to `path` ("-" = stdout), atomically for files.
+void write_json(const std::string& path, const nlohmann::ordered_json& json);
+
+// The per-category table of the PatchCore paper: category, image AUROC, pixel AUROC, PRO.
+void print_table(const std::vector<EvaluationReport>& reports);
+
+nlohmann::ordered_json to_json(const EvaluationReport& report);
+nlohmann::ordered_json to_json(const PredictTimings& timings);
+
+// Images named on the command line; folders expand to the images directly inside them.
+std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments);
+
+}  // namespace pv::cli

@@ -1,0 +1,116 @@
+// patchvec predict: score images with a trained model.
+#include <cstdio>
+
+#include <opencv2/imgproc.hpp>
+
+#include <patchvec/model.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "image/render.h"
+
+namespace pv::cli {
+namespace {
+
+struct PredictArgs {
+  std::filesystem::path model;
+  std::vector<std::string> images;
+  bool json = false;
+  std::filesystem::path heatmaps;
+  std::filesystem::path weights;
+  int threads = 0;
+  int batch_size = 8;
+};
+
+std::filesystem::path write_heatmap(const std::filesystem::path& folder,
+                                    const std::filesystem::path& image, const Model& model,
+                                    const Prediction& p) {
+  const ModelInfo& info = model.info();
+  const cv::Mat view = render::model_view(load_image(image), info.image_size, info.crop_size, 320);
+  std::vector<float> normalized(p.map.values.size());
+  for (std::size_t i = 0; i < normalized.size(); ++i) {
+    const float n = model.normalize_pixel(p.map.values[i]);
+    normalized[i] = std::isnan(n) ? 0.0f : n;
+  }
+  char caption[256];
+  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", image.filename().c_str(), p.score,
+                std::isnan(p.normalized) ? "no threshold" : (p.anomalous ? "ANOMALOUS" : "normal"));
+  const cv::Mat picture =
+      render::panels({view, render::heatmap_overlay(view, normalized, p.map.width, p.map.height)},
+                     {"image", "anomaly map"}, caption,
+                     p.anomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
+  std::filesystem::create_directories(folder);
+  // Folder and name: test/scratch/000.png and test/good/000.png must not overwrite each other.
+  const auto parent = image.parent_path().filename().string();
+  const auto path =
+      folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
+  render::write_png(path, picture);
+  return path;
+}
+
+void run_predict(const PredictArgs& args) {
+  const Model model = Model::load(
+      args.model,
+      {.weights = args.weights, .threads = args.threads, .batch_size = args.batch_size});
+  const auto images = expand_images(args.images);
+  PredictTimings timings;
+  const std::vector<Prediction> predictions = model.predict(images, "predict", &timings);
+  const auto& thresholds = model.info().thresholds;
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  if (!args.json) {
+    std::printf("%-40s %9s %10s  %s\n", "image", "score", "normalized", "verdict");
+  }
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const Prediction& p = predictions[i];
+    const std::string verdict = !thresholds ? "unknown" : p.anomalous ? "anomalous" : "normal";
+    std::string heatmap;
+    if (!args.heatmaps.empty())
+      heatmap = write_heatmap(args.heatmaps, images[i], model, p).string();
+    if (args.json) {
+      results.push_back(
+          {{"image", images[i].string()},
+           {"score", p.score},
+           {"normalized", std::isnan(p.normalized) ? nlohmann::ordered_json()
+                                                   : nlohmann::ordered_json(p.normalized)},
+           {"verdict", verdict},
+           {"heatmap",
+            heatmap.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(heatmap)}});
+    } else {
+      std::printf("%-40s %9.4f %10.3f  %s%s\n", images[i].string().c_str(), p.score, p.normalized,
+                  verdict.c_str(), heatmap.empty() ? "" : ("  " + heatmap).c_str());
+    }
+  }
+  if (args.json) {
+    write_json("-", {{"model", args.model.string()},
+                     {"category", model.info().category},
+                     {"image_threshold", thresholds ? nlohmann::ordered_json(thresholds->image)
+                                                    : nlohmann::ordered_json()},
+                     {"predictions", results},
+                     {"timings", to_json(timings)}});
+  }
+}
+
+}  // namespace
+
+void add_predict_command(CLI::App& app) {
+  auto args = std::make_shared<PredictArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "predict",
+      "Score images with a trained model: raw score, normalised score (0.5 = threshold), "
+      "verdict, and optionally heatmap pictures");
+  cmd->footer("");
+  cmd->add_option("--model", args->model, "Model file written by 'patchvec train'")
+      ->required()
+      ->check(CLI::ExistingFile);
+  cmd->add_option("images", args->images, "Images, or folders of images")->required();
+  cmd->add_flag("--json", args->json, "Print JSON on stdout");
+  cmd->add_option("--heatmap", args->heatmaps, "Folder for <image>_heatmap.png pictures");
+  cmd->add_option("--weights", args->weights,
+                  "The backbone weights, if they moved since training (checked by SHA-256)");
+  cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
+  cmd->add_option("--batch-size", args->batch_size, "Images per forward pass")
+      ->capture_default_str();
+  cmd->callback([args] { run_predict(*args); });
+}
+
+}  // namespace pv::cli

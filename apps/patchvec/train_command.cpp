@@ -1,0 +1,146 @@
+// patchvec train: fit a PatchCore model per category and save DIR/<category>.pvm.
+#include <cstdio>
+#include <iostream>
+#include <sstream>
+
+#include <patchvec/dataset.h>
+#include <patchvec/error.h>
+#include <patchvec/evaluation.h>
+#include <patchvec/model.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "util/log.h"
+#include "util/memory.h"
+
+namespace pv::cli {
+namespace {
+
+struct TrainArgs {
+  std::filesystem::path data;
+  std::string categories;
+  std::filesystem::path out;
+  std::string max_memory;
+  std::string json;
+  bool no_thresholds = false;
+  PatchCoreOptions model;
+};
+
+std::vector<std::string> split(const std::string& list) {
+  std::vector<std::string> items;
+  std::stringstream stream(list);
+  for (std::string item; std::getline(stream, item, ',');) {
+    if (!item.empty()) items.push_back(item);
+  }
+  return items;
+}
+
+nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
+  const ModelInfo& info = model.info();
+  return {{"backbone", info.backbone.backbone},
+          {"pretrained", info.pretrained},
+          {"train_images", info.train_images},
+          {"train_patches", info.train_patches},
+          {"bank_size", info.bank_size},
+          {"projection_dim", info.projection_dim},
+          {"covering_radius", info.covering_radius},
+          {"spilled_to_disk", fit.spilled},
+          {"peak_memory_bytes", fit.peak_memory_bytes},
+          {"timings",
+           {{"calibrate_s", fit.calibrate_seconds},
+            {"embed_s", fit.embed_seconds},
+            {"project_s", fit.project_seconds},
+            {"coreset_s", fit.coreset_seconds},
+            {"bank_neighbors_s", fit.neighbors_seconds},
+            {"fit_s", fit.total_seconds}}}};
+}
+
+void run_train(TrainArgs args) {
+  const auto categories = split(args.categories);
+  if (categories.empty()) throw pv::Error("--category names no category");
+  if (!args.max_memory.empty()) args.model.max_memory_bytes = parse_bytes(args.max_memory);
+  args.model.embedder.seed = args.model.seed;
+  std::filesystem::create_directories(args.out);
+
+  std::vector<EvaluationReport> reports;
+  nlohmann::ordered_json summary = nlohmann::ordered_json::array();
+  for (const auto& name : categories) {
+    const bool has_test = std::filesystem::is_directory(args.data / name / "test");
+    const Category category = read_category(args.data, name, has_test && !args.no_thresholds);
+    log::info("== " + name + ": " + std::to_string(category.train.size()) + " training images");
+    std::vector<std::filesystem::path> train;
+    for (const auto& sample : category.train) train.push_back(sample.image);
+
+    FitReport fit;
+    Model model = Model::fit(train, name, args.model, &fit);
+    nlohmann::ordered_json entry = {{"category", name}, {"fit", fit_json(model, fit)}};
+    if (!category.test.empty()) {
+      // anomalib's default too: thresholds and normalisation come from the labelled test split.
+      const EvaluationReport report = evaluate(model, category);
+      model.set_thresholds(thresholds_from(report));
+      entry["thresholds"] = {{"image", report.computed.image},
+                             {"pixel", report.computed.pixel},
+                             {"source", report.computed.source}};
+      entry["image_auroc"] = report.image_auroc;
+      entry["pixel_auroc"] = std::isnan(report.pixel_auroc)
+                                 ? nlohmann::ordered_json()
+                                 : nlohmann::ordered_json(report.pixel_auroc);
+      entry["pro"] =
+          std::isnan(report.pro) ? nlohmann::ordered_json() : nlohmann::ordered_json(report.pro);
+      reports.push_back(report);
+    } else {
+      log::warn("category " + name +
+                " has no labelled test split: the model has no thresholds, so predictions carry "
+                "raw scores only");
+    }
+    const auto path = args.out / (name + ".pvm");
+    model.save(path);
+    entry["model"] = path.string();
+    std::printf("%s: bank of %lld patches (%.0f%% of %lld) in %.1f s -> %s\n", name.c_str(),
+                static_cast<long long>(model.info().bank_size), 100.0 * args.model.coreset_ratio,
+                static_cast<long long>(model.info().train_patches), fit.total_seconds,
+                path.c_str());
+    summary.push_back(entry);
+  }
+  if (!reports.empty()) print_table(reports);
+  if (!args.json.empty()) write_json(args.json, summary);
+}
+
+}  // namespace
+
+void add_train_command(CLI::App& app) {
+  auto args = std::make_shared<TrainArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "train",
+      "Fit PatchCore on the defect-free training images of each category and save "
+      "OUT/<category>.pvm; with a labelled test split, also set its thresholds and report AUROC");
+  cmd->footer("");
+  cmd->add_option("--data", args->data, "Dataset root in MVTec AD layout")->required();
+  cmd->add_option("--category", args->categories, "Category, or several separated by commas")
+      ->required();
+  cmd->add_option("--out", args->out, "Folder for the model files")->required();
+  add_embedder_options(*cmd, args->model.embedder);
+  cmd->add_option("--coreset-ratio", args->model.coreset_ratio,
+                  "Fraction of training patches kept in the memory bank (1 = all, no sampling)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--num-neighbors", args->model.num_neighbors,
+                  "Bank neighbours used to re-weight the image score (1 = plain maximum)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--projection-dim", args->model.projection_dim,
+                  "Dimension of the random projection for coreset selection (0 = anomalib's "
+                  "Johnson-Lindenstrauss choice)")
+      ->capture_default_str();
+  cmd->add_option("--seed", args->model.seed,
+                  "Seed of the random projection, the first coreset centre and a random backbone")
+      ->capture_default_str();
+  cmd->add_option("--max-memory", args->max_memory,
+                  "Memory budget, e.g. 4G: training patches beyond it go to a temporary file");
+  cmd->add_flag("--no-thresholds", args->no_thresholds,
+                "Do not evaluate the test split to set thresholds");
+  cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
+  cmd->callback([args] { run_train(*args); });
+}
+
+}  // namespace pv::cli

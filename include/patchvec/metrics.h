@@ -1,0 +1,51 @@
+// Evaluation metrics of anomaly detection, as anomalib and the MVTec AD benchmark define them.
+// Labels: 0 = normal, 1 = anomalous. Higher scores mean "more anomalous".
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+namespace pv {
+
+// The ROC curve at every distinct score (predicting "anomalous" when score >= threshold), from
+// (0, 0) to (1, 1); tied scores make one diagonal step, as in scikit-learn.
+struct RocCurve {
+  std::vector<double> fpr;
+  std::vector<double> tpr;
+  std::vector<float> thresholds;  // thresholds[i] gives point i + 1 (point 0 is "nothing flagged")
+};
+
+// Throws pv::Error unless both classes are present and the spans have the same length.
+RocCurve roc_curve(std::span<const float> scores, std::span<const std::uint8_t> labels);
+
+// Area under the ROC curve (trapezoids): ties count one half, as the Mann-Whitney U statistic.
+double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels);
+
+// The threshold that maximises F1 (anomalib's F1AdaptiveThreshold; the lowest such threshold
+// when several tie).
+struct F1Threshold {
+  float threshold = 0;
+  double f1 = 0;
+  double precision = 0;
+  double recall = 0;
+};
+F1Threshold f1_optimal_threshold(std::span<const float> scores,
+                                 std::span<const std::uint8_t> labels);
+
+// One image's anomaly map and ground-truth mask, width x height, row-major.
+struct PixelMap {
+  std::span<const float> scores;
+  std::span<const std::uint8_t> mask;
+  int width = 0;
+  int height = 0;
+};
+
+// Per-region overlap (Bergmann et al., MVTec AD): every connected ground-truth region
+// (8-connectivity) is one region; PRO(t) is the mean over all regions of the fraction of the
+// region's pixels scoring >= t; FPR(t) is over all normal pixels of all images. Returns the area
+// under PRO(FPR) for FPR in [0, fpr_limit], divided by fpr_limit. Throws pv::Error without any
+// region or without normal pixels.
+double pro_score(std::span<const PixelMap> images, double fpr_limit = 0.3);
+
+}  // namespace pv

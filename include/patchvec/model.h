@@ -1,0 +1,146 @@
+// A PatchCore model for one category: fit it on defect-free images, save it, load it, and score
+// new images with an image score and a pixel anomaly map.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <patchvec/embedder.h>
+#include <patchvec/image.h>
+
+namespace pv {
+
+enum class MapUpsampling {
+  kBilinear,  // default: smooth maps
+  kNearest,   // anomalib 2.x's F.interpolate default, for exact comparisons with it
+};
+
+struct PatchCoreOptions {
+  EmbedderOptions embedder;
+  double coreset_ratio = 0.1;       // fraction of training patches kept in the bank; 1 = all
+  std::int64_t projection_dim = 0;  // coreset selection space; 0 = Johnson-Lindenstrauss (eps 0.9)
+  int num_neighbors = 9;            // image-score re-weighting; 1 = plain maximum
+  std::uint64_t seed = 0;           // random projection and first coreset centre
+  std::int64_t max_memory_bytes =
+      0;               // training patches beyond this go to a temporary file; 0 = none
+  double sigma = 4.0;  // Gaussian blur of the anomaly map
+  MapUpsampling upsampling = MapUpsampling::kBilinear;
+};
+
+// Decision thresholds on raw scores and the statistics that normalise scores around them, as
+// anomalib does: normalized = clamp((score - threshold) / (max - min) + 0.5, 0, 1).
+struct Thresholds {
+  float image = 0;  // F1-optimal on labelled images
+  float pixel = 0;  // F1-optimal on labelled pixels
+  float image_min = 0, image_max = 1;
+  float pixel_min = 0, pixel_max = 1;
+  std::string source;  // what they were computed on, e.g. "test split of tile (117 images)"
+};
+
+// anomalib's min-max normalisation around a threshold: the threshold maps to 0.5.
+float normalize_score(float score, float threshold, float min, float max);
+
+// Raw pixel scores, row-major, at the crop size.
+struct AnomalyMap {
+  int width = 0;
+  int height = 0;
+  std::vector<float> values;
+};
+
+struct Prediction {
+  float score = 0;          // raw image score
+  float normalized = 0.5f;  // see Thresholds; 0.5 means "at the threshold"; NaN without thresholds
+  bool anomalous = false;   // score >= image threshold; false without thresholds
+  AnomalyMap map;
+};
+
+struct ModelInfo {
+  std::string category;
+  std::string created;  // ISO 8601, UTC
+  BackboneState backbone;
+  bool pretrained = false;
+  int image_size = 256;
+  int crop_size = 224;
+  GridShape grid;
+  std::int64_t bank_size = 0;
+  std::int64_t train_images = 0;
+  std::int64_t train_patches = 0;
+  double coreset_ratio = 0.1;
+  std::int64_t projection_dim = 0;
+  double covering_radius = 0;  // of the coreset, in the projected space
+  std::uint64_t seed = 0;
+  int num_neighbors = 9;
+  double sigma = 4.0;
+  MapUpsampling upsampling = MapUpsampling::kBilinear;
+  std::optional<Thresholds> thresholds;
+};
+
+struct FitReport {
+  double calibrate_seconds = 0;  // BatchNorm re-estimation (random backbone only)
+  double embed_seconds = 0;      // reading images and the backbone
+  double project_seconds = 0;    // random projection (included in embed_seconds)
+  double coreset_seconds = 0;
+  double neighbors_seconds = 0;  // the bank's own nearest neighbours
+  double total_seconds = 0;
+  bool spilled = false;                // training patches went to a temporary file
+  std::int64_t peak_memory_bytes = 0;  // of the process so far
+};
+
+struct PredictTimings {
+  double read_seconds = 0;      // decoding and preprocessing
+  double backbone_seconds = 0;  // network and patch features
+  double search_seconds = 0;    // nearest neighbours and image scores
+  double map_seconds = 0;       // upsampling and blur
+  std::int64_t images = 0;
+};
+
+struct ModelLoadOptions {
+  std::filesystem::path weights;  // overrides the weights path stored in the model (same SHA-256)
+  int threads = 0;
+  int batch_size = 8;
+};
+
+// A loaded model is read-only: predict() may run on many threads at once. set_thresholds() and
+// save() must not overlap with anything else.
+class Model {
+ public:
+  // Fits the memory bank on defect-free images. Throws pv::Error for unreadable images, bad
+  // options or weights (see Embedder).
+  static Model fit(std::span<const std::filesystem::path> images, std::string category,
+                   const PatchCoreOptions& options, FitReport* report = nullptr);
+
+  // Reads a model file and rebuilds its backbone. Throws pv::Error naming the file for a missing,
+  // truncated, corrupt or incompatible file, or missing/different weights.
+  static Model load(const std::filesystem::path& path, const ModelLoadOptions& options = {});
+
+  // Writes the model atomically (temporary file + rename).
+  void save(const std::filesystem::path& path) const;
+
+  std::vector<Prediction> predict(std::span<const std::filesystem::path> images,
+                                  std::string_view progress_label = "predict",
+                                  PredictTimings* timings = nullptr) const;
+  Prediction predict(const Image& image) const;
+
+  void set_thresholds(const Thresholds& thresholds);
+  float normalize_image(float score) const;  // NaN without thresholds
+  float normalize_pixel(float score) const;
+
+  const ModelInfo& info() const;
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+ private:
+  struct Impl;
+  explicit Model(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pv

@@ -1,0 +1,153 @@
+#include <algorithm>
+#include <numeric>
+#include <string>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <patchvec/error.h>
+#include <patchvec/metrics.h>
+
+namespace pv {
+namespace {
+
+void check(std::span<const float> scores, std::span<const std::uint8_t> labels) {
+  if (scores.size() != labels.size()) {
+    throw Error("metrics: " + std::to_string(scores.size()) + " scores for " +
+                std::to_string(labels.size()) + " labels");
+  }
+  const auto positives = std::count_if(labels.begin(), labels.end(), [](auto l) { return l != 0; });
+  if (positives == 0 || positives == static_cast<std::ptrdiff_t>(labels.size())) {
+    throw Error(std::string("metrics: every sample is ") +
+                (positives == 0 ? "normal" : "anomalous") +
+                "; AUROC and thresholds need both classes");
+  }
+}
+
+// Indices sorted by descending score.
+std::vector<std::uint32_t> descending(std::span<const float> scores) {
+  std::vector<std::uint32_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0u);
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return scores[a] > scores[b]; });
+  return order;
+}
+
+// Trapezoid area under y(x) for x in [0, limit], x non-decreasing, interpolating at `limit`.
+double area(const std::vector<double>& x, const std::vector<double>& y, double limit) {
+  double total = 0;
+  for (std::size_t i = 1; i < x.size(); ++i) {
+    if (x[i - 1] >= limit) break;
+    double x1 = x[i];
+    double y1 = y[i];
+    if (x1 > limit) {
+      y1 = y[i - 1] + (y[i] - y[i - 1]) * (limit - x[i - 1]) / (x[i] - x[i - 1]);
+      x1 = limit;
+    }
+    total += (x1 - x[i - 1]) * (y1 + y[i - 1]) / 2;
+  }
+  return total;
+}
+
+}  // namespace
+
+RocCurve roc_curve(std::span<const float> scores, std::span<const std::uint8_t> labels) {
+  check(scores, labels);
+  const auto order = descending(scores);
+  const auto positives = static_cast<double>(
+      std::count_if(labels.begin(), labels.end(), [](auto l) { return l != 0; }));
+  const double negatives = static_cast<double>(labels.size()) - positives;
+  RocCurve curve{{0.0}, {0.0}, {}};
+  double tp = 0;
+  double fp = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    (labels[order[i]] != 0 ? tp : fp) += 1;
+    const bool last_of_tie = i + 1 == order.size() || scores[order[i + 1]] != scores[order[i]];
+    if (last_of_tie) {
+      curve.fpr.push_back(fp / negatives);
+      curve.tpr.push_back(tp / positives);
+      curve.thresholds.push_back(scores[order[i]]);
+    }
+  }
+  return curve;
+}
+
+double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels) {
+  const RocCurve curve = roc_curve(scores, labels);
+  return area(curve.fpr, curve.tpr, 1.0);
+}
+
+F1Threshold f1_optimal_threshold(std::span<const float> scores,
+                                 std::span<const std::uint8_t> labels) {
+  check(scores, labels);
+  const auto order = descending(scores);
+  const auto positives = static_cast<double>(
+      std::count_if(labels.begin(), labels.end(), [](auto l) { return l != 0; }));
+  F1Threshold best;
+  double tp = 0;
+  double fp = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    (labels[order[i]] != 0 ? tp : fp) += 1;
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;
+    const double precision = tp / (tp + fp);
+    const double recall = tp / positives;
+    const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0;
+    if (f1 >= best.f1) {  // descending thresholds: ">=" keeps the lowest of tied ones
+      best = {scores[order[i]], f1, precision, recall};
+    }
+  }
+  return best;
+}
+
+double pro_score(std::span<const PixelMap> images, double fpr_limit) {
+  if (!(fpr_limit > 0 && fpr_limit <= 1)) throw Error("PRO: the FPR limit must be in (0, 1]");
+  // Every pixel becomes (score, weight towards FPR or towards its region's overlap).
+  std::vector<float> scores;
+  std::vector<std::int32_t> region;  // -1 for normal pixels
+  std::vector<double> region_size;
+  for (const auto& image : images) {
+    const auto pixels = static_cast<std::size_t>(image.width) * image.height;
+    if (image.scores.size() != pixels || image.mask.size() != pixels) {
+      throw Error("PRO: map and mask sizes differ from " + std::to_string(image.width) + " x " +
+                  std::to_string(image.height));
+    }
+    cv::Mat mask(image.height, image.width, CV_8UC1, const_cast<std::uint8_t*>(image.mask.data()));
+    cv::Mat labels;
+    const int count = cv::connectedComponents(mask != 0, labels, 8, CV_32S);
+    const auto offset = static_cast<std::int32_t>(region_size.size());
+    region_size.resize(region_size.size() + count - 1, 0.0);
+    for (int y = 0; y < image.height; ++y) {
+      const auto* row = labels.ptr<std::int32_t>(y);
+      for (int x = 0; x < image.width; ++x) {
+        const std::int32_t id = row[x] == 0 ? -1 : offset + row[x] - 1;
+        if (id >= 0) region_size[id] += 1;
+        region.push_back(id);
+      }
+    }
+    scores.insert(scores.end(), image.scores.begin(), image.scores.end());
+  }
+  const double regions = static_cast<double>(region_size.size());
+  const auto normal = static_cast<double>(std::count(region.begin(), region.end(), -1));
+  if (regions == 0) throw Error("PRO: no anomalous region in any mask");
+  if (normal == 0) throw Error("PRO: no normal pixel in any mask");
+
+  const auto order = descending(scores);
+  std::vector<double> fpr{0.0};
+  std::vector<double> pro{0.0};
+  double false_positive = 0;
+  double overlap = 0;
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    const std::int32_t id = region[order[i]];
+    if (id < 0) {
+      false_positive += 1 / normal;
+    } else {
+      overlap += 1 / (region_size[id] * regions);
+    }
+    if (i + 1 < order.size() && scores[order[i + 1]] == scores[order[i]]) continue;
+    fpr.push_back(false_positive);
+    pro.push_back(overlap);
+    if (false_positive > fpr_limit) break;
+  }
+  return area(fpr, pro, fpr_limit) / fpr_limit;
+}
+
+}  // namespace pv

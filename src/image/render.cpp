@@ -1,0 +1,127 @@
+#include "image/render.h"
+
+#include <cmath>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <patchvec/error.h>
+
+#include "util/files.h"
+
+namespace pv::render {
+namespace {
+
+cv::Rect centre_crop(int full, int crop) {
+  // torchvision: offset = int(round((full - crop) / 2.0)), round half to even.
+  const int offset = static_cast<int>(std::nearbyint((full - crop) / 2.0));
+  return {offset, offset, crop, crop};
+}
+
+// Display geometry: the image is resized to `scaled` and the central `size` square is kept, so
+// that size / scaled == crop_size / image_size.
+int scaled_size(int image_size, int crop_size, int size) {
+  return crop_size > 0
+             ? static_cast<int>(std::lround(static_cast<double>(size) * image_size / crop_size))
+             : size;
+}
+
+}  // namespace
+
+cv::Mat model_view(const Image& image, int image_size, int crop_size, int size) {
+  const cv::Mat rgb(image.height, image.width, CV_32FC3, const_cast<float*>(image.pixels.data()));
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  bgr.convertTo(bgr, CV_8UC3, 255.0);
+  const int scaled = scaled_size(image_size, crop_size, size);
+  cv::Mat resized;
+  cv::resize(bgr, resized, {scaled, scaled}, 0, 0, cv::INTER_AREA);
+  return resized(centre_crop(scaled, size)).clone();
+}
+
+cv::Mat model_view_mask(const cv::Mat& mask, int image_size, int crop_size, int size) {
+  const int scaled = scaled_size(image_size, crop_size, size);
+  cv::Mat out(size, size, CV_8UC1);
+  const cv::Rect crop = centre_crop(scaled, size);
+  for (int y = 0; y < size; ++y) {
+    // floor(dst * in / out), as torch's "nearest"
+    const int sy = static_cast<int>(static_cast<std::int64_t>(y + crop.y) * mask.rows / scaled);
+    for (int x = 0; x < size; ++x) {
+      const int sx = static_cast<int>(static_cast<std::int64_t>(x + crop.x) * mask.cols / scaled);
+      out.at<std::uint8_t>(y, x) = mask.at<std::uint8_t>(sy, sx) > 0 ? 255 : 0;
+    }
+  }
+  return out;
+}
+
+cv::Mat load_mask(const std::filesystem::path& path) {
+  const Image image = load_image(path);
+  cv::Mat mask(image.height, image.width, CV_8UC1);
+  for (int y = 0; y < image.height; ++y) {
+    for (int x = 0; x < image.width; ++x)
+      mask.at<std::uint8_t>(y, x) = image.at(y, x, 0) > 0 ? 255 : 0;
+  }
+  return mask;
+}
+
+cv::Mat heatmap_overlay(const cv::Mat& view, std::span<const float> values, int width, int height,
+                        double opacity) {
+  const cv::Mat map(height, width, CV_32FC1, const_cast<float*>(values.data()));
+  cv::Mat resized;
+  cv::resize(map, resized, view.size(), 0, 0, cv::INTER_LINEAR);
+  cv::Mat grey;
+  resized.convertTo(grey, CV_8UC1, 255.0);
+  cv::Mat colors;
+  cv::applyColorMap(grey, colors, cv::COLORMAP_JET);
+  cv::Mat blended;
+  cv::addWeighted(view, 1.0 - opacity, colors, opacity, 0.0, blended);
+  cv::Mat region = resized >= 0.5f;  // normalised maps: 0.5 is the pixel threshold
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(region, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(blended, contours, -1, cv::Scalar(255, 255, 255), 2, cv::LINE_AA);
+  return blended;
+}
+
+cv::Mat mask_overlay(const cv::Mat& view, const cv::Mat& mask) {
+  if (mask.empty()) return view.clone();
+  cv::Mat out = view * 0.45;
+  out.setTo(cv::Scalar(40, 40, 230), mask);
+  std::vector<std::vector<cv::Point>> contours;
+  cv::findContours(mask.clone(), contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+  cv::drawContours(out, contours, -1, cv::Scalar(255, 255, 255), 1, cv::LINE_AA);
+  return out;
+}
+
+cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string>& titles,
+               const std::string& caption, const cv::Scalar& caption_color) {
+  constexpr int kGap = 8;
+  constexpr int kCaption = 34;
+  constexpr int kTitle = 24;
+  int width = kGap;
+  int height = 0;
+  for (const auto& image : images) {
+    width += image.cols + kGap;
+    height = std::max(height, image.rows);
+  }
+  cv::Mat out(kCaption + kTitle + height + kGap, width, CV_8UC3, cv::Scalar(32, 32, 32));
+  cv::putText(out, caption, {kGap, 23}, cv::FONT_HERSHEY_SIMPLEX, 0.6, caption_color, 1,
+              cv::LINE_AA);
+  int x = kGap;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    cv::putText(out, i < titles.size() ? titles[i] : "", {x, kCaption + 17},
+                cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(220, 220, 220), 1, cv::LINE_AA);
+    images[i].copyTo(out(cv::Rect(x, kCaption + kTitle, images[i].cols, images[i].rows)));
+    x += images[i].cols + kGap;
+  }
+  return out;
+}
+
+void write_png(const std::filesystem::path& path, const cv::Mat& image) {
+  std::vector<unsigned char> bytes;
+  if (!cv::imencode(".png", image, bytes)) throw Error("cannot encode PNG " + path.string());
+  AtomicFile file(path);
+  file.write(std::as_bytes(std::span(bytes.data(), bytes.size())));
+  file.commit();
+}
+
+}  // namespace pv::render

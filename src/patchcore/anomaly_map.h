@@ -1,0 +1,26 @@
+// From patch distances to a pixel anomaly map: upsample the patch grid to the image (crop) size,
+// then blur with a Gaussian (sigma 4, kernel 2*int(4 sigma + 0.5) + 1 = 33, reflect padding), as
+// anomalib's AnomalyMapGenerator does.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace pv::patchcore {
+
+enum class Upsampling {
+  kBilinear,  // smooth; what PatchVec uses by default
+  kNearest,   // F.interpolate's default, i.e. anomalib 2.x exactly
+};
+
+struct AnomalyMapOptions {
+  int size = 224;
+  double sigma = 4.0;
+  Upsampling upsampling = Upsampling::kBilinear;
+};
+
+int gaussian_kernel_size(double sigma);
+
+// `patch_scores`: B x h x w. Returns B x size x size float32.
+at::Tensor anomaly_maps(const at::Tensor& patch_scores, const AnomalyMapOptions& options);
+
+}  // namespace pv::patchcore

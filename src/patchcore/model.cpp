@@ -1,0 +1,331 @@
+// pv::Model: PatchCore assembled from the embedder, the memory bank, the scorer and the map.
+#include <cmath>
+#include <ctime>
+#include <limits>
+
+#include <ATen/ATen.h>
+
+#include <patchvec/error.h>
+#include <patchvec/model.h>
+
+#include "patchcore/anomaly_map.h"
+#include "patchcore/memory_bank.h"
+#include "patchcore/model_file.h"
+#include "patchcore/scorer.h"
+#include "util/memory.h"
+#include "util/progress.h"
+#include "util/stopwatch.h"
+
+namespace pv {
+namespace {
+
+constexpr const char* kFormatName = "patchvec-model";
+
+std::string utc_now() {
+  const std::time_t now = std::time(nullptr);
+  std::tm parts{};
+  gmtime_r(&now, &parts);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
+  return text;
+}
+
+const char* upsampling_name(MapUpsampling mode) {
+  return mode == MapUpsampling::kNearest ? "nearest" : "bilinear";
+}
+
+patchcore::Upsampling to_internal(MapUpsampling mode) {
+  return mode == MapUpsampling::kNearest ? patchcore::Upsampling::kNearest
+                                         : patchcore::Upsampling::kBilinear;
+}
+
+nlohmann::json to_json(const ModelInfo& info) {
+  nlohmann::json j = {
+      {"format", kFormatName},
+      {"category", info.category},
+      {"created", info.created},
+      {"backbone",
+       {{"name", info.backbone.backbone},
+        {"weights", info.backbone.weights.string()},
+        {"weights_sha256", info.backbone.weights_sha256},
+        {"seed", info.backbone.seed},
+        {"pretrained", info.pretrained}}},
+      {"preprocess", {{"image_size", info.image_size}, {"crop_size", info.crop_size}}},
+      {"grid", {{"height", info.grid.height}, {"width", info.grid.width}, {"dim", info.grid.dim}}},
+      {"coreset",
+       {{"ratio", info.coreset_ratio},
+        {"projection_dim", info.projection_dim},
+        {"seed", info.seed},
+        {"covering_radius", info.covering_radius},
+        {"train_images", info.train_images},
+        {"train_patches", info.train_patches},
+        {"bank_size", info.bank_size}}},
+      {"scoring",
+       {{"num_neighbors", info.num_neighbors},
+        {"sigma", info.sigma},
+        {"upsampling", upsampling_name(info.upsampling)}}},
+      {"thresholds", nullptr}};
+  if (info.thresholds) {
+    const Thresholds& t = *info.thresholds;
+    j["thresholds"] = {{"image", t.image},         {"pixel", t.pixel},
+                       {"image_min", t.image_min}, {"image_max", t.image_max},
+                       {"pixel_min", t.pixel_min}, {"pixel_max", t.pixel_max},
+                       {"source", t.source}};
+  }
+  return j;
+}
+
+ModelInfo from_json(const nlohmann::json& j) {
+  if (j.value("format", "") != kFormatName) throw Error("not a PatchVec model header");
+  ModelInfo info;
+  info.category = j.at("category").get<std::string>();
+  info.created = j.at("created").get<std::string>();
+  const auto& b = j.at("backbone");
+  info.backbone.backbone = b.at("name").get<std::string>();
+  info.backbone.weights = b.at("weights").get<std::string>();
+  info.backbone.weights_sha256 = b.at("weights_sha256").get<std::string>();
+  info.backbone.seed = b.at("seed").get<std::uint64_t>();
+  info.pretrained = b.at("pretrained").get<bool>();
+  info.image_size = j.at("preprocess").at("image_size").get<int>();
+  info.crop_size = j.at("preprocess").at("crop_size").get<int>();
+  const auto& g = j.at("grid");
+  info.grid = {g.at("height").get<std::int64_t>(), g.at("width").get<std::int64_t>(),
+               g.at("dim").get<std::int64_t>()};
+  const auto& c = j.at("coreset");
+  info.coreset_ratio = c.at("ratio").get<double>();
+  info.projection_dim = c.at("projection_dim").get<std::int64_t>();
+  info.seed = c.at("seed").get<std::uint64_t>();
+  info.covering_radius = c.at("covering_radius").get<double>();
+  info.train_images = c.at("train_images").get<std::int64_t>();
+  info.train_patches = c.at("train_patches").get<std::int64_t>();
+  info.bank_size = c.at("bank_size").get<std::int64_t>();
+  const auto& s = j.at("scoring");
+  info.num_neighbors = s.at("num_neighbors").get<int>();
+  info.sigma = s.at("sigma").get<double>();
+  info.upsampling = s.at("upsampling").get<std::string>() == "nearest" ? MapUpsampling::kNearest
+                                                                       : MapUpsampling::kBilinear;
+  if (!j.at("thresholds").is_null()) {
+    const auto& t = j.at("thresholds");
+    info.thresholds = Thresholds{t.at("image").get<float>(),       t.at("pixel").get<float>(),
+                                 t.at("image_min").get<float>(),   t.at("image_max").get<float>(),
+                                 t.at("pixel_min").get<float>(),   t.at("pixel_max").get<float>(),
+                                 t.at("source").get<std::string>()};
+  }
+  return info;
+}
+
+}  // namespace
+
+float normalize_score(float score, float threshold, float min, float max) {
+  const float range = max - min;
+  const float value = (score - threshold) / (range > 0 ? range : 1.0f) + 0.5f;
+  return std::clamp(value, 0.0f, 1.0f);
+}
+
+struct Model::Impl {
+  ModelInfo info;
+  Embedder embedder;
+  patchcore::Scorer scorer;
+
+  Impl(ModelInfo model_info, Embedder backbone, patchcore::Scorer bank_scorer)
+      : info(std::move(model_info)),
+        embedder(std::move(backbone)),
+        scorer(std::move(bank_scorer)) {}
+
+  patchcore::AnomalyMapOptions map_options() const {
+    return {.size = info.crop_size > 0 ? info.crop_size : info.image_size,
+            .sigma = info.sigma,
+            .upsampling = to_internal(info.upsampling)};
+  }
+
+  // Scores one batch of embeddings into predictions.
+  void score(const PatchEmbeddings& batch, std::vector<Prediction>& out, PredictTimings* timings,
+             const Model& model) const {
+    Stopwatch clock;
+    const auto& g = batch.grid;
+    const at::Tensor embeddings =
+        at::from_blob(const_cast<float*>(batch.values.data()),
+                      {batch.count, g.height, g.width, g.dim}, at::kFloat);
+    const patchcore::Scores scores = scorer.score(embeddings);
+    const double search = clock.lap();
+    const at::Tensor maps =
+        patchcore::anomaly_maps(scores.patch_distances, map_options()).contiguous();
+    const double map = clock.lap();
+    if (timings != nullptr) {
+      timings->search_seconds += search;
+      timings->map_seconds += map;
+    }
+    for (std::int64_t b = 0; b < batch.count; ++b) {
+      Prediction p;
+      p.score = scores.image_scores[b].item<float>();
+      p.normalized = model.normalize_image(p.score);
+      p.anomalous = info.thresholds.has_value() && p.score >= info.thresholds->image;
+      p.map.height = static_cast<int>(maps.size(1));
+      p.map.width = static_cast<int>(maps.size(2));
+      const float* values = maps.data_ptr<float>() + b * maps.size(1) * maps.size(2);
+      p.map.values.assign(values, values + maps.size(1) * maps.size(2));
+      out.push_back(std::move(p));
+    }
+  }
+};
+
+Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::fit(std::span<const std::filesystem::path> images, std::string category,
+                 const PatchCoreOptions& options, FitReport* report) {
+  if (images.empty()) throw Error("training needs at least one image");
+  Stopwatch total;
+  FitReport local;
+  Embedder embedder(options.embedder);
+  if (!embedder.ready()) {
+    Stopwatch clock;
+    embedder.calibrate(images);
+    local.calibrate_seconds = clock.lap();
+  }
+  const GridShape grid = embedder.grid();
+  const std::int64_t patches = static_cast<std::int64_t>(images.size()) * grid.height * grid.width;
+  patchcore::MemoryBankBuilder builder(patches, grid.dim,
+                                       {.coreset_ratio = options.coreset_ratio,
+                                        .projection_dim = options.projection_dim,
+                                        .seed = options.seed,
+                                        .max_memory_bytes = options.max_memory_bytes});
+  Stopwatch clock;
+  embedder.embed_each(
+      images, [&](const PatchEmbeddings& batch, std::size_t) { builder.add(batch.values); });
+  local.embed_seconds = clock.lap();
+  patchcore::BankReport bank_report;
+  const at::Tensor bank = builder.finish(&bank_report);
+  local.project_seconds = bank_report.project_seconds;
+  local.coreset_seconds = bank_report.coreset_seconds;
+  local.spilled = bank_report.spilled;
+
+  clock.lap();
+  search::SearchOptions search_options;
+  if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
+  const search::ExactSearch bank_search(bank, search_options);
+  at::Tensor neighbors;
+  const int k = std::min<int>(options.num_neighbors, static_cast<int>(bank.size(0)));
+  if (k > 1) {
+    ProgressBar progress("bank neighbours", static_cast<std::size_t>(bank.size(0)), "vectors");
+    std::int64_t shown = 0;
+    neighbors = patchcore::Scorer::neighbors_of(bank_search, bank, k, [&](std::int64_t n) {
+      progress.advance(static_cast<std::size_t>(n - shown));
+      shown = n;
+    });
+  } else {
+    neighbors = at::empty({bank.size(0), 0}, at::kLong);
+  }
+  local.neighbors_seconds = clock.lap();
+
+  ModelInfo info;
+  info.category = std::move(category);
+  info.created = utc_now();
+  info.backbone = embedder.state();
+  info.pretrained = embedder.pretrained();
+  info.image_size = options.embedder.image_size;
+  info.crop_size = options.embedder.crop_size;
+  info.grid = grid;
+  info.bank_size = bank.size(0);
+  info.train_images = static_cast<std::int64_t>(images.size());
+  info.train_patches = patches;
+  info.coreset_ratio = options.coreset_ratio;
+  info.projection_dim = bank_report.projection_dim;
+  info.covering_radius = bank_report.covering_radius;
+  info.seed = options.seed;
+  info.num_neighbors = options.num_neighbors;
+  info.sigma = options.sigma;
+  info.upsampling = options.upsampling;
+  patchcore::Scorer scorer(bank, neighbors,
+                           {.num_neighbors = options.num_neighbors, .search = search_options});
+  local.total_seconds = total.total();
+  local.peak_memory_bytes = peak_memory_bytes();
+  if (report != nullptr) *report = local;
+  return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
+}
+
+void Model::save(const std::filesystem::path& path) const {
+  const ModelInfo& info = impl_->info;
+  patchcore::write_model_file(path, {.metadata = to_json(info),
+                                     .bank = impl_->scorer.bank(),
+                                     .bank_neighbors = impl_->scorer.bank_neighbors(),
+                                     .batchnorm = info.backbone.batchnorm});
+}
+
+Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& options) {
+  patchcore::ModelFileContents contents = patchcore::read_model_file(path);
+  ModelInfo info;
+  try {
+    info = from_json(contents.metadata);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model file " + path.string() + ": corrupt metadata (" + e.what() + ")");
+  } catch (const Error& e) {
+    throw Error("model file " + path.string() + ": " + e.what());
+  }
+  info.backbone.batchnorm = std::move(contents.batchnorm);
+  BackboneState state = info.backbone;
+  if (!options.weights.empty()) state.weights = options.weights;
+  EmbedderOptions runtime{.image_size = info.image_size,
+                          .crop_size = info.crop_size,
+                          .batch_size = options.batch_size,
+                          .threads = options.threads};
+  Embedder embedder = Embedder::restore(state, runtime);
+  if (contents.bank.size(1) != info.grid.dim) {
+    throw Error("model file " + path.string() + ": bank vectors have " +
+                std::to_string(contents.bank.size(1)) + " dimensions, the backbone gives " +
+                std::to_string(info.grid.dim));
+  }
+  patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
+                           {.num_neighbors = info.num_neighbors});
+  return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
+}
+
+std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> images,
+                                       std::string_view progress_label,
+                                       PredictTimings* timings) const {
+  std::vector<Prediction> predictions;
+  predictions.reserve(images.size());
+  EmbedTimings embed_timings;
+  impl_->embedder.embed_each(
+      images,
+      [&](const PatchEmbeddings& batch, std::size_t) {
+        impl_->score(batch, predictions, timings, *this);
+      },
+      progress_label, &embed_timings);
+  if (timings != nullptr) {
+    timings->read_seconds += embed_timings.read_seconds;
+    timings->backbone_seconds += embed_timings.backbone_seconds;
+    timings->images += static_cast<std::int64_t>(images.size());
+  }
+  return predictions;
+}
+
+Prediction Model::predict(const Image& image) const {
+  std::vector<Prediction> out;
+  impl_->score(impl_->embedder.embed(std::span(&image, 1)), out, nullptr, *this);
+  return std::move(out.front());
+}
+
+void Model::set_thresholds(const Thresholds& thresholds) {
+  impl_->info.thresholds = thresholds;
+}
+
+float Model::normalize_image(float score) const {
+  const auto& t = impl_->info.thresholds;
+  if (!t) return std::numeric_limits<float>::quiet_NaN();
+  return normalize_score(score, t->image, t->image_min, t->image_max);
+}
+
+float Model::normalize_pixel(float score) const {
+  const auto& t = impl_->info.thresholds;
+  if (!t) return std::numeric_limits<float>::quiet_NaN();
+  return normalize_score(score, t->pixel, t->pixel_min, t->pixel_max);
+}
+
+const ModelInfo& Model::info() const {
+  return impl_->info;
+}
+
+}  // namespace pv

@@ -1,0 +1,38 @@
+// The .pvm model file: one per category, versioned, checksummed.
+//
+//   offset 0   "PATCHVEC"            magic, 8 bytes
+//          8   u32 format version    little-endian (kModelFormatVersion)
+//         12   u32 reserved          0
+//         16   u64 header length H
+//         24   header                JSON: metadata and the sections' offsets, sizes, shapes
+//          .   sections              64-byte aligned: bank (F32 M x D), bank_neighbors (I32 M x k),
+//                                    batchnorm (safetensors bytes; random backbones only)
+//   end - 64   SHA-256 of everything before it, as hex text
+//
+// Written atomically; read fully checked (magic, version, sizes, checksum) before use.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace pv::patchcore {
+
+inline constexpr std::uint32_t kModelFormatVersion = 1;
+
+struct ModelFileContents {
+  nlohmann::json metadata;           // everything but the sections
+  at::Tensor bank;                   // M x D float32
+  at::Tensor bank_neighbors;         // M x k int64 (stored as int32)
+  std::vector<std::byte> batchnorm;  // may be empty
+};
+
+void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents);
+
+// Throws pv::Error naming the file and what is wrong with it.
+ModelFileContents read_model_file(const std::filesystem::path& path);
+
+}  // namespace pv::patchcore
