@@ -57,14 +57,14 @@ nlohmann::ordered_json number_or_null(double value) {
 
 }  // namespace
 
-void print_table(const std::vector<EvaluationReport>& reports) {
-  std::printf("\n%-14s %11s %11s %8s\n", "category", "image AUROC", "pixel AUROC", "PRO");
-  std::printf("%-14s %11s %11s %8s\n", "--------", "-----------", "-----------", "---");
+void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports) {
+  std::fprintf(out, "\n%-14s %11s %11s %8s\n", "category", "image AUROC", "pixel AUROC", "PRO");
+  std::fprintf(out, "%-14s %11s %11s %8s\n", "--------", "-----------", "-----------", "---");
   double image = 0, pixel = 0, pro = 0;
   int pixel_count = 0;
   for (const auto& r : reports) {
-    std::printf("%-14s %11s %11s %8s\n", r.category.c_str(), cell(r.image_auroc).c_str(),
-                cell(r.pixel_auroc).c_str(), cell(r.pro).c_str());
+    std::fprintf(out, "%-14s %11s %11s %8s\n", r.category.c_str(), cell(r.image_auroc).c_str(),
+                 cell(r.pixel_auroc).c_str(), cell(r.pro).c_str());
     image += r.image_auroc;
     if (!std::isnan(r.pixel_auroc)) {
       pixel += r.pixel_auroc;
@@ -74,11 +74,15 @@ void print_table(const std::vector<EvaluationReport>& reports) {
   }
   if (reports.size() > 1) {
     const double n = static_cast<double>(reports.size());
-    std::printf("%-14s %11s %11s %8s\n", "mean", cell(image / n).c_str(),
-                cell(pixel_count ? pixel / pixel_count : NAN).c_str(),
-                cell(pixel_count ? pro / pixel_count : NAN).c_str());
+    std::fprintf(out, "%-14s %11s %11s %8s\n", "mean", cell(image / n).c_str(),
+                 cell(pixel_count ? pixel / pixel_count : NAN).c_str(),
+                 cell(pixel_count ? pro / pixel_count : NAN).c_str());
   }
-  std::printf("\n");
+  std::fprintf(out, "\n");
+}
+
+std::FILE* human_output(const std::string& json_target) {
+  return json_target == "-" ? stderr : stdout;
 }
 
 nlohmann::ordered_json to_json(const PredictTimings& t) {

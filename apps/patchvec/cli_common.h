@@ -1,6 +1,7 @@
 // Options and output helpers shared by the sub-commands.
 #pragma once
 
+#include <cstdio>
 #include <string>
 #include <vector>
 
@@ -20,7 +21,10 @@ void add_embedder_options(CLI::App& command, EmbedderOptions& options);
 void write_json(const std::string& path, const nlohmann::ordered_json& json);
 
 // The per-category table of the PatchCore paper: category, image AUROC, pixel AUROC, PRO.
-void print_table(const std::vector<EvaluationReport>& reports);
+void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports);
+
+// Where human-readable lines go: stderr when stdout carries JSON ("--json -"), else stdout.
+std::FILE* human_output(const std::string& json_target);
 
 nlohmann::ordered_json to_json(const EvaluationReport& report);
 nlohmann::ordered_json to_json(const PredictTimings& timings);

@@ -34,7 +34,8 @@ void run_eval(const EvalArgs& args) {
       options.roc_png = args.overlays / (name + "_roc.png");
     }
     const EvaluationReport report = evaluate(model, category, options);
-    std::printf(
+    std::fprintf(
+        human_output(args.json),
         "%s: image AUROC %.3f, pixel AUROC %.3f, PRO %.3f, image F1 %.3f (%zu images, %.0f ms "
         "each)\n",
         name.c_str(), report.image_auroc, report.pixel_auroc, report.pro, report.image_f1,
@@ -47,7 +48,7 @@ void run_eval(const EvalArgs& args) {
     all.push_back(to_json(report));
     reports.push_back(report);
   }
-  print_table(reports);
+  print_table(human_output(args.json), reports);
   if (!args.json.empty()) write_json(args.json, all.size() == 1 ? all[0] : all);
 }
 

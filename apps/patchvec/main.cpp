@@ -34,8 +34,16 @@ Run 'patchvec <command> --help' for the options of a command.)";
 }  // namespace
 
 // OpenBLAS picks its kernels when it loads, before main(); on CPUs it does not know it falls back
-// to slow generic ones. Re-run this program once with OPENBLAS_CORETYPE set (see util/cpu.h).
-void use_fast_blas(char** argv) {
+// to slow generic ones. Commands that multiply large matrices re-run this program once with
+// OPENBLAS_CORETYPE set (see util/cpu.h); the others are not worth the second start-up.
+void use_fast_blas(int argc, char** argv) {
+  const char* command = nullptr;
+  for (int i = 1; i < argc && command == nullptr; ++i) {
+    if (argv[i][0] != '-') command = argv[i];
+  }
+  if (command == nullptr) return;
+  const std::string name = command;
+  if (name != "train" && name != "eval" && name != "predict") return;
   const std::string core = pv::better_blas_core();
   if (core.empty()) return;
   ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
@@ -43,7 +51,7 @@ void use_fast_blas(char** argv) {
 }
 
 int main(int argc, char** argv) {
-  use_fast_blas(argv);
+  use_fast_blas(argc, argv);
   CLI::App app(kDescription, "patchvec");
   app.footer(kFooter);
   app.require_subcommand(1);

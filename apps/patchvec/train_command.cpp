@@ -96,13 +96,14 @@ void run_train(TrainArgs args) {
     const auto path = args.out / (name + ".pvm");
     model.save(path);
     entry["model"] = path.string();
-    std::printf("%s: bank of %lld patches (%.0f%% of %lld) in %.1f s -> %s\n", name.c_str(),
-                static_cast<long long>(model.info().bank_size), 100.0 * args.model.coreset_ratio,
-                static_cast<long long>(model.info().train_patches), fit.total_seconds,
-                path.c_str());
+    std::fprintf(human_output(args.json),
+                 "%s: bank of %lld patches (%.0f%% of %lld) in %.1f s -> %s\n", name.c_str(),
+                 static_cast<long long>(model.info().bank_size), 100.0 * args.model.coreset_ratio,
+                 static_cast<long long>(model.info().train_patches), fit.total_seconds,
+                 path.c_str());
     summary.push_back(entry);
   }
-  if (!reports.empty()) print_table(reports);
+  if (!reports.empty()) print_table(human_output(args.json), reports);
   if (!args.json.empty()) write_json(args.json, summary);
 }
 

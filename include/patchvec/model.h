@@ -58,6 +58,8 @@ struct Prediction {
   float normalized = 0.5f;  // see Thresholds; 0.5 means "at the threshold"; NaN without thresholds
   bool anomalous = false;   // score >= image threshold; false without thresholds
   AnomalyMap map;
+  std::vector<float>
+      patch_distances;  // grid.height x grid.width: each patch to its nearest bank patch
 };
 
 struct ModelInfo {

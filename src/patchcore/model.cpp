@@ -164,6 +164,9 @@ struct Model::Impl {
       p.map.width = static_cast<int>(maps.size(2));
       const float* values = maps.data_ptr<float>() + b * maps.size(1) * maps.size(2);
       p.map.values.assign(values, values + maps.size(1) * maps.size(2));
+      const at::Tensor patches = scores.patch_distances[b].contiguous();
+      p.patch_distances.assign(patches.data_ptr<float>(),
+                               patches.data_ptr<float>() + patches.numel());
       out.push_back(std::move(p));
     }
   }

@@ -4,30 +4,13 @@
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
-#include <sys/wait.h>
 
+#include "cli/run.h"
 #include "testing.h"
 #include "util/npy.h"
 
 namespace pv {
 namespace {
-
-struct CommandResult {
-  int exit_code;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult patchvec(const std::string& arguments) {
-  const std::string command = std::string(PATCHVEC_BINARY) + " " + arguments + " 2>&1";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  CommandResult run{-1, ""};
-  std::array<char, 4096> buffer{};
-  while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
-    run.output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return run;
-}
 
 // A small MVTec-layout category made of the fixture images.
 void make_category(const std::filesystem::path& root) {

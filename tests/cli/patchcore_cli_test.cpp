@@ -1,0 +1,131 @@
+// train, eval and predict as a user runs them, on the PatchCore fixture category.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/run.h"
+#include "testing.h"
+
+namespace pv {
+namespace {
+
+std::string data() {
+  return (testing::fixture_dir() / "patchcore" / "data").string();
+}
+std::string weights() {
+  return (testing::fixture_dir() / "patchcore" / "resnet18.safetensors").string();
+}
+
+class PatchCoreCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<testing::TempDir>();
+    const CommandResult train =
+        patchvec("train --data " + data() + " --category synthetic --backbone resnet18 --weights " +
+                 weights() + " --out " + (*dir_ / "models").string() + " --json " +
+                 (*dir_ / "train.json").string());
+    train_output_ = train.output;
+    train_exit_ = train.exit_code;
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+
+  static std::string model() { return (*dir_ / "models" / "synthetic.pvm").string(); }
+
+  static std::unique_ptr<testing::TempDir> dir_;
+  static std::string train_output_;
+  static int train_exit_;
+};
+
+std::unique_ptr<testing::TempDir> PatchCoreCli::dir_;
+std::string PatchCoreCli::train_output_;
+int PatchCoreCli::train_exit_ = -1;
+
+TEST_F(PatchCoreCli, TrainWritesTheModelAndPrintsTheTable) {
+  ASSERT_EQ(train_exit_, 0) << train_output_;
+  EXPECT_TRUE(std::filesystem::exists(model()));
+  EXPECT_NE(train_output_.find("image AUROC"), std::string::npos) << train_output_;
+  EXPECT_NE(train_output_.find("synthetic"), std::string::npos);
+  const auto summary = nlohmann::json::parse(testing::read_text(*dir_ / "train.json"));
+  ASSERT_EQ(summary.size(), 1u);
+  EXPECT_EQ(summary[0]["category"], "synthetic");
+  EXPECT_EQ(summary[0]["fit"]["bank_size"], 470);  // int(6 * 784 * 0.1)
+  EXPECT_TRUE(summary[0]["thresholds"]["image"].is_number());
+  EXPECT_TRUE(summary[0]["fit"]["timings"]["coreset_s"].is_number());
+}
+
+TEST_F(PatchCoreCli, EvalJsonHasTheAgreedFields) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto overlays = *dir_ / "pictures";
+  const CommandResult run = patchvec(
+      "eval --model " + model() + " --data " + data() + " --json - --overlays " + overlays.string(),
+      /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto report = nlohmann::json::parse(run.output);  // stdout is JSON alone
+  EXPECT_EQ(report["category"], "synthetic");
+  for (const char* field :
+       {"image_auroc", "pixel_auroc", "pro", "image_threshold", "pixel_threshold"}) {
+    EXPECT_TRUE(report[field].is_number()) << field;
+  }
+  EXPECT_DOUBLE_EQ(report["image_auroc"].get<double>(), 1.0);  // the blobs are obvious
+  const auto& image = report["images"]["test/blob/001.png"];
+  EXPECT_TRUE(image["score"].is_number());
+  EXPECT_TRUE(image["normalized"].is_number());
+  EXPECT_EQ(image["label"], 1);
+  EXPECT_EQ(image["defect"], "blob");
+  EXPECT_EQ(report["images"]["test/good/000.png"]["label"], 0);
+  EXPECT_TRUE(report["timings"]["search_s"].is_number());
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(overlays / "synthetic"), {}), 6);
+  EXPECT_TRUE(std::filesystem::exists(overlays / "synthetic_roc.png"));
+}
+
+TEST_F(PatchCoreCli, PredictGivesVerdictsAndHeatmaps) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto heatmaps = *dir_ / "heatmaps";
+  const CommandResult run =
+      patchvec("predict --json --model " + model() + " " + data() + "/synthetic/test/blob " +
+                   data() + "/synthetic/test/good/000.png --heatmap " + heatmaps.string(),
+               /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto result = nlohmann::json::parse(run.output);
+  ASSERT_EQ(result["predictions"].size(), 4u);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(result["predictions"][i]["verdict"], "anomalous") << i;
+  EXPECT_EQ(result["predictions"][3]["verdict"], "normal");
+  EXPECT_TRUE(std::filesystem::exists(result["predictions"][0]["heatmap"].get<std::string>()));
+  EXPECT_TRUE(result["timings"]["ms_per_image"]["backbone"].is_number());
+}
+
+TEST_F(PatchCoreCli, PredictOnACorruptImageNamesIt) {
+  ASSERT_EQ(train_exit_, 0);
+  testing::write_text(*dir_ / "broken.png", "\x89PNG\r\n\x1a\n broken");
+  const CommandResult run =
+      patchvec("predict --model " + model() + " " + (*dir_ / "broken.png").string());
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.output.find("broken.png: corrupt or truncated PNG"), std::string::npos)
+      << run.output;
+}
+
+TEST_F(PatchCoreCli, DamagedModelIsAClearError) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto copy = *dir_ / "cut.pvm";
+  std::filesystem::copy_file(model(), copy, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::resize_file(copy, 1000);
+  const CommandResult run =
+      patchvec("predict --model " + copy.string() + " " + data() + "/synthetic/test/good/000.png");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.output.find("model file " + copy.string() + ": truncated"), std::string::npos)
+      << run.output;
+}
+
+TEST(TrainCli, UnknownCategoryAndBadRatio) {
+  testing::TempDir dir;
+  const CommandResult missing =
+      patchvec("train --data " + data() + " --category carpet --out " + dir.path().string());
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("category carpet not found"), std::string::npos) << missing.output;
+  const CommandResult ratio =
+      patchvec("train --data " + data() + " --category synthetic --coreset-ratio 1.5 --out " +
+               dir.path().string());
+  EXPECT_EQ(ratio.exit_code, 2) << ratio.output;
+}
+
+}  // namespace
+}  // namespace pv

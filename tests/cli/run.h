@@ -1,0 +1,31 @@
+// Running the patchvec binary as a user would, capturing its output and exit code.
+#pragma once
+
+#include <array>
+#include <cstdio>
+#include <string>
+
+#include <sys/wait.h>
+
+namespace pv {
+
+struct CommandResult {
+  int exit_code;
+  std::string output;  // stdout and stderr
+};
+
+// With `merge_stderr` false, stderr is discarded and `output` is stdout alone (for JSON).
+inline CommandResult patchvec(const std::string& arguments, bool merge_stderr = true) {
+  const std::string command =
+      std::string(PATCHVEC_BINARY) + " " + arguments + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* pipe = ::popen(command.c_str(), "r");
+  CommandResult run{-1, ""};
+  std::array<char, 4096> buffer{};
+  while (const std::size_t n = std::fread(buffer.data(), 1, buffer.size(), pipe))
+    run.output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return run;
+}
+
+}  // namespace pv
