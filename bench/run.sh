@@ -4,3 +4,5 @@ set -euo pipefail
 build=${1:-build}
 "$build/bench/nn_bench" --benchmark_counters_tabular=true
 bench/embed_vs_pytorch.sh "$build"
+bench/patchcore_vs_pytorch.sh "$build"
+bench/memory_budget.sh "$build"

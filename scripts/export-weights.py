@@ -11,7 +11,9 @@ or convert a state dict you already have (a torch.save()'d .pth):
     python3 scripts/export-weights.py wide_resnet50_2 out.safetensors --from-pth wide_resnet50_2-32ee1156.pth
 
 `--random-seed S` writes torchvision's seeded random initialisation instead (no download; the
-benchmarks use it).
+benchmarks use it), and `--calibrate-on FOLDER` re-estimates its BatchNorm statistics on the
+images in FOLDER first (anomalib's preprocessing, torch.optim.swa_utils.update_bn), which is what
+`patchvec train` does by itself when it has no weights.
 
 The writer below is plain Python (no `safetensors` package needed) and is also what the test
 suite uses to produce its fixtures.
@@ -67,6 +69,27 @@ def save_safetensors(state, path, dtype="f32"):
     os.replace(out.name, path)
 
 
+def calibrate(model, folder, batch_size=8):
+    """BatchNorm statistics re-estimated on the images in `folder`, as patchvec does."""
+    import numpy as np
+    import torch.nn.functional as F
+    from PIL import Image
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    paths = sorted(os.path.join(folder, f) for f in os.listdir(folder)
+                   if f.lower().endswith((".png", ".jpg", ".jpeg")))
+    batches = []
+    for i in range(0, len(paths), batch_size):
+        images = []
+        for p in paths[i:i + batch_size]:
+            x = torch.from_numpy(np.asarray(Image.open(p).convert("RGB"), np.float32) / 255.0)
+            x = F.interpolate(x.permute(2, 0, 1)[None], size=(256, 256), mode="bilinear",
+                              align_corners=False, antialias=True)
+            images.append(x[..., 16:240, 16:240])
+        batches.append((torch.cat(images) - mean) / std)
+    torch.optim.swa_utils.update_bn(batches, model)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("backbone", choices=["wide_resnet50_2", "resnet50", "resnet18"])
@@ -74,12 +97,16 @@ def main():
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="f32")
     parser.add_argument("--from-pth", help="a saved state dict instead of torchvision's download")
     parser.add_argument("--random-seed", type=int, help="seeded random weights instead (no download)")
+    parser.add_argument("--calibrate-on", help="folder of images for BatchNorm re-estimation")
     args = parser.parse_args()
 
     import torchvision
     if args.random_seed is not None:
         torch.manual_seed(args.random_seed)
-        state = getattr(torchvision.models, args.backbone)().state_dict()
+        model = getattr(torchvision.models, args.backbone)()
+        if args.calibrate_on:
+            calibrate(model, args.calibrate_on)
+        state = model.state_dict()
     elif args.from_pth:
         state = torch.load(args.from_pth, map_location="cpu")
         state = state.get("state_dict", state)

@@ -28,15 +28,27 @@ class Bf16Points {
  public:
   explicit Bf16Points(const at::Tensor& points)
       : storage_(points.to(at::kBFloat16).contiguous()),
-        norms_(storage_.to(at::kFloat).pow(2).sum(1).contiguous()),
+        norms_(at::empty({points.size(0)}, at::kFloat)),
         data_(reinterpret_cast<const Bf16*>(storage_.data_ptr<c10::BFloat16>())),
         squared_norms_(norms_.data_ptr<float>()),
         dim_(points.size(1)),
-        dot_(bf16_dot()) {}
+        dot_(bf16_dot()) {
+    // Row by row: a float copy of all points would double the memory of the largest object here.
+    float* norms = norms_.data_ptr<float>();
+    at::parallel_for(0, points.size(0), 4096, [&](std::int64_t begin, std::int64_t end) {
+      for (auto i = begin; i < end; ++i) norms[i] = dot_(row(i), row(i), dim_);
+    });
+  }
 
   float squared_distance(std::int64_t i, std::int64_t j) const {
     const float d2 = squared_norms_[i] + squared_norms_[j] - 2 * dot_(row(i), row(j), dim_);
     return d2 > 0 ? d2 : 0;
+  }
+
+  // Points are read in an order the hardware cannot guess: ask for the next rows early.
+  void prefetch(std::int64_t i) const {
+    const auto* bytes = reinterpret_cast<const char*>(row(i));
+    for (std::int64_t offset = 0; offset < dim_ * 2; offset += 64) __builtin_prefetch(bytes + offset);
   }
 
  private:
@@ -72,6 +84,16 @@ struct Cluster {
   float radius2 = 0;           // max squared distance of a member
   std::int32_t farthest = -1;  // that member (-1 when the cluster is only its centre)
 };
+
+// The members a new centre at squared distance `to_center` from the cluster's centre could take:
+// |x - i| >= |x - c| - |i - c|, so only those with |x - c| < 2 |i - c|.
+void candidates_of(const Cluster& cluster, float to_center, const float* min_d2,
+                   std::vector<std::int32_t>& out) {
+  out.clear();
+  for (const auto i : cluster.members) {
+    if (to_center < 4 * min_d2[i] * kSlack && i != cluster.center) out.push_back(i);
+  }
+}
 
 void refresh_radius(Cluster& cluster, const float* min_d2) {
   cluster.radius2 = 0;
@@ -113,6 +135,8 @@ KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& opt
   std::vector<float> center_d2;
   const int threads = at::get_num_threads();
   std::vector<std::vector<std::int32_t>> moved(threads);
+  std::vector<std::vector<std::int32_t>> scratch(threads);
+  std::vector<std::uint8_t> leaving(count, 0);
   while (static_cast<std::int64_t>(result.indices.size()) < options.centers) {
     // The next centre: the point farthest from all centres.
     const auto widest =
@@ -140,24 +164,41 @@ KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& opt
     const auto touched_count = static_cast<std::int64_t>(touched.size());
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (std::int64_t t = 0; t < touched_count; ++t) {
-      auto& taken = moved[omp_get_thread_num()];
+      const int thread = omp_get_thread_num();
+      auto& taken = moved[thread];
+      auto& candidates = scratch[thread];
       Cluster& cluster = clusters[touched[t]];
-      const float to_center = center_d2[touched[t]];
+      candidates_of(cluster, center_d2[touched[t]], min_d2.data(), candidates);
+      if (candidates.empty()) continue;
+      constexpr std::size_t kAhead = 4;
+      for (std::size_t j = 0; j < std::min(kAhead, candidates.size()); ++j) points.prefetch(candidates[j]);
+      const std::size_t taken_before = taken.size();
+      for (std::size_t j = 0; j < candidates.size(); ++j) {
+        if (j + kAhead < candidates.size()) points.prefetch(candidates[j + kAhead]);
+        const auto i = candidates[j];
+        const float d2 = points.squared_distance(i, x);
+        if (d2 < min_d2[i]) {
+          min_d2[i] = d2;
+          taken.push_back(i);
+          leaving[i] = 1;
+        }
+      }
+      if (taken.size() == taken_before) continue;  // nobody left: members and radius unchanged
       std::size_t kept = 0;
+      cluster.radius2 = 0;
+      cluster.farthest = -1;
       for (const auto i : cluster.members) {
-        // |x - i| >= |x - c| - |i - c|: x can only be closer if |x - c| < 2 |i - c|.
-        if (to_center < 4 * min_d2[i] * kSlack && i != cluster.center) {
-          const float d2 = points.squared_distance(i, x);
-          if (d2 < min_d2[i]) {
-            min_d2[i] = d2;
-            taken.push_back(i);
-            continue;
-          }
+        if (leaving[i]) {
+          leaving[i] = 0;
+          continue;
         }
         cluster.members[kept++] = i;
+        if (min_d2[i] > cluster.radius2) {
+          cluster.radius2 = min_d2[i];
+          cluster.farthest = i;
+        }
       }
       cluster.members.resize(kept);
-      refresh_radius(cluster, min_d2.data());
     }
     Cluster fresh{.center = x};
     for (const auto& list : moved)
