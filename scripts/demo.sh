@@ -19,7 +19,7 @@ echo "== evaluate: per-image scores, overlays and ROC curve"
 "$patchvec" eval --model "$out/models/sample.pvm" --data "$out/data" --json "$out/eval.json" \
   --overlays "$out/pictures"
 
-echo "== predict two images the model has not seen"
+echo "== predict: score a scratched and a good test image, with heatmaps"
 "$patchvec" predict --model "$out/models/sample.pvm" --heatmap "$out/pictures/predict" \
   "$out/data/sample/test/scratch/000.png" "$out/data/sample/test/good/000.png"
 

@@ -33,7 +33,8 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
     normalized[i] = std::isnan(n) ? 0.0f : n;
   }
   char caption[256];
-  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", image.filename().c_str(), p.score,
+  const std::string name = (image.parent_path().filename() / image.filename()).string();
+  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,
                 std::isnan(p.normalized) ? "no threshold" : (p.anomalous ? "ANOMALOUS" : "normal"));
   const cv::Mat picture =
       render::panels({view, render::heatmap_overlay(view, normalized, p.map.width, p.map.height)},
@@ -57,8 +58,11 @@ void run_predict(const PredictArgs& args) {
   const std::vector<Prediction> predictions = model.predict(images, "predict", &timings);
   const auto& thresholds = model.info().thresholds;
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  std::size_t width = 5;
+  for (const auto& image : images) width = std::max(width, image.string().size());
   if (!args.json) {
-    std::printf("%-40s %9s %10s  %s\n", "image", "score", "normalized", "verdict");
+    std::printf("%-*s %9s %10s  %s\n", static_cast<int>(width), "image", "score", "normalized",
+                "verdict");
   }
   for (std::size_t i = 0; i < images.size(); ++i) {
     const Prediction& p = predictions[i];
@@ -76,8 +80,9 @@ void run_predict(const PredictArgs& args) {
            {"heatmap",
             heatmap.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(heatmap)}});
     } else {
-      std::printf("%-40s %9.4f %10.3f  %s%s\n", images[i].string().c_str(), p.score, p.normalized,
-                  verdict.c_str(), heatmap.empty() ? "" : ("  " + heatmap).c_str());
+      std::printf("%-*s %9.4f %10.3f  %s%s\n", static_cast<int>(width), images[i].string().c_str(),
+                  p.score, p.normalized, verdict.c_str(),
+                  heatmap.empty() ? "" : ("  " + heatmap).c_str());
     }
   }
   if (args.json) {

@@ -48,7 +48,8 @@ class Bf16Points {
   // Points are read in an order the hardware cannot guess: ask for the next rows early.
   void prefetch(std::int64_t i) const {
     const auto* bytes = reinterpret_cast<const char*>(row(i));
-    for (std::int64_t offset = 0; offset < dim_ * 2; offset += 64) __builtin_prefetch(bytes + offset);
+    for (std::int64_t offset = 0; offset < dim_ * 2; offset += 64)
+      __builtin_prefetch(bytes + offset);
   }
 
  private:
@@ -171,7 +172,8 @@ KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& opt
       candidates_of(cluster, center_d2[touched[t]], min_d2.data(), candidates);
       if (candidates.empty()) continue;
       constexpr std::size_t kAhead = 4;
-      for (std::size_t j = 0; j < std::min(kAhead, candidates.size()); ++j) points.prefetch(candidates[j]);
+      for (std::size_t j = 0; j < std::min(kAhead, candidates.size()); ++j)
+        points.prefetch(candidates[j]);
       const std::size_t taken_before = taken.size();
       for (std::size_t j = 0; j < candidates.size(); ++j) {
         if (j + kAhead < candidates.size()) points.prefetch(candidates[j + kAhead]);
