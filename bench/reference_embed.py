@@ -10,9 +10,10 @@ torchvision's wide_resnet50_2 up to layer3 in eval mode under torch.inference_mo
 Prints one JSON line: {"images", "total_s", "forward_s", "ms_per_image"}.
 """
 import argparse
+import importlib
 import json
 import os
-import struct
+import sys
 import time
 
 import numpy as np
@@ -21,24 +22,11 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+load_safetensors = importlib.import_module("export-weights").load_safetensors
+
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-        data = f.read()
-    types = {"F32": np.float32, "I64": np.int64}
-    state = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        begin, end = entry["data_offsets"]
-        array = np.frombuffer(data[begin:end], dtype=types[entry["dtype"]]).reshape(entry["shape"])
-        state[name] = torch.from_numpy(array.copy())
-    return state
 
 
 def load_batch(paths):
@@ -65,7 +53,7 @@ def main():
     start = time.perf_counter()
     torch.set_num_threads(args.threads)
     model = torchvision.models.wide_resnet50_2()
-    state = read_safetensors(args.weights)
+    state = load_safetensors(args.weights)
     model.load_state_dict(state, strict=False)
     model.eval()
     if args.channels_last:

@@ -14,10 +14,11 @@ re-weighted image score (9 neighbours), the anomaly map (upsample + Gaussian blu
 Prints one JSON line of timings.
 """
 import argparse
+import importlib
 import json
 import math
 import os
-import struct
+import sys
 import time
 
 import numpy as np
@@ -26,19 +27,11 @@ import torch.nn.functional as F
 import torchvision
 from PIL import Image
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scripts"))
+load_safetensors = importlib.import_module("export-weights").load_safetensors
+
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
 STD = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        (size,) = struct.unpack("<Q", f.read(8))
-        header = json.loads(f.read(size))
-        data = f.read()
-    types = {"F32": np.float32, "I64": np.int64}
-    return {name: torch.from_numpy(np.frombuffer(data[e["data_offsets"][0]:e["data_offsets"][1]],
-                                                 dtype=types[e["dtype"]]).reshape(e["shape"]).copy())
-            for name, e in header.items() if name != "__metadata__"}
 
 
 def load_batch(paths):
@@ -52,7 +45,7 @@ def load_batch(paths):
 
 def model_from(weights):
     model = torchvision.models.wide_resnet50_2()
-    model.load_state_dict(read_safetensors(weights), strict=False)
+    model.load_state_dict(load_safetensors(weights), strict=False)
     return model.eval()
 
 

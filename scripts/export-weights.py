@@ -42,6 +42,23 @@ def tensor_bytes(tensor):
     return tensor.numpy().tobytes()
 
 
+def load_safetensors(path):
+    """{name: tensor} from a safetensors file with F32/F16/BF16/I64 tensors."""
+    with open(path, "rb") as f:
+        (size,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(size))
+        data = f.read()
+    types = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "I64": torch.int64}
+    state = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        begin, end = entry["data_offsets"]
+        raw = torch.frombuffer(bytearray(data[begin:end]), dtype=torch.uint8)
+        state[name] = raw.view(types[entry["dtype"]]).reshape(entry["shape"]).clone()
+    return state
+
+
 def save_safetensors(state, path, dtype="f32"):
     """Writes {name: tensor} as safetensors; float tensors are stored as `dtype`, atomically."""
     float_type, float_name = DTYPES[dtype]

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <ctime>
 #include <limits>
+#include <optional>
 
 #include <ATen/ATen.h>
 
@@ -208,19 +209,18 @@ Model Model::fit(std::span<const std::filesystem::path> images, std::string cate
   clock.lap();
   search::SearchOptions search_options;
   if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
-  const search::ExactSearch bank_search(bank, search_options);
-  at::Tensor neighbors;
-  const int k = std::min<int>(options.num_neighbors, static_cast<int>(bank.size(0)));
-  if (k > 1) {
-    ProgressBar progress("bank neighbours", static_cast<std::size_t>(bank.size(0)), "vectors");
-    std::int64_t shown = 0;
-    neighbors = patchcore::Scorer::neighbors_of(bank_search, bank, k, [&](std::int64_t n) {
-      progress.advance(static_cast<std::size_t>(n - shown));
-      shown = n;
-    });
-  } else {
-    neighbors = at::empty({bank.size(0), 0}, at::kLong);
+  std::optional<ProgressBar> progress;  // only when the neighbours are computed at all
+  if (options.num_neighbors > 1 && bank.size(0) > 1) {
+    progress.emplace("bank neighbours", static_cast<std::size_t>(bank.size(0)), "vectors");
   }
+  std::int64_t shown = 0;
+  patchcore::Scorer scorer(bank, at::Tensor(),
+                           {.num_neighbors = options.num_neighbors, .search = search_options},
+                           [&](std::int64_t n) {
+                             progress->advance(static_cast<std::size_t>(n - shown));
+                             shown = n;
+                           });
+  progress.reset();
   local.neighbors_seconds = clock.lap();
 
   ModelInfo info;
@@ -241,8 +241,6 @@ Model Model::fit(std::span<const std::filesystem::path> images, std::string cate
   info.num_neighbors = options.num_neighbors;
   info.sigma = options.sigma;
   info.upsampling = options.upsampling;
-  patchcore::Scorer scorer(bank, neighbors,
-                           {.num_neighbors = options.num_neighbors, .search = search_options});
   local.total_seconds = total.total();
   local.peak_memory_bytes = peak_memory_bytes();
   if (report != nullptr) *report = local;

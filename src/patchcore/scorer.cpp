@@ -24,15 +24,17 @@ at::Tensor Scorer::neighbors_of(const search::ExactSearch& bank, const at::Tenso
   return result;
 }
 
-Scorer::Scorer(const at::Tensor& bank, at::Tensor bank_neighbors, const ScorerOptions& options)
+Scorer::Scorer(const at::Tensor& bank, at::Tensor bank_neighbors, const ScorerOptions& options,
+               const std::function<void(std::int64_t)>& on_progress)
     : options_(options), bank_(bank.to(at::kFloat).contiguous()), search_(bank_, options.search) {
   if (options.num_neighbors < 1) {
     throw Error("--num-neighbors must be at least 1, got " + std::to_string(options.num_neighbors));
   }
   const auto needed = std::min<std::int64_t>(options.num_neighbors, bank_.size(0));
   if (!bank_neighbors.defined()) {
-    bank_neighbors = needed > 1 ? neighbors_of(search_, bank_, static_cast<int>(needed))
-                                : at::empty({bank_.size(0), 0}, at::kLong);
+    bank_neighbors = needed > 1
+                         ? neighbors_of(search_, bank_, static_cast<int>(needed), on_progress)
+                         : at::empty({bank_.size(0), 0}, at::kLong);
   }
   if (bank_neighbors.size(0) != bank_.size(0) ||
       bank_neighbors.size(1) < (needed > 1 ? needed : 0)) {

@@ -29,15 +29,15 @@ struct Scores {
 class Scorer {
  public:
   // `bank`: M x D. `bank_neighbors`: M x k int64 from neighbors_of() with k >= num_neighbors,
-  // or undefined to compute them here.
-  Scorer(const at::Tensor& bank, at::Tensor bank_neighbors, const ScorerOptions& options);
+  // or undefined to compute them here (reporting the vectors done to `on_progress`).
+  Scorer(const at::Tensor& bank, at::Tensor bank_neighbors, const ScorerOptions& options,
+         const std::function<void(std::int64_t)>& on_progress = {});
 
   // `embeddings`: B x h x w x D.
   Scores score(const at::Tensor& embeddings) const;
 
   const at::Tensor& bank() const { return bank_; }
   const at::Tensor& bank_neighbors() const { return neighbors_; }
-  const search::ExactSearch& search() const { return search_; }
 
   // Each bank vector's k nearest bank vectors (itself first): what the re-weighting needs, computed
   // once at fit time.
