@@ -26,7 +26,8 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
                                     const std::filesystem::path& image, const Model& model,
                                     const Prediction& p) {
   const ModelInfo& info = model.info();
-  const cv::Mat view = render::model_view(load_image(image), info.image_size, info.crop_size, 320);
+  const Image original = load_image(image);
+  constexpr int kHeight = 360;
   std::vector<float> normalized(p.map.values.size());
   for (std::size_t i = 0; i < normalized.size(); ++i) {
     const float n = model.normalize_pixel(p.map.values[i]);
@@ -36,9 +37,12 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
   const std::string name = (image.parent_path().filename() / image.filename()).string();
   std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,
                 std::isnan(p.normalized) ? "no threshold" : (p.anomalous ? "ANOMALOUS" : "normal"));
+  // At the image's own size and aspect: the map is mapped back onto the part the model saw.
   const cv::Mat picture =
-      render::panels({view, render::heatmap_overlay(view, normalized, p.map.width, p.map.height)},
-                     {"image", "anomaly map"}, caption,
+      render::panels({render::scaled_original(original, kHeight),
+                      render::original_overlay(original, normalized, p.map.width, p.map.height,
+                                               info.image_size, info.crop_size, kHeight)},
+                     {"image", "anomaly map (dimmed: cropped away, not inspected)"}, caption,
                      p.anomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
   std::filesystem::create_directories(folder);
   // Folder and name: test/scratch/000.png and test/good/000.png must not overwrite each other.

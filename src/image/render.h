@@ -30,6 +30,15 @@ cv::Mat load_mask(const std::filesystem::path& path);
 cv::Mat heatmap_overlay(const cv::Mat& view, std::span<const float> values, int width, int height,
                         double opacity = 0.5);
 
+// The whole image at `display_height` pixels high, aspect kept. BGR, 8-bit.
+cv::Mat scaled_original(const Image& image, int display_height);
+
+// The anomaly map (crop geometry) mapped back onto the whole original image, drawn at a height
+// of `height` pixels keeping the image's aspect: the heatmap covers the part of the image the
+// model saw; the border it cropped away is dimmed. `values` normalised as for heatmap_overlay().
+cv::Mat original_overlay(const Image& image, std::span<const float> values, int width, int height,
+                         int image_size, int crop_size, int display_height, double opacity = 0.5);
+
 // Ground truth drawn over a dimmed view (red), or the view alone when `mask` is empty.
 cv::Mat mask_overlay(const cv::Mat& view, const cv::Mat& mask);
 
