@@ -23,6 +23,7 @@ struct TrainArgs {
   std::string max_memory;
   std::string json;
   bool no_thresholds = false;
+  std::string upsampling = "bilinear";
   PatchCoreOptions model;
 };
 
@@ -60,6 +61,8 @@ void run_train(TrainArgs args) {
   if (categories.empty()) throw pv::Error("--category names no category");
   if (!args.max_memory.empty()) args.model.max_memory_bytes = parse_bytes(args.max_memory);
   args.model.embedder.seed = args.model.seed;
+  args.model.upsampling =
+      args.upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
   std::filesystem::create_directories(args.out);
 
   std::vector<EvaluationReport> reports;
@@ -138,6 +141,11 @@ void add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-memory", args->max_memory,
                   "Memory budget, e.g. 4G: training patches beyond it go to a temporary file");
+  cmd->add_option("--map-upsampling", args->upsampling,
+                  "How patch scores become a pixel map: bilinear, or nearest (anomalib 2.x's exact "
+                  "choice)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"bilinear", "nearest"}));
   cmd->add_flag("--no-thresholds", args->no_thresholds,
                 "Do not evaluate the test split to set thresholds");
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
