@@ -59,7 +59,8 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
 void run_train(TrainArgs args) {
   const auto categories = split(args.categories);
   if (categories.empty()) throw pv::Error("--category names no category");
-  if (!args.max_memory.empty()) args.model.max_memory_bytes = parse_bytes(args.max_memory);
+  args.model.max_memory_bytes =
+      args.max_memory.empty() ? physical_memory_bytes() / 2 : parse_bytes(args.max_memory);
   args.model.embedder.seed = args.model.seed;
   args.model.upsampling =
       args.upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
@@ -140,7 +141,8 @@ void add_train_command(CLI::App& app) {
                   "Seed of the random projection, the first coreset centre and a random backbone")
       ->capture_default_str();
   cmd->add_option("--max-memory", args->max_memory,
-                  "Memory budget, e.g. 4G: training patches beyond it go to a temporary file");
+                  "Memory budget, e.g. 4G: training patches beyond it go to a temporary file "
+                  "(default: half of this machine's memory)");
   cmd->add_option("--map-upsampling", args->upsampling,
                   "How patch scores become a pixel map: bilinear, or nearest (anomalib 2.x's exact "
                   "choice)")
