@@ -51,11 +51,11 @@ std::string cell(double value) {
   return text;
 }
 
+}  // namespace
+
 nlohmann::ordered_json number_or_null(double value) {
   return std::isnan(value) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(value);
 }
-
-}  // namespace
 
 void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports) {
   std::fprintf(out, "\n%-14s %11s %11s %8s\n", "category", "image AUROC", "pixel AUROC", "PRO");

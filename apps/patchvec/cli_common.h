@@ -27,6 +27,9 @@ void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports);
 std::FILE* human_output(const std::string& json_target);
 
 nlohmann::ordered_json to_json(const EvaluationReport& report);
+
+// NaN (a metric that does not apply) becomes null.
+nlohmann::ordered_json number_or_null(double value);
 nlohmann::ordered_json to_json(const PredictTimings& timings);
 
 // Images named on the command line; folders expand to the images directly inside them.

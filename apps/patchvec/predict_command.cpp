@@ -75,14 +75,12 @@ void run_predict(const PredictArgs& args) {
     if (!args.heatmaps.empty())
       heatmap = write_heatmap(args.heatmaps, images[i], model, p).string();
     if (args.json) {
-      results.push_back(
-          {{"image", images[i].string()},
-           {"score", p.score},
-           {"normalized", std::isnan(p.normalized) ? nlohmann::ordered_json()
-                                                   : nlohmann::ordered_json(p.normalized)},
-           {"verdict", verdict},
-           {"heatmap",
-            heatmap.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(heatmap)}});
+      results.push_back({{"image", images[i].string()},
+                         {"score", p.score},
+                         {"normalized", number_or_null(p.normalized)},
+                         {"verdict", verdict},
+                         {"heatmap", heatmap.empty() ? nlohmann::ordered_json()
+                                                     : nlohmann::ordered_json(heatmap)}});
     } else {
       std::printf("%-*s %9.4f %10.3f  %s%s\n", static_cast<int>(width), images[i].string().c_str(),
                   p.score, p.normalized, verdict.c_str(),

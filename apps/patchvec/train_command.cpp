@@ -86,11 +86,8 @@ void run_train(TrainArgs args) {
                              {"pixel", report.computed.pixel},
                              {"source", report.computed.source}};
       entry["image_auroc"] = report.image_auroc;
-      entry["pixel_auroc"] = std::isnan(report.pixel_auroc)
-                                 ? nlohmann::ordered_json()
-                                 : nlohmann::ordered_json(report.pixel_auroc);
-      entry["pro"] =
-          std::isnan(report.pro) ? nlohmann::ordered_json() : nlohmann::ordered_json(report.pro);
+      entry["pixel_auroc"] = number_or_null(report.pixel_auroc);
+      entry["pro"] = number_or_null(report.pro);
       reports.push_back(report);
     } else {
       log::warn("category " + name +

@@ -21,6 +21,7 @@ RocCurve roc_curve(std::span<const float> scores, std::span<const std::uint8_t> 
 
 // Area under the ROC curve (trapezoids): ties count one half, as the Mann-Whitney U statistic.
 double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels);
+double auroc(const RocCurve& curve);  // the same from a curve already computed
 
 // The threshold that maximises F1 (anomalib's F1AdaptiveThreshold; the lowest such threshold
 // when several tie).

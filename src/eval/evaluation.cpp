@@ -127,7 +127,7 @@ EvaluationReport evaluate(const Model& model, const Category& category,
   }
 
   report.image_roc = roc_curve(scores, labels);
-  report.image_auroc = auroc(scores, labels);
+  report.image_auroc = auroc(report.image_roc);
   const F1Threshold image_threshold = f1_optimal_threshold(scores, labels);
   const auto [image_min, image_max] = std::minmax_element(scores.begin(), scores.end());
   const auto [pixel_min, pixel_max] = std::minmax_element(pixels.begin(), pixels.end());
@@ -142,8 +142,9 @@ EvaluationReport evaluate(const Model& model, const Category& category,
   report.pixel_auroc = std::numeric_limits<double>::quiet_NaN();
   report.pro = std::numeric_limits<double>::quiet_NaN();
   if (any_mask) {
-    report.pixel_roc = thinned(roc_curve(pixels, pixel_labels), 2000);
-    report.pixel_auroc = auroc(pixels, pixel_labels);
+    const RocCurve pixel_roc = roc_curve(pixels, pixel_labels);
+    report.pixel_auroc = auroc(pixel_roc);
+    report.pixel_roc = thinned(pixel_roc, 2000);
     report.computed.pixel = f1_optimal_threshold(pixels, pixel_labels).threshold;
     std::vector<PixelMap> maps;
     const std::size_t per_image = static_cast<std::size_t>(crop) * crop;

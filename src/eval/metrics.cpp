@@ -71,9 +71,12 @@ RocCurve roc_curve(std::span<const float> scores, std::span<const std::uint8_t> 
   return curve;
 }
 
-double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels) {
-  const RocCurve curve = roc_curve(scores, labels);
+double auroc(const RocCurve& curve) {
   return area(curve.fpr, curve.tpr, 1.0);
+}
+
+double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels) {
+  return auroc(roc_curve(scores, labels));
 }
 
 F1Threshold f1_optimal_threshold(std::span<const float> scores,

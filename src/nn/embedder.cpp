@@ -218,9 +218,7 @@ BackboneState Embedder::state() const {
   } else {
     state.weights_sha256 = nn::tensors_sha256(
         *impl_->network, [](const std::string& n) { return !is_running_statistic(n); });
-    state.batchnorm = nn::encode_tensors(*impl_->network, [](const std::string& n) {
-      return n.ends_with("running_mean") || n.ends_with("running_var");
-    });
+    state.batchnorm = nn::encode_tensors(*impl_->network, is_running_statistic);
   }
   return state;
 }

@@ -139,9 +139,15 @@ struct Model::Impl {
             .upsampling = to_internal(info.upsampling)};
   }
 
+  float normalize_image(float score) const {
+    if (!info.thresholds) return std::numeric_limits<float>::quiet_NaN();
+    const Thresholds& t = *info.thresholds;
+    return normalize_score(score, t.image, t.image_min, t.image_max);
+  }
+
   // Scores one batch of embeddings into predictions.
-  void score(const PatchEmbeddings& batch, std::vector<Prediction>& out, PredictTimings* timings,
-             const Model& model) const {
+  void score(const PatchEmbeddings& batch, std::vector<Prediction>& out,
+             PredictTimings* timings) const {
     Stopwatch clock;
     const auto& g = batch.grid;
     const at::Tensor embeddings =
@@ -159,7 +165,7 @@ struct Model::Impl {
     for (std::int64_t b = 0; b < batch.count; ++b) {
       Prediction p;
       p.score = scores.image_scores[b].item<float>();
-      p.normalized = model.normalize_image(p.score);
+      p.normalized = normalize_image(p.score);
       p.anomalous = info.thresholds.has_value() && p.score >= info.thresholds->image;
       p.map.height = static_cast<int>(maps.size(1));
       p.map.width = static_cast<int>(maps.size(2));
@@ -291,9 +297,7 @@ std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> im
   EmbedTimings embed_timings;
   impl_->embedder.embed_each(
       images,
-      [&](const PatchEmbeddings& batch, std::size_t) {
-        impl_->score(batch, predictions, timings, *this);
-      },
+      [&](const PatchEmbeddings& batch, std::size_t) { impl_->score(batch, predictions, timings); },
       progress_label, &embed_timings);
   if (timings != nullptr) {
     timings->read_seconds += embed_timings.read_seconds;
@@ -305,7 +309,7 @@ std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> im
 
 Prediction Model::predict(const Image& image) const {
   std::vector<Prediction> out;
-  impl_->score(impl_->embedder.embed(std::span(&image, 1)), out, nullptr, *this);
+  impl_->score(impl_->embedder.embed(std::span(&image, 1)), out, nullptr);
   return std::move(out.front());
 }
 
@@ -314,9 +318,7 @@ void Model::set_thresholds(const Thresholds& thresholds) {
 }
 
 float Model::normalize_image(float score) const {
-  const auto& t = impl_->info.thresholds;
-  if (!t) return std::numeric_limits<float>::quiet_NaN();
-  return normalize_score(score, t->image, t->image_min, t->image_max);
+  return impl_->normalize_image(score);
 }
 
 float Model::normalize_pixel(float score) const {
