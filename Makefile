@@ -18,8 +18,9 @@ $(BUILD)/CMakeCache.txt:
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 
+# The main job end to end: synthetic dataset, training, evaluation, similarity search.
 demo: build
-	scripts/demo.sh $(BUILD)
+	$(BUILD)/patchvec demo --out $(BUILD)/demo --json $(BUILD)/demo/summary.json
 
 test: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A small sample category in MVTec AD layout, for `make demo` until `patchvec synth` exists.
+"""A grainy-surface category in MVTec AD layout: the fixed input of the benchmarks in bench/
+(their cached PyTorch reference results were computed on it). Demos use `patchvec synth`.
 
     make-sample-data.py ROOT [--train 16] [--test-good 6] [--test-bad 6] [--size 512] [--seed 0]
 

@@ -35,4 +35,10 @@ nlohmann::ordered_json to_json(const PredictTimings& timings);
 // Images named on the command line; folders expand to the images directly inside them.
 std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments);
 
+// A picture of `image` with its anomaly map (from `p`) mapped back onto it, written to
+// <folder>/<parent folder>_<stem>_heatmap.png; returns that path.
+std::filesystem::path write_heatmap(const std::filesystem::path& folder,
+                                    const std::filesystem::path& image, const Model& model,
+                                    const Prediction& p);
+
 }  // namespace pv::cli

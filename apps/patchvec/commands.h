@@ -9,5 +9,7 @@ void add_embed_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
+void add_synth_command(CLI::App& app);
+void add_demo_command(CLI::App& app);
 
 }  // namespace pv::cli

@@ -1,13 +1,10 @@
 // patchvec predict: score images with a trained model.
 #include <cstdio>
 
-#include <opencv2/imgproc.hpp>
-
 #include <patchvec/model.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "image/render.h"
 
 namespace pv::cli {
 namespace {
@@ -21,37 +18,6 @@ struct PredictArgs {
   int threads = 0;
   int batch_size = 8;
 };
-
-std::filesystem::path write_heatmap(const std::filesystem::path& folder,
-                                    const std::filesystem::path& image, const Model& model,
-                                    const Prediction& p) {
-  const ModelInfo& info = model.info();
-  const Image original = load_image(image);
-  constexpr int kHeight = 360;
-  std::vector<float> normalized(p.map.values.size());
-  for (std::size_t i = 0; i < normalized.size(); ++i) {
-    const float n = model.normalize_pixel(p.map.values[i]);
-    normalized[i] = std::isnan(n) ? 0.0f : n;
-  }
-  char caption[256];
-  const std::string name = (image.parent_path().filename() / image.filename()).string();
-  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,
-                std::isnan(p.normalized) ? "no threshold" : (p.anomalous ? "ANOMALOUS" : "normal"));
-  // At the image's own size and aspect: the map is mapped back onto the part the model saw.
-  const cv::Mat picture =
-      render::panels({render::scaled_original(original, kHeight),
-                      render::original_overlay(original, normalized, p.map.width, p.map.height,
-                                               info.image_size, info.crop_size, kHeight)},
-                     {"image", "anomaly map (dimmed: cropped away, not inspected)"}, caption,
-                     p.anomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
-  std::filesystem::create_directories(folder);
-  // Folder and name: test/scratch/000.png and test/good/000.png must not overwrite each other.
-  const auto parent = image.parent_path().filename().string();
-  const auto path =
-      folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
-  render::write_png(path, picture);
-  return path;
-}
 
 void run_predict(const PredictArgs& args) {
   const Model model = Model::load(

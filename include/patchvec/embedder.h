@@ -114,4 +114,9 @@ class Embedder {
   std::unique_ptr<Impl> impl_;
 };
 
+// An image's embedding for similarity search: the mean of its L2-normalised patch embeddings
+// (`patches` = count x dim, row-major). Every patch counts equally whatever its feature norm, so
+// the cosine similarity of two images compares the mix of local appearances they contain.
+std::vector<float> image_embedding(std::span<const float> patches, std::size_t dim);
+
 }  // namespace pv

@@ -13,12 +13,13 @@
 namespace pv {
 
 struct ImageResult {
-  std::string relative_path;  // under the category folder, e.g. "test/crack/003.png"
-  std::string defect;         // folder name, "good" for normal images
-  int label = 0;              // 1 = anomalous
-  float score = 0;            // raw
-  float normalized = 0;       // with the thresholds in use (see EvaluationReport)
-  bool anomalous = false;     // verdict with those thresholds
+  std::string relative_path;     // under the category folder, e.g. "test/crack/003.png"
+  std::string defect;            // folder name, "good" for normal images
+  int label = 0;                 // 1 = anomalous
+  float score = 0;               // raw
+  float normalized = 0;          // with the thresholds in use (see EvaluationReport)
+  bool anomalous = false;        // verdict with those thresholds
+  std::vector<float> embedding;  // for similarity search (image_embedding())
 };
 
 struct EvaluationReport {

@@ -59,7 +59,8 @@ struct Prediction {
   bool anomalous = false;   // score >= image threshold; false without thresholds
   AnomalyMap map;
   std::vector<float>
-      patch_distances;  // grid.height x grid.width: each patch to its nearest bank patch
+      patch_distances;           // grid.height x grid.width: each patch to its nearest bank patch
+  std::vector<float> embedding;  // image embedding for similarity search (image_embedding())
 };
 
 struct ModelInfo {
@@ -113,9 +114,11 @@ struct ModelLoadOptions {
 class Model {
  public:
   // Fits the memory bank on defect-free images. Throws pv::Error for unreadable images, bad
-  // options or weights (see Embedder).
+  // options or weights (see Embedder). With `image_embeddings`, also returns each training
+  // image's embedding for similarity search (image_embedding()), in the order of `images`.
   static Model fit(std::span<const std::filesystem::path> images, std::string category,
-                   const PatchCoreOptions& options, FitReport* report = nullptr);
+                   const PatchCoreOptions& options, FitReport* report = nullptr,
+                   std::vector<std::vector<float>>* image_embeddings = nullptr);
 
   // Reads a model file and rebuilds its backbone. Throws pv::Error naming the file for a missing,
   // truncated, corrupt or incompatible file, or missing/different weights.

@@ -172,7 +172,8 @@ EvaluationReport evaluate(const Model& model, const Category& category,
          .score = score,
          .normalized = normalize_score(score, report.used.image, report.used.image_min,
                                        report.used.image_max),
-         .anomalous = flagged});
+         .anomalous = flagged,
+         .embedding = predictions[i].embedding});
   }
   report.image_f1 = tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
   report.metrics_seconds = metrics_clock.lap();

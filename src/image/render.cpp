@@ -145,6 +145,14 @@ cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string
   return out;
 }
 
+cv::Mat to_bgr8(const Image& image) {
+  cv::Mat rgb(image.height, image.width, CV_32FC3, const_cast<float*>(image.pixels.data()));
+  cv::Mat bgr, bytes;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  bgr.convertTo(bytes, CV_8UC3, 255.0);
+  return bytes;
+}
+
 void write_png(const std::filesystem::path& path, const cv::Mat& image) {
   std::vector<unsigned char> bytes;
   if (!cv::imencode(".png", image, bytes)) throw Error("cannot encode PNG " + path.string());

@@ -46,6 +46,9 @@ cv::Mat mask_overlay(const cv::Mat& view, const cv::Mat& mask);
 cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string>& titles,
                const std::string& caption, const cv::Scalar& caption_color);
 
+// The image as 8-bit BGR (rounded), the form PNG files are written from.
+cv::Mat to_bgr8(const Image& image);
+
 // PNG, written atomically. Throws pv::Error naming the file.
 void write_png(const std::filesystem::path& path, const cv::Mat& image);
 

@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
 #include <optional>
@@ -308,6 +309,22 @@ PatchEmbeddings Embedder::embed(std::span<const Image> images) const {
     impl_->embed_batch(at::stack(inputs), result.values.data() + start * per_image);
   }
   return result;
+}
+
+std::vector<float> image_embedding(std::span<const float> patches, std::size_t dim) {
+  std::vector<double> sum(dim, 0.0);
+  const std::size_t count = dim == 0 ? 0 : patches.size() / dim;
+  for (std::size_t p = 0; p < count; ++p) {
+    const float* v = patches.data() + p * dim;
+    double norm = 0;
+    for (std::size_t d = 0; d < dim; ++d) norm += double(v[d]) * v[d];
+    if (norm == 0) continue;
+    const double inverse = 1.0 / std::sqrt(norm);
+    for (std::size_t d = 0; d < dim; ++d) sum[d] += v[d] * inverse;
+  }
+  std::vector<float> mean(dim);
+  for (std::size_t d = 0; d < dim; ++d) mean[d] = count ? float(sum[d] / count) : 0.0f;
+  return mean;
 }
 
 }  // namespace pv

@@ -123,6 +123,20 @@ float normalize_score(float score, float threshold, float min, float max) {
   return std::clamp(value, 0.0f, 1.0f);
 }
 
+// The patch embeddings of image `b` of a batch.
+std::span<const float> image_patches(const PatchEmbeddings& batch, std::int64_t b) {
+  const auto per_image =
+      static_cast<std::size_t>(batch.grid.height * batch.grid.width * batch.grid.dim);
+  return std::span(batch.values).subspan(static_cast<std::size_t>(b) * per_image, per_image);
+}
+
+void append_image_embeddings(const PatchEmbeddings& batch, std::vector<std::vector<float>>& out) {
+  for (std::int64_t b = 0; b < batch.count; ++b) {
+    out.push_back(
+        image_embedding(image_patches(batch, b), static_cast<std::size_t>(batch.grid.dim)));
+  }
+}
+
 struct Model::Impl {
   ModelInfo info;
   Embedder embedder;
@@ -174,6 +188,7 @@ struct Model::Impl {
       const at::Tensor patches = scores.patch_distances[b].contiguous();
       p.patch_distances.assign(patches.data_ptr<float>(),
                                patches.data_ptr<float>() + patches.numel());
+      p.embedding = image_embedding(image_patches(batch, b), static_cast<std::size_t>(g.dim));
       out.push_back(std::move(p));
     }
   }
@@ -185,7 +200,8 @@ Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
 
 Model Model::fit(std::span<const std::filesystem::path> images, std::string category,
-                 const PatchCoreOptions& options, FitReport* report) {
+                 const PatchCoreOptions& options, FitReport* report,
+                 std::vector<std::vector<float>>* image_embeddings) {
   if (images.empty()) throw Error("training needs at least one image");
   Stopwatch total;
   FitReport local;
@@ -203,8 +219,11 @@ Model Model::fit(std::span<const std::filesystem::path> images, std::string cate
                                         .seed = options.seed,
                                         .max_memory_bytes = options.max_memory_bytes});
   Stopwatch clock;
-  embedder.embed_each(
-      images, [&](const PatchEmbeddings& batch, std::size_t) { builder.add(batch.values); });
+  if (image_embeddings != nullptr) image_embeddings->clear();
+  embedder.embed_each(images, [&](const PatchEmbeddings& batch, std::size_t) {
+    builder.add(batch.values);
+    if (image_embeddings != nullptr) append_image_embeddings(batch, *image_embeddings);
+  });
   local.embed_seconds = clock.lap();
   patchcore::BankReport bank_report;
   const at::Tensor bank = builder.finish(&bank_report);

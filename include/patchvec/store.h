@@ -1,0 +1,83 @@
+// Where images' embeddings, labels and verdicts live, and the similarity search over them.
+//
+// One interface, two implementations: the embedded store (a file, no server; the default) and
+// PostgreSQL + pgvector. Image embeddings are pv::image_embedding() (embedder.h).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace pv {
+
+struct StoredImage {
+  std::int64_t id = 0;  // assigned by the store
+  std::string path;     // as it was indexed
+  std::string category;
+  std::string split = "train";  // "train", "test", or "added" (add-anomaly)
+  bool anomalous = false;       // the label
+  std::string defect = "good";  // defect type; "good" for normal images
+  std::optional<float> score;   // PatchCore image score, when it was scored
+  std::string verdict;          // "normal" / "anomalous" from that score; empty if not scored
+  std::vector<float> embedding;
+};
+
+struct Match {
+  StoredImage image;      // without its embedding
+  double similarity = 0;  // cosine similarity, 1 = same direction
+};
+
+struct MatchFilter {
+  std::string category;           // empty: every category
+  std::optional<bool> anomalous;  // only normal (false) or only anomalous (true) images
+};
+
+struct AnomalyReport {
+  std::int64_t id = 0;  // assigned by the store
+  std::string path;
+  std::string category;
+  float score = 0;
+  float threshold = 0;         // the image threshold it was judged against
+  double best_similarity = 0;  // to the closest normal image
+  std::string created;         // ISO 8601, UTC; set by the store when empty
+  std::vector<Match> matches;  // what was shown: the nearest known defects
+};
+
+// Thread-safety: const member functions may run concurrently; the others must not overlap with
+// anything on the same object. Changes are atomic: all of a call's rows or none.
+class VectorStore {
+ public:
+  virtual ~VectorStore() = default;
+
+  // Replaces every image of `category` with `images` (ids are assigned; re-indexing never
+  // duplicates). Returns how many were stored.
+  virtual std::size_t replace_category(const std::string& category,
+                                       std::span<const StoredImage> images) = 0;
+  virtual std::int64_t add_image(const StoredImage& image) = 0;
+
+  // The `k` stored images most similar to `query` (cosine), best first; equal similarities in id
+  // order. Exact search.
+  virtual std::vector<Match> nearest(std::span<const float> query, std::size_t k,
+                                     const MatchFilter& filter = {}) const = 0;
+
+  virtual std::int64_t add_report(const AnomalyReport& report) = 0;
+  // Newest first; `category` empty for all.
+  virtual std::vector<AnomalyReport> reports(const std::string& category,
+                                             std::size_t limit) const = 0;
+
+  virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
+  virtual std::size_t image_count(const std::string& category = {}) const = 0;
+  virtual std::string location() const = 0;  // for messages: "embedded store models/store.pvs"
+};
+
+// The embedded store in `path` (created on the first change). Every change rewrites the file
+// atomically under a lock file, so processes can share it (index in one, search in another).
+// Throws pv::Error naming the file if it exists but is unreadable, damaged or of another version.
+std::unique_ptr<VectorStore> open_embedded_store(const std::filesystem::path& path);
+
+}  // namespace pv

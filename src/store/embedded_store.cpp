@@ -1,0 +1,350 @@
+// The embedded store: one file holding every image's metadata and embedding, and the reports.
+//
+//   offset 0   "PVSTORE\0"          magic, 8 bytes
+//          8   u32 format version    little-endian (kVersion)
+//         12   u32 dimension         of the embeddings (0 while empty)
+//         16   u64 header length H
+//         24   header                JSON: images (without embeddings), reports, next ids
+//     24 + H   embeddings            float32, one row per image in header order
+//   end - 64   SHA-256 of everything before it, as hex text
+//
+// Small enough to rewrite whole on every change (10,000 images x 1536 floats = 61 MB), which
+// keeps changes atomic (temporary file + rename) without a journal.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <ctime>
+#include <mutex>
+#include <type_traits>
+
+#include <fcntl.h>
+#include <nlohmann/json.hpp>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <patchvec/error.h>
+#include <patchvec/store.h>
+
+#include "util/files.h"
+#include "util/sha256.h"
+
+namespace pv {
+namespace {
+
+constexpr char kMagic[8] = {'P', 'V', 'S', 'T', 'O', 'R', 'E', '\0'};
+constexpr std::uint32_t kVersion = 1;
+constexpr std::size_t kPrefix = 24;
+constexpr std::size_t kChecksum = 64;
+
+std::string utc_now() {
+  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
+  std::tm tm{};
+  gmtime_r(&now, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+nlohmann::json image_json(const StoredImage& image) {
+  nlohmann::json j = {
+      {"id", image.id},          {"path", image.path},           {"category", image.category},
+      {"split", image.split},    {"anomalous", image.anomalous}, {"defect", image.defect},
+      {"verdict", image.verdict}};
+  j["score"] = image.score ? nlohmann::json(*image.score) : nlohmann::json(nullptr);
+  return j;
+}
+
+StoredImage image_from(const nlohmann::json& j) {
+  StoredImage image;
+  image.id = j.at("id").get<std::int64_t>();
+  image.path = j.at("path").get<std::string>();
+  image.category = j.at("category").get<std::string>();
+  image.split = j.at("split").get<std::string>();
+  image.anomalous = j.at("anomalous").get<bool>();
+  image.defect = j.at("defect").get<std::string>();
+  image.verdict = j.at("verdict").get<std::string>();
+  if (!j.at("score").is_null()) image.score = j.at("score").get<float>();
+  return image;
+}
+
+nlohmann::json report_json(const AnomalyReport& r) {
+  nlohmann::json matches = nlohmann::json::array();
+  for (const Match& m : r.matches) {
+    matches.push_back({{"image", image_json(m.image)}, {"similarity", m.similarity}});
+  }
+  return {
+      {"id", r.id},           {"path", r.path},           {"category", r.category},
+      {"score", r.score},     {"threshold", r.threshold}, {"best_similarity", r.best_similarity},
+      {"created", r.created}, {"matches", matches}};
+}
+
+AnomalyReport report_from(const nlohmann::json& j) {
+  AnomalyReport r;
+  r.id = j.at("id").get<std::int64_t>();
+  r.path = j.at("path").get<std::string>();
+  r.category = j.at("category").get<std::string>();
+  r.score = j.at("score").get<float>();
+  r.threshold = j.at("threshold").get<float>();
+  r.best_similarity = j.at("best_similarity").get<double>();
+  r.created = j.at("created").get<std::string>();
+  for (const auto& m : j.at("matches")) {
+    r.matches.push_back({image_from(m.at("image")), m.at("similarity").get<double>()});
+  }
+  return r;
+}
+
+// Everything in the file, in memory. Embeddings are kept L2-normalised for the search and as
+// given for the file (so a round trip changes nothing).
+struct Contents {
+  std::vector<StoredImage> images;
+  std::vector<AnomalyReport> reports;
+  std::int64_t next_image_id = 1;
+  std::int64_t next_report_id = 1;
+  std::size_t dim = 0;
+};
+
+template <typename T>
+T read_le(const std::byte* p) {
+  T value;
+  std::memcpy(&value, p, sizeof value);
+  return value;
+}
+
+Contents decode(std::span<const std::byte> bytes, const std::string& where) {
+  if (bytes.size() < kPrefix + kChecksum || std::memcmp(bytes.data(), kMagic, 8) != 0) {
+    throw Error(where + ": not a PatchVec store (bad magic or too short)");
+  }
+  const auto version = read_le<std::uint32_t>(bytes.data() + 8);
+  if (version != kVersion) {
+    throw Error(where + ": store format version " + std::to_string(version) +
+                ", this patchvec reads version " + std::to_string(kVersion));
+  }
+  const std::string expected(reinterpret_cast<const char*>(bytes.data() + bytes.size() - kChecksum),
+                             kChecksum);
+  if (sha256_hex(bytes.first(bytes.size() - kChecksum)) != expected) {
+    throw Error(where + ": checksum mismatch (the file is damaged or truncated)");
+  }
+  Contents c;
+  c.dim = read_le<std::uint32_t>(bytes.data() + 12);
+  const auto header_length = read_le<std::uint64_t>(bytes.data() + 16);
+  if (header_length > bytes.size() - kPrefix - kChecksum)
+    throw Error(where + ": bad header length");
+  try {
+    const auto header = nlohmann::json::parse(
+        std::string_view(reinterpret_cast<const char*>(bytes.data() + kPrefix), header_length));
+    for (const auto& j : header.at("images")) c.images.push_back(image_from(j));
+    for (const auto& j : header.at("reports")) c.reports.push_back(report_from(j));
+    c.next_image_id = header.at("next_image_id").get<std::int64_t>();
+    c.next_report_id = header.at("next_report_id").get<std::int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": corrupt header (" + e.what() + ")");
+  }
+  const std::size_t floats = c.images.size() * c.dim;
+  if (kPrefix + header_length + floats * sizeof(float) + kChecksum != bytes.size()) {
+    throw Error(where + ": size does not match its header");
+  }
+  const std::byte* data = bytes.data() + kPrefix + header_length;
+  for (std::size_t i = 0; i < c.images.size(); ++i) {
+    c.images[i].embedding.resize(c.dim);
+    std::memcpy(c.images[i].embedding.data(), data + i * c.dim * sizeof(float),
+                c.dim * sizeof(float));
+  }
+  return c;
+}
+
+void write_contents(const std::filesystem::path& path, const Contents& c) {
+  nlohmann::json images = nlohmann::json::array();
+  for (const StoredImage& image : c.images) images.push_back(image_json(image));
+  nlohmann::json reports = nlohmann::json::array();
+  for (const AnomalyReport& r : c.reports) reports.push_back(report_json(r));
+  const std::string header = nlohmann::json({{"images", images},
+                                             {"reports", reports},
+                                             {"next_image_id", c.next_image_id},
+                                             {"next_report_id", c.next_report_id}})
+                                 .dump();
+  std::vector<std::byte> bytes(kPrefix + header.size() + c.images.size() * c.dim * sizeof(float));
+  std::memcpy(bytes.data(), kMagic, 8);
+  const std::uint32_t version = kVersion, dim = static_cast<std::uint32_t>(c.dim);
+  const std::uint64_t length = header.size();
+  std::memcpy(bytes.data() + 8, &version, 4);
+  std::memcpy(bytes.data() + 12, &dim, 4);
+  std::memcpy(bytes.data() + 16, &length, 8);
+  std::memcpy(bytes.data() + kPrefix, header.data(), header.size());
+  std::byte* data = bytes.data() + kPrefix + header.size();
+  for (const StoredImage& image : c.images) {
+    std::memcpy(data, image.embedding.data(), c.dim * sizeof(float));
+    data += c.dim * sizeof(float);
+  }
+  const std::string checksum = sha256_hex(bytes);
+  AtomicFile file(path);
+  file.write(bytes);
+  file.write(checksum);
+  file.commit();
+}
+
+// An exclusive advisory lock on <store>.lock for one read-modify-write, across processes.
+class FileLock {
+ public:
+  explicit FileLock(const std::filesystem::path& store) {
+    const std::string path = store.string() + ".lock";
+    fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw Error("cannot create lock file " + path + ": " + std::strerror(errno));
+    if (::flock(fd_, LOCK_EX) != 0) {
+      ::close(fd_);
+      throw Error("cannot lock " + path + ": " + std::strerror(errno));
+    }
+  }
+  FileLock(const FileLock&) = delete;
+  FileLock& operator=(const FileLock&) = delete;
+  ~FileLock() { ::close(fd_); }  // closing releases the lock
+
+ private:
+  int fd_ = -1;
+};
+
+double dot(const float* a, const float* b, std::size_t n) {
+  double s = 0;
+  for (std::size_t i = 0; i < n; ++i) s += double(a[i]) * b[i];
+  return s;
+}
+
+double norm(std::span<const float> v) {
+  return std::sqrt(dot(v.data(), v.data(), v.size()));
+}
+
+class EmbeddedStore final : public VectorStore {
+ public:
+  explicit EmbeddedStore(std::filesystem::path path) : path_(std::move(path)) {
+    contents_ = load();
+  }
+
+  std::size_t replace_category(const std::string& category,
+                               std::span<const StoredImage> images) override {
+    return change([&](Contents& c) {
+      std::erase_if(c.images, [&](const StoredImage& i) { return i.category == category; });
+      for (StoredImage image : images) {
+        image.category = category;
+        append(c, std::move(image));
+      }
+      return images.size();
+    });
+  }
+
+  std::int64_t add_image(const StoredImage& image) override {
+    return change([&](Contents& c) { return append(c, image); });
+  }
+
+  std::vector<Match> nearest(std::span<const float> query, std::size_t k,
+                             const MatchFilter& filter) const override {
+    const std::lock_guard guard(mutex_);
+    check_dimension(contents_, query.size());
+    const double query_norm = norm(query);
+    std::vector<Match> all;
+    for (const StoredImage& image : contents_.images) {
+      if (!filter.category.empty() && image.category != filter.category) continue;
+      if (filter.anomalous && image.anomalous != *filter.anomalous) continue;
+      const double denominator = query_norm * norm(image.embedding);
+      const double similarity =
+          denominator > 0 ? dot(query.data(), image.embedding.data(), query.size()) / denominator
+                          : 0.0;
+      Match m{image, similarity};
+      m.image.embedding.clear();
+      all.push_back(std::move(m));
+    }
+    const auto better = [](const Match& a, const Match& b) {
+      return a.similarity != b.similarity ? a.similarity > b.similarity : a.image.id < b.image.id;
+    };
+    const std::size_t n = std::min(k, all.size());
+    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), better);
+    all.resize(n);
+    return all;
+  }
+
+  std::int64_t add_report(const AnomalyReport& report) override {
+    return change([&](Contents& c) {
+      AnomalyReport r = report;
+      r.id = c.next_report_id++;
+      if (r.created.empty()) r.created = utc_now();
+      c.reports.push_back(std::move(r));
+      return c.reports.back().id;
+    });
+  }
+
+  std::vector<AnomalyReport> reports(const std::string& category,
+                                     std::size_t limit) const override {
+    const std::lock_guard guard(mutex_);
+    std::vector<AnomalyReport> out;
+    for (auto it = contents_.reports.rbegin(); it != contents_.reports.rend() && out.size() < limit;
+         ++it) {
+      if (category.empty() || it->category == category) out.push_back(*it);
+    }
+    return out;
+  }
+
+  std::optional<StoredImage> image(std::int64_t id) const override {
+    const std::lock_guard guard(mutex_);
+    for (const StoredImage& image : contents_.images) {
+      if (image.id == id) return image;
+    }
+    return std::nullopt;
+  }
+
+  std::size_t image_count(const std::string& category) const override {
+    const std::lock_guard guard(mutex_);
+    return static_cast<std::size_t>(std::count_if(
+        contents_.images.begin(), contents_.images.end(),
+        [&](const StoredImage& i) { return category.empty() || i.category == category; }));
+  }
+
+  std::string location() const override { return "embedded store " + path_.string(); }
+
+ private:
+  Contents load() const {
+    std::error_code error;
+    if (!std::filesystem::exists(path_, error)) return {};
+    const std::vector<std::byte> bytes = read_file(path_);
+    return decode(bytes, "store " + path_.string());
+  }
+
+  void check_dimension(const Contents& c, std::size_t dim) const {
+    if (c.dim != 0 && !c.images.empty() && dim != c.dim) {
+      throw Error("store " + path_.string() + " holds " + std::to_string(c.dim) +
+                  "-dimensional embeddings, got " + std::to_string(dim) +
+                  " (a model with another backbone?)");
+    }
+  }
+
+  std::int64_t append(Contents& c, StoredImage image) const {
+    if (c.images.empty()) c.dim = image.embedding.size();
+    check_dimension(c, image.embedding.size());
+    image.id = c.next_image_id++;
+    c.images.push_back(std::move(image));
+    return c.images.back().id;
+  }
+
+  // Read the newest file under the lock, apply `edit`, write it back: all or nothing.
+  template <typename Edit>
+  std::invoke_result_t<Edit&, Contents&> change(Edit edit) {
+    const std::lock_guard guard(mutex_);
+    if (!path_.parent_path().empty()) std::filesystem::create_directories(path_.parent_path());
+    const FileLock lock(path_);
+    Contents fresh = load();
+    auto result = edit(fresh);
+    write_contents(path_, fresh);
+    contents_ = std::move(fresh);
+    return result;
+  }
+
+  std::filesystem::path path_;
+  mutable std::mutex mutex_;
+  Contents contents_;
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> open_embedded_store(const std::filesystem::path& path) {
+  return std::make_unique<EmbeddedStore>(path);
+}
+
+}  // namespace pv

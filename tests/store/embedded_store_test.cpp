@@ -1,0 +1,202 @@
+// The embedded vector store: exact cosine ranking, atomic replacement, persistence, damage.
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include <patchvec/error.h>
+#include <patchvec/store.h>
+
+#include "testing.h"
+
+namespace pv {
+namespace {
+
+std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(dim);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<StoredImage> random_images(std::mt19937& rng, const std::string& category, int count,
+                                       std::size_t dim) {
+  std::vector<StoredImage> images;
+  for (int i = 0; i < count; ++i) {
+    const bool anomalous = i % 4 == 3;
+    images.push_back({.path = category + "/" + std::to_string(i) + ".png",
+                      .category = category,
+                      .split = "train",
+                      .anomalous = anomalous,
+                      .defect = anomalous ? "crack" : "good",
+                      .score = float(i),
+                      .verdict = anomalous ? "anomalous" : "normal",
+                      .embedding = random_vector(rng, dim)});
+  }
+  return images;
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST(EmbeddedStore, NearestIsTheBruteForceCosineRanking) {
+  testing::TempDir dir;
+  std::mt19937 rng(7);
+  auto store = open_embedded_store(dir / "store.pvs");
+  const auto tile = random_images(rng, "tile", 300, 64);
+  store->replace_category("tile", tile);
+  store->replace_category("grid", random_images(rng, "grid", 50, 64));
+  for (int q = 0; q < 5; ++q) {
+    const std::vector<float> query = random_vector(rng, 64);
+    std::vector<std::pair<double, std::string>> expected;
+    for (const StoredImage& image : tile) {
+      if (!image.anomalous) expected.emplace_back(cosine(query, image.embedding), image.path);
+    }
+    std::sort(expected.begin(), expected.end(), std::greater<>());
+    const auto matches = store->nearest(query, 10, {.category = "tile", .anomalous = false});
+    ASSERT_EQ(matches.size(), 10u);
+    for (std::size_t i = 0; i < matches.size(); ++i) {
+      EXPECT_EQ(matches[i].image.path, expected[i].second) << i;
+      EXPECT_NEAR(matches[i].similarity, expected[i].first, 1e-9);
+      EXPECT_EQ(matches[i].image.category, "tile");
+      EXPECT_FALSE(matches[i].image.anomalous);
+      EXPECT_TRUE(matches[i].image.embedding.empty());
+    }
+  }
+}
+
+TEST(EmbeddedStore, FiltersAndTies) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  const std::vector<float> v = {1, 0, 0};
+  store->add_image({.path = "a", .category = "tile", .embedding = v});
+  store->add_image({.path = "b",
+                    .category = "tile",
+                    .anomalous = true,
+                    .defect = "oil",
+                    .embedding = {2, 0, 0}});
+  store->add_image({.path = "c", .category = "grid", .embedding = v});
+  store->add_image({.path = "d", .category = "tile", .embedding = {0, 1, 0}});
+  const auto all = store->nearest(v, 10);
+  ASSERT_EQ(all.size(), 4u);
+  // a, b and c are equally similar (1.0): id order decides.
+  EXPECT_EQ(all[0].image.path, "a");
+  EXPECT_EQ(all[1].image.path, "b");
+  EXPECT_EQ(all[2].image.path, "c");
+  EXPECT_NEAR(all[3].similarity, 0.0, 1e-12);
+  const auto defects = store->nearest(v, 10, {.category = "tile", .anomalous = true});
+  ASSERT_EQ(defects.size(), 1u);
+  EXPECT_EQ(defects[0].image.defect, "oil");
+  EXPECT_EQ(store->nearest(v, 10, {.category = "wood"}).size(), 0u);
+}
+
+TEST(EmbeddedStore, ReindexingReplacesAndKeepsOtherCategories) {
+  testing::TempDir dir;
+  std::mt19937 rng(1);
+  auto store = open_embedded_store(dir / "store.pvs");
+  store->replace_category("tile", random_images(rng, "tile", 20, 8));
+  store->replace_category("grid", random_images(rng, "grid", 5, 8));
+  store->replace_category("tile", random_images(rng, "tile", 12, 8));
+  EXPECT_EQ(store->image_count("tile"), 12u);
+  EXPECT_EQ(store->image_count("grid"), 5u);
+  EXPECT_EQ(store->image_count(), 17u);
+}
+
+TEST(EmbeddedStore, AnotherProcessSeesTheChanges) {
+  testing::TempDir dir;
+  std::mt19937 rng(2);
+  const auto images = random_images(rng, "leather", 10, 16);
+  auto first = open_embedded_store(dir / "store.pvs");
+  auto second = open_embedded_store(dir / "store.pvs");  // opened before anything was written
+  first->replace_category("leather", images);
+  second->add_image({.path = "extra.png",
+                     .category = "leather",
+                     .split = "added",
+                     .anomalous = true,
+                     .defect = "cut",
+                     .embedding = images[0].embedding});
+  const auto reopened = open_embedded_store(dir / "store.pvs");
+  EXPECT_EQ(reopened->image_count(), 11u);  // the second writer did not lose the first's rows
+  const auto stored = reopened->image(1);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->path, images[0].path);
+  EXPECT_EQ(stored->embedding, images[0].embedding);
+  EXPECT_EQ(stored->score, images[0].score);
+  const auto match = reopened->nearest(images[0].embedding, 1, {.anomalous = true});
+  ASSERT_EQ(match.size(), 1u);
+  EXPECT_EQ(match[0].image.path, "extra.png");
+}
+
+TEST(EmbeddedStore, ReportsNewestFirst) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  store->add_image({.path = "known.png",
+                    .category = "tile",
+                    .anomalous = true,
+                    .defect = "crack",
+                    .embedding = {1, 2}});
+  const auto match = store->nearest(std::vector<float>{1, 2}, 1);
+  const std::int64_t first = store->add_report(
+      {.path = "q1.png", .category = "tile", .score = 3, .threshold = 2, .matches = match});
+  const std::int64_t second =
+      store->add_report({.path = "q2.png", .category = "grid", .score = 5, .threshold = 4});
+  EXPECT_LT(first, second);
+  const auto reopened = open_embedded_store(dir / "store.pvs");
+  const auto all = reopened->reports("", 10);
+  ASSERT_EQ(all.size(), 2u);
+  EXPECT_EQ(all[0].path, "q2.png");
+  EXPECT_EQ(all[1].matches.size(), 1u);
+  EXPECT_EQ(all[1].matches[0].image.defect, "crack");
+  EXPECT_FALSE(all[1].created.empty());
+  EXPECT_EQ(reopened->reports("tile", 10).size(), 1u);
+  EXPECT_EQ(reopened->reports("", 1).size(), 1u);
+}
+
+TEST(EmbeddedStore, DimensionMismatchIsAnError) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  store->add_image({.path = "a", .category = "tile", .embedding = {1, 2, 3}});
+  EXPECT_THROW(store->add_image({.path = "b", .category = "tile", .embedding = {1, 2}}), Error);
+  try {
+    store->nearest(std::vector<float>{1, 2}, 5);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3-dimensional"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(open_embedded_store(dir / "store.pvs")->image_count(), 1u);  // the bad row was not kept
+}
+
+TEST(EmbeddedStore, DamagedFilesAreNamedErrors) {
+  testing::TempDir dir;
+  const auto path = dir / "store.pvs";
+  open_embedded_store(path)->add_image({.path = "a", .category = "tile", .embedding = {1, 2}});
+  const std::string bytes = testing::read_text(path);
+  const auto expect_error = [&](const std::string& content, const std::string& words) {
+    testing::write_text(path, content);
+    try {
+      open_embedded_store(path);
+      FAIL() << "expected an error for " << words;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(path.string()), std::string::npos) << message;
+      EXPECT_NE(message.find(words), std::string::npos) << message;
+    }
+  };
+  expect_error(bytes.substr(0, bytes.size() - 10), "checksum");
+  std::string flipped = bytes;
+  flipped[30] ^= 1;
+  expect_error(flipped, "checksum");
+  expect_error("hello", "not a PatchVec store");
+}
+
+}  // namespace
+}  // namespace pv
