@@ -13,12 +13,15 @@ build_packages=(
   libopencv-dev                         # image decoding and drawing
   libcli11-dev nlohmann-json3-dev       # command line, JSON
   libssl-dev                            # SHA-256 of weights and model files
-  python3-numpy python3-pil             # the demo's sample images (until `patchvec synth`)
+  libpq-dev                             # PostgreSQL's client library (the pgvector store)
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision     # the golden reference the tests compare against
   python3-sklearn                       # reference AUROC, precision-recall and regions (scipy)
+  python3-numpy python3-pil             # fixtures and the benchmarks' images
+  debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
+  postgresql-client                     # psql, used by the store tests to break things on purpose
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

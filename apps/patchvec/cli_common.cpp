@@ -178,4 +178,55 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
   return path;
 }
 
+namespace {
+
+std::string shown(const std::string& path, const std::filesystem::path& base) {
+  if (base.empty()) return path;
+  return std::filesystem::path(path).lexically_relative(base).string();
+}
+
+}  // namespace
+
+void print_inspection(std::FILE* out, const Inspection& r, const std::string& truth,
+                      const std::filesystem::path& base) {
+  std::fprintf(out, "\nQuery: %s (%s%s%s)\n", shown(r.path, base).c_str(), r.category.c_str(),
+               truth.empty() ? "" : "; really ", truth.c_str());
+  if (!r.anomalous) {
+    std::fprintf(out, "Normal image (%s; best similarity %.4f) - top %zu similar normal images:\n",
+                 r.reason.c_str(), r.best_similarity, r.matches.size());
+  } else if (r.report_id) {
+    std::fprintf(out, "ANOMALY (%s) - reported as #%lld. Closest known defects:\n",
+                 r.reason.c_str(), static_cast<long long>(*r.report_id));
+  } else {
+    std::fprintf(out, "ANOMALY (%s). Closest known defects:\n", r.reason.c_str());
+  }
+  if (r.anomalous && r.matches.empty()) std::fprintf(out, "  (no labelled defects stored yet)\n");
+  for (const Match& m : r.matches) {
+    std::fprintf(out, "  %-44s | %-7s | %-9s | %-19s | sim=%.4f\n",
+                 shown(m.image.path, base).c_str(), m.image.category.c_str(),
+                 m.image.anomalous ? "anomalous" : "normal", m.image.defect.c_str(), m.similarity);
+  }
+}
+
+nlohmann::ordered_json to_json(const Inspection& r) {
+  nlohmann::ordered_json matches = nlohmann::ordered_json::array();
+  for (const Match& m : r.matches) {
+    matches.push_back({{"path", m.image.path},
+                       {"category", m.image.category},
+                       {"label", m.image.anomalous ? "anomalous" : "normal"},
+                       {"defect", m.image.defect},
+                       {"similarity", m.similarity}});
+  }
+  return {{"path", r.path},
+          {"category", r.category},
+          {"verdict", r.anomalous ? "anomalous" : "normal"},
+          {"reason", r.reason},
+          {"score", r.score},
+          {"normalized", number_or_null(r.normalized)},
+          {"threshold", number_or_null(r.threshold)},
+          {"best_similarity", r.best_similarity},
+          {"matches", matches},
+          {"report_id", r.report_id ? nlohmann::ordered_json(*r.report_id) : nullptr}};
+}
+
 }  // namespace pv::cli

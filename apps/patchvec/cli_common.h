@@ -10,6 +10,7 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/inspection.h>
 #include <patchvec/model.h>
 
 namespace pv::cli {
@@ -40,5 +41,15 @@ std::vector<std::filesystem::path> expand_images(const std::vector<std::string>&
 std::filesystem::path write_heatmap(const std::filesystem::path& folder,
                                     const std::filesystem::path& image, const Model& model,
                                     const Prediction& p);
+
+// An inspection as the seed printed it: the verdict, then the similar images or the closest known
+// defects. `truth` (the real label, when known) and `base` (paths are shown relative to it) may be
+// empty.
+void print_inspection(std::FILE* out, const Inspection& inspection, const std::string& truth,
+                      const std::filesystem::path& base);
+
+// {"path", "category", "verdict", "reason", "score", "normalized", "threshold", "best_similarity",
+//  "matches": [{"path", "category", "label", "defect", "similarity"}], "report_id"}
+nlohmann::ordered_json to_json(const Inspection& inspection);
 
 }  // namespace pv::cli

@@ -48,11 +48,6 @@ synth::DatasetOptions dataset_options(bool quick) {
   return options;
 }
 
-// Paths in the output are shown relative to the demo folder: shorter, and still valid there.
-std::string shown(const std::filesystem::path& path, const std::filesystem::path& base) {
-  return path.lexically_relative(base).string();
-}
-
 std::vector<StoredImage> stored_images(const Category& category, const EvaluationReport& report,
                                        std::vector<std::vector<float>> train_embeddings) {
   std::vector<StoredImage> images;
@@ -74,32 +69,6 @@ std::vector<StoredImage> stored_images(const Category& category, const Evaluatio
                       .embedding = r.embedding});
   }
   return images;
-}
-
-nlohmann::ordered_json match_json(const Match& m) {
-  return {{"path", m.image.path},
-          {"category", m.image.category},
-          {"label", m.image.anomalous ? "anomalous" : "normal"},
-          {"defect", m.image.defect},
-          {"similarity", m.similarity}};
-}
-
-void print_inspection(const Inspection& r, const std::string& truth,
-                      const std::filesystem::path& base) {
-  std::printf("\nQuery: %s (%s; really %s)\n", shown(r.path, base).c_str(), r.category.c_str(),
-              truth.c_str());
-  if (!r.anomalous) {
-    std::printf("Normal image (%s; best similarity %.4f) - top %zu similar normal images:\n",
-                r.reason.c_str(), r.best_similarity, r.matches.size());
-  } else {
-    std::printf("ANOMALY (%s) - reported as #%lld. Closest known defects:\n", r.reason.c_str(),
-                static_cast<long long>(r.report_id.value_or(0)));
-  }
-  for (const Match& m : r.matches) {
-    std::printf("  %-44s | %-7s | %-9s | %-19s | sim=%.4f\n", shown(m.image.path, base).c_str(),
-                m.image.category.c_str(), m.image.anomalous ? "anomalous" : "normal",
-                m.image.defect.c_str(), m.similarity);
-  }
 }
 
 void run_demo(const DemoArgs& args) {
@@ -173,19 +142,10 @@ void run_demo(const DemoArgs& args) {
       const Inspection r = inspect(model, *store, prediction, path.string(),
                                    {.k = args.k, .min_similarity = args.min_similarity});
       write_heatmap(pictures / "queries", path, model, prediction);
-      print_inspection(r, truth, args.out);
-      nlohmann::ordered_json matches = nlohmann::ordered_json::array();
-      for (const Match& m : r.matches) matches.push_back(match_json(m));
-      query_results.push_back(
-          {{"path", r.path},
-           {"category", name},
-           {"truth", truth},
-           {"verdict", r.anomalous ? "anomalous" : "normal"},
-           {"score", r.score},
-           {"normalized", number_or_null(r.normalized)},
-           {"best_similarity", r.best_similarity},
-           {"matches", matches},
-           {"report_id", r.report_id ? nlohmann::ordered_json(*r.report_id) : nullptr}});
+      print_inspection(stdout, r, truth, args.out);
+      nlohmann::ordered_json result = to_json(r);
+      result["truth"] = truth;
+      query_results.push_back(std::move(result));
     }
   }
 

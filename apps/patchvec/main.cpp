@@ -43,7 +43,9 @@ void use_fast_blas(int argc, char** argv) {
   }
   if (command == nullptr) return;
   const std::string name = command;
-  if (name != "train" && name != "eval" && name != "predict" && name != "demo") return;
+  if (name != "train" && name != "eval" && name != "predict" && name != "demo" && name != "index" &&
+      name != "search" && name != "add-anomaly")
+    return;
   const std::string core = pv::better_blas_core();
   if (core.empty()) return;
   ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
@@ -65,6 +67,7 @@ int main(int argc, char** argv) {
   pv::cli::add_embed_command(app);
   pv::cli::add_synth_command(app);
   pv::cli::add_demo_command(app);
+  pv::cli::add_store_commands(app);
 
   try {
     app.parse(argc, argv);

@@ -137,6 +137,8 @@ class Model {
   float normalize_pixel(float score) const;
 
   const ModelInfo& info() const;
+  // The memory bank: info().bank_size x info().grid.dim floats, row-major.
+  std::span<const float> memory_bank() const;
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

@@ -60,6 +60,12 @@ class VectorStore {
                                        std::span<const StoredImage> images) = 0;
   virtual std::int64_t add_image(const StoredImage& image) = 0;
 
+  // Replaces the category's memory-bank vectors (`vectors`: rows x dim). The embedded store keeps
+  // none (the model file holds the bank) and returns 0; PostgreSQL stores them for
+  // patch-level search in SQL. Returns how many were stored.
+  virtual std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
+                                      std::size_t dim) = 0;
+
   // The `k` stored images most similar to `query` (cosine), best first; equal similarities in id
   // order. Exact search.
   virtual std::vector<Match> nearest(std::span<const float> query, std::size_t k,
@@ -70,10 +76,22 @@ class VectorStore {
   virtual std::vector<AnomalyReport> reports(const std::string& category,
                                              std::size_t limit) const = 0;
 
+  // After bulk loads: builds the search indexes (PostgreSQL: HNSW, cosine for images and L2 for
+  // patches). Until then searches are exact scans. Returns the seconds it took.
+  virtual double build_indexes() { return 0; }
+
   virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
   virtual std::size_t image_count(const std::string& category = {}) const = 0;
   virtual std::string location() const = 0;  // for messages: "embedded store models/store.pvs"
 };
+
+// A PostgreSQL + pgvector store. `url` is a libpq connection string or URL
+// (postgresql://user:password@host:port/database); what it leaves out comes from the PG*
+// environment variables. Creates or migrates the schema. `exact`: nearest() scans every row
+// (the same ranking as the embedded store) instead of using the HNSW index. Throws pv::Error for an
+// unreachable server, refused credentials, a database without the vector extension (and no right to
+// create it), or a schema of another version.
+std::unique_ptr<VectorStore> open_postgres_store(const std::string& url, bool exact = false);
 
 // The embedded store in `path` (created on the first change). Every change rewrites the file
 // atomically under a lock file, so processes can share it (index in one, search in another).

@@ -332,6 +332,11 @@ Prediction Model::predict(const Image& image) const {
   return std::move(out.front());
 }
 
+std::span<const float> Model::memory_bank() const {
+  const at::Tensor& bank = impl_->scorer.bank();
+  return {bank.data_ptr<float>(), static_cast<std::size_t>(bank.numel())};
+}
+
 void Model::set_thresholds(const Thresholds& thresholds) {
   impl_->info.thresholds = thresholds;
 }

@@ -235,6 +235,10 @@ class EmbeddedStore final : public VectorStore {
     return change([&](Contents& c) { return append(c, image); });
   }
 
+  std::size_t replace_patches(const std::string&, std::span<const float>, std::size_t) override {
+    return 0;
+  }
+
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
     const std::lock_guard guard(mutex_);

@@ -1,0 +1,348 @@
+// The PostgreSQL + pgvector store.
+//
+// Schema (version 1), created or migrated on open; the vector tables are created by the first
+// load, when the embedding dimension is known:
+//   patchvec_meta (key, value)        schema_version, dimension
+//   categories    (name, indexed_at)
+//   images        (id, path, category, split, anomalous, defect, score, verdict, embedding
+//   vector(D)) patches       (id, category, embedding vector(D))        the memory banks reports
+//   (id, path, category, score, threshold, best_similarity, created, matches jsonb)
+// HNSW indexes (images: vector_cosine_ops, patches: vector_l2_ops) are built by build_indexes()
+// after loading, which is much faster than maintaining them row by row.
+#include <chrono>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+
+#include <patchvec/error.h>
+#include <patchvec/store.h>
+
+#include "store/postgres.h"
+
+namespace pv {
+namespace {
+
+constexpr int kSchemaVersion = 1;
+
+const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict";
+
+StoredImage image_from(const pg::Result& r, int row) {
+  StoredImage image;
+  image.id = std::stoll(r.text(row, 0));
+  image.path = r.text(row, 1);
+  image.category = r.text(row, 2);
+  image.split = r.text(row, 3);
+  image.anomalous = r.text(row, 4) == "t";
+  image.defect = r.text(row, 5);
+  if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
+  image.verdict = r.text(row, 7);
+  return image;
+}
+
+nlohmann::json match_json(const Match& m) {
+  return {{"id", m.image.id},
+          {"path", m.image.path},
+          {"category", m.image.category},
+          {"anomalous", m.image.anomalous},
+          {"defect", m.image.defect},
+          {"similarity", m.similarity}};
+}
+
+Match match_from(const nlohmann::json& j) {
+  Match m;
+  m.image.id = j.at("id").get<std::int64_t>();
+  m.image.path = j.at("path").get<std::string>();
+  m.image.category = j.at("category").get<std::string>();
+  m.image.anomalous = j.at("anomalous").get<bool>();
+  m.image.defect = j.at("defect").get<std::string>();
+  m.similarity = j.at("similarity").get<double>();
+  return m;
+}
+
+std::optional<std::string> optional_bool(const std::optional<bool>& b) {
+  if (!b) return std::nullopt;
+  return std::string(*b ? "true" : "false");
+}
+
+class PostgresStore final : public VectorStore {
+ public:
+  PostgresStore(const std::string& url, bool exact) : db_(url), exact_(exact) {
+    ensure_base_schema();
+  }
+
+  std::size_t replace_category(const std::string& category,
+                               std::span<const StoredImage> images) override {
+    const std::lock_guard guard(mutex_);
+    if (images.empty()) {
+      pg::Transaction t(db_);
+      if (has_vector_tables()) db_.exec("DELETE FROM images WHERE category = $1", {category});
+      t.commit();
+      return 0;
+    }
+    pg::Transaction t(db_);
+    ensure_vector_tables(images.front().embedding.size());
+    db_.exec(
+        "INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET "
+        "indexed_at = now()",
+        {category});
+    // Loading is faster without the index; searches stay correct (exact) until it is rebuilt.
+    db_.exec("DROP INDEX IF EXISTS images_embedding_hnsw");
+    db_.exec("DELETE FROM images WHERE category = $1", {category});
+    pg::CopyBuffer rows;
+    for (const StoredImage& image : images) {
+      check_dimension(image.embedding.size());
+      rows.begin_row(8);
+      rows.add_text(image.path);
+      rows.add_text(category);
+      rows.add_text(image.split);
+      rows.add_bool(image.anomalous);
+      rows.add_text(image.defect);
+      image.score ? rows.add_float(*image.score) : rows.add_null();
+      rows.add_text(image.verdict);
+      rows.add_vector(image.embedding);
+    }
+    db_.copy_in(
+        "COPY images (path, category, split, anomalous, defect, score, verdict, embedding) "
+        "FROM STDIN (FORMAT BINARY)",
+        rows.finish());
+    t.commit();
+    return images.size();
+  }
+
+  std::int64_t add_image(const StoredImage& image) override {
+    const std::lock_guard guard(mutex_);
+    pg::Transaction t(db_);
+    ensure_vector_tables(image.embedding.size());
+    check_dimension(image.embedding.size());
+    db_.exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+             {image.category});
+    const pg::Result r = db_.exec(
+        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector) RETURNING id",
+        {image.path, image.category, image.split, image.anomalous ? "true" : "false", image.defect,
+         image.score ? std::optional(std::to_string(*image.score)) : std::nullopt, image.verdict,
+         pg::vector_text(image.embedding)});
+    t.commit();
+    return std::stoll(r.text(0, 0));
+  }
+
+  std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
+                              std::size_t dim) override {
+    const std::lock_guard guard(mutex_);
+    pg::Transaction t(db_);
+    ensure_vector_tables(dim);
+    check_dimension(dim);
+    db_.exec("DROP INDEX IF EXISTS patches_embedding_hnsw");
+    db_.exec("DELETE FROM patches WHERE category = $1", {category});
+    pg::CopyBuffer rows;
+    const std::size_t count = dim ? vectors.size() / dim : 0;
+    for (std::size_t i = 0; i < count; ++i) {
+      rows.begin_row(2);
+      rows.add_text(category);
+      rows.add_vector(vectors.subspan(i * dim, dim));
+    }
+    db_.copy_in("COPY patches (category, embedding) FROM STDIN (FORMAT BINARY)", rows.finish());
+    t.commit();
+    return count;
+  }
+
+  double build_indexes() override {
+    const std::lock_guard guard(mutex_);
+    if (!has_vector_tables()) return 0;
+    const auto start = std::chrono::steady_clock::now();
+    db_.exec("SET maintenance_work_mem = '512MB'");
+    db_.exec(
+        "CREATE INDEX IF NOT EXISTS images_embedding_hnsw ON images USING hnsw "
+        "(embedding vector_cosine_ops)");
+    db_.exec(
+        "CREATE INDEX IF NOT EXISTS patches_embedding_hnsw ON patches USING hnsw "
+        "(embedding vector_l2_ops)");
+    db_.exec("RESET maintenance_work_mem");
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  std::vector<Match> nearest(std::span<const float> query, std::size_t k,
+                             const MatchFilter& filter) const override {
+    const std::lock_guard guard(mutex_);
+    if (!has_vector_tables()) return {};
+    check_dimension(query.size());
+    pg::Transaction t(db_);
+    if (exact_) {
+      db_.exec("SET LOCAL enable_indexscan = off");
+    } else {
+      // Filtered HNSW scans keep looking until they have k rows (pgvector 0.8).
+      db_.exec("SET LOCAL hnsw.ef_search = 100");
+      db_.exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
+    }
+    // Relaxed order: the inner scan may return rows slightly out of order; sort them again.
+    const pg::Result r =
+        db_.exec(std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
+                     ", embedding <=> $1::vector AS distance FROM images "
+                     "WHERE ($2 = '' OR category = $2) AND ($3::boolean IS NULL OR anomalous = $3) "
+                     "ORDER BY embedding <=> $1::vector LIMIT $4) "
+                     "SELECT *, 1 - distance FROM candidates ORDER BY distance, id",
+                 {pg::vector_text(query), filter.category, optional_bool(filter.anomalous),
+                  std::to_string(k)});
+    t.commit();
+    std::vector<Match> matches;
+    for (int row = 0; row < r.rows(); ++row) {
+      matches.push_back({image_from(r, row), std::stod(r.text(row, 9))});
+    }
+    return matches;
+  }
+
+  std::int64_t add_report(const AnomalyReport& report) override {
+    const std::lock_guard guard(mutex_);
+    nlohmann::json matches = nlohmann::json::array();
+    for (const Match& m : report.matches) matches.push_back(match_json(m));
+    const pg::Result r = db_.exec(
+        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        {report.path, report.category, std::to_string(report.score),
+         std::to_string(report.threshold), std::to_string(report.best_similarity), matches.dump()});
+    return std::stoll(r.text(0, 0));
+  }
+
+  std::vector<AnomalyReport> reports(const std::string& category,
+                                     std::size_t limit) const override {
+    const std::lock_guard guard(mutex_);
+    const pg::Result r = db_.exec(
+        "SELECT id, path, category, score, threshold, best_similarity, "
+        "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), matches "
+        "FROM reports WHERE ($1 = '' OR category = $1) ORDER BY id DESC LIMIT $2",
+        {category, std::to_string(limit)});
+    std::vector<AnomalyReport> out;
+    for (int row = 0; row < r.rows(); ++row) {
+      AnomalyReport report;
+      report.id = std::stoll(r.text(row, 0));
+      report.path = r.text(row, 1);
+      report.category = r.text(row, 2);
+      report.score = std::stof(r.text(row, 3));
+      report.threshold = std::stof(r.text(row, 4));
+      report.best_similarity = std::stod(r.text(row, 5));
+      report.created = r.text(row, 6);
+      for (const auto& m : nlohmann::json::parse(r.text(row, 7))) {
+        report.matches.push_back(match_from(m));
+      }
+      out.push_back(std::move(report));
+    }
+    return out;
+  }
+
+  std::optional<StoredImage> image(std::int64_t id) const override {
+    const std::lock_guard guard(mutex_);
+    if (!has_vector_tables()) return std::nullopt;
+    const pg::Result r = db_.exec(
+        std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
+        {std::to_string(id)});
+    if (r.rows() == 0) return std::nullopt;
+    StoredImage image = image_from(r, 0);
+    image.embedding = pg::parse_vector(r.text(0, 8));
+    return image;
+  }
+
+  std::size_t image_count(const std::string& category) const override {
+    const std::lock_guard guard(mutex_);
+    if (!has_vector_tables()) return 0;
+    const pg::Result r =
+        db_.exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
+    return std::stoull(r.text(0, 0));
+  }
+
+  std::string location() const override { return "PostgreSQL " + db_.name(); }
+
+ private:
+  void ensure_base_schema() {
+    const pg::Result ext = db_.exec("SELECT 1 FROM pg_extension WHERE extname = 'vector'");
+    if (ext.rows() == 0) {
+      try {
+        db_.exec("CREATE EXTENSION IF NOT EXISTS vector");
+      } catch (const Error& e) {
+        throw Error("PostgreSQL " + db_.name() +
+                    ": the database has no vector extension (pgvector) and this role cannot "
+                    "create it; ask its administrator to run CREATE EXTENSION vector (" +
+                    e.what() + ")");
+      }
+    }
+    pg::Transaction t(db_);
+    // One creator at a time, whatever the number of processes.
+    db_.exec("SELECT pg_advisory_xact_lock(7270727)");
+    db_.exec(
+        "CREATE TABLE IF NOT EXISTS patchvec_meta (key text PRIMARY KEY, value text NOT NULL)");
+    const pg::Result version =
+        db_.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
+    const int found = version.rows() ? std::stoi(version.text(0, 0)) : 0;
+    if (found > kSchemaVersion) {
+      throw Error("PostgreSQL " + db_.name() + ": schema version " + std::to_string(found) +
+                  " was written by a newer patchvec (this one knows version " +
+                  std::to_string(kSchemaVersion) + ")");
+    }
+    if (found < 1) {  // migration 0 -> 1
+      db_.exec(
+          "CREATE TABLE IF NOT EXISTS categories (name text PRIMARY KEY, "
+          "indexed_at timestamptz NOT NULL DEFAULT now())");
+      db_.exec(
+          "CREATE TABLE IF NOT EXISTS reports (id bigserial PRIMARY KEY, path text NOT NULL, "
+          "category text NOT NULL, score real NOT NULL, threshold real, "
+          "best_similarity double precision NOT NULL, "
+          "created timestamptz NOT NULL DEFAULT now(), matches jsonb NOT NULL)");
+      db_.exec("CREATE INDEX IF NOT EXISTS reports_category ON reports (category, id)");
+      db_.exec(
+          "INSERT INTO patchvec_meta VALUES ('schema_version', $1) "
+          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+          {std::to_string(kSchemaVersion)});
+    }
+    const pg::Result dim = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
+    dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
+    t.commit();
+  }
+
+  bool has_vector_tables() const { return dimension_ != 0; }
+
+  // Inside a transaction: the image and patch tables, typed with the first dimension loaded.
+  void ensure_vector_tables(std::size_t dim) {
+    if (dimension_ != 0) return;
+    db_.exec("SELECT pg_advisory_xact_lock(7270727)");
+    const pg::Result existing = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
+    if (existing.rows()) {
+      dimension_ = std::stoul(existing.text(0, 0));
+      return;
+    }
+    const std::string type = "vector(" + std::to_string(dim) + ")";
+    db_.exec(
+        "CREATE TABLE images (id bigserial PRIMARY KEY, path text NOT NULL, "
+        "category text NOT NULL, split text NOT NULL, anomalous boolean NOT NULL, "
+        "defect text NOT NULL, score real, verdict text NOT NULL DEFAULT '', "
+        "embedding " +
+        type + " NOT NULL)");
+    db_.exec("CREATE INDEX images_category ON images (category, anomalous)");
+    db_.exec(
+        "CREATE TABLE patches (id bigserial PRIMARY KEY, category text NOT NULL, "
+        "embedding " +
+        type + " NOT NULL)");
+    db_.exec("CREATE INDEX patches_category ON patches (category)");
+    db_.exec("INSERT INTO patchvec_meta VALUES ('dimension', $1)", {std::to_string(dim)});
+    dimension_ = dim;
+  }
+
+  void check_dimension(std::size_t dim) const {
+    if (dimension_ != 0 && dim != dimension_) {
+      throw Error("PostgreSQL " + db_.name() + " holds " + std::to_string(dimension_) +
+                  "-dimensional embeddings, got " + std::to_string(dim) +
+                  " (a model with another backbone? use another database)");
+    }
+  }
+
+  mutable pg::Connection db_;
+  bool exact_;
+  std::size_t dimension_ = 0;
+  mutable std::mutex mutex_;
+};
+
+}  // namespace
+
+std::unique_ptr<VectorStore> open_postgres_store(const std::string& url, bool exact) {
+  return std::make_unique<PostgresStore>(url, exact);
+}
+
+}  // namespace pv

@@ -1,0 +1,201 @@
+#include "store/postgres.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include <libpq-fe.h>
+
+#include <patchvec/error.h>
+
+namespace pv::pg {
+namespace {
+
+std::string first_line(const char* message) {
+  std::string text = message ? message : "";
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  for (std::size_t at = text.find('\n'); at != std::string::npos; at = text.find('\n', at)) {
+    text.replace(at, 1, "; ");
+  }
+  return text;
+}
+
+}  // namespace
+
+Result::Result(pg_result* result) : result_(result, PQclear) {}
+int Result::rows() const {
+  return PQntuples(result_.get());
+}
+std::optional<std::string> Result::get(int row, int column) const {
+  if (PQgetisnull(result_.get(), row, column)) return std::nullopt;
+  return std::string(PQgetvalue(result_.get(), row, column),
+                     static_cast<std::size_t>(PQgetlength(result_.get(), row, column)));
+}
+std::string Result::text(int row, int column) const {
+  return get(row, column).value_or("");
+}
+
+Connection::Connection(const std::string& url) {
+  // Keywords after "dbname" override what the URL says; a server that does not answer should not
+  // hang the command.
+  const char* timeout = std::getenv("PGCONNECT_TIMEOUT");
+  const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
+  const char* values[] = {url.c_str(), timeout ? timeout : "5", "patchvec", nullptr};
+  connection_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  const char* user = PQuser(connection_);
+  const char* host = PQhost(connection_);
+  const char* port = PQport(connection_);
+  const char* db = PQdb(connection_);
+  name_ = std::string(user ? user : "?") + "@" + (host ? host : "?") + ":" + (port ? port : "?") +
+          "/" + (db ? db : "?");
+  if (PQstatus(connection_) != CONNECTION_OK) {
+    const std::string message = first_line(PQerrorMessage(connection_));
+    PQfinish(connection_);
+    connection_ = nullptr;
+    throw Error("cannot connect to PostgreSQL " + name_ + " (--db): " + message);
+  }
+  PQsetNoticeProcessor(
+      connection_, [](void*, const char*) {}, nullptr);  // no NOTICE chatter
+}
+
+Connection::~Connection() {
+  if (connection_ != nullptr) PQfinish(connection_);
+}
+
+void Connection::fail(const std::string& what, pg_result* result) {
+  std::string message = first_line(result ? PQresultErrorMessage(result) : nullptr);
+  if (message.empty()) message = first_line(PQerrorMessage(connection_));
+  if (result) PQclear(result);
+  throw Error("PostgreSQL " + name_ + ": " + what + ": " + message);
+}
+
+Result Connection::exec(const std::string& sql, const Params& params) {
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
+                                   nullptr, values.data(), nullptr, nullptr, 0);
+  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    fail(sql.substr(0, sql.find_first_of("(\n")), result);
+  }
+  return Result(result);
+}
+
+void Connection::copy_in(const std::string& sql, std::span<const std::byte> data) {
+  pg_result* start = PQexec(connection_, sql.c_str());
+  if (!start || PQresultStatus(start) != PGRES_COPY_IN) fail("COPY", start);
+  PQclear(start);
+  constexpr std::size_t kChunk = 1 << 20;
+  for (std::size_t offset = 0; offset < data.size(); offset += kChunk) {
+    const std::size_t n = std::min(kChunk, data.size() - offset);
+    if (PQputCopyData(connection_, reinterpret_cast<const char*>(data.data() + offset),
+                      static_cast<int>(n)) != 1) {
+      fail("COPY (sending rows)");
+    }
+  }
+  if (PQputCopyEnd(connection_, nullptr) != 1) fail("COPY (ending)");
+  pg_result* end = PQgetResult(connection_);
+  if (!end || PQresultStatus(end) != PGRES_COMMAND_OK) fail("COPY", end);
+  PQclear(end);
+  while (pg_result* extra = PQgetResult(connection_)) PQclear(extra);
+}
+
+std::string Connection::quote_identifier(const std::string& identifier) {
+  char* quoted = PQescapeIdentifier(connection_, identifier.c_str(), identifier.size());
+  if (quoted == nullptr) fail("quoting an identifier");
+  std::string out = quoted;
+  PQfreemem(quoted);
+  return out;
+}
+
+Transaction::Transaction(Connection& connection) : connection_(connection) {
+  connection_.exec("BEGIN");
+}
+Transaction::~Transaction() {
+  if (!done_) {
+    try {
+      connection_.exec("ROLLBACK");
+    } catch (...) {  // the connection is gone: the server rolled back already
+    }
+  }
+}
+void Transaction::commit() {
+  connection_.exec("COMMIT");
+  done_ = true;
+}
+
+CopyBuffer::CopyBuffer() {
+  static const char kSignature[] = "PGCOPY\n\377\r\n";  // 11 bytes with its terminating zero
+  const auto* s = reinterpret_cast<const std::byte*>(kSignature);
+  bytes_.assign(s, s + 11);
+  put_u32(0);  // flags
+  put_u32(0);  // header extension length
+}
+void CopyBuffer::put_u16(std::uint16_t v) {
+  bytes_.push_back(std::byte(v >> 8));
+  bytes_.push_back(std::byte(v & 0xff));
+}
+void CopyBuffer::put_u32(std::uint32_t v) {
+  put_u16(static_cast<std::uint16_t>(v >> 16));
+  put_u16(static_cast<std::uint16_t>(v & 0xffff));
+}
+void CopyBuffer::begin_row(std::int16_t fields) {
+  put_u16(static_cast<std::uint16_t>(fields));
+}
+void CopyBuffer::add_text(const std::string& value) {
+  put_u32(static_cast<std::uint32_t>(value.size()));
+  const auto* p = reinterpret_cast<const std::byte*>(value.data());
+  bytes_.insert(bytes_.end(), p, p + value.size());
+}
+void CopyBuffer::add_bool(bool value) {
+  put_u32(1);
+  bytes_.push_back(std::byte(value ? 1 : 0));
+}
+void CopyBuffer::add_float(float value) {
+  std::uint32_t bits;
+  std::memcpy(&bits, &value, 4);
+  put_u32(4);
+  put_u32(bits);
+}
+void CopyBuffer::add_null() {
+  put_u32(0xffffffffu);
+}
+void CopyBuffer::add_vector(std::span<const float> values) {
+  put_u32(static_cast<std::uint32_t>(4 + 4 * values.size()));
+  put_u16(static_cast<std::uint16_t>(values.size()));
+  put_u16(0);
+  for (const float v : values) {
+    std::uint32_t bits;
+    std::memcpy(&bits, &v, 4);
+    put_u32(bits);
+  }
+}
+std::span<const std::byte> CopyBuffer::finish() {
+  put_u16(0xffff);
+  return bytes_;
+}
+
+std::string vector_text(std::span<const float> values) {
+  std::string text = "[";
+  char number[32];
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    std::snprintf(number, sizeof number, i ? ",%.9g" : "%.9g", double(values[i]));
+    text += number;
+  }
+  return text + "]";
+}
+
+std::vector<float> parse_vector(const std::string& text) {
+  std::vector<float> values;
+  const char* p = text.c_str();
+  if (*p == '[') ++p;
+  while (*p && *p != ']') {
+    char* end = nullptr;
+    values.push_back(std::strtof(p, &end));
+    if (end == p) break;
+    p = *end == ',' ? end + 1 : end;
+  }
+  return values;
+}
+
+}  // namespace pv::pg

@@ -1,0 +1,89 @@
+// A thin RAII layer over libpq, PostgreSQL's own C client: connections, parameterised queries,
+// transactions and binary COPY. Every error is a pv::Error that names the server (never the
+// password) and carries the server's message.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+struct pg_conn;
+struct pg_result;
+
+namespace pv::pg {
+
+// One result: rows of text values (NULL = nullopt).
+class Result {
+ public:
+  explicit Result(pg_result* result);
+  int rows() const;
+  std::optional<std::string> get(int row, int column) const;
+  std::string text(int row, int column) const;  // "" for NULL
+
+ private:
+  std::shared_ptr<pg_result> result_;
+};
+
+using Params = std::vector<std::optional<std::string>>;
+
+class Connection {
+ public:
+  // `url`: a libpq URL or connection string; the PG* environment variables fill in the rest.
+  explicit Connection(const std::string& url);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  Result exec(const std::string& sql, const Params& params = {});
+  // COPY ... FROM STDIN (FORMAT BINARY) with `rows` already encoded (see CopyBuffer).
+  void copy_in(const std::string& sql, std::span<const std::byte> data);
+
+  // "patchvec@127.0.0.1:5432/patchvec": for messages.
+  const std::string& name() const { return name_; }
+  std::string quote_identifier(const std::string& identifier);
+
+ private:
+  [[noreturn]] void fail(const std::string& what, pg_result* result = nullptr);
+  pg_conn* connection_ = nullptr;
+  std::string name_;
+};
+
+// Rolls back unless committed.
+class Transaction {
+ public:
+  explicit Transaction(Connection& connection);
+  ~Transaction();
+  void commit();
+
+ private:
+  Connection& connection_;
+  bool done_ = false;
+};
+
+// Rows in PostgreSQL's binary COPY format.
+class CopyBuffer {
+ public:
+  CopyBuffer();
+  void begin_row(std::int16_t fields);
+  void add_text(const std::string& value);
+  void add_bool(bool value);
+  void add_float(float value);
+  void add_null();
+  void add_vector(std::span<const float> values);  // pgvector's binary form
+  std::span<const std::byte> finish();
+
+ private:
+  void put_u16(std::uint16_t v);
+  void put_u32(std::uint32_t v);
+  std::vector<std::byte> bytes_;
+};
+
+// '[1.5,2,...]': pgvector's text form, exact for float32 (9 significant digits).
+std::string vector_text(std::span<const float> values);
+std::vector<float> parse_vector(const std::string& text);
+
+}  // namespace pv::pg

@@ -1,0 +1,313 @@
+// The PostgreSQL + pgvector store against a real server (scripts/pgvector-server.sh, started by
+// CTest's pgvector fixture). Every test works in a database of its own.
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdio>
+#include <limits>
+#include <random>
+#include <set>
+
+#include <gtest/gtest.h>
+
+#include <patchvec/error.h>
+#include <patchvec/store.h>
+
+#include "store/postgres.h"
+#include "testing.h"
+
+namespace pv {
+namespace {
+
+std::string server_url() {
+  if (const char* url = std::getenv("PATCHVEC_TEST_DB")) return url;
+  const std::string command = std::string(PATCHVEC_SOURCE_DIR) + "/scripts/pgvector-server.sh url";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::array<char, 512> buffer{};
+  std::string out;
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
+  ::pclose(pipe);
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
+  return out;
+}
+
+// postgresql://user:pass@host:port/db -> the same with another database.
+std::string with_database(const std::string& url, const std::string& database) {
+  return url.substr(0, url.rfind('/') + 1) + database;
+}
+
+class PostgresStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    base_url_ = server_url();
+    ASSERT_FALSE(base_url_.empty()) << "no server: run scripts/pgvector-server.sh start";
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    database_ = "test_" + std::string(info->name());
+    std::transform(database_.begin(), database_.end(), database_.begin(), ::tolower);
+    admin_ = std::make_unique<pg::Connection>(base_url_);
+    admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    admin_->exec("CREATE DATABASE " + database_ + template_clause());
+    url_ = with_database(base_url_, database_);
+  }
+  void TearDown() override {
+    if (admin_) admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+  }
+  virtual std::string template_clause() const { return ""; }  // template1 has pgvector
+
+  std::string base_url_, url_, database_;
+  std::unique_ptr<pg::Connection> admin_;
+};
+
+std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> v(dim);
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+std::vector<StoredImage> random_images(std::mt19937& rng, const std::string& category, int count,
+                                       std::size_t dim, const std::string& prefix = "") {
+  std::vector<StoredImage> images;
+  for (int i = 0; i < count; ++i) {
+    const bool anomalous = i % 5 == 4;
+    images.push_back({.path = prefix + category + "/" + std::to_string(i) + ".png",
+                      .category = category,
+                      .split = i % 2 ? "test" : "train",
+                      .anomalous = anomalous,
+                      .defect = anomalous ? "crack" : "good",
+                      .score = float(i) / 3,
+                      .verdict = anomalous ? "anomalous" : "normal",
+                      .embedding = random_vector(rng, dim)});
+  }
+  return images;
+}
+
+std::vector<std::string> paths_of(const std::vector<Match>& matches) {
+  std::vector<std::string> out;
+  for (const Match& m : matches) out.push_back(m.image.path);
+  return out;
+}
+
+int count_rows(pg::Connection& db, const std::string& table) {
+  return std::stoi(db.exec("SELECT count(*) FROM " + table).text(0, 0));
+}
+
+TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
+  {
+    auto store = open_postgres_store(url_);
+    EXPECT_EQ(store->image_count(), 0u);
+    EXPECT_TRUE(store->nearest(std::vector<float>(8, 1.0f), 5).empty());
+    std::mt19937 rng(1);
+    store->replace_category("tile", random_images(rng, "tile", 10, 8));
+  }
+  pg::Connection db(url_);
+  EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
+            "1");
+  EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'").text(0, 0), "8");
+  EXPECT_EQ(db.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
+                    "WHERE attrelid = 'images'::regclass AND attname = 'embedding'")
+                .text(0, 0),
+            "vector(8)");
+  for (const char* table : {"categories", "images", "patches", "reports"}) {
+    EXPECT_EQ(db.exec("SELECT to_regclass($1) IS NOT NULL", {std::string(table)}).text(0, 0), "t")
+        << table;
+  }
+  auto again = open_postgres_store(url_);  // migration is idempotent
+  EXPECT_EQ(again->image_count("tile"), 10u);
+}
+
+TEST_F(PostgresStore, ReindexingReplacesNeverDuplicates) {
+  std::mt19937 rng(2);
+  auto store = open_postgres_store(url_);
+  store->replace_category("tile", random_images(rng, "tile", 40, 16));
+  store->replace_category("grid", random_images(rng, "grid", 7, 16));
+  store->replace_category("tile", random_images(rng, "tile", 25, 16));
+  store->replace_category("tile", random_images(rng, "tile", 25, 16));
+  EXPECT_EQ(store->image_count("tile"), 25u);
+  EXPECT_EQ(store->image_count("grid"), 7u);
+  const std::vector<float> bank(16 * 100, 0.5f);
+  EXPECT_EQ(store->replace_patches("tile", bank, 16), 100u);
+  EXPECT_EQ(store->replace_patches("tile", std::span(bank).first(16 * 60), 16), 60u);
+  pg::Connection db(url_);
+  EXPECT_EQ(count_rows(db, "patches"), 60);
+}
+
+TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
+  std::mt19937 rng(3);
+  auto store = open_postgres_store(url_);
+  const auto before = random_images(rng, "tile", 30, 16, "old/");
+  store->replace_category("tile", before);
+  // Halfway through the new rows, one that the server rejects (pgvector refuses NaN).
+  auto broken = random_images(rng, "tile", 40, 16, "new/");
+  broken[20].embedding[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(store->replace_category("tile", broken), Error);
+  EXPECT_EQ(store->image_count("tile"), 30u);
+  const auto match = store->nearest(before[0].embedding, 1, {.category = "tile"});
+  ASSERT_EQ(match.size(), 1u);
+  EXPECT_EQ(match[0].image.path, "old/tile/0.png");
+
+  // The connection killed by the server before a load: an error, and nothing changes.
+  const auto victim = open_postgres_store(url_);
+  admin_->exec(
+      "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND "
+      "application_name = 'patchvec'",
+      {database_});
+  EXPECT_THROW(victim->replace_category("tile", random_images(rng, "tile", 5, 16)), Error);
+  EXPECT_EQ(open_postgres_store(url_)->image_count("tile"), 30u);
+}
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return ab / std::sqrt(aa * bb);
+}
+
+TEST_F(PostgresStore, ExactTopTenIsTheBruteForceRankingAndTheEmbeddedStores) {
+  std::mt19937 rng(4);
+  const auto images = random_images(rng, "leather", 400, 96);
+  auto pg_store = open_postgres_store(url_, /*exact=*/true);
+  pg_store->replace_category("leather", images);
+  testing::TempDir dir;
+  auto embedded = open_embedded_store(dir / "store.pvs");
+  embedded->replace_category("leather", images);
+  for (int q = 0; q < 10; ++q) {
+    const std::vector<float> query = random_vector(rng, 96);
+    for (const std::optional<bool> label : {std::optional<bool>(), std::optional(false)}) {
+      const MatchFilter filter{.category = "leather", .anomalous = label};
+      std::vector<std::pair<double, std::string>> expected;
+      for (const StoredImage& image : images) {
+        if (!label || image.anomalous == *label) {
+          expected.emplace_back(cosine(query, image.embedding), image.path);
+        }
+      }
+      std::sort(expected.begin(), expected.end(), std::greater<>());
+      expected.resize(10);
+      const auto from_pg = pg_store->nearest(query, 10, filter);
+      ASSERT_EQ(from_pg.size(), 10u);
+      for (std::size_t i = 0; i < 10; ++i) {
+        EXPECT_EQ(from_pg[i].image.path, expected[i].second) << "rank " << i;
+        EXPECT_NEAR(from_pg[i].similarity, expected[i].first, 1e-5);
+      }
+      EXPECT_EQ(paths_of(from_pg), paths_of(embedded->nearest(query, 10, filter)));
+    }
+  }
+}
+
+TEST_F(PostgresStore, HnswRecallAtTenIsAtLeast95Percent) {
+  std::mt19937 rng(5);
+  // Clustered data, as image embeddings are: 40 centres, points scattered around them.
+  std::vector<std::vector<float>> centres;
+  for (int c = 0; c < 40; ++c) centres.push_back(random_vector(rng, 128));
+  std::vector<StoredImage> images;
+  std::normal_distribution<float> noise(0.0f, 0.6f);
+  for (int i = 0; i < 3000; ++i) {
+    std::vector<float> v = centres[i % centres.size()];
+    for (float& x : v) x += noise(rng);
+    images.push_back({.path = std::to_string(i), .category = "grid", .embedding = v});
+  }
+  auto approximate = open_postgres_store(url_);
+  approximate->replace_category("grid", images);
+  EXPECT_GT(approximate->build_indexes(), 0.0);
+  auto exact = open_postgres_store(url_, /*exact=*/true);
+  std::size_t found = 0, total = 0;
+  for (int q = 0; q < 50; ++q) {
+    std::vector<float> query = centres[q % centres.size()];
+    for (float& x : query) x += noise(rng);
+    const auto truth = paths_of(exact->nearest(query, 10, {.category = "grid"}));
+    const auto approx = paths_of(approximate->nearest(query, 10, {.category = "grid"}));
+    const std::set<std::string> truth_set(truth.begin(), truth.end());
+    for (const auto& p : approx) found += truth_set.count(p);
+    total += truth.size();
+  }
+  const double recall = double(found) / total;
+  RecordProperty("recall_at_10", std::to_string(recall));
+  EXPECT_GE(recall, 0.95);
+  pg::Connection db(url_);
+  EXPECT_EQ(db.exec("SELECT count(*) FROM pg_indexes WHERE indexname = 'images_embedding_hnsw'")
+                .text(0, 0),
+            "1");
+}
+
+TEST_F(PostgresStore, ReportsAndAddedAnomalies) {
+  auto store = open_postgres_store(url_);
+  const std::vector<float> v = {1, 2, 3, 4};
+  const std::int64_t id = store->add_image({.path = "fake/oil.png",
+                                            .category = "tile",
+                                            .split = "added",
+                                            .anomalous = true,
+                                            .defect = "oil",
+                                            .embedding = v});
+  const auto stored = store->image(id);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->embedding, v);
+  EXPECT_EQ(stored->split, "added");
+  const auto matches = store->nearest(v, 3, {.category = "tile", .anomalous = true});
+  ASSERT_EQ(matches.size(), 1u);
+  EXPECT_NEAR(matches[0].similarity, 1.0, 1e-6);
+  const std::int64_t first = store->add_report({.path = "q1.png",
+                                                .category = "tile",
+                                                .score = 3,
+                                                .threshold = 2,
+                                                .best_similarity = 0.5,
+                                                .matches = matches});
+  store->add_report({.path = "q2.png", .category = "grid", .score = 4, .threshold = 1});
+  const auto reports = store->reports("", 10);
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0].path, "q2.png");
+  EXPECT_EQ(reports[1].id, first);
+  EXPECT_EQ(reports[1].matches.at(0).image.defect, "oil");
+  EXPECT_EQ(reports[1].created.size(), 20u);  // 2026-11-28T21:04:05Z
+  EXPECT_EQ(store->reports("tile", 10).size(), 1u);
+}
+
+TEST_F(PostgresStore, DimensionMismatchIsOneClearError) {
+  auto store = open_postgres_store(url_);
+  store->add_image({.path = "a", .category = "tile", .embedding = {1, 2, 3}});
+  try {
+    store->add_image({.path = "b", .category = "tile", .embedding = {1, 2}});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("3-dimensional embeddings, got 2"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(store->nearest(std::vector<float>{1, 2}, 3), Error);
+}
+
+TEST_F(PostgresStore, BadConnectionsAreClearErrors) {
+  const auto expect_error = [](const std::string& url, const std::string& words) {
+    try {
+      open_postgres_store(url);
+      FAIL() << "expected an error for " << url;
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_NE(message.find(words), std::string::npos) << message;
+      EXPECT_EQ(message.find("wrong-password"), std::string::npos)
+          << "password leaked: " << message;
+    }
+  };
+  expect_error("postgresql://patchvec:patchvec@127.0.0.1:1/patchvec", "cannot connect");
+  std::string wrong = url_;
+  wrong.replace(wrong.find(":patchvec@"), 10, ":wrong-password@");
+  expect_error(wrong, "password authentication failed");
+  expect_error(with_database(base_url_, "no_such_database"), "does not exist");
+}
+
+class PostgresWithoutVector : public PostgresStore {
+  std::string template_clause() const override { return " TEMPLATE template0"; }
+};
+
+TEST_F(PostgresWithoutVector, AMissingExtensionIsNamed) {
+  try {
+    open_postgres_store(url_);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("CREATE EXTENSION vector"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace pv
