@@ -21,7 +21,6 @@ test_packages=(
   python3-sklearn                       # reference AUROC, precision-recall and regions (scipy)
   python3-numpy python3-pil             # fixtures and the benchmarks' images
   debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
-  postgresql-client                     # psql, used by the store tests to break things on purpose
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

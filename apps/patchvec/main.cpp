@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   CLI::App app(kDescription, "patchvec");
   app.footer(kFooter);
   app.require_subcommand(1);
+  app.fallthrough();  // -q and --quiet also after the command name
   app.set_version_flag("--version", "patchvec 0.1.0");
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors on stderr (no progress bars)");

@@ -1,0 +1,154 @@
+// index, search, add-anomaly and reports as a user runs them: the embedded store, and the same
+// answers from a real PostgreSQL + pgvector.
+#include <array>
+#include <cstdio>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/run.h"
+#include "store/postgres.h"
+#include "testing.h"
+
+namespace pv {
+namespace {
+
+std::string data() {
+  return (testing::fixture_dir() / "patchcore" / "data").string();
+}
+std::string test_image(const std::string& name) {
+  return data() + "/synthetic/test/" + name;
+}
+
+std::string server_url() {
+  const std::string command = std::string(PATCHVEC_SOURCE_DIR) + "/scripts/pgvector-server.sh url";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  std::array<char, 512> buffer{};
+  std::string out;
+  while (std::fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
+  ::pclose(pipe);
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+class StoreCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = std::make_unique<testing::TempDir>();
+    const std::string weights =
+        (testing::fixture_dir() / "patchcore" / "resnet18.safetensors").string();
+    const CommandResult train =
+        patchvec("train -q --data " + data() + " --category synthetic --backbone resnet18 " +
+                 "--weights " + weights + " --out " + (*dir_ / "models").string());
+    ASSERT_EQ(train.exit_code, 0) << train.output;
+  }
+  static void TearDownTestSuite() { dir_.reset(); }
+  static std::string model() { return (*dir_ / "models" / "synthetic.pvm").string(); }
+
+  static std::unique_ptr<testing::TempDir> dir_;
+};
+std::unique_ptr<testing::TempDir> StoreCli::dir_;
+
+nlohmann::json run_json(const std::string& arguments) {
+  const CommandResult run = patchvec(arguments, /*merge_stderr=*/false);
+  EXPECT_EQ(run.exit_code, 0) << arguments << "\n" << run.output;
+  return nlohmann::json::parse(run.output);
+}
+
+TEST_F(StoreCli, IndexThenSearchInAnotherProcess) {
+  const std::string store = (*dir_ / "embedded.pvs").string();
+  const auto index = run_json("index -q --model " + model() + " --data " + data() + " --store " +
+                              store + " --json -");
+  EXPECT_EQ(index["categories"][0]["images"], 12);  // 6 train + 3 good + 3 blob test images
+
+  const auto normal = run_json("search -q --json " + test_image("good/000.png") + " --model " +
+                               model() + " --store " + store);
+  EXPECT_EQ(normal["verdict"], "normal") << normal.dump(2);
+  EXPECT_TRUE(normal["report_id"].is_null());
+  ASSERT_EQ(normal["matches"].size(), 9u);  // every stored normal image, best first
+  // The query itself is stored (it is a test image): it comes first, at similarity 1.
+  EXPECT_EQ(normal["matches"][0]["path"], test_image("good/000.png"));
+  EXPECT_NEAR(normal["matches"][0]["similarity"].get<double>(), 1.0, 1e-6);
+  for (const auto& m : normal["matches"]) EXPECT_EQ(m["label"], "normal");
+
+  const auto defect = run_json("search -q --json " + test_image("blob/001.png") + " --model " +
+                               model() + " --store " + store);
+  EXPECT_EQ(defect["verdict"], "anomalous");
+  ASSERT_TRUE(defect["report_id"].is_number());
+  ASSERT_EQ(defect["matches"].size(), 3u);
+  for (const auto& m : defect["matches"]) EXPECT_EQ(m["defect"], "blob");
+  for (const char* field : {"score", "normalized", "best_similarity"}) {
+    EXPECT_TRUE(defect[field].is_number()) << field;
+  }
+
+  const CommandResult added = patchvec("add-anomaly -q " + test_image("good/001.png") +
+                                       " --defect fake --model " + model() + " --store " + store);
+  ASSERT_EQ(added.exit_code, 0) << added.output;
+  const auto again =
+      run_json("search -q --json --min-similarity 1.01 " + test_image("good/002.png") +
+               " --model " + model() + " --store " + store);
+  EXPECT_EQ(again["verdict"], "anomalous");  // no stored image can be 1.01 similar
+  bool fake_found = false;
+  for (const auto& m : again["matches"]) fake_found |= m["defect"] == "fake";
+  EXPECT_TRUE(fake_found) << again.dump(2);
+
+  const auto reports = run_json("reports --json --store " + store);
+  ASSERT_EQ(reports.size(), 2u);
+  EXPECT_EQ(reports[0]["path"], test_image("good/002.png"));  // newest first
+  EXPECT_EQ(reports[1]["id"], defect["report_id"]);
+  const CommandResult table = patchvec("reports --store " + store);
+  EXPECT_NE(table.output.find("blob"), std::string::npos) << table.output;
+
+  // Re-indexing replaces the category (the added anomaly goes with it).
+  run_json("index -q --model " + model() + " --data " + data() + " --store " + store + " --json -");
+  const auto after = run_json("search -q --json --no-report " + test_image("blob/001.png") +
+                              " --model " + model() + " --store " + store);
+  EXPECT_EQ(after["matches"].size(), 3u);
+}
+
+TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
+  const std::string base = server_url();
+  ASSERT_FALSE(base.empty());
+  pg::Connection admin(base);
+  admin.exec("DROP DATABASE IF EXISTS test_store_cli WITH (FORCE)");
+  admin.exec("CREATE DATABASE test_store_cli");
+  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_store_cli";
+  const std::string store = (*dir_ / "compare.pvs").string();
+  for (const std::string& where : {"--store " + store, "--db " + url}) {
+    const auto index =
+        run_json("index -q --model " + model() + " --data " + data() + " " + where + " --json -");
+    EXPECT_EQ(index["categories"][0]["images"], 12) << where;
+  }
+  for (const char* image : {"good/000.png", "blob/002.png"}) {
+    const auto embedded = run_json("search -q --json --no-report " + test_image(image) +
+                                   " --model " + model() + " --store " + store);
+    const auto postgres = run_json("search -q --json --no-report --exact " + test_image(image) +
+                                   " --model " + model() + " --db " + url);
+    EXPECT_EQ(embedded["verdict"], postgres["verdict"]) << image;
+    ASSERT_EQ(embedded["matches"].size(), postgres["matches"].size()) << image;
+    for (std::size_t i = 0; i < embedded["matches"].size(); ++i) {
+      EXPECT_EQ(embedded["matches"][i]["path"], postgres["matches"][i]["path"]) << image << i;
+      EXPECT_NEAR(embedded["matches"][i]["similarity"].get<double>(),
+                  postgres["matches"][i]["similarity"].get<double>(), 1e-5);
+    }
+  }
+  admin.exec("DROP DATABASE test_store_cli WITH (FORCE)");
+}
+
+TEST_F(StoreCli, StoreErrorsAreClear) {
+  const CommandResult down = patchvec("search " + test_image("good/000.png") + " --model " +
+                                      model() + " --db postgresql://patchvec:x@127.0.0.1:1/none");
+  EXPECT_EQ(down.exit_code, 1);
+  EXPECT_NE(down.output.find("cannot connect to PostgreSQL"), std::string::npos) << down.output;
+  const CommandResult which = patchvec("reports");
+  EXPECT_EQ(which.exit_code, 1);
+  EXPECT_NE(which.output.find("--db URL or --store PATH"), std::string::npos) << which.output;
+  const CommandResult empty = patchvec("search " + test_image("good/000.png") + " --model " +
+                                       model() + " --store " + (*dir_ / "empty.pvs").string());
+  EXPECT_EQ(empty.exit_code, 1);
+  EXPECT_NE(empty.output.find("holds no normal image of category 'synthetic'"), std::string::npos)
+      << empty.output;
+}
+
+}  // namespace
+}  // namespace pv
