@@ -6,3 +6,4 @@ build=${1:-build}
 bench/embed_vs_pytorch.sh "$build"
 bench/patchcore_vs_pytorch.sh "$build"
 bench/memory_budget.sh "$build"
+bench/store_load.sh "$build"

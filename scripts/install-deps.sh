@@ -21,6 +21,7 @@ test_packages=(
   python3-sklearn                       # reference AUROC, precision-recall and regions (scipy)
   python3-numpy python3-pil             # fixtures and the benchmarks' images
   debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
+  postgresql-client                     # psql, for bench/store_load.sh
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

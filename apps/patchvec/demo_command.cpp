@@ -30,6 +30,7 @@ struct DemoArgs {
   PatchCoreOptions model;
   std::size_t k = 10;
   double min_similarity = kDefaultMinSimilarity;
+  std::string db;  // PostgreSQL + pgvector instead of the embedded store
 };
 
 // As many defective test images as good ones: the F1-optimal threshold leans towards flagging
@@ -85,8 +86,13 @@ void run_demo(const DemoArgs& args) {
   }
 
   std::filesystem::create_directories(models);
-  std::filesystem::remove(models / "store.pvs");  // the demo retrains every category: start afresh
-  auto store = open_embedded_store(models / "store.pvs");
+  std::unique_ptr<VectorStore> store;
+  if (args.db.empty()) {
+    std::filesystem::remove(models / "store.pvs");  // every category is retrained: start afresh
+    store = open_embedded_store(models / "store.pvs");
+  } else {
+    store = open_postgres_store(args.db);
+  }
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   std::vector<Model> trained;
@@ -104,6 +110,8 @@ void run_demo(const DemoArgs& args) {
     model.set_thresholds(thresholds_from(report));
     model.save(models / (name + ".pvm"));
     store->replace_category(name, stored_images(category, report, std::move(train_embeddings)));
+    store->replace_patches(name, model.memory_bank(),
+                           static_cast<std::size_t>(model.info().grid.dim));
     categories.push_back({{"category", name},
                           {"image_auroc", report.image_auroc},
                           {"pixel_auroc", number_or_null(report.pixel_auroc)},
@@ -117,6 +125,10 @@ void run_demo(const DemoArgs& args) {
                           {"evaluate_seconds", report.seconds}});
     reports.push_back(std::move(report));
     trained.push_back(std::move(model));
+  }
+  if (!args.db.empty()) {
+    log::info("== building the HNSW indexes in " + store->location());
+    store->build_indexes();
   }
   std::printf("\n");
   print_table(stdout, reports);
@@ -154,7 +166,7 @@ void run_demo(const DemoArgs& args) {
 Done in %.0f s. Everything is in %s:
   pictures/<category>/*.png     test images: image | ground truth | anomaly map
   pictures/<category>_roc.png   ROC curves;  pictures/queries/*.png: the query heatmaps
-  models/*.pvm, models/store.pvs  the models and the embedded vector store
+  models/*.pvm, models/store.pvs  the models and the embedded vector store (unless --db)
 Next:
   real data:     patchvec train --data /path/to/mvtec --category tile,leather,grid --out models
   real weights:  add --weights wide_resnet50_2.safetensors (README: 'Pretrained weights');
@@ -167,7 +179,7 @@ Next:
                            {"pretrained", trained.front().info().pretrained},
                            {"categories", categories},
                            {"queries", query_results},
-                           {"store", (models / "store.pvs").string()},
+                           {"store", store->location()},
                            {"pictures", pictures.string()},
                            {"seconds", seconds}});
   }
@@ -190,6 +202,9 @@ category and the embedded store), <out>/pictures (overlays, ROC curves, query he
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
   add_embedder_options(*cmd, args->model.embedder);
   cmd->add_option("--k", args->k, "Similar images to show")->capture_default_str();
+  cmd->add_option("--db", args->db,
+                  "Keep the embeddings in PostgreSQL + pgvector (a libpq URL) instead of the "
+                  "embedded store");
   cmd->add_option("--min-similarity", args->min_similarity,
                   "Cosine similarity a normal image needs to its closest known normal image")
       ->capture_default_str();

@@ -3,6 +3,7 @@
 // Every command talks to one store: PostgreSQL + pgvector with --db URL, otherwise the embedded
 // store (--store PATH, by default store.pvs beside the first model).
 #include <cstdio>
+#include <regex>
 
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
@@ -183,13 +184,20 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
 struct ReportsArgs {
   StoreArgs store;
   std::string category;
+  std::string since;
   std::size_t limit = 20;
   bool json = false;
 };
 
 void run_reports(const ReportsArgs& args) {
+  static const std::regex kTime(R"(\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}(:\d{2})?Z?)?)");
+  if (!args.since.empty() && !std::regex_match(args.since, kTime)) {
+    throw Error("--since " + args.since + ": expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SS (UTC)");
+  }
+  std::string since = args.since;
+  if (!since.empty() && since.back() == 'Z') since.pop_back();
   auto store = open_store(args.store, {});
-  const auto reports = store->reports(args.category, args.limit);
+  const auto reports = store->reports(args.category, args.limit, since);
   if (args.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const AnomalyReport& r : reports) {
@@ -279,6 +287,7 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
     CLI::App* cmd = app.add_subcommand("reports", "List anomaly reports, newest first");
     add_store_options(*cmd, args->store);
     cmd->add_option("--category", args->category, "Only this category");
+    cmd->add_option("--since", args->since, "Only reports from this UTC time on: 2026-11-28 or 2026-11-28T14:00");
     cmd->add_option("--limit", args->limit, "At most this many")->capture_default_str();
     cmd->add_flag("--json", args->json, "Print JSON on stdout");
     cmd->callback([args] { run_reports(*args); });

@@ -72,9 +72,10 @@ class VectorStore {
                                      const MatchFilter& filter = {}) const = 0;
 
   virtual std::int64_t add_report(const AnomalyReport& report) = 0;
-  // Newest first; `category` empty for all.
-  virtual std::vector<AnomalyReport> reports(const std::string& category,
-                                             std::size_t limit) const = 0;
+  // Newest first; `category` empty for all; `since`: only reports created at or after this UTC
+  // time, "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SS" (empty for all).
+  virtual std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
+                                             const std::string& since = {}) const = 0;
 
   // After bulk loads: builds the search indexes (PostgreSQL: HNSW, cosine for images and L2 for
   // patches). Until then searches are exact scans. Returns the seconds it took.

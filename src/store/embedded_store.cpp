@@ -275,13 +275,16 @@ class EmbeddedStore final : public VectorStore {
     });
   }
 
-  std::vector<AnomalyReport> reports(const std::string& category,
-                                     std::size_t limit) const override {
+  std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
+                                     const std::string& since) const override {
     const std::lock_guard guard(mutex_);
     std::vector<AnomalyReport> out;
     for (auto it = contents_.reports.rbegin(); it != contents_.reports.rend() && out.size() < limit;
          ++it) {
-      if (category.empty() || it->category == category) out.push_back(*it);
+      // ISO 8601 texts in UTC order like the times they name.
+      if ((category.empty() || it->category == category) && it->created >= since) {
+        out.push_back(*it);
+      }
     }
     return out;
   }

@@ -203,14 +203,17 @@ class PostgresStore final : public VectorStore {
     return std::stoll(r.text(0, 0));
   }
 
-  std::vector<AnomalyReport> reports(const std::string& category,
-                                     std::size_t limit) const override {
+  std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
+                                     const std::string& since) const override {
     const std::lock_guard guard(mutex_);
     const pg::Result r = db_.exec(
         "SELECT id, path, category, score, threshold, best_similarity, "
         "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), matches "
-        "FROM reports WHERE ($1 = '' OR category = $1) ORDER BY id DESC LIMIT $2",
-        {category, std::to_string(limit)});
+        "FROM reports WHERE ($1 = '' OR category = $1) AND "
+        "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
+        "ORDER BY id DESC LIMIT $2",
+        {category, std::to_string(limit),
+         since.empty() ? std::nullopt : std::optional<std::string>(since)});
     std::vector<AnomalyReport> out;
     for (int row = 0; row < r.rows(); ++row) {
       AnomalyReport report;

@@ -140,6 +140,10 @@ TEST_F(StoreCli, StoreErrorsAreClear) {
                                       model() + " --db postgresql://patchvec:x@127.0.0.1:1/none");
   EXPECT_EQ(down.exit_code, 1);
   EXPECT_NE(down.output.find("cannot connect to PostgreSQL"), std::string::npos) << down.output;
+  const CommandResult since = patchvec("reports --store x.pvs --since yesterday");
+  EXPECT_EQ(since.exit_code, 1);
+  EXPECT_NE(since.output.find("--since yesterday: expected YYYY-MM-DD"), std::string::npos)
+      << since.output;
   const CommandResult which = patchvec("reports");
   EXPECT_EQ(which.exit_code, 1);
   EXPECT_NE(which.output.find("--db URL or --store PATH"), std::string::npos) << which.output;

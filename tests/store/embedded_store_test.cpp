@@ -159,6 +159,8 @@ TEST(EmbeddedStore, ReportsNewestFirst) {
   EXPECT_FALSE(all[1].created.empty());
   EXPECT_EQ(reopened->reports("tile", 10).size(), 1u);
   EXPECT_EQ(reopened->reports("", 1).size(), 1u);
+  EXPECT_EQ(reopened->reports("", 10, "2000-01-01").size(), 2u);
+  EXPECT_EQ(reopened->reports("", 10, "2999-01-01T00:00:00").size(), 0u);
 }
 
 TEST(EmbeddedStore, DimensionMismatchIsAnError) {

@@ -262,6 +262,8 @@ TEST_F(PostgresStore, ReportsAndAddedAnomalies) {
   EXPECT_EQ(reports[1].matches.at(0).image.defect, "oil");
   EXPECT_EQ(reports[1].created.size(), 20u);  // 2026-11-28T21:04:05Z
   EXPECT_EQ(store->reports("tile", 10).size(), 1u);
+  EXPECT_EQ(store->reports("", 10, "2000-01-01").size(), 2u);
+  EXPECT_EQ(store->reports("", 10, "2999-01-01T00:00:00").size(), 0u);
 }
 
 TEST_F(PostgresStore, DimensionMismatchIsOneClearError) {
