@@ -24,10 +24,14 @@ constexpr const char* kDescription =
 
 constexpr const char* kFooter = R"(
 Examples:
+  patchvec demo                                     # everything, on synthetic data
+  patchvec synth --out data                         # an MVTec-like dataset of your own
   patchvec train --data mvtec --category tile,leather,grid --out models
   patchvec eval --model models/tile.pvm --data mvtec --json tile.json --overlays pictures
   patchvec predict --model models/tile.pvm new_images/ --heatmap heatmaps
   patchvec train --data mvtec --category tile --weights wide_resnet50_2.safetensors --out models
+  patchvec index --model models/tile.pvm --data mvtec --db postgresql://localhost/patchvec
+  patchvec search part.png --model models/tile.pvm --db postgresql://localhost/patchvec
 
 Run 'patchvec <command> --help' for the options of a command.)";
 

@@ -2,11 +2,14 @@
 // CTest's pgvector fixture). Every test works in a database of its own.
 #include <algorithm>
 #include <array>
+#include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <limits>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <gtest/gtest.h>
 
@@ -154,6 +157,34 @@ TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
       {database_});
   EXPECT_THROW(victim->replace_category("tile", random_images(rng, "tile", 5, 16)), Error);
   EXPECT_EQ(open_postgres_store(url_)->image_count("tile"), 30u);
+}
+
+TEST_F(PostgresStore, AConnectionKilledDuringTheCopyLeavesThePreviousBank) {
+  auto store = open_postgres_store(url_);
+  const std::size_t dim = 1536;
+  const std::vector<float> old_bank(dim * 100, 0.25f);
+  store->replace_patches("tile", old_bank, dim);
+  // 30,000 x 1536 floats (184 MB of COPY data): long enough to be killed in the middle.
+  const std::vector<float> new_bank(dim * 30000, 0.5f);
+  std::atomic<bool> killed = false;
+  std::thread killer([&] {
+    pg::Connection watcher(base_url_);
+    for (int attempt = 0; attempt < 2000 && !killed; ++attempt) {
+      const pg::Result r = watcher.exec(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND "
+          "query LIKE 'COPY patches%' AND state = 'active'",
+          {database_});
+      killed = r.rows() > 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  });
+  EXPECT_THROW(store->replace_patches("tile", new_bank, dim), Error);
+  killer.join();
+  ASSERT_TRUE(killed) << "the COPY finished before it could be killed";
+  pg::Connection db(url_);
+  EXPECT_EQ(count_rows(db, "patches"), 100);
+  EXPECT_EQ(db.exec("SELECT count(*) FROM patches WHERE (embedding::real[])[1] = 0.25").text(0, 0),
+            "100");
 }
 
 double cosine(const std::vector<float>& a, const std::vector<float>& b) {
