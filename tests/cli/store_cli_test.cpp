@@ -8,6 +8,7 @@
 
 #include "cli/run.h"
 #include "store/postgres.h"
+#include "store/store_testing.h"
 #include "testing.h"
 
 namespace pv {
@@ -18,17 +19,6 @@ std::string data() {
 }
 std::string test_image(const std::string& name) {
   return data() + "/synthetic/test/" + name;
-}
-
-std::string server_url() {
-  const std::string command = std::string(PATCHVEC_SOURCE_DIR) + "/scripts/pgvector-server.sh url";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::array<char, 512> buffer{};
-  std::string out;
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
-  ::pclose(pipe);
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  return out;
 }
 
 class StoreCli : public ::testing::Test {
@@ -107,7 +97,7 @@ TEST_F(StoreCli, IndexThenSearchInAnotherProcess) {
 }
 
 TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
-  const std::string base = server_url();
+  const std::string base = testing::test_server_url();
   ASSERT_FALSE(base.empty());
   pg::Connection admin(base);
   admin.exec("DROP DATABASE IF EXISTS test_store_cli WITH (FORCE)");

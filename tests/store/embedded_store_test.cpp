@@ -9,43 +9,18 @@
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
+#include "store/store_testing.h"
 #include "testing.h"
 
 namespace pv {
 namespace {
 
-std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(dim);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
+using testing::cosine;
+using testing::random_vector;
 
 std::vector<StoredImage> random_images(std::mt19937& rng, const std::string& category, int count,
                                        std::size_t dim) {
-  std::vector<StoredImage> images;
-  for (int i = 0; i < count; ++i) {
-    const bool anomalous = i % 4 == 3;
-    images.push_back({.path = category + "/" + std::to_string(i) + ".png",
-                      .category = category,
-                      .split = "train",
-                      .anomalous = anomalous,
-                      .defect = anomalous ? "crack" : "good",
-                      .score = float(i),
-                      .verdict = anomalous ? "anomalous" : "normal",
-                      .embedding = random_vector(rng, dim)});
-  }
-  return images;
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
+  return testing::random_images(rng, category, count, dim);
 }
 
 TEST(EmbeddedStore, NearestIsTheBruteForceCosineRanking) {

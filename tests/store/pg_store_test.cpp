@@ -17,22 +17,11 @@
 #include <patchvec/store.h>
 
 #include "store/postgres.h"
+#include "store/store_testing.h"
 #include "testing.h"
 
 namespace pv {
 namespace {
-
-std::string server_url() {
-  if (const char* url = std::getenv("PATCHVEC_TEST_DB")) return url;
-  const std::string command = std::string(PATCHVEC_SOURCE_DIR) + "/scripts/pgvector-server.sh url";
-  FILE* pipe = ::popen(command.c_str(), "r");
-  std::array<char, 512> buffer{};
-  std::string out;
-  while (std::fgets(buffer.data(), buffer.size(), pipe)) out += buffer.data();
-  ::pclose(pipe);
-  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) out.pop_back();
-  return out;
-}
 
 // postgresql://user:pass@host:port/db -> the same with another database.
 std::string with_database(const std::string& url, const std::string& database) {
@@ -42,7 +31,7 @@ std::string with_database(const std::string& url, const std::string& database) {
 class PostgresStore : public ::testing::Test {
  protected:
   void SetUp() override {
-    base_url_ = server_url();
+    base_url_ = testing::test_server_url();
     ASSERT_FALSE(base_url_.empty()) << "no server: run scripts/pgvector-server.sh start";
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     database_ = "test_" + std::string(info->name());
@@ -61,28 +50,12 @@ class PostgresStore : public ::testing::Test {
   std::unique_ptr<pg::Connection> admin_;
 };
 
-std::vector<float> random_vector(std::mt19937& rng, std::size_t dim) {
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::vector<float> v(dim);
-  for (float& x : v) x = normal(rng);
-  return v;
-}
+using testing::cosine;
+using testing::random_vector;
 
 std::vector<StoredImage> random_images(std::mt19937& rng, const std::string& category, int count,
                                        std::size_t dim, const std::string& prefix = "") {
-  std::vector<StoredImage> images;
-  for (int i = 0; i < count; ++i) {
-    const bool anomalous = i % 5 == 4;
-    images.push_back({.path = prefix + category + "/" + std::to_string(i) + ".png",
-                      .category = category,
-                      .split = i % 2 ? "test" : "train",
-                      .anomalous = anomalous,
-                      .defect = anomalous ? "crack" : "good",
-                      .score = float(i) / 3,
-                      .verdict = anomalous ? "anomalous" : "normal",
-                      .embedding = random_vector(rng, dim)});
-  }
-  return images;
+  return testing::random_images(rng, category, count, dim, prefix, /*anomalous_every=*/5);
 }
 
 std::vector<std::string> paths_of(const std::vector<Match>& matches) {
@@ -185,16 +158,6 @@ TEST_F(PostgresStore, AConnectionKilledDuringTheCopyLeavesThePreviousBank) {
   EXPECT_EQ(count_rows(db, "patches"), 100);
   EXPECT_EQ(db.exec("SELECT count(*) FROM patches WHERE (embedding::real[])[1] = 0.25").text(0, 0),
             "100");
-}
-
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return ab / std::sqrt(aa * bb);
 }
 
 TEST_F(PostgresStore, ExactTopTenIsTheBruteForceRankingAndTheEmbeddedStores) {
