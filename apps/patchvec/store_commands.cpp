@@ -94,9 +94,11 @@ void run_index(const IndexArgs& args) {
     const std::size_t patches = store->replace_patches(
         name, model.memory_bank(), static_cast<std::size_t>(model.info().grid.dim));
     const double load_seconds = clock.lap();
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.2f s", load_seconds);
     log::info(name + ": " + std::to_string(stored) + " images" +
               (patches ? " and " + std::to_string(patches) + " bank vectors" : std::string()) +
-              " loaded into " + store->location() + " in " + std::to_string(load_seconds) + " s");
+              " loaded into " + store->location() + " in " + seconds);
     categories.push_back({{"category", name},
                           {"images", stored},
                           {"patches", patches},
@@ -105,7 +107,11 @@ void run_index(const IndexArgs& args) {
   }
   log::info("building search indexes...");
   const double index_seconds = store->build_indexes();
-  if (index_seconds > 0) log::info("indexes built in " + std::to_string(index_seconds) + " s");
+  if (index_seconds > 0) {
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.1f s", index_seconds);
+    log::info(std::string("indexes built in ") + seconds);
+  }
   if (!args.json.empty()) {
     write_json(args.json, {{"store", store->location()},
                            {"categories", categories},
