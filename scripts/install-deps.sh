@@ -14,6 +14,7 @@ build_packages=(
   libcli11-dev nlohmann-json3-dev       # command line, JSON
   libssl-dev                            # SHA-256 of weights and model files
   libpq-dev                             # PostgreSQL's client library (the pgvector store)
+  libcpp-httplib-dev                    # the inspection service's HTTP server
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -22,6 +23,7 @@ test_packages=(
   python3-numpy python3-pil             # fixtures and the benchmarks' images
   debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
   postgresql-client                     # psql, for bench/store_load.sh
+  chromium nodejs                       # the page's browser test (playwright-core from npm)
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;
@@ -42,6 +44,11 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# npm comes with some Node.js builds and is a package of its own in Debian's.
+if [ "$group" = test ] && ! command -v npm >/dev/null; then
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
 # libtorch links libblas.so.3 / liblapack.so.3. Debian resolves them through alternatives, and the

@@ -48,7 +48,7 @@ void use_fast_blas(int argc, char** argv) {
   if (command == nullptr) return;
   const std::string name = command;
   if (name != "train" && name != "eval" && name != "predict" && name != "demo" && name != "index" &&
-      name != "search" && name != "add-anomaly")
+      name != "search" && name != "add-anomaly" && name != "serve")
     return;
   const std::string core = pv::better_blas_core();
   if (core.empty()) return;
@@ -73,6 +73,7 @@ int main(int argc, char** argv) {
   pv::cli::add_synth_command(app);
   pv::cli::add_demo_command(app);
   pv::cli::add_store_commands(app);
+  pv::cli::add_serve_command(app);
 
   try {
     app.parse(argc, argv);

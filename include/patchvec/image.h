@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <string_view>
 #include <vector>
@@ -28,6 +29,14 @@ Image load_image(const std::filesystem::path& path);
 
 // The same, from bytes in memory; `name` identifies them in error messages.
 Image decode_image(std::span<const std::byte> bytes, std::string_view name);
+
+// Width and height from a PNG's or JPEG's header, without decoding the pixels (to refuse huge
+// images before allocating them); nullopt for other formats or a header that cannot be read.
+struct ImageSize {
+  int width = 0;
+  int height = 0;
+};
+std::optional<ImageSize> peek_image_size(std::span<const std::byte> bytes);
 
 // True for the file extensions load_image() is meant for (.png, .jpg, .jpeg, .bmp, .tif, .tiff;
 // any case).

@@ -74,6 +74,33 @@ cv::Mat to_float_rgb(const cv::Mat& decoded) {
 
 }  // namespace
 
+std::optional<ImageSize> peek_image_size(std::span<const std::byte> bytes) {
+  const auto byte_at = [&](std::size_t i) { return static_cast<unsigned>(bytes[i]); };
+  const auto be16 = [&](std::size_t i) { return (byte_at(i) << 8) | byte_at(i + 1); };
+  const auto be32 = [&](std::size_t i) { return (be16(i) << 16) | be16(i + 2); };
+  if (starts_with(bytes, kPngSignature)) {  // the IHDR chunk comes first
+    if (bytes.size() < 24) return std::nullopt;
+    return ImageSize{static_cast<int>(std::min(be32(16), 0x7fffffffu)),
+                     static_cast<int>(std::min(be32(20), 0x7fffffffu))};
+  }
+  if (starts_with(bytes, kJpegSignature)) {  // walk the markers to the first start-of-frame
+    std::size_t i = 2;
+    while (i + 9 < bytes.size()) {
+      if (byte_at(i) != 0xff) return std::nullopt;
+      const unsigned marker = byte_at(i + 1);
+      if (marker == 0xff) {  // fill byte
+        ++i;
+        continue;
+      }
+      const bool frame =
+          marker >= 0xc0 && marker <= 0xcf && marker != 0xc4 && marker != 0xc8 && marker != 0xcc;
+      if (frame) return ImageSize{static_cast<int>(be16(i + 7)), static_cast<int>(be16(i + 5))};
+      i += 2 + be16(i + 2);
+    }
+  }
+  return std::nullopt;
+}
+
 Image decode_image(std::span<const std::byte> bytes, std::string_view name) {
   static const bool silenced = [] {  // we report failures ourselves, once, with the file name
     cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT);

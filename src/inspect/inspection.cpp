@@ -10,7 +10,7 @@ namespace {
 
 std::string format_number(double value) {
   char text[32];
-  std::snprintf(text, sizeof text, "%.3g", value);
+  std::snprintf(text, sizeof text, "%.4g", value);
   return text;
 }
 

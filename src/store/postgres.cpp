@@ -69,7 +69,16 @@ void Connection::fail(const std::string& what, pg_result* result) {
   throw Error("PostgreSQL " + name_ + ": " + what + ": " + message);
 }
 
+void Connection::reconnect_if_lost() {
+  // A server restart or an administrator's pg_terminate_backend: the call that saw it failed;
+  // the next one reconnects instead of failing forever.
+  if (PQstatus(connection_) == CONNECTION_OK) return;
+  PQreset(connection_);
+  if (PQstatus(connection_) != CONNECTION_OK) fail("reconnecting");
+}
+
 Result Connection::exec(const std::string& sql, const Params& params) {
+  reconnect_if_lost();
   std::vector<const char*> values;
   for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
   pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
@@ -82,6 +91,7 @@ Result Connection::exec(const std::string& sql, const Params& params) {
 }
 
 void Connection::copy_in(const std::string& sql, std::span<const std::byte> data) {
+  reconnect_if_lost();
   pg_result* start = PQexec(connection_, sql.c_str());
   if (!start || PQresultStatus(start) != PGRES_COPY_IN) fail("COPY", start);
   PQclear(start);

@@ -48,6 +48,7 @@ class Connection {
 
  private:
   [[noreturn]] void fail(const std::string& what, pg_result* result = nullptr);
+  void reconnect_if_lost();
   pg_conn* connection_ = nullptr;
   std::string name_;
 };

@@ -1,0 +1,69 @@
+// patchvec serve: the inspection service (HTTP API and web page).
+#include <csignal>
+#include <cstdio>
+#include <thread>
+
+#include <pthread.h>
+
+#include <patchvec/service.h>
+
+#include "cli_common.h"
+#include "commands.h"
+#include "util/log.h"
+
+namespace pv::cli {
+namespace {
+
+void run_serve(const ServiceOptions& options) {
+  // SIGINT/SIGTERM are taken by a thread of their own (sigwait), which stops the server cleanly;
+  // every other thread, including the server's, keeps them blocked.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  InspectionService service(options);
+  const int port = service.bind();
+  std::printf("PatchVec is serving on http://%s:%d/  (Ctrl-C stops it)\n", options.host.c_str(),
+              port);
+  std::fflush(stdout);
+  std::thread stopper([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    log::info("stopping");
+    service.stop();
+  });
+  service.serve();
+  pthread_kill(stopper.native_handle(), SIGTERM);  // wakes the stopper if the server ended first
+  stopper.join();
+}
+
+}  // namespace
+
+void add_serve_command(CLI::App& app) {
+  auto options = std::make_shared<ServiceOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "serve", "The inspection service: an HTTP API and a web page for operators");
+  cmd->footer(R"(
+Loads every <category>.pvm in --models once; images and reports live in --db (PostgreSQL +
+pgvector) or in <models>/store.pvs. Endpoints (docs/api.md): POST /v1/inspect?category=C,
+GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz, /metrics; the page is at /.
+Example:
+  patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models)");
+  cmd->add_option("--models", options->models_dir, "Folder of .pvm models")->required();
+  cmd->add_option("--db", options->db, "PostgreSQL + pgvector URL (default: the embedded store)");
+  cmd->add_option("--host", options->host, "Address to listen on")->capture_default_str();
+  cmd->add_option("--port", options->port, "Port (0: any free one)")->capture_default_str();
+  cmd->add_option("--max-body", options->max_body_bytes, "Largest request body, bytes")
+      ->capture_default_str();
+  cmd->add_option("--max-side", options->max_image_side, "Largest image side, pixels")
+      ->capture_default_str();
+  cmd->add_option("--threads", options->threads, "libtorch threads (0 = one per core)");
+  cmd->add_option("--min-similarity", options->inspect.min_similarity,
+                  "Cosine similarity to the closest normal image for a normal verdict")
+      ->capture_default_str();
+  cmd->callback([options] { run_serve(*options); });
+}
+
+}  // namespace pv::cli
