@@ -23,6 +23,7 @@ test_packages=(
   python3-numpy python3-pil             # fixtures and the benchmarks' images
   debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
   postgresql-client                     # psql, for bench/store_load.sh
+  wrk                                   # bench/service_load.sh
   chromium nodejs                       # the page's browser test (playwright-core from npm)
 )
 case "$group" in

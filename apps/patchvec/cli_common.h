@@ -12,6 +12,7 @@
 #include <patchvec/evaluation.h>
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
+#include <patchvec/service.h>
 
 namespace pv::cli {
 
@@ -51,5 +52,8 @@ void print_inspection(std::FILE* out, const Inspection& inspection, const std::s
 // {"path", "category", "verdict", "reason", "score", "normalized", "threshold", "best_similarity",
 //  "matches": [{"path", "category", "label", "defect", "similarity"}], "report_id"}
 nlohmann::ordered_json to_json(const Inspection& inspection);
+
+// Runs the inspection service until SIGINT or SIGTERM (serve_command.cpp).
+void serve_until_signal(const ServiceOptions& options);
 
 }  // namespace pv::cli

@@ -31,6 +31,8 @@ struct DemoArgs {
   std::size_t k = 10;
   double min_similarity = kDefaultMinSimilarity;
   std::string db;  // PostgreSQL + pgvector instead of the embedded store
+  bool serve = false;
+  int port = 8080;
 };
 
 // As many defective test images as good ones: the F1-optimal threshold leans towards flagging
@@ -183,6 +185,15 @@ Next:
                            {"pictures", pictures.string()},
                            {"seconds", seconds}});
   }
+  if (args.serve) {
+    store.reset();  // the service opens the store itself
+    trained.clear();
+    std::fflush(stdout);
+    serve_until_signal({.models_dir = models,
+                        .db = args.db,
+                        .port = args.port,
+                        .inspect = {.k = args.k, .min_similarity = args.min_similarity}});
+  }
 }
 
 }  // namespace
@@ -202,6 +213,9 @@ category and the embedded store), <out>/pictures (overlays, ROC curves, query he
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
   add_embedder_options(*cmd, args->model.embedder);
   cmd->add_option("--k", args->k, "Similar images to show")->capture_default_str();
+  cmd->add_flag("--serve", args->serve,
+                "Then start the inspection service on the demo's models (open the page at once)");
+  cmd->add_option("--port", args->port, "Port for --serve")->capture_default_str();
   cmd->add_option("--db", args->db,
                   "Keep the embeddings in PostgreSQL + pgvector (a libpq URL) instead of the "
                   "embedded store");

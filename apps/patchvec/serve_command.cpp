@@ -12,9 +12,8 @@
 #include "util/log.h"
 
 namespace pv::cli {
-namespace {
 
-void run_serve(const ServiceOptions& options) {
+void serve_until_signal(const ServiceOptions& options) {
   // SIGINT/SIGTERM are taken by a thread of their own (sigwait), which stops the server cleanly;
   // every other thread, including the server's, keeps them blocked.
   sigset_t signals;
@@ -39,8 +38,6 @@ void run_serve(const ServiceOptions& options) {
   stopper.join();
 }
 
-}  // namespace
-
 void add_serve_command(CLI::App& app) {
   auto options = std::make_shared<ServiceOptions>();
   CLI::App* cmd = app.add_subcommand(
@@ -63,7 +60,7 @@ Example:
   cmd->add_option("--min-similarity", options->inspect.min_similarity,
                   "Cosine similarity to the closest normal image for a normal verdict")
       ->capture_default_str();
-  cmd->callback([options] { run_serve(*options); });
+  cmd->callback([options] { serve_until_signal(*options); });
 }
 
 }  // namespace pv::cli

@@ -2,6 +2,7 @@
 // bad request, with the embedded store and with PostgreSQL (including a database that goes away).
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -195,6 +196,37 @@ TEST_F(ServiceApi, ConcurrentRequestsAllSucceed) {
   }
   for (auto& t : clients) t.join();
   EXPECT_EQ(ok, 12);
+}
+
+TEST_F(ServiceApi, TheServeCommandAnswersAndStopsOnSigterm) {
+  const auto log = *dir_ / "serve.log";
+  const auto pid_file = *dir_ / "serve.pid";
+  const std::string command = std::string(PATCHVEC_BINARY) + " serve --port 0 --models " +
+                              (*dir_ / "models").string() + " > " + log.string() +
+                              " 2>&1 & echo $! > " + pid_file.string();
+  ASSERT_EQ(std::system(command.c_str()), 0);
+  std::string url;
+  for (int i = 0; i < 200 && url.empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    const std::string text = testing::read_text(log);
+    const auto at = text.find("http://127.0.0.1:");
+    if (at != std::string::npos) url = text.substr(at, text.find('/', at + 7) - at);
+  }
+  ASSERT_FALSE(url.empty()) << testing::read_text(log);
+  const int port = std::stoi(url.substr(url.rfind(':') + 1));
+  httplib::Client client("127.0.0.1", port);
+  const auto health = client.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  const int pid = std::stoi(testing::read_text(pid_file));
+  ASSERT_EQ(::kill(pid, SIGTERM), 0);
+  bool gone = false;
+  for (int i = 0; i < 100 && !gone; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    gone = ::kill(pid, 0) != 0;
+  }
+  EXPECT_TRUE(gone) << "the server did not stop on SIGTERM";
+  EXPECT_NE(testing::read_text(log).find("stopping"), std::string::npos);
 }
 
 TEST(ServiceSetUp, MissingFolderAndNoModelsAreErrors) {
