@@ -16,6 +16,14 @@ inline std::filesystem::path nn_fixtures() {
   return fixture_dir() / "nn";
 }
 
+// The PatchCore fixture dataset (tests/fixtures/make_patchcore_fixtures.py) and its test images.
+inline std::string patchcore_data() {
+  return (fixture_dir() / "patchcore" / "data").string();
+}
+inline std::string patchcore_test_image(const std::string& name) {
+  return patchcore_data() + "/synthetic/test/" + name;
+}
+
 // A fresh folder under the system temp dir, removed with everything in it on destruction.
 class TempDir {
  public:

@@ -9,6 +9,7 @@
 #include <patchvec/dataset.h>
 
 #include "image/render.h"
+#include "inspect/inspection_json.h"
 #include "util/files.h"
 
 namespace pv::cli {
@@ -209,24 +210,7 @@ void print_inspection(std::FILE* out, const Inspection& r, const std::string& tr
 }
 
 nlohmann::ordered_json to_json(const Inspection& r) {
-  nlohmann::ordered_json matches = nlohmann::ordered_json::array();
-  for (const Match& m : r.matches) {
-    matches.push_back({{"path", m.image.path},
-                       {"category", m.image.category},
-                       {"label", m.image.anomalous ? "anomalous" : "normal"},
-                       {"defect", m.image.defect},
-                       {"similarity", m.similarity}});
-  }
-  return {{"path", r.path},
-          {"category", r.category},
-          {"verdict", r.anomalous ? "anomalous" : "normal"},
-          {"reason", r.reason},
-          {"score", r.score},
-          {"normalized", number_or_null(r.normalized)},
-          {"threshold", number_or_null(r.threshold)},
-          {"best_similarity", r.best_similarity},
-          {"matches", matches},
-          {"report_id", r.report_id ? nlohmann::ordered_json(*r.report_id) : nullptr}};
+  return json::inspection(r);
 }
 
 }  // namespace pv::cli

@@ -13,6 +13,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "inspect/inspection_json.h"
 #include "util/log.h"
 #include "util/stopwatch.h"
 
@@ -206,21 +207,7 @@ void run_reports(const ReportsArgs& args) {
   const auto reports = store->reports(args.category, args.limit, since);
   if (args.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
-    for (const AnomalyReport& r : reports) {
-      nlohmann::ordered_json matches = nlohmann::ordered_json::array();
-      for (const Match& m : r.matches) {
-        matches.push_back(
-            {{"path", m.image.path}, {"defect", m.image.defect}, {"similarity", m.similarity}});
-      }
-      out.push_back({{"id", r.id},
-                     {"created", r.created},
-                     {"path", r.path},
-                     {"category", r.category},
-                     {"score", r.score},
-                     {"threshold", r.threshold},
-                     {"best_similarity", r.best_similarity},
-                     {"matches", matches}});
-    }
+    for (const AnomalyReport& r : reports) out.push_back(json::report(r));
     write_json("-", out);
     return;
   }
@@ -293,7 +280,8 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
     CLI::App* cmd = app.add_subcommand("reports", "List anomaly reports, newest first");
     add_store_options(*cmd, args->store);
     cmd->add_option("--category", args->category, "Only this category");
-    cmd->add_option("--since", args->since, "Only reports from this UTC time on: 2026-11-28 or 2026-11-28T14:00");
+    cmd->add_option("--since", args->since,
+                    "Only reports from this UTC time on: 2026-11-28 or 2026-11-28T14:00");
     cmd->add_option("--limit", args->limit, "At most this many")->capture_default_str();
     cmd->add_flag("--json", args->json, "Print JSON on stdout");
     cmd->callback([args] { run_reports(*args); });

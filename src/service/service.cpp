@@ -15,6 +15,7 @@
 #include <patchvec/store.h>
 
 #include "image/render.h"
+#include "inspect/inspection_json.h"
 #include "service/metrics.h"
 #include "util/log.h"
 
@@ -38,10 +39,6 @@ std::vector<unsigned char> png_bytes(const cv::Mat& picture) {
   std::vector<unsigned char> bytes;
   cv::imencode(".png", picture, bytes);
   return bytes;
-}
-
-Json number_or_null(double value) {
-  return std::isnan(value) ? Json() : Json(value);
 }
 
 // A client error with its HTTP status.
@@ -134,29 +131,18 @@ struct InspectionService::Impl {
     const cv::Mat map =
         render::original_overlay(image, normalized, prediction.map.width, prediction.map.height,
                                  info.image_size, info.crop_size, 384, /*opacity=*/1.0);
-    Json matches = Json::array();
-    for (const Match& m : r.matches) {
-      matches.push_back({{"id", m.image.id},
-                         {"path", m.image.path},
-                         {"category", m.image.category},
-                         {"label", m.image.anomalous ? "anomalous" : "normal"},
-                         {"defect", m.image.defect},
-                         {"similarity", m.similarity},
-                         {"thumbnail", "/v1/images/" + std::to_string(m.image.id)}});
-    }
     metrics.observe_inspect(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    return {{"category", r.category},
-            {"verdict", r.anomalous ? "anomalous" : "normal"},
-            {"reason", r.reason},
-            {"score", r.score},
-            {"normalized", number_or_null(r.normalized)},
-            {"threshold", number_or_null(r.threshold)},
-            {"best_similarity", r.best_similarity},
-            {"matches", matches},
-            {"report_id", r.report_id ? Json(*r.report_id) : Json()},
-            {"map_png", base64(png_bytes(map))},
-            {"image", {{"width", image.width}, {"height", image.height}}}};
+    Json out = json::inspection(r);
+    with_thumbnails(out["matches"]);
+    out["map_png"] = base64(png_bytes(map));
+    out["image"] = {{"width", image.width}, {"height", image.height}};
+    return out;
+  }
+
+  static void with_thumbnails(Json& matches) {
+    for (Json& m : matches)
+      m["thumbnail"] = "/v1/images/" + std::to_string(m["id"].get<std::int64_t>());
   }
 
   Json categories() const {
@@ -193,22 +179,9 @@ struct InspectionService::Impl {
     }
     Json out = Json::array();
     for (const AnomalyReport& r : store->reports(category, limit)) {
-      Json matches = Json::array();
-      for (const Match& m : r.matches) {
-        matches.push_back({{"id", m.image.id},
-                           {"path", m.image.path},
-                           {"defect", m.image.defect},
-                           {"similarity", m.similarity},
-                           {"thumbnail", "/v1/images/" + std::to_string(m.image.id)}});
-      }
-      out.push_back({{"id", r.id},
-                     {"created", r.created},
-                     {"path", r.path},
-                     {"category", r.category},
-                     {"score", r.score},
-                     {"threshold", r.threshold},
-                     {"best_similarity", r.best_similarity},
-                     {"matches", matches}});
+      Json report = json::report(r);
+      with_thumbnails(report["matches"]);
+      out.push_back(std::move(report));
     }
     return out;
   }

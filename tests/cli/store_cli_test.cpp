@@ -14,11 +14,12 @@
 namespace pv {
 namespace {
 
+using testing::patchcore_test_image;
 std::string data() {
-  return (testing::fixture_dir() / "patchcore" / "data").string();
+  return testing::patchcore_data();
 }
 std::string test_image(const std::string& name) {
-  return data() + "/synthetic/test/" + name;
+  return patchcore_test_image(name);
 }
 
 class StoreCli : public ::testing::Test {
