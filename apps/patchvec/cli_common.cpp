@@ -154,11 +154,7 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
   const ModelInfo& info = model.info();
   const Image original = load_image(image);
   constexpr int kHeight = 360;
-  std::vector<float> normalized(p.map.values.size());
-  for (std::size_t i = 0; i < normalized.size(); ++i) {
-    const float n = model.normalize_pixel(p.map.values[i]);
-    normalized[i] = std::isnan(n) ? 0.0f : n;
-  }
+  const std::vector<float> normalized = model.normalize_map(p.map);
   char caption[256];
   const std::string name = (image.parent_path().filename() / image.filename()).string();
   std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,

@@ -152,7 +152,7 @@ void run_demo(const DemoArgs& args) {
                                                     .seed = synth_options.seed});
       const std::filesystem::path path = queries / (name + "_" + truth + ".png");
       render::write_png(path, render::to_bgr8(surface.image));
-      const Prediction prediction = model.predict(load_image(path));
+      const Prediction prediction = model.predict(surface.image);  // = the PNG's pixels
       const Inspection r = inspect(model, *store, prediction, path.string(),
                                    {.k = args.k, .min_similarity = args.min_similarity});
       write_heatmap(pictures / "queries", path, model, prediction);

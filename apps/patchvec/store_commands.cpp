@@ -44,10 +44,6 @@ std::unique_ptr<VectorStore> open_store(const StoreArgs& args, const std::filesy
   return open_embedded_store(model.parent_path() / "store.pvs");
 }
 
-ModelLoadOptions load_options(int threads) {
-  return {.threads = threads};
-}
-
 // --- index ---------------------------------------------------------------------------------
 
 struct IndexArgs {
@@ -62,7 +58,7 @@ void run_index(const IndexArgs& args) {
   auto store = open_store(args.store, args.models.front());
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
-    const Model model = Model::load(path, load_options(args.threads));
+    const Model model = Model::load(path, {.threads = args.threads});
     const std::string name = model.info().category;
     std::error_code error;
     const bool with_test = std::filesystem::is_directory(args.data / name / "test", error);
@@ -133,7 +129,7 @@ struct SearchArgs {
 };
 
 void run_search(const SearchArgs& args) {
-  const Model model = Model::load(args.model, load_options(args.threads));
+  const Model model = Model::load(args.model, {.threads = args.threads});
   auto store = open_store(args.store, args.model);
   const auto paths = expand_images(args.images);
   const std::vector<Prediction> predictions = model.predict(paths, "search");
@@ -163,7 +159,7 @@ struct AddAnomalyArgs {
 };
 
 void run_add_anomaly(const AddAnomalyArgs& args) {
-  const Model model = Model::load(args.model, load_options(args.threads));
+  const Model model = Model::load(args.model, {.threads = args.threads});
   if (!args.category.empty() && args.category != model.info().category) {
     throw Error("--category " + args.category + " but the model is for " + model.info().category +
                 ": embeddings are only comparable within one model's category");

@@ -135,6 +135,8 @@ class Model {
   void set_thresholds(const Thresholds& thresholds);
   float normalize_image(float score) const;  // NaN without thresholds
   float normalize_pixel(float score) const;
+  // normalize_pixel() of every value of a map, for pictures: 0 where it is NaN (no thresholds).
+  std::vector<float> normalize_map(const AnomalyMap& map) const;
 
   const ModelInfo& info() const;
   // The memory bank: info().bank_size x info().grid.dim floats, row-major.

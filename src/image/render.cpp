@@ -146,7 +146,11 @@ cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string
 }
 
 cv::Mat to_bgr8(const Image& image) {
-  cv::Mat rgb(image.height, image.width, CV_32FC3, const_cast<float*>(image.pixels.data()));
+  return to_bgr8(
+      cv::Mat(image.height, image.width, CV_32FC3, const_cast<float*>(image.pixels.data())));
+}
+
+cv::Mat to_bgr8(const cv::Mat& rgb) {
   cv::Mat bgr, bytes;
   cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
   bgr.convertTo(bytes, CV_8UC3, 255.0);

@@ -46,8 +46,10 @@ cv::Mat mask_overlay(const cv::Mat& view, const cv::Mat& mask);
 cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string>& titles,
                const std::string& caption, const cv::Scalar& caption_color);
 
-// The image as 8-bit BGR (rounded), the form PNG files are written from.
+// The image as 8-bit BGR (rounded, saturated), the form PNG files are written from; the second
+// form takes an RGB CV_32FC3 matrix with values in [0, 1].
 cv::Mat to_bgr8(const Image& image);
+cv::Mat to_bgr8(const cv::Mat& rgb);
 
 // PNG, written atomically. Throws pv::Error naming the file.
 void write_png(const std::filesystem::path& path, const cv::Mat& image);

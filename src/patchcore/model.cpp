@@ -1,6 +1,5 @@
 // pv::Model: PatchCore assembled from the embedder, the memory bank, the scorer and the map.
 #include <cmath>
-#include <ctime>
 #include <limits>
 #include <optional>
 
@@ -13,6 +12,7 @@
 #include "patchcore/memory_bank.h"
 #include "patchcore/model_file.h"
 #include "patchcore/scorer.h"
+#include "util/clock.h"
 #include "util/memory.h"
 #include "util/progress.h"
 #include "util/stopwatch.h"
@@ -21,15 +21,6 @@ namespace pv {
 namespace {
 
 constexpr const char* kFormatName = "patchvec-model";
-
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm parts{};
-  gmtime_r(&now, &parts);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &parts);
-  return text;
-}
 
 const char* upsampling_name(MapUpsampling mode) {
   return mode == MapUpsampling::kNearest ? "nearest" : "bilinear";
@@ -349,6 +340,15 @@ float Model::normalize_pixel(float score) const {
   const auto& t = impl_->info.thresholds;
   if (!t) return std::numeric_limits<float>::quiet_NaN();
   return normalize_score(score, t->pixel, t->pixel_min, t->pixel_max);
+}
+
+std::vector<float> Model::normalize_map(const AnomalyMap& map) const {
+  std::vector<float> normalized(map.values.size());
+  for (std::size_t i = 0; i < normalized.size(); ++i) {
+    const float n = normalize_pixel(map.values[i]);
+    normalized[i] = std::isnan(n) ? 0.0f : n;
+  }
+  return normalized;
 }
 
 const ModelInfo& Model::info() const {

@@ -122,11 +122,7 @@ struct InspectionService::Impl {
     const Inspection r = pv::inspect(model, *store, prediction, name, options.inspect);
     if (r.report_id) metrics.count_report();
     // The map over the whole image, pure colours: the page blends it with the original.
-    std::vector<float> normalized(prediction.map.values.size());
-    for (std::size_t i = 0; i < normalized.size(); ++i) {
-      const float n = model.normalize_pixel(prediction.map.values[i]);
-      normalized[i] = std::isnan(n) ? 0.0f : n;
-    }
+    const std::vector<float> normalized = model.normalize_map(prediction.map);
     const ModelInfo& info = model.info();
     const cv::Mat map =
         render::original_overlay(image, normalized, prediction.map.width, prediction.map.height,

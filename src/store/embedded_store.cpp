@@ -11,10 +11,8 @@
 // Small enough to rewrite whole on every change (10,000 images x 1536 floats = 61 MB), which
 // keeps changes atomic (temporary file + rename) without a journal.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstring>
-#include <ctime>
 #include <mutex>
 #include <type_traits>
 
@@ -26,6 +24,7 @@
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
+#include "util/clock.h"
 #include "util/files.h"
 #include "util/sha256.h"
 
@@ -36,15 +35,6 @@ constexpr char kMagic[8] = {'P', 'V', 'S', 'T', 'O', 'R', 'E', '\0'};
 constexpr std::uint32_t kVersion = 1;
 constexpr std::size_t kPrefix = 24;
 constexpr std::size_t kChecksum = 64;
-
-std::string utc_now() {
-  const std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 nlohmann::json image_json(const StoredImage& image) {
   nlohmann::json j = {
@@ -94,8 +84,7 @@ AnomalyReport report_from(const nlohmann::json& j) {
   return r;
 }
 
-// Everything in the file, in memory. Embeddings are kept L2-normalised for the search and as
-// given for the file (so a round trip changes nothing).
+// Everything in the file, in memory; embeddings as given (a round trip changes nothing).
 struct Contents {
   std::vector<StoredImage> images;
   std::vector<AnomalyReport> reports;
@@ -216,7 +205,7 @@ double norm(std::span<const float> v) {
 class EmbeddedStore final : public VectorStore {
  public:
   explicit EmbeddedStore(std::filesystem::path path) : path_(std::move(path)) {
-    contents_ = load();
+    set_contents(load());
   }
 
   std::size_t replace_category(const std::string& category,
@@ -244,25 +233,34 @@ class EmbeddedStore final : public VectorStore {
     const std::lock_guard guard(mutex_);
     check_dimension(contents_, query.size());
     const double query_norm = norm(query);
-    std::vector<Match> all;
-    for (const StoredImage& image : contents_.images) {
+    // Rank (similarity, index) pairs; only the k winners are copied out, without embeddings.
+    std::vector<std::pair<double, std::size_t>> scored;
+    for (std::size_t i = 0; i < contents_.images.size(); ++i) {
+      const StoredImage& image = contents_.images[i];
       if (!filter.category.empty() && image.category != filter.category) continue;
       if (filter.anomalous && image.anomalous != *filter.anomalous) continue;
-      const double denominator = query_norm * norm(image.embedding);
-      const double similarity =
+      const double denominator = query_norm * norms_[i];
+      scored.emplace_back(
           denominator > 0 ? dot(query.data(), image.embedding.data(), query.size()) / denominator
-                          : 0.0;
-      Match m{image, similarity};
-      m.image.embedding.clear();
-      all.push_back(std::move(m));
+                          : 0.0,
+          i);
     }
-    const auto better = [](const Match& a, const Match& b) {
-      return a.similarity != b.similarity ? a.similarity > b.similarity : a.image.id < b.image.id;
+    const auto better = [&](const auto& a, const auto& b) {
+      return a.first != b.first ? a.first > b.first
+                                : contents_.images[a.second].id < contents_.images[b.second].id;
     };
-    const std::size_t n = std::min(k, all.size());
-    std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n), all.end(), better);
-    all.resize(n);
-    return all;
+    const std::size_t n = std::min(k, scored.size());
+    std::partial_sort(scored.begin(), scored.begin() + static_cast<std::ptrdiff_t>(n), scored.end(),
+                      better);
+    std::vector<Match> matches;
+    for (std::size_t r = 0; r < n; ++r) {
+      const StoredImage& image = contents_.images[scored[r].second];
+      Match m{.similarity = scored[r].first};
+      m.image = image;
+      m.image.embedding.clear();
+      matches.push_back(std::move(m));
+    }
+    return matches;
   }
 
   std::int64_t add_report(const AnomalyReport& report) override {
@@ -314,6 +312,12 @@ class EmbeddedStore final : public VectorStore {
     return decode(bytes, "store " + path_.string());
   }
 
+  void set_contents(Contents contents) {
+    contents_ = std::move(contents);
+    norms_.clear();
+    for (const StoredImage& image : contents_.images) norms_.push_back(norm(image.embedding));
+  }
+
   void check_dimension(const Contents& c, std::size_t dim) const {
     if (c.dim != 0 && !c.images.empty() && dim != c.dim) {
       throw Error("store " + path_.string() + " holds " + std::to_string(c.dim) +
@@ -339,13 +343,14 @@ class EmbeddedStore final : public VectorStore {
     Contents fresh = load();
     auto result = edit(fresh);
     write_contents(path_, fresh);
-    contents_ = std::move(fresh);
+    set_contents(std::move(fresh));
     return result;
   }
 
   std::filesystem::path path_;
   mutable std::mutex mutex_;
   Contents contents_;
+  std::vector<double> norms_;  // of each image's embedding, for the cosine
 };
 
 }  // namespace

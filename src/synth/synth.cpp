@@ -19,14 +19,6 @@
 namespace pv::synth {
 namespace {
 
-// RGB float -> 8-bit BGR, the form written to disk; and back to the pv::Image the file decodes to.
-cv::Mat to_png_pixels(const cv::Mat& rgb) {
-  cv::Mat bgr, bytes;
-  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
-  bgr.convertTo(bytes, CV_8UC3, 255.0);  // saturating, rounds to nearest
-  return bytes;
-}
-
 // Converted exactly as load_image() converts the PNG, so the two agree bit for bit.
 Image to_image(const cv::Mat& bgr8) {
   cv::Mat rgb, values;
@@ -65,8 +57,8 @@ Rendered render_mats(const SurfaceSpec& spec) {
     if (!good) defect = paint_defect(spec.category, spec.defect, rng, clean);
   }
   Rendered out;
-  out.clean = to_png_pixels(clean);
-  out.image = good ? out.clean : to_png_pixels(defect.image);
+  out.clean = render::to_bgr8(clean);
+  out.image = good ? out.clean : render::to_bgr8(defect.image);
   out.mask = defect.mask;
   return out;
 }
