@@ -10,7 +10,8 @@ group=${1:-build}
 build_packages=(
   build-essential cmake pkg-config
   libtorch-dev libopenblas0-openmp      # libtorch; OpenBLAS instead of the reference BLAS
-  libopencv-dev                         # image decoding and drawing
+  libopencv-dev                         # drawing, PNG encoding, BMP decoding
+  libpng-dev libjpeg62-turbo-dev        # PNG and JPEG decoding (src/image)
   libcli11-dev nlohmann-json3-dev       # command line, JSON
   libssl-dev                            # SHA-256 of weights and model files
   libpq-dev                             # PostgreSQL's client library (the pgvector store)

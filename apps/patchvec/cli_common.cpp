@@ -33,6 +33,25 @@ void add_embedder_options(CLI::App& command, EmbedderOptions& options) {
       ->capture_default_str();
   command.add_option("--threads", options.threads, "Compute threads (0 = one per core)")
       ->capture_default_str();
+  add_image_limit_option(command, options.image_limits);
+}
+
+void add_image_limit_option(CLI::App& command, ImageLimits& limits) {
+  command
+      .add_option("--max-pixels", limits.max_pixels,
+                  "Largest image to read, in pixels (width x height), checked from its header; "
+                  "each pixel needs ~24 bytes while it is read")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+}
+
+void add_model_load_options(CLI::App& command, ModelLoadOptions& options) {
+  command.add_option("--weights", options.weights,
+                     "The backbone weights, if they moved since training (checked by SHA-256)");
+  command.add_option("--threads", options.threads, "Compute threads (0 = one per core)");
+  command.add_option("--batch-size", options.batch_size, "Images per forward pass")
+      ->capture_default_str();
+  add_image_limit_option(command, options.image_limits);
 }
 
 void write_json(const std::string& path, const nlohmann::ordered_json& json) {

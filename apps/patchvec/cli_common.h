@@ -19,6 +19,13 @@ namespace pv::cli {
 // --backbone, --weights, --seed, --image-size, --crop-size, --batch-size, --threads.
 void add_embedder_options(CLI::App& command, EmbedderOptions& options);
 
+// --max-pixels: the largest image, in pixels, a command decodes.
+void add_image_limit_option(CLI::App& command, ImageLimits& limits);
+
+// --weights (moved since training), --threads, --batch-size, --max-pixels for commands that load
+// a model.
+void add_model_load_options(CLI::App& command, ModelLoadOptions& options);
+
 // Writes `json` to `path` ("-" = stdout), atomically for files.
 void write_json(const std::string& path, const nlohmann::ordered_json& json);
 

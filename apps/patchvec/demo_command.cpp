@@ -111,7 +111,7 @@ void run_demo(const DemoArgs& args) {
                  {.overlays_dir = pictures / name, .roc_png = pictures / (name + "_roc.png")});
     model.set_thresholds(thresholds_from(report));
     model.save(models / (name + ".pvm"));
-    store->replace_category(name, stored_images(category, report, std::move(train_embeddings)));
+    store->replace_dataset(name, stored_images(category, report, std::move(train_embeddings)));
     store->replace_patches(name, model.memory_bank(),
                            static_cast<std::size_t>(model.info().grid.dim));
     categories.push_back({{"category", name},

@@ -17,15 +17,14 @@ struct EvalArgs {
   std::filesystem::path data;
   std::string json;
   std::filesystem::path overlays;
-  std::filesystem::path weights;
-  int threads = 0;
+  ModelLoadOptions load;
 };
 
 void run_eval(const EvalArgs& args) {
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json all = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
-    const Model model = Model::load(path, {.weights = args.weights, .threads = args.threads});
+    const Model model = Model::load(path, args.load);
     const std::string& name = model.info().category;
     const Category category = read_category(args.data, name);
     EvaluateOptions options;
@@ -72,9 +71,7 @@ void add_eval_command(CLI::App& app) {
       "--overlays", args->overlays,
       "Folder for pictures: <category>/<image>.png (image | ground truth | anomaly map) "
       "and <category>_roc.png");
-  cmd->add_option("--weights", args->weights,
-                  "The backbone weights, if they moved since training (checked by SHA-256)");
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
+  add_model_load_options(*cmd, args->load);
   cmd->callback([args] { run_eval(*args); });
 }
 

@@ -1,6 +1,7 @@
 // patchvec predict: score images with a trained model.
 #include <cstdio>
 
+#include <patchvec/error.h>
 #include <patchvec/model.h>
 
 #include "cli_common.h"
@@ -14,18 +15,16 @@ struct PredictArgs {
   std::vector<std::string> images;
   bool json = false;
   std::filesystem::path heatmaps;
-  std::filesystem::path weights;
-  int threads = 0;
-  int batch_size = 8;
+  ModelLoadOptions load;
 };
 
 void run_predict(const PredictArgs& args) {
-  const Model model = Model::load(
-      args.model,
-      {.weights = args.weights, .threads = args.threads, .batch_size = args.batch_size});
+  const Model model = Model::load(args.model, args.load);
   const auto images = expand_images(args.images);
   PredictTimings timings;
-  const std::vector<Prediction> predictions = model.predict(images, "predict", &timings);
+  std::vector<std::string> unreadable;
+  const std::vector<Prediction> predictions =
+      model.predict(images, "predict", &timings, &unreadable);
   const auto& thresholds = model.info().thresholds;
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
   std::size_t width = 5;
@@ -34,8 +33,20 @@ void run_predict(const PredictArgs& args) {
     std::printf("%-*s %9s %10s  %s\n", static_cast<int>(width), "image", "score", "normalized",
                 "verdict");
   }
+  std::size_t failed = 0;
   for (std::size_t i = 0; i < images.size(); ++i) {
     const Prediction& p = predictions[i];
+    if (!unreadable[i].empty()) {  // reported, and the others still scored
+      ++failed;
+      std::fprintf(stderr, "patchvec: error: %s\n", unreadable[i].c_str());
+      if (args.json) {
+        results.push_back({{"image", images[i].string()}, {"error", unreadable[i]}});
+      } else {
+        std::printf("%-*s %9s %10s  %s\n", static_cast<int>(width), images[i].string().c_str(), "-",
+                    "-", "unreadable");
+      }
+      continue;
+    }
     const std::string verdict = !thresholds ? "unknown" : p.anomalous ? "anomalous" : "normal";
     std::string heatmap;
     if (!args.heatmaps.empty())
@@ -59,7 +70,12 @@ void run_predict(const PredictArgs& args) {
                      {"image_threshold", thresholds ? nlohmann::ordered_json(thresholds->image)
                                                     : nlohmann::ordered_json()},
                      {"predictions", results},
+                     {"unreadable", failed},
                      {"timings", to_json(timings)}});
+  }
+  if (failed > 0) {
+    throw Error(std::to_string(failed) + " of " + std::to_string(images.size()) +
+                " images could not be read (named above); the others were scored");
   }
 }
 
@@ -78,11 +94,7 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("images", args->images, "Images, or folders of images")->required();
   cmd->add_flag("--json", args->json, "Print JSON on stdout");
   cmd->add_option("--heatmap", args->heatmaps, "Folder for <image>_heatmap.png pictures");
-  cmd->add_option("--weights", args->weights,
-                  "The backbone weights, if they moved since training (checked by SHA-256)");
-  cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
-  cmd->add_option("--batch-size", args->batch_size, "Images per forward pass")
-      ->capture_default_str();
+  add_model_load_options(*cmd, args->load);
   cmd->callback([args] { run_predict(*args); });
 }
 

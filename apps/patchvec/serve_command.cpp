@@ -45,16 +45,36 @@ void add_serve_command(CLI::App& app) {
   cmd->footer(R"(
 Loads every <category>.pvm in --models once; images and reports live in --db (PostgreSQL +
 pgvector) or in <models>/store.pvs. Endpoints (docs/api.md): POST /v1/inspect?category=C,
-GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz, /metrics; the page is at /.
-Example:
-  patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models)");
+GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz (ready), /livez (alive), /metrics;
+the page is at /.
+Without --auth-tokens anyone who reaches the port may call it, so the service then listens on
+this machine only (127.0.0.1); another --host needs --auth-tokens FILE, or --insecure.
+Examples:
+  patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models
+  patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens)");
   cmd->add_option("--models", options->models_dir, "Folder of .pvm models")->required();
   cmd->add_option("--db", options->db, "PostgreSQL + pgvector URL (default: the embedded store)");
   cmd->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", options->port, "Port (0: any free one)")->capture_default_str();
+  cmd->add_option("--auth-tokens", options->auth_tokens,
+                  "File of 'TOKEN ROLE' lines (roles inspect, operator, admin): clients send "
+                  "'Authorization: Bearer TOKEN'")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--insecure", options->insecure,
+                "Allow a non-loopback --host without --auth-tokens (anyone may call it)");
   cmd->add_option("--max-body", options->max_body_bytes, "Largest request body, bytes")
       ->capture_default_str();
-  cmd->add_option("--max-side", options->max_image_side, "Largest image side, pixels")
+  add_image_limit_option(*cmd, options->image_limits);
+  cmd->add_option("--request-timeout", options->request_timeout_seconds,
+                  "Seconds a client has to send a whole request (headers and body)")
+      ->capture_default_str();
+  cmd->add_option("--max-connections", options->max_connections, "Connections at once, in all")
+      ->capture_default_str();
+  cmd->add_option("--max-connections-per-client", options->max_connections_per_client,
+                  "Connections at once from one address")
+      ->capture_default_str();
+  cmd->add_option("--max-inspections", options->max_concurrent_inspections,
+                  "Images decoded and scored at once; more requests wait for a slot")
       ->capture_default_str();
   cmd->add_option("--threads", options->threads, "libtorch threads (0 = one per core)");
   cmd->add_option("--min-similarity", options->inspect.min_similarity,

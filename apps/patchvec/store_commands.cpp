@@ -51,14 +51,14 @@ struct IndexArgs {
   std::filesystem::path data;
   StoreArgs store;
   std::string json;
-  int threads = 0;
+  ModelLoadOptions load;
 };
 
 void run_index(const IndexArgs& args) {
   auto store = open_store(args.store, args.models.front());
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
-    const Model model = Model::load(path, {.threads = args.threads});
+    const Model model = Model::load(path, args.load);
     const std::string name = model.info().category;
     std::error_code error;
     const bool with_test = std::filesystem::is_directory(args.data / name / "test", error);
@@ -87,7 +87,7 @@ void run_index(const IndexArgs& args) {
                         .verdict = scored ? (p.anomalous ? "anomalous" : "normal") : "",
                         .embedding = p.embedding});
     }
-    const std::size_t stored = store->replace_category(name, images);
+    const std::size_t stored = store->replace_dataset(name, images);
     const std::size_t patches = store->replace_patches(
         name, model.memory_bank(), static_cast<std::size_t>(model.info().grid.dim));
     const double load_seconds = clock.lap();
@@ -125,11 +125,11 @@ struct SearchArgs {
   InspectOptions inspect;
   bool json = false;
   bool no_report = false;
-  int threads = 0;
+  ModelLoadOptions load;
 };
 
 void run_search(const SearchArgs& args) {
-  const Model model = Model::load(args.model, {.threads = args.threads});
+  const Model model = Model::load(args.model, args.load);
   auto store = open_store(args.store, args.model);
   const auto paths = expand_images(args.images);
   const std::vector<Prediction> predictions = model.predict(paths, "search");
@@ -155,11 +155,11 @@ struct AddAnomalyArgs {
   std::string defect;
   std::string category;
   StoreArgs store;
-  int threads = 0;
+  ModelLoadOptions load;
 };
 
 void run_add_anomaly(const AddAnomalyArgs& args) {
-  const Model model = Model::load(args.model, {.threads = args.threads});
+  const Model model = Model::load(args.model, args.load);
   if (!args.category.empty() && args.category != model.info().category) {
     throw Error("--category " + args.category + " but the model is for " + model.info().category +
                 ": embeddings are only comparable within one model's category");
@@ -234,7 +234,7 @@ Example:
     cmd->add_option("--data", args->data, "Dataset root (MVTec AD layout)")->required();
     add_store_options(*cmd, args->store);
     cmd->add_option("--json", args->json, "Write timings as JSON to this file ('-' = stdout)");
-    cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
+    add_model_load_options(*cmd, args->load);
     cmd->callback([args] { run_index(*args); });
   }
   {
@@ -254,7 +254,7 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
         ->capture_default_str();
     cmd->add_flag("--json", args->json, "Print JSON on stdout");
     cmd->add_flag("--no-report", args->no_report, "Do not write anomaly reports");
-    cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
+    add_model_load_options(*cmd, args->load);
     cmd->callback([args] { run_search(*args); });
   }
   {
@@ -268,7 +268,7 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
     cmd->add_option("--defect", args->defect, "Defect type, e.g. crack")->required();
     cmd->add_option("--category", args->category, "Category (checked against the model)");
     add_store_options(*cmd, args->store);
-    cmd->add_option("--threads", args->threads, "Compute threads (0 = one per core)");
+    add_model_load_options(*cmd, args->load);
     cmd->callback([args] { run_add_anomaly(*args); });
   }
   {

@@ -64,7 +64,6 @@ void run_train(TrainArgs args) {
   args.model.embedder.seed = args.model.seed;
   args.model.upsampling =
       args.upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
-  std::filesystem::create_directories(args.out);
 
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json summary = nlohmann::ordered_json::array();
@@ -95,6 +94,7 @@ void run_train(TrainArgs args) {
                 "raw scores only");
     }
     const auto path = args.out / (name + ".pvm");
+    std::filesystem::create_directories(args.out);  // only now: a failed run leaves no folder
     model.save(path);
     entry["model"] = path.string();
     std::fprintf(human_output(args.json),

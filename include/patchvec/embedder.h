@@ -23,11 +23,12 @@ struct EmbedderOptions {
   // torchvision-layout weights (.safetensors, F32/F16/BF16). Empty: seeded random initialisation,
   // which needs calibrate() on the training images before embed().
   std::filesystem::path weights;
-  std::uint64_t seed = 0;  // random initialisation only
-  int image_size = 256;    // images are resized to image_size x image_size...
-  int crop_size = 224;     // ...then centre-cropped to crop_size x crop_size; 0 = no crop
-  int batch_size = 8;      // images per forward pass
-  int threads = 0;         // libtorch intra-op threads; 0 = one per core (process-wide setting)
+  std::uint64_t seed = 0;    // random initialisation only
+  int image_size = 256;      // images are resized to image_size x image_size...
+  int crop_size = 224;       // ...then centre-cropped to crop_size x crop_size; 0 = no crop
+  int batch_size = 8;        // images per forward pass
+  int threads = 0;           // libtorch intra-op threads; 0 = one per core (process-wide setting)
+  ImageLimits image_limits;  // images read from files (larger ones are an ImageError)
 };
 
 // The backbone names EmbedderOptions::backbone accepts.
@@ -63,8 +64,10 @@ struct EmbedTimings {
   double backbone_seconds = 0;  // the network and the patch features
 };
 
-// Receives embeddings batch by batch: `batch` holds images first .. first + batch.count - 1.
-using EmbeddingConsumer = std::function<void(const PatchEmbeddings& batch, std::size_t first)>;
+// Receives embeddings batch by batch: `batch` holds the images at positions `indices` of the input,
+// in order.
+using EmbeddingConsumer =
+    std::function<void(const PatchEmbeddings& batch, std::span<const std::size_t> indices)>;
 
 // Thread-safety: embed() is const and may run concurrently on one Embedder; construction and
 // calibrate() must not overlap with anything else.
@@ -98,9 +101,12 @@ class Embedder {
                         std::string_view progress_label = "embed") const;
   PatchEmbeddings embed(std::span<const Image> images) const;
 
-  // The same, handed over batch by batch, for callers that keep only what they need.
+  // The same, handed over batch by batch, for callers that keep only what they need. Throws the
+  // ImageError of the first image that cannot be read; with `unreadable`, such images are left
+  // out instead and (*unreadable)[i] holds image i's message (empty for the others).
   void embed_each(std::span<const std::filesystem::path> images, const EmbeddingConsumer& consume,
-                  std::string_view progress_label = "embed", EmbedTimings* timings = nullptr) const;
+                  std::string_view progress_label = "embed", EmbedTimings* timings = nullptr,
+                  std::vector<std::string>* unreadable = nullptr) const;
 
   // Requires ready(). Hashes the weights file on first use.
   BackboneState state() const;

@@ -1,12 +1,20 @@
 // Images as the rest of PatchVec sees them: RGB, float channels in [0, 1].
+//
+// PatchVec reads PNG, JPEG and BMP, told apart by their first bytes (never by the file name).
+// Decoders treat every byte as hostile: the size comes from the header and is checked against
+// ImageLimits before any pixel is allocated, and damaged data is an ImageError, never a crash
+// or a line on stderr.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
-#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
+
+#include <patchvec/error.h>
 
 namespace pv {
 
@@ -21,25 +29,65 @@ struct Image {
   }
 };
 
-// Decodes PNG (8/16-bit; grey, grey+alpha, RGB, RGBA, palette) and JPEG, plus whatever else
-// OpenCV reads (BMP, TIFF). Grey is replicated to RGB, alpha is dropped (as PIL's convert("RGB")),
-// 16-bit samples are divided by 65535. EXIF orientation is ignored, as PIL does.
-// Throws pv::Error naming the file if it is missing, unreadable, corrupt or truncated.
-Image load_image(const std::filesystem::path& path);
+enum class ImageFormat { kPng, kJpeg, kBmp };
+const char* format_name(ImageFormat format);  // "PNG", "JPEG", "BMP"
 
-// The same, from bytes in memory; `name` identifies them in error messages.
-Image decode_image(std::span<const std::byte> bytes, std::string_view name);
+// The formats in words, for messages and help texts: "PNG, JPEG or BMP".
+inline constexpr const char* kSupportedImageFormats = "PNG, JPEG or BMP";
 
-// Width and height from a PNG's or JPEG's header, without decoding the pixels (to refuse huge
-// images before allocating them); nullopt for other formats or a header that cannot be read.
-struct ImageSize {
+// Decoding holds the image as floats (12 bytes a pixel) and preprocessing copies it once more,
+// so an image of N pixels needs about 24 N bytes while it is read: 40 megapixels ~ 1 GB.
+inline constexpr std::int64_t kDefaultMaxImagePixels = 40'000'000;
+
+// What decoding may allocate, checked from the header before any pixel is decoded.
+struct ImageLimits {
+  std::int64_t max_pixels = kDefaultMaxImagePixels;  // width x height
+};
+
+// Why an image could not be read. Programs map the kind to what they answer (the service:
+// kNotAnImage -> 415, kTooLarge -> 413, kDamaged -> 422).
+class ImageError : public Error {
+ public:
+  enum class Kind {
+    kUnreadable,  // the file is missing, not a regular file, or cannot be read
+    kNotAnImage,  // the bytes are no PNG, JPEG or BMP (other formats are named)
+    kTooLarge,    // the header announces more pixels than ImageLimits allow
+    kDamaged,     // corrupt or truncated data, or a pixel layout PatchVec does not read (CMYK)
+  };
+  ImageError(Kind kind, const std::string& message) : Error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
+};
+
+struct ImageHeader {
+  ImageFormat format = ImageFormat::kPng;
   int width = 0;
   int height = 0;
 };
-std::optional<ImageSize> peek_image_size(std::span<const std::byte> bytes);
 
-// True for the file extensions load_image() is meant for (.png, .jpg, .jpeg, .bmp, .tif, .tiff;
-// any case).
+// Format and size from the header alone, without decoding pixels. `name` identifies the bytes in
+// messages. Throws ImageError (kNotAnImage, kDamaged).
+ImageHeader read_image_header(std::span<const std::byte> bytes, std::string_view name);
+
+// Throws ImageError(kTooLarge) naming `name` if an image of this header exceeds `limits`.
+void check_limits(const ImageHeader& header, const ImageLimits& limits, std::string_view name);
+
+// Decodes PNG (1-16 bits; grey, grey+alpha, RGB, RGBA, palette; interlaced), JPEG (baseline,
+// progressive; grey or colour) and BMP. Grey is replicated to RGB, alpha is dropped (as PIL's
+// convert("RGB")), 16-bit samples are divided by 65535. EXIF orientation is ignored, as PIL does.
+// Bytes after a JPEG's end marker are ignored (phones append such trailers). Throws ImageError
+// naming `name`.
+Image decode_image(std::span<const std::byte> bytes, std::string_view name,
+                   const ImageLimits& limits = {});
+
+// The same from a file. Throws ImageError naming the file; a FIFO or device is refused before it
+// is opened for reading, so it cannot block.
+Image load_image(const std::filesystem::path& path, const ImageLimits& limits = {});
+
+// True for the extensions of the formats above (.png, .jpg, .jpeg, .bmp; any case): what folder
+// listings pick up.
 bool has_image_extension(const std::filesystem::path& path);
 
 }  // namespace pv

@@ -43,6 +43,10 @@ struct Thresholds {
   std::string source;  // what they were computed on, e.g. "test split of tile (117 images)"
 };
 
+// A category's name is also its model's file name (<category>.pvm): 1 to 100 bytes of UTF-8
+// without '/', control characters or a leading '.'. Throws pv::Error otherwise.
+void check_category_name(const std::string& name);
+
 // anomalib's min-max normalisation around a threshold: the threshold maps to 0.5.
 float normalize_score(float score, float threshold, float min, float max);
 
@@ -107,6 +111,7 @@ struct ModelLoadOptions {
   std::filesystem::path weights;  // overrides the weights path stored in the model (same SHA-256)
   int threads = 0;
   int batch_size = 8;
+  ImageLimits image_limits;  // for predict() on files
 };
 
 // A loaded model is read-only: predict() may run on many threads at once. set_thresholds() and
@@ -120,16 +125,21 @@ class Model {
                    const PatchCoreOptions& options, FitReport* report = nullptr,
                    std::vector<std::vector<float>>* image_embeddings = nullptr);
 
-  // Reads a model file and rebuilds its backbone. Throws pv::Error naming the file for a missing,
-  // truncated, corrupt or incompatible file, or missing/different weights.
+  // Reads a model file and rebuilds its backbone. Every field and section is validated (a
+  // checksum proves a file unchanged, not valid). Throws pv::Error naming the file and the field
+  // for a missing, truncated, corrupt, invalid or incompatible file, or missing/different weights.
   static Model load(const std::filesystem::path& path, const ModelLoadOptions& options = {});
 
   // Writes the model atomically (temporary file + rename).
   void save(const std::filesystem::path& path) const;
 
+  // One prediction per image, in order. Throws the ImageError of the first image that cannot be
+  // read; with `unreadable`, such images are skipped instead: (*unreadable)[i] holds image i's
+  // message and its prediction has a NaN score and no map (for the others it is empty).
   std::vector<Prediction> predict(std::span<const std::filesystem::path> images,
                                   std::string_view progress_label = "predict",
-                                  PredictTimings* timings = nullptr) const;
+                                  PredictTimings* timings = nullptr,
+                                  std::vector<std::string>* unreadable = nullptr) const;
   Prediction predict(const Image& image) const;
 
   void set_thresholds(const Thresholds& thresholds);
@@ -149,6 +159,9 @@ class Model {
  private:
   struct Impl;
   explicit Model(std::unique_ptr<Impl> impl);
+  static Model fit_impl(std::span<const std::filesystem::path> images, std::string category,
+                        const PatchCoreOptions& options, FitReport* report,
+                        std::vector<std::vector<float>>* image_embeddings);
   std::unique_ptr<Impl> impl_;
 };
 

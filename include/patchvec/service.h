@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include <patchvec/image.h>
 #include <patchvec/inspection.h>
 
 namespace pv {
@@ -15,17 +16,30 @@ struct ServiceOptions {
   std::filesystem::path models_dir;  // every *.pvm in it
   std::string db;                    // PostgreSQL URL; empty: <models_dir>/store.pvs
   std::string host = "127.0.0.1";
-  int port = 8080;  // 0: any free port (see InspectionService::port())
+  int port = 8080;  // 0: any free one (bind() returns it)
+
+  // Who may call it: a token file (service/auth.h has its format). Without one the service
+  // answers everyone, so it binds a loopback address only, unless `insecure` says otherwise.
+  std::filesystem::path auth_tokens;
+  bool insecure = false;
+
+  // Limits on one request, and on all of them (docs/api.md: the memory they bound).
   std::size_t max_body_bytes = 32u << 20;
-  int max_image_side = 10000;  // pixels; larger images are refused before decoding
-  int request_timeout_seconds = 30;
+  ImageLimits image_limits;          // decoded pixels per image
+  int request_timeout_seconds = 30;  // to receive a whole request, headers and body
+  int max_connections = 32;
+  int max_connections_per_client = 8;
+  int max_concurrent_inspections = 2;  // images decoded and scored at once; others wait
+
   int threads = 0;  // libtorch threads for the models; 0 = one per core
   InspectOptions inspect;
 };
 
+// Thread-safety: serve() runs the server; stop() may be called from any thread.
 class InspectionService {
  public:
-  // Loads the models and opens the store; throws pv::Error naming what is missing or broken.
+  // Loads the models and opens the store; throws pv::Error naming what is missing or broken, or
+  // refusing a non-loopback host without auth_tokens (and without insecure).
   explicit InspectionService(const ServiceOptions& options);
   ~InspectionService();
   InspectionService(const InspectionService&) = delete;
@@ -37,9 +51,16 @@ class InspectionService {
   void serve();
   void stop();
 
+  // Serves one connection on the calling thread until the client closes it: for fuzzing and
+  // tests that speak raw HTTP over a socketpair. `fd` is closed afterwards.
+  void serve_connection(int fd);
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// True for addresses only this machine can reach: 127.0.0.0/8, ::1, "localhost".
+bool is_loopback_host(const std::string& host);
 
 }  // namespace pv

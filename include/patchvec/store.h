@@ -15,15 +15,22 @@
 
 namespace pv {
 
+// Where a stored image came from: a dataset indexed whole (patchvec index), replaced by the next
+// index of its category, or an image a user added one at a time (add-anomaly), which re-indexing
+// never removes.
+inline constexpr const char* kSourceDataset = "dataset";
+inline constexpr const char* kSourceAdded = "added";
+
 struct StoredImage {
   std::int64_t id = 0;  // assigned by the store
   std::string path;     // as it was indexed
   std::string category;
-  std::string split = "train";  // "train", "test", or "added" (add-anomaly)
-  bool anomalous = false;       // the label
-  std::string defect = "good";  // defect type; "good" for normal images
-  std::optional<float> score;   // PatchCore image score, when it was scored
-  std::string verdict;          // "normal" / "anomalous" from that score; empty if not scored
+  std::string source = kSourceDataset;  // set by the store: replace_dataset() or add_image()
+  std::string split = "train";          // "train", "test", or "added" (add-anomaly)
+  bool anomalous = false;               // the label
+  std::string defect = "good";          // defect type; "good" for normal images
+  std::optional<float> score;           // PatchCore image score, when it was scored
+  std::string verdict;  // "normal" / "anomalous" from that score; empty if not scored
   std::vector<float> embedding;
 };
 
@@ -48,16 +55,18 @@ struct AnomalyReport {
   std::vector<Match> matches;  // what was shown: the nearest known defects
 };
 
-// Thread-safety: const member functions may run concurrently; the others must not overlap with
-// anything on the same object. Changes are atomic: all of a call's rows or none.
+// Thread-safety: every member function may be called from several threads at once (the
+// implementations serialise what must be). Changes are atomic: all of a call's rows or none.
 class VectorStore {
  public:
   virtual ~VectorStore() = default;
 
-  // Replaces every image of `category` with `images` (ids are assigned; re-indexing never
-  // duplicates). Returns how many were stored.
-  virtual std::size_t replace_category(const std::string& category,
-                                       std::span<const StoredImage> images) = 0;
+  // Replaces the dataset images of `category` (source kSourceDataset) with `images`, which are
+  // stored with that source (ids are assigned; re-indexing never duplicates). Images added with
+  // add_image() stay. Returns how many were stored.
+  virtual std::size_t replace_dataset(const std::string& category,
+                                      std::span<const StoredImage> images) = 0;
+  // Adds one image a user labelled (source kSourceAdded, whatever `image` says); returns its id.
   virtual std::int64_t add_image(const StoredImage& image) = 0;
 
   // Replaces the category's memory-bank vectors (`vectors`: rows x dim). The embedded store keeps
@@ -83,7 +92,13 @@ class VectorStore {
 
   virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
   virtual std::size_t image_count(const std::string& category = {}) const = 0;
-  virtual std::string location() const = 0;  // for messages: "embedded store models/store.pvs"
+
+  // Throws pv::Error if the store cannot answer now (server down, file unreadable): what a
+  // readiness check asks.
+  virtual void ping() const = 0;
+  virtual std::string kind() const = 0;      // "embedded" or "postgresql", for people and pages
+  virtual std::string location() const = 0;  // for messages and logs, not for clients:
+                                             // "embedded store models/store.pvs"
 };
 
 // A PostgreSQL + pgvector store. `url` is a libpq connection string or URL

@@ -82,30 +82,36 @@ cv::Mat heatmap_overlay(const cv::Mat& view, std::span<const float> values, int 
   return blended;
 }
 
+cv::Size display_size(int width, int height, int display_height) {
+  const double scale = std::min(static_cast<double>(display_height) / height,
+                                static_cast<double>(kMaxDisplayAspect * display_height) / width);
+  return {std::max(1, static_cast<int>(std::lround(width * scale))),
+          std::max(1, static_cast<int>(std::lround(height * scale)))};
+}
+
 cv::Mat scaled_original(const Image& image, int display_height) {
-  const int display_width =
-      std::max(1, static_cast<int>(std::lround(static_cast<double>(display_height) * image.width /
-                                               image.height)));
+  // Resized before anything else is allocated at the image's own size.
   const cv::Mat rgb(image.height, image.width, CV_32FC3, const_cast<float*>(image.pixels.data()));
-  cv::Mat picture;
-  cv::cvtColor(rgb, picture, cv::COLOR_RGB2BGR);
-  picture.convertTo(picture, CV_8UC3, 255.0);
-  cv::resize(picture, picture, {display_width, display_height}, 0, 0, cv::INTER_AREA);
-  return picture;
+  cv::Mat small;
+  cv::resize(rgb, small, display_size(image.width, image.height, display_height), 0, 0,
+             cv::INTER_AREA);
+  return to_bgr8(small);
 }
 
 cv::Mat original_overlay(const Image& image, std::span<const float> values, int width, int height,
                          int image_size, int crop_size, int display_height, double opacity) {
   const cv::Mat picture = scaled_original(image, display_height);
-  const int display_width = picture.cols;
   // The crop is the same fraction of each side of the original as of the resized image.
   const int crop = crop_size > 0 ? crop_size : image_size;
   const double offset = std::nearbyint((image_size - crop) / 2.0) / image_size;
   const double extent = static_cast<double>(crop) / image_size;
-  const cv::Rect seen(static_cast<int>(std::lround(offset * display_width)),
-                      static_cast<int>(std::lround(offset * display_height)),
-                      static_cast<int>(std::lround(extent * display_width)),
-                      static_cast<int>(std::lround(extent * display_height)));
+  const auto scaled = [](double fraction, int side) {
+    return static_cast<int>(std::lround(fraction * side));
+  };
+  cv::Rect seen(scaled(offset, picture.cols), scaled(offset, picture.rows),
+                std::max(1, scaled(extent, picture.cols)),
+                std::max(1, scaled(extent, picture.rows)));
+  seen &= cv::Rect(0, 0, picture.cols, picture.rows);
   cv::Mat out = picture * 0.4;
   heatmap_overlay(picture(seen), values, width, height, opacity).copyTo(out(seen));
   return out;

@@ -30,12 +30,20 @@ cv::Mat load_mask(const std::filesystem::path& path);
 cv::Mat heatmap_overlay(const cv::Mat& view, std::span<const float> values, int width, int height,
                         double opacity = 0.5);
 
-// The whole image at `display_height` pixels high, aspect kept. BGR, 8-bit.
+// Pictures of whole images keep their aspect up to this ratio of width to height; wider ones are
+// drawn less high, so that no picture is ever larger than 4 x display_height wide.
+inline constexpr int kMaxDisplayAspect = 4;
+
+// The size an image of width x height is drawn at: display_height high, aspect kept, at most
+// kMaxDisplayAspect * display_height wide, at least 1 x 1.
+cv::Size display_size(int width, int height, int display_height);
+
+// The whole image at display_size(). BGR, 8-bit.
 cv::Mat scaled_original(const Image& image, int display_height);
 
-// The anomaly map (crop geometry) mapped back onto the whole original image, drawn at a height
-// of `height` pixels keeping the image's aspect: the heatmap covers the part of the image the
-// model saw; the border it cropped away is dimmed. `values` normalised as for heatmap_overlay().
+// The anomaly map (crop geometry) mapped back onto the whole original image, drawn at
+// display_size(): the heatmap covers the part of the image the model saw; the border it cropped
+// away is dimmed. `values` normalised as for heatmap_overlay().
 cv::Mat original_overlay(const Image& image, std::span<const float> values, int width, int height,
                          int image_size, int crop_size, int display_height, double opacity = 0.5);
 

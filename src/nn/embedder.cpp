@@ -30,38 +30,72 @@ namespace {
 // the convolutions already use every core and the two fight for them.)
 class BatchReader {
  public:
+  // With `unreadable`, images that cannot be read are skipped and their messages kept there.
   BatchReader(std::span<const std::filesystem::path> paths, int batch_size,
-              const nn::PreprocessOptions& preprocess)
-      : paths_(paths), batch_size_(static_cast<std::size_t>(batch_size)), preprocess_(preprocess) {}
+              const nn::PreprocessOptions& preprocess, const ImageLimits& limits,
+              std::vector<std::string>* unreadable = nullptr)
+      : paths_(paths),
+        batch_size_(static_cast<std::size_t>(batch_size)),
+        preprocess_(preprocess),
+        limits_(limits),
+        unreadable_(unreadable) {
+    if (unreadable_ != nullptr) unreadable_->assign(paths.size(), {});
+  }
 
-  // The next batch (N x 3 x S x S), or nullopt after the last one. Throws pv::Error naming an
-  // image that cannot be decoded.
-  std::optional<at::Tensor> next() {
-    if (position_ >= paths_.size()) return std::nullopt;
-    const auto chunk = paths_.subspan(position_, std::min(batch_size_, paths_.size() - position_));
-    position_ += chunk.size();
-    std::vector<at::Tensor> inputs(chunk.size());
-    std::vector<std::exception_ptr> errors(chunk.size());
-    at::parallel_for(
-        0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
-          for (auto i = begin; i < end; ++i) {
-            try {
-              inputs[i] = nn::preprocess(load_image(chunk[i]), preprocess_);
-            } catch (...) {
-              errors[i] = std::current_exception();  // exceptions must not escape an OpenMP region
-            }
+  struct Batch {
+    at::Tensor inputs;                 // N x 3 x S x S
+    std::vector<std::size_t> indices;  // of the N images in `paths`
+    std::size_t consumed = 0;          // paths read for it, skipped ones included
+  };
+
+  // The next batch, or nullopt after the last one. Throws the ImageError of an image that cannot
+  // be read (unless skipping them).
+  std::optional<Batch> next() {
+    Batch batch;
+    while (batch.indices.empty()) {
+      if (position_ >= paths_.size()) return std::nullopt;
+      const std::size_t first = position_;
+      const auto chunk = paths_.subspan(first, std::min(batch_size_, paths_.size() - first));
+      position_ += chunk.size();
+      batch.consumed += chunk.size();
+      std::vector<at::Tensor> inputs(chunk.size());
+      std::vector<std::exception_ptr> errors(chunk.size());
+      at::parallel_for(0, static_cast<std::int64_t>(chunk.size()), 1,
+                       [&](std::int64_t begin, std::int64_t end) {
+                         for (auto i = begin; i < end; ++i) {
+                           try {
+                             inputs[i] = nn::preprocess(load_image(chunk[i], limits_), preprocess_);
+                           } catch (...) {
+                             // exceptions must not escape an OpenMP region
+                             errors[i] = std::current_exception();
+                           }
+                         }
+                       });
+      std::vector<at::Tensor> readable;
+      for (std::size_t i = 0; i < chunk.size(); ++i) {
+        if (errors[i]) {
+          try {
+            std::rethrow_exception(errors[i]);
+          } catch (const ImageError& e) {
+            if (unreadable_ == nullptr) throw;
+            (*unreadable_)[first + i] = e.what();
+            continue;
           }
-        });
-    for (const auto& error : errors) {
-      if (error) std::rethrow_exception(error);
+        }
+        readable.push_back(std::move(inputs[i]));
+        batch.indices.push_back(first + i);
+      }
+      if (!readable.empty()) batch.inputs = at::stack(readable);
     }
-    return at::stack(inputs);
+    return batch;
   }
 
  private:
   std::span<const std::filesystem::path> paths_;
   std::size_t batch_size_;
   nn::PreprocessOptions preprocess_;
+  ImageLimits limits_;
+  std::vector<std::string>* unreadable_;
   std::size_t position_ = 0;
 };
 
@@ -200,6 +234,15 @@ Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& op
                   ") does not reproduce on this libtorch; retrain the model here");
     }
     nn::decode_tensors(network, state.batchnorm, "model's BatchNorm statistics: ");
+    for (const auto& buffer : network.named_buffers()) {
+      const torch::Tensor& t = buffer.value();
+      if (!t.is_floating_point()) continue;
+      if (!at::isfinite(t).all().item<bool>() ||
+          (buffer.key().ends_with("running_var") && (t < 0).any().item<bool>())) {
+        throw Error("model's BatchNorm statistics: tensor " + buffer.key() +
+                    " holds NaN, infinite or negative variance values");
+      }
+    }
     embedder.impl_->fused.emplace(network);
   }
   embedder.impl_->weights_sha256 = state.weights_sha256;
@@ -250,35 +293,36 @@ GridShape Embedder::grid() const {
 void Embedder::calibrate(std::span<const std::filesystem::path> images) {
   if (images.empty()) throw Error("BatchNorm calibration needs at least one image");
   ProgressBar progress("calibrate BN", images.size());
-  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess);
+  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess,
+                     impl_->options.image_limits);
   impl_->network->reestimate_batchnorm([&]() -> std::optional<at::Tensor> {
     auto batch = reader.next();
-    if (batch) progress.advance(batch->size(0));
-    return batch;
+    if (!batch) return std::nullopt;
+    progress.advance(batch->consumed);
+    return std::move(batch->inputs);
   });
   impl_->fused.emplace(*impl_->network);
 }
 
 void Embedder::embed_each(std::span<const std::filesystem::path> images,
                           const EmbeddingConsumer& consume, std::string_view progress_label,
-                          EmbedTimings* timings) const {
+                          EmbedTimings* timings, std::vector<std::string>* unreadable) const {
   impl_->require_ready();
   ProgressBar progress(std::string(progress_label), images.size());
-  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess);
-  std::size_t done = 0;
+  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess,
+                     impl_->options.image_limits, unreadable);
   Stopwatch clock;
   while (auto batch = reader.next()) {
     const double read = clock.lap();
-    PatchEmbeddings embeddings = impl_->allocate(batch->size(0));
-    impl_->embed_batch(*batch, embeddings.values.data());
+    PatchEmbeddings embeddings = impl_->allocate(batch->indices.size());
+    impl_->embed_batch(batch->inputs, embeddings.values.data());
     if (timings != nullptr) {
       timings->read_seconds += read;
       timings->backbone_seconds += clock.lap();
     }
-    consume(embeddings, done);
+    consume(embeddings, batch->indices);
     clock.lap();
-    done += embeddings.count;
-    progress.advance(embeddings.count);
+    progress.advance(batch->consumed);
   }
 }
 
@@ -288,9 +332,9 @@ PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images,
   const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
   embed_each(
       images,
-      [&](const PatchEmbeddings& batch, std::size_t first) {
+      [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
         std::copy(batch.values.begin(), batch.values.end(),
-                  result.values.begin() + first * per_image);
+                  result.values.begin() + indices.front() * per_image);
       },
       progress_label);
   return result;

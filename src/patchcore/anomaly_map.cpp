@@ -14,6 +14,11 @@ int gaussian_kernel_size(double sigma) {
 }
 
 at::Tensor anomaly_maps(const at::Tensor& patch_scores, const AnomalyMapOptions& options) {
+  if (!(options.sigma > 0) || options.sigma > max_sigma(options.size)) {
+    throw Error("anomaly map blur sigma " + std::to_string(options.sigma) + " is outside (0, " +
+                std::to_string(max_sigma(options.size)) + "] for " + std::to_string(options.size) +
+                "-pixel maps");
+  }
   const int kernel = gaussian_kernel_size(options.sigma);
   const int pad = kernel / 2;
   if (options.size <= pad) {

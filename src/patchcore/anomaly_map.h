@@ -20,6 +20,11 @@ struct AnomalyMapOptions {
 
 int gaussian_kernel_size(double sigma);
 
+// The largest sigma whose blur fits a map of `size` pixels (reflect padding needs pad < size).
+inline double max_sigma(int size) {
+  return (size - 1) / 4.0;
+}
+
 // `patch_scores`: B x h x w. Returns B x size x size float32.
 at::Tensor anomaly_maps(const at::Tensor& patch_scores, const AnomalyMapOptions& options);
 

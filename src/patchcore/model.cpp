@@ -8,6 +8,7 @@
 #include <patchvec/error.h>
 #include <patchvec/model.h>
 
+#include "nn/torch_errors.h"
 #include "patchcore/anomaly_map.h"
 #include "patchcore/memory_bank.h"
 #include "patchcore/model_file.h"
@@ -67,46 +68,133 @@ nlohmann::json to_json(const ModelInfo& info) {
   return j;
 }
 
+// Reading a model's metadata strictly: every field present, of its type, within its range; the
+// first problem is an Error naming the field ("coreset.bank_size").
+class Fields {
+ public:
+  explicit Fields(const nlohmann::json& root) : root_(root) {}
+
+  const nlohmann::json& at(const std::string& dotted) const {
+    const nlohmann::json* node = &root_;
+    std::size_t begin = 0;
+    while (begin <= dotted.size()) {
+      const std::size_t end = std::min(dotted.find('.', begin), dotted.size());
+      const std::string key = dotted.substr(begin, end - begin);
+      if (!node->is_object() || !node->contains(key)) fail(dotted, "is missing");
+      node = &node->at(key);
+      begin = end + 1;
+    }
+    return *node;
+  }
+
+  std::string text(const std::string& name) const {
+    const auto& v = at(name);
+    if (!v.is_string()) fail(name, "must be text");
+    return v.get<std::string>();
+  }
+  bool flag(const std::string& name) const {
+    const auto& v = at(name);
+    if (!v.is_boolean()) fail(name, "must be true or false");
+    return v.get<bool>();
+  }
+  std::int64_t integer(const std::string& name, std::int64_t min, std::int64_t max) const {
+    const auto& v = at(name);
+    if (!v.is_number_integer()) fail(name, "must be a whole number");
+    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
+      fail(name, "is " + v.dump() + ", above " + std::to_string(max));
+    }
+    const auto value = v.get<std::int64_t>();
+    if (value < min || value > max) {
+      fail(name, "is " + std::to_string(value) + ", outside " + std::to_string(min) + ".." +
+                     std::to_string(max));
+    }
+    return value;
+  }
+  std::uint64_t unsigned_integer(const std::string& name) const {
+    const auto& v = at(name);
+    if (!v.is_number_unsigned()) fail(name, "must be a whole number >= 0");
+    return v.get<std::uint64_t>();
+  }
+  double number(const std::string& name, double min, double max) const {
+    const auto& v = at(name);
+    if (!v.is_number()) fail(name, "must be a number");
+    const double value = v.get<double>();
+    if (!std::isfinite(value) || value < min || value > max) {
+      fail(name,
+           "is " + v.dump() + ", outside " + std::to_string(min) + ".." + std::to_string(max));
+    }
+    return value;
+  }
+
+  [[noreturn]] static void fail(const std::string& name, const std::string& problem) {
+    throw Error("field " + name + " " + problem);
+  }
+
+ private:
+  const nlohmann::json& root_;
+};
+
+constexpr int kMaxImageSize = 4096;  // pixels a side after resizing; beyond is no PatchCore model
+constexpr int kMaxNeighbors = 1000;
+
 ModelInfo from_json(const nlohmann::json& j) {
-  if (j.value("format", "") != kFormatName) throw Error("not a PatchVec model header");
+  const Fields f(j);
+  if (f.text("format") != kFormatName) Fields::fail("format", "is not " + std::string(kFormatName));
   ModelInfo info;
-  info.category = j.at("category").get<std::string>();
-  info.created = j.at("created").get<std::string>();
-  const auto& b = j.at("backbone");
-  info.backbone.backbone = b.at("name").get<std::string>();
-  info.backbone.weights = b.at("weights").get<std::string>();
-  info.backbone.weights_sha256 = b.at("weights_sha256").get<std::string>();
-  info.backbone.seed = b.at("seed").get<std::uint64_t>();
-  info.pretrained = b.at("pretrained").get<bool>();
-  info.image_size = j.at("preprocess").at("image_size").get<int>();
-  info.crop_size = j.at("preprocess").at("crop_size").get<int>();
-  const auto& g = j.at("grid");
-  info.grid = {g.at("height").get<std::int64_t>(), g.at("width").get<std::int64_t>(),
-               g.at("dim").get<std::int64_t>()};
-  const auto& c = j.at("coreset");
-  info.coreset_ratio = c.at("ratio").get<double>();
-  info.projection_dim = c.at("projection_dim").get<std::int64_t>();
-  info.seed = c.at("seed").get<std::uint64_t>();
-  info.covering_radius = c.at("covering_radius").get<double>();
-  info.train_images = c.at("train_images").get<std::int64_t>();
-  info.train_patches = c.at("train_patches").get<std::int64_t>();
-  info.bank_size = c.at("bank_size").get<std::int64_t>();
-  const auto& s = j.at("scoring");
-  info.num_neighbors = s.at("num_neighbors").get<int>();
-  info.sigma = s.at("sigma").get<double>();
-  info.upsampling = s.at("upsampling").get<std::string>() == "nearest" ? MapUpsampling::kNearest
-                                                                       : MapUpsampling::kBilinear;
-  if (!j.at("thresholds").is_null()) {
-    const auto& t = j.at("thresholds");
-    info.thresholds = Thresholds{t.at("image").get<float>(),       t.at("pixel").get<float>(),
-                                 t.at("image_min").get<float>(),   t.at("image_max").get<float>(),
-                                 t.at("pixel_min").get<float>(),   t.at("pixel_max").get<float>(),
-                                 t.at("source").get<std::string>()};
+  info.category = f.text("category");
+  check_category_name(info.category);
+  info.created = f.text("created");
+  info.backbone.backbone = f.text("backbone.name");
+  info.backbone.weights = f.text("backbone.weights");
+  info.backbone.weights_sha256 = f.text("backbone.weights_sha256");
+  if (info.backbone.weights_sha256.size() != 64 ||
+      info.backbone.weights_sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    Fields::fail("backbone.weights_sha256", "is not a SHA-256 in hex");
+  }
+  info.backbone.seed = f.unsigned_integer("backbone.seed");
+  info.pretrained = f.flag("backbone.pretrained");
+  info.image_size = static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));
+  info.crop_size = static_cast<int>(f.integer("preprocess.crop_size", 0, info.image_size));
+  info.grid = {f.integer("grid.height", 1, kMaxImageSize),
+               f.integer("grid.width", 1, kMaxImageSize), f.integer("grid.dim", 1, 1 << 16)};
+  info.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);
+  info.projection_dim = f.integer("coreset.projection_dim", 0, 1 << 16);
+  info.seed = f.unsigned_integer("coreset.seed");
+  info.covering_radius = f.number("coreset.covering_radius", 0, 1e30);
+  info.train_images = f.integer("coreset.train_images", 1, std::int64_t{1} << 40);
+  info.train_patches = f.integer("coreset.train_patches", 1, std::int64_t{1} << 50);
+  info.bank_size = f.integer("coreset.bank_size", 1, info.train_patches);
+  const int output = info.crop_size > 0 ? info.crop_size : info.image_size;
+  info.num_neighbors = static_cast<int>(f.integer("scoring.num_neighbors", 1, kMaxNeighbors));
+  info.sigma = f.number("scoring.sigma", 1e-3, patchcore::max_sigma(output));
+  const std::string upsampling = f.text("scoring.upsampling");
+  if (upsampling != "nearest" && upsampling != "bilinear") {
+    Fields::fail("scoring.upsampling", "is '" + upsampling + "', not bilinear or nearest");
+  }
+  info.upsampling = upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
+  if (!f.at("thresholds").is_null()) {
+    const auto value = [&](const char* name) {
+      return static_cast<float>(f.number(std::string("thresholds.") + name, -3e38, 3e38));
+    };
+    info.thresholds = Thresholds{
+        value("image"),     value("pixel"),     value("image_min"),         value("image_max"),
+        value("pixel_min"), value("pixel_max"), f.text("thresholds.source")};
   }
   return info;
 }
 
 }  // namespace
+
+void check_category_name(const std::string& name) {
+  const bool control = std::any_of(name.begin(), name.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+  });
+  if (name.empty() || name.size() > 100 || name.starts_with('.') ||
+      name.find('/') != std::string::npos || control) {
+    throw Error("category name '" + name +
+                "': 1 to 100 characters without '/', control characters or a leading '.'");
+  }
+}
 
 float normalize_score(float score, float threshold, float min, float max) {
   const float range = max - min;
@@ -150,9 +238,9 @@ struct Model::Impl {
     return normalize_score(score, t.image, t.image_min, t.image_max);
   }
 
-  // Scores one batch of embeddings into predictions.
-  void score(const PatchEmbeddings& batch, std::vector<Prediction>& out,
-             PredictTimings* timings) const {
+  // Scores one batch of embeddings into predictions[indices[b]].
+  void score(const PatchEmbeddings& batch, std::span<const std::size_t> indices,
+             std::vector<Prediction>& out, PredictTimings* timings) const {
     Stopwatch clock;
     const auto& g = batch.grid;
     const at::Tensor embeddings =
@@ -168,8 +256,12 @@ struct Model::Impl {
       timings->map_seconds += map;
     }
     for (std::int64_t b = 0; b < batch.count; ++b) {
-      Prediction p;
+      Prediction& p = out[indices[b]];
       p.score = scores.image_scores[b].item<float>();
+      if (!std::isfinite(p.score)) {
+        throw Error("model of " + info.category +
+                    " gave a non-finite score: its bank or backbone is damaged");
+      }
       p.normalized = normalize_image(p.score);
       p.anomalous = info.thresholds.has_value() && p.score >= info.thresholds->image;
       p.map.height = static_cast<int>(maps.size(1));
@@ -180,7 +272,6 @@ struct Model::Impl {
       p.patch_distances.assign(patches.data_ptr<float>(),
                                patches.data_ptr<float>() + patches.numel());
       p.embedding = image_embedding(image_patches(batch, b), static_cast<std::size_t>(g.dim));
-      out.push_back(std::move(p));
     }
   }
 };
@@ -193,7 +284,23 @@ Model::~Model() = default;
 Model Model::fit(std::span<const std::filesystem::path> images, std::string category,
                  const PatchCoreOptions& options, FitReport* report,
                  std::vector<std::vector<float>>* image_embeddings) {
+  return nn::torch_errors_as_pv("training " + category + ": ", [&] {
+    return fit_impl(images, std::move(category), options, report, image_embeddings);
+  });
+}
+
+Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string category,
+                      const PatchCoreOptions& options, FitReport* report,
+                      std::vector<std::vector<float>>* image_embeddings) {
   if (images.empty()) throw Error("training needs at least one image");
+  check_category_name(category);
+  if (!(options.sigma > 0) ||
+      options.sigma > patchcore::max_sigma(options.embedder.crop_size > 0
+                                               ? options.embedder.crop_size
+                                               : options.embedder.image_size)) {
+    throw Error("the anomaly map blur sigma " + std::to_string(options.sigma) +
+                " does not fit the image size");
+  }
   Stopwatch total;
   FitReport local;
   Embedder embedder(options.embedder);
@@ -211,7 +318,7 @@ Model Model::fit(std::span<const std::filesystem::path> images, std::string cate
                                         .max_memory_bytes = options.max_memory_bytes});
   Stopwatch clock;
   if (image_embeddings != nullptr) image_embeddings->clear();
-  embedder.embed_each(images, [&](const PatchEmbeddings& batch, std::size_t) {
+  embedder.embed_each(images, [&](const PatchEmbeddings& batch, std::span<const std::size_t>) {
     builder.add(batch.values);
     if (image_embeddings != nullptr) append_image_embeddings(batch, *image_embeddings);
   });
@@ -272,55 +379,86 @@ void Model::save(const std::filesystem::path& path) const {
 }
 
 Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& options) {
-  patchcore::ModelFileContents contents = patchcore::read_model_file(path);
-  ModelInfo info;
-  try {
-    info = from_json(contents.metadata);
-  } catch (const nlohmann::json::exception& e) {
-    throw Error("model file " + path.string() + ": corrupt metadata (" + e.what() + ")");
-  } catch (const Error& e) {
-    throw Error("model file " + path.string() + ": " + e.what());
-  }
-  info.backbone.batchnorm = std::move(contents.batchnorm);
-  BackboneState state = info.backbone;
-  if (!options.weights.empty()) state.weights = options.weights;
-  EmbedderOptions runtime{.image_size = info.image_size,
-                          .crop_size = info.crop_size,
-                          .batch_size = options.batch_size,
-                          .threads = options.threads};
-  Embedder embedder = Embedder::restore(state, runtime);
-  if (contents.bank.size(1) != info.grid.dim) {
-    throw Error("model file " + path.string() + ": bank vectors have " +
-                std::to_string(contents.bank.size(1)) + " dimensions, the backbone gives " +
-                std::to_string(info.grid.dim));
-  }
-  patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
-                           {.num_neighbors = info.num_neighbors});
-  return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
+  const std::string where = "model file " + path.string() + ": ";
+  return nn::torch_errors_as_pv(where, [&] {
+    patchcore::ModelFileContents contents = patchcore::read_model_file(path);
+    ModelInfo info;
+    try {
+      info = from_json(contents.metadata);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(where + "corrupt metadata (" + e.what() + ")");
+    } catch (const Error& e) {
+      throw Error(where + e.what());
+    }
+    info.backbone.batchnorm = std::move(contents.batchnorm);
+    BackboneState state = info.backbone;
+    if (!options.weights.empty()) state.weights = options.weights;
+    EmbedderOptions runtime{.image_size = info.image_size,
+                            .crop_size = info.crop_size,
+                            .batch_size = options.batch_size,
+                            .threads = options.threads,
+                            .image_limits = options.image_limits};
+    Embedder embedder = [&] {
+      try {
+        return Embedder::restore(state, runtime);
+      } catch (const Error& e) {
+        throw Error(where + e.what());
+      }
+    }();
+    const GridShape grid = embedder.grid();
+    if (grid.height != info.grid.height || grid.width != info.grid.width ||
+        grid.dim != info.grid.dim) {
+      throw Error(where + "field grid is " + std::to_string(info.grid.height) + "x" +
+                  std::to_string(info.grid.width) + "x" + std::to_string(info.grid.dim) +
+                  ", the backbone gives " + std::to_string(grid.height) + "x" +
+                  std::to_string(grid.width) + "x" + std::to_string(grid.dim));
+    }
+    if (contents.bank.size(0) != info.bank_size || contents.bank.size(1) != info.grid.dim) {
+      throw Error(where + "section bank is " + std::to_string(contents.bank.size(0)) + " x " +
+                  std::to_string(contents.bank.size(1)) + ", the metadata says " +
+                  std::to_string(info.bank_size) + " x " + std::to_string(info.grid.dim));
+    }
+    try {
+      patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
+                               {.num_neighbors = info.num_neighbors});
+      return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
+    } catch (const Error& e) {
+      throw Error(where + e.what());
+    }
+  });
 }
 
 std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> images,
-                                       std::string_view progress_label,
-                                       PredictTimings* timings) const {
-  std::vector<Prediction> predictions;
-  predictions.reserve(images.size());
-  EmbedTimings embed_timings;
-  impl_->embedder.embed_each(
-      images,
-      [&](const PatchEmbeddings& batch, std::size_t) { impl_->score(batch, predictions, timings); },
-      progress_label, &embed_timings);
-  if (timings != nullptr) {
-    timings->read_seconds += embed_timings.read_seconds;
-    timings->backbone_seconds += embed_timings.backbone_seconds;
-    timings->images += static_cast<std::int64_t>(images.size());
-  }
-  return predictions;
+                                       std::string_view progress_label, PredictTimings* timings,
+                                       std::vector<std::string>* unreadable) const {
+  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
+    std::vector<Prediction> predictions(images.size());
+    if (unreadable != nullptr) {
+      for (Prediction& p : predictions) p.score = std::numeric_limits<float>::quiet_NaN();
+    }
+    EmbedTimings embed_timings;
+    impl_->embedder.embed_each(
+        images,
+        [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
+          impl_->score(batch, indices, predictions, timings);
+        },
+        progress_label, &embed_timings, unreadable);
+    if (timings != nullptr) {
+      timings->read_seconds += embed_timings.read_seconds;
+      timings->backbone_seconds += embed_timings.backbone_seconds;
+      timings->images += static_cast<std::int64_t>(images.size());
+    }
+    return predictions;
+  });
 }
 
 Prediction Model::predict(const Image& image) const {
-  std::vector<Prediction> out;
-  impl_->score(impl_->embedder.embed(std::span(&image, 1)), out, nullptr);
-  return std::move(out.front());
+  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
+    std::vector<Prediction> out(1);
+    const std::size_t index = 0;
+    impl_->score(impl_->embedder.embed(std::span(&image, 1)), std::span(&index, 1), out, nullptr);
+    return std::move(out.front());
+  });
 }
 
 std::span<const float> Model::memory_bank() const {

@@ -1,6 +1,9 @@
 #include "patchcore/model_file.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
+#include <map>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -98,9 +101,88 @@ void write_model_file(const std::filesystem::path& path, const ModelFileContents
   file.commit();
 }
 
+namespace {
+
+// The section table, checked against the file before anything is read from it: the checksum
+// only proves the file unchanged, so every offset, size and shape is a hostile number until
+// shown otherwise.
+struct SectionEntry {
+  std::string name;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+  std::string dtype;
+  std::vector<std::int64_t> shape;
+};
+
+const std::map<std::string, std::pair<std::string, std::uint64_t>> kSectionTypes = {
+    {"bank", {"F32", 4}}, {"bank_neighbors", {"I32", 4}}, {"batchnorm", {"U8", 1}}};
+
+std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint64_t data_begin,
+                                        std::uint64_t data_end, const std::string& where) {
+  if (!header.contains("sections") || !header.at("sections").is_object()) {
+    throw Error(where + "corrupt (no section table)");
+  }
+  std::vector<SectionEntry> sections;
+  for (const auto& [name, entry] : header.at("sections").items()) {
+    const std::string field = where + "section " + name + ": ";
+    const auto type = kSectionTypes.find(name);
+    if (type == kSectionTypes.end()) throw Error(where + "unknown section '" + name + "'");
+    SectionEntry s{.name = name};
+    try {
+      s.offset = entry.at("offset").get<std::uint64_t>();
+      s.bytes = entry.at("bytes").get<std::uint64_t>();
+      s.dtype = entry.at("dtype").get<std::string>();
+      s.shape = entry.at("shape").get<std::vector<std::int64_t>>();
+    } catch (const nlohmann::json::exception&) {
+      throw Error(field + "offset, bytes, dtype and shape must be given as numbers and text");
+    }
+    if (s.dtype != type->second.first) {
+      throw Error(field + "dtype " + s.dtype + ", expected " + type->second.first);
+    }
+    if (s.offset % kAlignment != 0) throw Error(field + "offset is not 64-byte aligned");
+    if (s.offset < data_begin || s.offset > data_end || s.bytes > data_end - s.offset) {
+      throw Error(field + "bytes " + std::to_string(s.offset) + "+" + std::to_string(s.bytes) +
+                  " lie outside the data area " + std::to_string(data_begin) + "-" +
+                  std::to_string(data_end));
+    }
+    std::uint64_t count = 1;
+    for (const std::int64_t dim : s.shape) {
+      if (dim < 0) throw Error(field + "negative dimension in its shape");
+      if (dim != 0 && count > std::numeric_limits<std::uint64_t>::max() / 8 / dim) {
+        throw Error(field + "shape overflows");
+      }
+      count *= static_cast<std::uint64_t>(dim);
+    }
+    if (count * type->second.second != s.bytes) {
+      throw Error(field + "size " + std::to_string(s.bytes) + " does not match its shape");
+    }
+    sections.push_back(std::move(s));
+  }
+  std::sort(sections.begin(), sections.end(),
+            [](const auto& a, const auto& b) { return a.offset < b.offset; });
+  for (std::size_t i = 1; i < sections.size(); ++i) {
+    if (sections[i - 1].offset + sections[i - 1].bytes > sections[i].offset) {
+      throw Error(where + "sections " + sections[i - 1].name + " and " + sections[i].name +
+                  " overlap");
+    }
+  }
+  return sections;
+}
+
+const SectionEntry& find_section(const std::vector<SectionEntry>& sections, const char* name,
+                                 const std::string& where) {
+  for (const auto& s : sections) {
+    if (s.name == name) return s;
+  }
+  throw Error(where + "section " + name + " is missing");
+}
+
+}  // namespace
+
 ModelFileContents read_model_file(const std::filesystem::path& path) {
   const std::string where = "model file " + path.string() + ": ";
-  if (!std::filesystem::exists(path)) throw Error(where + "does not exist");
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) throw Error(where + "does not exist");
   const MappedFile file(path);
   const auto bytes = file.bytes();
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
@@ -123,12 +205,20 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
   } catch (const nlohmann::json::exception&) {
     throw Error(where + "corrupt (unreadable header)");
   }
+  if (!header.is_object()) throw Error(where + "corrupt (the header is not an object)");
   // Sizes before checksum: a short file is reported as truncated, not merely as corrupt.
-  std::size_t end = kPreambleBytes + header_size;
+  const std::uint64_t data_begin = kPreambleBytes + header_size;
+  std::uint64_t end = data_begin;
   try {
-    for (const auto& [name, section] : header.at("sections").items()) {
-      end = std::max(end, align(section.at("offset").get<std::size_t>() +
-                                section.at("bytes").get<std::size_t>()));
+    if (header.contains("sections") && header.at("sections").is_object()) {
+      for (const auto& [name, section] : header.at("sections").items()) {
+        const auto offset = section.at("offset").get<std::uint64_t>();
+        const auto size = section.at("bytes").get<std::uint64_t>();
+        if (offset > (std::uint64_t{1} << 50) || size > (std::uint64_t{1} << 50)) {
+          throw Error(where + "section " + name + ": offset or size beyond any file");
+        }
+        end = std::max<std::uint64_t>(end, align(offset + size));
+      }
     }
   } catch (const nlohmann::json::exception&) {
     throw Error(where + "corrupt (bad section table)");
@@ -143,35 +233,37 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
   const std::string_view stored(reinterpret_cast<const char*>(bytes.data()) + end, kChecksumBytes);
   if (digest != stored) throw Error(where + "corrupt (checksum mismatch): copy or train it again");
 
-  const auto section = [&](const char* name, const char* dtype, std::size_t element) {
-    const auto& entry = header.at("sections").at(name);
-    if (entry.at("dtype").get<std::string>() != dtype)
-      throw Error(where + name + " has the wrong type");
-    const auto shape = entry.at("shape").get<std::vector<std::int64_t>>();
-    std::int64_t count = 1;
-    for (const auto dim : shape) count *= dim;
-    if (static_cast<std::size_t>(count) * element != entry.at("bytes").get<std::size_t>()) {
-      throw Error(where + name + " size does not match its shape");
-    }
-    return std::make_pair(
-        bytes.subspan(entry.at("offset").get<std::size_t>(), entry.at("bytes").get<std::size_t>()),
-        shape);
-  };
+  const auto sections = section_table(header, data_begin, end, where);
+  const auto span_of = [&](const SectionEntry& s) { return bytes.subspan(s.offset, s.bytes); };
   ModelFileContents contents;
-  try {
-    const auto [bank_bytes, bank_shape] = section("bank", "F32", 4);
-    contents.bank = at::empty(bank_shape, at::kFloat);
-    std::memcpy(contents.bank.data_ptr(), bank_bytes.data(), bank_bytes.size());
-    const auto [neighbor_bytes, neighbor_shape] = section("bank_neighbors", "I32", 4);
-    at::Tensor neighbors = at::empty(neighbor_shape, at::kInt);
-    std::memcpy(neighbors.data_ptr(), neighbor_bytes.data(), neighbor_bytes.size());
-    contents.bank_neighbors = neighbors.to(at::kLong);
-    if (header.at("sections").contains("batchnorm")) {
-      const auto [bn_bytes, bn_shape] = section("batchnorm", "U8", 1);
-      contents.batchnorm.assign(bn_bytes.begin(), bn_bytes.end());
+  const SectionEntry& bank = find_section(sections, "bank", where);
+  if (bank.shape.size() != 2 || bank.shape[0] < 1 || bank.shape[1] < 1) {
+    throw Error(where + "section bank: shape must be [vectors, dimensions], both positive");
+  }
+  contents.bank = at::empty(bank.shape, at::kFloat);
+  std::memcpy(contents.bank.data_ptr(), span_of(bank).data(), bank.bytes);
+  if (!at::isfinite(contents.bank).all().item<bool>()) {
+    throw Error(where + "section bank: holds NaN or infinite values");
+  }
+  const SectionEntry& neighbors = find_section(sections, "bank_neighbors", where);
+  if (neighbors.shape.size() != 2 || neighbors.shape[0] != bank.shape[0]) {
+    throw Error(where + "section bank_neighbors: shape must be [" + std::to_string(bank.shape[0]) +
+                ", k], one row per bank vector");
+  }
+  at::Tensor neighbor_indices = at::empty(neighbors.shape, at::kInt);
+  std::memcpy(neighbor_indices.data_ptr(), span_of(neighbors).data(), neighbors.bytes);
+  if (neighbor_indices.numel() > 0 &&
+      (neighbor_indices.min().item<std::int32_t>() < 0 ||
+       neighbor_indices.max().item<std::int64_t>() >= bank.shape[0])) {
+    throw Error(where + "section bank_neighbors: indices outside 0.." +
+                std::to_string(bank.shape[0] - 1));
+  }
+  contents.bank_neighbors = neighbor_indices.to(at::kLong);
+  for (const auto& s : sections) {
+    if (s.name == "batchnorm") {
+      const auto bn = span_of(s);
+      contents.batchnorm.assign(bn.begin(), bn.end());
     }
-  } catch (const nlohmann::json::exception& e) {
-    throw Error(where + "corrupt (" + e.what() + ")");
   }
   header.erase("sections");
   contents.metadata = std::move(header);

@@ -1,8 +1,13 @@
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
+#include <regex>
+#include <semaphore>
 
+#include <arpa/inet.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -16,16 +21,23 @@
 
 #include "image/render.h"
 #include "inspect/inspection_json.h"
+#include "service/auth.h"
+#include "service/http_server.h"
 #include "service/metrics.h"
+#include "service/requests.h"
+#include "service/web_assets.h"
 #include "util/log.h"
 
 namespace pv {
-
-const char* web_page();  // web/index.html, compiled in (web_page.cpp)
-
 namespace {
 
 using Json = nlohmann::ordered_json;
+using service::GuardedServer;
+using service::HttpError;
+using service::Role;
+
+constexpr int kThumbnailHeight = 160;
+constexpr int kMapHeight = 384;
 
 std::string base64(const std::vector<unsigned char>& bytes) {
   std::string out(4 * ((bytes.size() + 2) / 3), '\0');
@@ -41,31 +53,151 @@ std::vector<unsigned char> png_bytes(const cv::Mat& picture) {
   return bytes;
 }
 
-// A client error with its HTTP status.
-struct HttpError {
-  int status;
-  std::string message;
+// The service's routes: one table for routing checks, permissions and metrics labels.
+struct Route {
+  const char* method;
+  const char* path;          // exact, or a prefix ending in '/' for {id} routes
+  const char* label;         // for /metrics
+  std::optional<Role> role;  // who may call it once tokens are required; nullopt: everyone
+  bool health = false;       // served on reserve connections too
 };
 
-std::string route_of(const std::string& path) {
-  if (path.rfind("/v1/images/", 0) == 0) return "/v1/images/{id}";
-  for (const char* known :
-       {"/", "/healthz", "/metrics", "/v1/categories", "/v1/inspect", "/v1/reports"}) {
-    if (path == known) return known;
+constexpr Role kInspect = Role::kInspect;
+const Route kRoutes[] = {
+    {"GET", "/", "/", std::nullopt},
+    {"GET", "/app.js", "/app.js", std::nullopt},
+    {"GET", "/app.css", "/app.css", std::nullopt},
+    {"GET", "/livez", "/livez", std::nullopt, true},
+    {"GET", "/healthz", "/healthz", std::nullopt, true},
+    {"GET", "/metrics", "/metrics", kInspect, true},
+    {"GET", "/v1/categories", "/v1/categories", kInspect},
+    {"POST", "/v1/inspect", "/v1/inspect", kInspect},
+    {"GET", "/v1/reports", "/v1/reports", kInspect},
+    {"GET", "/v1/images/", "/v1/images/{id}", kInspect},
+};
+
+bool matches(const Route& route, const std::string& path) {
+  const std::string_view pattern = route.path;
+  if (pattern.size() > 1 && pattern.ends_with('/')) {
+    return path.size() > pattern.size() && path.starts_with(pattern) &&
+           path.find('/', pattern.size()) == std::string::npos;
   }
-  return "other";
+  return path == pattern;
+}
+
+const Route* route_for(const std::string& method, const std::string& path) {
+  const std::string wanted = method == "HEAD" ? "GET" : method;
+  for (const Route& route : kRoutes) {
+    if (route.method == wanted && matches(route, path)) return &route;
+  }
+  return nullptr;
+}
+
+std::string allowed_methods(const std::string& path) {
+  std::string allowed;
+  for (const Route& route : kRoutes) {
+    if (matches(route, path)) allowed += (allowed.empty() ? "" : ", ") + std::string(route.method);
+  }
+  return allowed;
+}
+
+int status_of(const ImageError& e) {
+  switch (e.kind()) {
+    case ImageError::Kind::kNotAnImage:
+      return 415;
+    case ImageError::Kind::kTooLarge:
+      return 413;
+    case ImageError::Kind::kDamaged:
+      return 422;
+    case ImageError::Kind::kUnreadable:
+      break;
+  }
+  return 400;
+}
+
+void send_json(httplib::Response& res, int status, const Json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void send_error(httplib::Response& res, int status, const std::string& message) {
+  send_json(res, status, {{"error", message}});
+}
+
+// A body left unread (an early refusal) would be taken for the next request: close instead.
+void close_connection_after(const httplib::Request& req, httplib::Response& res) {
+  if (req.has_header("Content-Length") || req.has_header("Transfer-Encoding")) {
+    res.set_header("Connection", "close");
+    if (auto* connection = GuardedServer::connection()) connection->close = true;
+  }
 }
 
 }  // namespace
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1") return true;
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && (ntohl(address.s_addr) >> 24) == 127;
+}
 
 struct InspectionService::Impl {
   ServiceOptions options;
   std::map<std::string, Model> models;
   std::unique_ptr<VectorStore> store;
-  httplib::Server server;
+  std::optional<service::TokenFile> tokens;
+  GuardedServer server;
   service::Metrics metrics;
+  std::counting_semaphore<> inspection_slots;
+  std::atomic<long long> incidents = 0;
+  std::atomic<int> store_was_ok = -1;  // for logging readiness changes once
 
-  explicit Impl(const ServiceOptions& o) : options(o) {
+  explicit Impl(const ServiceOptions& o)
+      : options(o),
+        server({.request_timeout_seconds = o.request_timeout_seconds,
+                .max_connections = o.max_connections,
+                .max_connections_per_client = o.max_connections_per_client}),
+        inspection_slots(std::max(o.max_concurrent_inspections, 1)) {
+    check_options(o);
+    if (!o.auth_tokens.empty()) {
+      tokens = service::TokenFile::load(o.auth_tokens);
+      log::info("authentication: " + std::to_string(tokens->size()) + " tokens from " +
+                o.auth_tokens.string());
+    } else if (!is_loopback_host(o.host)) {
+      if (!o.insecure) {
+        throw Error("--host " + o.host +
+                    " without --auth-tokens: anyone who reaches this address could inspect "
+                    "images and read reports. Give --auth-tokens FILE (docs/api.md), or "
+                    "--insecure to serve without authentication anyway");
+      }
+      log::warn("serving " + o.host + " without authentication (--insecure)");
+    } else {
+      log::info("no authentication (--auth-tokens): serving this machine only (" + o.host + ")");
+    }
+    load_models(o);
+    store =
+        o.db.empty() ? open_embedded_store(o.models_dir / "store.pvs") : open_postgres_store(o.db);
+    for (const auto& [category, model] : models) {
+      if (store->image_count(category) == 0) {
+        log::warn("category " + category + " has no images in " + store->location() +
+                  ": inspections will fail until it is indexed (patchvec index --model ...)");
+      }
+    }
+    routes();
+  }
+
+  static void check_options(const ServiceOptions& o) {
+    const auto positive = [](long long value, const char* option) {
+      if (value <= 0) throw Error(std::string(option) + " must be positive");
+    };
+    positive(static_cast<long long>(o.max_body_bytes), "--max-body");
+    positive(o.image_limits.max_pixels, "--max-pixels");
+    positive(o.request_timeout_seconds, "--request-timeout");
+    positive(o.max_connections, "--max-connections");
+    positive(o.max_connections_per_client, "--max-connections-per-client");
+    positive(o.max_concurrent_inspections, "--max-inspections");
+  }
+
+  void load_models(const ServiceOptions& o) {
     std::error_code error;
     if (!std::filesystem::is_directory(o.models_dir, error)) {
       throw Error("models folder " + o.models_dir.string() + " does not exist (--models)");
@@ -77,15 +209,19 @@ struct InspectionService::Impl {
     std::sort(files.begin(), files.end());
     if (files.empty()) throw Error("no .pvm model in " + o.models_dir.string() + " (--models)");
     for (const auto& file : files) {
-      Model model = Model::load(file, {.threads = o.threads, .batch_size = 1});
+      Model model = Model::load(
+          file, {.threads = o.threads, .batch_size = 1, .image_limits = o.image_limits});
       const std::string category = model.info().category;
+      if (models.contains(category)) {
+        throw Error("two models for category " + category + " in " + o.models_dir.string() + " (" +
+                    file.filename().string() + " is the second)");
+      }
       log::info("serving " + category + " from " + file.string());
       models.emplace(category, std::move(model));
     }
-    store =
-        o.db.empty() ? open_embedded_store(o.models_dir / "store.pvs") : open_postgres_store(o.db);
-    routes();
   }
+
+  // --- handlers ------------------------------------------------------------------------------
 
   const Model& model_for(const httplib::Request& req) const {
     if (!req.has_param("category")) throw HttpError{400, "missing ?category="};
@@ -95,45 +231,63 @@ struct InspectionService::Impl {
     return it->second;
   }
 
-  Image decode_body(const httplib::Request& req) const {
-    if (req.body.empty()) throw HttpError{400, "empty body: send the image bytes (PNG or JPEG)"};
-    const auto bytes = std::as_bytes(std::span(req.body.data(), req.body.size()));
-    const auto size = peek_image_size(bytes);
-    if (!size) throw HttpError{415, "not a PNG or JPEG image"};
-    const int side = options.max_image_side;
-    if (size->width > side || size->height > side || size->width < 1 || size->height < 1) {
-      throw HttpError{413, "image is " + std::to_string(size->width) + "x" +
-                               std::to_string(size->height) + " pixels; the limit is " +
-                               std::to_string(side) + " per side"};
+  // A slot to decode and score an image in; bounds the memory and CPU of inspections at once.
+  class Slot {
+   public:
+    explicit Slot(std::counting_semaphore<>& slots, int timeout_seconds) : slots_(slots) {
+      if (!slots.try_acquire_for(std::chrono::seconds(timeout_seconds))) {
+        throw HttpError{503, "busy: every inspection slot stayed taken; try again"};
+      }
     }
-    try {
-      return decode_image(bytes, "in the request body");
-    } catch (const Error& e) {
-      throw HttpError{400, e.what()};
-    }
-  }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { slots_.release(); }
+
+   private:
+    std::counting_semaphore<>& slots_;
+  };
 
   Json inspect(const httplib::Request& req) {
     const auto start = std::chrono::steady_clock::now();
     const Model& model = model_for(req);
-    const Image image = decode_body(req);
-    const Prediction prediction = model.predict(image);
-    const std::string name = req.has_param("name") ? req.get_param_value("name") : "upload";
-    const Inspection r = pv::inspect(model, *store, prediction, name, options.inspect);
+    const service::Upload upload = service::upload_of(req);
+    std::string name = "upload";
+    if (req.has_param("name")) {
+      name = req.get_param_value("name");
+      service::check_name(name);
+    } else if (!upload.filename.empty()) {
+      try {
+        service::check_name(upload.filename);
+        name = upload.filename;
+      } catch (const HttpError&) {  // an odd file name is no reason to refuse the image
+      }
+    }
+    Json out;
+    std::optional<Prediction> prediction;
+    {
+      // The header first: an image over the limits is refused before it waits for a slot.
+      check_limits(read_image_header(upload.bytes, "in the request"), options.image_limits,
+                   "in the request");
+      const Slot slot(inspection_slots, options.request_timeout_seconds);
+      const Image image = decode_image(upload.bytes, "in the request", options.image_limits);
+      prediction = model.predict(image);
+      // The map over the whole image, pure colours: the page blends it with the original.
+      const std::vector<float> normalized = model.normalize_map(prediction->map);
+      const ModelInfo& info = model.info();
+      const cv::Mat map =
+          render::original_overlay(image, normalized, prediction->map.width, prediction->map.height,
+                                   info.image_size, info.crop_size, kMapHeight, /*opacity=*/1.0);
+      out["map_png"] = base64(png_bytes(map));
+      out["image"] = {{"width", image.width}, {"height", image.height}};
+    }
+    const Inspection r = pv::inspect(model, *store, *prediction, name, options.inspect);
     if (r.report_id) metrics.count_report();
-    // The map over the whole image, pure colours: the page blends it with the original.
-    const std::vector<float> normalized = model.normalize_map(prediction.map);
-    const ModelInfo& info = model.info();
-    const cv::Mat map =
-        render::original_overlay(image, normalized, prediction.map.width, prediction.map.height,
-                                 info.image_size, info.crop_size, 384, /*opacity=*/1.0);
     metrics.observe_inspect(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    Json out = json::inspection(r);
-    with_thumbnails(out["matches"]);
-    out["map_png"] = base64(png_bytes(map));
-    out["image"] = {{"width", image.width}, {"height", image.height}};
-    return out;
+    Json result = json::inspection(r);
+    with_thumbnails(result["matches"]);
+    for (auto& [key, value] : out.items()) result[key] = value;
+    return result;
   }
 
   static void with_thumbnails(Json& matches) {
@@ -167,11 +321,8 @@ struct InspectionService::Impl {
     const std::string category = req.has_param("category") ? req.get_param_value("category") : "";
     std::size_t limit = 50;
     if (req.has_param("limit")) {
-      try {
-        limit = std::clamp<std::size_t>(std::stoul(req.get_param_value("limit")), 1, 1000);
-      } catch (const std::exception&) {
-        throw HttpError{400, "limit must be a number"};
-      }
+      limit = static_cast<std::size_t>(
+          service::parse_number(req.get_param_value("limit"), 1, 1000, "limit"));
     }
     Json out = Json::array();
     for (const AnomalyReport& r : store->reports(category, limit)) {
@@ -183,60 +334,156 @@ struct InspectionService::Impl {
   }
 
   std::vector<unsigned char> thumbnail(const std::string& id_text) const {
-    std::int64_t id = 0;
-    try {
-      id = std::stoll(id_text);
-    } catch (const std::exception&) {
-      throw HttpError{400, "image id must be a number"};
-    }
-    const auto image = store->image(id);
+    const auto id = service::parse_id(id_text);
+    const auto image = id ? store->image(*id) : std::nullopt;
     if (!image) throw HttpError{404, "no stored image " + id_text};
     try {
-      return png_bytes(render::scaled_original(load_image(image->path), 160));
-    } catch (const Error& e) {
-      throw HttpError{404, e.what()};
+      return png_bytes(
+          render::scaled_original(load_image(image->path, options.image_limits), kThumbnailHeight));
+    } catch (const ImageError& e) {
+      log::warn("thumbnail of stored image " + id_text + ": " + e.what());
+      throw HttpError{404, "the picture of stored image " + id_text + " is unavailable"};
     }
   }
 
-  // Runs `handler`; turns HttpError and pv::Error (store or model trouble) into JSON errors.
+  // Readiness: the store answers. Changes of state are logged once, with the details.
+  std::pair<int, Json> health() {
+    bool ok = true;
+    try {
+      store->ping();
+    } catch (const Error& e) {
+      ok = false;
+      if (store_was_ok.exchange(0) != 0) log::warn("not ready: " + std::string(e.what()));
+    }
+    if (ok && store_was_ok.exchange(1) == 0) log::info("ready again: " + store->location());
+    return {ok ? 200 : 503,
+            {{"status", ok ? "ok" : "unavailable"},
+             {"categories", models.size()},
+             {"store_kind", store->kind()},
+             {"store_ok", ok}}};
+  }
+
+  // Runs `handler`; turns refusals, unreadable images and failures into JSON errors. Failures of
+  // the store or a model are logged with their details and answered without them (they name
+  // hosts, users and files).
   template <typename Handler>
   void guarded(httplib::Response& res, Handler handler) {
     try {
       handler();
     } catch (const HttpError& e) {
-      res.status = e.status;
-      res.set_content(Json({{"error", e.message}}).dump(), "application/json");
+      send_error(res, e.status, e.message);
+    } catch (const ImageError& e) {
+      send_error(res, status_of(e), e.what());
     } catch (const Error& e) {
-      res.status = 503;  // the store (database down) or the model failed, not the request
-      res.set_content(Json({{"error", e.what()}}).dump(), "application/json");
+      const long long incident = ++incidents;
+      log::warn("incident " + std::to_string(incident) + ": " + e.what());
+      res.set_header("Retry-After", "5");
+      send_json(res, 503,
+                {{"error",
+                  "the service cannot answer now: its store or model failed "
+                  "(the details are in its log, incident " +
+                      std::to_string(incident) + ")"},
+                 {"incident", incident}});
     }
   }
 
-  void json(httplib::Response& res, const Json& body) {
-    res.set_content(body.dump(), "application/json");
+  // Before the body is read: the route, the method, the token, the connection's kind, the body's
+  // announced size. Anything refused here never costs a body read.
+  httplib::Server::HandlerResponse admit(const httplib::Request& req, httplib::Response& res) {
+    const auto refuse = [&](int status, const std::string& message) {
+      close_connection_after(req, res);
+      send_error(res, status, message);
+      return httplib::Server::HandlerResponse::Handled;
+    };
+    const Route* route = route_for(req.method, req.path);
+    if (route == nullptr) {
+      const std::string allowed = allowed_methods(req.path);
+      if (allowed.empty()) return refuse(404, "no such endpoint: " + req.path);
+      res.set_header("Allow", allowed);
+      return refuse(405, req.method + " is not allowed on " + req.path + " (only " + allowed + ")");
+    }
+    const auto* connection = GuardedServer::connection();
+    if (connection != nullptr && connection->reserve && !route->health) {
+      res.set_header("Retry-After", "1");
+      return refuse(connection->busy_status,
+                    connection->busy_status == 429
+                        ? "too many connections from " + connection->client + "; try again"
+                        : "too many connections; try again");
+    }
+    if (tokens && route->role) {
+      const auto role = tokens->role_of(req.get_header_value("Authorization"));
+      if (!role) {
+        res.set_header("WWW-Authenticate", "Bearer realm=\"patchvec\"");
+        return refuse(401, "a token is needed: send 'Authorization: Bearer <token>'");
+      }
+      if (static_cast<int>(*role) < static_cast<int>(*route->role)) {
+        return refuse(403, std::string("this token's role (") + service::role_name(*role) +
+                               ") may not call " + route->label + " (it needs " +
+                               service::role_name(*route->role) + ")");
+      }
+    }
+    if (req.method == "POST") {
+      const bool chunked = req.get_header_value("Transfer-Encoding") == "chunked";
+      if (!req.has_header("Content-Length") && !chunked) {
+        return refuse(411, "send a Content-Length (the image's size in bytes)");
+      }
+      const std::string length = req.get_header_value("Content-Length");
+      if (!chunked) {
+        if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos ||
+            length.size() > 18) {
+          return refuse(400, "bad Content-Length");
+        }
+        if (std::stoull(length) > options.max_body_bytes) {
+          return refuse(413, "request body of " + length + " bytes; the limit is " +
+                                 std::to_string(options.max_body_bytes) + " (--max-body)");
+        }
+        if (length == "0" || std::stoull(length) == 0) {
+          return refuse(400, std::string("empty body: send the image bytes (") +
+                                 kSupportedImageFormats + ")");
+        }
+      }
+    }
+    return httplib::Server::HandlerResponse::Unhandled;
   }
 
   void routes() {
     server.set_payload_max_length(options.max_body_bytes);
     server.set_read_timeout(options.request_timeout_seconds, 0);
     server.set_write_timeout(options.request_timeout_seconds, 0);
-    server.Get("/", [](const httplib::Request&, httplib::Response& res) {
-      res.set_content(web_page(), "text/html; charset=utf-8");
+    server.set_default_headers({
+        {"Content-Security-Policy",
+         "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+         "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"},
+        {"X-Content-Type-Options", "nosniff"},
+        {"Referrer-Policy", "no-referrer"},
+        {"X-Frame-Options", "DENY"},
+        {"Cache-Control", "no-store"},
+    });
+    server.set_pre_routing_handler(
+        [this](const httplib::Request& req, httplib::Response& res) { return admit(req, res); });
+    for (const service::WebAsset& asset : service::web_assets()) {
+      server.Get(asset.path, [asset](const httplib::Request&, httplib::Response& res) {
+        res.set_content(asset.body, asset.content_type);
+      });
+    }
+    server.Get("/livez", [](const httplib::Request&, httplib::Response& res) {
+      send_json(res, 200, {{"status", "alive"}});
     });
     server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      json(res, {{"status", "ok"}, {"categories", models.size()}, {"store", store->location()}});
+      const auto [status, body] = health();
+      send_json(res, status, body);
     });
     server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       res.set_content(metrics.prometheus_text(), "text/plain; version=0.0.4");
     });
     server.Get("/v1/categories", [this](const httplib::Request&, httplib::Response& res) {
-      guarded(res, [&] { json(res, categories()); });
+      guarded(res, [&] { send_json(res, 200, categories()); });
     });
     server.Post("/v1/inspect", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { json(res, inspect(req)); });
+      guarded(res, [&] { send_json(res, 200, inspect(req)); });
     });
     server.Get("/v1/reports", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { json(res, reports(req)); });
+      guarded(res, [&] { send_json(res, 200, reports(req)); });
     });
     server.Get(
         R"(/v1/images/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
@@ -245,34 +492,45 @@ struct InspectionService::Impl {
             res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
           });
         });
-    // Whatever escapes (a bug): a 500 with JSON, never a dropped connection.
+    // Whatever escapes (a bug): a 500 with JSON, never a dropped connection; details to the log.
     server.set_exception_handler(
-        [](const httplib::Request&, httplib::Response& res, std::exception_ptr failure) {
-          std::string message = "internal error";
+        [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr failure) {
+          std::string message = "unknown exception";
           try {
             std::rethrow_exception(failure);
           } catch (const std::exception& e) {
-            message += std::string(": ") + e.what();
+            message = e.what();
           } catch (...) {
           }
-          res.status = 500;
-          res.set_content(Json({{"error", message}}).dump(), "application/json");
+          const long long incident = ++incidents;
+          log::warn("incident " + std::to_string(incident) + " (internal error) on " + req.path +
+                    ": " + message);
+          send_json(res, 500,
+                    {{"error", "internal error (incident " + std::to_string(incident) + ")"},
+                     {"incident", incident}});
         });
-    // Statuses without a body of ours (unknown route, body too large): JSON too.
+    // Statuses httplib sets itself (a request it could not read, a body over the limit): JSON too.
     server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
+      const auto* connection = GuardedServer::connection();
+      if (connection != nullptr && connection->deadline_passed) {
+        res.status = 408;
+        res.set_header("Connection", "close");
+        res.body.clear();
+      }
       if (!res.body.empty()) return;
-      const bool form = req.get_header_value("Content-Type") == "application/x-www-form-urlencoded";
-      const std::string message =
-          res.status == 413 && form ? "send the image with Content-Type image/png or image/jpeg, "
-                                      "not as a form"
-          : res.status == 413       ? "request body too large"
-          : res.status == 404       ? "no such endpoint: " + req.path
-                              : "bad request: POST /v1/inspect takes the image bytes as the body "
-                                "(Content-Type image/png or image/jpeg)";
+      std::string message = "bad request";
+      if (res.status == 408) message = "the request did not arrive in time (--request-timeout)";
+      if (res.status == 413) message = "request body too large (--max-body)";
+      if (res.status == 414) message = "request line too long";
+      if (res.status == 404) message = "no such endpoint: " + req.path;
+      if (res.status == 400 && req.method == "POST") {
+        message = "bad request: POST /v1/inspect takes the image as the body or as a form file";
+      }
       res.set_content(Json({{"error", message}}).dump(), "application/json");
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-      metrics.count_request(route_of(req.path), res.status);
+      const Route* route = route_for(req.method, req.path);
+      metrics.count_request(route ? route->label : "other", res.status);
     });
   }
 };
@@ -282,14 +540,12 @@ InspectionService::InspectionService(const ServiceOptions& options)
 InspectionService::~InspectionService() = default;
 
 int InspectionService::bind() {
-  const int port = impl_->options.port == 0
-                       ? impl_->server.bind_to_any_port(impl_->options.host)
-                       : (impl_->server.bind_to_port(impl_->options.host, impl_->options.port)
-                              ? impl_->options.port
-                              : -1);
+  const ServiceOptions& o = impl_->options;
+  const int port = o.port == 0 ? impl_->server.bind_to_any_port(o.host)
+                               : (impl_->server.bind_to_port(o.host, o.port) ? o.port : -1);
   if (port < 0) {
-    throw Error("cannot listen on " + impl_->options.host + ":" +
-                std::to_string(impl_->options.port) + " (--port): in use or not allowed");
+    throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port) +
+                " (--port): in use or not allowed");
   }
   return port;
 }
@@ -297,8 +553,13 @@ int InspectionService::bind() {
 void InspectionService::serve() {
   impl_->server.listen_after_bind();
 }
+
 void InspectionService::stop() {
-  impl_->server.stop();
+  impl_->server.halt();
+}
+
+void InspectionService::serve_connection(int fd) {
+  impl_->server.serve_socket(fd);
 }
 
 }  // namespace pv

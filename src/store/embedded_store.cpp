@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <mutex>
 #include <type_traits>
 
@@ -38,9 +39,9 @@ constexpr std::size_t kChecksum = 64;
 
 nlohmann::json image_json(const StoredImage& image) {
   nlohmann::json j = {
-      {"id", image.id},          {"path", image.path},           {"category", image.category},
-      {"split", image.split},    {"anomalous", image.anomalous}, {"defect", image.defect},
-      {"verdict", image.verdict}};
+      {"id", image.id},         {"path", image.path},      {"category", image.category},
+      {"source", image.source}, {"split", image.split},    {"anomalous", image.anomalous},
+      {"defect", image.defect}, {"verdict", image.verdict}};
   j["score"] = image.score ? nlohmann::json(*image.score) : nlohmann::json(nullptr);
   return j;
 }
@@ -51,6 +52,10 @@ StoredImage image_from(const nlohmann::json& j) {
   image.path = j.at("path").get<std::string>();
   image.category = j.at("category").get<std::string>();
   image.split = j.at("split").get<std::string>();
+  // Stores written before sources existed marked added images by their split only.
+  image.source = j.contains("source")          ? j.at("source").get<std::string>()
+                 : image.split == kSourceAdded ? kSourceAdded
+                                               : kSourceDataset;
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
   image.verdict = j.at("verdict").get<std::string>();
@@ -129,15 +134,42 @@ Contents decode(std::span<const std::byte> bytes, const std::string& where) {
   } catch (const nlohmann::json::exception& e) {
     throw Error(where + ": corrupt header (" + e.what() + ")");
   }
-  const std::size_t floats = c.images.size() * c.dim;
-  if (kPrefix + header_length + floats * sizeof(float) + kChecksum != bytes.size()) {
+  // The checksum proves the file unchanged, not valid: every field is checked before use.
+  if (!c.images.empty() && c.dim == 0) throw Error(where + ": images without embeddings");
+  if (c.dim > (1u << 20)) throw Error(where + ": embedding dimension " + std::to_string(c.dim));
+  std::int64_t last_id = 0;
+  for (const StoredImage& image : c.images) {
+    if (image.id <= last_id) throw Error(where + ": image ids out of order or repeated");
+    last_id = image.id;
+    if (image.source != kSourceDataset && image.source != kSourceAdded) {
+      throw Error(where + ": image " + std::to_string(image.id) + " has source '" + image.source +
+                  "'");
+    }
+  }
+  std::int64_t last_report = 0;
+  for (const AnomalyReport& r : c.reports) {
+    if (r.id <= last_report) throw Error(where + ": report ids out of order or repeated");
+    last_report = r.id;
+  }
+  if (c.next_image_id <= last_id || c.next_report_id <= last_report) {
+    throw Error(where + ": next ids behind the stored ones");
+  }
+  const std::size_t available = bytes.size() - kPrefix - kChecksum - header_length;
+  // No overflow: dim <= 2^20 and there are fewer images than bytes in the header.
+  if (available != c.images.size() * c.dim * sizeof(float)) {
     throw Error(where + ": size does not match its header");
   }
   const std::byte* data = bytes.data() + kPrefix + header_length;
   for (std::size_t i = 0; i < c.images.size(); ++i) {
-    c.images[i].embedding.resize(c.dim);
-    std::memcpy(c.images[i].embedding.data(), data + i * c.dim * sizeof(float),
-                c.dim * sizeof(float));
+    auto& embedding = c.images[i].embedding;
+    embedding.resize(c.dim);
+    std::memcpy(embedding.data(), data + i * c.dim * sizeof(float), c.dim * sizeof(float));
+    for (const float value : embedding) {
+      if (!std::isfinite(value)) {
+        throw Error(where + ": image " + std::to_string(c.images[i].id) +
+                    " has a non-finite embedding");
+      }
+    }
   }
   return c;
 }
@@ -208,12 +240,15 @@ class EmbeddedStore final : public VectorStore {
     set_contents(load());
   }
 
-  std::size_t replace_category(const std::string& category,
-                               std::span<const StoredImage> images) override {
+  std::size_t replace_dataset(const std::string& category,
+                              std::span<const StoredImage> images) override {
     return change([&](Contents& c) {
-      std::erase_if(c.images, [&](const StoredImage& i) { return i.category == category; });
+      std::erase_if(c.images, [&](const StoredImage& i) {
+        return i.category == category && i.source == kSourceDataset;
+      });
       for (StoredImage image : images) {
         image.category = category;
+        image.source = kSourceDataset;
         append(c, std::move(image));
       }
       return images.size();
@@ -221,7 +256,11 @@ class EmbeddedStore final : public VectorStore {
   }
 
   std::int64_t add_image(const StoredImage& image) override {
-    return change([&](Contents& c) { return append(c, image); });
+    return change([&](Contents& c) {
+      StoredImage added = image;
+      added.source = kSourceAdded;
+      return append(c, std::move(added));
+    });
   }
 
   std::size_t replace_patches(const std::string&, std::span<const float>, std::size_t) override {
@@ -302,6 +341,17 @@ class EmbeddedStore final : public VectorStore {
         [&](const StoredImage& i) { return category.empty() || i.category == category; }));
   }
 
+  void ping() const override {
+    std::error_code error;
+    if (!std::filesystem::exists(path_, error)) {
+      if (error) throw Error(location() + ": " + error.message());
+      return;  // nothing stored yet
+    }
+    std::ifstream probe(path_, std::ios::binary);
+    if (!probe) throw Error(location() + " cannot be read");
+  }
+
+  std::string kind() const override { return "embedded"; }
   std::string location() const override { return "embedded store " + path_.string(); }
 
  private:
@@ -310,6 +360,22 @@ class EmbeddedStore final : public VectorStore {
     if (!std::filesystem::exists(path_, error)) return {};
     const std::vector<std::byte> bytes = read_file(path_);
     return decode(bytes, "store " + path_.string());
+  }
+
+  // Temporary files of writers that died before their rename (a killed index). Whoever holds the
+  // lock is the only writer, so every temporary file of this store is stale now.
+  void remove_stale_temporaries() const {
+    const std::string prefix = path_.filename().string() + ".tmp-";
+    const std::filesystem::path folder =
+        path_.parent_path().empty() ? std::filesystem::path(".") : path_.parent_path();
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(folder, error)) {
+      const std::string name = entry.path().filename().string();
+      if (name.starts_with(prefix) &&
+          name.find_first_not_of("0123456789-", prefix.size()) == std::string::npos) {
+        std::filesystem::remove(entry.path(), error);
+      }
+    }
   }
 
   void set_contents(Contents contents) {
@@ -329,6 +395,11 @@ class EmbeddedStore final : public VectorStore {
   std::int64_t append(Contents& c, StoredImage image) const {
     if (c.images.empty()) c.dim = image.embedding.size();
     check_dimension(c, image.embedding.size());
+    if (image.embedding.empty()) throw Error(location() + ": an image without an embedding");
+    for (const float value : image.embedding) {
+      if (!std::isfinite(value))
+        throw Error(location() + ": a non-finite embedding for " + image.path);
+    }
     image.id = c.next_image_id++;
     c.images.push_back(std::move(image));
     return c.images.back().id;
@@ -340,6 +411,7 @@ class EmbeddedStore final : public VectorStore {
     const std::lock_guard guard(mutex_);
     if (!path_.parent_path().empty()) std::filesystem::create_directories(path_.parent_path());
     const FileLock lock(path_);
+    remove_stale_temporaries();
     Contents fresh = load();
     auto result = edit(fresh);
     write_contents(path_, fresh);

@@ -1,12 +1,13 @@
 // The PostgreSQL + pgvector store.
 //
-// Schema (version 1), created or migrated on open; the vector tables are created by the first
+// Schema (version 2), created or migrated on open; the vector tables are created by the first
 // load, when the embedding dimension is known:
-//   patchvec_meta (key, value)        schema_version, dimension
+//   patchvec_meta (key, value)   schema_version, dimension
 //   categories    (name, indexed_at)
-//   images        (id, path, category, split, anomalous, defect, score, verdict, embedding
-//   vector(D)) patches       (id, category, embedding vector(D))        the memory banks reports
-//   (id, path, category, score, threshold, best_similarity, created, matches jsonb)
+//   images        (id, path, category, split, anomalous, defect, score, verdict,
+//                  embedding vector(D), source 'dataset' | 'added')
+//   patches       (id, category, embedding vector(D))   the memory banks
+//   reports       (id, path, category, score, threshold, best_similarity, created, matches jsonb)
 // HNSW indexes (images: vector_cosine_ops, patches: vector_l2_ops) are built by build_indexes()
 // after loading, which is much faster than maintaining them row by row.
 #include <chrono>
@@ -22,9 +23,10 @@
 namespace pv {
 namespace {
 
-constexpr int kSchemaVersion = 1;
+constexpr int kSchemaVersion = 2;
 
-const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict";
+const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict, source";
+constexpr int kImageColumnCount = 9;
 
 StoredImage image_from(const pg::Result& r, int row) {
   StoredImage image;
@@ -36,6 +38,7 @@ StoredImage image_from(const pg::Result& r, int row) {
   image.defect = r.text(row, 5);
   if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
   image.verdict = r.text(row, 7);
+  image.source = r.text(row, 8);
   return image;
 }
 
@@ -70,12 +73,13 @@ class PostgresStore final : public VectorStore {
     ensure_base_schema();
   }
 
-  std::size_t replace_category(const std::string& category,
-                               std::span<const StoredImage> images) override {
+  std::size_t replace_dataset(const std::string& category,
+                              std::span<const StoredImage> images) override {
     const std::lock_guard guard(mutex_);
+    const char* remove = "DELETE FROM images WHERE category = $1 AND source = 'dataset'";
     if (images.empty()) {
       pg::Transaction t(db_);
-      if (has_vector_tables()) db_.exec("DELETE FROM images WHERE category = $1", {category});
+      if (has_vector_tables()) db_.exec(remove, {category});
       t.commit();
       return 0;
     }
@@ -87,7 +91,7 @@ class PostgresStore final : public VectorStore {
         {category});
     // Loading is faster without the index; searches stay correct (exact) until it is rebuilt.
     db_.exec("DROP INDEX IF EXISTS images_embedding_hnsw");
-    db_.exec("DELETE FROM images WHERE category = $1", {category});
+    db_.exec(remove, {category});
     pg::CopyBuffer rows;
     for (const StoredImage& image : images) {
       check_dimension(image.embedding.size());
@@ -117,8 +121,8 @@ class PostgresStore final : public VectorStore {
     db_.exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
              {image.category});
     const pg::Result r = db_.exec(
-        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding) "
-        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector) RETURNING id",
+        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
+        "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
         {image.path, image.category, image.split, image.anomalous ? "true" : "false", image.defect,
          image.score ? std::optional(std::to_string(*image.score)) : std::nullopt, image.verdict,
          pg::vector_text(image.embedding)});
@@ -186,7 +190,7 @@ class PostgresStore final : public VectorStore {
     t.commit();
     std::vector<Match> matches;
     for (int row = 0; row < r.rows(); ++row) {
-      matches.push_back({image_from(r, row), std::stod(r.text(row, 9))});
+      matches.push_back({image_from(r, row), std::stod(r.text(row, kImageColumnCount + 1))});
     }
     return matches;
   }
@@ -240,7 +244,7 @@ class PostgresStore final : public VectorStore {
         {std::to_string(id)});
     if (r.rows() == 0) return std::nullopt;
     StoredImage image = image_from(r, 0);
-    image.embedding = pg::parse_vector(r.text(0, 8));
+    image.embedding = pg::parse_vector(r.text(0, kImageColumnCount));
     return image;
   }
 
@@ -252,6 +256,12 @@ class PostgresStore final : public VectorStore {
     return std::stoull(r.text(0, 0));
   }
 
+  void ping() const override {
+    const std::lock_guard guard(mutex_);
+    db_.exec("SELECT 1");
+  }
+
+  std::string kind() const override { return "postgresql"; }
   std::string location() const override { return "PostgreSQL " + db_.name(); }
 
  private:
@@ -290,6 +300,14 @@ class PostgresStore final : public VectorStore {
           "best_similarity double precision NOT NULL, "
           "created timestamptz NOT NULL DEFAULT now(), matches jsonb NOT NULL)");
       db_.exec("CREATE INDEX IF NOT EXISTS reports_category ON reports (category, id)");
+    }
+    if (found < 2) {  // migration 1 -> 2: where each image came from (index vs add-anomaly)
+      if (db_.exec("SELECT to_regclass('images')").text(0, 0) == "images") {
+        db_.exec("ALTER TABLE images ADD COLUMN source text NOT NULL DEFAULT 'dataset'");
+        db_.exec("UPDATE images SET source = 'added' WHERE split = 'added'");
+      }
+    }
+    if (found < kSchemaVersion) {
       db_.exec(
           "INSERT INTO patchvec_meta VALUES ('schema_version', $1) "
           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -317,7 +335,7 @@ class PostgresStore final : public VectorStore {
         "category text NOT NULL, split text NOT NULL, anomalous boolean NOT NULL, "
         "defect text NOT NULL, score real, verdict text NOT NULL DEFAULT '', "
         "embedding " +
-        type + " NOT NULL)");
+        type + " NOT NULL, source text NOT NULL DEFAULT 'dataset')");
     db_.exec("CREATE INDEX images_category ON images (category, anomalous)");
     db_.exec(
         "CREATE TABLE patches (id bigserial PRIMARY KEY, category text NOT NULL, "

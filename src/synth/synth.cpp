@@ -9,6 +9,7 @@
 #include <patchvec/error.h>
 #include <patchvec/synth.h>
 
+#include "image/codecs.h"
 #include "image/render.h"
 #include "synth/defects.h"
 #include "synth/rng.h"
@@ -21,13 +22,17 @@ namespace {
 
 // Converted exactly as load_image() converts the PNG, so the two agree bit for bit.
 Image to_image(const cv::Mat& bgr8) {
-  cv::Mat rgb, values;
-  cv::cvtColor(bgr8, rgb, cv::COLOR_BGR2RGB);
-  rgb.convertTo(values, CV_32F, 1.0 / 255.0);
   Image image;
   image.width = bgr8.cols;
   image.height = bgr8.rows;
-  image.pixels.assign(values.ptr<float>(), values.ptr<float>() + values.total() * 3);
+  image.pixels.resize(bgr8.total() * 3);
+  float* out = image.pixels.data();
+  for (int y = 0; y < bgr8.rows; ++y) {
+    const auto* row = bgr8.ptr<std::uint8_t>(y);
+    for (int x = 0; x < bgr8.cols; ++x, out += 3) {
+      for (int c = 0; c < 3; ++c) out[c] = codecs::unit_from_u8(row[3 * x + 2 - c]);
+    }
+  }
   return image;
 }
 

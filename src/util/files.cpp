@@ -34,19 +34,34 @@ class Fd {
   int fd_;
 };
 
+// Opens for reading without blocking on a FIFO or device (O_NONBLOCK), which are then refused:
+// only regular files are read, and O_NONBLOCK changes nothing for them.
+int open_regular(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) fail(path, "cannot open");
+  return fd;
+}
+
 std::size_t file_size(int fd, const std::filesystem::path& path) {
   struct stat info {};
   if (::fstat(fd, &info) != 0) fail(path, "cannot stat");
-  if (!S_ISREG(info.st_mode)) throw Error(path.string() + " is not a regular file");
+  if (S_ISDIR(info.st_mode)) throw Error(path.string() + " is a folder, not a file");
+  if (!S_ISREG(info.st_mode)) {
+    throw Error(path.string() + " is not a regular file (a FIFO, socket or device)");
+  }
   return static_cast<std::size_t>(info.st_size);
 }
 
 }  // namespace
 
-std::vector<std::byte> read_file(const std::filesystem::path& path) {
-  const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) fail(path, "cannot open");
-  std::vector<std::byte> bytes(file_size(fd.get(), path));
+std::vector<std::byte> read_file(const std::filesystem::path& path, std::int64_t max_bytes) {
+  const Fd fd(open_regular(path));
+  const std::size_t size = file_size(fd.get(), path);
+  if (max_bytes > 0 && size > static_cast<std::size_t>(max_bytes)) {
+    throw Error(path.string() + " is " + std::to_string(size) + " bytes, more than the " +
+                std::to_string(max_bytes) + " this use allows");
+  }
+  std::vector<std::byte> bytes(size);
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::read(fd.get(), bytes.data() + done, bytes.size() - done);
@@ -60,8 +75,7 @@ std::vector<std::byte> read_file(const std::filesystem::path& path) {
 }
 
 MappedFile::MappedFile(const std::filesystem::path& path) : path_(path) {
-  const Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) fail(path, "cannot open");
+  const Fd fd(open_regular(path));
   size_ = file_size(fd.get(), path);
   if (size_ == 0) return;
   void* mapped = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd.get(), 0);

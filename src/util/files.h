@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string_view>
@@ -10,9 +11,12 @@
 
 namespace pv {
 
-std::vector<std::byte> read_file(const std::filesystem::path& path);
+// The whole file. Only regular files are read: a FIFO or device is refused without blocking.
+// `max_bytes` (0 = no limit) refuses larger files before reading them.
+std::vector<std::byte> read_file(const std::filesystem::path& path, std::int64_t max_bytes = 0);
 
-// A read-only memory mapping of a whole file, unmapped on destruction. Movable, not copyable.
+// A read-only memory mapping of a whole regular file, unmapped on destruction. Movable, not
+// copyable.
 class MappedFile {
  public:
   explicit MappedFile(const std::filesystem::path& path);

@@ -99,8 +99,30 @@ TEST_F(PatchCoreCli, PredictOnACorruptImageNamesIt) {
   const CommandResult run =
       patchvec("predict --model " + model() + " " + (*dir_ / "broken.png").string());
   EXPECT_EQ(run.exit_code, 1);
-  EXPECT_NE(run.output.find("broken.png: corrupt or truncated PNG"), std::string::npos)
-      << run.output;
+  EXPECT_NE(run.output.find("broken.png: corrupt PNG"), std::string::npos) << run.output;
+}
+
+TEST_F(PatchCoreCli, PredictReportsABadFileAndScoresTheRest) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto folder = *dir_ / "mixed";
+  std::filesystem::create_directories(folder);
+  std::filesystem::copy_file(testing::patchcore_test_image("good/000.png"), folder / "a.png");
+  testing::write_text(folder / "b.png", "\x89PNG\r\n\x1a\n broken");
+  std::filesystem::copy_file(testing::patchcore_test_image("blob/000.png"), folder / "c.png");
+  const CommandResult run = patchvec("predict -q --json --model " + model() + " " + folder.string(),
+                                     /*merge_stderr=*/false);
+  EXPECT_EQ(run.exit_code, 1);
+  const auto result = nlohmann::json::parse(run.output);
+  ASSERT_EQ(result["predictions"].size(), 3u);
+  EXPECT_TRUE(result["predictions"][0]["score"].is_number());
+  EXPECT_NE(result["predictions"][1]["error"].get<std::string>().find("b.png"), std::string::npos);
+  EXPECT_TRUE(result["predictions"][2]["score"].is_number());
+  EXPECT_EQ(result["unreadable"], 1);
+  const CommandResult table = patchvec("predict --model " + model() + " " + folder.string());
+  EXPECT_EQ(table.exit_code, 1);
+  EXPECT_NE(table.output.find("unreadable"), std::string::npos) << table.output;
+  EXPECT_NE(table.output.find("1 of 3 images could not be read"), std::string::npos)
+      << table.output;
 }
 
 TEST_F(PatchCoreCli, DamagedModelIsAClearError) {

@@ -1,13 +1,19 @@
 // Model files: round trips, and every kind of damage gives one clear error naming the file.
+#include <cmath>
+#include <cstring>
 #include <fstream>
+#include <functional>
+#include <limits>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/model.h>
 
 #include "testing.h"
+#include "util/sha256.h"
 
 namespace pv {
 namespace {
@@ -167,6 +173,174 @@ TEST_F(ModelFile, WeightsThatMoved) {
   EXPECT_NE(message.find("elsewhere.safetensors (the model was trained with it) does not exist"),
             std::string::npos)
       << message;
+}
+
+// --- files that pass their checksum but are not valid ------------------------------------------
+
+using Header = nlohmann::json;
+using Bytes = std::vector<char>;
+
+std::uint64_t header_length(const Bytes& bytes) {
+  std::uint64_t length;
+  std::memcpy(&length, bytes.data() + 16, 8);
+  return length;
+}
+
+// Rewrites a model file as a hostile writer would: `edit` changes the header (kept at its padded
+// length), `poke` the bytes (given the header), and the checksum is recomputed, so the file
+// passes it and only validation stands between it and the scorer.
+void forge(const std::filesystem::path& path, const std::function<void(Header&)>& edit,
+           const std::function<void(Bytes&, const Header&)>& poke = {}) {
+  std::ifstream in(path, std::ios::binary);
+  Bytes bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  in.close();
+  const std::uint64_t length = header_length(bytes);
+  Header header = Header::parse(std::string(bytes.data() + 24, length));
+  if (edit) edit(header);
+  std::string text = header.dump();
+  ASSERT_LE(text.size(), length) << "the forged header does not fit";
+  text.append(length - text.size(), ' ');
+  std::memcpy(bytes.data() + 24, text.data(), text.size());
+  // The file ends where its sections say (a writer that lies lays its bytes out accordingly),
+  // unless they point beyond any plausible file.
+  std::uint64_t layout_end = 24 + length;
+  bool plausible = true;
+  for (const auto& [name, section] : header["sections"].items()) {
+    const auto offset = section["offset"].get<std::uint64_t>();
+    const auto size = section["bytes"].get<std::uint64_t>();
+    plausible &= offset < (1u << 30) && size < (1u << 30);
+    layout_end = std::max<std::uint64_t>(layout_end, (offset + size + 63) / 64 * 64);
+  }
+  if (plausible) bytes.resize(layout_end + 64);
+  if (poke) poke(bytes, header);
+  const std::size_t end = bytes.size() - 64;
+  const std::string digest = sha256_hex(std::as_bytes(std::span(bytes.data(), end)));
+  std::memcpy(bytes.data() + end, digest.data(), 64);
+  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), bytes.size());
+}
+
+template <typename T>
+void put_at(Bytes& bytes, std::size_t offset, T value) {
+  std::memcpy(bytes.data() + offset, &value, sizeof value);
+}
+
+std::size_t section_offset(const Header& header, const char* name) {
+  return header["sections"][name]["offset"].get<std::size_t>();
+}
+
+class ForgedModelFile : public ModelFile {
+ protected:
+  // The one-line error for the forged file, which must name the file.
+  std::string refusal(const std::function<void(Header&)>& edit,
+                      const std::function<void(Bytes&, const Header&)>& poke = {}) {
+    const auto path = saved();
+    forge(path, edit, poke);
+    const std::string message = load_error(path);
+    EXPECT_NE(message.find("synthetic.pvm"), std::string::npos) << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos) << "one line: " << message;
+    EXPECT_EQ(message.find("Exception raised from"), std::string::npos) << message;
+    return message;
+  }
+};
+
+TEST_F(ForgedModelFile, AnUnchangedForgeStillLoads) {
+  const auto path = saved();
+  forge(path, {});
+  EXPECT_NO_THROW(Model::load(path));
+}
+
+TEST_F(ForgedModelFile, SectionOutsideTheFile) {
+  // An offset that wraps around: it once read memory before the mapping.
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["offset"] = std::numeric_limits<std::uint64_t>::max() - 63;
+            }).find("section bank"),
+            std::string::npos);
+  // An offset into the header: it once read the header as the bank.
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["offset"] = 64;
+            }).find("section bank: bytes 64+"),
+            std::string::npos);
+}
+
+TEST_F(ForgedModelFile, OverlappingSectionsAndStrangers) {
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank_neighbors"]["offset"] = h["sections"]["bank"]["offset"];
+            }).find("overlap"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) { h["sections"]["bank"]["dtype"] = "F16"; }).find("dtype F16"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["offset"] = 1000001;
+            }).find("not 64-byte aligned"),
+            std::string::npos);
+}
+
+TEST_F(ForgedModelFile, BankShapes) {
+  EXPECT_NE(
+      refusal([](Header& h) { h["sections"]["bank"]["shape"][0] = -1; }).find("negative dimension"),
+      std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              auto& shape = h["sections"]["bank"]["shape"];
+              shape = {shape[0].get<std::int64_t>() * shape[1].get<std::int64_t>()};
+            }).find("shape must be [vectors, dimensions]"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["shape"] = {std::int64_t{1} << 62, std::int64_t{1} << 62};
+            }).find("shape overflows"),
+            std::string::npos);
+}
+
+TEST_F(ForgedModelFile, NeighbourIndicesOutOfRange) {
+  const auto bank_size = model_->info().bank_size;
+  for (const std::int32_t index : {static_cast<std::int32_t>(bank_size) + 5, std::int32_t{-1}}) {
+    const std::string message = refusal({}, [&](Bytes& bytes, const Header& h) {
+      put_at(bytes, section_offset(h, "bank_neighbors") + 4 * 10, index);
+    });
+    EXPECT_NE(message.find("bank_neighbors: indices outside"), std::string::npos) << message;
+  }
+}
+
+TEST_F(ForgedModelFile, NonFiniteBank) {
+  const std::string message = refusal({}, [](Bytes& bytes, const Header& h) {
+    put_at(bytes, section_offset(h, "bank") + 4 * 7, std::numeric_limits<float>::quiet_NaN());
+  });
+  EXPECT_NE(message.find("section bank: holds NaN"), std::string::npos) << message;
+}
+
+TEST_F(ForgedModelFile, FieldsOutOfRange) {
+  const auto field = [&](const std::string& name, const nlohmann::json& value) {
+    return refusal([&](Header& h) {
+      nlohmann::json* node = &h;
+      std::size_t begin = 0;
+      for (std::size_t end; (end = name.find('.', begin)) != std::string::npos; begin = end + 1)
+        node = &(*node)[name.substr(begin, end - begin)];
+      (*node)[name.substr(begin)] = value;
+    });
+  };
+  EXPECT_NE(field("scoring.sigma", -1).find("field scoring.sigma"), std::string::npos);
+  EXPECT_NE(field("scoring.sigma", 500).find("field scoring.sigma"), std::string::npos);
+  EXPECT_NE(field("scoring.num_neighbors", 0).find("field scoring.num_neighbors"),
+            std::string::npos);
+  EXPECT_NE(field("scoring.upsampling", "cubic").find("field scoring.upsampling"),
+            std::string::npos);
+  EXPECT_NE(field("preprocess.image_size", 1000000000).find("field preprocess.image_size"),
+            std::string::npos);
+  EXPECT_NE(field("preprocess.crop_size", 300).find("field preprocess.crop_size"),
+            std::string::npos);
+  EXPECT_NE(field("grid.dim", 999).find("field grid"), std::string::npos);
+  EXPECT_NE(field("coreset.bank_size", 3).find("section bank is"), std::string::npos);
+  EXPECT_NE(field("coreset.ratio", 2.5).find("field coreset.ratio"), std::string::npos);
+  EXPECT_NE(field("thresholds.image", "high").find("field thresholds.image"), std::string::npos);
+  EXPECT_NE(field("category", "../../etc").find("category name"), std::string::npos);
+  EXPECT_NE(field("backbone.name", "vgg16").find("vgg16"), std::string::npos);
+  EXPECT_NE(field("backbone.weights_sha256", "xyz").find("field backbone.weights_sha256"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["extra"] = h["sections"]["bank"];
+            }).find("unknown section 'extra'"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) { h.erase("scoring"); }).find("field scoring"),
+            std::string::npos);
 }
 
 TEST(MemoryBudget, SpilledPatchesGiveTheSameModel) {

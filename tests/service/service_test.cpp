@@ -14,10 +14,9 @@
 #include <patchvec/service.h>
 #include <patchvec/store.h>
 
-#include "cli/run.h"
+#include "service/service_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
-#include "testing.h"
 
 namespace pv {
 namespace {
@@ -30,48 +29,15 @@ std::string test_image(const std::string& name) {
   return patchcore_test_image(name);
 }
 
-// A trained model (the fixture category, resnet18) indexed into `store_args`.
+using testing::json_of;
+using Running = testing::RunningService;
+
 void prepare(const std::filesystem::path& models, const std::string& store_args) {
-  const std::string weights =
-      (testing::fixture_dir() / "patchcore" / "resnet18.safetensors").string();
-  const CommandResult train =
-      patchvec("train -q --data " + data() + " --category synthetic --backbone resnet18 " +
-               "--weights " + weights + " --out " + models.string());
-  ASSERT_EQ(train.exit_code, 0) << train.output;
-  const CommandResult index = patchvec("index -q --model " + (models / "synthetic.pvm").string() +
-                                       " --data " + data() + " " + store_args);
-  ASSERT_EQ(index.exit_code, 0) << index.output;
+  testing::prepare_models(models, store_args);
 }
-
-// The service on a free port, served by a thread, stopped on destruction.
-class Running {
- public:
-  explicit Running(ServiceOptions options) : service_(std::move(options)) {
-    port_ = service_.bind();
-    thread_ = std::thread([this] { service_.serve(); });
-  }
-  ~Running() {
-    service_.stop();
-    thread_.join();
-  }
-  httplib::Client client() const {
-    httplib::Client c("127.0.0.1", port_);
-    c.set_read_timeout(60, 0);
-    return c;
-  }
-
- private:
-  InspectionService service_;
-  int port_ = 0;
-  std::thread thread_;
-};
 
 std::string file_bytes(const std::string& path) {
   return testing::read_text(path);
-}
-
-nlohmann::json json_of(const httplib::Result& r) {
-  return nlohmann::json::parse(r->body);
 }
 
 class ServiceApi : public ::testing::Test {
@@ -79,7 +45,8 @@ class ServiceApi : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = std::make_unique<testing::TempDir>();
     prepare(*dir_ / "models", "--store " + (*dir_ / "models" / "store.pvs").string());
-    ServiceOptions options{.models_dir = *dir_ / "models", .port = 0, .max_image_side = 2000};
+    ServiceOptions options{
+        .models_dir = *dir_ / "models", .port = 0, .image_limits = {.max_pixels = 4000000}};
     running_ = std::make_unique<Running>(options);
   }
   static void TearDownTestSuite() {
@@ -158,7 +125,10 @@ TEST_F(ServiceApi, BadRequestsGetJsonErrors) {
   const std::string png = file_bytes(test_image("good/000.png"));
   expect(client.Post("/v1/inspect?category=synthetic", "", "image/png"), 400, "empty body");
   expect(client.Post("/v1/inspect?category=synthetic", "hello", "image/png"), 415,
-         "not a PNG or JPEG");
+         "not an image (PatchVec reads PNG, JPEG or BMP)");
+  expect(
+      client.Post("/v1/inspect?category=synthetic", std::string("II*\0 a tiff", 11), "image/tiff"),
+      415, "TIFF is not supported");
   expect(client.Post("/v1/inspect?category=wood", png, "image/png"), 404, "unknown category");
   expect(client.Post("/v1/inspect", png, "image/png"), 400, "missing ?category=");
   // A PNG header that claims 50000 x 50000 pixels: refused before anything is decoded.
@@ -166,20 +136,44 @@ TEST_F(ServiceApi, BadRequestsGetJsonErrors) {
   huge[16] = 0, huge[17] = 0, huge[18] = '\xc3', huge[19] = '\x50';
   huge[20] = 0, huge[21] = 0, huge[22] = '\xc3', huge[23] = '\x50';
   expect(client.Post("/v1/inspect?category=synthetic", huge, "image/png"), 413, "50000x50000");
+  // A header with a zero side is damaged, not too large.
+  std::string flat = huge;
+  flat[18] = 0, flat[19] = 0;
+  expect(client.Post("/v1/inspect?category=synthetic", flat, "image/png"), 422, "corrupt PNG");
   expect(client.Post("/v1/inspect?category=synthetic", png.substr(0, png.size() / 2), "image/png"),
-         400, "corrupt or truncated PNG");
+         422, "corrupt or truncated PNG");
+  // A JPEG whose data is garbage: damaged (422), not "not an image" (415).
+  const std::string jpeg = std::string(
+                               "\xff\xd8\xff\xc0\x00\x11\x08\x00\x10\x00\x10\x03\x01"
+                               "\x22\x00\x02\x11\x01\x03\x11\x01",
+                               21) +
+                           std::string(200, '\x5a');
+  expect(client.Post("/v1/inspect?category=synthetic", jpeg, "image/jpeg"), 422, "JPEG");
   expect(client.Get("/v1/images/999999"), 404, "no stored image");
-  expect(client.Get("/v1/images/abc"), 400, "must be a number");
-  expect(client.Get("/v1/reports?limit=many"), 400, "limit");
+  expect(client.Get("/v1/images/abc"), 400, "whole number");
+  expect(client.Get("/v1/reports?limit=many"), 400, "limit must be a whole number from 1 to 1000");
   expect(client.Get("/nothing/here"), 404, "no such endpoint");
   EXPECT_EQ(client.Get("/healthz")->status, 200);  // still alive
 }
 
-TEST_F(ServiceApi, ServesThePage) {
-  const auto page = running_->client().Get("/");
+TEST_F(ServiceApi, ServesThePageWithAPolicyAgainstInlineScript) {
+  auto client = running_->client();
+  const auto page = client.Get("/");
   ASSERT_EQ(page->status, 200);
   EXPECT_NE(page->body.find("<title>PatchVec inspection</title>"), std::string::npos);
   EXPECT_NE(page->get_header_value("Content-Type").find("text/html"), std::string::npos);
+  const std::string policy = page->get_header_value("Content-Security-Policy");
+  EXPECT_NE(policy.find("script-src 'self'"), std::string::npos) << policy;
+  EXPECT_EQ(policy.find("unsafe-inline"), std::string::npos) << policy;
+  EXPECT_EQ(page->get_header_value("X-Content-Type-Options"), "nosniff");
+  // No inline script or handler: everything the page runs comes from /app.js.
+  EXPECT_EQ(page->body.find("<script>"), std::string::npos);
+  EXPECT_EQ(page->body.find("onclick"), std::string::npos);
+  const auto script = client.Get("/app.js");
+  ASSERT_EQ(script->status, 200);
+  EXPECT_NE(script->get_header_value("Content-Type").find("javascript"), std::string::npos);
+  EXPECT_EQ(script->body.find("innerHTML"), std::string::npos) << "data must never become HTML";
+  EXPECT_EQ(client.Get("/app.css")->status, 200);
 }
 
 TEST_F(ServiceApi, ConcurrentRequestsAllSucceed) {
@@ -258,11 +252,29 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
     const auto down = client.Post("/v1/inspect?category=synthetic", png, "image/png");
     ASSERT_TRUE(down);
     EXPECT_EQ(down->status, 503) << down->body;
-    EXPECT_NE(json_of(down)["error"].get<std::string>().find("PostgreSQL"), std::string::npos);
-    EXPECT_EQ(client.Get("/healthz")->status, 200);
+    // The client learns that the store failed, not where it lives or who logs in to it.
+    const std::string error = json_of(down)["error"];
+    EXPECT_NE(error.find("store or model failed"), std::string::npos) << error;
+    for (const std::string secret : {"patchvec@", "127.0.0.1", "test_service", "PostgreSQL"}) {
+      EXPECT_EQ(down->body.find(secret), std::string::npos) << secret << " in " << down->body;
+    }
     // The next request reconnects.
     const auto back = client.Post("/v1/inspect?category=synthetic", png, "image/png");
     EXPECT_EQ(back->status, 200) << back->body;
+
+    // A database that refuses connections: not ready (503), yet alive; ready again after.
+    admin.exec("ALTER DATABASE test_service ALLOW_CONNECTIONS false");
+    admin.exec(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = 'test_service'");
+    const auto not_ready = client.Get("/healthz");
+    EXPECT_EQ(not_ready->status, 503) << not_ready->body;
+    EXPECT_EQ(json_of(not_ready)["store_ok"], false);
+    EXPECT_EQ(not_ready->body.find("127.0.0.1"), std::string::npos);
+    EXPECT_EQ(client.Get("/livez")->status, 200);
+    admin.exec("ALTER DATABASE test_service ALLOW_CONNECTIONS true");
+    const auto ready = client.Get("/healthz");
+    EXPECT_EQ(ready->status, 200) << ready->body;
+    EXPECT_EQ(json_of(ready)["store_ok"], true);
   }
   admin.exec("DROP DATABASE test_service WITH (FORCE)");
 }

@@ -5,12 +5,14 @@
 #include <random>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
 #include "store/store_testing.h"
 #include "testing.h"
+#include "util/sha256.h"
 
 namespace pv {
 namespace {
@@ -28,8 +30,8 @@ TEST(EmbeddedStore, NearestIsTheBruteForceCosineRanking) {
   std::mt19937 rng(7);
   auto store = open_embedded_store(dir / "store.pvs");
   const auto tile = random_images(rng, "tile", 300, 64);
-  store->replace_category("tile", tile);
-  store->replace_category("grid", random_images(rng, "grid", 50, 64));
+  store->replace_dataset("tile", tile);
+  store->replace_dataset("grid", random_images(rng, "grid", 50, 64));
   for (int q = 0; q < 5; ++q) {
     const std::vector<float> query = random_vector(rng, 64);
     std::vector<std::pair<double, std::string>> expected;
@@ -78,9 +80,9 @@ TEST(EmbeddedStore, ReindexingReplacesAndKeepsOtherCategories) {
   testing::TempDir dir;
   std::mt19937 rng(1);
   auto store = open_embedded_store(dir / "store.pvs");
-  store->replace_category("tile", random_images(rng, "tile", 20, 8));
-  store->replace_category("grid", random_images(rng, "grid", 5, 8));
-  store->replace_category("tile", random_images(rng, "tile", 12, 8));
+  store->replace_dataset("tile", random_images(rng, "tile", 20, 8));
+  store->replace_dataset("grid", random_images(rng, "grid", 5, 8));
+  store->replace_dataset("tile", random_images(rng, "tile", 12, 8));
   EXPECT_EQ(store->image_count("tile"), 12u);
   EXPECT_EQ(store->image_count("grid"), 5u);
   EXPECT_EQ(store->image_count(), 17u);
@@ -92,7 +94,7 @@ TEST(EmbeddedStore, AnotherProcessSeesTheChanges) {
   const auto images = random_images(rng, "leather", 10, 16);
   auto first = open_embedded_store(dir / "store.pvs");
   auto second = open_embedded_store(dir / "store.pvs");  // opened before anything was written
-  first->replace_category("leather", images);
+  first->replace_dataset("leather", images);
   second->add_image({.path = "extra.png",
                      .category = "leather",
                      .split = "added",
@@ -173,6 +175,97 @@ TEST(EmbeddedStore, DamagedFilesAreNamedErrors) {
   flipped[30] ^= 1;
   expect_error(flipped, "checksum");
   expect_error("hello", "not a PatchVec store");
+}
+
+TEST(EmbeddedStore, ReindexingKeepsAddedImages) {
+  testing::TempDir dir;
+  std::mt19937 rng(4);
+  auto store = open_embedded_store(dir / "store.pvs");
+  store->replace_dataset("tile", random_images(rng, "tile", 8, 6));
+  const std::int64_t added = store->add_image({.path = "labelled/oil.png",
+                                               .category = "tile",
+                                               .split = "added",
+                                               .anomalous = true,
+                                               .defect = "oil",
+                                               .embedding = random_vector(rng, 6)});
+  EXPECT_EQ(store->image(added)->source, kSourceAdded);
+  store->replace_dataset("tile", random_images(rng, "tile", 7, 6));
+  const auto reopened = open_embedded_store(dir / "store.pvs");
+  EXPECT_EQ(reopened->image_count("tile"), 8u);  // 7 from the dataset and the added one
+  ASSERT_TRUE(reopened->image(added).has_value());
+  EXPECT_EQ(reopened->image(added)->defect, "oil");
+  EXPECT_EQ(reopened->image(added + 1)->source, kSourceDataset);
+}
+
+TEST(EmbeddedStore, StaleTemporaryFilesOfDeadWritersAreCleaned) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  store->add_image({.path = "a", .category = "tile", .embedding = {1, 2}});
+  // What a killed `index` leaves: its temporary file, never renamed.
+  testing::write_text(dir / "store.pvs.tmp-999999-12345", "half a store");
+  testing::write_text(dir / "store.pvs.notes", "not ours");
+  store->add_image({.path = "b", .category = "tile", .embedding = {2, 1}});
+  EXPECT_FALSE(std::filesystem::exists(dir / "store.pvs.tmp-999999-12345"));
+  EXPECT_TRUE(std::filesystem::exists(dir / "store.pvs.notes"));
+  EXPECT_EQ(open_embedded_store(dir / "store.pvs")->image_count(), 2u);
+}
+
+// A store file with this header and these embeddings, checksummed: what a hostile writer makes.
+std::string forged_store(const nlohmann::json& header, std::uint32_t dim,
+                         const std::vector<float>& embeddings) {
+  const std::string text = header.dump();
+  std::string bytes = std::string("PVSTORE\0", 8);
+  const std::uint32_t version = 1;
+  const std::uint64_t length = text.size();
+  bytes.append(reinterpret_cast<const char*>(&version), 4);
+  bytes.append(reinterpret_cast<const char*>(&dim), 4);
+  bytes.append(reinterpret_cast<const char*>(&length), 8);
+  bytes += text;
+  bytes.append(reinterpret_cast<const char*>(embeddings.data()), embeddings.size() * 4);
+  return bytes + sha256_hex(std::as_bytes(std::span(bytes.data(), bytes.size())));
+}
+
+TEST(EmbeddedStore, ForgedFilesAreRefused) {
+  testing::TempDir dir;
+  const auto path = dir / "store.pvs";
+  const auto image = [](std::int64_t id, const std::string& source = "dataset") {
+    return nlohmann::json{{"id", id},         {"path", "a.png"},     {"category", "tile"},
+                          {"source", source}, {"split", "train"},    {"anomalous", false},
+                          {"defect", "good"}, {"verdict", "normal"}, {"score", nullptr}};
+  };
+  const auto header = [&](nlohmann::json images, std::int64_t next = 10) {
+    return nlohmann::json{{"images", std::move(images)},
+                          {"reports", nlohmann::json::array()},
+                          {"next_image_id", next},
+                          {"next_report_id", 1}};
+  };
+  const auto refusal = [&](const std::string& bytes) {
+    testing::write_text(path, bytes);
+    try {
+      open_embedded_store(path);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("opened");
+  };
+  // The control: a valid forged file opens.
+  EXPECT_EQ(refusal(forged_store(header({image(1)}), 2, {1, 2})), "opened");
+  // Images without embeddings once made every search read past them.
+  EXPECT_NE(refusal(forged_store(header({image(1)}), 0, {})).find("without embeddings"),
+            std::string::npos);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_NE(refusal(forged_store(header({image(1)}), 2, {1, nan})).find("non-finite"),
+            std::string::npos);
+  EXPECT_NE(refusal(forged_store(header({image(1), image(1)}), 2, {1, 2, 3, 4})).find("repeated"),
+            std::string::npos);
+  EXPECT_NE(refusal(forged_store(header({image(5)}, 3), 2, {1, 2})).find("next ids"),
+            std::string::npos);
+  EXPECT_NE(refusal(forged_store(header({image(1, "magic")}), 2, {1, 2})).find("source 'magic'"),
+            std::string::npos);
+  EXPECT_NE(refusal(forged_store(header({image(1)}), 2, {1, 2, 3})).find("size does not match"),
+            std::string::npos);
+  EXPECT_NE(refusal(forged_store(header({image(1)}), 1u << 30, {1, 2})).find("dimension"),
+            std::string::npos);
 }
 
 }  // namespace

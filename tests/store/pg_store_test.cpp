@@ -74,11 +74,11 @@ TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
     EXPECT_EQ(store->image_count(), 0u);
     EXPECT_TRUE(store->nearest(std::vector<float>(8, 1.0f), 5).empty());
     std::mt19937 rng(1);
-    store->replace_category("tile", random_images(rng, "tile", 10, 8));
+    store->replace_dataset("tile", random_images(rng, "tile", 10, 8));
   }
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "1");
+            "2");
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'").text(0, 0), "8");
   EXPECT_EQ(db.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = 'images'::regclass AND attname = 'embedding'")
@@ -92,13 +92,67 @@ TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
   EXPECT_EQ(again->image_count("tile"), 10u);
 }
 
+TEST_F(PostgresStore, ReindexingKeepsAddedImages) {
+  std::mt19937 rng(12);
+  auto store = open_postgres_store(url_);
+  store->replace_dataset("tile", random_images(rng, "tile", 8, 6));
+  const std::int64_t added = store->add_image({.path = "labelled/oil.png",
+                                               .category = "tile",
+                                               .split = "added",
+                                               .anomalous = true,
+                                               .defect = "oil",
+                                               .embedding = random_vector(rng, 6)});
+  store->replace_dataset("tile", random_images(rng, "tile", 7, 6));
+  EXPECT_EQ(store->image_count("tile"), 8u);  // 7 from the dataset and the added one
+  const auto kept = store->image(added);
+  ASSERT_TRUE(kept.has_value());
+  EXPECT_EQ(kept->defect, "oil");
+  EXPECT_EQ(kept->source, kSourceAdded);
+  store->replace_dataset("tile", {});  // an empty dataset still keeps it
+  EXPECT_EQ(store->image_count("tile"), 1u);
+}
+
+TEST_F(PostgresStore, MigratesAVersion1Schema) {
+  {  // what patchvec 0.1 wrote: no source column, added images told by their split
+    pg::Connection db(url_);
+    db.exec("CREATE TABLE patchvec_meta (key text PRIMARY KEY, value text NOT NULL)");
+    db.exec("INSERT INTO patchvec_meta VALUES ('schema_version', '1'), ('dimension', '3')");
+    db.exec(
+        "CREATE TABLE categories (name text PRIMARY KEY, indexed_at timestamptz NOT NULL "
+        "DEFAULT now())");
+    db.exec(
+        "CREATE TABLE reports (id bigserial PRIMARY KEY, path text NOT NULL, category text "
+        "NOT NULL, score real NOT NULL, threshold real, best_similarity double precision NOT "
+        "NULL, created timestamptz NOT NULL DEFAULT now(), matches jsonb NOT NULL)");
+    db.exec(
+        "CREATE TABLE images (id bigserial PRIMARY KEY, path text NOT NULL, category text NOT "
+        "NULL, split text NOT NULL, anomalous boolean NOT NULL, defect text NOT NULL, score "
+        "real, verdict text NOT NULL DEFAULT '', embedding vector(3) NOT NULL)");
+    db.exec(
+        "CREATE TABLE patches (id bigserial PRIMARY KEY, category text NOT NULL, embedding "
+        "vector(3) NOT NULL)");
+    db.exec(
+        "INSERT INTO images (path, category, split, anomalous, defect, embedding) VALUES "
+        "('a.png', 'tile', 'train', false, 'good', '[1,0,0]'), "
+        "('b.png', 'tile', 'added', true, 'oil', '[0,1,0]')");
+  }
+  auto store = open_postgres_store(url_);
+  EXPECT_EQ(store->image(1)->source, kSourceDataset);
+  EXPECT_EQ(store->image(2)->source, kSourceAdded);
+  store->replace_dataset("tile", {});
+  EXPECT_EQ(store->image_count("tile"), 1u);  // the labelled one survived the re-index
+  pg::Connection db(url_);
+  EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
+            "2");
+}
+
 TEST_F(PostgresStore, ReindexingReplacesNeverDuplicates) {
   std::mt19937 rng(2);
   auto store = open_postgres_store(url_);
-  store->replace_category("tile", random_images(rng, "tile", 40, 16));
-  store->replace_category("grid", random_images(rng, "grid", 7, 16));
-  store->replace_category("tile", random_images(rng, "tile", 25, 16));
-  store->replace_category("tile", random_images(rng, "tile", 25, 16));
+  store->replace_dataset("tile", random_images(rng, "tile", 40, 16));
+  store->replace_dataset("grid", random_images(rng, "grid", 7, 16));
+  store->replace_dataset("tile", random_images(rng, "tile", 25, 16));
+  store->replace_dataset("tile", random_images(rng, "tile", 25, 16));
   EXPECT_EQ(store->image_count("tile"), 25u);
   EXPECT_EQ(store->image_count("grid"), 7u);
   const std::vector<float> bank(16 * 100, 0.5f);
@@ -112,11 +166,11 @@ TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
   std::mt19937 rng(3);
   auto store = open_postgres_store(url_);
   const auto before = random_images(rng, "tile", 30, 16, "old/");
-  store->replace_category("tile", before);
+  store->replace_dataset("tile", before);
   // Halfway through the new rows, one that the server rejects (pgvector refuses NaN).
   auto broken = random_images(rng, "tile", 40, 16, "new/");
   broken[20].embedding[3] = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_THROW(store->replace_category("tile", broken), Error);
+  EXPECT_THROW(store->replace_dataset("tile", broken), Error);
   EXPECT_EQ(store->image_count("tile"), 30u);
   const auto match = store->nearest(before[0].embedding, 1, {.category = "tile"});
   ASSERT_EQ(match.size(), 1u);
@@ -128,7 +182,7 @@ TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND "
       "application_name = 'patchvec'",
       {database_});
-  EXPECT_THROW(victim->replace_category("tile", random_images(rng, "tile", 5, 16)), Error);
+  EXPECT_THROW(victim->replace_dataset("tile", random_images(rng, "tile", 5, 16)), Error);
   EXPECT_EQ(open_postgres_store(url_)->image_count("tile"), 30u);
 }
 
@@ -164,10 +218,10 @@ TEST_F(PostgresStore, ExactTopTenIsTheBruteForceRankingAndTheEmbeddedStores) {
   std::mt19937 rng(4);
   const auto images = random_images(rng, "leather", 400, 96);
   auto pg_store = open_postgres_store(url_, /*exact=*/true);
-  pg_store->replace_category("leather", images);
+  pg_store->replace_dataset("leather", images);
   testing::TempDir dir;
   auto embedded = open_embedded_store(dir / "store.pvs");
-  embedded->replace_category("leather", images);
+  embedded->replace_dataset("leather", images);
   for (int q = 0; q < 10; ++q) {
     const std::vector<float> query = random_vector(rng, 96);
     for (const std::optional<bool> label : {std::optional<bool>(), std::optional(false)}) {
@@ -204,7 +258,7 @@ TEST_F(PostgresStore, HnswRecallAtTenIsAtLeast95Percent) {
     images.push_back({.path = std::to_string(i), .category = "grid", .embedding = v});
   }
   auto approximate = open_postgres_store(url_);
-  approximate->replace_category("grid", images);
+  approximate->replace_dataset("grid", images);
   EXPECT_GT(approximate->build_indexes(), 0.0);
   auto exact = open_postgres_store(url_, /*exact=*/true);
   std::size_t found = 0, total = 0;

@@ -2,9 +2,20 @@
 // verdict, the heatmap overlay and the similar-image thumbnails; save screenshots.
 //   node page_test.mjs URL DEFECTIVE_IMAGE NORMAL_IMAGE SCREENSHOT_DIR [CATEGORY]
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
 const [url, defective, normal, shots, category] = process.argv.slice(2);
+
+// Polls `predicate` in the page until it holds (at most 30 s). Playwright's waitForFunction
+// evaluates strings, which the page's Content-Security-Policy rightly forbids.
+async function until(page, predicate, argument) {
+  for (let i = 0; i < 300; ++i) {
+    if (await page.evaluate(predicate, argument)) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error('timed out waiting for ' + predicate);
+}
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
@@ -13,18 +24,21 @@ const browser = await chromium.launch({
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   const errors = [];
+  const violations = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('console', (m) => {
+    if (m.text().includes('Content Security Policy')) violations.push(m.text());
+  });
   await page.goto(url);
   await page.waitForSelector('#category option', { state: 'attached' });
   if (category) await page.selectOption('#category', category);
 
   const upload = async (file, expected) => {
     await page.setInputFiles('#file', file);
-    await page.waitForFunction(
-        (want) => document.querySelector('#verdict').className === want, expected);
+    await until(page, (want) => document.querySelector('#verdict').className === want, expected);
     const overlay = await page.getAttribute('#overlay', 'src');
     assert.ok(overlay.startsWith('data:image/png;base64,'), 'heatmap overlay shown');
-    await page.waitForFunction(() => [...document.querySelectorAll('#matches img')]
+    await until(page, () => [...document.querySelectorAll('#matches img')]
         .every((img) => img.complete && img.naturalWidth > 0));
     const thumbnails = await page.locator('#matches .match').count();
     assert.ok(thumbnails >= 1 && thumbnails <= 10, `1-10 similar images, got ${thumbnails}`);
@@ -47,11 +61,34 @@ try {
   assert.ok(normalCount >= 1);
   await page.screenshot({ path: `${shots}/page_normal.png`, fullPage: true });
 
+  // Stored XSS: a file name with markup becomes a report's path. It must show as text, run
+  // nothing, and add no element to the page.
+  const payload = '<img src=x onerror="window.__pwned=1;document.title=\'pwned\'">.png';
+  await page.click('#tab-inspect');
+  await page.setInputFiles('#file', { name: payload, mimeType: 'image/png',
+                                       buffer: readFileSync(defective) });
+  await until(page,
+              () => document.querySelector('#report').textContent.startsWith('reported as #'));
   await page.click('#tab-reports');
   await page.waitForSelector('#report-rows tr td');
-  assert.ok(await page.locator('#report-rows tr').count() >= 1, 'the report is listed');
+  assert.ok(await page.locator('#report-rows tr').count() >= 2, 'the reports are listed');
+  const paths = await page.locator('#report-rows td.path').allTextContents();
+  assert.ok(paths.includes(payload), `the name is shown as text: ${paths}`);
+  assert.equal(await page.locator('#report-rows img[src="x"]').count(), 0, 'no injected element');
+  await page.waitForTimeout(300);  // an onerror handler would have run by now
+  assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no injected script ran');
+  assert.notEqual(await page.title(), 'pwned');
+  // The Content-Security-Policy forbids inline script, whatever gets into the page.
+  const inlineRan = await page.evaluate(() => {
+    const script = document.createElement('script');
+    script.textContent = 'window.__inline = 1';
+    document.body.append(script);
+    return window.__inline === 1;
+  });
+  assert.equal(inlineRan, false, 'inline script is blocked by the policy');
   await page.screenshot({ path: `${shots}/page_reports.png`, fullPage: true });
   assert.deepEqual(errors, [], 'no JavaScript errors');
+  assert.ok(violations.length >= 1, 'the blocked inline script was reported as a CSP violation');
   console.log('page test passed; screenshots in ' + shots);
 } finally {
   await browser.close();

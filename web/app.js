@@ -1,0 +1,199 @@
+// The operators' page (index.html), served at /app.js.
+//
+// Everything shown from the API is data, and data may come from anyone who could upload an image
+// or name a file: it is put on the page with textContent and DOM nodes only, never as HTML. The
+// service's Content-Security-Policy forbids inline script as a second line of defence.
+'use strict';
+
+const $ = (id) => document.getElementById(id);
+let categories = [];
+let thumbnailUrls = [];  // blob: URLs of the thumbnails shown, released when replaced
+
+// --- access token (serve --auth-tokens) ------------------------------------------------------
+
+function token() {
+  return sessionStorage.getItem('patchvec-token') || '';
+}
+
+function authHeaders() {
+  return token() ? { Authorization: 'Bearer ' + token() } : {};
+}
+
+class ApiError extends Error {
+  constructor(message, status) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(path, options = {}) {
+  const response = await fetch(path, { ...options, headers: { ...authHeaders(), ...options.headers } });
+  let body = null;
+  try {
+    body = await response.json();
+  } catch (e) {
+    body = { error: response.statusText };
+  }
+  if (response.status === 401) $('token-form').hidden = false;
+  if (!response.ok) throw new ApiError((body && body.error) || response.statusText, response.status);
+  return body;
+}
+
+// An <img> whose picture is fetched with the token (an <img src> cannot send one).
+function thumbnail(url, title) {
+  const img = document.createElement('img');
+  img.alt = title;
+  img.title = title;
+  fetch(url, { headers: authHeaders() })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+    .then((blob) => {
+      const objectUrl = URL.createObjectURL(blob);
+      thumbnailUrls.push(objectUrl);
+      img.src = objectUrl;
+    })
+    .catch(() => { img.alt = title + ' (unavailable)'; });
+  return img;
+}
+
+function releaseThumbnails() {
+  for (const url of thumbnailUrls) URL.revokeObjectURL(url);
+  thumbnailUrls = [];
+}
+
+function element(tag, text, className) {
+  const node = document.createElement(tag);
+  if (text !== undefined) node.textContent = text;
+  if (className) node.className = className;
+  return node;
+}
+
+function fixed(value, digits) {
+  return typeof value === 'number' ? value.toFixed(digits) : '-';
+}
+
+// --- tabs -------------------------------------------------------------------------------------
+
+function show(tab) {
+  for (const name of ['inspect', 'reports']) {
+    $(name).hidden = name !== tab;
+    $('tab-' + name).classList.toggle('active', name === tab);
+  }
+  if (tab === 'reports') loadReports();
+}
+
+// --- inspect ----------------------------------------------------------------------------------
+
+function describeModel() {
+  const c = categories.find((c) => c.category === $('category').value);
+  if (!c) return;
+  const t = c.thresholds ? 'image threshold ' + fixed(c.thresholds.image, 3) : 'no thresholds';
+  $('model').textContent = `${c.backbone}${c.pretrained ? '' : ' (random weights)'}, bank of ` +
+      `${c.bank_size} patches, ${c.stored_images} stored images, ${t}`;
+}
+
+async function loadCategories() {
+  try {
+    const health = await api('/healthz').catch((e) => ({ store: 'store unavailable' }));
+    $('store').textContent = health.store_kind ? `${health.store_kind} store` +
+        (health.store_ok ? '' : ' (unavailable)') : health.store || '';
+    categories = await api('/v1/categories');
+    $('category').replaceChildren(...categories.map((c) => element('option', c.category)));
+    describeModel();
+    $('error').textContent = '';
+  } catch (e) { $('error').textContent = e.message; }
+}
+
+function matchCard(m) {
+  const card = element('div', undefined, 'match');
+  card.dataset.label = m.label;
+  card.append(thumbnail(m.thumbnail, m.path),
+              element('div', fixed(m.similarity, 4)),
+              element('div', m.label === 'normal' ? 'normal' : m.defect,
+                      m.label === 'anomalous' ? 'anomalous' : 'normal'));
+  return card;
+}
+
+async function inspect(file) {
+  $('error').textContent = '';
+  const category = encodeURIComponent($('category').value);
+  try {
+    const r = await api(`/v1/inspect?category=${category}&name=${encodeURIComponent(file.name)}`,
+                        { method: 'POST', body: file, headers: { 'Content-Type': file.type || 'application/octet-stream' } });
+    $('original').src = URL.createObjectURL(file);
+    $('overlay').src = 'data:image/png;base64,' + r.map_png;
+    $('overlay').style.opacity = $('opacity').value / 100;
+    const anomalous = r.verdict === 'anomalous';
+    $('verdict').textContent = anomalous ? 'Anomaly' : 'Normal';
+    $('verdict').className = anomalous ? 'anomalous' : 'normal';
+    const n = typeof r.normalized === 'number' ? r.normalized : 0.5;
+    $('fill').style.width = (100 * n) + '%';
+    $('fill').style.background = anomalous ? 'var(--bad)' : 'var(--ok)';
+    $('scoreline').textContent = `score ${fixed(r.score, 3)}` +
+        (typeof r.threshold === 'number' ? ` (threshold ${fixed(r.threshold, 3)})` : '') +
+        ` · best similarity ${fixed(r.best_similarity, 4)}`;
+    $('reason').textContent = r.reason;
+    $('report').textContent = r.report_id === null ? '' : `reported as #${r.report_id}`;
+    $('matches-title').textContent = anomalous
+        ? 'Closest known defects' : `${r.matches.length} most similar normal images`;
+    releaseThumbnails();
+    $('matches').replaceChildren(...r.matches.map(matchCard));
+    $('result').hidden = false;
+    $('picture').hidden = false;
+  } catch (e) {
+    $('error').textContent = e.message;
+  }
+}
+
+// --- reports ----------------------------------------------------------------------------------
+
+function reportRow(r) {
+  const row = document.createElement('tr');
+  const defects = element('td');
+  for (const m of r.matches.slice(0, 5)) {
+    defects.append(thumbnail(m.thumbnail, `${m.defect} ${fixed(m.similarity, 4)}`));
+  }
+  row.append(element('td', String(r.id)), element('td', r.created), element('td', r.category),
+             element('td', `${fixed(r.score, 3)} / ${fixed(r.threshold, 3)}`),
+             element('td', r.path, 'path'), defects);
+  return row;
+}
+
+async function loadReports() {
+  try {
+    const reports = await api('/v1/reports?limit=30');
+    releaseThumbnails();
+    if (reports.length === 0) {
+      const empty = element('td', 'no reports yet', 'muted');
+      empty.colSpan = 6;
+      const row = document.createElement('tr');
+      row.append(empty);
+      $('report-rows').replaceChildren(row);
+    } else {
+      $('report-rows').replaceChildren(...reports.map(reportRow));
+    }
+  } catch (e) { $('error').textContent = e.message; }
+}
+
+// --- wiring -----------------------------------------------------------------------------------
+
+$('tab-inspect').addEventListener('click', () => show('inspect'));
+$('tab-reports').addEventListener('click', () => show('reports'));
+$('category').addEventListener('change', describeModel);
+$('drop').addEventListener('click', () => $('file').click());
+$('file').addEventListener('change', () => { if ($('file').files[0]) inspect($('file').files[0]); });
+$('drop').addEventListener('dragover', (e) => { e.preventDefault(); $('drop').classList.add('over'); });
+$('drop').addEventListener('dragleave', () => $('drop').classList.remove('over'));
+$('drop').addEventListener('drop', (e) => {
+  e.preventDefault();
+  $('drop').classList.remove('over');
+  if (e.dataTransfer.files[0]) inspect(e.dataTransfer.files[0]);
+});
+$('opacity').addEventListener('input', () => { $('overlay').style.opacity = $('opacity').value / 100; });
+$('token-form').addEventListener('submit', (e) => {
+  e.preventDefault();
+  sessionStorage.setItem('patchvec-token', $('token').value.trim());
+  $('token').value = '';
+  $('token-form').hidden = true;
+  loadCategories();
+});
+loadCategories();
