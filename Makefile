@@ -1,8 +1,11 @@
 # The verbs a newcomer needs. Each is a thin call into scripts/ or CMake.
 BUILD ?= build
+# ASan + UBSan with clang, and the libFuzzer targets: one tree for make test-sanitize and make fuzz.
+SANITIZE_BUILD ?= build-sanitize
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps test-deps build demo test bench format clean
+.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format clean
 
 all: build
 
@@ -26,6 +29,21 @@ test: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	cd $(BUILD) && ctest -j$(JOBS) --output-on-failure
 
+$(SANITIZE_BUILD)/CMakeCache.txt:
+	CC=clang CXX=clang++ cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
+	  -DPATCHVEC_SANITIZE=ON -DPATCHVEC_FUZZ=ON -DPATCHVEC_BUILD_BENCH=OFF
+
+# The whole test suite built with AddressSanitizer and UndefinedBehaviorSanitizer.
+test-sanitize: test-deps $(SANITIZE_BUILD)/CMakeCache.txt
+	cmake --build $(SANITIZE_BUILD) -j$(JOBS)
+	cd $(SANITIZE_BUILD) && ctest -j$(JOBS) --output-on-failure --timeout 900
+
+# Every fuzz target for FUZZ_SECONDS each (scripts/fuzz.sh).
+fuzz: test-deps $(SANITIZE_BUILD)/CMakeCache.txt
+	cmake --build $(SANITIZE_BUILD) -j$(JOBS) --target fuzzers
+	scripts/fuzz.sh $(SANITIZE_BUILD) $(FUZZ_SECONDS)
+
 bench: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	bench/run.sh $(BUILD)
@@ -34,4 +52,4 @@ format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(SANITIZE_BUILD)

@@ -26,6 +26,8 @@ test_packages=(
   postgresql-client                     # psql, for bench/store_load.sh
   wrk                                   # bench/service_load.sh
   chromium nodejs                       # the page's browser test (playwright-core from npm)
+  haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
+  clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

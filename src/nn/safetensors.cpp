@@ -103,11 +103,15 @@ std::map<std::string, TensorEntry> parse_safetensors(std::span<const std::byte> 
       entry.shape = description.at("shape").get<std::vector<std::int64_t>>();
       const auto offsets = description.at("data_offsets").get<std::vector<std::uint64_t>>();
       if (offsets.size() != 2 || offsets[0] > offsets[1]) throw Error(at + "bad data_offsets");
+      std::uint64_t count = 1;
       for (const auto dim : entry.shape) {
         if (dim < 0) throw Error(at + "negative dimension in shape " + shape_string(entry.shape));
+        // No product of dimensions may wrap around: it would match a few bytes to a huge shape.
+        if (dim != 0 && count > (std::uint64_t{1} << 56) / static_cast<std::uint64_t>(dim)) {
+          throw Error(at + "shape " + shape_string(entry.shape) + " is larger than any file");
+        }
+        count *= static_cast<std::uint64_t>(dim);
       }
-      const auto count = std::accumulate(entry.shape.begin(), entry.shape.end(), std::uint64_t{1},
-                                         std::multiplies<>());
       if (offsets[1] > data.size()) {
         throw Error(at + "data ends at byte " + std::to_string(offsets[1]) +
                     " but the file holds " + std::to_string(data.size()) +

@@ -12,6 +12,7 @@
 #include "patchcore/anomaly_map.h"
 #include "patchcore/memory_bank.h"
 #include "patchcore/model_file.h"
+#include "patchcore/model_info.h"
 #include "patchcore/scorer.h"
 #include "util/clock.h"
 #include "util/memory.h"
@@ -21,180 +22,12 @@
 namespace pv {
 namespace {
 
-constexpr const char* kFormatName = "patchvec-model";
-
-const char* upsampling_name(MapUpsampling mode) {
-  return mode == MapUpsampling::kNearest ? "nearest" : "bilinear";
-}
-
 patchcore::Upsampling to_internal(MapUpsampling mode) {
   return mode == MapUpsampling::kNearest ? patchcore::Upsampling::kNearest
                                          : patchcore::Upsampling::kBilinear;
 }
 
-nlohmann::json to_json(const ModelInfo& info) {
-  nlohmann::json j = {
-      {"format", kFormatName},
-      {"category", info.category},
-      {"created", info.created},
-      {"backbone",
-       {{"name", info.backbone.backbone},
-        {"weights", info.backbone.weights.string()},
-        {"weights_sha256", info.backbone.weights_sha256},
-        {"seed", info.backbone.seed},
-        {"pretrained", info.pretrained}}},
-      {"preprocess", {{"image_size", info.image_size}, {"crop_size", info.crop_size}}},
-      {"grid", {{"height", info.grid.height}, {"width", info.grid.width}, {"dim", info.grid.dim}}},
-      {"coreset",
-       {{"ratio", info.coreset_ratio},
-        {"projection_dim", info.projection_dim},
-        {"seed", info.seed},
-        {"covering_radius", info.covering_radius},
-        {"train_images", info.train_images},
-        {"train_patches", info.train_patches},
-        {"bank_size", info.bank_size}}},
-      {"scoring",
-       {{"num_neighbors", info.num_neighbors},
-        {"sigma", info.sigma},
-        {"upsampling", upsampling_name(info.upsampling)}}},
-      {"thresholds", nullptr}};
-  if (info.thresholds) {
-    const Thresholds& t = *info.thresholds;
-    j["thresholds"] = {{"image", t.image},         {"pixel", t.pixel},
-                       {"image_min", t.image_min}, {"image_max", t.image_max},
-                       {"pixel_min", t.pixel_min}, {"pixel_max", t.pixel_max},
-                       {"source", t.source}};
-  }
-  return j;
-}
-
-// Reading a model's metadata strictly: every field present, of its type, within its range; the
-// first problem is an Error naming the field ("coreset.bank_size").
-class Fields {
- public:
-  explicit Fields(const nlohmann::json& root) : root_(root) {}
-
-  const nlohmann::json& at(const std::string& dotted) const {
-    const nlohmann::json* node = &root_;
-    std::size_t begin = 0;
-    while (begin <= dotted.size()) {
-      const std::size_t end = std::min(dotted.find('.', begin), dotted.size());
-      const std::string key = dotted.substr(begin, end - begin);
-      if (!node->is_object() || !node->contains(key)) fail(dotted, "is missing");
-      node = &node->at(key);
-      begin = end + 1;
-    }
-    return *node;
-  }
-
-  std::string text(const std::string& name) const {
-    const auto& v = at(name);
-    if (!v.is_string()) fail(name, "must be text");
-    return v.get<std::string>();
-  }
-  bool flag(const std::string& name) const {
-    const auto& v = at(name);
-    if (!v.is_boolean()) fail(name, "must be true or false");
-    return v.get<bool>();
-  }
-  std::int64_t integer(const std::string& name, std::int64_t min, std::int64_t max) const {
-    const auto& v = at(name);
-    if (!v.is_number_integer()) fail(name, "must be a whole number");
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
-      fail(name, "is " + v.dump() + ", above " + std::to_string(max));
-    }
-    const auto value = v.get<std::int64_t>();
-    if (value < min || value > max) {
-      fail(name, "is " + std::to_string(value) + ", outside " + std::to_string(min) + ".." +
-                     std::to_string(max));
-    }
-    return value;
-  }
-  std::uint64_t unsigned_integer(const std::string& name) const {
-    const auto& v = at(name);
-    if (!v.is_number_unsigned()) fail(name, "must be a whole number >= 0");
-    return v.get<std::uint64_t>();
-  }
-  double number(const std::string& name, double min, double max) const {
-    const auto& v = at(name);
-    if (!v.is_number()) fail(name, "must be a number");
-    const double value = v.get<double>();
-    if (!std::isfinite(value) || value < min || value > max) {
-      fail(name,
-           "is " + v.dump() + ", outside " + std::to_string(min) + ".." + std::to_string(max));
-    }
-    return value;
-  }
-
-  [[noreturn]] static void fail(const std::string& name, const std::string& problem) {
-    throw Error("field " + name + " " + problem);
-  }
-
- private:
-  const nlohmann::json& root_;
-};
-
-constexpr int kMaxImageSize = 4096;  // pixels a side after resizing; beyond is no PatchCore model
-constexpr int kMaxNeighbors = 1000;
-
-ModelInfo from_json(const nlohmann::json& j) {
-  const Fields f(j);
-  if (f.text("format") != kFormatName) Fields::fail("format", "is not " + std::string(kFormatName));
-  ModelInfo info;
-  info.category = f.text("category");
-  check_category_name(info.category);
-  info.created = f.text("created");
-  info.backbone.backbone = f.text("backbone.name");
-  info.backbone.weights = f.text("backbone.weights");
-  info.backbone.weights_sha256 = f.text("backbone.weights_sha256");
-  if (info.backbone.weights_sha256.size() != 64 ||
-      info.backbone.weights_sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {
-    Fields::fail("backbone.weights_sha256", "is not a SHA-256 in hex");
-  }
-  info.backbone.seed = f.unsigned_integer("backbone.seed");
-  info.pretrained = f.flag("backbone.pretrained");
-  info.image_size = static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));
-  info.crop_size = static_cast<int>(f.integer("preprocess.crop_size", 0, info.image_size));
-  info.grid = {f.integer("grid.height", 1, kMaxImageSize),
-               f.integer("grid.width", 1, kMaxImageSize), f.integer("grid.dim", 1, 1 << 16)};
-  info.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);
-  info.projection_dim = f.integer("coreset.projection_dim", 0, 1 << 16);
-  info.seed = f.unsigned_integer("coreset.seed");
-  info.covering_radius = f.number("coreset.covering_radius", 0, 1e30);
-  info.train_images = f.integer("coreset.train_images", 1, std::int64_t{1} << 40);
-  info.train_patches = f.integer("coreset.train_patches", 1, std::int64_t{1} << 50);
-  info.bank_size = f.integer("coreset.bank_size", 1, info.train_patches);
-  const int output = info.crop_size > 0 ? info.crop_size : info.image_size;
-  info.num_neighbors = static_cast<int>(f.integer("scoring.num_neighbors", 1, kMaxNeighbors));
-  info.sigma = f.number("scoring.sigma", 1e-3, patchcore::max_sigma(output));
-  const std::string upsampling = f.text("scoring.upsampling");
-  if (upsampling != "nearest" && upsampling != "bilinear") {
-    Fields::fail("scoring.upsampling", "is '" + upsampling + "', not bilinear or nearest");
-  }
-  info.upsampling = upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
-  if (!f.at("thresholds").is_null()) {
-    const auto value = [&](const char* name) {
-      return static_cast<float>(f.number(std::string("thresholds.") + name, -3e38, 3e38));
-    };
-    info.thresholds = Thresholds{
-        value("image"),     value("pixel"),     value("image_min"),         value("image_max"),
-        value("pixel_min"), value("pixel_max"), f.text("thresholds.source")};
-  }
-  return info;
-}
-
 }  // namespace
-
-void check_category_name(const std::string& name) {
-  const bool control = std::any_of(name.begin(), name.end(), [](char c) {
-    return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-  });
-  if (name.empty() || name.size() > 100 || name.starts_with('.') ||
-      name.find('/') != std::string::npos || control) {
-    throw Error("category name '" + name +
-                "': 1 to 100 characters without '/', control characters or a leading '.'");
-  }
-}
 
 float normalize_score(float score, float threshold, float min, float max) {
   const float range = max - min;
@@ -372,7 +205,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
 
 void Model::save(const std::filesystem::path& path) const {
   const ModelInfo& info = impl_->info;
-  patchcore::write_model_file(path, {.metadata = to_json(info),
+  patchcore::write_model_file(path, {.metadata = patchcore::to_json(info),
                                      .bank = impl_->scorer.bank(),
                                      .bank_neighbors = impl_->scorer.bank_neighbors(),
                                      .batchnorm = info.backbone.batchnorm});
@@ -384,9 +217,14 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
     patchcore::ModelFileContents contents = patchcore::read_model_file(path);
     ModelInfo info;
     try {
-      info = from_json(contents.metadata);
+      info = patchcore::model_info_from(contents.metadata);
     } catch (const nlohmann::json::exception& e) {
       throw Error(where + "corrupt metadata (" + e.what() + ")");
+    } catch (const Error& e) {
+      throw Error(where + e.what());
+    }
+    try {
+      patchcore::check_contents(info, contents);
     } catch (const Error& e) {
       throw Error(where + e.what());
     }
@@ -412,11 +250,6 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
                   std::to_string(info.grid.width) + "x" + std::to_string(info.grid.dim) +
                   ", the backbone gives " + std::to_string(grid.height) + "x" +
                   std::to_string(grid.width) + "x" + std::to_string(grid.dim));
-    }
-    if (contents.bank.size(0) != info.bank_size || contents.bank.size(1) != info.grid.dim) {
-      throw Error(where + "section bank is " + std::to_string(contents.bank.size(0)) + " x " +
-                  std::to_string(contents.bank.size(1)) + ", the metadata says " +
-                  std::to_string(info.bank_size) + " x " + std::to_string(info.grid.dim));
     }
     try {
       patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,

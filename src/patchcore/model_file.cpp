@@ -180,11 +180,16 @@ const SectionEntry& find_section(const std::vector<SectionEntry>& sections, cons
 }  // namespace
 
 ModelFileContents read_model_file(const std::filesystem::path& path) {
-  const std::string where = "model file " + path.string() + ": ";
   std::error_code error;
-  if (!std::filesystem::exists(path, error)) throw Error(where + "does not exist");
+  if (!std::filesystem::exists(path, error)) {
+    throw Error("model file " + path.string() + ": does not exist");
+  }
   const MappedFile file(path);
-  const auto bytes = file.bytes();
+  return read_model_bytes(file.bytes(), path.string());
+}
+
+ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::string& name) {
+  const std::string where = "model file " + name + ": ";
   if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
     throw Error(where + "not a PatchVec model (no PATCHVEC signature)");
   }

@@ -9,11 +9,14 @@
 //                                    batchnorm (safetensors bytes; random backbones only)
 //   end - 64   SHA-256 of everything before it, as hex text
 //
-// Written atomically; read fully checked (magic, version, sizes, checksum) before use.
+// Written atomically; read fully checked (magic, version, sizes, checksum, every section) before
+// use.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <span>
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -32,7 +35,12 @@ struct ModelFileContents {
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents);
 
-// Throws pv::Error naming the file and what is wrong with it.
+// Throws pv::Error naming the file and what is wrong with it: a bad signature, version, size or
+// checksum, or a section table that does not fit the file (bounds, overlap, alignment, dtype,
+// shape), a bank that is not finite or neighbour indices outside the bank.
 ModelFileContents read_model_file(const std::filesystem::path& path);
+
+// The same from bytes in memory; `name` stands for the file in messages.
+ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::string& name);
 
 }  // namespace pv::patchcore

@@ -3,8 +3,10 @@
 #include <bit>
 
 // GCC 12 flags the _mm512_undefined_* placeholders inside its own intrinsic headers.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #include <immintrin.h>
 

@@ -94,12 +94,12 @@ struct RowContext {
   double dot_error;  // see dot_error_coefficient()
 };
 
-// First-pass squared distances and, for each, a lower bound on the true squared distance.
+// First-pass squared distances and, for each, a lower bound on the true squared distance. The
+// body is shared; the two entry points below are compiled for each instruction set (clang
+// cannot clone templates).
 template <typename T>
-__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(const RowContext& c,
-                                                                             const T* dots,
-                                                                             float* approx,
-                                                                             float* lower) {
+inline __attribute__((always_inline)) void first_pass_body(const RowContext& c, const T* dots,
+                                                           float* approx, float* lower) {
   const auto scale = static_cast<float>(2 * c.dot_error * c.query_norm);
   const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff);
   for (std::int64_t j = 0; j < c.size; ++j) {
@@ -108,6 +108,18 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(con
     lower[j] =
         a - scale * c.bank_norms[j] - roundoff * (c.query_squared_norm + c.bank_squared_norms[j]);
   }
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(const RowContext& c,
+                                                                             const float* dots,
+                                                                             float* approx,
+                                                                             float* lower) {
+  first_pass_body(c, dots, approx, lower);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(
+    const RowContext& c, const at::BFloat16* dots, float* approx, float* lower) {
+  first_pass_body(c, dots, approx, lower);
 }
 
 // One query against the whole bank, given its first-pass products `dots` (length M).

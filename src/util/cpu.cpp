@@ -2,13 +2,19 @@
 
 #include <cstdlib>
 
+#include <cpuid.h>
 #include <dlfcn.h>
 
 namespace pv {
 
 bool cpu_has_native_bf16() {
+  // From CPUID itself: clang 14's __builtin_cpu_supports knows neither feature's name.
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bf16") || __builtin_cpu_supports("amx-bf16");
+  if (!__builtin_cpu_supports("avx512f")) return false;  // also checks that the OS enabled it
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool avx512_bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+  const bool amx_bf16 = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22));
+  return avx512_bf16 || amx_bf16;
 }
 
 std::string blas_core_name() {

@@ -327,7 +327,8 @@ TEST_F(ForgedModelFile, FieldsOutOfRange) {
             std::string::npos);
   EXPECT_NE(field("preprocess.crop_size", 300).find("field preprocess.crop_size"),
             std::string::npos);
-  EXPECT_NE(field("grid.dim", 999).find("field grid"), std::string::npos);
+  EXPECT_NE(field("grid.dim", 999).find("999"), std::string::npos);
+  EXPECT_NE(field("grid.height", 5).find("field grid is 5x"), std::string::npos);
   EXPECT_NE(field("coreset.bank_size", 3).find("section bank is"), std::string::npos);
   EXPECT_NE(field("coreset.ratio", 2.5).find("field coreset.ratio"), std::string::npos);
   EXPECT_NE(field("thresholds.image", "high").find("field thresholds.image"), std::string::npos);

@@ -130,7 +130,7 @@ TEST_F(Hardening, NamesAreTextAndChecked) {
                   testing::read_text(testing::patchcore_test_image("blob/000.png")), "image/png");
   ASSERT_EQ(marked->status, 200) << marked->body;
   EXPECT_EQ(json_of(marked)["path"], payload);  // kept as it was: escaping is the page's job
-  for (const std::string bad :
+  for (const std::string& bad :
        {std::string("a%0Ab"), std::string(300, 'x'), std::string("%FF%FE"), std::string("a%00b")}) {
     const auto r = client.Post(("/v1/inspect?category=synthetic&name=" + bad).c_str(), good_png(),
                                "image/png");

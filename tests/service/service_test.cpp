@@ -22,9 +22,6 @@ namespace pv {
 namespace {
 
 using testing::patchcore_test_image;
-std::string data() {
-  return testing::patchcore_data();
-}
 std::string test_image(const std::string& name) {
   return patchcore_test_image(name);
 }
@@ -255,7 +252,7 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
     // The client learns that the store failed, not where it lives or who logs in to it.
     const std::string error = json_of(down)["error"];
     EXPECT_NE(error.find("store or model failed"), std::string::npos) << error;
-    for (const std::string secret : {"patchvec@", "127.0.0.1", "test_service", "PostgreSQL"}) {
+    for (const char* secret : {"patchvec@", "127.0.0.1", "test_service", "PostgreSQL"}) {
       EXPECT_EQ(down->body.find(secret), std::string::npos) << secret << " in " << down->body;
     }
     // The next request reconnects.

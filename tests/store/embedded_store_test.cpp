@@ -249,22 +249,30 @@ TEST(EmbeddedStore, ForgedFilesAreRefused) {
     return std::string("opened");
   };
   // The control: a valid forged file opens.
-  EXPECT_EQ(refusal(forged_store(header({image(1)}), 2, {1, 2})), "opened");
+  EXPECT_EQ(refusal(forged_store(header(nlohmann::json::array({image(1)})), 2, {1, 2})), "opened");
   // Images without embeddings once made every search read past them.
-  EXPECT_NE(refusal(forged_store(header({image(1)}), 0, {})).find("without embeddings"),
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 0, {}))
+                .find("without embeddings"),
             std::string::npos);
   const float nan = std::numeric_limits<float>::quiet_NaN();
-  EXPECT_NE(refusal(forged_store(header({image(1)}), 2, {1, nan})).find("non-finite"),
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 2, {1, nan}))
+                .find("non-finite"),
             std::string::npos);
-  EXPECT_NE(refusal(forged_store(header({image(1), image(1)}), 2, {1, 2, 3, 4})).find("repeated"),
+  EXPECT_NE(
+      refusal(forged_store(header(nlohmann::json::array({image(1), image(1)})), 2, {1, 2, 3, 4}))
+          .find("repeated"),
+      std::string::npos);
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(5)}), 3), 2, {1, 2}))
+                .find("next ids"),
             std::string::npos);
-  EXPECT_NE(refusal(forged_store(header({image(5)}, 3), 2, {1, 2})).find("next ids"),
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1, "magic")})), 2, {1, 2}))
+                .find("source 'magic'"),
             std::string::npos);
-  EXPECT_NE(refusal(forged_store(header({image(1, "magic")}), 2, {1, 2})).find("source 'magic'"),
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 2, {1, 2, 3}))
+                .find("size does not match"),
             std::string::npos);
-  EXPECT_NE(refusal(forged_store(header({image(1)}), 2, {1, 2, 3})).find("size does not match"),
-            std::string::npos);
-  EXPECT_NE(refusal(forged_store(header({image(1)}), 1u << 30, {1, 2})).find("dimension"),
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 1u << 30, {1, 2}))
+                .find("dimension"),
             std::string::npos);
 }
 

@@ -1,0 +1,196 @@
+// Seed corpora for the fuzz targets, generated at build time (nothing binary is committed):
+//   fuzz_seeds OUT   writes OUT/{image,safetensors,model_file,store_file,http}/<seed>
+// Each seed is a small valid input, so that the fuzzer starts from the formats' real structure.
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <patchvec/model.h>
+#include <patchvec/store.h>
+
+#include "nn/safetensors.h"
+#include "patchcore/model_file.h"
+#include "patchcore/model_info.h"
+#include "util/files.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+void write(const fs::path& path, std::span<const std::byte> bytes) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
+}
+
+void write(const fs::path& path, const std::string& text) {
+  write(path, std::as_bytes(std::span(text.data(), text.size())));
+}
+
+void write(const fs::path& path, const std::vector<unsigned char>& bytes) {
+  write(path, std::as_bytes(std::span(bytes.data(), bytes.size())));
+}
+
+std::string text_of(const std::vector<unsigned char>& bytes) {
+  return {bytes.begin(), bytes.end()};
+}
+
+cv::Mat pattern(int width, int height, int type) {
+  cv::Mat image(height, width, type);
+  cv::randu(image, cv::Scalar::all(0),
+            cv::Scalar::all(type == CV_16UC3 || type == CV_16UC1 ? 65535 : 255));
+  cv::GaussianBlur(image, image, {5, 5}, 1.5);
+  return image;
+}
+
+std::vector<unsigned char> encoded(const char* extension, const cv::Mat& image,
+                                   const std::vector<int>& parameters = {}) {
+  std::vector<unsigned char> bytes;
+  cv::imencode(extension, image, bytes, parameters);
+  return bytes;
+}
+
+void image_seeds(const fs::path& out) {
+  write(out / "rgb.png", encoded(".png", pattern(24, 16, CV_8UC3)));
+  write(out / "grey.png", encoded(".png", pattern(17, 9, CV_8UC1)));
+  write(out / "rgb16.png", encoded(".png", pattern(12, 12, CV_16UC3)));
+  write(out / "rgba.png", encoded(".png", pattern(8, 8, CV_8UC4)));
+  write(out / "baseline.jpg", encoded(".jpg", pattern(32, 24, CV_8UC3)));
+  write(out / "grey.jpg", encoded(".jpg", pattern(16, 16, CV_8UC1)));
+  write(out / "progressive.jpg",
+        encoded(".jpg", pattern(40, 8, CV_8UC3), {cv::IMWRITE_JPEG_PROGRESSIVE, 1}));
+  write(out / "rgb.bmp", encoded(".bmp", pattern(10, 7, CV_8UC3)));
+  write(out / "grey.bmp", encoded(".bmp", pattern(9, 5, CV_8UC1)));
+}
+
+void safetensors_seeds(const fs::path& out) {
+  const std::vector<float> weight(12, 0.5f), three = {0.1f, 0.2f, 0.3f}, ones(3, 1.0f);
+  write(out / "module.safetensors", pv::nn::encode_safetensors({{"0.weight", {{3, 4}, weight}},
+                                                                {"0.bias", {{3}, three}},
+                                                                {"1.weight", {{3}, ones}},
+                                                                {"1.bias", {{3}, three}},
+                                                                {"1.running_mean", {{3}, three}},
+                                                                {"1.running_var", {{3}, ones}}}));
+  write(out / "one.safetensors", pv::nn::encode_safetensors({{"0.bias", {{3}, three}}}));
+}
+
+// A model of 2 x 2 patches of 8 values, a bank of 6 with 3 neighbours each: tiny, and valid.
+void model_file_seeds(const fs::path& out, const fs::path& scratch) {
+  pv::ModelInfo info;
+  info.category = "tile";
+  info.created = "2026-11-29T00:00:00Z";
+  info.backbone = {.backbone = "resnet18", .weights_sha256 = std::string(64, 'a')};
+  info.image_size = 16;
+  info.crop_size = 14;
+  info.grid = {2, 2, 8};
+  info.bank_size = 6;
+  info.train_images = 6;
+  info.train_patches = 24;
+  info.coreset_ratio = 0.25;
+  info.num_neighbors = 3;
+  info.sigma = 1;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> normal;
+  at::Tensor bank = at::empty({6, 8});
+  for (std::int64_t i = 0; i < bank.numel(); ++i) bank.data_ptr<float>()[i] = normal(rng);
+  at::Tensor neighbors = at::empty({6, 3}, at::kLong);
+  for (std::int64_t i = 0; i < 6; ++i) {
+    for (std::int64_t k = 0; k < 3; ++k) neighbors[i][k] = (i + k) % 6;
+  }
+  for (const bool thresholds : {false, true}) {
+    if (thresholds) info.thresholds = pv::Thresholds{.image = 1, .pixel = 1, .source = "seed"};
+    const fs::path file = scratch / "seed.pvm";
+    pv::patchcore::write_model_file(
+        file,
+        {.metadata = pv::patchcore::to_json(info), .bank = bank, .bank_neighbors = neighbors});
+    const auto bytes = pv::read_file(file);
+    // Without the checksum: the target appends it.
+    write(out / (thresholds ? "thresholds.pvm" : "plain.pvm"),
+          std::span(bytes).first(bytes.size() - 64));
+  }
+}
+
+void store_file_seeds(const fs::path& out, const fs::path& scratch) {
+  const fs::path file = scratch / "seed.pvs";
+  fs::remove(file);
+  {
+    const auto store = pv::open_embedded_store(file);
+    store->replace_dataset("tile",
+                           std::vector<pv::StoredImage>{
+                               {.path = "a.png", .category = "tile", .embedding = {1, 0, 0}},
+                               {.path = "b.png", .category = "tile", .embedding = {0, 1, 0}}});
+    const auto id = store->add_image({.path = "c.png",
+                                      .category = "tile",
+                                      .split = "added",
+                                      .anomalous = true,
+                                      .defect = "crack",
+                                      .embedding = {0, 0, 1}});
+    store->add_report({.path = "q.png",
+                       .category = "tile",
+                       .score = 2,
+                       .threshold = 1,
+                       .matches = store->nearest(std::vector<float>{0, 0, 1}, 1)});
+    (void)id;
+  }
+  const auto bytes = pv::read_file(file);
+  write(out / "store.pvs", std::span(bytes).first(bytes.size() - 64));
+}
+
+void http_seeds(const fs::path& out) {
+  const std::string png = text_of(encoded(".png", pattern(64, 64, CV_8UC3)));
+  const std::string jpeg = text_of(encoded(".jpg", pattern(80, 48, CV_8UC3)));
+  const auto post = [](const std::string& target, const std::string& type,
+                       const std::string& body) {
+    return "POST " + target + " HTTP/1.1\r\nHost: fuzz\r\nContent-Type: " + type +
+           "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+  };
+  write(out / "inspect_png", post("/v1/inspect?category=tile&name=a.png", "image/png", png));
+  write(out / "inspect_jpeg", post("/v1/inspect?category=tile", "image/jpeg", jpeg));
+  write(out / "inspect_form_typed",
+        post("/v1/inspect?category=tile", "application/x-www-form-urlencoded", png));
+  const std::string boundary = "----fuzzboundary";
+  write(out / "inspect_multipart",
+        post("/v1/inspect?category=tile", "multipart/form-data; boundary=" + boundary,
+             "--" + boundary +
+                 "\r\nContent-Disposition: form-data; name=\"image\"; filename=\"m.png\"\r\n"
+                 "Content-Type: image/png\r\n\r\n" +
+                 png + "\r\n--" + boundary + "--\r\n"));
+  write(
+      out / "inspect_chunked",
+      "POST /v1/inspect?category=tile HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n" + [&] {
+        char size[16];
+        std::snprintf(size, sizeof size, "%zx", png.size());
+        return std::string(size) + "\r\n" + png + "\r\n0\r\n\r\n";
+      }());
+  write(out / "gets",
+        "GET /v1/categories HTTP/1.1\r\n\r\nGET /v1/reports?limit=5&category=tile HTTP/1.1\r\n\r\n"
+        "GET /v1/images/1 HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\nGET /metrics HTTP/1.1\r\n"
+        "\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n");
+  write(out / "range", "GET /app.js HTTP/1.1\r\nRange: bytes=0-10,20-30\r\n\r\n");
+  write(out / "head", "HEAD /livez HTTP/1.0\r\n\r\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 2) {
+    std::fprintf(stderr, "usage: fuzz_seeds OUT\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  const fs::path scratch = out / ".scratch";
+  fs::create_directories(scratch);
+  image_seeds(out / "image");
+  safetensors_seeds(out / "safetensors");
+  model_file_seeds(out / "model_file", scratch);
+  store_file_seeds(out / "store_file", scratch);
+  http_seeds(out / "http");
+  fs::remove_all(scratch);
+  return 0;
+}

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Runs every fuzz target of fuzz/ for a bounded time and prints what each did.
+#
+#   scripts/fuzz.sh BUILD [SECONDS] [TARGET ...]     (make fuzz; FUZZ_SECONDS, default 60)
+#
+# BUILD is a build tree configured with -DPATCHVEC_FUZZ=ON (clang, ASan + UBSan). Corpora grow in
+# BUILD/fuzz-corpus/<target> from one run to the next, seeded by fuzz_seeds (generated, never
+# committed); a crash, sanitizer report, hang (10 s) or blow-up (4 GB) is written to
+# BUILD/fuzz-artifacts/ and makes the script fail. Reproduce one with
+#   BUILD/fuzz/<target>_fuzz BUILD/fuzz-artifacts/<file>
+set -euo pipefail
+
+build=$(realpath "$1")
+seconds=${2:-60}
+shift $(($# > 1 ? 2 : 1))
+targets=("$@")
+[ ${#targets[@]} -gt 0 ] || targets=(image safetensors model_file store_file http)
+source_dir=$(cd "$(dirname "$0")/.." && pwd)
+
+seeds=$(mktemp -d "$build/fuzz-seeds.XXXXXX")
+trap 'rm -rf "$seeds"' EXIT
+artifacts="$build/fuzz-artifacts"
+"$build/fuzz/fuzz_seeds" "$seeds"
+mkdir -p "$artifacts"
+
+# coverage: edges reached / edges instrumented (all of PatchVec linked into the target, not only
+# the parser: the ratio understates how much of the parser is reached).
+printf '%-12s %10s %8s %16s %8s  %s\n' target runs "runs/s" coverage corpus result
+failed=()
+for target in "${targets[@]}"; do
+  corpus="$build/fuzz-corpus/$target"
+  log="$build/fuzz-$target.log"
+  mkdir -p "$corpus"
+  options=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+           -artifact_prefix="$artifacts/$target-")
+  [ -f "$source_dir/fuzz/$target.dict" ] && options+=(-dict="$source_dir/fuzz/$target.dict")
+  result=clean
+  if ! "$build/fuzz/${target}_fuzz" "${options[@]}" "$corpus" "$seeds/$target" >"$log" 2>&1; then
+    result="FOUND: $(grep -m1 -E 'ERROR|SUMMARY|deadly signal|timeout' "$log" || echo "see $log")"
+    failed+=("$target")
+  fi
+  runs=$(grep -m1 'stat::number_of_executed_units' "$log" | awk '{print $2}')
+  rate=$(grep -m1 'stat::average_exec_per_sec' "$log" | awk '{print $2}')
+  reached=$(grep -oE 'cov: [0-9]+' "$log" | tail -1 | awk '{print $2}')
+  edges=$(grep -m1 -oE '[0-9]+ inline 8-bit counters' "$log" | awk '{print $1}')
+  files=$(find "$corpus" -type f | wc -l)
+  printf '%-12s %10s %8s %16s %8s  %s\n' "$target" "${runs:--}" "${rate:--}" \
+    "${reached:--}/${edges:--}" "$files" "$result"
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "fuzz: findings in ${failed[*]} (logs: $build/fuzz-<target>.log, inputs: $artifacts)" >&2
+  exit 1
+fi
