@@ -102,6 +102,15 @@ TEST_F(PatchCoreCli, PredictOnACorruptImageNamesIt) {
   EXPECT_NE(run.output.find("broken.png: corrupt PNG"), std::string::npos) << run.output;
 }
 
+TEST_F(PatchCoreCli, AFailedTrainLeavesNoOutputFolder) {
+  const auto out = *dir_ / "never-created";
+  const CommandResult run = patchvec("train -q --data " + testing::patchcore_data() +
+                                     " --category nosuchcategory --out " + out.string());
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("category nosuchcategory not found"), std::string::npos) << run.output;
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
 TEST_F(PatchCoreCli, PredictReportsABadFileAndScoresTheRest) {
   ASSERT_EQ(train_exit_, 0);
   const auto folder = *dir_ / "mixed";

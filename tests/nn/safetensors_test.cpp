@@ -42,6 +42,18 @@ TEST(Safetensors, RoundTrip) {
   EXPECT_EQ(values[5], 6.f);
 }
 
+TEST(Safetensors, AShapeWhoseProductWrapsAroundIsRefused) {
+  // 2^62 x 4 floats "fit" 0 bytes when the product wraps: it once passed the size check.
+  testing::TempDir dir;
+  testing::write_text(
+      dir / "w.safetensors",
+      with_header(R"({"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}})"));
+  const auto message = error_of(dir / "w.safetensors");
+  EXPECT_NE(message.find("tensor a: shape [4611686018427387904, 4] is larger than any file"),
+            std::string::npos)
+      << message;
+}
+
 TEST(Safetensors, ShorterThanTheLengthField) {
   testing::TempDir dir;
   testing::write_text(dir / "w.safetensors", "abc");
