@@ -10,6 +10,8 @@
 
 #include <patchvec/error.h>
 
+#include "util/json_numbers.h"
+
 namespace pv::nn {
 namespace {
 
@@ -100,8 +102,9 @@ std::map<std::string, TensorEntry> parse_safetensors(std::span<const std::byte> 
                                       [&](const DTypeInfo& d) { return d.name == dtype_text; });
       if (known == kDTypes.end()) throw Error(at + "unsupported dtype " + dtype_text);
       entry.dtype = known->dtype;
-      entry.shape = description.at("shape").get<std::vector<std::int64_t>>();
-      const auto offsets = description.at("data_offsets").get<std::vector<std::uint64_t>>();
+      entry.shape = json_integers<std::int64_t>(description.at("shape"), at + "shape");
+      const auto offsets =
+          json_integers<std::uint64_t>(description.at("data_offsets"), at + "data_offsets");
       if (offsets.size() != 2 || offsets[0] > offsets[1]) throw Error(at + "bad data_offsets");
       std::uint64_t count = 1;
       for (const auto dim : entry.shape) {

@@ -11,6 +11,7 @@
 #include <patchvec/error.h>
 
 #include "util/files.h"
+#include "util/json_numbers.h"
 #include "util/sha256.h"
 
 namespace pv::patchcore {
@@ -129,10 +130,10 @@ std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint6
     if (type == kSectionTypes.end()) throw Error(where + "unknown section '" + name + "'");
     SectionEntry s{.name = name};
     try {
-      s.offset = entry.at("offset").get<std::uint64_t>();
-      s.bytes = entry.at("bytes").get<std::uint64_t>();
+      s.offset = json_integer<std::uint64_t>(entry.at("offset"), field + "offset");
+      s.bytes = json_integer<std::uint64_t>(entry.at("bytes"), field + "bytes");
       s.dtype = entry.at("dtype").get<std::string>();
-      s.shape = entry.at("shape").get<std::vector<std::int64_t>>();
+      s.shape = json_integers<std::int64_t>(entry.at("shape"), field + "shape");
     } catch (const nlohmann::json::exception&) {
       throw Error(field + "offset, bytes, dtype and shape must be given as numbers and text");
     }
@@ -217,8 +218,8 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
   try {
     if (header.contains("sections") && header.at("sections").is_object()) {
       for (const auto& [name, section] : header.at("sections").items()) {
-        const auto offset = section.at("offset").get<std::uint64_t>();
-        const auto size = section.at("bytes").get<std::uint64_t>();
+        const auto offset = json_integer<std::uint64_t>(section.at("offset"), where + name);
+        const auto size = json_integer<std::uint64_t>(section.at("bytes"), where + name);
         if (offset > (std::uint64_t{1} << 50) || size > (std::uint64_t{1} << 50)) {
           throw Error(where + "section " + name + ": offset or size beyond any file");
         }

@@ -11,6 +11,7 @@
 #include <patchvec/error.h>
 
 #include "patchcore/anomaly_map.h"
+#include "util/json_numbers.h"
 
 namespace pv {
 
@@ -104,12 +105,7 @@ class Fields {
     return v.get<bool>();
   }
   std::int64_t integer(const std::string& name, std::int64_t min, std::int64_t max) const {
-    const auto& v = at(name);
-    if (!v.is_number_integer()) fail(name, "must be a whole number");
-    if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(max)) {
-      fail(name, "is " + v.dump() + ", above " + std::to_string(max));
-    }
-    const auto value = v.get<std::int64_t>();
+    const auto value = json_integer<std::int64_t>(at(name), "field " + name);
     if (value < min || value > max) {
       fail(name, "is " + std::to_string(value) + ", outside " + std::to_string(min) + ".." +
                      std::to_string(max));
@@ -117,9 +113,7 @@ class Fields {
     return value;
   }
   std::uint64_t unsigned_integer(const std::string& name) const {
-    const auto& v = at(name);
-    if (!v.is_number_unsigned()) fail(name, "must be a whole number >= 0");
-    return v.get<std::uint64_t>();
+    return json_integer<std::uint64_t>(at(name), "field " + name);
   }
   double number(const std::string& name, double min, double max) const {
     const auto& v = at(name);

@@ -27,6 +27,7 @@
 
 #include "util/clock.h"
 #include "util/files.h"
+#include "util/json_numbers.h"
 #include "util/sha256.h"
 
 namespace pv {
@@ -48,7 +49,7 @@ nlohmann::json image_json(const StoredImage& image) {
 
 StoredImage image_from(const nlohmann::json& j) {
   StoredImage image;
-  image.id = j.at("id").get<std::int64_t>();
+  image.id = json_integer<std::int64_t>(j.at("id"), "image id");
   image.path = j.at("path").get<std::string>();
   image.category = j.at("category").get<std::string>();
   image.split = j.at("split").get<std::string>();
@@ -59,7 +60,7 @@ StoredImage image_from(const nlohmann::json& j) {
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
   image.verdict = j.at("verdict").get<std::string>();
-  if (!j.at("score").is_null()) image.score = j.at("score").get<float>();
+  if (!j.at("score").is_null()) image.score = json_real<float>(j.at("score"), "image score");
   return image;
 }
 
@@ -76,15 +77,16 @@ nlohmann::json report_json(const AnomalyReport& r) {
 
 AnomalyReport report_from(const nlohmann::json& j) {
   AnomalyReport r;
-  r.id = j.at("id").get<std::int64_t>();
+  r.id = json_integer<std::int64_t>(j.at("id"), "report id");
   r.path = j.at("path").get<std::string>();
   r.category = j.at("category").get<std::string>();
-  r.score = j.at("score").get<float>();
-  r.threshold = j.at("threshold").get<float>();
-  r.best_similarity = j.at("best_similarity").get<double>();
+  r.score = json_real<float>(j.at("score"), "report score");
+  r.threshold = json_real<float>(j.at("threshold"), "report threshold");
+  r.best_similarity = json_real<double>(j.at("best_similarity"), "report similarity");
   r.created = j.at("created").get<std::string>();
   for (const auto& m : j.at("matches")) {
-    r.matches.push_back({image_from(m.at("image")), m.at("similarity").get<double>()});
+    r.matches.push_back(
+        {image_from(m.at("image")), json_real<double>(m.at("similarity"), "match similarity")});
   }
   return r;
 }
@@ -129,9 +131,11 @@ Contents decode(std::span<const std::byte> bytes, const std::string& where) {
         std::string_view(reinterpret_cast<const char*>(bytes.data() + kPrefix), header_length));
     for (const auto& j : header.at("images")) c.images.push_back(image_from(j));
     for (const auto& j : header.at("reports")) c.reports.push_back(report_from(j));
-    c.next_image_id = header.at("next_image_id").get<std::int64_t>();
-    c.next_report_id = header.at("next_report_id").get<std::int64_t>();
+    c.next_image_id = json_integer<std::int64_t>(header.at("next_image_id"), "next_image_id");
+    c.next_report_id = json_integer<std::int64_t>(header.at("next_report_id"), "next_report_id");
   } catch (const nlohmann::json::exception& e) {
+    throw Error(where + ": corrupt header (" + e.what() + ")");
+  } catch (const Error& e) {
     throw Error(where + ": corrupt header (" + e.what() + ")");
   }
   // The checksum proves the file unchanged, not valid: every field is checked before use.

@@ -104,7 +104,8 @@ INSTANTIATE_TEST_SUITE_P(Formats, DecodeMatchesPil,
                                            "square224.png", "interlaced.png", "rgb16.png",
                                            "rgb16_interlaced.png", "bits1.png", "grey.jpg",
                                            "progressive.jpg", "subsampled.jpg", "trailer.jpg",
-                                           "rgb24.bmp", "palette8.bmp"),
+                                           "rgb24.bmp", "palette8.bmp", "bits1.bmp", "rgba32.bmp",
+                                           "rle8.bmp", "topdown.bmp"),
                          [](const auto& info) {
                            std::string name = info.param;
                            for (char& c : name) c = std::isalnum(c) ? c : '_';
@@ -204,6 +205,11 @@ TEST(LoadImage, DecodersPrintNothing) {
     EXPECT_THROW(decode_image(as_bytes(png), "flipped.png"), ImageError);
     EXPECT_THROW(decode_image(as_bytes(jpeg), "flipped.jpg"), ImageError);
     EXPECT_THROW(decode_image(as_bytes(png.substr(0, 100)), "cut.png"), ImageError);
+    std::string bmp = testing::read_text(fixture_image("rgb24.bmp"));
+    bmp[30] = '\x09';  // an unknown compression: OpenCV's reader printed it to stderr
+    EXPECT_THROW(decode_image(as_bytes(bmp), "odd.bmp"), ImageError);
+    const std::string rle = testing::read_text(fixture_image("rle8.bmp"));
+    EXPECT_THROW(decode_image(as_bytes(rle.substr(0, rle.size() / 2)), "cut.bmp"), ImageError);
   });
   EXPECT_EQ(printed, "");
 }

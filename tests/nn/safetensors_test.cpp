@@ -54,6 +54,23 @@ TEST(Safetensors, AShapeWhoseProductWrapsAroundIsRefused) {
       << message;
 }
 
+TEST(Safetensors, ANumberTooLargeForItsTypeIsRefused) {
+  // Found by the safetensors fuzz target: a 128-digit offset parses as the double 1e127, whose
+  // conversion to an integer was undefined behaviour (UBSan).
+  testing::TempDir dir;
+  testing::write_text(dir / "w.safetensors",
+                      with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[0,1)" +
+                                  std::string(127, '0') + "]}}"));
+  const auto message = error_of(dir / "w.safetensors");
+  EXPECT_NE(message.find("tensor a: data_offsets must be a whole number"), std::string::npos)
+      << message;
+  testing::write_text(
+      dir / "w.safetensors",
+      with_header(R"({"a":{"dtype":"F32","shape":[1.5],"data_offsets":[0,4]}})", 4));
+  EXPECT_NE(error_of(dir / "w.safetensors").find("tensor a: shape must be a whole number"),
+            std::string::npos);
+}
+
 TEST(Safetensors, ShorterThanTheLengthField) {
   testing::TempDir dir;
   testing::write_text(dir / "w.safetensors", "abc");

@@ -206,6 +206,11 @@ void forge(const std::filesystem::path& path, const std::function<void(Header&)>
   std::uint64_t layout_end = 24 + length;
   bool plausible = true;
   for (const auto& [name, section] : header["sections"].items()) {
+    if (!section["offset"].is_number_integer() || !section["bytes"].is_number_integer() ||
+        section["offset"].get<std::int64_t>() < 0) {
+      plausible = false;
+      continue;
+    }
     const auto offset = section["offset"].get<std::uint64_t>();
     const auto size = section["bytes"].get<std::uint64_t>();
     plausible &= offset < (1u << 30) && size < (1u << 30);
@@ -259,6 +264,21 @@ TEST_F(ForgedModelFile, SectionOutsideTheFile) {
   EXPECT_NE(refusal([](Header& h) {
               h["sections"]["bank"]["offset"] = 64;
             }).find("section bank: bytes 64+"),
+            std::string::npos);
+}
+
+TEST_F(ForgedModelFile, NumbersOfTheWrongKind) {
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["offset"] = 1e127;
+            }).find("must be a whole number"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["sections"]["bank"]["shape"][1] = 384.5;
+            }).find("shape must be a whole number"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["coreset"]["bank_size"] = 1e300;
+            }).find("field coreset.bank_size must be a whole number"),
             std::string::npos);
 }
 
