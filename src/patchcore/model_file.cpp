@@ -21,6 +21,7 @@ constexpr char kMagic[8] = {'P', 'A', 'T', 'C', 'H', 'V', 'E', 'C'};
 constexpr std::size_t kPreambleBytes = 24;
 constexpr std::size_t kChecksumBytes = 64;  // SHA-256 as hex text
 constexpr std::size_t kAlignment = 64;
+constexpr float kMaxBankValue = 1e12f;
 
 std::size_t align(std::size_t offset) {
   return (offset + kAlignment - 1) / kAlignment * kAlignment;
@@ -248,8 +249,10 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
   }
   contents.bank = at::empty(bank.shape, at::kFloat);
   std::memcpy(contents.bank.data_ptr(), span_of(bank).data(), bank.bytes);
-  if (!at::isfinite(contents.bank).all().item<bool>()) {
-    throw Error(where + "section bank: holds NaN or infinite values");
+  // Features of a backbone are far below this; beyond it squared distances overflow float32.
+  if (!at::isfinite(contents.bank).all().item<bool>() ||
+      contents.bank.abs().max().item<float>() > kMaxBankValue) {
+    throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
   }
   const SectionEntry& neighbors = find_section(sections, "bank_neighbors", where);
   if (neighbors.shape.size() != 2 || neighbors.shape[0] != bank.shape[0]) {

@@ -60,9 +60,12 @@ class TopK {
     return static_cast<int>(values_.size()) < k_ ? std::numeric_limits<float>::infinity()
                                                  : values_.back();
   }
+  // Until k values are kept every value is taken, infinite ones too (a vector whose distance
+  // overflows is still a neighbour when fewer than k are nearer).
   void offer(float value, std::int64_t index) {
-    if (value >= worst()) return;
-    if (static_cast<int>(values_.size()) == k_) {
+    const bool full = static_cast<int>(values_.size()) == k_;
+    if (full && !(value < values_.back())) return;
+    if (full) {
       values_.pop_back();
       indices_.pop_back();
     }

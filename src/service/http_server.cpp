@@ -157,24 +157,24 @@ class DeadlineStream final : public httplib::Stream {
   }
 
   void get_remote_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage address{};
-    socklen_t length = sizeof address;
-    ::getpeername(sock_, reinterpret_cast<sockaddr*>(&address), &length);
-    ip = address_of(address);
-    port = port_of(address);
+    endpoint(::getpeername, ip, port);
   }
-
   void get_local_ip_and_port(std::string& ip, int& port) const override {
-    sockaddr_storage address{};
-    socklen_t length = sizeof address;
-    ::getsockname(sock_, reinterpret_cast<sockaddr*>(&address), &length);
-    ip = address_of(address);
-    port = port_of(address);
+    endpoint(::getsockname, ip, port);
   }
 
   socket_t socket() const override { return sock_; }
 
  private:
+  // The address getpeername or getsockname gives for this socket.
+  void endpoint(int (*get)(int, sockaddr*, socklen_t*), std::string& ip, int& port) const {
+    sockaddr_storage address{};
+    socklen_t length = sizeof address;
+    get(sock_, reinterpret_cast<sockaddr*>(&address), &length);
+    ip = address_of(address);
+    port = port_of(address);
+  }
+
   // poll() in slices, so that a stopping server does not wait for its slowest client.
   bool wait(short events, Clock::time_point until) const {
     for (;;) {

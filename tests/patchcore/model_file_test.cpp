@@ -325,6 +325,11 @@ TEST_F(ForgedModelFile, NonFiniteBank) {
     put_at(bytes, section_offset(h, "bank") + 4 * 7, std::numeric_limits<float>::quiet_NaN());
   });
   EXPECT_NE(message.find("section bank: holds NaN"), std::string::npos) << message;
+  // Found by the model_file fuzz target: finite values so large that distances overflow.
+  const std::string huge = refusal({}, [](Bytes& bytes, const Header& h) {
+    put_at(bytes, section_offset(h, "bank") + 4 * 3, 3e37f);
+  });
+  EXPECT_NE(huge.find("implausibly large"), std::string::npos) << huge;
 }
 
 TEST_F(ForgedModelFile, FieldsOutOfRange) {

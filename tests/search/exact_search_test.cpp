@@ -97,6 +97,22 @@ TEST(ExactSearch, KEqualToBankSizeSortsEverything) {
   EXPECT_TRUE(at::equal(all.distances, std::get<0>(all.distances.sort(1))));
 }
 
+TEST(ExactSearch, DistancesThatOverflowStillGiveKNeighbours) {
+  // Found by the model_file fuzz target: a vector so far away that its squared distance is
+  // infinite in float32 was never kept, and the search read past the k it had.
+  for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    at::Tensor bank = at::randn({6, 4});
+    bank[5].fill_(3e19f);
+    const Neighbors all =
+        ExactSearch(bank, {.precision = precision}).search(bank.narrow(0, 0, 2), 6);
+    ASSERT_EQ(all.indices.size(1), 6);
+    for (std::int64_t q = 0; q < 2; ++q) {
+      EXPECT_TRUE(at::equal(std::get<0>(all.indices[q].sort()), at::arange(6, at::kLong)));
+      EXPECT_EQ(all.indices[q][5].item<std::int64_t>(), 5);  // the far one last
+    }
+  }
+}
+
 TEST(ExactSearch, BadArgumentsAreErrors) {
   const ExactSearch search(at::randn({10, 8}));
   EXPECT_THROW(search.search(at::randn({2, 7}), 1), Error);
