@@ -146,25 +146,71 @@ async function inspect(file) {
 
 // --- reports ----------------------------------------------------------------------------------
 
+// The operator's decision: false alarm, or a defect with its type.
+async function resolve(id, body) {
+  await api(`/v1/reports/${id}/resolve`, {
+    method: 'POST', body: JSON.stringify(body), headers: { 'Content-Type': 'application/json' },
+  });
+}
+
+function decisionCell(r) {
+  const cell = element('td', undefined, 'decision');
+  if (r.status === 'resolved') {
+    const what = r.resolution === 'defect' ? `defect: ${r.defect}` : 'false alarm';
+    cell.append(element('div', what, r.resolution === 'defect' ? 'anomalous' : 'normal'),
+                element('div', `by ${r.resolved_by || '?'} · ${r.resolved_at || ''}`, 'resolved'));
+    if (r.note) cell.append(element('div', r.note, 'resolved'));
+    return cell;
+  }
+  const decide = async (body) => {
+    try {
+      await resolve(r.id, body);
+      $('error').textContent = '';
+      loadReports();
+    } catch (e) { $('error').textContent = e.message; }
+  };
+  const good = element('button', 'False alarm');
+  good.className = 'false-alarm';
+  good.addEventListener('click', () => decide({ resolution: 'false_alarm' }));
+  const type = document.createElement('input');
+  type.placeholder = 'defect type';
+  type.className = 'defect-type';
+  const bad = element('button', 'Defect');
+  bad.className = 'defect';
+  bad.addEventListener('click', () => {
+    if (!type.value.trim()) { $('error').textContent = 'name the defect type first'; return; }
+    decide({ resolution: 'defect', defect: type.value.trim() });
+  });
+  cell.append(good, type, bad);
+  return cell;
+}
+
 function reportRow(r) {
   const row = document.createElement('tr');
+  row.dataset.id = r.id;
+  row.dataset.status = r.status;
   const defects = element('td');
   for (const m of r.matches.slice(0, 5)) {
     defects.append(thumbnail(m.thumbnail, `${m.defect} ${fixed(m.similarity, 4)}`));
   }
+  const image = element('td', undefined, 'path');
+  const picture = thumbnail(r.image_url, r.path);
+  picture.className = 'reported';
+  image.append(picture, element('div', r.path));
   row.append(element('td', String(r.id)), element('td', r.created), element('td', r.category),
-             element('td', `${fixed(r.score, 3)} / ${fixed(r.threshold, 3)}`),
-             element('td', r.path, 'path'), defects);
+             element('td', `${fixed(r.score, 3)} / ${fixed(r.threshold, 3)}`), image, defects,
+             decisionCell(r));
   return row;
 }
 
 async function loadReports() {
   try {
-    const reports = await api('/v1/reports?limit=30');
+    const status = $('report-status').value;
+    const reports = await api('/v1/reports?limit=30' + (status ? '&status=' + status : ''));
     releaseThumbnails();
     if (reports.length === 0) {
-      const empty = element('td', 'no reports yet', 'muted');
-      empty.colSpan = 6;
+      const empty = element('td', 'no reports', 'muted');
+      empty.colSpan = 7;
       const row = document.createElement('tr');
       row.append(empty);
       $('report-rows').replaceChildren(row);
@@ -179,6 +225,7 @@ async function loadReports() {
 $('tab-inspect').addEventListener('click', () => show('inspect'));
 $('tab-reports').addEventListener('click', () => show('reports'));
 $('category').addEventListener('change', describeModel);
+$('report-status').addEventListener('change', loadReports);
 $('drop').addEventListener('click', () => $('file').click());
 $('file').addEventListener('change', () => { if ($('file').files[0]) inspect($('file').files[0]); });
 $('drop').addEventListener('dragover', (e) => { e.preventDefault(); $('drop').classList.add('over'); });

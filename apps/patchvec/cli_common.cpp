@@ -36,6 +36,22 @@ void add_embedder_options(CLI::App& command, EmbedderOptions& options) {
   add_image_limit_option(command, options.image_limits);
 }
 
+void add_store_options(CLI::App& command, StoreLocation& location) {
+  command.add_option("--db", location.db,
+                     "PostgreSQL + pgvector: a libpq URL, postgresql://user:pass@host:port/db (PG* "
+                     "environment variables fill in what it leaves out)");
+  command.add_option(
+      "--store", location.file,
+      "Embedded store file (default: store.pvs beside the model) when --db is not given");
+  command.add_flag(
+      "--exact", location.exact,
+      "PostgreSQL: exact scans instead of the HNSW index (the embedded store is exact)");
+}
+
+std::filesystem::path store_beside(const std::filesystem::path& model) {
+  return model.empty() ? std::filesystem::path() : model.parent_path() / "store.pvs";
+}
+
 void add_image_limit_option(CLI::App& command, ImageLimits& limits) {
   command
       .add_option("--max-pixels", limits.max_pixels,
@@ -122,6 +138,30 @@ nlohmann::ordered_json to_json(const PredictTimings& t) {
             {"map", t.map_seconds * per_image}}}};
 }
 
+nlohmann::ordered_json operating_points_json(const EvaluationReport& report) {
+  const auto point = [](const OperatingPoint& p) {
+    return nlohmann::ordered_json{{"threshold", p.threshold},
+                                  {"false_alarm_rate", p.false_alarm_rate},
+                                  {"detection_rate", p.detection_rate}};
+  };
+  nlohmann::ordered_json used = point(report.at_used);
+  used["method"] = threshold_method_name(report.used.method);
+  return {{"in_use", used}, {"f1_optimal", point(report.at_f1)}};
+}
+
+void print_operating_points(std::FILE* out, const EvaluationReport& report) {
+  const auto line = [&](const char* name, const OperatingPoint& p) {
+    std::fprintf(out,
+                 "  %-22s threshold %9.4g: false alarms %5.1f %% of good, detected %5.1f %% of "
+                 "defective\n",
+                 name, p.threshold, 100 * p.false_alarm_rate, 100 * p.detection_rate);
+  };
+  const std::string in_use =
+      std::string("in use (") + threshold_method_name(report.used.method) + ")";
+  line(in_use.c_str(), report.at_used);
+  line("f1-optimal", report.at_f1);
+}
+
 nlohmann::ordered_json to_json(const EvaluationReport& report) {
   nlohmann::ordered_json images = nlohmann::ordered_json::object();
   for (const auto& image : report.images) {
@@ -145,6 +185,12 @@ nlohmann::ordered_json to_json(const EvaluationReport& report) {
       {"f1_optimal",
        {{"image_threshold", report.computed.image}, {"pixel_threshold", report.computed.pixel}}},
       {"image_f1", report.image_f1},
+      {"threshold_method", threshold_method_name(report.used.method)},
+      {"threshold_description", report.used.source},
+      {"operating_points", operating_points_json(report)},
+      {"defect_precision_at_5", number_or_null(report.defect_precision_at_5)},
+      {"defect_precision_at_5_mean_pooling",
+       number_or_null(report.defect_precision_at_5_mean_pooling)},
       {"normalization",
        {{"image_min", report.used.image_min},
         {"image_max", report.used.image_max},

@@ -13,6 +13,7 @@
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
 #include <patchvec/service.h>
+#include <patchvec/store.h>
 
 namespace pv::cli {
 
@@ -26,6 +27,12 @@ void add_image_limit_option(CLI::App& command, ImageLimits& limits);
 // a model.
 void add_model_load_options(CLI::App& command, ModelLoadOptions& options);
 
+// --db, --store, --exact: which vector store (PostgreSQL + pgvector, or the embedded one).
+void add_store_options(CLI::App& command, StoreLocation& location);
+
+// The embedded store's default file: store.pvs beside `model`.
+std::filesystem::path store_beside(const std::filesystem::path& model);
+
 // Writes `json` to `path` ("-" = stdout), atomically for files.
 void write_json(const std::string& path, const nlohmann::ordered_json& json);
 
@@ -36,6 +43,11 @@ void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports);
 std::FILE* human_output(const std::string& json_target);
 
 nlohmann::ordered_json to_json(const EvaluationReport& report);
+
+// The two operating points of an evaluation (the thresholds in use, F1-optimal): false-alarm and
+// detection rates on the test split.
+nlohmann::ordered_json operating_points_json(const EvaluationReport& report);
+void print_operating_points(std::FILE* out, const EvaluationReport& report);
 
 // NaN (a metric that does not apply) becomes null.
 nlohmann::ordered_json number_or_null(double value);

@@ -11,7 +11,8 @@ void add_eval_command(CLI::App& app);
 void add_predict_command(CLI::App& app);
 void add_synth_command(CLI::App& app);
 void add_demo_command(CLI::App& app);
-void add_store_commands(CLI::App& app);
-void add_serve_command(CLI::App& app);  // index, search, add-anomaly, reports
+void add_store_commands(CLI::App& app);  // index, search, add-anomaly, reports, resolve
+void add_update_command(CLI::App& app);
+void add_serve_command(CLI::App& app);
 
 }  // namespace pv::cli

@@ -8,10 +8,12 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/indexing.h>
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
 #include <patchvec/synth.h>
+#include <patchvec/training.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -28,8 +30,9 @@ struct DemoArgs {
   bool quick = false;
   std::string json;
   PatchCoreOptions model;
+  std::string threshold = "far:0.01";
   std::size_t k = 10;
-  double min_similarity = kDefaultMinSimilarity;
+  std::optional<double> min_similarity;
   std::string db;  // PostgreSQL + pgvector instead of the embedded store
   bool serve = false;
   int port = 8080;
@@ -51,29 +54,6 @@ synth::DatasetOptions dataset_options(bool quick) {
   return options;
 }
 
-std::vector<StoredImage> stored_images(const Category& category, const EvaluationReport& report,
-                                       std::vector<std::vector<float>> train_embeddings) {
-  std::vector<StoredImage> images;
-  for (std::size_t i = 0; i < category.train.size(); ++i) {
-    images.push_back({.path = category.train[i].image.string(),
-                      .category = category.name,
-                      .split = "train",
-                      .embedding = std::move(train_embeddings[i])});
-  }
-  for (std::size_t i = 0; i < category.test.size(); ++i) {
-    const ImageResult& r = report.images[i];
-    images.push_back({.path = category.test[i].image.string(),
-                      .category = category.name,
-                      .split = "test",
-                      .anomalous = r.label == 1,
-                      .defect = r.defect,
-                      .score = r.score,
-                      .verdict = r.anomalous ? "anomalous" : "normal",
-                      .embedding = r.embedding});
-  }
-  return images;
-}
-
 void run_demo(const DemoArgs& args) {
   Stopwatch total;
   const std::filesystem::path data = args.out / "data";
@@ -88,43 +68,46 @@ void run_demo(const DemoArgs& args) {
   }
 
   std::filesystem::create_directories(models);
-  std::unique_ptr<VectorStore> store;
-  if (args.db.empty()) {
-    std::filesystem::remove(models / "store.pvs");  // every category is retrained: start afresh
-    store = open_embedded_store(models / "store.pvs");
-  } else {
-    store = open_postgres_store(args.db);
-  }
+  // Each category's dataset images are replaced; what a user added to the store stays.
+  std::unique_ptr<VectorStore> store = open_store({.db = args.db}, models / "store.pvs");
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   std::vector<Model> trained;
   for (const std::string& name : synth_options.categories) {
     log::info("== " + name + ": train, evaluate, index");
     const Category category = read_category(data, name);
-    std::vector<std::filesystem::path> train;
-    for (const Sample& s : category.train) train.push_back(s.image);
-    FitReport fit;
-    std::vector<std::vector<float>> train_embeddings;
-    Model model = Model::fit(train, name, args.model, &fit, &train_embeddings);
-    EvaluationReport report =
-        evaluate(model, category,
-                 {.overlays_dir = pictures / name, .roc_png = pictures / (name + "_roc.png")});
-    model.set_thresholds(thresholds_from(report));
+    TrainResult result =
+        train_category(category, {.model = args.model,
+                                  .thresholds = parse_threshold_policy(args.threshold),
+                                  .evaluation = {.overlays_dir = pictures / name,
+                                                 .roc_png = pictures / (name + "_roc.png")}});
+    Model& model = result.model;
+    const FitReport& fit = result.fit;
+    EvaluationReport report = std::move(*result.evaluation);
     model.save(models / (name + ".pvm"));
-    store->replace_dataset(name, stored_images(category, report, std::move(train_embeddings)));
+    store->replace_dataset(name, dataset_images(category, result.train_embeddings, report.images));
     store->replace_patches(name, model.memory_bank(),
                            static_cast<std::size_t>(model.info().grid.dim));
-    categories.push_back({{"category", name},
-                          {"image_auroc", report.image_auroc},
-                          {"pixel_auroc", number_or_null(report.pixel_auroc)},
-                          {"pro", number_or_null(report.pro)},
-                          {"image_threshold", report.used.image},
-                          {"image_f1", report.image_f1},
-                          {"train_images", category.train.size()},
-                          {"test_images", category.test.size()},
-                          {"bank_size", model.info().bank_size},
-                          {"fit_seconds", fit.total_seconds},
-                          {"evaluate_seconds", report.seconds}});
+    categories.push_back(
+        {{"category", name},
+         {"image_auroc", report.image_auroc},
+         {"pixel_auroc", number_or_null(report.pixel_auroc)},
+         {"pro", number_or_null(report.pro)},
+         {"image_threshold", report.used.image},
+         {"threshold", report.used.source},
+         {"image_f1", report.image_f1},
+         {"operating_points", operating_points_json(report)},
+         {"min_similarity", model.info().similarity
+                                ? nlohmann::ordered_json(model.info().similarity->min_similarity)
+                                : nlohmann::ordered_json()},
+         {"defect_precision_at_5", number_or_null(report.defect_precision_at_5)},
+         {"defect_precision_at_5_mean_pooling",
+          number_or_null(report.defect_precision_at_5_mean_pooling)},
+         {"train_images", category.train.size()},
+         {"test_images", category.test.size()},
+         {"bank_size", model.info().bank_size},
+         {"fit_seconds", fit.total_seconds},
+         {"evaluate_seconds", report.seconds}});
     reports.push_back(std::move(report));
     trained.push_back(std::move(model));
   }
@@ -134,6 +117,16 @@ void run_demo(const DemoArgs& args) {
   }
   std::printf("\n");
   print_table(stdout, reports);
+  std::printf(
+      "Thresholds (from good images; the test split's rates at them and at anomalib's "
+      "F1-optimal ones):\n");
+  for (std::size_t c = 0; c < reports.size(); ++c) {
+    const ModelInfo& info = trained[c].info();
+    std::printf("%s: %s; similarity rule: best similarity >= %.4f\n", info.category.c_str(),
+                info.thresholds->source.c_str(),
+                info.similarity ? info.similarity->min_similarity : kDefaultMinSimilarity);
+    print_operating_points(stdout, reports[c]);
+  }
 
   // New images the store has never seen: one normal and one defective per category.
   const std::filesystem::path queries = args.out / "queries";
@@ -220,7 +213,11 @@ category and the embedded store), <out>/pictures (overlays, ROC curves, query he
                   "Keep the embeddings in PostgreSQL + pgvector (a libpq URL) instead of the "
                   "embedded store");
   cmd->add_option("--min-similarity", args->min_similarity,
-                  "Cosine similarity a normal image needs to its closest known normal image")
+                  "Cosine similarity a normal image needs to its closest known normal image "
+                  "(default: each model's calibrated rule)");
+  cmd->add_option("--threshold", args->threshold,
+                  "How thresholds are set: far:R (good images, false-alarm rate R), f1, or a "
+                  "number (see train --help)")
       ->capture_default_str();
   cmd->callback([args] {
     args->model.max_memory_bytes = physical_memory_bytes() / 2;

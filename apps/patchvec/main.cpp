@@ -32,6 +32,8 @@ Examples:
   patchvec train --data mvtec --category tile --weights wide_resnet50_2.safetensors --out models
   patchvec index --model models/tile.pvm --data mvtec --db postgresql://localhost/patchvec
   patchvec search part.png --model models/tile.pvm --db postgresql://localhost/patchvec
+  patchvec resolve --report 17 --false-alarm --model models/tile.pvm --db postgresql://...
+  patchvec update --model models/tile.pvm --from-reports --db postgresql://localhost/patchvec
 
 Run 'patchvec <command> --help' for the options of a command.)";
 
@@ -48,7 +50,8 @@ void use_fast_blas(int argc, char** argv) {
   if (command == nullptr) return;
   const std::string name = command;
   if (name != "train" && name != "eval" && name != "predict" && name != "demo" && name != "index" &&
-      name != "search" && name != "add-anomaly" && name != "serve")
+      name != "search" && name != "add-anomaly" && name != "serve" && name != "update" &&
+      name != "resolve")
     return;
   const std::string core = pv::better_blas_core();
   if (core.empty()) return;
@@ -73,6 +76,7 @@ int main(int argc, char** argv) {
   pv::cli::add_synth_command(app);
   pv::cli::add_demo_command(app);
   pv::cli::add_store_commands(app);
+  pv::cli::add_update_command(app);
   pv::cli::add_serve_command(app);
 
   try {

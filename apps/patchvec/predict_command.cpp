@@ -6,6 +6,7 @@
 
 #include "cli_common.h"
 #include "commands.h"
+#include "util/npy.h"
 
 namespace pv::cli {
 namespace {
@@ -15,8 +16,31 @@ struct PredictArgs {
   std::vector<std::string> images;
   bool json = false;
   std::filesystem::path heatmaps;
+  std::filesystem::path maps;
   ModelLoadOptions load;
 };
+
+// <folder>/<parent>_<stem><suffix>: test/scratch/000.png and test/good/000.png stay apart.
+std::filesystem::path beside(const std::filesystem::path& folder,
+                             const std::filesystem::path& image, const std::string& suffix) {
+  const auto parent = image.parent_path().filename().string();
+  return folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + suffix);
+}
+
+// The map at the crop size, and on the whole original image (NaN outside the crop), as .npy.
+std::pair<std::string, std::string> write_maps(const std::filesystem::path& folder,
+                                               const std::filesystem::path& image,
+                                               const Model& model, const Prediction& p) {
+  std::filesystem::create_directories(folder);
+  const auto crop = beside(folder, image, "_map.npy");
+  write_npy(crop, std::vector<std::int64_t>{p.map.height, p.map.width}, p.map.values);
+  const ImageHeader header = read_image_header(image);
+  const AnomalyMap original = map_on_original(p.map, model.info().image_size,
+                                              model.info().crop_size, header.width, header.height);
+  const auto full = beside(folder, image, "_map_original.npy");
+  write_npy(full, std::vector<std::int64_t>{original.height, original.width}, original.values);
+  return {crop.string(), full.string()};
+}
 
 void run_predict(const PredictArgs& args) {
   const Model model = Model::load(args.model, args.load);
@@ -51,6 +75,8 @@ void run_predict(const PredictArgs& args) {
     std::string heatmap;
     if (!args.heatmaps.empty())
       heatmap = write_heatmap(args.heatmaps, images[i], model, p).string();
+    std::pair<std::string, std::string> maps;
+    if (!args.maps.empty()) maps = write_maps(args.maps, images[i], model, p);
     if (args.json) {
       results.push_back({{"image", images[i].string()},
                          {"score", p.score},
@@ -58,6 +84,10 @@ void run_predict(const PredictArgs& args) {
                          {"verdict", verdict},
                          {"heatmap", heatmap.empty() ? nlohmann::ordered_json()
                                                      : nlohmann::ordered_json(heatmap)}});
+      if (!args.maps.empty()) {
+        results.back()["map"] = maps.first;
+        results.back()["map_original"] = maps.second;
+      }
     } else {
       std::printf("%-*s %9.4f %10.3f  %s%s\n", static_cast<int>(width), images[i].string().c_str(),
                   p.score, p.normalized, verdict.c_str(),
@@ -69,6 +99,11 @@ void run_predict(const PredictArgs& args) {
                      {"category", model.info().category},
                      {"image_threshold", thresholds ? nlohmann::ordered_json(thresholds->image)
                                                     : nlohmann::ordered_json()},
+                     {"threshold_method",
+                      thresholds ? nlohmann::ordered_json(threshold_method_name(thresholds->method))
+                                 : nlohmann::ordered_json()},
+                     {"threshold_source", thresholds ? nlohmann::ordered_json(thresholds->source)
+                                                     : nlohmann::ordered_json()},
                      {"predictions", results},
                      {"unreadable", failed},
                      {"timings", to_json(timings)}});
@@ -94,6 +129,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_option("images", args->images, "Images, or folders of images")->required();
   cmd->add_flag("--json", args->json, "Print JSON on stdout");
   cmd->add_option("--heatmap", args->heatmaps, "Folder for <image>_heatmap.png pictures");
+  cmd->add_option("--maps", args->maps,
+                  "Folder for the raw anomaly maps as float32 .npy: <image>_map.npy at the crop "
+                  "size, <image>_map_original.npy on the whole image (NaN where the crop cut it)");
   add_model_load_options(*cmd, args->load);
   cmd->callback([args] { run_predict(*args); });
 }

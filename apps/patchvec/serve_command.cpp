@@ -54,6 +54,9 @@ Examples:
   patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens)");
   cmd->add_option("--models", options->models_dir, "Folder of .pvm models")->required();
   cmd->add_option("--db", options->db, "PostgreSQL + pgvector URL (default: the embedded store)");
+  cmd->add_option("--report-images", options->report_images_dir,
+                  "Folder for the images of anomaly reports, kept for the operators' decisions "
+                  "(default: MODELS/report-images)");
   cmd->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", options->port, "Port (0: any free one)")->capture_default_str();
   cmd->add_option("--auth-tokens", options->auth_tokens,
@@ -78,8 +81,8 @@ Examples:
       ->capture_default_str();
   cmd->add_option("--threads", options->threads, "libtorch threads (0 = one per core)");
   cmd->add_option("--min-similarity", options->inspect.min_similarity,
-                  "Cosine similarity to the closest normal image for a normal verdict")
-      ->capture_default_str();
+                  "Cosine similarity to the closest normal image for a normal verdict "
+                  "(default: each model's calibrated rule)");
   cmd->callback([options] { serve_until_signal(*options); });
 }
 

@@ -3,10 +3,12 @@
 // Every command talks to one store: PostgreSQL + pgvector with --db URL, otherwise the embedded
 // store (--store PATH, by default store.pvs beside the first model).
 #include <cstdio>
+#include <cstdlib>
 #include <regex>
 
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
+#include <patchvec/indexing.h>
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
@@ -15,47 +17,22 @@
 #include "commands.h"
 #include "inspect/inspection_json.h"
 #include "util/log.h"
-#include "util/stopwatch.h"
 
 namespace pv::cli {
 namespace {
-
-struct StoreArgs {
-  std::string db;               // libpq URL; empty: embedded
-  std::filesystem::path store;  // embedded store file
-  bool exact = false;
-};
-
-void add_store_options(CLI::App& cmd, StoreArgs& args) {
-  cmd.add_option("--db", args.db,
-                 "PostgreSQL + pgvector: a libpq URL, postgresql://user:pass@host:port/db (PG* "
-                 "environment variables fill in what it leaves out)");
-  cmd.add_option(
-      "--store", args.store,
-      "Embedded store file (default: store.pvs beside the model) when --db is not given");
-  cmd.add_flag("--exact", args.exact,
-               "PostgreSQL: exact scans instead of the HNSW index (the embedded store is exact)");
-}
-
-std::unique_ptr<VectorStore> open_store(const StoreArgs& args, const std::filesystem::path& model) {
-  if (!args.db.empty()) return open_postgres_store(args.db, args.exact);
-  if (!args.store.empty()) return open_embedded_store(args.store);
-  if (model.empty()) throw Error("say which store: --db URL or --store PATH");
-  return open_embedded_store(model.parent_path() / "store.pvs");
-}
 
 // --- index ---------------------------------------------------------------------------------
 
 struct IndexArgs {
   std::vector<std::filesystem::path> models;
   std::filesystem::path data;
-  StoreArgs store;
+  StoreLocation store;
   std::string json;
   ModelLoadOptions load;
 };
 
 void run_index(const IndexArgs& args) {
-  auto store = open_store(args.store, args.models.front());
+  auto store = open_store(args.store, store_beside(args.models.front()));
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
     const Model model = Model::load(path, args.load);
@@ -63,44 +40,18 @@ void run_index(const IndexArgs& args) {
     std::error_code error;
     const bool with_test = std::filesystem::is_directory(args.data / name / "test", error);
     const Category category = read_category(args.data, name, with_test);
-    std::vector<std::filesystem::path> paths;
-    std::vector<const Sample*> samples;
-    for (const auto* split : {&category.train, &category.test}) {
-      for (const Sample& s : *split) {
-        paths.push_back(s.image);
-        samples.push_back(&s);
-      }
-    }
-    Stopwatch clock;
-    const std::vector<Prediction> predictions = model.predict(paths, "embed " + name);
-    const double embed_seconds = clock.lap();
-    std::vector<StoredImage> images;
-    for (std::size_t i = 0; i < paths.size(); ++i) {
-      const Prediction& p = predictions[i];
-      const bool scored = model.info().thresholds.has_value();
-      images.push_back({.path = paths[i].string(),
-                        .category = name,
-                        .split = samples[i]->split == Split::kTrain ? "train" : "test",
-                        .anomalous = samples[i]->anomalous(),
-                        .defect = samples[i]->defect,
-                        .score = p.score,
-                        .verdict = scored ? (p.anomalous ? "anomalous" : "normal") : "",
-                        .embedding = p.embedding});
-    }
-    const std::size_t stored = store->replace_dataset(name, images);
-    const std::size_t patches = store->replace_patches(
-        name, model.memory_bank(), static_cast<std::size_t>(model.info().grid.dim));
-    const double load_seconds = clock.lap();
+    const IndexReport report = index_category(model, category, *store);
     char seconds[32];
-    std::snprintf(seconds, sizeof seconds, "%.2f s", load_seconds);
-    log::info(name + ": " + std::to_string(stored) + " images" +
-              (patches ? " and " + std::to_string(patches) + " bank vectors" : std::string()) +
+    std::snprintf(seconds, sizeof seconds, "%.2f s", report.load_seconds);
+    log::info(name + ": " + std::to_string(report.images) + " images" +
+              (report.patches ? " and " + std::to_string(report.patches) + " bank vectors"
+                              : std::string()) +
               " loaded into " + store->location() + " in " + seconds);
     categories.push_back({{"category", name},
-                          {"images", stored},
-                          {"patches", patches},
-                          {"embed_seconds", embed_seconds},
-                          {"load_seconds", load_seconds}});
+                          {"images", report.images},
+                          {"patches", report.patches},
+                          {"embed_seconds", report.embed_seconds},
+                          {"load_seconds", report.load_seconds}});
   }
   log::info("building search indexes...");
   const double index_seconds = store->build_indexes();
@@ -121,7 +72,7 @@ void run_index(const IndexArgs& args) {
 struct SearchArgs {
   std::vector<std::string> images;
   std::filesystem::path model;
-  StoreArgs store;
+  StoreLocation store;
   InspectOptions inspect;
   bool json = false;
   bool no_report = false;
@@ -130,7 +81,7 @@ struct SearchArgs {
 
 void run_search(const SearchArgs& args) {
   const Model model = Model::load(args.model, args.load);
-  auto store = open_store(args.store, args.model);
+  auto store = open_store(args.store, store_beside(args.model));
   const auto paths = expand_images(args.images);
   const std::vector<Prediction> predictions = model.predict(paths, "search");
   InspectOptions options = args.inspect;
@@ -154,7 +105,7 @@ struct AddAnomalyArgs {
   std::filesystem::path model;
   std::string defect;
   std::string category;
-  StoreArgs store;
+  StoreLocation store;
   ModelLoadOptions load;
 };
 
@@ -164,7 +115,7 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
     throw Error("--category " + args.category + " but the model is for " + model.info().category +
                 ": embeddings are only comparable within one model's category");
   }
-  auto store = open_store(args.store, args.model);
+  auto store = open_store(args.store, store_beside(args.model));
   const auto paths = expand_images(args.images);
   const std::vector<Prediction> predictions = model.predict(paths, "embed");
   for (std::size_t i = 0; i < paths.size(); ++i) {
@@ -176,7 +127,7 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
                                               .defect = args.defect,
                                               .score = p.score,
                                               .verdict = p.anomalous ? "anomalous" : "normal",
-                                              .embedding = p.embedding});
+                                              .embedding = p.defect_embedding});
     std::printf("added #%lld %s (%s, %s)\n", static_cast<long long>(id), paths[i].c_str(),
                 model.info().category.c_str(), args.defect.c_str());
   }
@@ -185,9 +136,10 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
 // --- reports -------------------------------------------------------------------------------
 
 struct ReportsArgs {
-  StoreArgs store;
+  StoreLocation store;
   std::string category;
   std::string since;
+  std::string status;
   std::size_t limit = 20;
   bool json = false;
 };
@@ -199,22 +151,71 @@ void run_reports(const ReportsArgs& args) {
   }
   std::string since = args.since;
   if (!since.empty() && since.back() == 'Z') since.pop_back();
-  auto store = open_store(args.store, {});
-  const auto reports = store->reports(args.category, args.limit, since);
+  auto store = open_store(args.store);
+  const auto reports = store->reports(
+      {.category = args.category, .status = args.status, .since = since, .limit = args.limit});
   if (args.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const AnomalyReport& r : reports) out.push_back(json::report(r));
     write_json("-", out);
     return;
   }
-  std::printf("%5s  %-20s  %-8s %9s %9s  %-16s  %s\n", "id", "created", "category", "score",
-              "threshold", "closest defect", "image");
+  std::printf("%5s  %-20s  %-8s %9s %9s  %-16s  %-22s  %s\n", "id", "created", "category", "score",
+              "threshold", "closest defect", "decision", "image");
   for (const AnomalyReport& r : reports) {
     const std::string closest = r.matches.empty() ? "-" : r.matches.front().image.defect;
-    std::printf("%5lld  %-20s  %-8s %9.3f %9.3f  %-16s  %s\n", static_cast<long long>(r.id),
+    const std::string decision = r.status == "open" ? "open"
+                                 : r.resolution == kDefect
+                                     ? "defect: " + r.defect
+                                     : "false alarm" + std::string(r.applied ? " (in bank)" : "");
+    std::printf("%5lld  %-20s  %-8s %9.3f %9.3f  %-16s  %-22s  %s\n", static_cast<long long>(r.id),
                 r.created.c_str(), r.category.c_str(), r.score, r.threshold, closest.c_str(),
-                r.path.c_str());
+                decision.c_str(), r.path.c_str());
   }
+}
+
+// --- resolve -------------------------------------------------------------------------------
+
+struct ResolveArgs {
+  std::int64_t report = 0;
+  std::filesystem::path model;
+  bool false_alarm = false;
+  std::string defect;
+  std::string note;
+  std::string by;
+  StoreLocation store;
+  bool json = false;
+  ModelLoadOptions load;
+};
+
+void run_resolve(const ResolveArgs& args) {
+  if (args.false_alarm == !args.defect.empty()) {
+    throw Error("say what the report is: --false-alarm, or --defect TYPE");
+  }
+  const Model model = Model::load(args.model, args.load);
+  auto store = open_store(args.store, store_beside(args.model));
+  const char* user = std::getenv("USER");
+  const ResolvedReport resolved =
+      resolve_report(model, *store, args.report,
+                     {.resolution = args.false_alarm ? kFalseAlarm : kDefect,
+                      .defect = args.defect,
+                      .note = args.note,
+                      .by = !args.by.empty()  ? args.by
+                            : user != nullptr ? user
+                                              : "cli"});
+  if (args.json) {
+    nlohmann::ordered_json out = json::report(resolved.report);
+    out["image_id"] = resolved.image_id;
+    write_json("-", out);
+    return;
+  }
+  std::printf("report #%lld resolved as %s; its image is stored as #%lld (%s)\n",
+              static_cast<long long>(args.report),
+              args.false_alarm ? "a false alarm" : ("defect " + args.defect).c_str(),
+              static_cast<long long>(resolved.image_id),
+              args.false_alarm ? "a normal image; patchvec update --from-reports adds it to the "
+                                 "model's memory bank"
+                               : "a labelled anomaly");
 }
 
 }  // namespace
@@ -250,8 +251,8 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
     add_store_options(*cmd, args->store);
     cmd->add_option("--k", args->inspect.k, "How many similar images")->capture_default_str();
     cmd->add_option("--min-similarity", args->inspect.min_similarity,
-                    "Cosine similarity to the closest normal image for a normal verdict")
-        ->capture_default_str();
+                    "Cosine similarity to the closest normal image for a normal verdict "
+                    "(default: the model's calibrated rule)");
     cmd->add_flag("--json", args->json, "Print JSON on stdout");
     cmd->add_flag("--no-report", args->no_report, "Do not write anomaly reports");
     add_model_load_options(*cmd, args->load);
@@ -278,9 +279,35 @@ listed; otherwise it is reported (a row in the store's reports) with the closest
     cmd->add_option("--category", args->category, "Only this category");
     cmd->add_option("--since", args->since,
                     "Only reports from this UTC time on: 2026-11-28 or 2026-11-28T14:00");
+    cmd->add_option("--status", args->status, "Only open or only resolved reports")
+        ->check(CLI::IsMember({"open", "resolved"}));
     cmd->add_option("--limit", args->limit, "At most this many")->capture_default_str();
     cmd->add_flag("--json", args->json, "Print JSON on stdout");
     cmd->callback([args] { run_reports(*args); });
+  }
+  {
+    auto args = std::make_shared<ResolveArgs>();
+    CLI::App* cmd = app.add_subcommand(
+        "resolve", "Record an operator's decision on an anomaly report, and act on it");
+    cmd->footer(R"(
+A false alarm's image joins the category's normal images in the store (and, with
+'patchvec update --from-reports', the model's memory bank); a defect's image is stored as a
+labelled anomaly of its type, which later searches show among the closest known defects.
+Examples:
+  patchvec resolve --report 17 --false-alarm --model models/tile.pvm --db $URL
+  patchvec resolve --report 18 --defect crack --note "edge, lot 4711" --model models/tile.pvm)");
+    cmd->add_option("--report", args->report, "Report id (patchvec reports)")->required();
+    cmd->add_option("--model", args->model, "Model file of the report's category")
+        ->required()
+        ->check(CLI::ExistingFile);
+    cmd->add_flag("--false-alarm", args->false_alarm, "The image is good after all");
+    cmd->add_option("--defect", args->defect, "The image shows a defect of this type");
+    cmd->add_option("--note", args->note, "A note for the record");
+    cmd->add_option("--by", args->by, "Who decides (default: $USER)");
+    cmd->add_flag("--json", args->json, "Print the resolved report as JSON");
+    add_store_options(*cmd, args->store);
+    add_model_load_options(*cmd, args->load);
+    cmd->callback([args] { run_resolve(*args); });
   }
 }
 

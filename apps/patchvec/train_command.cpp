@@ -7,6 +7,7 @@
 #include <patchvec/error.h>
 #include <patchvec/evaluation.h>
 #include <patchvec/model.h>
+#include <patchvec/training.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -22,8 +23,10 @@ struct TrainArgs {
   std::filesystem::path out;
   std::string max_memory;
   std::string json;
-  bool no_thresholds = false;
+  bool no_evaluation = false;
   std::string upsampling = "bilinear";
+  std::string threshold = "far:0.01";
+  double max_false_alarm_rate = 0;  // 0: not given
   PatchCoreOptions model;
 };
 
@@ -56,52 +59,67 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
             {"fit_s", fit.total_seconds}}}};
 }
 
+nlohmann::ordered_json thresholds_json(const Thresholds& t) {
+  return {{"image", t.image},
+          {"pixel", t.pixel},
+          {"method", threshold_method_name(t.method)},
+          {"false_alarm_rate", t.method == ThresholdMethod::kFalseAlarmRate
+                                   ? nlohmann::ordered_json(t.false_alarm_rate)
+                                   : nlohmann::ordered_json()},
+          {"good_images", t.good_images},
+          {"source", t.source}};
+}
+
 void run_train(TrainArgs args) {
   const auto categories = split(args.categories);
   if (categories.empty()) throw pv::Error("--category names no category");
-  args.model.max_memory_bytes =
+  TrainOptions options{.model = args.model, .evaluate = !args.no_evaluation};
+  options.model.max_memory_bytes =
       args.max_memory.empty() ? physical_memory_bytes() / 2 : parse_bytes(args.max_memory);
-  args.model.embedder.seed = args.model.seed;
-  args.model.upsampling =
+  options.model.embedder.seed = args.model.seed;
+  options.model.upsampling =
       args.upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
+  options.thresholds =
+      args.max_false_alarm_rate > 0
+          ? parse_threshold_policy("far:" + std::to_string(args.max_false_alarm_rate),
+                                   "--max-false-alarm-rate")
+          : parse_threshold_policy(args.threshold);
 
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json summary = nlohmann::ordered_json::array();
   for (const auto& name : categories) {
     const bool has_test = std::filesystem::is_directory(args.data / name / "test");
-    const Category category = read_category(args.data, name, has_test && !args.no_thresholds);
+    const Category category = read_category(args.data, name, has_test);
     log::info("== " + name + ": " + std::to_string(category.train.size()) + " training images");
-    std::vector<std::filesystem::path> train;
-    for (const auto& sample : category.train) train.push_back(sample.image);
-
-    FitReport fit;
-    Model model = Model::fit(train, name, args.model, &fit);
-    nlohmann::ordered_json entry = {{"category", name}, {"fit", fit_json(model, fit)}};
-    if (!category.test.empty()) {
-      // anomalib's default too: thresholds and normalisation come from the labelled test split.
-      const EvaluationReport report = evaluate(model, category);
-      model.set_thresholds(thresholds_from(report));
-      entry["thresholds"] = {{"image", report.computed.image},
-                             {"pixel", report.computed.pixel},
-                             {"source", report.computed.source}};
+    TrainResult result = train_category(category, options);
+    const Model& model = result.model;
+    const Thresholds& t = *model.info().thresholds;
+    nlohmann::ordered_json entry = {{"category", name},
+                                    {"fit", fit_json(model, result.fit)},
+                                    {"thresholds", thresholds_json(t)}};
+    if (model.info().similarity) {
+      entry["min_similarity"] = model.info().similarity->min_similarity;
+    }
+    if (result.evaluation) {
+      const EvaluationReport& report = *result.evaluation;
       entry["image_auroc"] = report.image_auroc;
       entry["pixel_auroc"] = number_or_null(report.pixel_auroc);
       entry["pro"] = number_or_null(report.pro);
+      entry["operating_points"] = operating_points_json(report);
       reports.push_back(report);
-    } else {
-      log::warn("category " + name +
-                " has no labelled test split: the model has no thresholds, so predictions carry "
-                "raw scores only");
     }
+    entry["notes"] = result.notes;
     const auto path = args.out / (name + ".pvm");
     std::filesystem::create_directories(args.out);  // only now: a failed run leaves no folder
     model.save(path);
     entry["model"] = path.string();
-    std::fprintf(human_output(args.json),
-                 "%s: bank of %lld patches (%.0f%% of %lld) in %.1f s -> %s\n", name.c_str(),
+    std::FILE* out = human_output(args.json);
+    std::fprintf(out, "%s: bank of %lld patches (%.0f%% of %lld) in %.1f s -> %s\n", name.c_str(),
                  static_cast<long long>(model.info().bank_size), 100.0 * args.model.coreset_ratio,
-                 static_cast<long long>(model.info().train_patches), fit.total_seconds,
+                 static_cast<long long>(model.info().train_patches), result.fit.total_seconds,
                  path.c_str());
+    std::fprintf(out, "  threshold %.4g: %s\n", t.image, t.source.c_str());
+    if (result.evaluation) print_operating_points(out, *result.evaluation);
     summary.push_back(entry);
   }
   if (!reports.empty()) print_table(human_output(args.json), reports);
@@ -114,9 +132,18 @@ void add_train_command(CLI::App& app) {
   auto args = std::make_shared<TrainArgs>();
   CLI::App* cmd = app.add_subcommand(
       "train",
-      "Fit PatchCore on the defect-free training images of each category and save "
-      "OUT/<category>.pvm; with a labelled test split, also set its thresholds and report AUROC");
-  cmd->footer("");
+      "Fit PatchCore on the defect-free training images of each category, set its thresholds "
+      "and save OUT/<category>.pvm; with a labelled test split, also report AUROC");
+  cmd->footer(R"(
+Thresholds come from good images by default (--threshold far:0.01): each training image is scored
+by a bank fitted without it, the test split's good images (if any) by the model, and the threshold
+is set so that a new good image from the same process is flagged with probability at most 1 %.
+That needs 99 good images or more; with fewer, the tightest rate they support is used and said.
+It does not hold across a change of process (material lot, camera, lighting): update or retrain.
+Examples:
+  patchvec train --data mvtec --category tile,leather,grid --out models
+  patchvec train --data line3 --category housing --out models --threshold far:0.001
+  patchvec train --data mvtec --category tile --out models --threshold f1   # anomalib's choice)");
   cmd->add_option("--data", args->data, "Dataset root in MVTec AD layout")->required();
   cmd->add_option("--category", args->categories, "Category, or several separated by commas")
       ->required();
@@ -145,8 +172,16 @@ void add_train_command(CLI::App& app) {
                   "choice)")
       ->capture_default_str()
       ->check(CLI::IsMember({"bilinear", "nearest"}));
-  cmd->add_flag("--no-thresholds", args->no_thresholds,
-                "Do not evaluate the test split to set thresholds");
+  cmd->add_option("--threshold", args->threshold,
+                  "How to set the decision thresholds: far:R (from good images, a new good image "
+                  "is flagged with probability <= R), f1 (F1-optimal on the labelled test split, "
+                  "anomalib's default) or a number")
+      ->capture_default_str();
+  cmd->add_option("--max-false-alarm-rate", args->max_false_alarm_rate,
+                  "The same as --threshold far:R")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--no-evaluation", args->no_evaluation,
+                "Do not evaluate on the labelled test split (its good images still calibrate)");
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
   cmd->callback([args] { run_train(*args); });
 }

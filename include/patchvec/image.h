@@ -70,6 +70,8 @@ struct ImageHeader {
 // Format and size from the header alone, without decoding pixels. `name` identifies the bytes in
 // messages. Throws ImageError (kNotAnImage, kDamaged).
 ImageHeader read_image_header(std::span<const std::byte> bytes, std::string_view name);
+// The same from a file (reads it; throws ImageError naming it).
+ImageHeader read_image_header(const std::filesystem::path& path);
 
 // Throws ImageError(kTooLarge) naming `name` if an image of this header exceeds `limits`.
 void check_limits(const ImageHeader& header, const ImageLimits& limits, std::string_view name);

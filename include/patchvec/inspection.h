@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,13 +14,22 @@
 
 namespace pv {
 
+// The seed's rule for models without a calibrated one (ModelInfo::similarity).
 inline constexpr double kDefaultMinSimilarity = 0.9;
 
 struct InspectOptions {
   std::size_t k = 10;
-  double min_similarity = kDefaultMinSimilarity;  // cosine, to the closest normal image
+  // Cosine similarity to the closest normal image below which an image is reported. Unset: the
+  // model's calibrated rule (ModelInfo::similarity), else kDefaultMinSimilarity.
+  std::optional<double> min_similarity;
   bool report = true;  // write an anomaly report to the store for anomalous verdicts
+  // Called when a report is written: where the image's bytes are kept for the operator's later
+  // decision (the service saves uploads). Unset: `path`, a file the caller read.
+  std::function<std::string()> keep_image;
 };
+
+// The minimum similarity `options` and `model` make: the override, the model's rule, or 0.9.
+double min_similarity(const Model& model, const InspectOptions& options);
 
 struct Inspection {
   std::string path;
@@ -37,9 +47,24 @@ struct Inspection {
 
 // Judges one predicted image: normal when its score is below the model's image threshold (if the
 // model has one) and its best similarity to the category's normal images reaches
-// `min_similarity`. Searches only the model's category: each category's model has its own
-// embedding space. Throws pv::Error when the store holds no normal image of the category.
+// min_similarity(). Normal: the k most similar normal images (by image embeddings). Anomalous:
+// the k closest known defects (by defect embeddings, which stored defective images carry).
+// Searches only the model's category: each category's model has its own embedding space.
+// Throws pv::Error when the store holds no normal image of the category.
 Inspection inspect(const Model& model, VectorStore& store, const Prediction& prediction,
                    const std::string& path, const InspectOptions& options = {});
+
+// An operator's decision on a report, carried out: a false alarm's image joins the category's
+// normal images in the store (patchvec update then adds it to the model's memory bank); a
+// defect's image is stored as a labelled anomaly of the named type, which "closest known defect"
+// searches find from then on. The image is read again from where the report kept it and embedded
+// with `model` (the report's category). Throws NotFoundError, ConflictError (resolved already),
+// or pv::Error (a bad resolution, another category's model, the image gone).
+struct ResolvedReport {
+  AnomalyReport report;
+  std::int64_t image_id = 0;  // the image the decision added to the store
+};
+ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64_t report_id,
+                              const ReportResolution& resolution);
 
 }  // namespace pv

@@ -34,6 +34,26 @@ struct F1Threshold {
 F1Threshold f1_optimal_threshold(std::span<const float> scores,
                                  std::span<const std::uint8_t> labels);
 
+// A threshold for a chosen false-alarm rate from scores of good images that the model did not
+// learn from (split conformal prediction): with n such scores, the ceil((n + 1)(1 - R))-th
+// smallest. A new good image from the same process then scores above it with probability at most
+// R, if it is exchangeable with the n (same process, no drift). With n + 1 < 1/R no score is high
+// enough: the tightest rate the scores support, 1/(n + 1), is used and `tightened` says so.
+// Flagging is `score >= threshold`: the threshold is the next float above that score.
+struct ConformalThreshold {
+  float threshold = 0;
+  double rate = 0;         // the rate it guarantees: R, or 1/(n + 1) when tightened
+  bool tightened = false;  // R asked for more than n scores can show
+  std::size_t n = 0;
+};
+// Throws pv::Error for no scores, a non-finite score, or R outside (0, 1).
+ConformalThreshold conformal_threshold(std::span<const float> good_scores, double rate);
+
+// The same for a lower bound: a value (a similarity) below which a new good image falls with
+// probability at most R. `threshold` is the floor(R (n + 1))-th smallest value (the smallest
+// when tightened); flagging is `value < threshold`.
+ConformalThreshold conformal_lower_bound(std::span<const float> good_values, double rate);
+
 // One image's anomaly map and ground-truth mask, width x height, row-major.
 struct PixelMap {
   std::span<const float> scores;

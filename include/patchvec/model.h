@@ -31,16 +31,43 @@ struct PatchCoreOptions {
       0;               // training patches beyond this go to a temporary file; 0 = none
   double sigma = 4.0;  // Gaussian blur of the anomaly map
   MapUpsampling upsampling = MapUpsampling::kBilinear;
+  // Cross-fitting for thresholds from good images: the training images split in this many folds
+  // (image i in fold i mod folds), each scored by a bank fitted on the others
+  // (FitReport::held_out_scores). A random backbone's BatchNorm statistics, estimated on the
+  // training images, make every image they saw look more normal; then only fold 0 is held out,
+  // kept out of that estimate too. 0 or 1: none.
+  int calibration_folds = 0;
 };
 
+// How a model's thresholds were set.
+enum class ThresholdMethod {
+  kFalseAlarmRate,  // conformal quantile of good images' scores: a stated false-alarm rate
+  kF1,              // F1-optimal on a labelled test split (anomalib's default)
+  kFixed,           // given by the user
+};
+const char* threshold_method_name(ThresholdMethod method);  // "false_alarm_rate", "f1", "fixed"
+
 // Decision thresholds on raw scores and the statistics that normalise scores around them, as
-// anomalib does: normalized = clamp((score - threshold) / (max - min) + 0.5, 0, 1).
+// anomalib does: normalized = clamp((score - threshold) / (max - min) + 0.5, 0, 1). An image is
+// anomalous when its score >= image; a pixel when its map value >= pixel.
 struct Thresholds {
-  float image = 0;  // F1-optimal on labelled images
-  float pixel = 0;  // F1-optimal on labelled pixels
+  float image = 0;
+  float pixel = 0;  // kFalseAlarmRate: set on each good image's largest map value
   float image_min = 0, image_max = 1;
   float pixel_min = 0, pixel_max = 1;
-  std::string source;  // what they were computed on, e.g. "test split of tile (117 images)"
+  std::string source;  // in words: "false-alarm rate 0.01 on 75 good images", ...
+  ThresholdMethod method = ThresholdMethod::kF1;
+  double false_alarm_rate = 0;   // kFalseAlarmRate: the rate it guarantees
+  std::int64_t good_images = 0;  // kFalseAlarmRate: the good images it was set on
+};
+
+// The seed's similarity rule, "similar enough to known good images", calibrated: a new good
+// image's best cosine similarity to the category's good images falls below `min_similarity`
+// with probability at most `false_alarm_rate` (leave-one-out similarities of good images).
+struct SimilarityRule {
+  float min_similarity = 0;
+  double false_alarm_rate = 0;
+  std::int64_t good_images = 0;
 };
 
 // A category's name is also its model's file name (<category>.pvm): 1 to 100 bytes of UTF-8
@@ -57,6 +84,12 @@ struct AnomalyMap {
   std::vector<float> values;
 };
 
+// `map` (raw scores at the crop size) mapped back onto a whole original image of width x height:
+// the crop's region resampled bilinearly, NaN where the model's centre crop cut the image away.
+// For comparing with other tools or post-processing; pictures use render::original_overlay.
+AnomalyMap map_on_original(const AnomalyMap& map, int image_size, int crop_size, int width,
+                           int height);
+
 struct Prediction {
   float score = 0;          // raw image score
   float normalized = 0.5f;  // see Thresholds; 0.5 means "at the threshold"; NaN without thresholds
@@ -65,6 +98,9 @@ struct Prediction {
   std::vector<float>
       patch_distances;           // grid.height x grid.width: each patch to its nearest bank patch
   std::vector<float> embedding;  // image embedding for similarity search (image_embedding())
+  // The embedding of the anomalous region: patches weighted by how far above the image's median
+  // patch distance they score (defect_embedding()). What "closest known defects" compares.
+  std::vector<float> defect_embedding;
 };
 
 struct ModelInfo {
@@ -86,6 +122,8 @@ struct ModelInfo {
   double sigma = 4.0;
   MapUpsampling upsampling = MapUpsampling::kBilinear;
   std::optional<Thresholds> thresholds;
+  std::optional<SimilarityRule> similarity;
+  std::int64_t revision = 1;  // incremented by every update (add_normal_images)
 };
 
 struct FitReport {
@@ -97,6 +135,22 @@ struct FitReport {
   double total_seconds = 0;
   bool spilled = false;                // training patches went to a temporary file
   std::int64_t peak_memory_bytes = 0;  // of the process so far
+  // With PatchCoreOptions::calibration_folds: the training images (their indices) scored by a
+  // bank fitted without them, their scores and their anomaly maps' largest values.
+  std::vector<std::size_t> held_out_images;
+  std::vector<float> held_out_scores;
+  std::vector<float> held_out_map_maxima;
+  double calibration_seconds = 0;
+};
+
+// What Model::add_normal_images() did.
+struct UpdateReport {
+  std::int64_t images = 0;         // added
+  std::int64_t patches = 0;        // their patches
+  std::int64_t centres_added = 0;  // of those, kept in the memory bank
+  double covering_radius_before = 0;
+  double covering_radius_after = 0;  // over every training patch so far, projected space
+  double seconds = 0;
 };
 
 struct PredictTimings {
@@ -114,7 +168,7 @@ struct ModelLoadOptions {
   ImageLimits image_limits;  // for predict() on files
 };
 
-// A loaded model is read-only: predict() may run on many threads at once. set_thresholds() and
+// A loaded model is read-only: predict() may run on many threads at once. The setters and
 // save() must not overlap with anything else.
 class Model {
  public:
@@ -142,7 +196,17 @@ class Model {
                                   std::vector<std::string>* unreadable = nullptr) const;
   Prediction predict(const Image& image) const;
 
+  // Adds good images without refitting: their patches are embedded, and the greedy k-center
+  // selection continues from the current memory bank, keeping each new patch that lies farther
+  // than the bank's covering radius from every centre (farthest first, in the projected space
+  // the coreset was chosen in), until every new patch is covered; then the bank's neighbour lists
+  // are recomputed and the revision incremented. Scores change only where the new patches are
+  // nearer than the old bank. Thresholds are kept (good images can only score lower). Throws the
+  // ImageError of an image that cannot be read; the model is unchanged then.
+  UpdateReport add_normal_images(std::span<const std::filesystem::path> images);
+
   void set_thresholds(const Thresholds& thresholds);
+  void set_similarity_rule(const SimilarityRule& rule);
   float normalize_image(float score) const;  // NaN without thresholds
   float normalize_pixel(float score) const;
   // normalize_pixel() of every value of a map, for pictures: 0 where it is NaN (no thresholds).

@@ -15,6 +15,9 @@ namespace pv {
 struct ServiceOptions {
   std::filesystem::path models_dir;  // every *.pvm in it
   std::string db;                    // PostgreSQL URL; empty: <models_dir>/store.pvs
+  // Where the images of anomaly reports are kept for the operators' decisions (by SHA-256);
+  // empty: <models_dir>/report-images.
+  std::filesystem::path report_images_dir;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free one (bind() returns it)
 

@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include <patchvec/error.h>
+
 namespace pv {
 
 // Where a stored image came from: a dataset indexed whole (patchvec index), replaced by the next
@@ -44,15 +46,57 @@ struct MatchFilter {
   std::optional<bool> anomalous;  // only normal (false) or only anomalous (true) images
 };
 
+// What an operator decided about a report.
+inline constexpr const char* kFalseAlarm = "false_alarm";  // the image is good after all
+inline constexpr const char* kDefect = "defect";           // a real defect, of a named type
+
 struct AnomalyReport {
   std::int64_t id = 0;  // assigned by the store
-  std::string path;
+  std::string path;     // the image's name as given (a file path, an upload's name)
   std::string category;
   float score = 0;
   float threshold = 0;         // the image threshold it was judged against
   double best_similarity = 0;  // to the closest normal image
   std::string created;         // ISO 8601, UTC; set by the store when empty
   std::vector<Match> matches;  // what was shown: the nearest known defects
+  std::string image;           // where the image's bytes are kept (for later decisions)
+  // The operator's decision (resolve_report()):
+  std::string status = "open";  // "open" or "resolved"
+  std::string resolution;       // kFalseAlarm or kDefect once resolved
+  std::string defect;           // the type an operator named (kDefect)
+  std::string note;
+  std::string resolved_by;
+  std::string resolved_at;  // ISO 8601, UTC
+  bool applied = false;     // a false alarm already added to its model's memory bank
+};
+
+struct ReportResolution {
+  std::string resolution;  // kFalseAlarm or kDefect
+  std::string defect;      // required for kDefect
+  std::string note;
+  std::string by;  // who decided
+};
+
+struct ReportQuery {
+  std::string category;  // empty: every category
+  std::string status;    // "open", "resolved", or empty for both
+  std::string since;     // created at or after this UTC time, "YYYY-MM-DD[THH:MM[:SS]]"; empty: all
+  std::size_t limit = 50;
+};
+
+// Throws pv::Error unless the resolution is kFalseAlarm (without a defect type) or kDefect with
+// one; defect at most 100 bytes, note at most 2000, by at most 100.
+void check_resolution(const ReportResolution& resolution);
+
+// A report, image or other row that does not exist (HTTP 404), and a change that contradicts
+// what is stored (HTTP 409): resolving a report twice.
+class NotFoundError : public Error {
+ public:
+  using Error::Error;
+};
+class ConflictError : public Error {
+ public:
+  using Error::Error;
 };
 
 // Thread-safety: every member function may be called from several threads at once (the
@@ -80,11 +124,16 @@ class VectorStore {
   virtual std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                                      const MatchFilter& filter = {}) const = 0;
 
+  // Stores a new, open report (its id, created and status are set here).
   virtual std::int64_t add_report(const AnomalyReport& report) = 0;
-  // Newest first; `category` empty for all; `since`: only reports created at or after this UTC
-  // time, "YYYY-MM-DD" or "YYYY-MM-DDTHH:MM:SS" (empty for all).
-  virtual std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
-                                             const std::string& since = {}) const = 0;
+  // Newest first.
+  virtual std::vector<AnomalyReport> reports(const ReportQuery& query) const = 0;
+  virtual std::optional<AnomalyReport> report(std::int64_t id) const = 0;
+  // Records the decision on an open report, with the time. Throws NotFoundError for an unknown
+  // id, ConflictError for a report resolved already, pv::Error for a bad resolution.
+  virtual AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) = 0;
+  // Marks false alarms whose images joined their model's memory bank (patchvec update).
+  virtual void mark_applied(std::span<const std::int64_t> report_ids) = 0;
 
   // After bulk loads: builds the search indexes (PostgreSQL: HNSW, cosine for images and L2 for
   // patches). Until then searches are exact scans. Returns the seconds it took.
@@ -108,6 +157,18 @@ class VectorStore {
 // unreachable server, refused credentials, a database without the vector extension (and no right to
 // create it), or a schema of another version.
 std::unique_ptr<VectorStore> open_postgres_store(const std::string& url, bool exact = false);
+
+// Where a store is, as the CLI's --db/--store/--exact and the service's options say it.
+struct StoreLocation {
+  std::string db;              // PostgreSQL URL; empty: the embedded store
+  std::filesystem::path file;  // the embedded store's file; empty: the caller's default
+  bool exact = false;          // PostgreSQL: exact scans instead of HNSW
+};
+
+// PostgreSQL when `location.db` is set, else the embedded store in `location.file`, else in
+// `default_file`. Throws pv::Error when neither names a store, and as the two openers below.
+std::unique_ptr<VectorStore> open_store(const StoreLocation& location,
+                                        const std::filesystem::path& default_file = {});
 
 // The embedded store in `path` (created on the first change). Every change rewrites the file
 // atomically under a lock file, so processes can share it (index in one, search in another).

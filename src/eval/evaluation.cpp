@@ -77,9 +77,66 @@ void write_overlays(const Model& model, const Category& category,
 
 }  // namespace
 
-Thresholds thresholds_from(const EvaluationReport& report) {
-  return report.computed;
+OperatingPoint operating_point(std::span<const ImageResult> images, float threshold) {
+  double good = 0, good_flagged = 0, bad = 0, bad_flagged = 0;
+  for (const ImageResult& r : images) {
+    const bool flagged = r.score >= threshold;
+    (r.label ? bad : good) += 1;
+    (r.label ? bad_flagged : good_flagged) += flagged;
+  }
+  return {threshold, good > 0 ? good_flagged / good : 0.0, bad > 0 ? bad_flagged / bad : 0.0};
 }
+
+void apply_thresholds(EvaluationReport& report, const Thresholds& thresholds) {
+  report.used = thresholds;
+  double tp = 0, fp = 0, fn = 0;
+  for (ImageResult& r : report.images) {
+    r.anomalous = r.score >= thresholds.image;
+    r.normalized =
+        normalize_score(r.score, thresholds.image, thresholds.image_min, thresholds.image_max);
+    tp += r.anomalous && r.label;
+    fp += r.anomalous && !r.label;
+    fn += !r.anomalous && r.label;
+  }
+  report.image_f1 = tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+  report.at_used = operating_point(report.images, thresholds.image);
+}
+
+namespace {
+
+double cosine(const std::vector<float>& a, const std::vector<float>& b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
+// Leave-one-out precision@5 of defect types among the defective images, by `embedding_of`.
+template <typename Embedding>
+double defect_precision_at_5(std::span<const ImageResult> images, Embedding embedding_of) {
+  double hits = 0, shown = 0;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    if (!images[i].label) continue;
+    std::vector<std::pair<double, std::size_t>> ranked;
+    for (std::size_t j = 0; j < images.size(); ++j) {
+      if (j != i && images[j].label)
+        ranked.emplace_back(cosine(embedding_of(images[i]), embedding_of(images[j])), j);
+    }
+    const std::size_t k = std::min<std::size_t>(5, ranked.size());
+    std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(),
+                      [](const auto& a, const auto& b) {
+                        return a.first != b.first ? a.first > b.first : a.second < b.second;
+                      });
+    for (std::size_t r = 0; r < k; ++r) hits += images[ranked[r].second].defect == images[i].defect;
+    shown += static_cast<double>(k);
+  }
+  return shown > 0 ? hits / shown : std::numeric_limits<double>::quiet_NaN();
+}
+
+}  // namespace
 
 EvaluationReport evaluate(const Model& model, const Category& category,
                           const EvaluateOptions& options) {
@@ -137,8 +194,9 @@ EvaluationReport evaluate(const Model& model, const Category& category,
                      .image_max = *image_max,
                      .pixel_min = *pixel_min,
                      .pixel_max = *pixel_max,
-                     .source = "test split of " + category.name + " (" +
-                               std::to_string(category.test.size()) + " images)"};
+                     .source = "f1 on the labelled test split of " + category.name + " (" +
+                               std::to_string(category.test.size()) + " images)",
+                     .method = ThresholdMethod::kF1};
   report.pixel_auroc = std::numeric_limits<double>::quiet_NaN();
   report.pro = std::numeric_limits<double>::quiet_NaN();
   if (any_mask) {
@@ -155,27 +213,26 @@ EvaluationReport evaluate(const Model& model, const Category& category,
     report.pro = pro_score(maps);
   }
 
-  report.used_model_thresholds = info.thresholds.has_value();
-  report.used = info.thresholds ? *info.thresholds : report.computed;
-  double tp = 0, fp = 0, fn = 0;
   for (std::size_t i = 0; i < category.test.size(); ++i) {
     const Sample& sample = category.test[i];
-    const float score = predictions[i].score;
-    const bool flagged = score >= report.used.image;
-    tp += flagged && sample.anomalous();
-    fp += flagged && !sample.anomalous();
-    fn += !flagged && sample.anomalous();
-    report.images.push_back(
-        {.relative_path = sample.relative_path,
-         .defect = sample.defect,
-         .label = sample.anomalous() ? 1 : 0,
-         .score = score,
-         .normalized = normalize_score(score, report.used.image, report.used.image_min,
-                                       report.used.image_max),
-         .anomalous = flagged,
-         .embedding = predictions[i].embedding});
+    const Prediction& p = predictions[i];
+    report.images.push_back({.relative_path = sample.relative_path,
+                             .defect = sample.defect,
+                             .label = sample.anomalous() ? 1 : 0,
+                             .score = p.score,
+                             .map_max = *std::max_element(p.map.values.begin(), p.map.values.end()),
+                             .embedding = p.embedding,
+                             .defect_embedding = p.defect_embedding});
   }
-  report.image_f1 = tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
+  report.used_model_thresholds = info.thresholds.has_value() && !options.decide_thresholds;
+  apply_thresholds(report, options.decide_thresholds ? options.decide_thresholds(report)
+                           : info.thresholds         ? *info.thresholds
+                                                     : report.computed);
+  report.at_f1 = operating_point(report.images, report.computed.image);
+  report.defect_precision_at_5 = defect_precision_at_5(
+      report.images, [](const ImageResult& r) -> const auto& { return r.defect_embedding; });
+  report.defect_precision_at_5_mean_pooling = defect_precision_at_5(
+      report.images, [](const ImageResult& r) -> const auto& { return r.embedding; });
   report.metrics_seconds = metrics_clock.lap();
 
   if (!options.overlays_dir.empty()) {

@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -99,6 +101,54 @@ F1Threshold f1_optimal_threshold(std::span<const float> scores,
     }
   }
   return best;
+}
+
+namespace {
+
+std::vector<float> sorted_finite(std::span<const float> values, double rate, const char* what) {
+  if (values.empty()) throw Error(std::string(what) + ": no values to set it from");
+  if (!(rate > 0 && rate < 1)) {
+    throw Error(std::string(what) + ": the false-alarm rate must be between 0 and 1, got " +
+                std::to_string(rate));
+  }
+  std::vector<float> sorted(values.begin(), values.end());
+  for (const float v : sorted) {
+    if (!std::isfinite(v)) throw Error(std::string(what) + ": a value is not finite");
+  }
+  std::sort(sorted.begin(), sorted.end());
+  return sorted;
+}
+
+}  // namespace
+
+ConformalThreshold conformal_threshold(std::span<const float> good_scores, double rate) {
+  const auto sorted = sorted_finite(good_scores, rate, "false-alarm threshold");
+  const std::size_t n = sorted.size();
+  ConformalThreshold out{.rate = rate, .n = n};
+  // The k-th smallest, 1-based; computed in integers where the product is exact.
+  auto k = static_cast<std::size_t>(std::ceil((n + 1) * (1 - rate) - 1e-9));
+  if (k > n) {
+    k = n;
+    out.rate = 1.0 / static_cast<double>(n + 1);
+    out.tightened = true;
+  }
+  k = std::max<std::size_t>(k, 1);
+  out.threshold = std::nextafter(sorted[k - 1], std::numeric_limits<float>::infinity());
+  return out;
+}
+
+ConformalThreshold conformal_lower_bound(std::span<const float> good_values, double rate) {
+  const auto sorted = sorted_finite(good_values, rate, "similarity bound");
+  const std::size_t n = sorted.size();
+  ConformalThreshold out{.rate = rate, .n = n};
+  auto k = static_cast<std::size_t>(std::floor(rate * (n + 1) + 1e-9));
+  if (k < 1) {
+    k = 1;
+    out.rate = 1.0 / static_cast<double>(n + 1);
+    out.tightened = true;
+  }
+  out.threshold = sorted[std::min(k, n) - 1];
+  return out;
 }
 
 double pro_score(std::span<const PixelMap> images, double fpr_limit) {

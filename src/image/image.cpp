@@ -84,14 +84,24 @@ Image decode_image(std::span<const std::byte> bytes, std::string_view name,
   throw ImageError(ImageError::Kind::kNotAnImage, where + ": unknown format");
 }
 
-Image load_image(const std::filesystem::path& path, const ImageLimits& limits) {
-  std::vector<std::byte> bytes;
+namespace {
+
+std::vector<std::byte> image_file(const std::filesystem::path& path, const ImageLimits& limits) {
   try {
-    bytes = read_file(path, max_file_bytes(limits));
+    return read_file(path, max_file_bytes(limits));
   } catch (const Error& e) {
     throw ImageError(ImageError::Kind::kUnreadable, std::string("image: ") + e.what());
   }
-  return decode_image(bytes, path.string(), limits);
+}
+
+}  // namespace
+
+Image load_image(const std::filesystem::path& path, const ImageLimits& limits) {
+  return decode_image(image_file(path, limits), path.string(), limits);
+}
+
+ImageHeader read_image_header(const std::filesystem::path& path) {
+  return read_image_header(image_file(path, {}), path.string());
 }
 
 bool has_image_extension(const std::filesystem::path& path) {

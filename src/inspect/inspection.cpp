@@ -2,6 +2,7 @@
 #include <cstdio>
 #include <limits>
 
+#include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/inspection.h>
 
@@ -16,8 +17,15 @@ std::string format_number(double value) {
 
 }  // namespace
 
+double min_similarity(const Model& model, const InspectOptions& options) {
+  if (options.min_similarity) return *options.min_similarity;
+  const auto& rule = model.info().similarity;
+  return rule ? rule->min_similarity : kDefaultMinSimilarity;
+}
+
 Inspection inspect(const Model& model, VectorStore& store, const Prediction& prediction,
                    const std::string& path, const InspectOptions& options) {
+  const double minimum = min_similarity(model, options);
   const ModelInfo& info = model.info();
   Inspection result;
   result.path = path;
@@ -34,13 +42,13 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
                 "': index the category first (patchvec index)");
   }
   result.best_similarity = normal.front().similarity;
-  const bool too_different = result.best_similarity < options.min_similarity;
+  const bool too_different = result.best_similarity < minimum;
   if (prediction.anomalous) {
     result.reason = "score " + format_number(prediction.score) + " >= threshold " +
                     format_number(result.threshold);
   } else if (too_different) {
-    result.reason = "best similarity " + format_number(result.best_similarity) + " < " +
-                    format_number(options.min_similarity);
+    result.reason =
+        "best similarity " + format_number(result.best_similarity) + " < " + format_number(minimum);
   } else {
     result.reason = "score below threshold, similar to known good images";
   }
@@ -49,17 +57,58 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
     result.matches = normal;
     return result;
   }
-  result.matches = store.nearest(prediction.embedding, options.k,
-                                 {.category = info.category, .anomalous = true});
+  const auto& query =
+      prediction.defect_embedding.empty() ? prediction.embedding : prediction.defect_embedding;
+  result.matches = store.nearest(query, options.k, {.category = info.category, .anomalous = true});
   if (options.report) {
-    result.report_id = store.add_report({.path = path,
-                                         .category = info.category,
-                                         .score = prediction.score,
-                                         .threshold = result.threshold,
-                                         .best_similarity = result.best_similarity,
-                                         .matches = result.matches});
+    result.report_id =
+        store.add_report({.path = path,
+                          .category = info.category,
+                          .score = prediction.score,
+                          .threshold = result.threshold,
+                          .best_similarity = result.best_similarity,
+                          .matches = result.matches,
+                          .image = options.keep_image ? options.keep_image() : path});
   }
   return result;
+}
+
+ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64_t report_id,
+                              const ReportResolution& resolution) {
+  check_resolution(resolution);
+  const auto report = store.report(report_id);
+  if (!report) throw NotFoundError("no report " + std::to_string(report_id));
+  if (report->status == "resolved") {
+    throw ConflictError("report " + std::to_string(report_id) + " was resolved already (" +
+                        report->resolution + " by " + report->resolved_by + " at " +
+                        report->resolved_at + ")");
+  }
+  const ModelInfo& info = model.info();
+  if (report->category != info.category) {
+    throw Error("report " + std::to_string(report_id) + " is of category " + report->category +
+                ", the model of " + info.category);
+  }
+  const std::filesystem::path image = report->image.empty() ? report->path : report->image;
+  std::vector<Prediction> predictions;
+  try {
+    predictions = model.predict(std::span(&image, 1), "");
+  } catch (const ImageError& e) {
+    throw ConflictError("report " + std::to_string(report_id) +
+                        ": its image cannot be read any more, so it cannot join the store (" +
+                        e.what() + ")");
+  }
+  const Prediction& p = predictions.front();
+  const bool defect = resolution.resolution == kDefect;
+  const std::int64_t image_id =
+      store.add_image({.path = image.string(),
+                       .category = info.category,
+                       .split = "added",
+                       .anomalous = defect,
+                       .defect = defect ? resolution.defect : kGoodLabel,
+                       .score = p.score,
+                       .verdict = p.anomalous ? "anomalous" : "normal",
+                       .embedding = defect ? p.defect_embedding : p.embedding});
+  return {store.resolve_report(report_id, resolution), image_id};
 }
 
 }  // namespace pv

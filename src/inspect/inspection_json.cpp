@@ -40,14 +40,24 @@ nlohmann::ordered_json inspection(const Inspection& r) {
 }
 
 nlohmann::ordered_json report(const AnomalyReport& r) {
+  const auto text_or_null = [](const std::string& text) {
+    return text.empty() ? nlohmann::ordered_json() : nlohmann::ordered_json(text);
+  };
   return {{"id", r.id},
           {"created", r.created},
           {"path", r.path},
           {"category", r.category},
           {"score", r.score},
-          {"threshold", r.threshold},
+          {"threshold", number_or_null(r.threshold)},
           {"best_similarity", r.best_similarity},
-          {"matches", matches(r.matches)}};
+          {"matches", matches(r.matches)},
+          {"status", r.status},
+          {"resolution", text_or_null(r.resolution)},
+          {"defect", text_or_null(r.defect)},
+          {"note", r.note},
+          {"resolved_by", text_or_null(r.resolved_by)},
+          {"resolved_at", text_or_null(r.resolved_at)},
+          {"applied", r.applied}};
 }
 
 }  // namespace pv::json

@@ -17,7 +17,7 @@ nlohmann::ordered_json match(const Match& match);
 nlohmann::ordered_json inspection(const Inspection& inspection);
 
 // {"id", "created", "path", "category", "score", "threshold", "best_similarity", "matches":
-// [match]}
+// [match], "status", "resolution", "defect", "note", "resolved_by", "resolved_at", "applied"}
 nlohmann::ordered_json report(const AnomalyReport& report);
 
 }  // namespace pv::json

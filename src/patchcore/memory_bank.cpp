@@ -88,7 +88,34 @@ struct MemoryBankBuilder::Impl {
   double project_seconds = 0;
 
   at::Tensor gather(const std::vector<std::int64_t>& indices) const;
+  // Greedy k-center over `points` (rows of `projected`) for `count` of the patches.
+  sampling::KCenterResult select_centres(const at::Tensor& points, std::int64_t count,
+                                         const std::string& label) const;
+  void require_complete() const;
 };
+
+void MemoryBankBuilder::Impl::require_complete() const {
+  if (added != total) {
+    throw Error("memory bank: expected " + std::to_string(total) + " training patches, got " +
+                std::to_string(added));
+  }
+}
+
+sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor& points,
+                                                                std::int64_t count,
+                                                                const std::string& label) const {
+  const auto centers = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
+  ProgressBar progress(label, static_cast<std::size_t>(centers), "centres");
+  std::int64_t shown = 0;
+  sampling::KCenterResult selection = sampling::greedy_k_center(
+      points, {.centers = centers, .seed = options.seed, .on_progress = [&](std::int64_t n) {
+                 progress.advance(static_cast<std::size_t>(n - shown));
+                 shown = n;
+               }});
+  progress.finish();
+  return selection;
+}
 
 MemoryBankBuilder::MemoryBankBuilder(std::int64_t total_patches, std::int64_t dim,
                                      const BankOptions& options)
@@ -163,28 +190,45 @@ at::Tensor MemoryBankBuilder::Impl::gather(const std::vector<std::int64_t>& indi
   return bank;
 }
 
+at::Tensor MemoryBankBuilder::coreset_without(const std::vector<bool>& excluded, std::int64_t block,
+                                              const std::string& label) {
+  auto& s = *impl_;
+  s.require_complete();
+  std::vector<std::int64_t> kept_rows;
+  for (std::int64_t row = 0; row < s.total; ++row) {
+    const auto b = static_cast<std::size_t>(row / block);
+    if (b >= excluded.size() || !excluded[b]) kept_rows.push_back(row);
+  }
+  if (kept_rows.empty()) throw Error("memory bank: cross-fitting left no patch");
+  if (!s.select) return s.gather(kept_rows);
+  const at::Tensor subset = s.projected.index_select(0, at::tensor(kept_rows, at::kLong));
+  const auto selection =
+      s.select_centres(subset, static_cast<std::int64_t>(kept_rows.size()), label);
+  std::vector<std::int64_t> keep;
+  keep.reserve(selection.indices.size());
+  for (const auto i : selection.indices) keep.push_back(kept_rows[static_cast<std::size_t>(i)]);
+  return s.gather(keep);
+}
+
+at::Tensor MemoryBankBuilder::rows(std::int64_t first, std::int64_t count) const {
+  const auto& s = *impl_;
+  s.require_complete();
+  if (first < 0 || count < 0 || first + count > s.total)
+    throw Error("memory bank: rows out of range");
+  std::vector<std::int64_t> indices(static_cast<std::size_t>(count));
+  for (std::int64_t i = 0; i < count; ++i) indices[i] = first + i;
+  return s.spill ? s.gather(indices) : s.patches.narrow(0, first, count);
+}
+
 at::Tensor MemoryBankBuilder::finish(BankReport* report) {
   auto& s = *impl_;
-  if (s.added != s.total) {
-    throw Error("memory bank: expected " + std::to_string(s.total) + " training patches, got " +
-                std::to_string(s.added));
-  }
+  s.require_complete();
   BankReport local{
       .patches = s.total, .spilled = s.spill != nullptr, .project_seconds = s.project_seconds};
   std::vector<std::int64_t> keep;
   if (s.select) {
-    const auto centers = std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(static_cast<double>(s.total) * s.options.coreset_ratio));
     Stopwatch clock;
-    ProgressBar progress("coreset", static_cast<std::size_t>(centers), "centres");
-    std::int64_t shown = 0;
-    const sampling::KCenterResult selection = sampling::greedy_k_center(
-        s.projected,
-        {.centers = centers, .seed = s.options.seed, .on_progress = [&](std::int64_t n) {
-           progress.advance(static_cast<std::size_t>(n - shown));
-           shown = n;
-         }});
-    progress.finish();
+    const sampling::KCenterResult selection = s.select_centres(s.projected, s.total, "coreset");
     keep = selection.indices;
     local.projection_dim = s.projected.size(1);
     local.covering_radius = selection.covering_radius;

@@ -8,6 +8,8 @@
 #include <filesystem>
 #include <memory>
 #include <span>
+#include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
@@ -40,7 +42,15 @@ class MemoryBankBuilder {
   MemoryBankBuilder& operator=(const MemoryBankBuilder&) = delete;
 
   void add(std::span<const float> patches);  // rows x dim, row-major
-  at::Tensor finish(BankReport* report);     // size x dim float32
+
+  // Once every patch was added, before finish(), for cross-fitting: the coreset of the patches
+  // whose `excluded` flag is false (one flag per consecutive block of `block` rows, an image),
+  // chosen as finish() chooses (same ratio and seed), full-dimensional; and rows read back.
+  at::Tensor coreset_without(const std::vector<bool>& excluded, std::int64_t block,
+                             const std::string& progress_label);
+  at::Tensor rows(std::int64_t first, std::int64_t count) const;
+
+  at::Tensor finish(BankReport* report);  // size x dim float32
 
  private:
   struct Impl;

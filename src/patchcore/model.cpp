@@ -14,6 +14,8 @@
 #include "patchcore/model_file.h"
 #include "patchcore/model_info.h"
 #include "patchcore/scorer.h"
+#include "sampling/random_projection.h"
+#include "search/exact_search.h"
 #include "util/clock.h"
 #include "util/memory.h"
 #include "util/progress.h"
@@ -28,6 +30,34 @@ patchcore::Upsampling to_internal(MapUpsampling mode) {
 }
 
 }  // namespace
+
+AnomalyMap map_on_original(const AnomalyMap& map, int image_size, int crop_size, int width,
+                           int height) {
+  if (width < 1 || height < 1 || map.values.empty()) throw Error("map_on_original: empty image");
+  // The crop is the same fraction of each side of the original as of the resized image.
+  const int crop = crop_size > 0 ? crop_size : image_size;
+  const double offset = std::nearbyint((image_size - crop) / 2.0) / image_size;
+  const double extent = static_cast<double>(crop) / image_size;
+  const auto x0 = static_cast<std::int64_t>(std::lround(offset * width));
+  const auto y0 = static_cast<std::int64_t>(std::lround(offset * height));
+  const auto w =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(width - x0, std::lround(extent * width)));
+  const auto h =
+      std::max<std::int64_t>(1, std::min<std::int64_t>(height - y0, std::lround(extent * height)));
+  const at::Tensor source = at::from_blob(const_cast<float*>(map.values.data()),
+                                          {1, 1, map.height, map.width}, at::kFloat);
+  const at::Tensor region =
+      at::upsample_bilinear2d(source, {h, w}, /*align_corners=*/false).squeeze().contiguous();
+  AnomalyMap out{.width = width, .height = height};
+  out.values.assign(static_cast<std::size_t>(width) * height,
+                    std::numeric_limits<float>::quiet_NaN());
+  const float* values = region.data_ptr<float>();
+  for (std::int64_t y = 0; y < h; ++y) {
+    std::copy(values + y * w, values + (y + 1) * w,
+              out.values.begin() + static_cast<std::ptrdiff_t>((y0 + y) * width + x0));
+  }
+  return out;
+}
 
 float normalize_score(float score, float threshold, float min, float max) {
   const float range = max - min;
@@ -105,9 +135,47 @@ struct Model::Impl {
       p.patch_distances.assign(patches.data_ptr<float>(),
                                patches.data_ptr<float>() + patches.numel());
       p.embedding = image_embedding(image_patches(batch, b), static_cast<std::size_t>(g.dim));
+      p.defect_embedding = defect_embedding(image_patches(batch, b),
+                                            static_cast<std::size_t>(g.dim), p.patch_distances);
     }
   }
 };
+
+namespace {
+
+// Every training image scored by a bank fitted without it: the images in `folds` interleaved
+// folds (image i in fold i mod folds), each fold's images scored by the coreset of the others'
+// patches. What the thresholds from good images are set on (train/thresholds.cpp).
+// `scored_folds`: how many of the folds are held out in turn (1: fold 0 only).
+void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std::size_t images,
+               std::size_t folds, std::size_t scored_folds, const PatchCoreOptions& options,
+               const search::SearchOptions& search_options, FitReport& report) {
+  const std::int64_t per_image = grid.height * grid.width;
+  const int output =
+      options.embedder.crop_size > 0 ? options.embedder.crop_size : options.embedder.image_size;
+  for (std::size_t fold = 0; fold < scored_folds; ++fold) {
+    std::vector<bool> held_out(images);
+    for (std::size_t i = fold; i < images; i += folds) held_out[i] = true;
+    const at::Tensor bank = builder.coreset_without(
+        held_out, per_image,
+        "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds));
+    const patchcore::Scorer scorer(
+        bank, at::Tensor(), {.num_neighbors = options.num_neighbors, .search = search_options});
+    for (std::size_t i = fold; i < images; i += folds) {
+      const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
+                                     .reshape({1, grid.height, grid.width, grid.dim});
+      const patchcore::Scores scores = scorer.score(patches);
+      const at::Tensor map = patchcore::anomaly_maps(
+          scores.patch_distances,
+          {.size = output, .sigma = options.sigma, .upsampling = to_internal(options.upsampling)});
+      report.held_out_images.push_back(i);
+      report.held_out_scores.push_back(scores.image_scores[0].item<float>());
+      report.held_out_map_maxima.push_back(map.max().item<float>());
+    }
+  }
+}
+
+}  // namespace
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -137,9 +205,18 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   Stopwatch total;
   FitReport local;
   Embedder embedder(options.embedder);
-  if (!embedder.ready()) {
+  const std::size_t folds = options.calibration_folds > 1
+                                ? std::min<std::size_t>(options.calibration_folds, images.size())
+                                : 0;
+  const bool random_backbone = !embedder.ready();
+  if (random_backbone) {
     Stopwatch clock;
-    embedder.calibrate(images);
+    // Held-out images must not shape the BatchNorm statistics either (see calibration_folds).
+    std::vector<std::filesystem::path> seen;
+    for (std::size_t i = 0; i < images.size(); ++i) {
+      if (folds < 2 || i % folds != 0) seen.push_back(images[i]);
+    }
+    embedder.calibrate(seen);
     local.calibrate_seconds = clock.lap();
   }
   const GridShape grid = embedder.grid();
@@ -156,6 +233,13 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
     if (image_embeddings != nullptr) append_image_embeddings(batch, *image_embeddings);
   });
   local.embed_seconds = clock.lap();
+  search::SearchOptions search_options;
+  if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
+  if (folds > 1) {
+    cross_fit(builder, grid, images.size(), folds, random_backbone ? 1 : folds, options,
+              search_options, local);
+    local.calibration_seconds = clock.lap();
+  }
   patchcore::BankReport bank_report;
   const at::Tensor bank = builder.finish(&bank_report);
   local.project_seconds = bank_report.project_seconds;
@@ -163,8 +247,6 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   local.spilled = bank_report.spilled;
 
   clock.lap();
-  search::SearchOptions search_options;
-  if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
   std::optional<ProgressBar> progress;  // only when the neighbours are computed at all
   if (options.num_neighbors > 1 && bank.size(0) > 1) {
     progress.emplace("bank neighbours", static_cast<std::size_t>(bank.size(0)), "vectors");
@@ -299,8 +381,62 @@ std::span<const float> Model::memory_bank() const {
   return {bank.data_ptr<float>(), static_cast<std::size_t>(bank.numel())};
 }
 
+UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> images) {
+  return nn::torch_errors_as_pv("updating the " + impl_->info.category + " model: ", [&] {
+    Stopwatch clock;
+    ModelInfo& info = impl_->info;
+    UpdateReport report{.images = static_cast<std::int64_t>(images.size()),
+                        .covering_radius_before = info.covering_radius,
+                        .covering_radius_after = info.covering_radius};
+    if (images.empty()) return report;
+    const PatchEmbeddings embedded = impl_->embedder.embed(images, "embed new images");
+    const auto& g = embedded.grid;
+    const at::Tensor patches =
+        at::from_blob(const_cast<float*>(embedded.values.data()),
+                      {embedded.count * g.height * g.width, g.dim}, at::kFloat)
+            .clone();
+    report.patches = patches.size(0);
+    const at::Tensor& bank = impl_->scorer.bank();
+    std::vector<std::int64_t> keep;
+    if (info.projection_dim > 0) {
+      // The selection's space: the same seeded projection as at fit time.
+      const sampling::RandomProjection projection(g.dim, info.projection_dim, info.seed);
+      const at::Tensor points = projection.apply(patches);
+      const search::ExactSearch centres(projection.apply(bank));
+      at::Tensor distance = centres.search(points, 1).distances.squeeze(1).contiguous();
+      const double radius = info.covering_radius;
+      for (;;) {
+        const std::int64_t farthest = distance.argmax().item<std::int64_t>();
+        if (distance[farthest].item<float>() <= radius) break;
+        keep.push_back(farthest);
+        distance = at::minimum(distance, (points - points[farthest]).pow(2).sum(1).sqrt());
+      }
+      report.covering_radius_after = std::max(radius, distance.max().item<double>());
+    } else {  // the bank is every patch (coreset ratio 1): all of them join it
+      for (std::int64_t i = 0; i < patches.size(0); ++i) keep.push_back(i);
+    }
+    report.centres_added = static_cast<std::int64_t>(keep.size());
+    const at::Tensor grown =
+        keep.empty() ? bank : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))});
+    patchcore::Scorer scorer(grown, at::Tensor(), {.num_neighbors = info.num_neighbors});
+    // Nothing above changed the model; from here on nothing can fail.
+    impl_->scorer = std::move(scorer);
+    info.bank_size = grown.size(0);
+    info.train_images += report.images;
+    info.train_patches += report.patches;
+    info.covering_radius = report.covering_radius_after;
+    ++info.revision;
+    report.seconds = clock.total();
+    return report;
+  });
+}
+
 void Model::set_thresholds(const Thresholds& thresholds) {
   impl_->info.thresholds = thresholds;
+}
+
+void Model::set_similarity_rule(const SimilarityRule& rule) {
+  impl_->info.similarity = rule;
 }
 
 float Model::normalize_image(float score) const {

@@ -26,8 +26,28 @@ void check_category_name(const std::string& name) {
   }
 }
 
+const char* threshold_method_name(ThresholdMethod method) {
+  switch (method) {
+    case ThresholdMethod::kFalseAlarmRate:
+      return "false_alarm_rate";
+    case ThresholdMethod::kF1:
+      return "f1";
+    case ThresholdMethod::kFixed:
+      return "fixed";
+  }
+  return "?";
+}
+
 namespace patchcore {
 namespace {
+
+std::optional<ThresholdMethod> parse_threshold_method(const std::string& name) {
+  for (const auto method :
+       {ThresholdMethod::kFalseAlarmRate, ThresholdMethod::kF1, ThresholdMethod::kFixed}) {
+    if (name == threshold_method_name(method)) return method;
+  }
+  return std::nullopt;
+}
 
 constexpr const char* kFormatName = "patchvec-model";
 
@@ -65,11 +85,24 @@ nlohmann::json to_json(const ModelInfo& info) {
       {"thresholds", nullptr}};
   if (info.thresholds) {
     const Thresholds& t = *info.thresholds;
-    j["thresholds"] = {{"image", t.image},         {"pixel", t.pixel},
-                       {"image_min", t.image_min}, {"image_max", t.image_max},
-                       {"pixel_min", t.pixel_min}, {"pixel_max", t.pixel_max},
-                       {"source", t.source}};
+    j["thresholds"] = {{"image", t.image},
+                       {"pixel", t.pixel},
+                       {"image_min", t.image_min},
+                       {"image_max", t.image_max},
+                       {"pixel_min", t.pixel_min},
+                       {"pixel_max", t.pixel_max},
+                       {"source", t.source},
+                       {"method", threshold_method_name(t.method)},
+                       {"false_alarm_rate", t.false_alarm_rate},
+                       {"good_images", t.good_images}};
   }
+  j["similarity"] = nullptr;
+  if (info.similarity) {
+    j["similarity"] = {{"min_similarity", info.similarity->min_similarity},
+                       {"false_alarm_rate", info.similarity->false_alarm_rate},
+                       {"good_images", info.similarity->good_images}};
+  }
+  j["revision"] = info.revision;
   return j;
 }
 
@@ -92,6 +125,15 @@ class Fields {
       begin = end + 1;
     }
     return *node;
+  }
+
+  bool has(const std::string& dotted) const {
+    try {
+      at(dotted);
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
   }
 
   std::string text(const std::string& name) const {
@@ -186,7 +228,23 @@ ModelInfo model_info_from(const nlohmann::json& j) {
     info.thresholds = Thresholds{
         value("image"),     value("pixel"),     value("image_min"),         value("image_max"),
         value("pixel_min"), value("pixel_max"), f.text("thresholds.source")};
+    // Models written before thresholds could come from good images: F1 on a test split.
+    if (f.has("thresholds.method")) {
+      const std::string method = f.text("thresholds.method");
+      const auto known = parse_threshold_method(method);
+      if (!known) Fields::fail("thresholds.method", "is '" + method + "'");
+      info.thresholds->method = *known;
+      info.thresholds->false_alarm_rate = f.number("thresholds.false_alarm_rate", 0, 1);
+      info.thresholds->good_images = f.integer("thresholds.good_images", 0, std::int64_t{1} << 40);
+    }
   }
+  if (f.has("similarity") && !f.at("similarity").is_null()) {
+    info.similarity =
+        SimilarityRule{static_cast<float>(f.number("similarity.min_similarity", -1, 1)),
+                       f.number("similarity.false_alarm_rate", 0, 1),
+                       f.integer("similarity.good_images", 0, std::int64_t{1} << 40)};
+  }
+  info.revision = f.has("revision") ? f.integer("revision", 1, std::int64_t{1} << 40) : 1;
   return info;
 }
 

@@ -45,11 +45,14 @@ TokenFile TokenFile::load(const std::filesystem::path& path) {
   for (int number = 1; std::getline(in, line); ++number) {
     const std::string where = "token file " + path.string() + " line " + std::to_string(number);
     std::istringstream fields(line);
-    std::string token, role, extra;
+    std::string token, role, name, extra;
     if (!(fields >> token) || token.starts_with('#')) continue;
-    if (!(fields >> role) || (fields >> extra)) {
-      throw Error(where + ": expected 'TOKEN ROLE' (role inspect, operator or admin)");
+    if (!(fields >> role)) {
+      throw Error(where + ": expected 'TOKEN ROLE [NAME]' (role inspect, operator or admin)");
     }
+    fields >> name;
+    if (fields >> extra)
+      throw Error(where + ": expected 'TOKEN ROLE [NAME]' (NAME without spaces)");
     const auto parsed = parse_role(role);
     if (!parsed) {
       throw Error(where + ": unknown role '" + role + "' (inspect, operator or admin)");
@@ -62,22 +65,23 @@ TokenFile TokenFile::load(const std::filesystem::path& path) {
     for (const Entry& entry : file.tokens_) {
       if (entry.sha256 == digest) throw Error(where + ": the same token appears twice");
     }
-    file.tokens_.push_back({digest, *parsed});
+    file.tokens_.push_back({digest, *parsed, name.empty() ? role : name});
   }
   if (file.tokens_.empty()) throw Error("token file " + path.string() + " holds no token");
   return file;
 }
 
-std::optional<Role> TokenFile::role_of(std::string_view authorization) const {
+std::optional<TokenFile::Caller> TokenFile::caller_of(std::string_view authorization) const {
   constexpr std::string_view kScheme = "Bearer ";
   if (!authorization.starts_with(kScheme)) return std::nullopt;
   const std::string digest = digest_of(authorization.substr(kScheme.size()));
   // Every entry is compared, whatever matched: the time taken says nothing about the tokens.
-  std::optional<Role> role;
+  std::optional<Caller> caller;
   for (const Entry& entry : tokens_) {
-    if (CRYPTO_memcmp(entry.sha256.data(), digest.data(), digest.size()) == 0) role = entry.role;
+    if (CRYPTO_memcmp(entry.sha256.data(), digest.data(), digest.size()) == 0)
+      caller = Caller{entry.role, entry.name};
   }
-  return role;
+  return caller;
 }
 
 }  // namespace pv::service

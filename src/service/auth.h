@@ -1,7 +1,8 @@
 // Bearer tokens with roles for the service (serve --auth-tokens FILE).
 //
-// The file holds one token per line with its role, "TOKEN ROLE"; blank lines and lines starting
-// with # are ignored. Roles are ordered: inspect < operator < admin, each allowed what the ones
+// The file holds one token per line with its role and, optionally, who holds it: "TOKEN ROLE
+// [NAME]" (the name is what resolved reports record); blank lines and lines starting with # are
+// ignored. Roles are ordered: inspect < operator < admin, each allowed what the ones
 // before it are:
 //   inspect    inspect images, read categories, reports, thumbnails and metrics
 //   operator   also resolve reports (the operators' decisions)
@@ -30,9 +31,13 @@ class TokenFile {
   // kMinTokenLength characters, a duplicate, or no token at all.
   static TokenFile load(const std::filesystem::path& path);
 
-  // The role of the token in an "Authorization: Bearer <token>" header value, nullopt if the
-  // header is missing, malformed or the token unknown.
-  std::optional<Role> role_of(std::string_view authorization) const;
+  struct Caller {
+    Role role;
+    std::string name;  // the token's NAME, else its role's name
+  };
+  // Who sends an "Authorization: Bearer <token>" header value; nullopt if the header is missing,
+  // malformed or the token unknown.
+  std::optional<Caller> caller_of(std::string_view authorization) const;
 
   std::size_t size() const { return tokens_.size(); }
 
@@ -40,6 +45,7 @@ class TokenFile {
   struct Entry {
     std::string sha256;  // of the token, hex
     Role role;
+    std::string name;
   };
   std::vector<Entry> tokens_;
 };

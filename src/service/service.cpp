@@ -26,7 +26,9 @@
 #include "service/metrics.h"
 #include "service/requests.h"
 #include "service/web_assets.h"
+#include "util/files.h"
 #include "util/log.h"
+#include "util/sha256.h"
 
 namespace pv {
 namespace {
@@ -73,11 +75,23 @@ const Route kRoutes[] = {
     {"GET", "/v1/categories", "/v1/categories", kInspect},
     {"POST", "/v1/inspect", "/v1/inspect", kInspect},
     {"GET", "/v1/reports", "/v1/reports", kInspect},
+    {"GET", "/v1/reports/*/image", "/v1/reports/{id}/image", kInspect},
+    {"POST", "/v1/reports/*/resolve", "/v1/reports/{id}/resolve", Role::kOperator},
     {"GET", "/v1/images/", "/v1/images/{id}", kInspect},
 };
 
 bool matches(const Route& route, const std::string& path) {
   const std::string_view pattern = route.path;
+  if (const auto star = pattern.find('*'); star != std::string_view::npos) {  // one segment
+    const std::string_view head = pattern.substr(0, star), tail = pattern.substr(star + 1);
+    if (path.size() <= head.size() + tail.size() || !path.starts_with(head) ||
+        !path.ends_with(tail)) {
+      return false;
+    }
+    const std::string_view segment =
+        std::string_view(path).substr(head.size(), path.size() - head.size() - tail.size());
+    return segment.find('/') == std::string_view::npos;
+  }
   if (pattern.size() > 1 && pattern.ends_with('/')) {
     return path.size() > pattern.size() && path.starts_with(pattern) &&
            path.find('/', pattern.size()) == std::string::npos;
@@ -144,6 +158,7 @@ struct InspectionService::Impl {
   ServiceOptions options;
   std::map<std::string, Model> models;
   std::unique_ptr<VectorStore> store;
+  std::filesystem::path report_images_dir;
   std::optional<service::TokenFile> tokens;
   GuardedServer server;
   service::Metrics metrics;
@@ -174,8 +189,9 @@ struct InspectionService::Impl {
       log::info("no authentication (--auth-tokens): serving this machine only (" + o.host + ")");
     }
     load_models(o);
-    store =
-        o.db.empty() ? open_embedded_store(o.models_dir / "store.pvs") : open_postgres_store(o.db);
+    store = open_store({.db = o.db}, o.models_dir / "store.pvs");
+    report_images_dir =
+        o.report_images_dir.empty() ? o.models_dir / "report-images" : o.report_images_dir;
     for (const auto& [category, model] : models) {
       if (store->image_count(category) == 0) {
         log::warn("category " + category + " has no images in " + store->location() +
@@ -280,7 +296,9 @@ struct InspectionService::Impl {
       out["map_png"] = base64(png_bytes(map));
       out["image"] = {{"width", image.width}, {"height", image.height}};
     }
-    const Inspection r = pv::inspect(model, *store, *prediction, name, options.inspect);
+    InspectOptions inspect_options = options.inspect;
+    inspect_options.keep_image = [&] { return keep_upload(upload.bytes); };
+    const Inspection r = pv::inspect(model, *store, *prediction, name, inspect_options);
     if (r.report_id) metrics.count_report();
     metrics.observe_inspect(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -288,6 +306,20 @@ struct InspectionService::Impl {
     with_thumbnails(result["matches"]);
     for (auto& [key, value] : out.items()) result[key] = value;
     return result;
+  }
+
+  // The bytes of a reported upload, kept for the operator's decision: <reports dir>/<sha256>.
+  // Written atomically; the same image twice is one file.
+  std::string keep_upload(std::span<const std::byte> bytes) const {
+    const auto path = report_images_dir / sha256_hex(bytes);
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) {
+      std::filesystem::create_directories(report_images_dir);
+      AtomicFile file(path);
+      file.write(bytes);
+      file.commit();
+    }
+    return path.string();
   }
 
   static void with_thumbnails(Json& matches) {
@@ -317,19 +349,93 @@ struct InspectionService::Impl {
     return out;
   }
 
+  static Json report_json(const AnomalyReport& r) {
+    Json report = json::report(r);
+    with_thumbnails(report["matches"]);
+    report["image_url"] = "/v1/reports/" + std::to_string(r.id) + "/image";
+    return report;
+  }
+
   Json reports(const httplib::Request& req) const {
-    const std::string category = req.has_param("category") ? req.get_param_value("category") : "";
-    std::size_t limit = 50;
+    ReportQuery query;
+    if (req.has_param("category")) query.category = req.get_param_value("category");
+    if (req.has_param("status")) {
+      query.status = req.get_param_value("status");
+      if (query.status != "open" && query.status != "resolved") {
+        throw HttpError{400, "status must be open or resolved"};
+      }
+    }
     if (req.has_param("limit")) {
-      limit = static_cast<std::size_t>(
+      query.limit = static_cast<std::size_t>(
           service::parse_number(req.get_param_value("limit"), 1, 1000, "limit"));
     }
     Json out = Json::array();
-    for (const AnomalyReport& r : store->reports(category, limit)) {
-      Json report = json::report(r);
-      with_thumbnails(report["matches"]);
-      out.push_back(std::move(report));
+    for (const AnomalyReport& r : store->reports(query)) out.push_back(report_json(r));
+    return out;
+  }
+
+  std::int64_t report_id(const std::string& text) const {
+    const auto id = service::parse_id(text);
+    if (!id) throw HttpError{404, "no report " + text};
+    return *id;
+  }
+
+  std::vector<unsigned char> report_image(const std::string& id_text) const {
+    const auto report = store->report(report_id(id_text));
+    if (!report) throw HttpError{404, "no report " + id_text};
+    const std::string file = report->image.empty() ? report->path : report->image;
+    try {
+      return png_bytes(render::scaled_original(load_image(file, options.image_limits), kMapHeight));
+    } catch (const ImageError& e) {
+      log::warn("image of report " + id_text + ": " + e.what());
+      throw HttpError{404, "the image of report " + id_text + " is unavailable"};
     }
+  }
+
+  // POST /v1/reports/{id}/resolve {"resolution": "false_alarm"|"defect", "defect", "note"}
+  Json resolve(const httplib::Request& req, const std::string& id_text) {
+    const std::int64_t id = report_id(id_text);
+    ReportResolution resolution;
+    try {
+      const auto body = nlohmann::json::parse(req.body);
+      if (!body.is_object()) throw HttpError{400, "send a JSON object"};
+      const auto text = [&](const char* key) {
+        if (!body.contains(key) || body.at(key).is_null()) return std::string();
+        if (!body.at(key).is_string()) throw HttpError{400, std::string(key) + " must be text"};
+        return body.at(key).get<std::string>();
+      };
+      resolution = {.resolution = text("resolution"),
+                    .defect = text("defect"),
+                    .note = text("note"),
+                    .by = text("by")};
+    } catch (const nlohmann::json::exception&) {
+      throw HttpError{400,
+                      "the body is not JSON: send {\"resolution\": \"false_alarm\"} or "
+                      "{\"resolution\": \"defect\", \"defect\": \"crack\"}"};
+    }
+    // With tokens the token says who decides; without, the client may say (else its address).
+    if (const auto* connection = service::GuardedServer::connection()) {
+      if (tokens) {
+        resolution.by = tokens->caller_of(req.get_header_value("Authorization"))->name;
+      } else if (resolution.by.empty()) {
+        resolution.by = "operator at " + connection->client;
+      }
+    }
+    try {
+      check_resolution(resolution);
+    } catch (const Error& e) {
+      throw HttpError{400, e.what()};
+    }
+    const auto report = store->report(id);
+    if (!report) throw HttpError{404, "no report " + id_text};
+    const auto model = models.find(report->category);
+    if (model == models.end()) {
+      throw HttpError{409, "report " + id_text + " is of category " + report->category +
+                               ", which this service has no model for"};
+    }
+    const ResolvedReport resolved = resolve_report(model->second, *store, id, resolution);
+    Json out = report_json(resolved.report);
+    out["image_id"] = resolved.image_id;
     return out;
   }
 
@@ -374,6 +480,10 @@ struct InspectionService::Impl {
       send_error(res, e.status, e.message);
     } catch (const ImageError& e) {
       send_error(res, status_of(e), e.what());
+    } catch (const NotFoundError& e) {
+      send_error(res, 404, e.what());
+    } catch (const ConflictError& e) {
+      send_error(res, 409, e.what());
     } catch (const Error& e) {
       const long long incident = ++incidents;
       log::warn("incident " + std::to_string(incident) + ": " + e.what());
@@ -411,13 +521,13 @@ struct InspectionService::Impl {
                         : "too many connections; try again");
     }
     if (tokens && route->role) {
-      const auto role = tokens->role_of(req.get_header_value("Authorization"));
-      if (!role) {
+      const auto caller = tokens->caller_of(req.get_header_value("Authorization"));
+      if (!caller) {
         res.set_header("WWW-Authenticate", "Bearer realm=\"patchvec\"");
         return refuse(401, "a token is needed: send 'Authorization: Bearer <token>'");
       }
-      if (static_cast<int>(*role) < static_cast<int>(*route->role)) {
-        return refuse(403, std::string("this token's role (") + service::role_name(*role) +
+      if (static_cast<int>(caller->role) < static_cast<int>(*route->role)) {
+        return refuse(403, std::string("this token's role (") + service::role_name(caller->role) +
                                ") may not call " + route->label + " (it needs " +
                                service::role_name(*route->role) + ")");
       }
@@ -485,6 +595,17 @@ struct InspectionService::Impl {
     server.Get("/v1/reports", [this](const httplib::Request& req, httplib::Response& res) {
       guarded(res, [&] { send_json(res, 200, reports(req)); });
     });
+    server.Get(R"(/v1/reports/([^/]+)/image)", [this](const httplib::Request& req,
+                                                      httplib::Response& res) {
+      guarded(res, [&] {
+        const auto png = report_image(req.matches[1]);
+        res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
+      });
+    });
+    server.Post(R"(/v1/reports/([^/]+)/resolve)",
+                [this](const httplib::Request& req, httplib::Response& res) {
+                  guarded(res, [&] { send_json(res, 200, resolve(req, req.matches[1])); });
+                });
     server.Get(
         R"(/v1/images/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
           guarded(res, [&] {

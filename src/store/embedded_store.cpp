@@ -69,10 +69,22 @@ nlohmann::json report_json(const AnomalyReport& r) {
   for (const Match& m : r.matches) {
     matches.push_back({{"image", image_json(m.image)}, {"similarity", m.similarity}});
   }
-  return {
-      {"id", r.id},           {"path", r.path},           {"category", r.category},
-      {"score", r.score},     {"threshold", r.threshold}, {"best_similarity", r.best_similarity},
-      {"created", r.created}, {"matches", matches}};
+  return {{"id", r.id},
+          {"path", r.path},
+          {"category", r.category},
+          {"score", r.score},
+          {"threshold", r.threshold},
+          {"best_similarity", r.best_similarity},
+          {"created", r.created},
+          {"matches", matches},
+          {"image", r.image},
+          {"status", r.status},
+          {"resolution", r.resolution},
+          {"defect", r.defect},
+          {"note", r.note},
+          {"resolved_by", r.resolved_by},
+          {"resolved_at", r.resolved_at},
+          {"applied", r.applied}};
 }
 
 AnomalyReport report_from(const nlohmann::json& j) {
@@ -87,6 +99,20 @@ AnomalyReport report_from(const nlohmann::json& j) {
   for (const auto& m : j.at("matches")) {
     r.matches.push_back(
         {image_from(m.at("image")), json_real<double>(m.at("similarity"), "match similarity")});
+  }
+  // Stores written before reports could be resolved have none of these: open reports.
+  if (j.contains("status")) {
+    r.image = j.at("image").get<std::string>();
+    r.status = j.at("status").get<std::string>();
+    r.resolution = j.at("resolution").get<std::string>();
+    r.defect = j.at("defect").get<std::string>();
+    r.note = j.at("note").get<std::string>();
+    r.resolved_by = j.at("resolved_by").get<std::string>();
+    r.resolved_at = j.at("resolved_at").get<std::string>();
+    r.applied = j.at("applied").get<bool>();
+    if (r.status != "open" && r.status != "resolved") {
+      throw Error("report " + std::to_string(r.id) + " has status '" + r.status + "'");
+    }
   }
   return r;
 }
@@ -311,23 +337,65 @@ class EmbeddedStore final : public VectorStore {
       AnomalyReport r = report;
       r.id = c.next_report_id++;
       if (r.created.empty()) r.created = utc_now();
+      r.status = "open";
+      r.resolution = r.defect = r.note = r.resolved_by = r.resolved_at = "";
+      r.applied = false;
       c.reports.push_back(std::move(r));
       return c.reports.back().id;
     });
   }
 
-  std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
-                                     const std::string& since) const override {
+  std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
     const std::lock_guard guard(mutex_);
     std::vector<AnomalyReport> out;
-    for (auto it = contents_.reports.rbegin(); it != contents_.reports.rend() && out.size() < limit;
-         ++it) {
+    for (auto it = contents_.reports.rbegin();
+         it != contents_.reports.rend() && out.size() < query.limit; ++it) {
       // ISO 8601 texts in UTC order like the times they name.
-      if ((category.empty() || it->category == category) && it->created >= since) {
+      if ((query.category.empty() || it->category == query.category) &&
+          (query.status.empty() || it->status == query.status) && it->created >= query.since) {
         out.push_back(*it);
       }
     }
     return out;
+  }
+
+  std::optional<AnomalyReport> report(std::int64_t id) const override {
+    const std::lock_guard guard(mutex_);
+    for (const AnomalyReport& r : contents_.reports) {
+      if (r.id == id) return r;
+    }
+    return std::nullopt;
+  }
+
+  AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
+    check_resolution(resolution);
+    return change([&](Contents& c) {
+      for (AnomalyReport& r : c.reports) {
+        if (r.id != id) continue;
+        if (r.status == "resolved") {
+          throw ConflictError("report " + std::to_string(id) + " was resolved already (" +
+                              r.resolution + " by " + r.resolved_by + " at " + r.resolved_at + ")");
+        }
+        r.status = "resolved";
+        r.resolution = resolution.resolution;
+        r.defect = resolution.defect;
+        r.note = resolution.note;
+        r.resolved_by = resolution.by;
+        r.resolved_at = utc_now();
+        return r;
+      }
+      throw NotFoundError("no report " + std::to_string(id) + " in " + location());
+    });
+  }
+
+  void mark_applied(std::span<const std::int64_t> report_ids) override {
+    change([&](Contents& c) {
+      for (AnomalyReport& r : c.reports) {
+        if (std::find(report_ids.begin(), report_ids.end(), r.id) != report_ids.end())
+          r.applied = true;
+      }
+      return 0;
+    });
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {

@@ -1,16 +1,11 @@
 // The PostgreSQL + pgvector store.
 //
-// Schema (version 2), created or migrated on open; the vector tables are created by the first
-// load, when the embedding dimension is known:
-//   patchvec_meta (key, value)   schema_version, dimension
-//   categories    (name, indexed_at)
-//   images        (id, path, category, split, anomalous, defect, score, verdict,
-//                  embedding vector(D), source 'dataset' | 'added')
-//   patches       (id, category, embedding vector(D))   the memory banks
-//   reports       (id, path, category, score, threshold, best_similarity, created, matches jsonb)
+// The schema is sql/NNN_*.sql (store/migrations.h), applied in order on open under an advisory
+// lock; the embedding columns get their dimension with the first load.
 // HNSW indexes (images: vector_cosine_ops, patches: vector_l2_ops) are built by build_indexes()
 // after loading, which is much faster than maintaining them row by row.
 #include <chrono>
+#include <limits>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -18,12 +13,13 @@
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
+#include "store/migrations.h"
 #include "store/postgres.h"
 
 namespace pv {
 namespace {
 
-constexpr int kSchemaVersion = 2;
+constexpr std::int64_t kSchemaLock = 7270727;  // pg_advisory_xact_lock key of schema changes
 
 const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict, source";
 constexpr int kImageColumnCount = 9;
@@ -60,6 +56,35 @@ Match match_from(const nlohmann::json& j) {
   m.image.defect = j.at("defect").get<std::string>();
   m.similarity = j.at("similarity").get<double>();
   return m;
+}
+
+const char* kReportColumns =
+    "id, path, category, score, threshold, best_similarity, "
+    "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), matches, image, "
+    "status, coalesce(resolution, ''), defect, note, resolved_by, "
+    "coalesce(to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
+    "applied";
+
+AnomalyReport report_from(const pg::Result& r, int row) {
+  AnomalyReport report;
+  report.id = std::stoll(r.text(row, 0));
+  report.path = r.text(row, 1);
+  report.category = r.text(row, 2);
+  report.score = std::stof(r.text(row, 3));
+  report.threshold = r.get(row, 4) ? std::stof(r.text(row, 4)) : 0.0f;
+  report.best_similarity = std::stod(r.text(row, 5));
+  report.created = r.text(row, 6);
+  for (const auto& m : nlohmann::json::parse(r.text(row, 7)))
+    report.matches.push_back(match_from(m));
+  report.image = r.text(row, 8);
+  report.status = r.text(row, 9);
+  report.resolution = r.text(row, 10);
+  report.defect = r.text(row, 11);
+  report.note = r.text(row, 12);
+  report.resolved_by = r.text(row, 13);
+  report.resolved_at = r.text(row, 14);
+  report.applied = r.text(row, 15) == "t";
+  return report;
 }
 
 std::optional<std::string> optional_bool(const std::optional<bool>& b) {
@@ -200,40 +225,70 @@ class PostgresStore final : public VectorStore {
     nlohmann::json matches = nlohmann::json::array();
     for (const Match& m : report.matches) matches.push_back(match_json(m));
     const pg::Result r = db_.exec(
-        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb) RETURNING id",
+        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches, image) "
+        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING id",
         {report.path, report.category, std::to_string(report.score),
-         std::to_string(report.threshold), std::to_string(report.best_similarity), matches.dump()});
+         std::to_string(report.threshold), std::to_string(report.best_similarity), matches.dump(),
+         report.image});
     return std::stoll(r.text(0, 0));
   }
 
-  std::vector<AnomalyReport> reports(const std::string& category, std::size_t limit,
-                                     const std::string& since) const override {
+  std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
     const std::lock_guard guard(mutex_);
     const pg::Result r = db_.exec(
-        "SELECT id, path, category, score, threshold, best_similarity, "
-        "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), matches "
-        "FROM reports WHERE ($1 = '' OR category = $1) AND "
-        "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
-        "ORDER BY id DESC LIMIT $2",
-        {category, std::to_string(limit),
-         since.empty() ? std::nullopt : std::optional<std::string>(since)});
+        std::string("SELECT ") + kReportColumns +
+            " FROM reports WHERE ($1 = '' OR category = $1) AND ($4 = '' OR status = $4) AND "
+            "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
+            "ORDER BY id DESC LIMIT $2",
+        {query.category,
+         std::to_string(
+             std::min<std::size_t>(query.limit, std::numeric_limits<std::int64_t>::max())),
+         query.since.empty() ? std::nullopt : std::optional<std::string>(query.since),
+         query.status});
     std::vector<AnomalyReport> out;
-    for (int row = 0; row < r.rows(); ++row) {
-      AnomalyReport report;
-      report.id = std::stoll(r.text(row, 0));
-      report.path = r.text(row, 1);
-      report.category = r.text(row, 2);
-      report.score = std::stof(r.text(row, 3));
-      report.threshold = std::stof(r.text(row, 4));
-      report.best_similarity = std::stod(r.text(row, 5));
-      report.created = r.text(row, 6);
-      for (const auto& m : nlohmann::json::parse(r.text(row, 7))) {
-        report.matches.push_back(match_from(m));
-      }
-      out.push_back(std::move(report));
-    }
+    for (int row = 0; row < r.rows(); ++row) out.push_back(report_from(r, row));
     return out;
+  }
+
+  std::optional<AnomalyReport> report(std::int64_t id) const override {
+    const std::lock_guard guard(mutex_);
+    const pg::Result r =
+        db_.exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
+                 {std::to_string(id)});
+    if (r.rows() == 0) return std::nullopt;
+    return report_from(r, 0);
+  }
+
+  AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
+    check_resolution(resolution);
+    const std::lock_guard guard(mutex_);
+    pg::Transaction t(db_);
+    const pg::Result current = db_.exec(
+        "SELECT status, resolution, resolved_by, "
+        "to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+        "FROM reports WHERE id = $1 FOR UPDATE",
+        {std::to_string(id)});
+    if (current.rows() == 0) throw NotFoundError("no report " + std::to_string(id));
+    if (current.text(0, 0) == "resolved") {
+      throw ConflictError("report " + std::to_string(id) + " was resolved already (" +
+                          current.text(0, 1) + " by " + current.text(0, 2) + " at " +
+                          current.text(0, 3) + ")");
+    }
+    const pg::Result r = db_.exec(
+        std::string("UPDATE reports SET status = 'resolved', resolution = $2, defect = $3, "
+                    "note = $4, resolved_by = $5, resolved_at = now() WHERE id = $1 RETURNING ") +
+            kReportColumns,
+        {std::to_string(id), resolution.resolution, resolution.defect, resolution.note,
+         resolution.by});
+    t.commit();
+    return report_from(r, 0);
+  }
+
+  void mark_applied(std::span<const std::int64_t> report_ids) override {
+    const std::lock_guard guard(mutex_);
+    std::string ids = "{";
+    for (const auto id : report_ids) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
+    db_.exec("UPDATE reports SET applied = true WHERE id = ANY($1::bigint[])", {ids + "}"});
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {
@@ -277,71 +332,52 @@ class PostgresStore final : public VectorStore {
                     e.what() + ")");
       }
     }
-    pg::Transaction t(db_);
-    // One creator at a time, whatever the number of processes.
-    db_.exec("SELECT pg_advisory_xact_lock(7270727)");
-    db_.exec(
-        "CREATE TABLE IF NOT EXISTS patchvec_meta (key text PRIMARY KEY, value text NOT NULL)");
-    const pg::Result version =
-        db_.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
-    const int found = version.rows() ? std::stoi(version.text(0, 0)) : 0;
-    if (found > kSchemaVersion) {
-      throw Error("PostgreSQL " + db_.name() + ": schema version " + std::to_string(found) +
-                  " was written by a newer patchvec (this one knows version " +
-                  std::to_string(kSchemaVersion) + ")");
-    }
-    if (found < 1) {  // migration 0 -> 1
-      db_.exec(
-          "CREATE TABLE IF NOT EXISTS categories (name text PRIMARY KEY, "
-          "indexed_at timestamptz NOT NULL DEFAULT now())");
-      db_.exec(
-          "CREATE TABLE IF NOT EXISTS reports (id bigserial PRIMARY KEY, path text NOT NULL, "
-          "category text NOT NULL, score real NOT NULL, threshold real, "
-          "best_similarity double precision NOT NULL, "
-          "created timestamptz NOT NULL DEFAULT now(), matches jsonb NOT NULL)");
-      db_.exec("CREATE INDEX IF NOT EXISTS reports_category ON reports (category, id)");
-    }
-    if (found < 2) {  // migration 1 -> 2: where each image came from (index vs add-anomaly)
-      if (db_.exec("SELECT to_regclass('images')").text(0, 0) == "images") {
-        db_.exec("ALTER TABLE images ADD COLUMN source text NOT NULL DEFAULT 'dataset'");
-        db_.exec("UPDATE images SET source = 'added' WHERE split = 'added'");
+    // Each migration in a transaction of its own, one process at a time.
+    int version = 0;
+    for (const pg::Migration& migration : pg::migrations()) {
+      pg::Transaction t(db_);
+      db_.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
+      version = schema_version();
+      const int newest = pg::migrations().back().version;
+      if (version > newest) {
+        throw Error("PostgreSQL " + db_.name() + ": schema version " + std::to_string(version) +
+                    " was written by a newer patchvec (this one knows version " +
+                    std::to_string(newest) + ")");
       }
-    }
-    if (found < kSchemaVersion) {
+      if (migration.version <= version) continue;
+      db_.exec_script(migration.sql, migration.name);
       db_.exec(
           "INSERT INTO patchvec_meta VALUES ('schema_version', $1) "
           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-          {std::to_string(kSchemaVersion)});
+          {std::to_string(migration.version)});
+      t.commit();
+      version = migration.version;
     }
     const pg::Result dim = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
-    t.commit();
+  }
+
+  // 0 for an empty database.
+  int schema_version() {
+    if (db_.exec("SELECT to_regclass('patchvec_meta')").text(0, 0).empty()) return 0;
+    const pg::Result r = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
+    return r.rows() ? std::stoi(r.text(0, 0)) : 0;
   }
 
   bool has_vector_tables() const { return dimension_ != 0; }
 
-  // Inside a transaction: the image and patch tables, typed with the first dimension loaded.
+  // Inside a transaction, before the first load: the embedding columns get their dimension.
   void ensure_vector_tables(std::size_t dim) {
     if (dimension_ != 0) return;
-    db_.exec("SELECT pg_advisory_xact_lock(7270727)");
+    db_.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
     const pg::Result existing = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     if (existing.rows()) {
       dimension_ = std::stoul(existing.text(0, 0));
       return;
     }
     const std::string type = "vector(" + std::to_string(dim) + ")";
-    db_.exec(
-        "CREATE TABLE images (id bigserial PRIMARY KEY, path text NOT NULL, "
-        "category text NOT NULL, split text NOT NULL, anomalous boolean NOT NULL, "
-        "defect text NOT NULL, score real, verdict text NOT NULL DEFAULT '', "
-        "embedding " +
-        type + " NOT NULL, source text NOT NULL DEFAULT 'dataset')");
-    db_.exec("CREATE INDEX images_category ON images (category, anomalous)");
-    db_.exec(
-        "CREATE TABLE patches (id bigserial PRIMARY KEY, category text NOT NULL, "
-        "embedding " +
-        type + " NOT NULL)");
-    db_.exec("CREATE INDEX patches_category ON patches (category)");
+    db_.exec("ALTER TABLE images ALTER COLUMN embedding TYPE " + type);
+    db_.exec("ALTER TABLE patches ALTER COLUMN embedding TYPE " + type);
     db_.exec("INSERT INTO patchvec_meta VALUES ('dimension', $1)", {std::to_string(dim)});
     dimension_ = dim;
   }

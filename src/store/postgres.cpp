@@ -90,6 +90,14 @@ Result Connection::exec(const std::string& sql, const Params& params) {
   return Result(result);
 }
 
+void Connection::exec_script(const std::string& sql, const std::string& name) {
+  reconnect_if_lost();
+  pg_result* result = PQexec(connection_, sql.c_str());
+  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) fail(name, result);
+  PQclear(result);
+}
+
 void Connection::copy_in(const std::string& sql, std::span<const std::byte> data) {
   reconnect_if_lost();
   pg_result* start = PQexec(connection_, sql.c_str());

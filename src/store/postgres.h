@@ -39,6 +39,8 @@ class Connection {
   Connection& operator=(const Connection&) = delete;
 
   Result exec(const std::string& sql, const Params& params = {});
+  // Several statements without parameters (a migration file); `name` names it in errors.
+  void exec_script(const std::string& sql, const std::string& name);
   // COPY ... FROM STDIN (FORMAT BINARY) with `rows` already encoded (see CopyBuffer).
   void copy_in(const std::string& sql, std::span<const std::byte> data);
 

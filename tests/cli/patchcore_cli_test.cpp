@@ -2,8 +2,11 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <patchvec/image.h>
+
 #include "cli/run.h"
 #include "testing.h"
+#include "util/npy.h"
 
 namespace pv {
 namespace {
@@ -91,6 +94,36 @@ TEST_F(PatchCoreCli, PredictGivesVerdictsAndHeatmaps) {
   EXPECT_EQ(result["predictions"][3]["verdict"], "normal");
   EXPECT_TRUE(std::filesystem::exists(result["predictions"][0]["heatmap"].get<std::string>()));
   EXPECT_TRUE(result["timings"]["ms_per_image"]["backbone"].is_number());
+}
+
+TEST_F(PatchCoreCli, PredictWritesMapsAsNumbers) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto maps = *dir_ / "maps";
+  const std::string image = data() + "/synthetic/test/blob/000.png";
+  const CommandResult run =
+      patchvec("predict --json --model " + model() + " " + image + " --maps " + maps.string(),
+               /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto result = nlohmann::json::parse(run.output);
+  EXPECT_EQ(result["threshold_method"], "false_alarm_rate");
+  EXPECT_NE(result["threshold_source"].get<std::string>().find("good images"), std::string::npos);
+  const auto& p = result["predictions"][0];
+  const FloatArray crop = read_npy(p["map"].get<std::string>());
+  EXPECT_EQ(crop.shape, (std::vector<std::int64_t>{224, 224}));
+  const FloatArray original = read_npy(p["map_original"].get<std::string>());
+  const ImageHeader header = read_image_header(std::filesystem::path(image));
+  ASSERT_EQ(original.shape, (std::vector<std::int64_t>{header.height, header.width}));
+  // The border the centre crop cut away is NaN; the inside holds the map's values.
+  const auto at = [&](int y, int x) { return original.values[y * header.width + x]; };
+  EXPECT_TRUE(std::isnan(at(0, 0)));
+  EXPECT_TRUE(std::isnan(at(header.height - 1, header.width / 2)));
+  EXPECT_FALSE(std::isnan(at(header.height / 2, header.width / 2)));
+  const float crop_max = *std::max_element(crop.values.begin(), crop.values.end());
+  float original_max = 0;
+  for (const float v : original.values) {
+    if (!std::isnan(v)) original_max = std::max(original_max, v);
+  }
+  EXPECT_NEAR(original_max, crop_max, 0.05 * crop_max);
 }
 
 TEST_F(PatchCoreCli, PredictOnACorruptImageNamesIt) {

@@ -129,6 +129,76 @@ TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
   admin.exec("DROP DATABASE test_store_cli WITH (FORCE)");
 }
 
+// The operator's loop from the command line, the same on both stores: an anomaly is reported,
+// resolved as a defect (a labelled anomaly from then on) or as a false alarm (a normal image,
+// then part of the model's bank after update --from-reports).
+void operator_loop(const std::string& model_file, const std::string& where) {
+  const auto report = [&](const std::string& image) {
+    const auto r = run_json("search -q --json --min-similarity 1.01 " + test_image(image) +
+                            " --model " + model_file + " " + where);
+    EXPECT_TRUE(r["report_id"].is_number()) << where << r.dump(2);
+    return r["report_id"].get<std::int64_t>();
+  };
+  const std::int64_t defect = report("blob/000.png");
+  const std::int64_t false_alarm = report("good/001.png");
+  const auto open = run_json("reports --json --status open " + where);
+  EXPECT_EQ(open.size(), 2u) << where;
+
+  const auto resolved =
+      run_json("resolve -q --json --report " + std::to_string(defect) +
+               " --defect scratch --note first --by ana --model " + model_file + " " + where);
+  EXPECT_EQ(resolved["status"], "resolved");
+  EXPECT_EQ(resolved["resolution"], "defect");
+  EXPECT_EQ(resolved["defect"], "scratch");
+  EXPECT_EQ(resolved["resolved_by"], "ana");
+  const CommandResult twice = patchvec("resolve --report " + std::to_string(defect) +
+                                       " --false-alarm --model " + model_file + " " + where);
+  EXPECT_EQ(twice.exit_code, 1);
+  EXPECT_NE(twice.output.find("resolved already"), std::string::npos) << twice.output;
+  const CommandResult neither = patchvec("resolve --report " + std::to_string(false_alarm) +
+                                         " --model " + model_file + " " + where);
+  EXPECT_NE(neither.output.find("--false-alarm, or --defect TYPE"), std::string::npos);
+  // The labelled defect is now among the closest known defects of a similar image.
+  const auto similar = run_json("search -q --json --no-report " + test_image("blob/001.png") +
+                                " --model " + model_file + " " + where);
+  bool named = false;
+  for (const auto& m : similar["matches"]) named |= m["defect"] == "scratch";
+  EXPECT_TRUE(named) << where << similar.dump(2);
+
+  run_json("resolve -q --json --report " + std::to_string(false_alarm) + " --false-alarm --model " +
+           model_file + " " + where);
+  const auto update =
+      run_json("update -q --json --from-reports --model " + model_file + " " + where);
+  EXPECT_EQ(update["reports_applied"].size(), 1u);
+  EXPECT_EQ(update["reports_applied"][0], false_alarm);
+  EXPECT_EQ(update["revision"], 2);
+  const auto again = run_json("update -q --json --from-reports --model " + model_file + " " +
+                              where);  // nothing left to apply
+  EXPECT_EQ(again["reports_applied"].size(), 0u);
+  const auto listed = run_json("reports --json --status resolved " + where);
+  ASSERT_EQ(listed.size(), 2u);
+  EXPECT_TRUE(listed[0]["applied"].get<bool>());  // the false alarm, newest first
+  EXPECT_FALSE(listed[1]["applied"].get<bool>());
+}
+
+TEST_F(StoreCli, OperatorLoopOnBothStores) {
+  const std::string base = testing::test_server_url();
+  ASSERT_FALSE(base.empty());
+  pg::Connection admin(base);
+  admin.exec("DROP DATABASE IF EXISTS test_operator_loop WITH (FORCE)");
+  admin.exec("CREATE DATABASE test_operator_loop");
+  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_operator_loop";
+  const std::string store = (*dir_ / "loop.pvs").string();
+  for (const std::string& where : {"--store " + store, "--db " + url}) {
+    // A model of its own: update rewrites it.
+    const auto copy = *dir_ / (where[2] == 's' ? "loop_embedded.pvm" : "loop_pg.pvm");
+    std::filesystem::copy_file(model(), copy, std::filesystem::copy_options::overwrite_existing);
+    run_json("index -q --model " + copy.string() + " --data " + data() + " " + where + " --json -");
+    operator_loop(copy.string(), where);
+  }
+  admin.exec("DROP DATABASE test_operator_loop WITH (FORCE)");
+}
+
 TEST_F(StoreCli, StoreErrorsAreClear) {
   const CommandResult down = patchvec("search " + test_image("good/000.png") + " --model " +
                                       model() + " --db postgresql://patchvec:x@127.0.0.1:1/none");

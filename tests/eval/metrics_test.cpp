@@ -54,6 +54,32 @@ TEST(F1Threshold, HandChecked) {
   EXPECT_NEAR(tied.f1, 6.0 / 7.0, 1e-12);
 }
 
+TEST(ConformalThreshold, HandChecked) {
+  const std::vector<float> scores = {5, 1, 9, 3, 7, 2, 10, 4, 8, 6};  // 1..10, any order
+  // n = 10, R = 0.2: the ceil(11 * 0.8) = 9th smallest, 9; flagged strictly above it.
+  const ConformalThreshold t = conformal_threshold(scores, 0.2);
+  EXPECT_EQ(t.threshold, std::nextafter(9.0f, 20.0f));
+  EXPECT_DOUBLE_EQ(t.rate, 0.2);
+  EXPECT_FALSE(t.tightened);
+  EXPECT_EQ(t.n, 10u);
+  EXPECT_EQ(conformal_threshold(scores, 0.5).threshold, std::nextafter(6.0f, 20.0f));  // 5.5 -> 6th
+  // R = 0.05 needs 19 scores: the tightest 10 support is 1/11, with the largest score.
+  const ConformalThreshold tight = conformal_threshold(scores, 0.05);
+  EXPECT_TRUE(tight.tightened);
+  EXPECT_DOUBLE_EQ(tight.rate, 1.0 / 11);
+  EXPECT_EQ(tight.threshold, std::nextafter(10.0f, 20.0f));
+  // Lower bounds: the floor(0.2 * 11) = 2nd smallest; 0.05 is tightened to the smallest.
+  EXPECT_EQ(conformal_lower_bound(scores, 0.2).threshold, 2.0f);
+  const ConformalThreshold low = conformal_lower_bound(scores, 0.05);
+  EXPECT_EQ(low.threshold, 1.0f);
+  EXPECT_TRUE(low.tightened);
+  EXPECT_THROW(conformal_threshold({}, 0.1), Error);
+  EXPECT_THROW(conformal_threshold(scores, 0), Error);
+  EXPECT_THROW(conformal_threshold(scores, 1), Error);
+  const std::vector<float> with_nan = {1, std::nanf("")};
+  EXPECT_THROW(conformal_threshold(with_nan, 0.1), Error);
+}
+
 TEST(Pro, PerfectMapScoresOne) {
   std::vector<float> map(16, 0.f);
   std::vector<std::uint8_t> mask(16, 0);

@@ -369,6 +369,86 @@ TEST_F(ForgedModelFile, FieldsOutOfRange) {
             std::string::npos);
 }
 
+TEST_F(ForgedModelFile, ModelsOfTheFirstFormatStillLoad) {
+  // Written before thresholds could come from good images: no method, rule or revision.
+  const auto path = saved();
+  forge(path, [](Header& h) {
+    for (const char* key : {"method", "false_alarm_rate", "good_images"})
+      h["thresholds"].erase(key);
+    h.erase("similarity");
+    h.erase("revision");
+  });
+  const Model loaded = Model::load(path);
+  ASSERT_TRUE(loaded.info().thresholds.has_value());
+  EXPECT_EQ(loaded.info().thresholds->method, ThresholdMethod::kF1);
+  EXPECT_EQ(loaded.info().thresholds->image, 3.5f);
+  EXPECT_FALSE(loaded.info().similarity.has_value());
+  EXPECT_EQ(loaded.info().revision, 1);
+}
+
+TEST_F(ModelFile, NewFieldsRoundTrip) {
+  Model model = Model::fit(images(false), "synthetic", pretrained_options());
+  model.set_thresholds({.image = 2,
+                        .pixel = 3,
+                        .source = "false-alarm rate 0.01 on 12 images",
+                        .method = ThresholdMethod::kFalseAlarmRate,
+                        .false_alarm_rate = 0.01,
+                        .good_images = 12});
+  model.set_similarity_rule({.min_similarity = 0.97f, .false_alarm_rate = 0.01, .good_images = 9});
+  model.save(dir_ / "m.pvm");
+  const Model loaded = Model::load(dir_ / "m.pvm");
+  EXPECT_EQ(loaded.info().thresholds->method, ThresholdMethod::kFalseAlarmRate);
+  EXPECT_DOUBLE_EQ(loaded.info().thresholds->false_alarm_rate, 0.01);
+  EXPECT_EQ(loaded.info().thresholds->good_images, 12);
+  ASSERT_TRUE(loaded.info().similarity.has_value());
+  EXPECT_FLOAT_EQ(loaded.info().similarity->min_similarity, 0.97f);
+  EXPECT_EQ(loaded.info().similarity->good_images, 9);
+}
+
+// Incremental updates: good images join the bank without refitting.
+TEST_F(ModelFile, AddingAFalseAlarmLowersItsScore) {
+  Model model = Model::fit(images(false), "synthetic", pretrained_options());
+  const std::int64_t bank_before = model.info().bank_size;
+  const double radius = model.info().covering_radius;
+  // The good test image the model likes least: what an operator would call a false alarm.
+  const Category category = read_category(fixtures() / "data", "synthetic");
+  std::vector<std::filesystem::path> good;
+  for (const auto& s : category.test) {
+    if (!s.anomalous()) good.push_back(s.image);
+  }
+  const auto before = model.predict(good);
+  const auto worst =
+      std::max_element(before.begin(), before.end(),
+                       [](const auto& a, const auto& b) { return a.score < b.score; }) -
+      before.begin();
+  const std::filesystem::path added[] = {good[static_cast<std::size_t>(worst)]};
+  const UpdateReport report = model.add_normal_images(added);
+  EXPECT_EQ(report.images, 1);
+  EXPECT_GT(report.centres_added, 0);
+  EXPECT_EQ(model.info().bank_size, bank_before + report.centres_added);
+  EXPECT_EQ(model.info().revision, 2);
+  EXPECT_DOUBLE_EQ(report.covering_radius_before, radius);
+  EXPECT_LE(report.covering_radius_after, radius * 1.0001);
+  EXPECT_EQ(model.info().train_images, static_cast<std::int64_t>(images(false).size()) + 1);
+  const auto after = model.predict(good);
+  EXPECT_LT(after[worst].score, before[worst].score);
+  for (std::size_t i = 0; i < good.size(); ++i) {
+    EXPECT_LE(after[i].score, before[i].score * (1 + 1e-5))
+        << "scores only drop where new patches are nearer";
+  }
+  // The file round-trips, revision included.
+  model.save(dir_ / "updated.pvm");
+  const Model loaded = Model::load(dir_ / "updated.pvm");
+  EXPECT_EQ(loaded.info().revision, 2);
+  expect_same(model.predict(good), loaded.predict(good));
+  // An update that fails (an unreadable image) changes nothing.
+  testing::write_text(dir_ / "broken.png", "not an image");
+  const std::filesystem::path broken[] = {dir_ / "broken.png"};
+  EXPECT_THROW(model.add_normal_images(broken), ImageError);
+  EXPECT_EQ(model.info().revision, 2);
+  EXPECT_EQ(model.info().bank_size, bank_before + report.centres_added);
+}
+
 TEST(MemoryBudget, SpilledPatchesGiveTheSameModel) {
   PatchCoreOptions in_memory = pretrained_options();
   PatchCoreOptions spilled = pretrained_options();

@@ -267,15 +267,17 @@ TEST_F(SlowClients, HealthAnswersWhileSlowClientsHoldTheConnections) {
 TEST(Tokens, FileFormatAndRoles) {
   testing::TempDir dir;
   const std::string inspector(24, 'i'), admin(32, 'a');
-  testing::write_text(dir / "tokens",
-                      "# who may call\n" + inspector + " inspect\n\n" + admin + " admin\n");
+  testing::write_text(dir / "tokens", "# who may call\n" + inspector + " inspect\n\n" + admin +
+                                          " admin line-lead-ana\n");
   const auto tokens = service::TokenFile::load(dir / "tokens");
   EXPECT_EQ(tokens.size(), 2u);
-  EXPECT_EQ(tokens.role_of("Bearer " + inspector), service::Role::kInspect);
-  EXPECT_EQ(tokens.role_of("Bearer " + admin), service::Role::kAdmin);
-  EXPECT_FALSE(tokens.role_of("Bearer " + std::string(24, 'x')));
-  EXPECT_FALSE(tokens.role_of(inspector));  // no scheme
-  EXPECT_FALSE(tokens.role_of(""));
+  EXPECT_EQ(tokens.caller_of("Bearer " + inspector)->role, service::Role::kInspect);
+  EXPECT_EQ(tokens.caller_of("Bearer " + inspector)->name, "inspect");  // no name: the role's
+  EXPECT_EQ(tokens.caller_of("Bearer " + admin)->role, service::Role::kAdmin);
+  EXPECT_EQ(tokens.caller_of("Bearer " + admin)->name, "line-lead-ana");
+  EXPECT_FALSE(tokens.caller_of("Bearer " + std::string(24, 'x')));
+  EXPECT_FALSE(tokens.caller_of(inspector));  // no scheme
+  EXPECT_FALSE(tokens.caller_of(""));
   const auto error_of = [&](const std::string& text) {
     testing::write_text(dir / "bad", text);
     try {
@@ -287,7 +289,9 @@ TEST(Tokens, FileFormatAndRoles) {
   };
   EXPECT_NE(error_of("short inspect\n").find("line 1: the token is shorter"), std::string::npos);
   EXPECT_NE(error_of(inspector + " root\n").find("unknown role 'root'"), std::string::npos);
-  EXPECT_NE(error_of(inspector + "\n").find("expected 'TOKEN ROLE'"), std::string::npos);
+  EXPECT_NE(error_of(inspector + "\n").find("expected 'TOKEN ROLE [NAME]'"), std::string::npos);
+  EXPECT_NE(error_of(inspector + " inspect two words\n").find("NAME without spaces"),
+            std::string::npos);
   EXPECT_NE(error_of(inspector + " inspect\n" + inspector + " admin\n").find("twice"),
             std::string::npos);
   EXPECT_NE(error_of("# nothing\n").find("holds no token"), std::string::npos);

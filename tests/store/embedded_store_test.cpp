@@ -128,16 +128,16 @@ TEST(EmbeddedStore, ReportsNewestFirst) {
       store->add_report({.path = "q2.png", .category = "grid", .score = 5, .threshold = 4});
   EXPECT_LT(first, second);
   const auto reopened = open_embedded_store(dir / "store.pvs");
-  const auto all = reopened->reports("", 10);
+  const auto all = reopened->reports({.limit = 10});
   ASSERT_EQ(all.size(), 2u);
   EXPECT_EQ(all[0].path, "q2.png");
   EXPECT_EQ(all[1].matches.size(), 1u);
   EXPECT_EQ(all[1].matches[0].image.defect, "crack");
   EXPECT_FALSE(all[1].created.empty());
-  EXPECT_EQ(reopened->reports("tile", 10).size(), 1u);
-  EXPECT_EQ(reopened->reports("", 1).size(), 1u);
-  EXPECT_EQ(reopened->reports("", 10, "2000-01-01").size(), 2u);
-  EXPECT_EQ(reopened->reports("", 10, "2999-01-01T00:00:00").size(), 0u);
+  EXPECT_EQ(reopened->reports({.category = "tile", .limit = 10}).size(), 1u);
+  EXPECT_EQ(reopened->reports({.limit = 1}).size(), 1u);
+  EXPECT_EQ(reopened->reports({.since = "2000-01-01", .limit = 10}).size(), 2u);
+  EXPECT_EQ(reopened->reports({.since = "2999-01-01T00:00:00", .limit = 10}).size(), 0u);
 }
 
 TEST(EmbeddedStore, DimensionMismatchIsAnError) {
@@ -274,6 +274,15 @@ TEST(EmbeddedStore, ForgedFilesAreRefused) {
   EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 1u << 30, {1, 2}))
                 .find("dimension"),
             std::string::npos);
+}
+
+TEST(EmbeddedStore, ReportsAreResolvedOnceAndSurviveAReopen) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  testing::check_report_lifecycle(*store);
+  const auto reopened = open_embedded_store(dir / "store.pvs");
+  EXPECT_EQ(reopened->reports({.status = "resolved"}).size(), 2u);
+  EXPECT_EQ(reopened->reports({.status = "resolved"})[1].defect, "crack");
 }
 
 }  // namespace

@@ -78,7 +78,7 @@ TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
   }
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "2");
+            "3");
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'").text(0, 0), "8");
   EXPECT_EQ(db.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = 'images'::regclass AND attname = 'embedding'")
@@ -112,6 +112,11 @@ TEST_F(PostgresStore, ReindexingKeepsAddedImages) {
   EXPECT_EQ(store->image_count("tile"), 1u);
 }
 
+TEST_F(PostgresStore, ReportsAreResolvedOnce) {
+  auto store = open_postgres_store(url_);
+  testing::check_report_lifecycle(*store);
+}
+
 TEST_F(PostgresStore, MigratesAVersion1Schema) {
   {  // what patchvec 0.1 wrote: no source column, added images told by their split
     pg::Connection db(url_);
@@ -136,14 +141,26 @@ TEST_F(PostgresStore, MigratesAVersion1Schema) {
         "('a.png', 'tile', 'train', false, 'good', '[1,0,0]'), "
         "('b.png', 'tile', 'added', true, 'oil', '[0,1,0]')");
   }
+  {
+    pg::Connection db(url_);
+    db.exec(
+        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches) "
+        "VALUES ('old.png', 'tile', 3, 2, 0.5, '[]')");
+  }
   auto store = open_postgres_store(url_);
   EXPECT_EQ(store->image(1)->source, kSourceDataset);
   EXPECT_EQ(store->image(2)->source, kSourceAdded);
   store->replace_dataset("tile", {});
   EXPECT_EQ(store->image_count("tile"), 1u);  // the labelled one survived the re-index
+  // The old report is kept, open, and can be resolved.
+  const auto old = store->reports({.limit = 10});
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(old[0].path, "old.png");
+  EXPECT_EQ(old[0].status, "open");
+  EXPECT_EQ(store->resolve_report(old[0].id, {.resolution = kFalseAlarm}).status, "resolved");
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "2");
+            "3");
 }
 
 TEST_F(PostgresStore, ReindexingReplacesNeverDuplicates) {
@@ -303,15 +320,15 @@ TEST_F(PostgresStore, ReportsAndAddedAnomalies) {
                                                 .best_similarity = 0.5,
                                                 .matches = matches});
   store->add_report({.path = "q2.png", .category = "grid", .score = 4, .threshold = 1});
-  const auto reports = store->reports("", 10);
+  const auto reports = store->reports({.limit = 10});
   ASSERT_EQ(reports.size(), 2u);
   EXPECT_EQ(reports[0].path, "q2.png");
   EXPECT_EQ(reports[1].id, first);
   EXPECT_EQ(reports[1].matches.at(0).image.defect, "oil");
   EXPECT_EQ(reports[1].created.size(), 20u);  // 2026-11-28T21:04:05Z
-  EXPECT_EQ(store->reports("tile", 10).size(), 1u);
-  EXPECT_EQ(store->reports("", 10, "2000-01-01").size(), 2u);
-  EXPECT_EQ(store->reports("", 10, "2999-01-01T00:00:00").size(), 0u);
+  EXPECT_EQ(store->reports({.category = "tile", .limit = 10}).size(), 1u);
+  EXPECT_EQ(store->reports({.since = "2000-01-01", .limit = 10}).size(), 2u);
+  EXPECT_EQ(store->reports({.since = "2999-01-01T00:00:00", .limit = 10}).size(), 0u);
 }
 
 TEST_F(PostgresStore, DimensionMismatchIsOneClearError) {

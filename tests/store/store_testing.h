@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include <patchvec/store.h>
 
 namespace pv::testing {
@@ -50,6 +52,59 @@ inline double cosine(const std::vector<float>& a, const std::vector<float>& b) {
     bb += double(b[i]) * b[i];
   }
   return ab / std::sqrt(aa * bb);
+}
+
+// Reports through their life, the same on every store: open, resolved once (a second time is a
+// conflict), listed by status, marked applied; bad resolutions refused.
+inline void check_report_lifecycle(VectorStore& store) {
+  std::mt19937 rng(31);
+  const auto v = random_vector(rng, 4);
+  store.add_image({.path = "known.png",
+                   .category = "tile",
+                   .anomalous = true,
+                   .defect = "oil",
+                   .embedding = v});
+  const auto matches = store.nearest(v, 1, {.anomalous = true});
+  const std::int64_t a = store.add_report({.path = "a.png",
+                                           .category = "tile",
+                                           .score = 3,
+                                           .threshold = 2,
+                                           .best_similarity = 0.9,
+                                           .matches = matches,
+                                           .image = "/kept/a.png"});
+  const std::int64_t b =
+      store.add_report({.path = "b.png", .category = "tile", .score = 4, .threshold = 2});
+  ASSERT_TRUE(store.report(a).has_value());
+  EXPECT_EQ(store.report(a)->status, "open");
+  EXPECT_EQ(store.report(a)->image, "/kept/a.png");
+  EXPECT_FALSE(store.report(a + 1000).has_value());
+
+  const AnomalyReport resolved = store.resolve_report(
+      a, {.resolution = kDefect, .defect = "crack", .note = "edge", .by = "ana"});
+  EXPECT_EQ(resolved.status, "resolved");
+  EXPECT_EQ(resolved.resolution, kDefect);
+  EXPECT_EQ(resolved.defect, "crack");
+  EXPECT_EQ(resolved.note, "edge");
+  EXPECT_EQ(resolved.resolved_by, "ana");
+  EXPECT_EQ(resolved.resolved_at.size(), 20u);  // 2026-11-29T12:00:00Z
+  EXPECT_EQ(resolved.matches.size(), 1u);
+  EXPECT_THROW(store.resolve_report(a, {.resolution = kFalseAlarm, .by = "bo"}), ConflictError);
+  EXPECT_THROW(store.resolve_report(a + 1000, {.resolution = kFalseAlarm}), NotFoundError);
+  EXPECT_THROW(store.resolve_report(b, {.resolution = "maybe"}), Error);
+  EXPECT_THROW(store.resolve_report(b, {.resolution = kDefect}), Error);  // no type
+  EXPECT_EQ(store.report(b)->status, "open");  // refused changes change nothing
+
+  store.resolve_report(b, {.resolution = kFalseAlarm, .by = "bo"});
+  EXPECT_EQ(store.reports({.status = "open"}).size(), 0u);
+  EXPECT_EQ(store.reports({.status = "resolved"}).size(), 2u);
+  const std::int64_t applied[] = {b};
+  store.mark_applied(applied);
+  EXPECT_TRUE(store.report(b)->applied);
+  EXPECT_FALSE(store.report(a)->applied);
+  const std::int64_t c = store.add_report({.path = "c.png", .category = "grid", .score = 1});
+  const auto open = store.reports({.status = "open"});
+  ASSERT_EQ(open.size(), 1u);
+  EXPECT_EQ(open[0].id, c);
 }
 
 #ifdef PATCHVEC_SOURCE_DIR

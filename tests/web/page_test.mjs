@@ -87,6 +87,28 @@ try {
   });
   assert.equal(inlineRan, false, 'inline script is blocked by the policy');
   await page.screenshot({ path: `${shots}/page_reports.png`, fullPage: true });
+
+  // The operator's decisions: the newest report is a defect of a named type, the other a false
+  // alarm. Both leave the open list and show in the resolved one with who decided.
+  const rows = page.locator('#report-rows tr[data-status="open"]');
+  const openBefore = await rows.count();
+  assert.ok(openBefore >= 2, 'two open reports to decide on');
+  const first = rows.nth(0);
+  const firstId = await first.getAttribute('data-id');
+  await first.locator('input.defect-type').fill('blob');
+  await first.locator('button.defect').click();
+  await until(page, (id) => !document.querySelector(`#report-rows tr[data-id="${id}"]`), firstId);
+  const second = page.locator('#report-rows tr[data-status="open"]').nth(0);
+  const secondId = await second.getAttribute('data-id');
+  await second.locator('button.false-alarm').click();
+  await until(page, (id) => !document.querySelector(`#report-rows tr[data-id="${id}"]`), secondId);
+  await page.selectOption('#report-status', 'resolved');
+  await until(page, () => document.querySelectorAll('#report-rows tr[data-status="resolved"]')
+      .length >= 2);
+  const decided = await page.locator('#report-rows td.decision').allTextContents();
+  assert.ok(decided.some((t) => t.startsWith('defect: blob')), `a defect: ${decided}`);
+  assert.ok(decided.some((t) => t.startsWith('false alarm')), `a false alarm: ${decided}`);
+  await page.screenshot({ path: `${shots}/page_resolved.png`, fullPage: true });
   assert.deepEqual(errors, [], 'no JavaScript errors');
   assert.ok(violations.length >= 1, 'the blocked inline script was reported as a CSP violation');
   console.log('page test passed; screenshots in ' + shots);

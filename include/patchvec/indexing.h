@@ -1,0 +1,50 @@
+// Loading a category's dataset into a vector store, for `patchvec index` and the demo: every
+// training image (normal) and test image (labelled by its folder) with its score and verdict.
+// Defective images are stored by their defect embedding (Prediction::defect_embedding: what
+// "closest known defects" compares), normal ones by their image embedding.
+#pragma once
+
+#include <cstddef>
+#include <filesystem>
+#include <span>
+#include <vector>
+
+#include <patchvec/dataset.h>
+#include <patchvec/evaluation.h>
+#include <patchvec/model.h>
+#include <patchvec/store.h>
+
+namespace pv {
+
+// The rows for `category`: `train_embeddings` in the order of category.train, `test` in the
+// order of category.test (an evaluation's images, judged with the model's thresholds).
+std::vector<StoredImage> dataset_images(const Category& category,
+                                        std::span<const std::vector<float>> train_embeddings,
+                                        std::span<const ImageResult> test);
+
+struct IndexReport {
+  std::size_t images = 0;   // stored
+  std::size_t patches = 0;  // bank vectors stored (PostgreSQL only)
+  double embed_seconds = 0;
+  double load_seconds = 0;
+};
+
+// Predicts every image of `category` with `model` and replaces the category's dataset images
+// (images added one at a time stay) and memory bank in `store`. Throws pv::Error for unreadable
+// images or a store failure (the store keeps what it had).
+IndexReport index_category(const Model& model, const Category& category, VectorStore& store);
+
+struct ModelUpdate {
+  UpdateReport bank;
+  std::vector<std::int64_t> reports_applied;  // false alarms whose images joined the bank
+  std::size_t images_stored = 0;              // new good images stored in the store
+};
+
+// Adds good images to a model without refitting (Model::add_normal_images) and records it:
+// `images`, and with `from_reports` the images of the model's category's reports resolved as
+// false alarms and not yet applied. The model is written to `model_file` atomically (a failure
+// leaves the old file); then `images` are stored as normal images and the reports marked applied.
+ModelUpdate update_model(Model& model, const std::filesystem::path& model_file, VectorStore& store,
+                         std::span<const std::filesystem::path> images, bool from_reports);
+
+}  // namespace pv
