@@ -16,6 +16,7 @@
 #include "nn/patch_features.h"
 #include "nn/preprocess.h"
 #include "nn/resnet.h"
+#include "nn/tensor_file.h"
 #include "nn/weights.h"
 #include "util/log.h"
 #include "util/progress.h"
@@ -103,11 +104,11 @@ class BatchReader {
 const std::vector<std::string> kUnusedWeights = {"fc.", "layer4."};
 
 // When a weights file does not fit the chosen backbone, it usually fits another one.
-std::string backbone_hint(const EmbedderOptions& options) {
+std::string backbone_hint(const EmbedderOptions& options, const nn::TensorFile& file) {
   for (const auto& name : nn::backbone_names()) {
     if (name == options.backbone) continue;
     const nn::ResNet candidate(nn::resnet_spec(name));
-    if (nn::weight_problems(*candidate, options.weights, kUnusedWeights).empty()) {
+    if (nn::weight_problems(*candidate, file, kUnusedWeights).empty()) {
       return "\nThe file fits backbone " + name + ": pass --backbone " + name + ".";
     }
   }
@@ -189,10 +190,11 @@ void Embedder::Impl::build(const EmbedderOptions& opts) {
   network = nn::ResNet(nn::resnet_spec(opts.backbone));
   network->eval();
   if (!opts.weights.empty()) {
+    const nn::TensorFile file(opts.weights);
     try {
-      nn::load_safetensors(*network, opts.weights, kUnusedWeights);
+      nn::load_weights(*network, file, kUnusedWeights);
     } catch (const Error& e) {
-      throw Error(e.what() + backbone_hint(opts));
+      throw Error(e.what() + backbone_hint(opts, file));
     }
     pretrained = true;
     fused.emplace(*network);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <optional>
+#include <set>
 #include <string_view>
 
 #include <torch/utils.h>
@@ -63,9 +64,46 @@ struct LoadPlan {
   std::vector<std::string> problems;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;  // (destination, source)
   std::size_t ignored = 0;
+  std::string prefix;
 };
 
-LoadPlan plan_load(const torch::nn::Module& module, const SafetensorsFile& file,
+// The prefix under which the file holds the module's tensors: "" when their names are there as
+// they are, else the one prefix P for which most of them exist as P + name.
+std::string find_prefix(const std::map<std::string, torch::Tensor>& targets,
+                        const std::map<std::string, TensorEntry>& tensors) {
+  const auto found_under = [&](const std::string& prefix) {
+    std::size_t found = 0;
+    for (const auto& [name, tensor] : targets) found += tensors.contains(prefix + name) ? 1 : 0;
+    return found;
+  };
+  std::string best;
+  std::size_t best_found = found_under("");
+  if (best_found == targets.size() || targets.empty()) return best;
+  // Candidates end just before the longest name of the module that a key ends with
+  // ("model.backbone." + "layer1.0.conv1.weight").
+  std::set<std::string> candidates;
+  for (const auto& [key, entry] : tensors) {
+    std::size_t longest = 0;
+    for (const auto& [name, tensor] : targets) {
+      if (name.size() > longest && key.size() > name.size() && key.ends_with(name) &&
+          key[key.size() - name.size() - 1] == '.') {
+        longest = name.size();
+      }
+    }
+    if (longest > 0) candidates.insert(key.substr(0, key.size() - longest));
+    if (candidates.size() > 256) break;
+  }
+  for (const auto& candidate : candidates) {
+    const std::size_t found = found_under(candidate);
+    if (found > best_found) {
+      best = candidate;
+      best_found = found;
+    }
+  }
+  return best;
+}
+
+LoadPlan plan_load(const torch::nn::Module& module, const TensorFile& file,
                    const std::vector<std::string>& ignored_prefixes, bool convert) {
   const auto targets = named_state(module);
   const auto is_ignored = [&](const std::string& key) {
@@ -73,11 +111,13 @@ LoadPlan plan_load(const torch::nn::Module& module, const SafetensorsFile& file,
                        [&](const std::string& prefix) { return key.starts_with(prefix); });
   };
   LoadPlan plan;
+  plan.prefix = find_prefix(targets, file.tensors());
+  const auto& tensors = file.tensors();
   for (const auto& [name, destination] : targets) {
-    const auto found = file.tensors().find(name);
-    if (found == file.tensors().end()) {
+    const auto found = tensors.find(plan.prefix + name);
+    if (found == tensors.end()) {
       if (!is_optional(name)) {
-        plan.problems.push_back("missing key " + name + " (expected shape " +
+        plan.problems.push_back("missing key " + plan.prefix + name + " (expected shape " +
                                 shape_string(destination.sizes().vec()) + ")");
       }
       continue;
@@ -86,21 +126,27 @@ LoadPlan plan_load(const torch::nn::Module& module, const SafetensorsFile& file,
     const TensorEntry& entry = found->second;
     const auto type = float_type(entry.dtype);
     if (!type) {
-      plan.problems.push_back("key " + name + " has dtype " + std::string(dtype_name(entry.dtype)) +
+      plan.problems.push_back("key " + found->first + " has dtype " +
+                              std::string(dtype_name(entry.dtype)) +
                               ", expected F32, F16, BF16 or F64");
     } else if (entry.shape != destination.sizes().vec()) {
-      plan.problems.push_back("key " + name + " has shape " + shape_string(entry.shape) +
+      plan.problems.push_back("key " + found->first + " has shape " + shape_string(entry.shape) +
                               ", expected " + shape_string(destination.sizes().vec()));
     } else if (convert) {
       plan.copies.emplace_back(destination, to_float_tensor(entry, *type));
     }
   }
-  for (const auto& [name, entry] : file.tensors()) {
+  for (const auto& [key, entry] : tensors) {
+    if (!key.starts_with(plan.prefix)) {
+      ++plan.ignored;  // another part of a training checkpoint
+      continue;
+    }
+    const std::string name = key.substr(plan.prefix.size());
     if (targets.contains(name)) continue;
     if (is_ignored(name)) {
       ++plan.ignored;
     } else {
-      plan.problems.push_back("unexpected key " + name + " " + shape_string(entry.shape));
+      plan.problems.push_back("unexpected key " + key + " " + shape_string(entry.shape));
     }
   }
   return plan;
@@ -108,23 +154,22 @@ LoadPlan plan_load(const torch::nn::Module& module, const SafetensorsFile& file,
 
 }  // namespace
 
-WeightsReport load_safetensors(torch::nn::Module& module, const std::filesystem::path& path,
-                               const std::vector<std::string>& ignored_prefixes) {
-  const SafetensorsFile file(path);
+WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
+                           const std::vector<std::string>& ignored_prefixes) {
   LoadPlan plan = plan_load(module, file, ignored_prefixes, /*convert=*/true);
   if (!plan.problems.empty()) {
-    throw Error("weights file " + path.string() + " does not fit backbone (" +
-                std::to_string(plan.problems.size()) + " problems):" + problem_list(plan.problems));
+    throw Error("weights file " + file.path().string() + " (" + std::string(file.format()) +
+                ") does not fit backbone (" + std::to_string(plan.problems.size()) +
+                " problems):" + problem_list(plan.problems));
   }
   const torch::NoGradGuard no_grad;
   for (auto& [destination, source] : plan.copies) destination.copy_(source);
-  return {.loaded = plan.copies.size(), .ignored = plan.ignored};
+  return {.loaded = plan.copies.size(), .ignored = plan.ignored, .prefix = plan.prefix};
 }
 
-std::vector<std::string> weight_problems(const torch::nn::Module& module,
-                                         const std::filesystem::path& path,
+std::vector<std::string> weight_problems(const torch::nn::Module& module, const TensorFile& file,
                                          const std::vector<std::string>& ignored_prefixes) {
-  return plan_load(module, SafetensorsFile(path), ignored_prefixes, /*convert=*/false).problems;
+  return plan_load(module, file, ignored_prefixes, /*convert=*/false).problems;
 }
 
 namespace {

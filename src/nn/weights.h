@@ -1,4 +1,5 @@
-// Moving torchvision-layout weights between safetensors files and libtorch modules.
+// Moving torchvision-layout weights between weights files (safetensors or PyTorch checkpoints,
+// see tensor_file.h) and libtorch modules.
 #pragma once
 
 #include <cstddef>
@@ -10,25 +11,29 @@
 
 #include <torch/nn/module.h>
 
+#include "nn/tensor_file.h"
+
 namespace pv::nn {
 
 struct WeightsReport {
   std::size_t loaded = 0;   // tensors copied into the module
-  std::size_t ignored = 0;  // tensors of parts we do not build (fc.*, layer4.*)
+  std::size_t ignored = 0;  // tensors of parts we do not build (fc.*, layer4.*), or outside prefix
+  std::string prefix;       // the key prefix the module's tensors were found under ("" = none)
 };
 
-// Copies every parameter and buffer of `module` from the safetensors file, converting F16, BF16
-// and F64 to float32. Keys under `ignored_prefixes` may be present and are skipped; BatchNorm's
-// num_batches_tracked may be absent. Anything else (a missing key, an unexpected key, a wrong
-// shape, a non-float dtype) is a pv::Error naming every offending key; the module is only
-// modified when the whole file checks out.
-WeightsReport load_safetensors(torch::nn::Module& module, const std::filesystem::path& path,
-                               const std::vector<std::string>& ignored_prefixes);
+// Copies every parameter and buffer of `module` from the file's tensors, converting F16, BF16
+// and F64 to float32. When the module's names are not found as they are, they are looked for
+// under one common prefix (a training checkpoint's "model.backbone.", anomalib's
+// "model.feature_extractor.feature_extractor."), and every key outside it is ignored. Keys under
+// `ignored_prefixes` may be present and are skipped; BatchNorm's num_batches_tracked may be
+// absent. Anything else (a missing key, an unexpected key, a wrong shape, a non-float dtype) is a
+// pv::Error naming every offending key; the module is only modified when everything fits.
+WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
+                           const std::vector<std::string>& ignored_prefixes);
 
-// The problems load_safetensors() would report for this file, without touching the module;
-// empty when the file fits.
-std::vector<std::string> weight_problems(const torch::nn::Module& module,
-                                         const std::filesystem::path& path,
+// The problems load_weights() would report for this file, without touching the module; empty
+// when the file fits.
+std::vector<std::string> weight_problems(const torch::nn::Module& module, const TensorFile& file,
                                          const std::vector<std::string>& ignored_prefixes);
 
 // Writes every parameter and buffer (except num_batches_tracked) as F32 safetensors.

@@ -41,7 +41,8 @@ inline at::Tensor reference_batch() {
 
 inline nn::ResNet fixture_backbone(const std::string& name) {
   nn::ResNet network(nn::resnet_spec(name));
-  nn::load_safetensors(*network, nn_fixtures() / (name + ".safetensors"), {"fc.", "layer4."});
+  nn::load_weights(*network, nn::TensorFile(nn_fixtures() / (name + ".safetensors")),
+                   {"fc.", "layer4."});
   network->eval();
   return network;
 }

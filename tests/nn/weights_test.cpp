@@ -39,7 +39,7 @@ class WeightsFile : public ::testing::Test {
   std::string error_loading(const std::filesystem::path& path) {
     ResNet network(resnet_spec("resnet18"));
     try {
-      load_safetensors(*network, path, kIgnored);
+      load_weights(*network, TensorFile(path), kIgnored);
     } catch (const Error& e) {
       return e.what();
     }
@@ -53,7 +53,7 @@ class WeightsFile : public ::testing::Test {
 TEST_F(WeightsFile, LoadsTorchvisionStateDict) {
   ResNet network(resnet_spec("resnet18"));
   const WeightsReport report =
-      load_safetensors(*network, testing::nn_fixtures() / "resnet18.safetensors", kIgnored);
+      load_weights(*network, TensorFile(testing::nn_fixtures() / "resnet18.safetensors"), kIgnored);
   std::size_t counters = 0;  // num_batches_tracked buffers are not loaded
   for (const auto& item : network->named_buffers())
     counters += item.key().ends_with("num_batches_tracked");
@@ -95,7 +95,7 @@ TEST_F(WeightsFile, UnexpectedKeyIsNamed) {
 TEST_F(WeightsFile, WrongBackboneListsManyProblemsBriefly) {
   ResNet wide(resnet_spec("wide_resnet50_2"));
   try {
-    load_safetensors(*wide, testing::nn_fixtures() / "resnet18.safetensors", kIgnored);
+    load_weights(*wide, TensorFile(testing::nn_fixtures() / "resnet18.safetensors"), kIgnored);
     FAIL();
   } catch (const Error& e) {
     const std::string message = e.what();
@@ -110,7 +110,7 @@ TEST_F(WeightsFile, FailedLoadLeavesTheModuleUntouched) {
   network->reset_parameters(7);
   const at::Tensor before = network->conv1->weight.clone();
   tensors_.erase("layer3.1.bn2.bias");
-  EXPECT_THROW(load_safetensors(*network, write("partial.safetensors"), kIgnored), Error);
+  EXPECT_THROW(load_weights(*network, TensorFile(write("partial.safetensors")), kIgnored), Error);
   EXPECT_TRUE(at::equal(network->conv1->weight, before));
 }
 
@@ -133,8 +133,8 @@ class HalfPrecision : public ::testing::TestWithParam<std::pair<std::string, at:
 TEST_P(HalfPrecision, LoadsAsRoundedFloat32) {
   const auto& [suffix, type] = GetParam();
   ResNet half(resnet_spec("resnet18"));
-  load_safetensors(*half, testing::nn_fixtures() / ("resnet18_" + suffix + ".safetensors"),
-                   kIgnored);
+  load_weights(*half, TensorFile(testing::nn_fixtures() / ("resnet18_" + suffix + ".safetensors")),
+               kIgnored);
   const ResNet full = testing::fixture_backbone("resnet18");
   const auto full_state = full->named_parameters();
   for (const auto& item : half->named_parameters()) {
@@ -155,7 +155,7 @@ TEST(SaveSafetensors, RoundTripsAModule) {
   source->reset_parameters(3);
   save_safetensors(*source, dir / "saved.safetensors");
   ResNet copy(resnet_spec("resnet18"));
-  load_safetensors(*copy, dir / "saved.safetensors", {});
+  load_weights(*copy, TensorFile(dir / "saved.safetensors"), {});
   EXPECT_TRUE(at::equal(copy->layer3[1]->as<ResidualBlockImpl>()->convs[1]->weight,
                         source->layer3[1]->as<ResidualBlockImpl>()->convs[1]->weight));
 }
