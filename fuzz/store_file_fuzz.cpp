@@ -16,7 +16,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   try {
     const auto store = pv::open_embedded_store(path);
     store->image_count();
-    store->reports("", 10);
+    store->reports({.limit = 10});
+    store->reports({.status = "open", .since = "2020-01-01"});
     if (const auto first = store->image(1)) {
       store->nearest(first->embedding, 5);
       store->nearest(first->embedding, 3, {.category = first->category, .anomalous = true});
