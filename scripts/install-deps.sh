@@ -16,6 +16,8 @@ build_packages=(
   libssl-dev                            # SHA-256 of weights and model files
   libpq-dev                             # PostgreSQL's client library (the pgvector store)
   libcpp-httplib-dev                    # the inspection service's HTTP server
+  libcurl4-openssl-dev ca-certificates  # downloading weights (--weights imagenet or a URL)
+  zlib1g-dev                            # deflated entries of .pth checkpoints (zip)
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev

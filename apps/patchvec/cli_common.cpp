@@ -14,17 +14,20 @@
 
 namespace pv::cli {
 
+const char* const kWeightsHelp =
+    "The backbone's weights: 'imagenet' (torchvision's, downloaded once into "
+    "~/.cache/patchvec/weights and verified), an http(s) URL (the same cache; #sha256=<hex> "
+    "verifies it), or a file: .safetensors, a PyTorch .pth/.pt state_dict or a Lightning .ckpt. "
+    "None or 'random': a random backbone whose BatchNorm statistics are re-estimated on the "
+    "training images (far less accurate)";
+
 void add_embedder_options(CLI::App& command, EmbedderOptions& options) {
   command
       .add_option("--backbone", options.backbone,
                   "wide_resnet50_2 (1536-d patches), resnet50 (1536-d) or resnet18 (384-d)")
       ->capture_default_str()
       ->check(CLI::IsMember(supported_backbones()));
-  command
-      .add_option("--weights", options.weights,
-                  "torchvision-layout ImageNet weights as .safetensors; without it the backbone is "
-                  "randomly initialised and its BatchNorm statistics re-estimated on the images")
-      ->check(CLI::ExistingFile);
+  command.add_option("--weights", options.weights, kWeightsHelp);
   command.add_option("--image-size", options.image_size, "Resize images to this square size")
       ->capture_default_str();
   command.add_option("--crop-size", options.crop_size, "Centre crop after resizing (0 = none)")
@@ -62,8 +65,10 @@ void add_image_limit_option(CLI::App& command, ImageLimits& limits) {
 }
 
 void add_model_load_options(CLI::App& command, ModelLoadOptions& options) {
-  command.add_option("--weights", options.weights,
-                     "The backbone weights, if they moved since training (checked by SHA-256)");
+  command.add_option(
+      "--weights", options.weights,
+      "The backbone's weights (a file, URL or 'imagenet'), if they are neither where "
+      "training found them nor in the weights cache (checked by SHA-256)");
   command.add_option("--threads", options.threads, "Compute threads (0 = one per core)");
   command.add_option("--batch-size", options.batch_size, "Images per forward pass")
       ->capture_default_str();

@@ -14,5 +14,6 @@ void add_demo_command(CLI::App& app);
 void add_store_commands(CLI::App& app);  // index, search, add-anomaly, reports, resolve
 void add_update_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
+void add_weights_command(CLI::App& app);  // weights list, fetch, verify
 
 }  // namespace pv::cli

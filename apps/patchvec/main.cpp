@@ -78,6 +78,7 @@ int main(int argc, char** argv) {
   pv::cli::add_store_commands(app);
   pv::cli::add_update_command(app);
   pv::cli::add_serve_command(app);
+  pv::cli::add_weights_command(app);
 
   try {
     app.parse(argc, argv);

@@ -34,6 +34,20 @@ struct EmbedderOptions {
 // The backbone names EmbedderOptions::backbone accepts.
 std::vector<std::string> supported_backbones();
 
+// How a weights file fits a backbone (patchvec weights verify and list).
+struct WeightsFit {
+  std::string format;       // "safetensors", "PyTorch zip" or "PyTorch legacy"
+  std::size_t tensors = 0;  // in the file
+  std::string backbone;     // the backbone checked; with none asked for, the first that fits
+  std::string prefix;       // the key prefix its tensors were found under ("" = none)
+  std::vector<std::string> problems;  // why it does not fit; empty when it does
+};
+
+// Reads `file` and matches its tensors against `backbone`, or, when `backbone` is empty, against
+// every supported backbone until one fits. Throws pv::Error when the file cannot be read as
+// weights at all. Builds the backbone to compare shapes: about a second for wide_resnet50_2.
+WeightsFit check_weights(const std::filesystem::path& file, const std::string& backbone = "");
+
 // Shape of one image's patch grid.
 struct GridShape {
   std::int64_t height = 0;

@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <mutex>
 #include <optional>
 #include <thread>
 
@@ -11,6 +12,7 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/error.h>
+#include <patchvec/weights.h>
 
 #include "nn/fused_resnet.h"
 #include "nn/patch_features.h"
@@ -108,7 +110,7 @@ std::string backbone_hint(const EmbedderOptions& options, const nn::TensorFile& 
   for (const auto& name : nn::backbone_names()) {
     if (name == options.backbone) continue;
     const nn::ResNet candidate(nn::resnet_spec(name));
-    if (nn::weight_problems(*candidate, file, kUnusedWeights).empty()) {
+    if (nn::match_weights(*candidate, file, kUnusedWeights).problems.empty()) {
       return "\nThe file fits backbone " + name + ": pass --backbone " + name + ".";
     }
   }
@@ -168,13 +170,14 @@ bool is_running_statistic(const std::string& name) {
          name.ends_with("num_batches_tracked");
 }
 
+// Once per process: a demo or service builds one embedder per category.
 void announce_random_backbone(const EmbedderOptions& options) {
-  log::loud_warning(
-      "no pretrained weights (--weights): " + options.backbone + " is randomly initialised",
-      "The backbone uses torchvision's initialisation with seed " + std::to_string(options.seed) +
-          ", its BatchNorm statistics\nre-estimated on the training images. Anomaly detection "
-          "works, but far below\nImageNet weights (textures: image AUROC ~0.9 instead of ~0.99). "
-          "See the README,\n'Pretrained weights', to get them as .safetensors.");
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    log::warn("no pretrained weights: " + options.backbone +
+              " is randomly initialised (BatchNorm re-estimated on the images), far less accurate "
+              "than --weights imagenet");
+  });
 }
 
 }  // namespace
@@ -189,18 +192,41 @@ void Embedder::Impl::build(const EmbedderOptions& opts) {
   at::set_num_threads(std::max(threads, 1));
   network = nn::ResNet(nn::resnet_spec(opts.backbone));
   network->eval();
-  if (!opts.weights.empty()) {
-    const nn::TensorFile file(opts.weights);
+  // A URL or a name becomes a file in the cache (downloaded if needed); "random" becomes none.
+  options.weights = resolve_weights(opts.weights.string(), opts.backbone);
+  if (!options.weights.empty()) {
+    const nn::TensorFile file(options.weights);
     try {
       nn::load_weights(*network, file, kUnusedWeights);
     } catch (const Error& e) {
-      throw Error(e.what() + backbone_hint(opts, file));
+      throw Error(e.what() + backbone_hint(options, file));
     }
     pretrained = true;
     fused.emplace(*network);
   } else {
     network->reset_parameters(opts.seed);
   }
+}
+
+WeightsFit check_weights(const std::filesystem::path& file, const std::string& backbone) {
+  const nn::TensorFile tensors(file);
+  WeightsFit fit{.format = std::string(tensors.format()), .tensors = tensors.tensors().size()};
+  const std::vector<std::string> candidates =
+      backbone.empty() ? nn::backbone_names() : std::vector<std::string>{backbone};
+  for (const auto& name : candidates) {
+    const nn::ResNet network(nn::resnet_spec(name));
+    nn::WeightsMatch match = nn::match_weights(*network, tensors, kUnusedWeights);
+    if (match.problems.empty() || !backbone.empty()) {
+      fit.backbone = name;
+      fit.prefix = std::move(match.prefix);
+      fit.problems = std::move(match.problems);
+      return fit;
+    }
+  }
+  std::string names;
+  for (const auto& name : candidates) names += (names.empty() ? "" : ", ") + name;
+  fit.problems.push_back("fits none of the backbones (" + names + ")");
+  return fit;
 }
 
 Embedder::Embedder(const EmbedderOptions& options) : impl_(std::make_unique<Impl>()) {
@@ -214,13 +240,22 @@ Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& op
   wanted.weights = state.weights;
   wanted.seed = state.seed;
   if (!state.weights.empty()) {
+    // A file: the model's own record, or what the user resolved (ModelLoadOptions::weights).
     if (!std::filesystem::exists(state.weights)) {
-      throw Error("weights file " + state.weights.string() +
-                  " (the model was trained with it) does not exist; pass --weights with a copy");
+      // Weights downloaded on another machine are in this one's cache under another path.
+      if (const auto cached = find_cached_weights(state.weights_sha256)) {
+        wanted.weights = *cached;
+      } else {
+        throw Error("weights file " + state.weights.string() +
+                    " (the model was trained with it) does not exist, and no file in the weights "
+                    "cache (" +
+                    weights_cache_dir().string() + ") has its SHA-256 " + state.weights_sha256 +
+                    ": pass --weights with a copy, or put one in the cache");
+      }
     }
-    const std::string actual = sha256_file_hex(state.weights);
+    const std::string actual = sha256_file_hex(wanted.weights);
     if (actual != state.weights_sha256) {
-      throw Error("weights file " + state.weights.string() + " has SHA-256 " + actual +
+      throw Error("weights file " + wanted.weights.string() + " has SHA-256 " + actual +
                   ", but the model was trained with " + state.weights_sha256);
     }
   }

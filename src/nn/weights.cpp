@@ -167,9 +167,10 @@ WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
   return {.loaded = plan.copies.size(), .ignored = plan.ignored, .prefix = plan.prefix};
 }
 
-std::vector<std::string> weight_problems(const torch::nn::Module& module, const TensorFile& file,
-                                         const std::vector<std::string>& ignored_prefixes) {
-  return plan_load(module, file, ignored_prefixes, /*convert=*/false).problems;
+WeightsMatch match_weights(const torch::nn::Module& module, const TensorFile& file,
+                           const std::vector<std::string>& ignored_prefixes) {
+  LoadPlan plan = plan_load(module, file, ignored_prefixes, /*convert=*/false);
+  return {std::move(plan.problems), std::move(plan.prefix)};
 }
 
 namespace {

@@ -31,10 +31,13 @@ struct WeightsReport {
 WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
                            const std::vector<std::string>& ignored_prefixes);
 
-// The problems load_weights() would report for this file, without touching the module; empty
-// when the file fits.
-std::vector<std::string> weight_problems(const torch::nn::Module& module, const TensorFile& file,
-                                         const std::vector<std::string>& ignored_prefixes);
+// What load_weights() would find, without touching the module.
+struct WeightsMatch {
+  std::vector<std::string> problems;  // empty when the file fits
+  std::string prefix;                 // as WeightsReport::prefix
+};
+WeightsMatch match_weights(const torch::nn::Module& module, const TensorFile& file,
+                           const std::vector<std::string>& ignored_prefixes);
 
 // Writes every parameter and buffer (except num_batches_tracked) as F32 safetensors.
 void save_safetensors(const torch::nn::Module& module, const std::filesystem::path& path);

@@ -7,6 +7,7 @@
 
 #include <patchvec/error.h>
 #include <patchvec/model.h>
+#include <patchvec/weights.h>
 
 #include "nn/torch_errors.h"
 #include "patchcore/anomaly_map.h"
@@ -312,7 +313,18 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
     }
     info.backbone.batchnorm = std::move(contents.batchnorm);
     BackboneState state = info.backbone;
-    if (!options.weights.empty()) state.weights = options.weights;
+    if (!options.weights.empty()) {
+      // The user's --weights (a file, URL or name) resolves to a file here; the model's own
+      // record is always a file and never downloads anything.
+      try {
+        state.weights = resolve_weights(options.weights.string(), state.backbone);
+      } catch (const Error& e) {
+        throw Error(where + e.what());
+      }
+      if (state.weights.empty()) {
+        throw Error(where + "was trained with weights; --weights random cannot replace them");
+      }
+    }
     EmbedderOptions runtime{.image_size = info.image_size,
                             .crop_size = info.crop_size,
                             .batch_size = options.batch_size,

@@ -195,6 +195,12 @@ ModelInfo model_info_from(const nlohmann::json& j) {
   info.created = f.text("created");
   info.backbone.backbone = f.text("backbone.name");
   info.backbone.weights = f.text("backbone.weights");
+  // Training records the absolute path of a local file. Anything else (a URL, a name, a relative
+  // path) would make loading a model fetch or read what its author chose, not the user.
+  if (!info.backbone.weights.empty() && !info.backbone.weights.is_absolute()) {
+    Fields::fail("backbone.weights",
+                 "is '" + info.backbone.weights.string() + "', not empty or an absolute file path");
+  }
   info.backbone.weights_sha256 = f.text("backbone.weights_sha256");
   if (info.backbone.weights_sha256.size() != 64 ||
       info.backbone.weights_sha256.find_first_not_of("0123456789abcdef") != std::string::npos) {

@@ -27,16 +27,6 @@ void warn(std::string_view message) {
   write("patchvec: warning: " + std::string(message) + "\n");
 }
 
-void loud_warning(std::string_view title, std::string_view body) {
-  const std::string rule(78, '!');
-  std::ostringstream out;
-  out << rule << "\n!! WARNING: " << title << "\n";
-  std::istringstream lines{std::string(body)};
-  for (std::string line; std::getline(lines, line);) out << "!! " << line << "\n";
-  out << rule << "\n";
-  write(out.str());
-}
-
 void set_quiet(bool quiet) {
   g_quiet = quiet;
 }

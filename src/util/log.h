@@ -9,9 +9,6 @@ namespace pv::log {
 void info(std::string_view message);
 void warn(std::string_view message);
 
-// A warning framed so that it cannot be missed in a scrolling log.
-void loud_warning(std::string_view title, std::string_view body);
-
 // Silences info() (warnings stay); used by --quiet and by tests.
 void set_quiet(bool quiet);
 bool quiet();

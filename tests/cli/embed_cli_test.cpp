@@ -64,14 +64,18 @@ TEST(EmbedCli, PlainFolderWithoutCategory) {
   EXPECT_EQ(read_npy(dir / "f.npy").shape[0], 7);
 }
 
-TEST(EmbedCli, RandomInitWarnsLoudlyAndCalibrates) {
+TEST(EmbedCli, RandomInitWarnsOnceAndCalibrates) {
   testing::TempDir dir;
   make_category(dir / "data");
   const CommandResult run =
       patchvec("embed --data " + (dir / "data").string() +
                " --category tile --backbone resnet18 --out " + (dir / "r.npy").string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
-  EXPECT_NE(run.output.find("WARNING: no pretrained weights"), std::string::npos) << run.output;
+  const std::string warning = "patchvec: warning: no pretrained weights: resnet18 is randomly";
+  const auto first = run.output.find(warning);
+  EXPECT_NE(first, std::string::npos) << run.output;
+  EXPECT_EQ(run.output.find(warning, first + 1), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("--weights imagenet"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("BatchNorm calibrat"), std::string::npos) << run.output;
 }
 

@@ -170,9 +170,12 @@ TEST_F(ModelFile, WeightsThatChangedSinceTraining) {
 TEST_F(ModelFile, WeightsThatMoved) {
   const auto path = saved();
   const auto message = load_error(path, {.weights = dir_ / "elsewhere.safetensors"});
-  EXPECT_NE(message.find("elsewhere.safetensors (the model was trained with it) does not exist"),
-            std::string::npos)
-      << message;
+  EXPECT_NE(message.find("elsewhere.safetensors does not exist"), std::string::npos) << message;
+  const auto copy = dir_ / "copy.safetensors";
+  std::filesystem::copy_file(fixtures() / "resnet18.safetensors", copy);
+  EXPECT_NO_THROW(Model::load(path, {.weights = copy}));
+  EXPECT_NE(load_error(path, {.weights = "random"}).find("--weights random cannot replace them"),
+            std::string::npos);
 }
 
 // --- files that pass their checksum but are not valid ------------------------------------------
@@ -367,6 +370,34 @@ TEST_F(ForgedModelFile, FieldsOutOfRange) {
             std::string::npos);
   EXPECT_NE(refusal([](Header& h) { h.erase("scoring"); }).find("field scoring"),
             std::string::npos);
+}
+
+TEST_F(ForgedModelFile, WeightsAreAlwaysALocalFile) {
+  // Loading a model must never download or read what its author chose: no URL, name or
+  // relative path in the file, only the absolute path training recorded.
+  for (const char* weights :
+       {"https://example.com/resnet18-f37072fd.pth", "imagenet", "weights/resnet18.pth"}) {
+    const std::string message = refusal([&](Header& h) { h["backbone"]["weights"] = weights; });
+    EXPECT_NE(message.find("field backbone.weights"), std::string::npos) << message;
+    EXPECT_NE(message.find("not empty or an absolute file path"), std::string::npos) << message;
+  }
+}
+
+TEST_F(ForgedModelFile, WeightsFromAnotherMachineAreFoundInTheCacheByTheirHash) {
+  // The model was trained where its weights lived at another path (another user's cache).
+  const auto path = saved();
+  const std::string gone = (dir_ / "elsewhere/resnet18.safetensors").string();
+  forge(path, [&](Header& h) { h["backbone"]["weights"] = gone; });
+  const testing::ScopedEnv cache("XDG_CACHE_HOME", (dir_ / "cache").string());
+  const std::string missing = load_error(path);
+  EXPECT_NE(missing.find(gone + " (the model was trained with it) does not exist"),
+            std::string::npos)
+      << missing;
+  EXPECT_NE(missing.find("no file in the weights cache"), std::string::npos) << missing;
+  std::filesystem::create_directories(dir_ / "cache/patchvec/weights");
+  std::filesystem::copy_file(fixtures() / "resnet18.safetensors",
+                             dir_ / "cache/patchvec/weights/r18.safetensors");
+  EXPECT_NO_THROW(Model::load(path));
 }
 
 TEST_F(ForgedModelFile, ModelsOfTheFirstFormatStillLoad) {
