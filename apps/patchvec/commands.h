@@ -15,5 +15,6 @@ void add_store_commands(CLI::App& app);  // index, search, add-anomaly, reports,
 void add_update_command(CLI::App& app);
 void add_serve_command(CLI::App& app);
 void add_weights_command(CLI::App& app);  // weights list, fetch, verify
+void add_import_command(CLI::App& app);   // import-anomalib
 
 }  // namespace pv::cli

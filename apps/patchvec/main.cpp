@@ -79,6 +79,7 @@ int main(int argc, char** argv) {
   pv::cli::add_update_command(app);
   pv::cli::add_serve_command(app);
   pv::cli::add_weights_command(app);
+  pv::cli::add_import_command(app);
 
   try {
     app.parse(argc, argv);

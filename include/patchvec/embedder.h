@@ -70,6 +70,10 @@ struct BackboneState {
   std::uint64_t seed = 0;
   std::vector<std::byte>
       batchnorm;  // re-estimated BatchNorm tensors (safetensors); random init only
+  // Every tensor of the backbone (safetensors) when the model file carries its weights (models
+  // imported from anomalib): then `weights` is empty and `weights_sha256` fingerprints these
+  // tensors (nn::tensors_sha256).
+  std::vector<std::byte> tensors;
 };
 
 // Where embedding time goes, accumulated over calls.
@@ -94,7 +98,8 @@ class Embedder {
 
   // Rebuilds the backbone `state` describes, with the sizes and threads of `options` (its
   // backbone, weights and seed are ignored). Throws pv::Error if the weights file is missing or
-  // its SHA-256 differs, or if the seeded initialisation no longer reproduces the same weights.
+  // its SHA-256 differs, if the seeded initialisation no longer reproduces the same weights, or
+  // if carried tensors are incomplete, misshaped or not finite.
   static Embedder restore(const BackboneState& state, const EmbedderOptions& options);
   ~Embedder();
   Embedder(Embedder&&) noexcept;
@@ -122,8 +127,10 @@ class Embedder {
                   std::string_view progress_label = "embed", EmbedTimings* timings = nullptr,
                   std::vector<std::string>* unreadable = nullptr) const;
 
-  // Requires ready(). Hashes the weights file on first use.
-  BackboneState state() const;
+  // Requires ready(). Hashes the weights file on first use. With `carry_weights` (or for a
+  // backbone restored from carried tensors), a pretrained backbone's state holds its tensors
+  // instead of naming its weights file: a model file that needs no other file.
+  BackboneState state(bool carry_weights = false) const;
 
   GridShape grid() const;
   const EmbedderOptions& options() const;
@@ -131,6 +138,7 @@ class Embedder {
  private:
   struct Impl;
   explicit Embedder(std::unique_ptr<Impl> impl);
+  static Embedder restore_carried(const BackboneState& state, EmbedderOptions wanted);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -179,6 +179,12 @@ class Model {
                    const PatchCoreOptions& options, FitReport* report = nullptr,
                    std::vector<std::vector<float>>* image_embeddings = nullptr);
 
+  // A model around a memory bank chosen elsewhere (an anomalib checkpoint's): `bank` holds
+  // info.bank_size x grid.dim floats in `embedder`'s patch space, and the bank's neighbour lists
+  // are computed here. The embedder fills info's backbone, pretrained, sizes and grid; a
+  // pretrained backbone's weights are carried in the model file when it is saved. Throws
+  // pv::Error when the bank's size disagrees or it holds NaN or infinite values.
+  static Model from_bank(Embedder embedder, std::span<const float> bank, ModelInfo info);
   // Reads a model file and rebuilds its backbone. Every field and section is validated (a
   // checksum proves a file unchanged, not valid). Throws pv::Error naming the file and the field
   // for a missing, truncated, corrupt, invalid or incompatible file, or missing/different weights.

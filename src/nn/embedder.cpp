@@ -132,6 +132,7 @@ struct Embedder::Impl {
   nn::ResNet network{nullptr};
   std::optional<nn::FusedResNet> fused;  // absent until the weights are final
   bool pretrained = false;
+  bool carried = false;  // restored from tensors a model file carries
 
   void embed_batch(const at::Tensor& batch, float* out) const {
     const at::InferenceMode inference;
@@ -259,6 +260,7 @@ Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& op
                   ", but the model was trained with " + state.weights_sha256);
     }
   }
+  if (!state.tensors.empty()) return restore_carried(state, wanted);
   Embedder embedder(std::make_unique<Impl>());
   embedder.impl_->build(wanted);
   if (state.weights.empty()) {
@@ -286,12 +288,49 @@ Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& op
   return embedder;
 }
 
-BackboneState Embedder::state() const {
+// A backbone whose every tensor the model file carries.
+Embedder Embedder::restore_carried(const BackboneState& state, EmbedderOptions wanted) {
+  wanted.weights.clear();
+  Embedder embedder(std::make_unique<Impl>());
+  embedder.impl_->build(wanted);
+  auto& network = *embedder.impl_->network;
+  const auto every = [](const std::string&) { return true; };
+  nn::decode_tensors(network, state.tensors, "model's backbone tensors: ", every);
+  for (const auto& [name, tensor] : network.named_parameters(/*recurse=*/true).pairs()) {
+    if (!at::isfinite(tensor).all().item<bool>()) {
+      throw Error("model's backbone tensors: " + name + " holds NaN or infinite values");
+    }
+  }
+  for (const auto& buffer : network.named_buffers()) {
+    const torch::Tensor& t = buffer.value();
+    if (!t.is_floating_point()) continue;
+    if (!at::isfinite(t).all().item<bool>() ||
+        (buffer.key().ends_with("running_var") && (t < 0).any().item<bool>())) {
+      throw Error("model's backbone tensors: " + buffer.key() +
+                  " holds NaN, infinite or negative variance values");
+    }
+  }
+  if (nn::tensors_sha256(network, every) != state.weights_sha256) {
+    throw Error("model's backbone tensors do not have the SHA-256 its header records");
+  }
+  embedder.impl_->pretrained = true;
+  embedder.impl_->carried = true;
+  embedder.impl_->weights_sha256 = state.weights_sha256;
+  embedder.impl_->fused.emplace(network);
+  return embedder;
+}
+
+BackboneState Embedder::state(bool carry_weights) const {
   impl_->require_ready();
   BackboneState state{.backbone = impl_->options.backbone,
                       .weights = impl_->options.weights,
                       .seed = impl_->options.seed};
-  if (impl_->pretrained) {
+  if (impl_->pretrained && (carry_weights || impl_->carried)) {
+    const auto every = [](const std::string&) { return true; };
+    state.weights.clear();
+    state.weights_sha256 = nn::tensors_sha256(*impl_->network, every);
+    state.tensors = nn::encode_tensors(*impl_->network, every);
+  } else if (impl_->pretrained) {
     if (impl_->weights_sha256.empty())
       impl_->weights_sha256 = sha256_file_hex(impl_->options.weights);
     state.weights = std::filesystem::absolute(impl_->options.weights);

@@ -208,7 +208,7 @@ std::vector<std::byte> encode_tensors(const torch::nn::Module& module, const Nam
 }
 
 void decode_tensors(torch::nn::Module& module, std::span<const std::byte> bytes,
-                    const std::string& where) {
+                    const std::string& where, const NameFilter& required) {
   const auto entries = parse_safetensors(bytes, where);
   const auto targets = named_state(module);
   std::vector<std::pair<torch::Tensor, torch::Tensor>> copies;
@@ -220,6 +220,11 @@ void decode_tensors(torch::nn::Module& module, std::span<const std::byte> bytes,
                   ", expected F32 " + shape_string(target->second.sizes().vec()));
     }
     copies.emplace_back(target->second, to_float_tensor(entry, torch::kFloat32));
+  }
+  if (required) {
+    for (const auto& [name, tensor] : float_state(module, required)) {
+      if (!entries.contains(name)) throw Error(where + "missing tensor " + name);
+    }
   }
   const torch::NoGradGuard no_grad;
   for (auto& [destination, source] : copies) destination.copy_(source);

@@ -48,9 +48,10 @@ using NameFilter = std::function<bool(const std::string& name)>;
 std::vector<std::byte> encode_tensors(const torch::nn::Module& module, const NameFilter& keep);
 
 // Copies every tensor in `bytes` (safetensors) into the module's tensor of the same name; names
-// the module lacks or shapes that differ are a pv::Error starting with `where`.
+// the module lacks, shapes that differ, and float tensors that `required` accepts but `bytes`
+// lacks are a pv::Error starting with `where`.
 void decode_tensors(torch::nn::Module& module, std::span<const std::byte> bytes,
-                    const std::string& where);
+                    const std::string& where, const NameFilter& required = {});
 
 // SHA-256 over the names and float32 bytes of the tensors `keep` accepts, in name order: a
 // fingerprint of weights that were generated rather than read from a file.

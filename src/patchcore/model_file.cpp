@@ -66,6 +66,12 @@ void write_model_file(const std::filesystem::path& path, const ModelFileContents
                         "U8",
                         {static_cast<std::int64_t>(contents.batchnorm.size())}});
   }
+  if (!contents.backbone.empty()) {
+    sections.push_back({"backbone",
+                        contents.backbone,
+                        "U8",
+                        {static_cast<std::int64_t>(contents.backbone.size())}});
+  }
   // The header holds the sections' offsets, which depend on the header's length: lay out with a
   // generous width for the numbers, then pad the header to it.
   nlohmann::json header = contents.metadata;
@@ -117,7 +123,10 @@ struct SectionEntry {
 };
 
 const std::map<std::string, std::pair<std::string, std::uint64_t>> kSectionTypes = {
-    {"bank", {"F32", 4}}, {"bank_neighbors", {"I32", 4}}, {"batchnorm", {"U8", 1}}};
+    {"bank", {"F32", 4}},
+    {"bank_neighbors", {"I32", 4}},
+    {"batchnorm", {"U8", 1}},
+    {"backbone", {"U8", 1}}};
 
 std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint64_t data_begin,
                                         std::uint64_t data_end, const std::string& where) {
@@ -272,6 +281,9 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
     if (s.name == "batchnorm") {
       const auto bn = span_of(s);
       contents.batchnorm.assign(bn.begin(), bn.end());
+    } else if (s.name == "backbone") {
+      const auto tensors = span_of(s);
+      contents.backbone.assign(tensors.begin(), tensors.end());
     }
   }
   header.erase("sections");

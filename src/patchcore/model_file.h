@@ -6,7 +6,8 @@
 //         16   u64 header length H
 //         24   header                JSON: metadata and the sections' offsets, sizes, shapes
 //          .   sections              64-byte aligned: bank (F32 M x D), bank_neighbors (I32 M x k),
-//                                    batchnorm (safetensors bytes; random backbones only)
+//                                    batchnorm (safetensors bytes; random backbones only),
+//                                    backbone (safetensors bytes; models that carry their weights)
 //   end - 64   SHA-256 of everything before it, as hex text
 //
 // Written atomically; read fully checked (magic, version, sizes, checksum, every section) before
@@ -31,6 +32,7 @@ struct ModelFileContents {
   at::Tensor bank;                   // M x D float32
   at::Tensor bank_neighbors;         // M x k int64 (stored as int32)
   std::vector<std::byte> batchnorm;  // may be empty
+  std::vector<std::byte> backbone;   // may be empty
 };
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents);

@@ -255,6 +255,12 @@ ModelInfo model_info_from(const nlohmann::json& j) {
 }
 
 void check_contents(const ModelInfo& info, const ModelFileContents& contents) {
+  const bool carried = info.pretrained && info.backbone.weights.empty();
+  if (carried != !contents.backbone.empty()) {
+    throw Error(carried ? "field backbone.weights is empty for pretrained weights, and no section "
+                          "backbone carries them"
+                        : "section backbone is there, but field backbone.weights names a file");
+  }
   if (contents.bank.size(0) != info.bank_size || contents.bank.size(1) != info.grid.dim) {
     throw Error("section bank is " + std::to_string(contents.bank.size(0)) + " x " +
                 std::to_string(contents.bank.size(1)) + ", the metadata says " +

@@ -193,3 +193,41 @@ TEST(TrainCli, UnknownCategoryAndBadRatio) {
 
 }  // namespace
 }  // namespace pv
+
+namespace pv {
+namespace {
+
+TEST(ImportAnomalibCli, WritesAModelThatPredictsWithTheCheckpointsThresholds) {
+  testing::TempDir dir;
+  const std::string checkpoint =
+      (testing::fixture_dir() / "patchcore" / "patchcore_v1.ckpt").string();
+  const CommandResult run =
+      patchvec("import-anomalib " + checkpoint + " --category synthetic --threads 2 --json --out " +
+                   dir.path().string(),
+               /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto summary = nlohmann::json::parse(run.output);
+  EXPECT_EQ(summary["model"], (dir / "synthetic.pvm").string());
+  EXPECT_EQ(summary["layout"], "anomalib 1.x");
+  EXPECT_EQ(summary["bank_size"], 470);
+  EXPECT_TRUE(summary["notes"].empty());
+
+  const CommandResult predict =
+      patchvec("predict --json --model " + (dir / "synthetic.pvm").string() + " " +
+                   testing::patchcore_test_image("good/000.png") + " " +
+                   testing::patchcore_test_image("blob/000.png"),
+               /*merge_stderr=*/false);
+  ASSERT_EQ(predict.exit_code, 0) << predict.output;
+  const auto out = nlohmann::json::parse(predict.output);
+  EXPECT_EQ(out["threshold_method"], "f1");
+  EXPECT_EQ(out["predictions"][0]["verdict"], "normal");
+  EXPECT_EQ(out["predictions"][1]["verdict"], "anomalous");
+
+  const CommandResult missing =
+      patchvec("import-anomalib " + checkpoint + " --out " + dir.path().string());
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.output.find("--category is required"), std::string::npos) << missing.output;
+}
+
+}  // namespace
+}  // namespace pv
