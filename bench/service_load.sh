@@ -6,7 +6,8 @@ set -euo pipefail
 build=${1:-build}
 patchvec=$(realpath "$build/patchvec")
 demo="$build/demo"
-[ -e "$demo/models/tile.pvm" ] || "$patchvec" demo --out "$demo" >/dev/null
+# Benchmarks download nothing: ImageNet weights only if already cached.
+[ -e "$demo/models/tile.pvm" ] || PATCHVEC_OFFLINE=1 "$patchvec" demo --out "$demo" >/dev/null
 work="$build/bench-data/service"
 mkdir -p "$work"
 image=$(realpath "$demo/queries/tile_good.png")

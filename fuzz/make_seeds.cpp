@@ -1,5 +1,6 @@
 // Seed corpora for the fuzz targets, generated at build time (nothing binary is committed):
-//   fuzz_seeds OUT   writes OUT/{image,safetensors,model_file,store_file,http}/<seed>
+//   fuzz_seeds OUT   writes OUT/{image,safetensors,model_file,store_file,http,checkpoint,
+//                    pickle}/<seed>
 // Each seed is a small valid input, so that the fuzzer starts from the formats' real structure.
 #include <cstdio>
 #include <fstream>
@@ -9,11 +10,14 @@
 #include <ATen/ATen.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <zlib.h>
 
+#include <patchvec/error.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
 
 #include "nn/safetensors.h"
+#include "nn/torch_checkpoint.h"
 #include "patchcore/model_file.h"
 #include "patchcore/model_info.h"
 #include "util/files.h"
@@ -176,6 +180,113 @@ void http_seeds(const fs::path& out) {
   write(out / "head", "HEAD /livez HTTP/1.0\r\n\r\n");
 }
 
+// --- PyTorch checkpoints: pickles and zip archives written by hand ------------------------------
+
+std::string little_endian(std::uint64_t value, int bytes) {
+  std::string out;
+  for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((value >> (8 * i)) & 0xff));
+  return out;
+}
+
+// A protocol-2 pickle opcode that pushes a short string (BINUNICODE).
+std::string unicode(const std::string& text) {
+  return "X" + little_endian(text.size(), 4) + text;
+}
+
+// torch.save's pickle of {name: FloatTensor of `numel` elements in storage `key`}, as an
+// OrderedDict, the way state_dict() pickles (with its _metadata left out).
+std::string state_dict_pickle(const std::string& name, const std::string& key, int numel,
+                              bool legacy) {
+  const std::string ordered_dict = "ccollections\nOrderedDict\n)R";
+  std::string p = "\x80\x02" + ordered_dict;
+  p += unicode(name);
+  p += "ctorch._utils\n_rebuild_tensor_v2\n(";
+  // persistent id: ('storage', torch.FloatStorage, key, 'cpu', numel[, None])
+  p += "(" + unicode("storage") + "ctorch\nFloatStorage\n" + unicode(key) + unicode("cpu") + "K" +
+       static_cast<char>(numel) + (legacy ? "N" : "") + "tQ";
+  p += std::string("K\x00", 2) + "K" + static_cast<char>(numel) + "\x85" +
+       "K\x01\x85";                   // offset, shape, stride
+  p += "\x89" + ordered_dict + "tR";  // requires_grad, backward hooks; REDUCE
+  p += "s.";                          // SETITEM, STOP
+  return p;
+}
+
+std::string floats(int numel) {
+  std::string bytes;
+  for (int i = 0; i < numel; ++i) {
+    const float value = 0.25f * static_cast<float>(i) - 1.0f;
+    bytes.append(reinterpret_cast<const char*>(&value), sizeof value);
+  }
+  return bytes;
+}
+
+// A zip archive of stored (uncompressed) entries, as torch.save writes them (without its
+// alignment padding and zip64 records, which the reader does not need).
+std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string out;
+  std::string directory;
+  for (const auto& [name, data] : entries) {
+    const auto crc = static_cast<std::uint32_t>(
+        ::crc32(0, reinterpret_cast<const Bytef*>(data.data()), static_cast<uInt>(data.size())));
+    const std::string common = little_endian(0, 2) + little_endian(0, 2) + little_endian(0, 2) +
+                               little_endian(0, 2) + little_endian(crc, 4) +
+                               little_endian(data.size(), 4) + little_endian(data.size(), 4) +
+                               little_endian(name.size(), 2) + little_endian(0, 2);
+    const std::size_t offset = out.size();
+    out += little_endian(0x04034b50, 4) + little_endian(20, 2) + common + name + data;
+    directory += little_endian(0x02014b50, 4) + little_endian(20, 2) + little_endian(20, 2) +
+                 common + little_endian(0, 2) + little_endian(0, 2) + little_endian(0, 2) +
+                 little_endian(0, 4) + little_endian(offset, 4) + name;
+  }
+  const std::size_t directory_offset = out.size();
+  out += directory;
+  out += little_endian(0x06054b50, 4) + little_endian(0, 2) + little_endian(0, 2) +
+         little_endian(entries.size(), 2) + little_endian(entries.size(), 2) +
+         little_endian(directory.size(), 4) + little_endian(directory_offset, 4) +
+         little_endian(0, 2);
+  return out;
+}
+
+// Seeds are checked: a seed the reader refuses would start the fuzzer in the wrong place.
+void expect_checkpoint(const std::string& bytes, const char* name) {
+  try {
+    const pv::nn::TorchCheckpoint checkpoint(std::as_bytes(std::span(bytes.data(), bytes.size())),
+                                             name);
+    if (checkpoint.state_dict().size() != 1) throw pv::Error("not one tensor");
+  } catch (const pv::Error& e) {
+    std::fprintf(stderr, "fuzz_seeds: seed %s is refused: %s\n", name, e.what());
+    std::exit(1);
+  }
+}
+
+void checkpoint_seeds(const fs::path& out) {
+  const std::string zip = stored_zip({{"archive/data.pkl", state_dict_pickle("w", "0", 4, false)},
+                                      {"archive/byteorder", "little"},
+                                      {"archive/data/0", floats(4)},
+                                      {"archive/version", "3\n"}});
+  expect_checkpoint(zip, "zip");
+  write(out / "state_dict.pth", zip);
+  // The legacy format: magic number, protocol version, system info, the object, storage keys,
+  // then each storage as an int64 element count and its bytes.
+  const std::string legacy =
+      std::string("\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19.", 15) +
+      "\x80\x02M\xe9\x03." + "\x80\x02}." + state_dict_pickle("w", "0", 4, true) + "\x80\x02]" +
+      unicode("0") + "a." + little_endian(4, 8) + floats(4);
+  expect_checkpoint(legacy, "legacy");
+  write(out / "legacy.pth", legacy);
+}
+
+void pickle_seeds(const fs::path& out) {
+  write(out / "state_dict.pkl", state_dict_pickle("layer1.0.conv1.weight", "0", 9, false));
+  // What Lightning and anomalib put beside tensors: dicts, lists, floats, objects of classes.
+  write(out / "objects.pkl",
+        "\x80\x04}(" + unicode("epoch") + "K\x03" + unicode("lr") +
+            "G?\xb9\x99\x99\x99\x99\x99\x9a" + unicode("layers") + "]" + "(" + unicode("layer2") +
+            unicode("layer3") + "e" + unicode("obj") +
+            "ccopyreg\n_reconstructor\ncargparse\nNamespace\ncbuiltins\nobject\nN\x87R}" +
+            unicode("x") + "\x88sbu.");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -191,6 +302,8 @@ int main(int argc, char** argv) {
   model_file_seeds(out / "model_file", scratch);
   store_file_seeds(out / "store_file", scratch);
   http_seeds(out / "http");
+  checkpoint_seeds(out / "checkpoint");
+  pickle_seeds(out / "pickle");
   fs::remove_all(scratch);
   return 0;
 }

@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Export torchvision ResNet weights as .safetensors for `patchvec --weights`.
 
-Run it on any machine with torchvision and internet access (PatchVec itself never downloads):
+PatchVec reads torchvision's .pth files itself (`--weights imagenet`, a URL or the file); this
+script is for converting to safetensors, or for the seeded random weights the benchmarks use.
+On a machine with torchvision and internet access:
 
     python3 scripts/export-weights.py wide_resnet50_2 wide_resnet50_2.safetensors
     python3 scripts/export-weights.py resnet18 resnet18.safetensors --dtype f16
 
 or convert a state dict you already have (a torch.save()'d .pth):
 
-    python3 scripts/export-weights.py wide_resnet50_2 out.safetensors --from-pth wide_resnet50_2-32ee1156.pth
+    python3 scripts/export-weights.py wide_resnet50_2 out.safetensors --from-pth wide_resnet50_2-95faca4d.pth
 
 `--random-seed S` writes torchvision's seeded random initialisation instead (no download; the
 benchmarks use it), and `--calibrate-on FOLDER` re-estimates its BatchNorm statistics on the

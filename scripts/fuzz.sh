@@ -14,7 +14,7 @@ build=$(realpath "$1")
 seconds=${2:-60}
 shift $(($# > 1 ? 2 : 1))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image safetensors model_file store_file http)
+[ ${#targets[@]} -gt 0 ] || targets=(image safetensors model_file store_file http checkpoint pickle)
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 
 seeds=$(mktemp -d "$build/fuzz-seeds.XXXXXX")

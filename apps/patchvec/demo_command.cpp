@@ -1,4 +1,5 @@
-// patchvec demo: the whole system on a synthetic dataset, no downloads, no weights, no server.
+// patchvec demo: the whole system on a synthetic dataset, no server. It uses ImageNet weights when
+// they are cached or can be downloaded, else a random backbone (one warning).
 //
 // Synthesise three flat-surface categories, train PatchCore on each, evaluate (table, overlays,
 // ROC curves), load every image's embedding into the embedded vector store, and inspect new
@@ -14,6 +15,7 @@
 #include <patchvec/store.h>
 #include <patchvec/synth.h>
 #include <patchvec/training.h>
+#include <patchvec/weights.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -54,8 +56,33 @@ synth::DatasetOptions dataset_options(bool quick) {
   return options;
 }
 
-void run_demo(const DemoArgs& args) {
+// The demo's weights: what --weights says, else ImageNet's when they are cached or can be
+// downloaded, else the random backbone (the embedder then warns once). Returns them in words.
+std::string choose_weights(DemoArgs& args, bool weights_given) {
+  EmbedderOptions& embedder = args.model.embedder;
+  if (weights_given) {
+    return embedder.weights.empty() || embedder.weights == "random" ? "random backbone"
+                                                                    : embedder.weights.string();
+  }
+  try {
+    embedder.weights = resolve_weights("imagenet", embedder.backbone, {.progress = !log::quiet()});
+    return "ImageNet (torchvision), " + embedder.weights.string();
+  } catch (const Error& e) {
+    std::string reason = e.what();
+    reason = reason.substr(0, reason.find('\n'));
+    log::info("== weights: no ImageNet weights here (" + reason +
+              "); using a random backbone. To use them: `patchvec weights fetch imagenet "
+              "--backbone " +
+              embedder.backbone + "` where there is internet, or copy the file into " +
+              weights_cache_dir().string());
+    embedder.weights = "random";
+    return "random backbone (ImageNet weights unavailable)";
+  }
+}
+
+void run_demo(DemoArgs& args, bool weights_given) {
   Stopwatch total;
+  const std::string weights = choose_weights(args, weights_given);
   const std::filesystem::path data = args.out / "data";
   const std::filesystem::path models = args.out / "models";
   const std::filesystem::path pictures = args.out / "pictures";
@@ -158,20 +185,22 @@ void run_demo(const DemoArgs& args) {
 
   const double seconds = total.total();
   std::printf(R"(
-Done in %.0f s. Everything is in %s:
+Done in %.0f s with weights: %s. Everything is in %s:
   pictures/<category>/*.png     test images: image | ground truth | anomaly map
   pictures/<category>_roc.png   ROC curves;  pictures/queries/*.png: the query heatmaps
   models/*.pvm, models/store.pvs  the models and the embedded vector store (unless --db)
 Next:
   real data:     patchvec train --data /path/to/mvtec --category tile,leather,grid --out models
-  real weights:  add --weights wide_resnet50_2.safetensors (README: 'Pretrained weights');
-                 without them the backbone is random and accuracy is far below ImageNet's.
+  weights:       patchvec weights list (README: 'Pretrained weights'); a random backbone is
+                 far less accurate than ImageNet's.
+  anomalib:      patchvec import-anomalib model.ckpt --category bottle --out models
 )",
-              seconds, args.out.string().c_str());
+              seconds, weights.c_str(), args.out.string().c_str());
   if (!args.json.empty()) {
     write_json(args.json, {{"dataset", data.string()},
                            {"quick", args.quick},
                            {"pretrained", trained.front().info().pretrained},
+                           {"weights", weights},
                            {"categories", categories},
                            {"queries", query_results},
                            {"store", store->location()},
@@ -200,7 +229,9 @@ void add_demo_command(CLI::App& app) {
   cmd->footer(R"(
 Writes <out>/data (the synthetic dataset; reused when already there), <out>/models (one .pvm per
 category and the embedded store), <out>/pictures (overlays, ROC curves, query heatmaps) and
-<out>/queries (new images inspected at the end). About 2 minutes on 2 cores; --quick: under one.)");
+<out>/queries (new images inspected at the end). About 2 minutes on 2 cores; --quick: under one.
+Without --weights it uses ImageNet weights when they are in the cache or can be downloaded
+(PATCHVEC_OFFLINE=1: the cache only), else a random backbone.)");
   cmd->add_option("--out", args->out, "Output folder")->capture_default_str();
   cmd->add_flag("--quick", args->quick, "Fewer images: a one-minute run (used by the tests)");
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");
@@ -219,9 +250,9 @@ category and the embedded store), <out>/pictures (overlays, ROC curves, query he
                   "How thresholds are set: far:R (good images, false-alarm rate R), f1, or a "
                   "number (see train --help)")
       ->capture_default_str();
-  cmd->callback([args] {
+  cmd->callback([args, cmd] {
     args->model.max_memory_bytes = physical_memory_bytes() / 2;
-    run_demo(*args);
+    run_demo(*args, cmd->count("--weights") > 0);
   });
 }
 

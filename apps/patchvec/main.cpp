@@ -29,7 +29,8 @@ Examples:
   patchvec train --data mvtec --category tile,leather,grid --out models
   patchvec eval --model models/tile.pvm --data mvtec --json tile.json --overlays pictures
   patchvec predict --model models/tile.pvm new_images/ --heatmap heatmaps
-  patchvec train --data mvtec --category tile --weights wide_resnet50_2.safetensors --out models
+  patchvec train --data mvtec --category tile --weights imagenet --out models
+  patchvec import-anomalib model.ckpt --category bottle --out models   # anomalib's PatchCore
   patchvec index --model models/tile.pvm --data mvtec --db postgresql://localhost/patchvec
   patchvec search part.png --model models/tile.pvm --db postgresql://localhost/patchvec
   patchvec resolve --report 17 --false-alarm --model models/tile.pvm --db postgresql://...

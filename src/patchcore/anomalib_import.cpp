@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <optional>
+#include <unordered_set>
 
 #include <ATen/ATen.h>
 
@@ -31,7 +32,8 @@ const Value* member(const Value* object, std::string_view name) {
   if (!object->is(Kind::kObject)) return nullptr;
   if (const Value* direct = object->find(name)) return direct;  // a dict subclass
   if (const Value* value = object->attribute(name)) return value;
-  if (const Value* modules = object->attribute("_modules")) return member(modules, name);
+  // One level only: a hostile pickle's _modules may be the object itself.
+  if (const Value* modules = object->attribute("_modules")) return modules->find(name);
   return nullptr;
 }
 
@@ -80,9 +82,11 @@ struct Transforms {
 };
 
 // The first Resize and CenterCrop objects under `value` (torchvision's v1 or v2 classes), in the
-// order the pickle lists them.
-void find_transforms(const Value* value, int depth, Transforms& out) {
-  if (value == nullptr || depth > kMaxSearchDepth) return;
+// order the pickle lists them. Each node is visited once: a hostile pickle can share one value
+// many times over (its memo) or make a list contain itself.
+void find_transforms(const Value* value, int depth, Transforms& out,
+                     std::unordered_set<const Value*>& seen) {
+  if (value == nullptr || depth > kMaxSearchDepth || !seen.insert(value).second) return;
   if (value->is(Kind::kObject)) {
     const std::string& type = value->text;
     const bool resize = type.ends_with(".Resize");
@@ -93,13 +97,13 @@ void find_transforms(const Value* value, int depth, Transforms& out) {
       if (!slot) slot = size_of(member(value, "size"));
       return;
     }
-    if (value->state != nullptr) find_transforms(value->state, depth + 1, out);
-    for (const auto& [key, item] : value->entries) find_transforms(item, depth + 1, out);
-    for (const Value* item : value->items) find_transforms(item, depth + 1, out);
+    if (value->state != nullptr) find_transforms(value->state, depth + 1, out, seen);
+    for (const auto& [key, item] : value->entries) find_transforms(item, depth + 1, out, seen);
+    for (const Value* item : value->items) find_transforms(item, depth + 1, out, seen);
     return;
   }
-  for (const Value* item : value->items) find_transforms(item, depth + 1, out);
-  for (const auto& [key, item] : value->entries) find_transforms(item, depth + 1, out);
+  for (const Value* item : value->items) find_transforms(item, depth + 1, out, seen);
+  for (const auto& [key, item] : value->entries) find_transforms(item, depth + 1, out, seen);
 }
 
 // A tensor of the state_dict as float32 (F16, BF16 and F64 converted).
@@ -221,7 +225,9 @@ AnomalibImport import_anomalib(const std::filesystem::path& checkpoint,
 
   // Pre-processing: the transforms the checkpoint holds, else the version's default.
   Transforms transforms;
-  find_transforms(v2 ? member(hparams, "pre_processor") : root.find("transform"), 0, transforms);
+  std::unordered_set<const Value*> seen;
+  find_transforms(v2 ? member(hparams, "pre_processor") : root.find("transform"), 0, transforms,
+                  seen);
   const auto square = [&](const std::pair<std::int64_t, std::int64_t>& size, const char* what) {
     if (size.first != size.second || size.first < 1 || size.first > 4096) {
       throw Error(where + what + " is " + std::to_string(size.first) + "x" +

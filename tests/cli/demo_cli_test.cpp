@@ -23,9 +23,26 @@ constexpr Floor kFloors[] = {{"grid", 0.55, 0.75}, {"leather", 0.7, 0.8}, {"tile
 TEST(DemoCli, QuickRunsEndToEndAboveTheAccuracyFloors) {
   testing::TempDir dir;
   const auto summary_path = dir / "summary.json";
+  // No ImageNet weights in the cache, and a download that fails at once: the demo falls back to
+  // the random backbone with one warning.
+  const testing::ScopedEnv cache("XDG_CACHE_HOME", (dir / "cache").string());
+  const testing::ScopedEnv online("PATCHVEC_OFFLINE", std::nullopt);
+  const testing::ScopedEnv mirror("PATCHVEC_WEIGHTS_MIRROR",
+                                  "http://127.0.0.1:" + std::to_string(testing::closed_port()));
   const CommandResult run = patchvec("demo --quick --out " + (dir / "demo").string() + " --json " +
                                      summary_path.string());
   ASSERT_EQ(run.exit_code, 0) << run.output;
+  EXPECT_NE(run.output.find("no ImageNet weights here (weights 'imagenet' for wide_resnet50_2: "
+                            "downloading"),
+            std::string::npos)
+      << run.output;
+  const std::string warning = "patchvec: warning: no pretrained weights";
+  const auto first = run.output.find(warning);
+  EXPECT_NE(first, std::string::npos) << run.output;
+  EXPECT_EQ(run.output.find(warning, first + 1), std::string::npos) << run.output;
+  EXPECT_NE(run.output.find("with weights: random backbone (ImageNet weights unavailable)"),
+            std::string::npos)
+      << run.output;
   // The table and the search session are printed for people.
   EXPECT_NE(run.output.find("image AUROC"), std::string::npos) << run.output;
   EXPECT_NE(run.output.find("Query: queries/"), std::string::npos) << run.output;
@@ -46,6 +63,7 @@ TEST(DemoCli, QuickRunsEndToEndAboveTheAccuracyFloors) {
         std::filesystem::exists(dir / "demo" / "models" / (std::string(floor.category) + ".pvm")));
   }
   EXPECT_FALSE(summary["pretrained"].get<bool>());
+  EXPECT_EQ(summary["weights"], "random backbone (ImageNet weights unavailable)");
 
   // One normal and one defective query per category, each answered the way the issue asks.
   ASSERT_EQ(summary["queries"].size(), 6u);
@@ -66,9 +84,11 @@ TEST(DemoCli, QuickRunsEndToEndAboveTheAccuracyFloors) {
   EXPECT_TRUE(std::filesystem::exists(dir / "demo" / "models" / "store.pvs"));
 
   // A second run reuses the dataset.
-  const CommandResult again = patchvec("demo --quick --out " + (dir / "demo").string());
+  const CommandResult again =
+      patchvec("demo --quick --weights random --out " + (dir / "demo").string());
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_NE(again.output.find("reusing"), std::string::npos) << again.output;
+  EXPECT_EQ(again.output.find("no ImageNet weights here"), std::string::npos) << again.output;
 }
 
 TEST(SynthCli, WritesTheLayoutAndExplainsItself) {

@@ -112,6 +112,13 @@ TEST(AnomalibImport, AnAssumedDefaultIsSaidAndCanBeOverridden) {
   expect_anomalib_scores(told.model);
 }
 
+TEST(AnomalibImport, ACyclicPickleIsReadOnce) {
+  // 50^10 paths through one shared list, and an object that is its own _modules.
+  const AnomalibImport imported = import("patchcore_cyclic.ckpt");
+  ASSERT_EQ(imported.notes.size(), 1u);
+  EXPECT_NE(imported.notes[0].find("default assumed"), std::string::npos) << imported.notes[0];
+}
+
 TEST(AnomalibImport, TheModelFileNeedsNoOtherFile) {
   testing::TempDir dir;
   const auto checkpoint = dir / "model.ckpt";

@@ -8,11 +8,7 @@
 #include <string>
 #include <thread>
 
-#include <arpa/inet.h>
 #include <httplib.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 namespace pv::testing {
 
@@ -81,18 +77,5 @@ class LocalServer {
   std::map<std::string, std::string> files_;
   std::atomic<int> requests_{0};
 };
-
-// A port on 127.0.0.1 that nothing listens on (connections are refused).
-inline int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address);
-  socklen_t length = sizeof address;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length);
-  ::close(fd);
-  return ntohs(address.sin_port);
-}
 
 }  // namespace pv::testing
