@@ -20,7 +20,11 @@ struct ImportArgs {
 
 void run_import(ImportArgs& args) {
   if (args.out.empty()) args.out = args.options.category + ".pvm";
-  if (std::filesystem::is_directory(args.out)) args.out /= args.options.category + ".pvm";
+  // A folder (existing, or named without the .pvm extension) gets <category>.pvm.
+  if (std::filesystem::is_directory(args.out) || args.out.extension() != ".pvm") {
+    std::filesystem::create_directories(args.out);
+    args.out /= args.options.category + ".pvm";
+  }
   const AnomalibImport imported = import_anomalib(args.checkpoint, args.options);
   imported.model.save(args.out);
   const ModelInfo& info = imported.model.info();
@@ -84,8 +88,10 @@ Examples:
       ->check(CLI::ExistingFile);
   cmd->add_option("--category", args->options.category, "The model's category (its name)")
       ->required();
-  cmd->add_option("--out", args->out,
-                  "The .pvm to write, or a folder for <category>.pvm (default: <category>.pvm)");
+  cmd->add_option(
+      "--out", args->out,
+      "The .pvm file to write, or a folder for <category>.pvm (created if needed; default: "
+      "<category>.pvm here)");
   cmd->add_option("--image-size", args->options.image_size,
                   "Resize to this square size (default: what the checkpoint recorded)");
   cmd->add_option("--crop-size", args->options.crop_size,
