@@ -101,6 +101,9 @@ class ConflictError : public Error {
 
 // Thread-safety: every member function may be called from several threads at once (the
 // implementations serialise what must be). Changes are atomic: all of a call's rows or none.
+// Several stores, in one process or in many, may open the same location: every call sees each
+// change committed before it began (the embedded store re-reads its file when another writer has
+// replaced it, e.g. `patchvec index` while `patchvec serve` runs).
 class VectorStore {
  public:
   virtual ~VectorStore() = default;

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <nlohmann/json.hpp>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <patchvec/error.h>
@@ -300,6 +301,7 @@ class EmbeddedStore final : public VectorStore {
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
     const std::lock_guard guard(mutex_);
+    refresh();
     check_dimension(contents_, query.size());
     const double query_norm = norm(query);
     // Rank (similarity, index) pairs; only the k winners are copied out, without embeddings.
@@ -347,6 +349,7 @@ class EmbeddedStore final : public VectorStore {
 
   std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
     const std::lock_guard guard(mutex_);
+    refresh();
     std::vector<AnomalyReport> out;
     for (auto it = contents_.reports.rbegin();
          it != contents_.reports.rend() && out.size() < query.limit; ++it) {
@@ -361,6 +364,7 @@ class EmbeddedStore final : public VectorStore {
 
   std::optional<AnomalyReport> report(std::int64_t id) const override {
     const std::lock_guard guard(mutex_);
+    refresh();
     for (const AnomalyReport& r : contents_.reports) {
       if (r.id == id) return r;
     }
@@ -400,6 +404,7 @@ class EmbeddedStore final : public VectorStore {
 
   std::optional<StoredImage> image(std::int64_t id) const override {
     const std::lock_guard guard(mutex_);
+    refresh();
     for (const StoredImage& image : contents_.images) {
       if (image.id == id) return image;
     }
@@ -408,6 +413,7 @@ class EmbeddedStore final : public VectorStore {
 
   std::size_t image_count(const std::string& category) const override {
     const std::lock_guard guard(mutex_);
+    refresh();
     return static_cast<std::size_t>(std::count_if(
         contents_.images.begin(), contents_.images.end(),
         [&](const StoredImage& i) { return category.empty() || i.category == category; }));
@@ -427,11 +433,37 @@ class EmbeddedStore final : public VectorStore {
   std::string location() const override { return "embedded store " + path_.string(); }
 
  private:
+  // The file's identity: writers replace it by rename, so a new inode, size or time means
+  // another writer committed a change.
+  struct FileStamp {
+    bool exists = false;
+    dev_t device = 0;
+    ino_t inode = 0;
+    off_t size = 0;
+    std::int64_t modified_ns = 0;
+    bool operator==(const FileStamp&) const = default;
+  };
+
+  FileStamp stamp() const {
+    struct stat st {};
+    if (::stat(path_.c_str(), &st) != 0) return {};
+    return {true, st.st_dev, st.st_ino, st.st_size,
+            std::int64_t{st.st_mtim.tv_sec} * 1'000'000'000 + st.st_mtim.tv_nsec};
+  }
+
+  // Reads the file as it is now, and remembers which version that was. A file that changes
+  // while it is read is caught by the next call (its stamp differs again).
   Contents load() const {
-    std::error_code error;
-    if (!std::filesystem::exists(path_, error)) return {};
+    loaded_ = stamp();
+    if (!loaded_.exists) return {};
     const std::vector<std::byte> bytes = read_file(path_);
     return decode(bytes, "store " + path_.string());
+  }
+
+  // Before answering: the newest committed contents. Requires mutex_.
+  void refresh() const {
+    if (stamp() == loaded_) return;
+    set_contents(load());
   }
 
   // Temporary files of writers that died before their rename (a killed index). Whoever holds the
@@ -450,7 +482,7 @@ class EmbeddedStore final : public VectorStore {
     }
   }
 
-  void set_contents(Contents contents) {
+  void set_contents(Contents contents) const {
     contents_ = std::move(contents);
     norms_.clear();
     for (const StoredImage& image : contents_.images) norms_.push_back(norm(image.embedding));
@@ -487,14 +519,17 @@ class EmbeddedStore final : public VectorStore {
     Contents fresh = load();
     auto result = edit(fresh);
     write_contents(path_, fresh);
+    loaded_ = stamp();
     set_contents(std::move(fresh));
     return result;
   }
 
   std::filesystem::path path_;
   mutable std::mutex mutex_;
-  Contents contents_;
-  std::vector<double> norms_;  // of each image's embedding, for the cosine
+  // A cache of the file: the version read last, refreshed by every call when it changed.
+  mutable FileStamp loaded_;
+  mutable Contents contents_;
+  mutable std::vector<double> norms_;  // of each image's embedding, for the cosine
 };
 
 }  // namespace

@@ -113,6 +113,35 @@ TEST(EmbeddedStore, AnotherProcessSeesTheChanges) {
   EXPECT_EQ(match[0].image.path, "extra.png");
 }
 
+TEST(EmbeddedStore, AnOpenStoreAnswersWithAnotherWritersChanges) {
+  // A running service keeps its store open while `patchvec index` rewrites the file.
+  testing::TempDir dir;
+  std::mt19937 rng(3);
+  const auto images = random_images(rng, "tile", 6, 8);
+  auto serving = open_embedded_store(dir / "store.pvs");
+  EXPECT_EQ(serving->image_count(), 0u);
+  EXPECT_TRUE(serving->nearest(images[0].embedding, 3).empty());
+  {
+    auto indexer = open_embedded_store(dir / "store.pvs");
+    indexer->replace_dataset("tile", images);
+    indexer->add_report({.path = "new.png", .category = "tile", .score = 9});
+  }
+  EXPECT_EQ(serving->image_count("tile"), 6u);
+  const auto found = serving->nearest(images[2].embedding, 1);
+  ASSERT_EQ(found.size(), 1u);
+  EXPECT_EQ(found[0].image.path, images[2].path);
+  EXPECT_EQ(serving->reports({}).size(), 1u);
+  ASSERT_TRUE(serving->report(1).has_value());
+
+  // And again after it wrote itself: its own change and the other's are both there.
+  serving->add_image({.path = "mine.png", .category = "tile", .embedding = images[0].embedding});
+  open_embedded_store(dir / "store.pvs")
+      ->replace_dataset("tile", std::span<const StoredImage>(images).first(3));
+  EXPECT_EQ(serving->image_count("tile"), 4u);
+  ASSERT_TRUE(serving->image(7).has_value());
+  EXPECT_EQ(serving->image(7)->path, "mine.png");
+}
+
 TEST(EmbeddedStore, ReportsNewestFirst) {
   testing::TempDir dir;
   auto store = open_embedded_store(dir / "store.pvs");
