@@ -5,7 +5,7 @@ SANITIZE_BUILD ?= build-sanitize
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format clean
+.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format format-check clean
 
 all: build
 
@@ -50,6 +50,10 @@ bench: test-deps $(BUILD)/CMakeCache.txt
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.h')
+
+# Fails when a tracked C++ file is not as `make format` would leave it (.ci/run).
+format-check: test-deps
+	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.h')
 
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD)

@@ -30,6 +30,7 @@ test_packages=(
   chromium nodejs                       # the page's browser test (playwright-core from npm)
   haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
   clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
+  clang-format                          # make format, make format-check
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/version.h>
 
 #include "commands.h"
 #include "util/cpu.h"
@@ -66,7 +67,7 @@ int main(int argc, char** argv) {
   app.footer(kFooter);
   app.require_subcommand(1);
   app.fallthrough();  // -q and --quiet also after the command name
-  app.set_version_flag("--version", "patchvec 0.1.0");
+  app.set_version_flag("--version", std::string("patchvec ") + pv::version());
   bool quiet = false;
   app.add_flag("-q,--quiet", quiet, "Only warnings and errors on stderr (no progress bars)");
   app.parse_complete_callback([&] { pv::log::set_quiet(quiet); });

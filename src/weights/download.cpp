@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/version.h>
 
 #include "util/progress.h"
 #include "util/sha256.h"
@@ -164,7 +165,8 @@ Downloaded download(const std::string& url, const std::filesystem::path& target,
                    static_cast<long>(options.connect_timeout_seconds * 1000));
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
   curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, static_cast<long>(options.stall_timeout_seconds));
-  curl_easy_setopt(c, CURLOPT_USERAGENT, "patchvec/0.1");
+  const std::string user_agent = std::string("patchvec/") + version();
+  curl_easy_setopt(c, CURLOPT_USERAGENT, user_agent.c_str());
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error_text);
   curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_write);
   curl_easy_setopt(c, CURLOPT_WRITEDATA, &transfer);
