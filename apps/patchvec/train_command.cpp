@@ -77,8 +77,7 @@ void run_train(TrainArgs args) {
   options.model.max_memory_bytes =
       args.max_memory.empty() ? physical_memory_bytes() / 2 : parse_bytes(args.max_memory);
   options.model.embedder.seed = args.model.seed;
-  options.model.upsampling =
-      args.upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
+  options.model.upsampling = parse_upsampling(args.upsampling, "--map-upsampling");
   options.thresholds =
       args.max_false_alarm_rate > 0
           ? parse_threshold_policy("far:" + std::to_string(args.max_false_alarm_rate),
@@ -171,7 +170,8 @@ Examples:
                   "How patch scores become a pixel map: bilinear, or nearest (anomalib 2.x's exact "
                   "choice)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"bilinear", "nearest"}));
+      ->check(CLI::IsMember(
+          {upsampling_name(MapUpsampling::kBilinear), upsampling_name(MapUpsampling::kNearest)}));
   cmd->add_option("--threshold", args->threshold,
                   "How to set the decision thresholds: far:R (from good images, a new good image "
                   "is flagged with probability <= R), f1 (F1-optimal on the labelled test split, "

@@ -16,10 +16,14 @@
 
 namespace pv {
 
+// How patch scores become a pixel map.
 enum class MapUpsampling {
   kBilinear,  // default: smooth maps
-  kNearest,   // anomalib 2.x's F.interpolate default, for exact comparisons with it
+  kNearest,   // anomalib's choice (F.interpolate's default), for exact comparisons with it
 };
+const char* upsampling_name(MapUpsampling mode);  // "bilinear", "nearest"
+// The mode `name` spells; throws pv::Error naming `setting` for anything else.
+MapUpsampling parse_upsampling(std::string_view name, std::string_view setting);
 
 struct PatchCoreOptions {
   EmbedderOptions embedder;

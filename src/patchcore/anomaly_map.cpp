@@ -27,7 +27,7 @@ at::Tensor anomaly_maps(const at::Tensor& patch_scores, const AnomalyMapOptions&
   }
   const at::Tensor scores = patch_scores.to(at::kFloat).unsqueeze(1);  // B x 1 x h x w
   const at::Tensor upsampled =
-      options.upsampling == Upsampling::kBilinear
+      options.upsampling == MapUpsampling::kBilinear
           ? at::upsample_bilinear2d(scores, {options.size, options.size}, /*align_corners=*/false)
           : at::upsample_nearest2d(scores, {options.size, options.size});
   // Separable Gaussian: the 2-D kernel is the outer product of this normalised 1-D one.

@@ -5,17 +5,14 @@
 
 #include <ATen/core/Tensor.h>
 
-namespace pv::patchcore {
+#include <patchvec/model.h>
 
-enum class Upsampling {
-  kBilinear,  // smooth; what PatchVec uses by default
-  kNearest,   // F.interpolate's default, i.e. anomalib 2.x exactly
-};
+namespace pv::patchcore {
 
 struct AnomalyMapOptions {
   int size = 224;
   double sigma = 4.0;
-  Upsampling upsampling = Upsampling::kBilinear;
+  MapUpsampling upsampling = MapUpsampling::kBilinear;
 };
 
 int gaussian_kernel_size(double sigma);

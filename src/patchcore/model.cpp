@@ -31,11 +31,6 @@ bool carries_weights(const ModelInfo& info) {
   return info.pretrained && info.backbone.weights.empty();
 }
 
-patchcore::Upsampling to_internal(MapUpsampling mode) {
-  return mode == MapUpsampling::kNearest ? patchcore::Upsampling::kNearest
-                                         : patchcore::Upsampling::kBilinear;
-}
-
 }  // namespace
 
 AnomalyMap map_on_original(const AnomalyMap& map, int image_size, int crop_size, int width,
@@ -99,7 +94,7 @@ struct Model::Impl {
   patchcore::AnomalyMapOptions map_options() const {
     return {.size = info.crop_size > 0 ? info.crop_size : info.image_size,
             .sigma = info.sigma,
-            .upsampling = to_internal(info.upsampling)};
+            .upsampling = info.upsampling};
   }
 
   float normalize_image(float score) const {
@@ -174,7 +169,7 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std
       const patchcore::Scores scores = scorer.score(patches);
       const at::Tensor map = patchcore::anomaly_maps(
           scores.patch_distances,
-          {.size = output, .sigma = options.sigma, .upsampling = to_internal(options.upsampling)});
+          {.size = output, .sigma = options.sigma, .upsampling = options.upsampling});
       report.held_out_images.push_back(i);
       report.held_out_scores.push_back(scores.image_scores[0].item<float>());
       report.held_out_map_maxima.push_back(map.max().item<float>());

@@ -26,6 +26,17 @@ void check_category_name(const std::string& name) {
   }
 }
 
+const char* upsampling_name(MapUpsampling mode) {
+  return mode == MapUpsampling::kNearest ? "nearest" : "bilinear";
+}
+
+MapUpsampling parse_upsampling(std::string_view name, std::string_view setting) {
+  for (const MapUpsampling mode : {MapUpsampling::kBilinear, MapUpsampling::kNearest}) {
+    if (name == upsampling_name(mode)) return mode;
+  }
+  throw Error(std::string(setting) + " is '" + std::string(name) + "', not bilinear or nearest");
+}
+
 const char* threshold_method_name(ThresholdMethod method) {
   switch (method) {
     case ThresholdMethod::kFalseAlarmRate:
@@ -50,10 +61,6 @@ std::optional<ThresholdMethod> parse_threshold_method(const std::string& name) {
 }
 
 constexpr const char* kFormatName = "patchvec-model";
-
-const char* upsampling_name(MapUpsampling mode) {
-  return mode == MapUpsampling::kNearest ? "nearest" : "bilinear";
-}
 
 }  // namespace
 
@@ -222,11 +229,7 @@ ModelInfo model_info_from(const nlohmann::json& j) {
   const int output = info.crop_size > 0 ? info.crop_size : info.image_size;
   info.num_neighbors = static_cast<int>(f.integer("scoring.num_neighbors", 1, kMaxNeighbors));
   info.sigma = f.number("scoring.sigma", 1e-3, max_sigma(output));
-  const std::string upsampling = f.text("scoring.upsampling");
-  if (upsampling != "nearest" && upsampling != "bilinear") {
-    Fields::fail("scoring.upsampling", "is '" + upsampling + "', not bilinear or nearest");
-  }
-  info.upsampling = upsampling == "nearest" ? MapUpsampling::kNearest : MapUpsampling::kBilinear;
+  info.upsampling = parse_upsampling(f.text("scoring.upsampling"), "field scoring.upsampling");
   if (!f.at("thresholds").is_null()) {
     const auto value = [&](const char* name) {
       return static_cast<float>(f.number(std::string("thresholds.") + name, -3e38, 3e38));

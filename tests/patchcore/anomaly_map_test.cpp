@@ -22,10 +22,10 @@ TEST(AnomalyMap, ConstantScoresStayConstant) {
 TEST(AnomalyMap, BlurSpreadsAPeakAndKeepsItsMass) {
   at::Tensor scores = at::zeros({1, 28, 28});
   scores[0][14][14] = 1.0f;
-  for (const auto mode : {Upsampling::kBilinear, Upsampling::kNearest}) {
+  for (const auto mode : {MapUpsampling::kBilinear, MapUpsampling::kNearest}) {
     const at::Tensor maps = anomaly_maps(scores, {.size = 224, .upsampling = mode});
     const at::Tensor upsampled =
-        mode == Upsampling::kNearest
+        mode == MapUpsampling::kNearest
             ? at::upsample_nearest2d(scores.unsqueeze(1), {224, 224})
             : at::upsample_bilinear2d(scores.unsqueeze(1), {224, 224}, false);
     EXPECT_NEAR(maps.sum().item<double>(), upsampled.sum().item<double>(),
@@ -40,8 +40,8 @@ TEST(AnomalyMap, BlurSpreadsAPeakAndKeepsItsMass) {
 
 TEST(AnomalyMap, NearestAndBilinearDiffer) {
   const at::Tensor scores = at::rand({1, 28, 28});
-  EXPECT_FALSE(at::allclose(anomaly_maps(scores, {.upsampling = Upsampling::kNearest}),
-                            anomaly_maps(scores, {.upsampling = Upsampling::kBilinear})));
+  EXPECT_FALSE(at::allclose(anomaly_maps(scores, {.upsampling = MapUpsampling::kNearest}),
+                            anomaly_maps(scores, {.upsampling = MapUpsampling::kBilinear})));
 }
 
 TEST(AnomalyMap, TooSmallForTheBlurIsAnError) {
