@@ -205,6 +205,17 @@ nlohmann::ordered_json to_json(const EvaluationReport& report) {
       {"timings", timings}};
 }
 
+nlohmann::ordered_json thresholds_json(const Thresholds& t) {
+  return {{"image", t.image},
+          {"pixel", t.pixel},
+          {"method", threshold_method_name(t.method)},
+          {"false_alarm_rate", t.method == ThresholdMethod::kFalseAlarmRate
+                                   ? nlohmann::ordered_json(t.false_alarm_rate)
+                                   : nlohmann::ordered_json()},
+          {"good_images", t.good_images},
+          {"source", t.source}};
+}
+
 std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments) {
   std::vector<std::filesystem::path> paths;
   for (const auto& argument : arguments) {

@@ -49,6 +49,10 @@ nlohmann::ordered_json to_json(const EvaluationReport& report);
 nlohmann::ordered_json operating_points_json(const EvaluationReport& report);
 void print_operating_points(std::FILE* out, const EvaluationReport& report);
 
+// {"image", "pixel", "method", "false_alarm_rate" (null unless method is false_alarm_rate),
+//  "good_images", "source"}: how a model decides (train --json, import-anomalib --json).
+nlohmann::ordered_json thresholds_json(const Thresholds& thresholds);
+
 // NaN (a metric that does not apply) becomes null.
 nlohmann::ordered_json number_or_null(double value);
 nlohmann::ordered_json to_json(const PredictTimings& timings);

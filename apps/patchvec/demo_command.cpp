@@ -67,18 +67,8 @@ std::string choose_weights(DemoArgs& args, bool weights_given) {
   try {
     embedder.weights = resolve_weights("imagenet", embedder.backbone, {.progress = !log::quiet()});
     return "ImageNet (torchvision), " + embedder.weights.string();
-  } catch (const Error& e) {
-    // The first line of the error, without what this line says anyway.
-    std::string reason = e.what();
-    reason = reason.substr(0, reason.find('\n'));
-    if (reason.find("downloads are off") != std::string::npos) {
-      reason = "not cached, and PATCHVEC_OFFLINE forbids downloads";
-    } else if (const auto failed = reason.find("failed: "); failed != std::string::npos) {
-      reason = reason.substr(failed + 8);
-    }
-    if (const auto kept = reason.find(" (nothing was kept"); kept != std::string::npos) {
-      reason.resize(kept);
-    }
+  } catch (const WeightsUnavailable& e) {
+    const std::string& reason = e.reason();
     const auto named = parse_weights_spec("imagenet", embedder.backbone);
     log::info("== weights: no ImageNet weights for " + embedder.backbone + " (" + reason +
               "): a random backbone instead. To use them: `patchvec weights fetch imagenet "

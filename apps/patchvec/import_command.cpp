@@ -29,14 +29,8 @@ void run_import(ImportArgs& args) {
   imported.model.save(args.out);
   const ModelInfo& info = imported.model.info();
   if (args.json) {
-    nlohmann::ordered_json thresholds = nullptr;
-    if (info.thresholds) {
-      const Thresholds& t = *info.thresholds;
-      thresholds = {{"image", t.image},         {"pixel", t.pixel},
-                    {"image_min", t.image_min}, {"image_max", t.image_max},
-                    {"pixel_min", t.pixel_min}, {"pixel_max", t.pixel_max},
-                    {"source", t.source}};
-    }
+    const nlohmann::ordered_json thresholds =
+        info.thresholds ? thresholds_json(*info.thresholds) : nlohmann::ordered_json();
     write_json("-", {{"model", args.out.string()},
                      {"category", info.category},
                      {"layout", imported.layout},

@@ -59,17 +59,6 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
             {"fit_s", fit.total_seconds}}}};
 }
 
-nlohmann::ordered_json thresholds_json(const Thresholds& t) {
-  return {{"image", t.image},
-          {"pixel", t.pixel},
-          {"method", threshold_method_name(t.method)},
-          {"false_alarm_rate", t.method == ThresholdMethod::kFalseAlarmRate
-                                   ? nlohmann::ordered_json(t.false_alarm_rate)
-                                   : nlohmann::ordered_json()},
-          {"good_images", t.good_images},
-          {"source", t.source}};
-}
-
 void run_train(TrainArgs args) {
   const auto categories = split(args.categories);
   if (categories.empty()) throw pv::Error("--category names no category");

@@ -93,8 +93,7 @@ void run_list(const WeightsArgs& args) {
   for (const auto& k : named_weights()) {
     const CachedWeights* here = nullptr;
     for (const auto& c : cached) {
-      if (known_as(c) == nullptr) continue;
-      if (known_as(c)->url == k.url) here = &c;
+      if (const NamedWeights* named = known_as(c); named && named->url == k.url) here = &c;
     }
     if (args.json) {
       known.push_back({{"name", k.name},

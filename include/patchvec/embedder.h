@@ -155,4 +155,8 @@ std::vector<float> image_embedding(std::span<const float> patches, std::size_t d
 std::vector<float> defect_embedding(std::span<const float> patches, std::size_t dim,
                                     std::span<const float> patch_scores);
 
+// The cosine similarity of two embeddings of one size, in double precision; 0 when either is
+// all zeros.
+double cosine_similarity(std::span<const float> a, std::span<const float> b);
+
 }  // namespace pv

@@ -21,7 +21,22 @@
 #include <string>
 #include <vector>
 
+#include <patchvec/error.h>
+
 namespace pv {
+
+// resolve_weights() could not get a URL's or a name's file onto this machine: not cached with
+// downloads off, or the download failed. what() is the whole message, with what to do about it;
+// reason() the cause alone ("cannot resolve host download.pytorch.org (no network or no DNS?)").
+class WeightsUnavailable : public Error {
+ public:
+  WeightsUnavailable(const std::string& message, std::string reason)
+      : Error(message), reason_(std::move(reason)) {}
+  const std::string& reason() const { return reason_; }
+
+ private:
+  std::string reason_;
+};
 
 struct FetchOptions {
   std::filesystem::path cache_dir;     // empty: the default above
@@ -63,7 +78,8 @@ WeightsSpec parse_weights_spec(const std::string& value, const std::string& back
 // The local file for a --weights value: a file as it is (it must exist); a URL or name from the
 // cache, downloading it when it is not there (and allowed). Empty for "random". Throws pv::Error
 // with one message saying what failed and how to get the file onto this machine: offline,
-// refused, HTTP errors, truncated transfers, hash mismatches (nothing is left in the cache).
+// refused, HTTP errors, truncated transfers, hash mismatches (nothing is left in the cache);
+// those are WeightsUnavailable.
 std::filesystem::path resolve_weights(const std::string& value, const std::string& backbone,
                                       const FetchOptions& options = {});
 

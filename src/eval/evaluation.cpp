@@ -104,16 +104,6 @@ void apply_thresholds(EvaluationReport& report, const Thresholds& thresholds) {
 
 namespace {
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
-}
-
 // Leave-one-out precision@5 of defect types among the defective images, by `embedding_of`.
 template <typename Embedding>
 double defect_precision_at_5(std::span<const ImageResult> images, Embedding embedding_of) {
@@ -123,7 +113,7 @@ double defect_precision_at_5(std::span<const ImageResult> images, Embedding embe
     std::vector<std::pair<double, std::size_t>> ranked;
     for (std::size_t j = 0; j < images.size(); ++j) {
       if (j != i && images[j].label)
-        ranked.emplace_back(cosine(embedding_of(images[i]), embedding_of(images[j])), j);
+        ranked.emplace_back(cosine_similarity(embedding_of(images[i]), embedding_of(images[j])), j);
     }
     const std::size_t k = std::min<std::size_t>(5, ranked.size());
     std::partial_sort(ranked.begin(), ranked.begin() + static_cast<std::ptrdiff_t>(k), ranked.end(),

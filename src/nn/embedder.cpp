@@ -463,6 +463,16 @@ std::vector<float> divided(const std::vector<double>& sum, double divisor) {
 
 }  // namespace
 
+double cosine_similarity(std::span<const float> a, std::span<const float> b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
+}
+
 std::vector<float> image_embedding(std::span<const float> patches, std::size_t dim) {
   const std::size_t count = dim == 0 ? 0 : patches.size() / dim;
   return divided(weighted_sum_of_unit_patches(patches, dim, {}).first, double(count));

@@ -167,6 +167,12 @@ WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
   return {.loaded = plan.copies.size(), .ignored = plan.ignored, .prefix = plan.prefix};
 }
 
+std::optional<torch::Tensor> float_copy(const TensorEntry& entry) {
+  const auto type = float_type(entry.dtype);
+  if (!type) return std::nullopt;
+  return to_float_tensor(entry, *type);
+}
+
 WeightsMatch match_weights(const torch::nn::Module& module, const TensorFile& file,
                            const std::vector<std::string>& ignored_prefixes) {
   LoadPlan plan = plan_load(module, file, ignored_prefixes, /*convert=*/false);

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -30,6 +31,10 @@ struct WeightsReport {
 // pv::Error naming every offending key; the module is only modified when everything fits.
 WeightsReport load_weights(torch::nn::Module& module, const TensorFile& file,
                            const std::vector<std::string>& ignored_prefixes);
+
+// A floating-point tensor of a weights file as a float32 copy (F16, BF16 and F64 converted);
+// nullopt for any other dtype.
+std::optional<torch::Tensor> float_copy(const TensorEntry& entry);
 
 // What load_weights() would find, without touching the module.
 struct WeightsMatch {

@@ -11,7 +11,7 @@
 #include <patchvec/error.h>
 
 #include "nn/torch_checkpoint.h"
-#include "nn/torch_errors.h"
+#include "nn/weights.h"
 #include "util/clock.h"
 
 namespace pv {
@@ -108,27 +108,9 @@ void find_transforms(const Value* value, int depth, Transforms& out,
 
 // A tensor of the state_dict as float32 (F16, BF16 and F64 converted).
 at::Tensor float_tensor(const nn::TensorEntry& entry) {
-  at::ScalarType type;
-  switch (entry.dtype) {
-    case nn::DType::kF32:
-      type = at::kFloat;
-      break;
-    case nn::DType::kF16:
-      type = at::kHalf;
-      break;
-    case nn::DType::kBF16:
-      type = at::kBFloat16;
-      break;
-    case nn::DType::kF64:
-      type = at::kDouble;
-      break;
-    default:
-      throw Error("is not a floating-point tensor");
-  }
-  return at::from_blob(const_cast<std::byte*>(entry.bytes.data()), entry.shape,
-                       at::TensorOptions().dtype(type))
-      .to(at::kFloat)
-      .contiguous();
+  auto copy = nn::float_copy(entry);
+  if (!copy) throw Error("is not a floating-point tensor");
+  return *copy;
 }
 
 // A scalar tensor of the state_dict; nullopt when absent.

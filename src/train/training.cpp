@@ -20,16 +20,6 @@ std::string format(const char* pattern, double value) {
   return text;
 }
 
-double cosine(const std::vector<float>& a, const std::vector<float>& b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : 0.0;
-}
-
 // What the good images scored: held out of the bank (training images, cross-fitted) or never
 // learnt from (the test split's good images).
 struct GoodScores {
@@ -155,13 +145,13 @@ std::vector<float> good_similarities(const std::vector<std::vector<float>>& trai
     if (i >= train.size() || train.size() < 2) continue;
     double best = -1;
     for (std::size_t j = 0; j < train.size(); ++j) {
-      if (j != i) best = std::max(best, cosine(train[i], train[j]));
+      if (j != i) best = std::max(best, cosine_similarity(train[i], train[j]));
     }
     out.push_back(static_cast<float>(best));
   }
   for (const auto& other : others) {
     double best = -1;
-    for (const auto& t : train) best = std::max(best, cosine(other, t));
+    for (const auto& t : train) best = std::max(best, cosine_similarity(other, t));
     if (!train.empty()) out.push_back(static_cast<float>(best));
   }
   return out;

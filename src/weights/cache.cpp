@@ -206,25 +206,11 @@ WeightsSpec parse_weights_spec(const std::string& value, const std::string& back
   return spec;
 }
 
-std::filesystem::path resolve_weights(const std::string& value, const std::string& backbone,
-                                      const FetchOptions& options) {
-  const WeightsSpec spec = parse_weights_spec(value, backbone);
-  switch (spec.kind) {
-    case WeightsSpec::Kind::kRandom:
-      return {};
-    case WeightsSpec::Kind::kFile: {
-      std::error_code error;
-      if (!std::filesystem::is_regular_file(spec.file, error)) {
-        throw Error("weights file " + spec.file.string() +
-                    " does not exist (--weights takes a file, an http(s) URL, 'imagenet' or "
-                    "'random')");
-      }
-      return spec.file;
-    }
-    case WeightsSpec::Kind::kUrl:
-    case WeightsSpec::Kind::kName:
-      break;
-  }
+namespace {
+
+// resolve_weights() for a URL or a name.
+std::filesystem::path fetch_into_cache(const WeightsSpec& spec, const std::string& value,
+                                       const std::string& backbone, const FetchOptions& options) {
   const std::filesystem::path dir = weights_cache_dir(options);
   const std::filesystem::path target = dir / cache_name(spec.url);
   const std::string label = spec.kind == WeightsSpec::Kind::kName
@@ -253,12 +239,15 @@ std::filesystem::path resolve_weights(const std::string& value, const std::strin
     const std::string expected = spec.expected_sha256.empty()
                                      ? "the one recorded when it was fetched"
                                      : "one starting with " + spec.expected_sha256;
-    throw Error(label +
-                (stale ? ": the cached " + target.string() + "'s SHA-256 is not " + expected
-                       : " are not in the cache (" + target.string() + ")") +
-                ", and downloads are off" +
-                (options.allow_download ? " (PATCHVEC_OFFLINE)." : ".") +
-                how_to_get_it(spec, value, backbone, target));
+    const std::string off =
+        options.allow_download ? "PATCHVEC_OFFLINE forbids downloads" : "downloads are off";
+    throw WeightsUnavailable(
+        label +
+            (stale ? ": the cached " + target.string() + "'s SHA-256 is not " + expected
+                   : " are not in the cache (" + target.string() + ")") +
+            ", and downloads are off" + (options.allow_download ? " (PATCHVEC_OFFLINE)." : ".") +
+            how_to_get_it(spec, value, backbone, target),
+        (stale ? "the cached file is not the expected one, and " : "not cached, and ") + off);
   }
   if (stale)
     log::warn("cached " + target.string() +
@@ -272,8 +261,11 @@ std::filesystem::path resolve_weights(const std::string& value, const std::strin
   try {
     downloaded = weights::download(spec.url, target, spec.expected_sha256, options);
   } catch (const Error& e) {
-    throw Error((spec.kind == WeightsSpec::Kind::kName ? label + ": " : std::string()) + e.what() +
-                how_to_get_it(spec, value, backbone, target));
+    const auto* unavailable = dynamic_cast<const WeightsUnavailable*>(&e);
+    throw WeightsUnavailable(
+        (spec.kind == WeightsSpec::Kind::kName ? label + ": " : std::string()) + e.what() +
+            how_to_get_it(spec, value, backbone, target),
+        unavailable ? unavailable->reason() : e.what());
   }
   write_sidecar(target, {.url = spec.url,
                          .sha256 = downloaded.sha256,
@@ -281,6 +273,37 @@ std::filesystem::path resolve_weights(const std::string& value, const std::strin
                          .fetched = utc_now()});
   log::info("cached " + target.string() + " (SHA-256 " + downloaded.sha256 + ")");
   return target;
+}
+
+}  // namespace
+
+std::filesystem::path resolve_weights(const std::string& value, const std::string& backbone,
+                                      const FetchOptions& options) {
+  const WeightsSpec spec = parse_weights_spec(value, backbone);
+  switch (spec.kind) {
+    case WeightsSpec::Kind::kRandom:
+      return {};
+    case WeightsSpec::Kind::kFile: {
+      std::error_code error;
+      if (!std::filesystem::is_regular_file(spec.file, error)) {
+        throw Error("weights file " + spec.file.string() +
+                    " does not exist (--weights takes a file, an http(s) URL, 'imagenet' or "
+                    "'random')");
+      }
+      return spec.file;
+    }
+    case WeightsSpec::Kind::kUrl:
+    case WeightsSpec::Kind::kName:
+      break;
+  }
+  // Whatever keeps the file from this machine (no cache folder, a clash in it) is "unavailable".
+  try {
+    return fetch_into_cache(spec, value, backbone, options);
+  } catch (const WeightsUnavailable&) {
+    throw;
+  } catch (const Error& e) {
+    throw WeightsUnavailable(e.what(), e.what());
+  }
 }
 
 std::vector<CachedWeights> cached_weights(const FetchOptions& options) {

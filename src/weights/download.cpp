@@ -202,18 +202,20 @@ Downloaded download(const std::string& url, const std::filesystem::path& target,
       default:
         reason = error_text[0] != '\0' ? error_text : curl_easy_strerror(code);
     }
-    throw Error(what + reason + nothing_kept);
+    throw WeightsUnavailable(what + reason + nothing_kept, reason);
   }
   const std::string sha256 = transfer.hash.hex();
   if (!expected_sha256.empty() && !hash_matches(sha256, expected_sha256)) {
     const bool prefix = expected_sha256.size() < 64;
-    throw Error(what + "its SHA-256 is " + sha256 + ", expected " +
-                (prefix ? "one starting with " : "") + expected_sha256 +
-                (prefix ? " (torchvision's convention: the file name ends in -<first hex digits of "
-                          "its SHA-256>; a #sha256=<64 hex> fragment on the URL states the hash "
-                          "instead)"
-                        : "") +
-                nothing_kept);
+    throw WeightsUnavailable(
+        what + "its SHA-256 is " + sha256 + ", expected " + (prefix ? "one starting with " : "") +
+            expected_sha256 +
+            (prefix ? " (torchvision's convention: the file name ends in -<first hex digits of "
+                      "its SHA-256>; a #sha256=<64 hex> fragment on the URL states the hash "
+                      "instead)"
+                    : "") +
+            nothing_kept,
+        "it does not have the expected SHA-256");
   }
   temporary.commit(target);
   return {sha256, transfer.bytes};
