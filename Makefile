@@ -5,7 +5,7 @@ SANITIZE_BUILD ?= build-sanitize
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format format-check clean
+.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format format-check tidy clean
 
 all: build
 
@@ -54,6 +54,14 @@ format:
 # Fails when a tracked C++ file is not as `make format` would leave it (.ci/run).
 format-check: test-deps
 	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.h')
+
+# clang-tidy with .clang-tidy's checks over the sources that never include libtorch headers
+# (those take minutes each): every module but nn, search, sampling and patchcore, and apps/.
+# Uses the compile commands of $(BUILD); prints the findings and fails on any.
+TIDY_SOURCES = $(shell git ls-files 'apps/*.cpp' $(foreach m,util image data synth weights eval train store inspect service,'src/$(m)/*.cpp'))
+tidy: test-deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS) --target patchvec
+	scripts/tidy.sh $(BUILD) $(JOBS) $(TIDY_SOURCES)
 
 clean:
 	rm -rf $(BUILD) $(SANITIZE_BUILD)

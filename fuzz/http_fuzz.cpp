@@ -7,13 +7,13 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
 #include <patchvec/service.h>
 #include <patchvec/store.h>
 #include <patchvec/synth.h>
 
 #include "fuzzing.h"
-#include "util/log.h"
 
 namespace {
 

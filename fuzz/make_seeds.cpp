@@ -13,6 +13,7 @@
 #include <zlib.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
 
@@ -20,7 +21,6 @@
 #include "nn/torch_checkpoint.h"
 #include "patchcore/model_file.h"
 #include "patchcore/model_info.h"
-#include "util/files.h"
 
 namespace {
 
@@ -90,15 +90,15 @@ void model_file_seeds(const fs::path& out, const fs::path& scratch) {
   info.category = "tile";
   info.created = "2026-11-29T00:00:00Z";
   info.backbone = {.backbone = "resnet18", .weights_sha256 = std::string(64, 'a')};
-  info.image_size = 16;
-  info.crop_size = 14;
+  info.options.embedder.image_size = 16;
+  info.options.embedder.crop_size = 14;
   info.grid = {2, 2, 8};
   info.bank_size = 6;
   info.train_images = 6;
   info.train_patches = 24;
-  info.coreset_ratio = 0.25;
-  info.num_neighbors = 3;
-  info.sigma = 1;
+  info.options.coreset_ratio = 0.25;
+  info.options.num_neighbors = 3;
+  info.options.sigma = 1;
   std::mt19937 rng(1);
   std::normal_distribution<float> normal;
   at::Tensor bank = at::empty({6, 8});

@@ -19,13 +19,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const pv::ModelInfo info = pv::patchcore::model_info_from(contents.metadata);
     pv::patchcore::check_contents(info, contents);
     const pv::patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
-                                       {.num_neighbors = info.num_neighbors});
+                                       {.num_neighbors = info.options.num_neighbors});
     const auto& g = info.grid;
     if (g.height * g.width * g.dim <= (1 << 16)) {  // what a backbone would give, kept small
       const auto scores = scorer.score(at::rand({1, g.height, g.width, g.dim}));
-      const int output = info.crop_size > 0 ? info.crop_size : info.image_size;
+      const int output = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
+                                                             : info.options.embedder.image_size;
       if (output <= 256) {
-        pv::patchcore::anomaly_maps(scores.patch_distances, {.size = output, .sigma = info.sigma});
+        pv::patchcore::anomaly_maps(scores.patch_distances,
+                                    {.size = output, .sigma = info.options.sigma});
       }
     }
   } catch (const pv::Error&) {

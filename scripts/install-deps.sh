@@ -31,6 +31,7 @@ test_packages=(
   haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
   clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
   clang-format                          # make format, make format-check
+  clang-tidy                            # make tidy
 )
 case "$group" in
   build) packages=("${build_packages[@]}") ;;

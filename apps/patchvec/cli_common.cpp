@@ -4,13 +4,8 @@
 #include <cstdio>
 #include <iostream>
 
-#include <opencv2/imgproc.hpp>
-
 #include <patchvec/dataset.h>
-
-#include "image/render.h"
-#include "inspect/inspection_json.h"
-#include "util/files.h"
+#include <patchvec/files.h>
 
 namespace pv::cli {
 
@@ -97,10 +92,6 @@ std::string cell(double value) {
 
 }  // namespace
 
-nlohmann::ordered_json number_or_null(double value) {
-  return std::isnan(value) ? nlohmann::ordered_json(nullptr) : nlohmann::ordered_json(value);
-}
-
 void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports) {
   std::fprintf(out, "\n%-14s %11s %11s %8s\n", "category", "image AUROC", "pixel AUROC", "PRO");
   std::fprintf(out, "%-14s %11s %11s %8s\n", "--------", "-----------", "-----------", "---");
@@ -129,31 +120,6 @@ std::FILE* human_output(const std::string& json_target) {
   return json_target == "-" ? stderr : stdout;
 }
 
-nlohmann::ordered_json to_json(const PredictTimings& t) {
-  const double per_image = t.images > 0 ? 1000.0 / static_cast<double>(t.images) : 0;
-  return {{"images", t.images},
-          {"read_s", t.read_seconds},
-          {"backbone_s", t.backbone_seconds},
-          {"search_s", t.search_seconds},
-          {"map_s", t.map_seconds},
-          {"ms_per_image",
-           {{"read", t.read_seconds * per_image},
-            {"backbone", t.backbone_seconds * per_image},
-            {"search", t.search_seconds * per_image},
-            {"map", t.map_seconds * per_image}}}};
-}
-
-nlohmann::ordered_json operating_points_json(const EvaluationReport& report) {
-  const auto point = [](const OperatingPoint& p) {
-    return nlohmann::ordered_json{{"threshold", p.threshold},
-                                  {"false_alarm_rate", p.false_alarm_rate},
-                                  {"detection_rate", p.detection_rate}};
-  };
-  nlohmann::ordered_json used = point(report.at_used);
-  used["method"] = threshold_method_name(report.used.method);
-  return {{"in_use", used}, {"f1_optimal", point(report.at_f1)}};
-}
-
 void print_operating_points(std::FILE* out, const EvaluationReport& report) {
   const auto line = [&](const char* name, const OperatingPoint& p) {
     std::fprintf(out,
@@ -165,55 +131,6 @@ void print_operating_points(std::FILE* out, const EvaluationReport& report) {
       std::string("in use (") + threshold_method_name(report.used.method) + ")";
   line(in_use.c_str(), report.at_used);
   line("f1-optimal", report.at_f1);
-}
-
-nlohmann::ordered_json to_json(const EvaluationReport& report) {
-  nlohmann::ordered_json images = nlohmann::ordered_json::object();
-  for (const auto& image : report.images) {
-    images[image.relative_path] = {{"score", image.score},
-                                   {"normalized", image.normalized},
-                                   {"label", image.label},
-                                   {"defect", image.defect},
-                                   {"verdict", image.anomalous ? "anomalous" : "normal"}};
-  }
-  nlohmann::ordered_json timings = to_json(report.timings);
-  timings["metrics_s"] = report.metrics_seconds;
-  timings["total_s"] = report.seconds;
-  return {
-      {"category", report.category},
-      {"image_auroc", report.image_auroc},
-      {"pixel_auroc", number_or_null(report.pixel_auroc)},
-      {"pro", number_or_null(report.pro)},
-      {"image_threshold", report.used.image},
-      {"pixel_threshold", report.used.pixel},
-      {"threshold_source", report.used_model_thresholds ? "model" : "this evaluation"},
-      {"f1_optimal",
-       {{"image_threshold", report.computed.image}, {"pixel_threshold", report.computed.pixel}}},
-      {"image_f1", report.image_f1},
-      {"threshold_method", threshold_method_name(report.used.method)},
-      {"threshold_description", report.used.source},
-      {"operating_points", operating_points_json(report)},
-      {"defect_precision_at_5", number_or_null(report.defect_precision_at_5)},
-      {"defect_precision_at_5_mean_pooling",
-       number_or_null(report.defect_precision_at_5_mean_pooling)},
-      {"normalization",
-       {{"image_min", report.used.image_min},
-        {"image_max", report.used.image_max},
-        {"pixel_min", report.used.pixel_min},
-        {"pixel_max", report.used.pixel_max}}},
-      {"images", images},
-      {"timings", timings}};
-}
-
-nlohmann::ordered_json thresholds_json(const Thresholds& t) {
-  return {{"image", t.image},
-          {"pixel", t.pixel},
-          {"method", threshold_method_name(t.method)},
-          {"false_alarm_rate", t.method == ThresholdMethod::kFalseAlarmRate
-                                   ? nlohmann::ordered_json(t.false_alarm_rate)
-                                   : nlohmann::ordered_json()},
-          {"good_images", t.good_images},
-          {"source", t.source}};
 }
 
 std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments) {
@@ -229,33 +146,6 @@ std::vector<std::filesystem::path> expand_images(const std::vector<std::string>&
   return paths;
 }
 
-std::filesystem::path write_heatmap(const std::filesystem::path& folder,
-                                    const std::filesystem::path& image, const Model& model,
-                                    const Prediction& p) {
-  const ModelInfo& info = model.info();
-  const Image original = load_image(image);
-  constexpr int kHeight = 360;
-  const std::vector<float> normalized = model.normalize_map(p.map);
-  char caption[256];
-  const std::string name = (image.parent_path().filename() / image.filename()).string();
-  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,
-                std::isnan(p.normalized) ? "no threshold" : (p.anomalous ? "ANOMALOUS" : "normal"));
-  // At the image's own size and aspect: the map is mapped back onto the part the model saw.
-  const cv::Mat picture =
-      render::panels({render::scaled_original(original, kHeight),
-                      render::original_overlay(original, normalized, p.map.width, p.map.height,
-                                               info.image_size, info.crop_size, kHeight)},
-                     {"image", "anomaly map (dimmed: cropped away, not inspected)"}, caption,
-                     p.anomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
-  std::filesystem::create_directories(folder);
-  // Folder and name: test/scratch/000.png and test/good/000.png must not overwrite each other.
-  const auto parent = image.parent_path().filename().string();
-  const auto path =
-      folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
-  render::write_png(path, picture);
-  return path;
-}
-
 namespace {
 
 std::string shown(const std::string& path, const std::filesystem::path& base) {
@@ -269,7 +159,7 @@ void print_inspection(std::FILE* out, const Inspection& r, const std::string& tr
                       const std::filesystem::path& base) {
   std::fprintf(out, "\nQuery: %s (%s%s%s)\n", shown(r.path, base).c_str(), r.category.c_str(),
                truth.empty() ? "" : "; really ", truth.c_str());
-  if (!r.anomalous) {
+  if (r.verdict == Verdict::kNormal) {
     std::fprintf(out, "Normal image (%s; best similarity %.4f) - top %zu similar normal images:\n",
                  r.reason.c_str(), r.best_similarity, r.matches.size());
   } else if (r.report_id) {
@@ -278,16 +168,13 @@ void print_inspection(std::FILE* out, const Inspection& r, const std::string& tr
   } else {
     std::fprintf(out, "ANOMALY (%s). Closest known defects:\n", r.reason.c_str());
   }
-  if (r.anomalous && r.matches.empty()) std::fprintf(out, "  (no labelled defects stored yet)\n");
+  if (r.verdict == Verdict::kAnomalous && r.matches.empty())
+    std::fprintf(out, "  (no labelled defects stored yet)\n");
   for (const Match& m : r.matches) {
     std::fprintf(out, "  %-44s | %-7s | %-9s | %-19s | sim=%.4f\n",
                  shown(m.image.path, base).c_str(), m.image.category.c_str(),
-                 m.image.anomalous ? "anomalous" : "normal", m.image.defect.c_str(), m.similarity);
+                 verdict_name(verdict_of(m.image.anomalous)), m.image.defect.c_str(), m.similarity);
   }
-}
-
-nlohmann::ordered_json to_json(const Inspection& r) {
-  return json::inspection(r);
 }
 
 }  // namespace pv::cli

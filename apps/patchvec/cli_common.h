@@ -11,7 +11,9 @@
 #include <patchvec/embedder.h>
 #include <patchvec/evaluation.h>
 #include <patchvec/inspection.h>
+#include <patchvec/json.h>
 #include <patchvec/model.h>
+#include <patchvec/pictures.h>
 #include <patchvec/service.h>
 #include <patchvec/store.h>
 
@@ -42,39 +44,18 @@ void print_table(std::FILE* out, const std::vector<EvaluationReport>& reports);
 // Where human-readable lines go: stderr when stdout carries JSON ("--json -"), else stdout.
 std::FILE* human_output(const std::string& json_target);
 
-nlohmann::ordered_json to_json(const EvaluationReport& report);
-
 // The two operating points of an evaluation (the thresholds in use, F1-optimal): false-alarm and
-// detection rates on the test split.
-nlohmann::ordered_json operating_points_json(const EvaluationReport& report);
+// detection rates on the test split (json::operating_points() in JSON).
 void print_operating_points(std::FILE* out, const EvaluationReport& report);
-
-// {"image", "pixel", "method", "false_alarm_rate" (null unless method is false_alarm_rate),
-//  "good_images", "source"}: how a model decides (train --json, import-anomalib --json).
-nlohmann::ordered_json thresholds_json(const Thresholds& thresholds);
-
-// NaN (a metric that does not apply) becomes null.
-nlohmann::ordered_json number_or_null(double value);
-nlohmann::ordered_json to_json(const PredictTimings& timings);
 
 // Images named on the command line; folders expand to the images directly inside them.
 std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments);
-
-// A picture of `image` with its anomaly map (from `p`) mapped back onto it, written to
-// <folder>/<parent folder>_<stem>_heatmap.png; returns that path.
-std::filesystem::path write_heatmap(const std::filesystem::path& folder,
-                                    const std::filesystem::path& image, const Model& model,
-                                    const Prediction& p);
 
 // An inspection as the seed printed it: the verdict, then the similar images or the closest known
 // defects. `truth` (the real label, when known) and `base` (paths are shown relative to it) may be
 // empty.
 void print_inspection(std::FILE* out, const Inspection& inspection, const std::string& truth,
                       const std::filesystem::path& base);
-
-// {"path", "category", "verdict", "reason", "score", "normalized", "threshold", "best_similarity",
-//  "matches": [{"path", "category", "label", "defect", "similarity"}], "report_id"}
-nlohmann::ordered_json to_json(const Inspection& inspection);
 
 // Runs the inspection service until SIGINT or SIGTERM (serve_command.cpp).
 void serve_until_signal(const ServiceOptions& options);

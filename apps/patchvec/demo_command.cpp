@@ -11,18 +11,17 @@
 #include <patchvec/evaluation.h>
 #include <patchvec/indexing.h>
 #include <patchvec/inspection.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
+#include <patchvec/stopwatch.h>
 #include <patchvec/store.h>
 #include <patchvec/synth.h>
+#include <patchvec/system.h>
 #include <patchvec/training.h>
 #include <patchvec/weights.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "image/render.h"
-#include "util/log.h"
-#include "util/memory.h"
-#include "util/stopwatch.h"
 
 namespace pv::cli {
 namespace {
@@ -113,24 +112,22 @@ void run_demo(DemoArgs& args, bool weights_given) {
     const FitReport& fit = result.fit;
     EvaluationReport report = std::move(*result.evaluation);
     model.save(models / (name + ".pvm"));
-    store->replace_dataset(name, dataset_images(category, result.train_embeddings, report.images));
-    store->replace_patches(name, model.memory_bank(),
-                           static_cast<std::size_t>(model.info().grid.dim));
+    index_category(model, category, result.train_embeddings, report.images, *store);
     categories.push_back(
         {{"category", name},
          {"image_auroc", report.image_auroc},
-         {"pixel_auroc", number_or_null(report.pixel_auroc)},
-         {"pro", number_or_null(report.pro)},
+         {"pixel_auroc", json::number_or_null(report.pixel_auroc)},
+         {"pro", json::number_or_null(report.pro)},
          {"image_threshold", report.used.image},
          {"threshold", report.used.source},
          {"image_f1", report.image_f1},
-         {"operating_points", operating_points_json(report)},
+         {"operating_points", json::operating_points(report)},
          {"min_similarity", model.info().similarity
                                 ? nlohmann::ordered_json(model.info().similarity->min_similarity)
                                 : nlohmann::ordered_json()},
-         {"defect_precision_at_5", number_or_null(report.defect_precision_at_5)},
+         {"defect_precision_at_5", json::number_or_null(report.defect_precision_at_5)},
          {"defect_precision_at_5_mean_pooling",
-          number_or_null(report.defect_precision_at_5_mean_pooling)},
+          json::number_or_null(report.defect_precision_at_5_mean_pooling)},
          {"train_images", category.train.size()},
          {"test_images", category.test.size()},
          {"bank_size", model.info().bank_size},
@@ -172,13 +169,13 @@ void run_demo(DemoArgs& args, bool weights_given) {
                                                     .size = synth_options.size,
                                                     .seed = synth_options.seed});
       const std::filesystem::path path = queries / (name + "_" + truth + ".png");
-      render::write_png(path, render::to_bgr8(surface.image));
+      write_png(path, surface.image);
       const Prediction prediction = model.predict(surface.image);  // = the PNG's pixels
       const Inspection r = inspect(model, *store, prediction, path.string(),
                                    {.k = args.k, .min_similarity = args.min_similarity});
       write_heatmap(pictures / "queries", path, model, prediction);
       print_inspection(stdout, r, truth, args.out);
-      nlohmann::ordered_json result = to_json(r);
+      nlohmann::ordered_json result = json::inspection(r);
       result["truth"] = truth;
       query_results.push_back(std::move(result));
     }
@@ -213,7 +210,7 @@ Next:
     trained.clear();
     std::fflush(stdout);
     serve_until_signal({.models_dir = models,
-                        .db = args.db,
+                        .store = {.db = args.db},
                         .port = args.port,
                         .inspect = {.k = args.k, .min_similarity = args.min_similarity}});
   }
@@ -252,7 +249,7 @@ Without --weights it uses ImageNet weights when they are in the cache or can be 
                   "number (see train --help)")
       ->capture_default_str();
   cmd->callback([args, cmd] {
-    args->model.max_memory_bytes = physical_memory_bytes() / 2;
+    args->model.max_memory_bytes = default_memory_budget();
     run_demo(*args, cmd->count("--weights") > 0);
   });
 }

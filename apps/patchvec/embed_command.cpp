@@ -8,10 +8,10 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/embedder.h>
+#include <patchvec/npy.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/npy.h"
 
 namespace pv::cli {
 namespace {

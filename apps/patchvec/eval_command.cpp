@@ -3,11 +3,11 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
 
 namespace pv::cli {
 namespace {
@@ -44,7 +44,7 @@ void run_eval(const EvalArgs& args) {
       log::info("  overlays in " + options.overlays_dir.string() + ", ROC curve " +
                 options.roc_png.string());
     }
-    all.push_back(to_json(report));
+    all.push_back(json::evaluation(report));
     reports.push_back(report);
   }
   print_table(human_output(args.json), reports);

@@ -3,10 +3,10 @@
 
 #include <patchvec/anomalib.h>
 #include <patchvec/error.h>
+#include <patchvec/log.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
 
 namespace pv::cli {
 namespace {
@@ -30,17 +30,17 @@ void run_import(ImportArgs& args) {
   const ModelInfo& info = imported.model.info();
   if (args.json) {
     const nlohmann::ordered_json thresholds =
-        info.thresholds ? thresholds_json(*info.thresholds) : nlohmann::ordered_json();
+        info.thresholds ? json::thresholds(*info.thresholds) : nlohmann::ordered_json();
     write_json("-", {{"model", args.out.string()},
                      {"category", info.category},
                      {"layout", imported.layout},
                      {"backbone", info.backbone.backbone},
                      {"weights_prefix", imported.weights_prefix},
-                     {"image_size", info.image_size},
-                     {"crop_size", info.crop_size},
+                     {"image_size", info.options.embedder.image_size},
+                     {"crop_size", info.options.embedder.crop_size},
                      {"bank_size", info.bank_size},
                      {"patch_dim", info.grid.dim},
-                     {"num_neighbors", info.num_neighbors},
+                     {"num_neighbors", info.options.num_neighbors},
                      {"thresholds", thresholds},
                      {"notes", imported.notes}});
     return;
@@ -50,10 +50,11 @@ void run_import(ImportArgs& args) {
               imported.weights_prefix.c_str());
   std::printf("  memory bank %lld x %lld, %d neighbours for the image score\n",
               static_cast<long long>(info.bank_size), static_cast<long long>(info.grid.dim),
-              info.num_neighbors);
-  std::printf("  images resized to %d%s\n", info.image_size,
-              info.crop_size > 0 ? (", centre crop " + std::to_string(info.crop_size)).c_str()
-                                 : ", no crop");
+              info.options.num_neighbors);
+  std::printf("  images resized to %d%s\n", info.options.embedder.image_size,
+              info.options.embedder.crop_size > 0
+                  ? (", centre crop " + std::to_string(info.options.embedder.crop_size)).c_str()
+                  : ", no crop");
   if (info.thresholds) {
     std::printf("  thresholds: image %.6g, pixel %.6g (%s)\n", info.thresholds->image,
                 info.thresholds->pixel, info.thresholds->source.c_str());

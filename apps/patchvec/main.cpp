@@ -8,11 +8,11 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/log.h>
+#include <patchvec/system.h>
 #include <patchvec/version.h>
 
 #include "commands.h"
-#include "util/cpu.h"
-#include "util/log.h"
 
 namespace {
 
@@ -39,11 +39,9 @@ Examples:
 
 Run 'patchvec <command> --help' for the options of a command.)";
 
-}  // namespace
-
 // OpenBLAS picks its kernels when it loads, before main(); on CPUs it does not know it falls back
 // to slow generic ones. Commands that multiply large matrices re-run this program once with
-// OPENBLAS_CORETYPE set (see util/cpu.h); the others are not worth the second start-up.
+// OPENBLAS_CORETYPE set (see patchvec/system.h); the others are not worth the second start-up.
 void use_fast_blas(int argc, char** argv) {
   const char* command = nullptr;
   for (int i = 1; i < argc && command == nullptr; ++i) {
@@ -61,8 +59,7 @@ void use_fast_blas(int argc, char** argv) {
   ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the slow kernels
 }
 
-int main(int argc, char** argv) {
-  use_fast_blas(argc, argv);
+int run(int argc, char** argv) {
   CLI::App app(kDescription, "patchvec");
   app.footer(kFooter);
   app.require_subcommand(1);
@@ -100,4 +97,18 @@ int main(int argc, char** argv) {
     return kExitFailure;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  use_fast_blas(argc, argv);
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {  // setting up the options failed: out of memory, a bug
+    std::cerr << "patchvec: internal error: " << e.what() << "\n";
+  } catch (...) {
+    std::cerr << "patchvec: internal error\n";
+  }
+  return kExitFailure;
 }

@@ -3,10 +3,10 @@
 
 #include <patchvec/error.h>
 #include <patchvec/model.h>
+#include <patchvec/npy.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/npy.h"
 
 namespace pv::cli {
 namespace {
@@ -35,8 +35,9 @@ std::pair<std::string, std::string> write_maps(const std::filesystem::path& fold
   const auto crop = beside(folder, image, "_map.npy");
   write_npy(crop, std::vector<std::int64_t>{p.map.height, p.map.width}, p.map.values);
   const ImageHeader header = read_image_header(image);
-  const AnomalyMap original = map_on_original(p.map, model.info().image_size,
-                                              model.info().crop_size, header.width, header.height);
+  const AnomalyMap original =
+      map_on_original(p.map, model.info().options.embedder.image_size,
+                      model.info().options.embedder.crop_size, header.width, header.height);
   const auto full = beside(folder, image, "_map_original.npy");
   write_npy(full, std::vector<std::int64_t>{original.height, original.width}, original.values);
   return {crop.string(), full.string()};
@@ -71,7 +72,7 @@ void run_predict(const PredictArgs& args) {
       }
       continue;
     }
-    const std::string verdict = !thresholds ? "unknown" : p.anomalous ? "anomalous" : "normal";
+    const std::string verdict = verdict_name(p.verdict);
     std::string heatmap;
     if (!args.heatmaps.empty())
       heatmap = write_heatmap(args.heatmaps, images[i], model, p).string();
@@ -80,7 +81,7 @@ void run_predict(const PredictArgs& args) {
     if (args.json) {
       results.push_back({{"image", images[i].string()},
                          {"score", p.score},
-                         {"normalized", number_or_null(p.normalized)},
+                         {"normalized", json::number_or_null(p.normalized)},
                          {"verdict", verdict},
                          {"heatmap", heatmap.empty() ? nlohmann::ordered_json()
                                                      : nlohmann::ordered_json(heatmap)}});
@@ -106,7 +107,7 @@ void run_predict(const PredictArgs& args) {
                                                      : nlohmann::ordered_json()},
                      {"predictions", results},
                      {"unreadable", failed},
-                     {"timings", to_json(timings)}});
+                     {"timings", json::timings(timings)}});
   }
   if (failed > 0) {
     throw Error(std::to_string(failed) + " of " + std::to_string(images.size()) +

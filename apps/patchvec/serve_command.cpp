@@ -5,11 +5,11 @@
 
 #include <pthread.h>
 
+#include <patchvec/log.h>
 #include <patchvec/service.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
 
 namespace pv::cli {
 
@@ -44,7 +44,7 @@ void add_serve_command(CLI::App& app) {
       "serve", "The inspection service: an HTTP API and a web page for operators");
   cmd->footer(R"(
 Loads every <category>.pvm in --models once; images and reports live in --db (PostgreSQL +
-pgvector) or in <models>/store.pvs. Endpoints (docs/api.md): POST /v1/inspect?category=C,
+pgvector) or in --store (default <models>/store.pvs). Endpoints (docs/api.md): POST /v1/inspect?category=C,
 GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz (ready), /livez (alive), /metrics;
 the page is at /.
 Without --auth-tokens anyone who reaches the port may call it, so the service then listens on
@@ -53,7 +53,7 @@ Examples:
   patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models
   patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens)");
   cmd->add_option("--models", options->models_dir, "Folder of .pvm models")->required();
-  cmd->add_option("--db", options->db, "PostgreSQL + pgvector URL (default: the embedded store)");
+  add_store_options(*cmd, options->store);
   cmd->add_option("--report-images", options->report_images_dir,
                   "Folder for the images of anomaly reports, kept for the operators' decisions "
                   "(default: MODELS/report-images)");

@@ -10,13 +10,13 @@
 #include <patchvec/error.h>
 #include <patchvec/indexing.h>
 #include <patchvec/inspection.h>
+#include <patchvec/inspector.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "inspect/inspection_json.h"
-#include "util/log.h"
 
 namespace pv::cli {
 namespace {
@@ -80,17 +80,19 @@ struct SearchArgs {
 };
 
 void run_search(const SearchArgs& args) {
-  const Model model = Model::load(args.model, args.load);
-  auto store = open_store(args.store, store_beside(args.model));
+  Model model = Model::load(args.model, args.load);
+  const std::string category = model.info().category;
+  std::map<std::string, Model> models;
+  models.emplace(category, std::move(model));
+  const Inspector inspector(std::move(models), open_store(args.store, store_beside(args.model)));
   const auto paths = expand_images(args.images);
-  const std::vector<Prediction> predictions = model.predict(paths, "search");
   InspectOptions options = args.inspect;
   options.report = !args.no_report;
   nlohmann::ordered_json results = nlohmann::ordered_json::array();
-  for (std::size_t i = 0; i < paths.size(); ++i) {
-    const Inspection r = inspect(model, *store, predictions[i], paths[i].string(), options);
+  for (const Inspected& inspected : inspector.inspect(category, paths, options)) {
+    const Inspection& r = inspected.inspection;
     if (args.json) {
-      results.push_back(to_json(r));
+      results.push_back(json::inspection(r));
     } else {
       print_inspection(stdout, r, "", "");
     }
@@ -126,7 +128,7 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
                                               .anomalous = true,
                                               .defect = args.defect,
                                               .score = p.score,
-                                              .verdict = p.anomalous ? "anomalous" : "normal",
+                                              .verdict = p.verdict,
                                               .embedding = p.defect_embedding});
     std::printf("added #%lld %s (%s, %s)\n", static_cast<long long>(id), paths[i].c_str(),
                 model.info().category.c_str(), args.defect.c_str());

@@ -1,11 +1,11 @@
 // patchvec synth: a procedural flat-surface dataset in the MVTec AD layout.
 #include <cstdio>
 
+#include <patchvec/log.h>
 #include <patchvec/synth.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
 
 namespace pv::cli {
 

@@ -6,13 +6,13 @@
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
+#include <patchvec/system.h>
 #include <patchvec/training.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
-#include "util/memory.h"
 
 namespace pv::cli {
 namespace {
@@ -46,7 +46,7 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
           {"train_images", info.train_images},
           {"train_patches", info.train_patches},
           {"bank_size", info.bank_size},
-          {"projection_dim", info.projection_dim},
+          {"projection_dim", info.options.projection_dim},
           {"covering_radius", info.covering_radius},
           {"spilled_to_disk", fit.spilled},
           {"peak_memory_bytes", fit.peak_memory_bytes},
@@ -64,8 +64,7 @@ void run_train(TrainArgs args) {
   if (categories.empty()) throw pv::Error("--category names no category");
   TrainOptions options{.model = args.model, .evaluate = !args.no_evaluation};
   options.model.max_memory_bytes =
-      args.max_memory.empty() ? physical_memory_bytes() / 2 : parse_bytes(args.max_memory);
-  options.model.embedder.seed = args.model.seed;
+      args.max_memory.empty() ? default_memory_budget() : parse_bytes(args.max_memory);
   options.model.upsampling = parse_upsampling(args.upsampling, "--map-upsampling");
   options.thresholds =
       args.max_false_alarm_rate > 0
@@ -84,16 +83,16 @@ void run_train(TrainArgs args) {
     const Thresholds& t = *model.info().thresholds;
     nlohmann::ordered_json entry = {{"category", name},
                                     {"fit", fit_json(model, result.fit)},
-                                    {"thresholds", thresholds_json(t)}};
+                                    {"thresholds", json::thresholds(t)}};
     if (model.info().similarity) {
       entry["min_similarity"] = model.info().similarity->min_similarity;
     }
     if (result.evaluation) {
       const EvaluationReport& report = *result.evaluation;
       entry["image_auroc"] = report.image_auroc;
-      entry["pixel_auroc"] = number_or_null(report.pixel_auroc);
-      entry["pro"] = number_or_null(report.pro);
-      entry["operating_points"] = operating_points_json(report);
+      entry["pixel_auroc"] = json::number_or_null(report.pixel_auroc);
+      entry["pro"] = json::number_or_null(report.pro);
+      entry["operating_points"] = json::operating_points(report);
       reports.push_back(report);
     }
     entry["notes"] = result.notes;

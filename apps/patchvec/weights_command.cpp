@@ -3,12 +3,11 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/error.h>
+#include <patchvec/log.h>
 #include <patchvec/weights.h>
 
 #include "cli_common.h"
 #include "commands.h"
-#include "util/log.h"
-#include "util/sha256.h"
 
 namespace pv::cli {
 namespace {
@@ -118,10 +117,10 @@ void run_resolve(const WeightsArgs& args, bool allow_download) {
     throw Error("'" + args.what + "' names no weights: give a file, an http(s) URL or 'imagenet'");
   }
   const auto file = resolve_weights(args.what, backbone, fetch_options(allow_download));
-  const std::string sha256 = sha256_file_hex(file);
   // A name checks against its backbone; a URL or file against the one asked for, else any.
   const WeightsFit fit =
       check_weights(file, spec.kind == WeightsSpec::Kind::kName ? backbone : args.backbone);
+  const std::string& sha256 = fit.sha256;
   if (args.json) {
     nlohmann::ordered_json out = {
         {"file", file.string()},

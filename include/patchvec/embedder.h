@@ -38,6 +38,7 @@ std::vector<std::string> supported_backbones();
 struct WeightsFit {
   std::string format;       // "safetensors", "PyTorch zip" or "PyTorch legacy"
   std::size_t tensors = 0;  // in the file
+  std::string sha256;       // of the file, lowercase hex (as the weights cache names files)
   std::string backbone;     // the backbone checked; with none asked for, the first that fits
   std::string prefix;       // the key prefix its tensors were found under ("" = none)
   std::vector<std::string> problems;  // why it does not fit; empty when it does

@@ -21,7 +21,7 @@ struct ImageResult {
   float score = 0;                      // raw
   float map_max = 0;                    // the anomaly map's largest value
   float normalized = 0;                 // with the thresholds in use (see EvaluationReport)
-  bool anomalous = false;               // verdict with those thresholds
+  Verdict verdict = Verdict::kUnknown;  // with those thresholds; kUnknown without any
   std::vector<float> embedding;         // for similarity search (image_embedding())
   std::vector<float> defect_embedding;  // of the anomalous region (defect_embedding())
 };

@@ -88,6 +88,10 @@ Image decode_image(std::span<const std::byte> bytes, std::string_view name,
 // is opened for reading, so it cannot block.
 Image load_image(const std::filesystem::path& path, const ImageLimits& limits = {});
 
+// `image` as an 8-bit RGB PNG file (values rounded and saturated), written atomically. Throws
+// pv::Error naming the file.
+void write_png(const std::filesystem::path& path, const Image& image);
+
 // True for the extensions of the formats above (.png, .jpg, .jpeg, .bmp; any case): what folder
 // listings pick up.
 bool has_image_extension(const std::filesystem::path& path);

@@ -16,12 +16,6 @@
 
 namespace pv {
 
-// The rows for `category`: `train_embeddings` in the order of category.train, `test` in the
-// order of category.test (an evaluation's images, judged with the model's thresholds).
-std::vector<StoredImage> dataset_images(const Category& category,
-                                        std::span<const std::vector<float>> train_embeddings,
-                                        std::span<const ImageResult> test);
-
 struct IndexReport {
   std::size_t images = 0;   // stored
   std::size_t patches = 0;  // bank vectors stored (PostgreSQL only)
@@ -33,6 +27,13 @@ struct IndexReport {
 // (images added one at a time stay) and memory bank in `store`. Throws pv::Error for unreadable
 // images or a store failure (the store keeps what it had).
 IndexReport index_category(const Model& model, const Category& category, VectorStore& store);
+
+// The same with embeddings computed already, by a training run (TrainResult::train_embeddings, in
+// the order of category.train, and its evaluation's images, in the order of category.test): no
+// image is read again. embed_seconds is 0.
+IndexReport index_category(const Model& model, const Category& category,
+                           std::span<const std::vector<float>> train_embeddings,
+                           std::span<const ImageResult> test, VectorStore& store);
 
 struct ModelUpdate {
   UpdateReport bank;

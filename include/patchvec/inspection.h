@@ -34,8 +34,8 @@ double min_similarity(const Model& model, const InspectOptions& options);
 struct Inspection {
   std::string path;
   std::string category;
-  bool anomalous = false;
-  std::string reason;  // why, in words: "score 31.2 >= threshold 27.0", ...
+  Verdict verdict = Verdict::kNormal;  // never kUnknown: an inspection always decides
+  std::string reason;                  // why, in words: "score 31.2 >= threshold 27.0", ...
   float score = 0;
   float normalized = 0;        // NaN without thresholds
   float threshold = 0;         // NaN without thresholds

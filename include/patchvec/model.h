@@ -13,6 +13,7 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/image.h>
+#include <patchvec/verdict.h>
 
 namespace pv {
 
@@ -30,7 +31,9 @@ struct PatchCoreOptions {
   double coreset_ratio = 0.1;       // fraction of training patches kept in the bank; 1 = all
   std::int64_t projection_dim = 0;  // coreset selection space; 0 = Johnson-Lindenstrauss (eps 0.9)
   int num_neighbors = 9;            // image-score re-weighting; 1 = plain maximum
-  std::uint64_t seed = 0;           // random projection and first coreset centre
+  // The one seed of a fit: the random backbone's initialisation (it replaces embedder.seed), the
+  // random projection and the first coreset centre.
+  std::uint64_t seed = 0;
   std::int64_t max_memory_bytes =
       0;               // training patches beyond this go to a temporary file; 0 = none
   double sigma = 4.0;  // Gaussian blur of the anomaly map
@@ -97,7 +100,8 @@ AnomalyMap map_on_original(const AnomalyMap& map, int image_size, int crop_size,
 struct Prediction {
   float score = 0;          // raw image score
   float normalized = 0.5f;  // see Thresholds; 0.5 means "at the threshold"; NaN without thresholds
-  bool anomalous = false;   // score >= image threshold; false without thresholds
+  // kAnomalous when score >= the image threshold; kUnknown when the model has no thresholds.
+  Verdict verdict = Verdict::kUnknown;
   AnomalyMap map;
   std::vector<float>
       patch_distances;           // grid.height x grid.width: each patch to its nearest bank patch
@@ -112,19 +116,17 @@ struct ModelInfo {
   std::string created;  // ISO 8601, UTC
   BackboneState backbone;
   bool pretrained = false;
-  int image_size = 256;
-  int crop_size = 224;
+  // The options the model was fitted with, as far as they shape it: the embedder's image and crop
+  // sizes (its backbone, weights and seed are `backbone`'s), the coreset ratio, the projection
+  // dimension actually used (resolved when 0 was asked for), the coreset seed, and scoring
+  // (num_neighbors, sigma, upsampling). Run-time settings (threads, batch size, memory budget,
+  // calibration folds) are not kept.
+  PatchCoreOptions options;
   GridShape grid;
   std::int64_t bank_size = 0;
   std::int64_t train_images = 0;
   std::int64_t train_patches = 0;
-  double coreset_ratio = 0.1;
-  std::int64_t projection_dim = 0;
   double covering_radius = 0;  // of the coreset, in the projected space
-  std::uint64_t seed = 0;
-  int num_neighbors = 9;
-  double sigma = 4.0;
-  MapUpsampling upsampling = MapUpsampling::kBilinear;
   std::optional<Thresholds> thresholds;
   std::optional<SimilarityRule> similarity;
   std::int64_t revision = 1;  // incremented by every update (add_normal_images)

@@ -9,12 +9,13 @@
 
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
+#include <patchvec/store.h>
 
 namespace pv {
 
 struct ServiceOptions {
   std::filesystem::path models_dir;  // every *.pvm in it
-  std::string db;                    // PostgreSQL URL; empty: <models_dir>/store.pvs
+  StoreLocation store;               // open_store(); its default file: <models_dir>/store.pvs
   // Where the images of anomaly reports are kept for the operators' decisions (by SHA-256);
   // empty: <models_dir>/report-images.
   std::filesystem::path report_images_dir;

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <patchvec/error.h>
+#include <patchvec/verdict.h>
 
 namespace pv {
 
@@ -32,7 +33,7 @@ struct StoredImage {
   bool anomalous = false;               // the label
   std::string defect = "good";          // defect type; "good" for normal images
   std::optional<float> score;           // PatchCore image score, when it was scored
-  std::string verdict;  // "normal" / "anomalous" from that score; empty if not scored
+  Verdict verdict = Verdict::kUnknown;  // from that score; kUnknown if not scored or no thresholds
   std::vector<float> embedding;
 };
 

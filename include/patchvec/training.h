@@ -38,6 +38,10 @@ ThresholdPolicy parse_threshold_policy(const std::string& text,
                                        const std::string& option = "--threshold");
 std::string describe(const ThresholdPolicy& policy);  // "far:0.01", "f1", "12.5"
 
+// The memory budget for training patches (PatchCoreOptions::max_memory_bytes) that `patchvec
+// train` and `patchvec demo` use unless told otherwise: half of this machine's physical memory.
+std::int64_t default_memory_budget();
+
 struct TrainOptions {
   PatchCoreOptions model;  // calibration_folds 0: 5 for a false-alarm-rate policy
   ThresholdPolicy thresholds;

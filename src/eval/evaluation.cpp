@@ -7,11 +7,11 @@
 
 #include <patchvec/error.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/stopwatch.h>
 
 #include "eval/plots.h"
 #include "image/render.h"
 #include "util/progress.h"
-#include "util/stopwatch.h"
 
 namespace pv {
 namespace {
@@ -44,8 +44,9 @@ void write_overlays(const Model& model, const Category& category,
   for (std::size_t i = 0; i < category.test.size(); ++i) {
     const Sample& sample = category.test[i];
     const Prediction& p = predictions[i];
-    const cv::Mat view = render::model_view(load_image(sample.image), info.image_size,
-                                            info.crop_size, options.overlay_size);
+    const cv::Mat view =
+        render::model_view(load_image(sample.image), info.options.embedder.image_size,
+                           info.options.embedder.crop_size, options.overlay_size);
     std::vector<float> normalized(p.map.values.size());
     std::transform(p.map.values.begin(), p.map.values.end(), normalized.begin(), [&](float v) {
       return normalize_score(v, thresholds.pixel, thresholds.pixel_min, thresholds.pixel_max);
@@ -91,12 +92,13 @@ void apply_thresholds(EvaluationReport& report, const Thresholds& thresholds) {
   report.used = thresholds;
   double tp = 0, fp = 0, fn = 0;
   for (ImageResult& r : report.images) {
-    r.anomalous = r.score >= thresholds.image;
+    const bool anomalous = r.score >= thresholds.image;
+    r.verdict = verdict_of(anomalous);
     r.normalized =
         normalize_score(r.score, thresholds.image, thresholds.image_min, thresholds.image_max);
-    tp += r.anomalous && r.label;
-    fp += r.anomalous && !r.label;
-    fn += !r.anomalous && r.label;
+    tp += anomalous && r.label;
+    fp += anomalous && !r.label;
+    fn += !anomalous && r.label;
   }
   report.image_f1 = tp > 0 ? 2 * tp / (2 * tp + fp + fn) : 0;
   report.at_used = operating_point(report.images, thresholds.image);
@@ -142,7 +144,8 @@ EvaluationReport evaluate(const Model& model, const Category& category,
   Stopwatch metrics_clock;
 
   const ModelInfo& info = model.info();
-  const int crop = info.crop_size > 0 ? info.crop_size : info.image_size;
+  const int crop = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
+                                                       : info.options.embedder.image_size;
   std::vector<float> scores;
   std::vector<std::uint8_t> labels;
   std::vector<float> pixels;
@@ -156,8 +159,9 @@ EvaluationReport evaluate(const Model& model, const Category& category,
     labels.push_back(sample.anomalous() ? 1 : 0);
     pixels.insert(pixels.end(), p.map.values.begin(), p.map.values.end());
     if (!sample.mask.empty()) {
-      masks[i] = render::model_view_mask(render::load_mask(sample.mask), info.image_size,
-                                         info.crop_size, crop);
+      masks[i] =
+          render::model_view_mask(render::load_mask(sample.mask), info.options.embedder.image_size,
+                                  info.options.embedder.crop_size, crop);
       any_mask = true;
       for (int y = 0; y < crop; ++y) {
         const auto* row = masks[i].ptr<std::uint8_t>(y);

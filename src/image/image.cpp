@@ -3,10 +3,10 @@
 #include <cstring>
 #include <string>
 
+#include <patchvec/files.h>
 #include <patchvec/image.h>
 
 #include "image/codecs.h"
-#include "util/files.h"
 
 namespace pv {
 namespace {

@@ -6,8 +6,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <patchvec/error.h>
-
-#include "util/files.h"
+#include <patchvec/files.h>
 
 namespace pv::render {
 namespace {
@@ -172,3 +171,11 @@ void write_png(const std::filesystem::path& path, const cv::Mat& image) {
 }
 
 }  // namespace pv::render
+
+namespace pv {
+
+void write_png(const std::filesystem::path& path, const Image& image) {
+  render::write_png(path, render::to_bgr8(image));
+}
+
+}  // namespace pv

@@ -1,11 +1,13 @@
 #include <limits>
 
 #include <patchvec/indexing.h>
-
-#include "util/stopwatch.h"
+#include <patchvec/stopwatch.h>
 
 namespace pv {
+namespace {
 
+// The rows for `category`: `train_embeddings` in the order of category.train, `test` in the
+// order of category.test (an evaluation's images, judged with the model's thresholds).
 std::vector<StoredImage> dataset_images(const Category& category,
                                         std::span<const std::vector<float>> train_embeddings,
                                         std::span<const ImageResult> test) {
@@ -24,11 +26,26 @@ std::vector<StoredImage> dataset_images(const Category& category,
                       .anomalous = r.label == 1,
                       .defect = r.defect,
                       .score = r.score,
-                      .verdict = r.anomalous ? "anomalous" : "normal",
+                      .verdict = r.verdict,
                       .embedding = r.label == 1 && !r.defect_embedding.empty() ? r.defect_embedding
                                                                                : r.embedding});
   }
   return images;
+}
+
+}  // namespace
+
+IndexReport index_category(const Model& model, const Category& category,
+                           std::span<const std::vector<float>> train_embeddings,
+                           std::span<const ImageResult> test, VectorStore& store) {
+  Stopwatch clock;
+  IndexReport report;
+  report.images =
+      store.replace_dataset(category.name, dataset_images(category, train_embeddings, test));
+  report.patches = store.replace_patches(category.name, model.memory_bank(),
+                                         static_cast<std::size_t>(model.info().grid.dim));
+  report.load_seconds = clock.lap();
+  return report;
 }
 
 IndexReport index_category(const Model& model, const Category& category, VectorStore& store) {
@@ -41,7 +58,6 @@ IndexReport index_category(const Model& model, const Category& category, VectorS
   IndexReport report{.embed_seconds = clock.lap()};
   std::vector<std::vector<float>> train;
   std::vector<ImageResult> test;
-  const auto& thresholds = model.info().thresholds;
   for (std::size_t i = 0; i < paths.size(); ++i) {
     const Prediction& p = predictions[i];
     if (i < category.train.size()) {
@@ -53,14 +69,14 @@ IndexReport index_category(const Model& model, const Category& category, VectorS
                     .defect = s.defect,
                     .label = s.anomalous() ? 1 : 0,
                     .score = p.score,
-                    .anomalous = thresholds.has_value() && p.anomalous,
+                    .verdict = p.verdict,
                     .embedding = p.embedding,
                     .defect_embedding = p.defect_embedding});
   }
-  report.images = store.replace_dataset(category.name, dataset_images(category, train, test));
-  report.patches = store.replace_patches(category.name, model.memory_bank(),
-                                         static_cast<std::size_t>(model.info().grid.dim));
-  report.load_seconds = clock.lap();
+  const IndexReport stored = index_category(model, category, train, test, store);
+  report.images = stored.images;
+  report.patches = stored.patches;
+  report.load_seconds = stored.load_seconds;
   return report;
 }
 
@@ -87,7 +103,7 @@ ModelUpdate update_model(Model& model, const std::filesystem::path& model_file, 
                        .category = category,
                        .split = "added",
                        .score = predictions[i].score,
-                       .verdict = predictions[i].anomalous ? "anomalous" : "normal",
+                       .verdict = predictions[i].verdict,
                        .embedding = predictions[i].embedding});
       ++update.images_stored;
     }

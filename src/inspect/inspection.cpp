@@ -43,7 +43,8 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
   }
   result.best_similarity = normal.front().similarity;
   const bool too_different = result.best_similarity < minimum;
-  if (prediction.anomalous) {
+  const bool score_says_anomalous = prediction.verdict == Verdict::kAnomalous;
+  if (score_says_anomalous) {
     result.reason = "score " + format_number(prediction.score) + " >= threshold " +
                     format_number(result.threshold);
   } else if (too_different) {
@@ -52,8 +53,8 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
   } else {
     result.reason = "score below threshold, similar to known good images";
   }
-  result.anomalous = prediction.anomalous || too_different;
-  if (!result.anomalous) {
+  result.verdict = verdict_of(score_says_anomalous || too_different);
+  if (result.verdict == Verdict::kNormal) {
     result.matches = normal;
     return result;
   }
@@ -106,7 +107,7 @@ ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64
                        .anomalous = defect,
                        .defect = defect ? resolution.defect : kGoodLabel,
                        .score = p.score,
-                       .verdict = p.anomalous ? "anomalous" : "normal",
+                       .verdict = p.verdict,
                        .embedding = defect ? p.defect_embedding : p.embedding});
   return {store.resolve_report(report_id, resolution), image_id};
 }

@@ -12,6 +12,8 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/error.h>
+#include <patchvec/log.h>
+#include <patchvec/stopwatch.h>
 #include <patchvec/weights.h>
 
 #include "nn/fused_resnet.h"
@@ -20,10 +22,8 @@
 #include "nn/resnet.h"
 #include "nn/tensor_file.h"
 #include "nn/weights.h"
-#include "util/log.h"
 #include "util/progress.h"
 #include "util/sha256.h"
-#include "util/stopwatch.h"
 
 namespace pv {
 namespace {
@@ -211,7 +211,9 @@ void Embedder::Impl::build(const EmbedderOptions& opts) {
 
 WeightsFit check_weights(const std::filesystem::path& file, const std::string& backbone) {
   const nn::TensorFile tensors(file);
-  WeightsFit fit{.format = std::string(tensors.format()), .tensors = tensors.tensors().size()};
+  WeightsFit fit{.format = std::string(tensors.format()),
+                 .tensors = tensors.tensors().size(),
+                 .sha256 = sha256_file_hex(file)};
   const std::vector<std::string> candidates =
       backbone.empty() ? nn::backbone_names() : std::vector<std::string>{backbone};
   for (const auto& name : candidates) {

@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util/files.h"
+#include <patchvec/files.h>
 
 namespace pv::nn {
 

@@ -22,9 +22,10 @@
 #include <string>
 #include <vector>
 
+#include <patchvec/files.h>
+
 #include "nn/pickle.h"
 #include "nn/safetensors.h"
-#include "util/files.h"
 
 namespace pv::nn {
 

@@ -259,18 +259,18 @@ AnomalibImport import_anomalib(const std::filesystem::path& checkpoint,
   info.category = options.category;
   info.created = utc_now();
   info.bank_size = bank.size(0);
-  info.coreset_ratio = coreset_ratio;
-  info.projection_dim = 0;
+  info.options.coreset_ratio = coreset_ratio;
+  info.options.projection_dim = 0;
   info.covering_radius = 0;  // unknown: anomalib does not record it
-  info.seed = 0;
+  info.options.seed = 0;
   // Not recorded either: what the ratio implies.
   const std::int64_t per_image = grid.height * grid.width;
   info.train_patches =
       std::max<std::int64_t>(info.bank_size, std::llround(info.bank_size / coreset_ratio));
   info.train_images = std::max<std::int64_t>(1, (info.train_patches + per_image - 1) / per_image);
-  info.num_neighbors = num_neighbors;
-  info.sigma = 4.0;
-  info.upsampling = MapUpsampling::kNearest;
+  info.options.num_neighbors = num_neighbors;
+  info.options.sigma = 4.0;
+  info.options.upsampling = MapUpsampling::kNearest;
   const std::span<const float> values(bank.data_ptr<float>(),
                                       static_cast<std::size_t>(bank.numel()));
   Model model = Model::from_bank(std::move(embedder), values, info);

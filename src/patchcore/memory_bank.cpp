@@ -11,12 +11,12 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/log.h>
+#include <patchvec/stopwatch.h>
 
 #include "sampling/k_center_greedy.h"
 #include "sampling/random_projection.h"
-#include "util/log.h"
 #include "util/progress.h"
-#include "util/stopwatch.h"
 
 namespace pv::patchcore {
 namespace {

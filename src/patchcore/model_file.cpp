@@ -9,34 +9,22 @@
 #include <ATen/ATen.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 
-#include "util/files.h"
+#include "util/container.h"
 #include "util/json_numbers.h"
-#include "util/sha256.h"
 
 namespace pv::patchcore {
 namespace {
 
-constexpr char kMagic[8] = {'P', 'A', 'T', 'C', 'H', 'V', 'E', 'C'};
-constexpr std::size_t kPreambleBytes = 24;
-constexpr std::size_t kChecksumBytes = 64;  // SHA-256 as hex text
+constexpr container::Format kFormat{
+    .magic = "PATCHVEC", .version = kModelFormatVersion, .noun = "model"};
+constexpr std::size_t kPreambleBytes = container::kPreambleBytes;
 constexpr std::size_t kAlignment = 64;
 constexpr float kMaxBankValue = 1e12f;
 
 std::size_t align(std::size_t offset) {
   return (offset + kAlignment - 1) / kAlignment * kAlignment;
-}
-
-template <typename T>
-void put(std::vector<std::byte>& out, std::size_t at, T value) {
-  std::memcpy(out.data() + at, &value, sizeof value);
-}
-
-template <typename T>
-T get(std::span<const std::byte> bytes, std::size_t at) {
-  T value;
-  std::memcpy(&value, bytes.data() + at, sizeof value);
-  return value;
 }
 
 struct Section {
@@ -92,21 +80,13 @@ void write_model_file(const std::filesystem::path& path, const ModelFileContents
   if (header_text.size() > header_room) throw Error("model file: header layout overflow");
   header_text.append(header_room - header_text.size(), ' ');
 
-  std::vector<std::byte> out(offset + kChecksumBytes, std::byte{0});
-  std::memcpy(out.data(), kMagic, sizeof kMagic);
-  put<std::uint32_t>(out, 8, kModelFormatVersion);
-  put<std::uint32_t>(out, 12, 0);
-  put<std::uint64_t>(out, 16, header_text.size());
-  std::memcpy(out.data() + kPreambleBytes, header_text.data(), header_text.size());
+  std::vector<std::byte> out = container::layout(kFormat, /*field=*/0, header_text,
+                                                 offset - kPreambleBytes - header_text.size());
   for (const auto& section : sections) {
     const auto at = header["sections"][section.name]["offset"].get<std::size_t>();
     std::memcpy(out.data() + at, section.bytes.data(), section.bytes.size());
   }
-  const std::string digest = sha256_hex({out.data(), offset});
-  std::memcpy(out.data() + offset, digest.data(), kChecksumBytes);
-  AtomicFile file(path);
-  file.write(out);
-  file.commit();
+  container::write(path, out);
 }
 
 namespace {
@@ -201,29 +181,16 @@ ModelFileContents read_model_file(const std::filesystem::path& path) {
 
 ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::string& name) {
   const std::string where = "model file " + name + ": ";
-  if (bytes.size() < 8 || std::memcmp(bytes.data(), kMagic, sizeof kMagic) != 0) {
-    throw Error(where + "not a PatchVec model (no PATCHVEC signature)");
-  }
-  if (bytes.size() < kPreambleBytes + kChecksumBytes) throw Error(where + "truncated");
-  const auto version = get<std::uint32_t>(bytes, 8);
-  if (version != kModelFormatVersion) {
-    throw Error(where + "format version " + std::to_string(version) + ", this patchvec reads " +
-                std::to_string(kModelFormatVersion) + " (re-train the model with this version)");
-  }
-  const auto header_size = get<std::uint64_t>(bytes, 16);
-  if (header_size > bytes.size() - kPreambleBytes - kChecksumBytes) {
-    throw Error(where + "truncated (header of " + std::to_string(header_size) + " bytes)");
-  }
+  const container::Preamble preamble = container::read_preamble(bytes, kFormat, where);
   nlohmann::json header;
   try {
-    header = nlohmann::json::parse(std::string_view(
-        reinterpret_cast<const char*>(bytes.data()) + kPreambleBytes, header_size));
+    header = nlohmann::json::parse(preamble.header);
   } catch (const nlohmann::json::exception&) {
     throw Error(where + "corrupt (unreadable header)");
   }
   if (!header.is_object()) throw Error(where + "corrupt (the header is not an object)");
   // Sizes before checksum: a short file is reported as truncated, not merely as corrupt.
-  const std::uint64_t data_begin = kPreambleBytes + header_size;
+  const std::uint64_t data_begin = preamble.body_begin;
   std::uint64_t end = data_begin;
   try {
     if (header.contains("sections") && header.at("sections").is_object()) {
@@ -239,15 +206,7 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
   } catch (const nlohmann::json::exception&) {
     throw Error(where + "corrupt (bad section table)");
   }
-  if (bytes.size() < end + kChecksumBytes) {
-    throw Error(where + "truncated: " + std::to_string(bytes.size()) + " bytes, expected " +
-                std::to_string(end + kChecksumBytes));
-  }
-  if (bytes.size() != end + kChecksumBytes)
-    throw Error(where + "corrupt (unexpected trailing bytes)");
-  const std::string digest = sha256_hex(bytes.first(end));
-  const std::string_view stored(reinterpret_cast<const char*>(bytes.data()) + end, kChecksumBytes);
-  if (digest != stored) throw Error(where + "corrupt (checksum mismatch): copy or train it again");
+  container::check_checksum(bytes, end, where);
 
   const auto sections = section_table(header, data_begin, end, where);
   const auto span_of = [&](const SectionEntry& s) { return bytes.subspan(s.offset, s.bytes); };

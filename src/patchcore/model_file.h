@@ -1,14 +1,11 @@
 // The .pvm model file: one per category, versioned, checksummed.
 //
-//   offset 0   "PATCHVEC"            magic, 8 bytes
-//          8   u32 format version    little-endian (kModelFormatVersion)
-//         12   u32 reserved          0
-//         16   u64 header length H
-//         24   header                JSON: metadata and the sections' offsets, sizes, shapes
-//          .   sections              64-byte aligned: bank (F32 M x D), bank_neighbors (I32 M x k),
-//                                    batchnorm (safetensors bytes; random backbones only),
-//                                    backbone (safetensors bytes; models that carry their weights)
-//   end - 64   SHA-256 of everything before it, as hex text
+// The container of util/container.h (shared with .pvs stores), version kModelFormatVersion:
+//   magic "PATCHVEC"; field: 0 (reserved)
+//   header     JSON: metadata and the sections' offsets, sizes, shapes (padded with spaces)
+//   body       sections, 64-byte aligned: bank (F32 M x D), bank_neighbors (I32 M x k),
+//              batchnorm (safetensors bytes; random backbones only),
+//              backbone (safetensors bytes; models that carry their weights)
 //
 // Written atomically; read fully checked (magic, version, sizes, checksum, every section) before
 // use.

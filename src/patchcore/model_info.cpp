@@ -75,20 +75,22 @@ nlohmann::json to_json(const ModelInfo& info) {
         {"weights_sha256", info.backbone.weights_sha256},
         {"seed", info.backbone.seed},
         {"pretrained", info.pretrained}}},
-      {"preprocess", {{"image_size", info.image_size}, {"crop_size", info.crop_size}}},
+      {"preprocess",
+       {{"image_size", info.options.embedder.image_size},
+        {"crop_size", info.options.embedder.crop_size}}},
       {"grid", {{"height", info.grid.height}, {"width", info.grid.width}, {"dim", info.grid.dim}}},
       {"coreset",
-       {{"ratio", info.coreset_ratio},
-        {"projection_dim", info.projection_dim},
-        {"seed", info.seed},
+       {{"ratio", info.options.coreset_ratio},
+        {"projection_dim", info.options.projection_dim},
+        {"seed", info.options.seed},
         {"covering_radius", info.covering_radius},
         {"train_images", info.train_images},
         {"train_patches", info.train_patches},
         {"bank_size", info.bank_size}}},
       {"scoring",
-       {{"num_neighbors", info.num_neighbors},
-        {"sigma", info.sigma},
-        {"upsampling", upsampling_name(info.upsampling)}}},
+       {{"num_neighbors", info.options.num_neighbors},
+        {"sigma", info.options.sigma},
+        {"upsampling", upsampling_name(info.options.upsampling)}}},
       {"thresholds", nullptr}};
   if (info.thresholds) {
     const Thresholds& t = *info.thresholds;
@@ -214,22 +216,30 @@ ModelInfo model_info_from(const nlohmann::json& j) {
     Fields::fail("backbone.weights_sha256", "is not a SHA-256 in hex");
   }
   info.backbone.seed = f.unsigned_integer("backbone.seed");
+  info.options.embedder.backbone = info.backbone.backbone;
+  info.options.embedder.weights = info.backbone.weights;
+  info.options.embedder.seed = info.backbone.seed;
   info.pretrained = f.flag("backbone.pretrained");
-  info.image_size = static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));
-  info.crop_size = static_cast<int>(f.integer("preprocess.crop_size", 0, info.image_size));
+  info.options.embedder.image_size =
+      static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));
+  info.options.embedder.crop_size =
+      static_cast<int>(f.integer("preprocess.crop_size", 0, info.options.embedder.image_size));
   info.grid = {f.integer("grid.height", 1, kMaxImageSize),
                f.integer("grid.width", 1, kMaxImageSize), f.integer("grid.dim", 1, 1 << 16)};
-  info.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);
-  info.projection_dim = f.integer("coreset.projection_dim", 0, 1 << 16);
-  info.seed = f.unsigned_integer("coreset.seed");
+  info.options.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);
+  info.options.projection_dim = f.integer("coreset.projection_dim", 0, 1 << 16);
+  info.options.seed = f.unsigned_integer("coreset.seed");
   info.covering_radius = f.number("coreset.covering_radius", 0, 1e30);
   info.train_images = f.integer("coreset.train_images", 1, std::int64_t{1} << 40);
   info.train_patches = f.integer("coreset.train_patches", 1, std::int64_t{1} << 50);
   info.bank_size = f.integer("coreset.bank_size", 1, info.train_patches);
-  const int output = info.crop_size > 0 ? info.crop_size : info.image_size;
-  info.num_neighbors = static_cast<int>(f.integer("scoring.num_neighbors", 1, kMaxNeighbors));
-  info.sigma = f.number("scoring.sigma", 1e-3, max_sigma(output));
-  info.upsampling = parse_upsampling(f.text("scoring.upsampling"), "field scoring.upsampling");
+  const int output = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
+                                                         : info.options.embedder.image_size;
+  info.options.num_neighbors =
+      static_cast<int>(f.integer("scoring.num_neighbors", 1, kMaxNeighbors));
+  info.options.sigma = f.number("scoring.sigma", 1e-3, max_sigma(output));
+  info.options.upsampling =
+      parse_upsampling(f.text("scoring.upsampling"), "field scoring.upsampling");
   if (!f.at("thresholds").is_null()) {
     const auto value = [&](const char* name) {
       return static_cast<float>(f.number(std::string("thresholds.") + name, -3e38, 3e38));
@@ -269,7 +279,7 @@ void check_contents(const ModelInfo& info, const ModelFileContents& contents) {
                 std::to_string(contents.bank.size(1)) + ", the metadata says " +
                 std::to_string(info.bank_size) + " x " + std::to_string(info.grid.dim));
   }
-  const auto needed = std::min<std::int64_t>(info.num_neighbors, info.bank_size);
+  const auto needed = std::min<std::int64_t>(info.options.num_neighbors, info.bank_size);
   if (needed > 1 && contents.bank_neighbors.size(1) < needed) {
     throw Error("section bank_neighbors has " + std::to_string(contents.bank_neighbors.size(1)) +
                 " neighbours per vector, scoring.num_neighbors needs " + std::to_string(needed));

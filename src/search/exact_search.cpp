@@ -10,8 +10,7 @@
 #include <ATen/Parallel.h>
 
 #include <patchvec/error.h>
-
-#include "util/cpu.h"
+#include <patchvec/system.h>
 
 namespace pv::search {
 namespace {

@@ -2,6 +2,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <optional>
 #include <regex>
@@ -14,20 +15,21 @@
 #include <openssl/evp.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 #include <patchvec/image.h>
+#include <patchvec/inspector.h>
+#include <patchvec/json.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
 #include <patchvec/service.h>
 #include <patchvec/store.h>
 
 #include "image/render.h"
-#include "inspect/inspection_json.h"
 #include "service/auth.h"
 #include "service/http_server.h"
 #include "service/metrics.h"
 #include "service/requests.h"
 #include "service/web_assets.h"
-#include "util/files.h"
-#include "util/log.h"
 #include "util/sha256.h"
 
 namespace pv {
@@ -55,64 +57,32 @@ std::vector<unsigned char> png_bytes(const cv::Mat& picture) {
   return bytes;
 }
 
-// The service's routes: one table for routing checks, permissions and metrics labels.
-struct Route {
-  const char* method;
-  const char* path;          // exact, or a prefix ending in '/' for {id} routes
-  const char* label;         // for /metrics
-  std::optional<Role> role;  // who may call it once tokens are required; nullopt: everyone
-  bool health = false;       // served on reserve connections too
-};
+// One segment of a path pattern: "/v1/reports/*/image" matches "/v1/reports/12/image".
+bool path_matches(std::string_view pattern, std::string_view path) {
+  const auto star = pattern.find('*');
+  if (star == std::string_view::npos) return path == pattern;
+  const std::string_view head = pattern.substr(0, star), tail = pattern.substr(star + 1);
+  if (path.size() <= head.size() + tail.size() || !path.starts_with(head) ||
+      !path.ends_with(tail)) {
+    return false;
+  }
+  const std::string_view segment =
+      path.substr(head.size(), path.size() - head.size() - tail.size());
+  return segment.find('/') == std::string_view::npos;
+}
 
-constexpr Role kInspect = Role::kInspect;
-const Route kRoutes[] = {
-    {"GET", "/", "/", std::nullopt},
-    {"GET", "/app.js", "/app.js", std::nullopt},
-    {"GET", "/app.css", "/app.css", std::nullopt},
-    {"GET", "/livez", "/livez", std::nullopt, true},
-    {"GET", "/healthz", "/healthz", std::nullopt, true},
-    {"GET", "/metrics", "/metrics", kInspect, true},
-    {"GET", "/v1/categories", "/v1/categories", kInspect},
-    {"POST", "/v1/inspect", "/v1/inspect", kInspect},
-    {"GET", "/v1/reports", "/v1/reports", kInspect},
-    {"GET", "/v1/reports/*/image", "/v1/reports/{id}/image", kInspect},
-    {"POST", "/v1/reports/*/resolve", "/v1/reports/{id}/resolve", Role::kOperator},
-    {"GET", "/v1/images/", "/v1/images/{id}", kInspect},
-};
-
-bool matches(const Route& route, const std::string& path) {
-  const std::string_view pattern = route.path;
-  if (const auto star = pattern.find('*'); star != std::string_view::npos) {  // one segment
-    const std::string_view head = pattern.substr(0, star), tail = pattern.substr(star + 1);
-    if (path.size() <= head.size() + tail.size() || !path.starts_with(head) ||
-        !path.ends_with(tail)) {
-      return false;
+// The same pattern as the regular expression httplib routes by ('*' captured as matches[1]).
+std::string path_regex(std::string_view pattern) {
+  std::string regex;
+  for (const char c : pattern) {
+    if (c == '*') {
+      regex += "([^/]+)";
+    } else {
+      if (c == '.') regex += '\\';
+      regex += c;
     }
-    const std::string_view segment =
-        std::string_view(path).substr(head.size(), path.size() - head.size() - tail.size());
-    return segment.find('/') == std::string_view::npos;
   }
-  if (pattern.size() > 1 && pattern.ends_with('/')) {
-    return path.size() > pattern.size() && path.starts_with(pattern) &&
-           path.find('/', pattern.size()) == std::string::npos;
-  }
-  return path == pattern;
-}
-
-const Route* route_for(const std::string& method, const std::string& path) {
-  const std::string wanted = method == "HEAD" ? "GET" : method;
-  for (const Route& route : kRoutes) {
-    if (route.method == wanted && matches(route, path)) return &route;
-  }
-  return nullptr;
-}
-
-std::string allowed_methods(const std::string& path) {
-  std::string allowed;
-  for (const Route& route : kRoutes) {
-    if (matches(route, path)) allowed += (allowed.empty() ? "" : ", ") + std::string(route.method);
-  }
-  return allowed;
+  return regex;
 }
 
 int status_of(const ImageError& e) {
@@ -155,9 +125,19 @@ bool is_loopback_host(const std::string& host) {
 }
 
 struct InspectionService::Impl {
+  // The service's routes, in one table: what routing, permissions, the reserve connections and
+  // the metrics labels check, and the handler that answers.
+  struct Route {
+    std::string method;
+    std::string path;          // exact, or with one '*' for an {id} segment
+    std::string label;         // for /metrics
+    std::optional<Role> role;  // who may call it once tokens are required; nullopt: everyone
+    bool health = false;       // served on reserve connections too
+    std::function<void(Impl&, const httplib::Request&, httplib::Response&)> handle;
+  };
+
   ServiceOptions options;
-  std::map<std::string, Model> models;
-  std::unique_ptr<VectorStore> store;
+  std::optional<Inspector> inspector;  // the models and the store
   std::filesystem::path report_images_dir;
   std::optional<service::TokenFile> tokens;
   GuardedServer server;
@@ -165,6 +145,7 @@ struct InspectionService::Impl {
   std::counting_semaphore<> inspection_slots;
   std::atomic<long long> incidents = 0;
   std::atomic<int> store_was_ok = -1;  // for logging readiness changes once
+  const std::vector<Route> route_table = make_routes();
 
   explicit Impl(const ServiceOptions& o)
       : options(o),
@@ -188,13 +169,19 @@ struct InspectionService::Impl {
     } else {
       log::info("no authentication (--auth-tokens): serving this machine only (" + o.host + ")");
     }
-    load_models(o);
-    store = open_store({.db = o.db}, o.models_dir / "store.pvs");
+    std::map<std::string, Model> models;
+    try {
+      models = load_models(o.models_dir,
+                           {.threads = o.threads, .batch_size = 1, .image_limits = o.image_limits});
+    } catch (const Error& e) {
+      throw Error(std::string(e.what()) + " (--models)");
+    }
+    inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"));
     report_images_dir =
         o.report_images_dir.empty() ? o.models_dir / "report-images" : o.report_images_dir;
-    for (const auto& [category, model] : models) {
-      if (store->image_count(category) == 0) {
-        log::warn("category " + category + " has no images in " + store->location() +
+    for (const auto& [category, model] : inspector->models()) {
+      if (store().image_count(category) == 0) {
+        log::warn("category " + category + " has no images in " + store().location() +
                   ": inspections will fail until it is indexed (patchvec index --model ...)");
       }
     }
@@ -213,28 +200,81 @@ struct InspectionService::Impl {
     positive(o.max_concurrent_inspections, "--max-inspections");
   }
 
-  void load_models(const ServiceOptions& o) {
-    std::error_code error;
-    if (!std::filesystem::is_directory(o.models_dir, error)) {
-      throw Error("models folder " + o.models_dir.string() + " does not exist (--models)");
+  VectorStore& store() const { return inspector->store(); }
+
+  static std::vector<Route> make_routes() {
+    constexpr Role kInspect = Role::kInspect;
+    using Request = httplib::Request;
+    using Response = httplib::Response;
+    std::vector<Route> routes;
+    for (const service::WebAsset& asset : service::web_assets()) {
+      routes.push_back({"GET", asset.path, asset.path, std::nullopt, false,
+                        [asset](Impl&, const Request&, Response& res) {
+                          res.set_content(asset.body, asset.content_type);
+                        }});
     }
-    std::vector<std::filesystem::path> files;
-    for (const auto& entry : std::filesystem::directory_iterator(o.models_dir)) {
-      if (entry.path().extension() == ".pvm") files.push_back(entry.path());
+    const auto json_route = [&](const char* method, const char* path, const char* label,
+                                std::optional<Role> role, auto answer) {
+      routes.push_back({method, path, label, role, false,
+                        [answer](Impl& impl, const Request& req, Response& res) {
+                          impl.guarded(res, [&] { send_json(res, 200, answer(impl, req)); });
+                        }});
+    };
+    const auto png_route = [&](const char* path, const char* label, auto answer) {
+      routes.push_back({"GET", path, label, kInspect, false,
+                        [answer](Impl& impl, const Request& req, Response& res) {
+                          impl.guarded(res, [&] {
+                            const auto png = answer(impl, req.matches[1]);
+                            res.set_content(reinterpret_cast<const char*>(png.data()), png.size(),
+                                            "image/png");
+                          });
+                        }});
+    };
+    routes.push_back(
+        {"GET", "/livez", "/livez", std::nullopt, true, [](Impl&, const Request&, Response& res) {
+           send_json(res, 200, {{"status", "alive"}});
+         }});
+    routes.push_back({"GET", "/healthz", "/healthz", std::nullopt, true,
+                      [](Impl& impl, const Request&, Response& res) {
+                        const auto [status, body] = impl.health();
+                        send_json(res, status, body);
+                      }});
+    routes.push_back({"GET", "/metrics", "/metrics", kInspect, true,
+                      [](Impl& impl, const Request&, Response& res) {
+                        res.set_content(impl.metrics.prometheus_text(),
+                                        "text/plain; version=0.0.4");
+                      }});
+    json_route("GET", "/v1/categories", "/v1/categories", kInspect,
+               [](Impl& impl, const Request&) { return impl.categories(); });
+    json_route("POST", "/v1/inspect", "/v1/inspect", kInspect,
+               [](Impl& impl, const Request& req) { return impl.inspect(req); });
+    json_route("GET", "/v1/reports", "/v1/reports", kInspect,
+               [](Impl& impl, const Request& req) { return impl.reports(req); });
+    png_route("/v1/reports/*/image", "/v1/reports/{id}/image",
+              [](Impl& impl, const std::string& id) { return impl.report_image(id); });
+    json_route("POST", "/v1/reports/*/resolve", "/v1/reports/{id}/resolve", Role::kOperator,
+               [](Impl& impl, const Request& req) { return impl.resolve(req, req.matches[1]); });
+    png_route("/v1/images/*", "/v1/images/{id}",
+              [](Impl& impl, const std::string& id) { return impl.thumbnail(id); });
+    return routes;
+  }
+
+  const Route* route_for(const std::string& method, const std::string& path) const {
+    const std::string wanted = method == "HEAD" ? "GET" : method;
+    for (const Route& route : route_table) {
+      if (route.method == wanted && path_matches(route.path, path)) return &route;
     }
-    std::sort(files.begin(), files.end());
-    if (files.empty()) throw Error("no .pvm model in " + o.models_dir.string() + " (--models)");
-    for (const auto& file : files) {
-      Model model = Model::load(
-          file, {.threads = o.threads, .batch_size = 1, .image_limits = o.image_limits});
-      const std::string category = model.info().category;
-      if (models.contains(category)) {
-        throw Error("two models for category " + category + " in " + o.models_dir.string() + " (" +
-                    file.filename().string() + " is the second)");
-      }
-      log::info("serving " + category + " from " + file.string());
-      models.emplace(category, std::move(model));
+    return nullptr;
+  }
+
+  std::string allowed_methods(const std::string& path) const {
+    std::string allowed;
+    for (const Route& route : route_table) {
+      if (!path_matches(route.path, path)) continue;
+      if (!allowed.empty()) allowed += ", ";
+      allowed += route.method;
     }
+    return allowed;
   }
 
   // --- handlers ------------------------------------------------------------------------------
@@ -242,9 +282,7 @@ struct InspectionService::Impl {
   const Model& model_for(const httplib::Request& req) const {
     if (!req.has_param("category")) throw HttpError{400, "missing ?category="};
     const std::string category = req.get_param_value("category");
-    const auto it = models.find(category);
-    if (it == models.end()) throw HttpError{404, "unknown category '" + category + "'"};
-    return it->second;
+    return inspector->model(category);  // NotFoundError: 404
   }
 
   // A slot to decode and score an image in; bounds the memory and CPU of inspections at once.
@@ -292,13 +330,15 @@ struct InspectionService::Impl {
       const ModelInfo& info = model.info();
       const cv::Mat map =
           render::original_overlay(image, normalized, prediction->map.width, prediction->map.height,
-                                   info.image_size, info.crop_size, kMapHeight, /*opacity=*/1.0);
+                                   info.options.embedder.image_size,
+                                   info.options.embedder.crop_size, kMapHeight, /*opacity=*/1.0);
       out["map_png"] = base64(png_bytes(map));
       out["image"] = {{"width", image.width}, {"height", image.height}};
     }
     InspectOptions inspect_options = options.inspect;
     inspect_options.keep_image = [&] { return keep_upload(upload.bytes); };
-    const Inspection r = pv::inspect(model, *store, *prediction, name, inspect_options);
+    const Inspection r =
+        inspector->inspect(model.info().category, *prediction, name, inspect_options);
     if (r.report_id) metrics.count_report();
     metrics.observe_inspect(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -329,22 +369,10 @@ struct InspectionService::Impl {
 
   Json categories() const {
     Json out = Json::array();
-    for (const auto& [name, model] : models) {
-      const ModelInfo& info = model.info();
-      Json thresholds;
-      if (info.thresholds) {
-        thresholds = {{"image", info.thresholds->image},
-                      {"pixel", info.thresholds->pixel},
-                      {"source", info.thresholds->source}};
-      }
-      out.push_back({{"category", name},
-                     {"backbone", info.backbone.backbone},
-                     {"pretrained", info.pretrained},
-                     {"bank_size", info.bank_size},
-                     {"train_images", info.train_images},
-                     {"created", info.created},
-                     {"thresholds", thresholds},
-                     {"stored_images", store->image_count(name)}});
+    for (const auto& [name, model] : inspector->models()) {
+      Json category = json::model(model.info());
+      category["stored_images"] = store().image_count(name);
+      out.push_back(std::move(category));
     }
     return out;
   }
@@ -370,7 +398,7 @@ struct InspectionService::Impl {
           service::parse_number(req.get_param_value("limit"), 1, 1000, "limit"));
     }
     Json out = Json::array();
-    for (const AnomalyReport& r : store->reports(query)) out.push_back(report_json(r));
+    for (const AnomalyReport& r : store().reports(query)) out.push_back(report_json(r));
     return out;
   }
 
@@ -381,7 +409,7 @@ struct InspectionService::Impl {
   }
 
   std::vector<unsigned char> report_image(const std::string& id_text) const {
-    const auto report = store->report(report_id(id_text));
+    const auto report = store().report(report_id(id_text));
     if (!report) throw HttpError{404, "no report " + id_text};
     const std::string file = report->image.empty() ? report->path : report->image;
     try {
@@ -426,14 +454,7 @@ struct InspectionService::Impl {
     } catch (const Error& e) {
       throw HttpError{400, e.what()};
     }
-    const auto report = store->report(id);
-    if (!report) throw HttpError{404, "no report " + id_text};
-    const auto model = models.find(report->category);
-    if (model == models.end()) {
-      throw HttpError{409, "report " + id_text + " is of category " + report->category +
-                               ", which this service has no model for"};
-    }
-    const ResolvedReport resolved = resolve_report(model->second, *store, id, resolution);
+    const ResolvedReport resolved = inspector->resolve(id, resolution);  // 404, 409
     Json out = report_json(resolved.report);
     out["image_id"] = resolved.image_id;
     return out;
@@ -441,7 +462,7 @@ struct InspectionService::Impl {
 
   std::vector<unsigned char> thumbnail(const std::string& id_text) const {
     const auto id = service::parse_id(id_text);
-    const auto image = id ? store->image(*id) : std::nullopt;
+    const auto image = id ? store().image(*id) : std::nullopt;
     if (!image) throw HttpError{404, "no stored image " + id_text};
     try {
       return png_bytes(
@@ -456,16 +477,16 @@ struct InspectionService::Impl {
   std::pair<int, Json> health() {
     bool ok = true;
     try {
-      store->ping();
+      store().ping();
     } catch (const Error& e) {
       ok = false;
       if (store_was_ok.exchange(0) != 0) log::warn("not ready: " + std::string(e.what()));
     }
-    if (ok && store_was_ok.exchange(1) == 0) log::info("ready again: " + store->location());
+    if (ok && store_was_ok.exchange(1) == 0) log::info("ready again: " + store().location());
     return {ok ? 200 : 503,
             {{"status", ok ? "ok" : "unavailable"},
-             {"categories", models.size()},
-             {"store_kind", store->kind()},
+             {"categories", inspector->models().size()},
+             {"store_kind", store().kind()},
              {"store_ok", ok}}};
   }
 
@@ -571,48 +592,16 @@ struct InspectionService::Impl {
     });
     server.set_pre_routing_handler(
         [this](const httplib::Request& req, httplib::Response& res) { return admit(req, res); });
-    for (const service::WebAsset& asset : service::web_assets()) {
-      server.Get(asset.path, [asset](const httplib::Request&, httplib::Response& res) {
-        res.set_content(asset.body, asset.content_type);
-      });
+    for (const Route& route : route_table) {
+      const auto handler = [this, &route](const httplib::Request& req, httplib::Response& res) {
+        route.handle(*this, req, res);
+      };
+      if (route.method == "GET") {
+        server.Get(path_regex(route.path), handler);
+      } else {
+        server.Post(path_regex(route.path), handler);
+      }
     }
-    server.Get("/livez", [](const httplib::Request&, httplib::Response& res) {
-      send_json(res, 200, {{"status", "alive"}});
-    });
-    server.Get("/healthz", [this](const httplib::Request&, httplib::Response& res) {
-      const auto [status, body] = health();
-      send_json(res, status, body);
-    });
-    server.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-      res.set_content(metrics.prometheus_text(), "text/plain; version=0.0.4");
-    });
-    server.Get("/v1/categories", [this](const httplib::Request&, httplib::Response& res) {
-      guarded(res, [&] { send_json(res, 200, categories()); });
-    });
-    server.Post("/v1/inspect", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { send_json(res, 200, inspect(req)); });
-    });
-    server.Get("/v1/reports", [this](const httplib::Request& req, httplib::Response& res) {
-      guarded(res, [&] { send_json(res, 200, reports(req)); });
-    });
-    server.Get(R"(/v1/reports/([^/]+)/image)", [this](const httplib::Request& req,
-                                                      httplib::Response& res) {
-      guarded(res, [&] {
-        const auto png = report_image(req.matches[1]);
-        res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
-      });
-    });
-    server.Post(R"(/v1/reports/([^/]+)/resolve)",
-                [this](const httplib::Request& req, httplib::Response& res) {
-                  guarded(res, [&] { send_json(res, 200, resolve(req, req.matches[1])); });
-                });
-    server.Get(
-        R"(/v1/images/([^/]+))", [this](const httplib::Request& req, httplib::Response& res) {
-          guarded(res, [&] {
-            const auto png = thumbnail(req.matches[1]);
-            res.set_content(reinterpret_cast<const char*>(png.data()), png.size(), "image/png");
-          });
-        });
     // Whatever escapes (a bug): a 500 with JSON, never a dropped connection; details to the log.
     server.set_exception_handler(
         [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr failure) {
@@ -651,7 +640,7 @@ struct InspectionService::Impl {
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const Route* route = route_for(req.method, req.path);
-      metrics.count_request(route ? route->label : "other", res.status);
+      metrics.count_request(route ? route->label.c_str() : "other", res.status);
     });
   }
 };

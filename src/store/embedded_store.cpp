@@ -1,12 +1,9 @@
 // The embedded store: one file holding every image's metadata and embedding, and the reports.
 //
-//   offset 0   "PVSTORE\0"          magic, 8 bytes
-//          8   u32 format version    little-endian (kVersion)
-//         12   u32 dimension         of the embeddings (0 while empty)
-//         16   u64 header length H
-//         24   header                JSON: images (without embeddings), reports, next ids
-//     24 + H   embeddings            float32, one row per image in header order
-//   end - 64   SHA-256 of everything before it, as hex text
+// The container of util/container.h (shared with .pvm models), version 1:
+//   magic "PVSTORE\0"; field: the dimension of the embeddings (0 while empty)
+//   header   JSON: images (without embeddings), reports, next ids
+//   body     embeddings, float32, one row per image in header order
 //
 // Small enough to rewrite whole on every change (10,000 images x 1536 floats = 61 MB), which
 // keeps changes atomic (temporary file + rename) without a journal.
@@ -24,26 +21,29 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 #include <patchvec/store.h>
 
+#include "store/forms.h"
 #include "util/clock.h"
-#include "util/files.h"
+#include "util/container.h"
 #include "util/json_numbers.h"
-#include "util/sha256.h"
 
 namespace pv {
 namespace {
 
-constexpr char kMagic[8] = {'P', 'V', 'S', 'T', 'O', 'R', 'E', '\0'};
-constexpr std::uint32_t kVersion = 1;
-constexpr std::size_t kPrefix = 24;
-constexpr std::size_t kChecksum = 64;
+constexpr container::Format kFormat{
+    .magic = std::string_view("PVSTORE\0", 8), .version = 1, .noun = "store"};
 
 nlohmann::json image_json(const StoredImage& image) {
-  nlohmann::json j = {
-      {"id", image.id},         {"path", image.path},      {"category", image.category},
-      {"source", image.source}, {"split", image.split},    {"anomalous", image.anomalous},
-      {"defect", image.defect}, {"verdict", image.verdict}};
+  nlohmann::json j = {{"id", image.id},
+                      {"path", image.path},
+                      {"category", image.category},
+                      {"source", image.source},
+                      {"split", image.split},
+                      {"anomalous", image.anomalous},
+                      {"defect", image.defect},
+                      {"verdict", verdict_name(image.verdict)}};
   j["score"] = image.score ? nlohmann::json(*image.score) : nlohmann::json(nullptr);
   return j;
 }
@@ -60,7 +60,7 @@ StoredImage image_from(const nlohmann::json& j) {
                                                : kSourceDataset;
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
-  image.verdict = j.at("verdict").get<std::string>();
+  image.verdict = store::stored_verdict(j.at("verdict").get<std::string>());
   if (!j.at("score").is_null()) image.score = json_real<float>(j.at("score"), "image score");
   return image;
 }
@@ -68,7 +68,7 @@ StoredImage image_from(const nlohmann::json& j) {
 nlohmann::json report_json(const AnomalyReport& r) {
   nlohmann::json matches = nlohmann::json::array();
   for (const Match& m : r.matches) {
-    matches.push_back({{"image", image_json(m.image)}, {"similarity", m.similarity}});
+    matches.push_back(store::match_json(m));
   }
   return {{"id", r.id},
           {"path", r.path},
@@ -98,8 +98,7 @@ AnomalyReport report_from(const nlohmann::json& j) {
   r.best_similarity = json_real<double>(j.at("best_similarity"), "report similarity");
   r.created = j.at("created").get<std::string>();
   for (const auto& m : j.at("matches")) {
-    r.matches.push_back(
-        {image_from(m.at("image")), json_real<double>(m.at("similarity"), "match similarity")});
+    r.matches.push_back(store::match_from(m));
   }
   // Stores written before reports could be resolved have none of these: open reports.
   if (j.contains("status")) {
@@ -127,35 +126,13 @@ struct Contents {
   std::size_t dim = 0;
 };
 
-template <typename T>
-T read_le(const std::byte* p) {
-  T value;
-  std::memcpy(&value, p, sizeof value);
-  return value;
-}
-
 Contents decode(std::span<const std::byte> bytes, const std::string& where) {
-  if (bytes.size() < kPrefix + kChecksum || std::memcmp(bytes.data(), kMagic, 8) != 0) {
-    throw Error(where + ": not a PatchVec store (bad magic or too short)");
-  }
-  const auto version = read_le<std::uint32_t>(bytes.data() + 8);
-  if (version != kVersion) {
-    throw Error(where + ": store format version " + std::to_string(version) +
-                ", this patchvec reads version " + std::to_string(kVersion));
-  }
-  const std::string expected(reinterpret_cast<const char*>(bytes.data() + bytes.size() - kChecksum),
-                             kChecksum);
-  if (sha256_hex(bytes.first(bytes.size() - kChecksum)) != expected) {
-    throw Error(where + ": checksum mismatch (the file is damaged or truncated)");
-  }
+  const container::Preamble preamble = container::read_preamble(bytes, kFormat, where + ": ");
+  container::check_checksum(bytes, bytes.size() - container::kChecksumBytes, where + ": ");
   Contents c;
-  c.dim = read_le<std::uint32_t>(bytes.data() + 12);
-  const auto header_length = read_le<std::uint64_t>(bytes.data() + 16);
-  if (header_length > bytes.size() - kPrefix - kChecksum)
-    throw Error(where + ": bad header length");
+  c.dim = preamble.field;
   try {
-    const auto header = nlohmann::json::parse(
-        std::string_view(reinterpret_cast<const char*>(bytes.data() + kPrefix), header_length));
+    const auto header = nlohmann::json::parse(preamble.header);
     for (const auto& j : header.at("images")) c.images.push_back(image_from(j));
     for (const auto& j : header.at("reports")) c.reports.push_back(report_from(j));
     c.next_image_id = json_integer<std::int64_t>(header.at("next_image_id"), "next_image_id");
@@ -185,12 +162,12 @@ Contents decode(std::span<const std::byte> bytes, const std::string& where) {
   if (c.next_image_id <= last_id || c.next_report_id <= last_report) {
     throw Error(where + ": next ids behind the stored ones");
   }
-  const std::size_t available = bytes.size() - kPrefix - kChecksum - header_length;
+  const std::size_t available = bytes.size() - container::kChecksumBytes - preamble.body_begin;
   // No overflow: dim <= 2^20 and there are fewer images than bytes in the header.
   if (available != c.images.size() * c.dim * sizeof(float)) {
     throw Error(where + ": size does not match its header");
   }
-  const std::byte* data = bytes.data() + kPrefix + header_length;
+  const std::byte* data = bytes.data() + preamble.body_begin;
   for (std::size_t i = 0; i < c.images.size(); ++i) {
     auto& embedding = c.images[i].embedding;
     embedding.resize(c.dim);
@@ -215,24 +192,14 @@ void write_contents(const std::filesystem::path& path, const Contents& c) {
                                              {"next_image_id", c.next_image_id},
                                              {"next_report_id", c.next_report_id}})
                                  .dump();
-  std::vector<std::byte> bytes(kPrefix + header.size() + c.images.size() * c.dim * sizeof(float));
-  std::memcpy(bytes.data(), kMagic, 8);
-  const std::uint32_t version = kVersion, dim = static_cast<std::uint32_t>(c.dim);
-  const std::uint64_t length = header.size();
-  std::memcpy(bytes.data() + 8, &version, 4);
-  std::memcpy(bytes.data() + 12, &dim, 4);
-  std::memcpy(bytes.data() + 16, &length, 8);
-  std::memcpy(bytes.data() + kPrefix, header.data(), header.size());
-  std::byte* data = bytes.data() + kPrefix + header.size();
+  std::vector<std::byte> bytes = container::layout(kFormat, static_cast<std::uint32_t>(c.dim),
+                                                   header, c.images.size() * c.dim * sizeof(float));
+  std::byte* data = bytes.data() + container::kPreambleBytes + header.size();
   for (const StoredImage& image : c.images) {
     std::memcpy(data, image.embedding.data(), c.dim * sizeof(float));
     data += c.dim * sizeof(float);
   }
-  const std::string checksum = sha256_hex(bytes);
-  AtomicFile file(path);
-  file.write(bytes);
-  file.write(checksum);
-  file.commit();
+  container::write(path, bytes);
 }
 
 // An exclusive advisory lock on <store>.lock for one read-modify-write, across processes.

@@ -13,6 +13,7 @@
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
+#include "store/forms.h"
 #include "store/migrations.h"
 #include "store/postgres.h"
 
@@ -33,29 +34,9 @@ StoredImage image_from(const pg::Result& r, int row) {
   image.anomalous = r.text(row, 4) == "t";
   image.defect = r.text(row, 5);
   if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
-  image.verdict = r.text(row, 7);
+  image.verdict = store::stored_verdict(r.text(row, 7));
   image.source = r.text(row, 8);
   return image;
-}
-
-nlohmann::json match_json(const Match& m) {
-  return {{"id", m.image.id},
-          {"path", m.image.path},
-          {"category", m.image.category},
-          {"anomalous", m.image.anomalous},
-          {"defect", m.image.defect},
-          {"similarity", m.similarity}};
-}
-
-Match match_from(const nlohmann::json& j) {
-  Match m;
-  m.image.id = j.at("id").get<std::int64_t>();
-  m.image.path = j.at("path").get<std::string>();
-  m.image.category = j.at("category").get<std::string>();
-  m.image.anomalous = j.at("anomalous").get<bool>();
-  m.image.defect = j.at("defect").get<std::string>();
-  m.similarity = j.at("similarity").get<double>();
-  return m;
 }
 
 const char* kReportColumns =
@@ -75,7 +56,7 @@ AnomalyReport report_from(const pg::Result& r, int row) {
   report.best_similarity = std::stod(r.text(row, 5));
   report.created = r.text(row, 6);
   for (const auto& m : nlohmann::json::parse(r.text(row, 7)))
-    report.matches.push_back(match_from(m));
+    report.matches.push_back(store::match_from(m));
   report.image = r.text(row, 8);
   report.status = r.text(row, 9);
   report.resolution = r.text(row, 10);
@@ -127,7 +108,7 @@ class PostgresStore final : public VectorStore {
       rows.add_bool(image.anomalous);
       rows.add_text(image.defect);
       image.score ? rows.add_float(*image.score) : rows.add_null();
-      rows.add_text(image.verdict);
+      rows.add_text(verdict_name(image.verdict));
       rows.add_vector(image.embedding);
     }
     db_.copy_in(
@@ -149,8 +130,8 @@ class PostgresStore final : public VectorStore {
         "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
         "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
         {image.path, image.category, image.split, image.anomalous ? "true" : "false", image.defect,
-         image.score ? std::optional(std::to_string(*image.score)) : std::nullopt, image.verdict,
-         pg::vector_text(image.embedding)});
+         image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
+         std::string(verdict_name(image.verdict)), pg::vector_text(image.embedding)});
     t.commit();
     return std::stoll(r.text(0, 0));
   }
@@ -223,7 +204,7 @@ class PostgresStore final : public VectorStore {
   std::int64_t add_report(const AnomalyReport& report) override {
     const std::lock_guard guard(mutex_);
     nlohmann::json matches = nlohmann::json::array();
-    for (const Match& m : report.matches) matches.push_back(match_json(m));
+    for (const Match& m : report.matches) matches.push_back(store::match_json(m));
     const pg::Result r = db_.exec(
         "INSERT INTO reports (path, category, score, threshold, best_similarity, matches, image) "
         "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING id",
@@ -287,7 +268,10 @@ class PostgresStore final : public VectorStore {
   void mark_applied(std::span<const std::int64_t> report_ids) override {
     const std::lock_guard guard(mutex_);
     std::string ids = "{";
-    for (const auto id : report_ids) ids += (ids.size() > 1 ? "," : "") + std::to_string(id);
+    for (const auto id : report_ids) {
+      if (ids.size() > 1) ids += ',';
+      ids += std::to_string(id);
+    }
     db_.exec("UPDATE reports SET applied = true WHERE id = ANY($1::bigint[])", {ids + "}"});
   }
 

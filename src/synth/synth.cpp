@@ -7,6 +7,7 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 #include <patchvec/synth.h>
 
 #include "image/codecs.h"
@@ -14,7 +15,6 @@
 #include "synth/defects.h"
 #include "synth/rng.h"
 #include "synth/surfaces.h"
-#include "util/files.h"
 #include "util/progress.h"
 
 namespace pv::synth {

@@ -4,12 +4,16 @@
 #include <cstdio>
 
 #include <patchvec/error.h>
+#include <patchvec/log.h>
 #include <patchvec/metrics.h>
+#include <patchvec/system.h>
 #include <patchvec/training.h>
 
-#include "util/log.h"
-
 namespace pv {
+
+std::int64_t default_memory_budget() {
+  return physical_memory_bytes() / 2;
+}
 namespace {
 
 constexpr int kDefaultFolds = 5;

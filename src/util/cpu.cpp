@@ -1,9 +1,9 @@
-#include "util/cpu.h"
-
 #include <cstdlib>
 
 #include <cpuid.h>
 #include <dlfcn.h>
+
+#include <patchvec/system.h>
 
 namespace pv {
 

@@ -1,5 +1,3 @@
-#include "util/files.h"
-
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -12,6 +10,7 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 
 namespace pv {
 namespace {

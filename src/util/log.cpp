@@ -1,10 +1,10 @@
-#include "util/log.h"
-
 #include <atomic>
 #include <iostream>
 #include <mutex>
 #include <sstream>
 #include <string>
+
+#include <patchvec/log.h>
 
 namespace pv::log {
 namespace {

@@ -1,5 +1,3 @@
-#include "util/memory.h"
-
 #include <cctype>
 #include <cmath>
 
@@ -7,6 +5,7 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 namespace pv {
 

@@ -1,5 +1,3 @@
-#include "util/npy.h"
-
 #include <cstring>
 #include <functional>
 #include <numeric>
@@ -7,8 +5,8 @@
 #include <string>
 
 #include <patchvec/error.h>
-
-#include "util/files.h"
+#include <patchvec/files.h>
+#include <patchvec/npy.h>
 
 namespace pv {
 namespace {

@@ -7,7 +7,7 @@
 
 #include <unistd.h>
 
-#include "util/log.h"
+#include <patchvec/log.h>
 
 namespace pv {
 namespace {

@@ -3,8 +3,7 @@
 #include <openssl/evp.h>
 
 #include <patchvec/error.h>
-
-#include "util/files.h"
+#include <patchvec/files.h>
 
 namespace pv {
 

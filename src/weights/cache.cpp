@@ -7,11 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
+#include <patchvec/log.h>
 #include <patchvec/weights.h>
 
 #include "util/clock.h"
-#include "util/files.h"
-#include "util/log.h"
 #include "util/sha256.h"
 #include "weights/download.h"
 

@@ -5,9 +5,10 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
+#include <patchvec/npy.h>
+
 #include "cli/run.h"
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {

@@ -3,10 +3,10 @@
 #include <nlohmann/json.hpp>
 
 #include <patchvec/image.h>
+#include <patchvec/npy.h>
 
 #include "cli/run.h"
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {

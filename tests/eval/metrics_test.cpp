@@ -5,9 +5,9 @@
 
 #include <patchvec/error.h>
 #include <patchvec/metrics.h>
+#include <patchvec/npy.h>
 
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {

@@ -10,10 +10,10 @@
 
 #include <patchvec/error.h>
 #include <patchvec/image.h>
+#include <patchvec/npy.h>
 
 #include "image/render.h"
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {

@@ -8,10 +8,11 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <patchvec/npy.h>
+
 #include "nn/resnet.h"
 #include "nn/weights.h"
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv::testing {
 

@@ -10,9 +10,9 @@
 #include <patchvec/anomalib.h>
 #include <patchvec/error.h>
 #include <patchvec/model.h>
+#include <patchvec/npy.h>
 
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {
@@ -69,10 +69,10 @@ TEST(AnomalibImport, Version1ScoresAsAnomalibWithItsThresholds) {
   EXPECT_TRUE(imported.notes.empty()) << imported.notes.front();
   const ModelInfo& info = imported.model.info();
   EXPECT_EQ(info.backbone.backbone, "resnet18");
-  EXPECT_EQ(info.image_size, 256);
-  EXPECT_EQ(info.crop_size, 224);
-  EXPECT_EQ(info.num_neighbors, 9);
-  EXPECT_EQ(info.upsampling, MapUpsampling::kNearest);
+  EXPECT_EQ(info.options.embedder.image_size, 256);
+  EXPECT_EQ(info.options.embedder.crop_size, 224);
+  EXPECT_EQ(info.options.num_neighbors, 9);
+  EXPECT_EQ(info.options.upsampling, MapUpsampling::kNearest);
   EXPECT_TRUE(info.pretrained);
   EXPECT_TRUE(info.backbone.weights.empty());
 
@@ -93,7 +93,7 @@ TEST(AnomalibImport, Version2ScoresAsAnomalibWithItsThresholds) {
   const AnomalibImport imported = import("patchcore_v2.ckpt");
   EXPECT_EQ(imported.layout, "anomalib 2.x");
   EXPECT_TRUE(imported.notes.empty()) << imported.notes.front();
-  EXPECT_EQ(imported.model.info().crop_size, 224);
+  EXPECT_EQ(imported.model.info().options.embedder.crop_size, 224);
   ASSERT_TRUE(imported.model.info().thresholds.has_value());
   EXPECT_EQ(imported.model.info().thresholds->image, reference_thresholds()["image"].get<float>());
   expect_anomalib_scores(imported.model);
@@ -103,8 +103,8 @@ TEST(AnomalibImport, AnAssumedDefaultIsSaidAndCanBeOverridden) {
   const AnomalibImport assumed = import("patchcore_v2_default.ckpt");
   ASSERT_EQ(assumed.notes.size(), 1u);
   EXPECT_NE(assumed.notes[0].find("anomalib 2.1+'s default"), std::string::npos);
-  EXPECT_EQ(assumed.model.info().image_size, 256);
-  EXPECT_EQ(assumed.model.info().crop_size, 0);
+  EXPECT_EQ(assumed.model.info().options.embedder.image_size, 256);
+  EXPECT_EQ(assumed.model.info().options.embedder.crop_size, 0);
   // The model was trained with anomalib 2.0's crop, say: the user says so.
   const AnomalibImport told =
       import("patchcore_v2_default.ckpt", {.image_size = 256, .crop_size = 224});

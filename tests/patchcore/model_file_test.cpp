@@ -41,7 +41,7 @@ void expect_same(const std::vector<Prediction>& a, const std::vector<Prediction>
   for (std::size_t i = 0; i < a.size(); ++i) {
     EXPECT_EQ(a[i].score, b[i].score);
     EXPECT_EQ(a[i].map.values, b[i].map.values);
-    EXPECT_EQ(a[i].anomalous, b[i].anomalous);
+    EXPECT_EQ(a[i].verdict, b[i].verdict);
   }
 }
 
@@ -104,12 +104,28 @@ TEST_F(ModelFile, RoundTripGivesTheSamePredictionsAndInfo) {
 
 TEST_F(ModelFile, RandomBackboneRoundTripRestoresBatchNormStatistics) {
   PatchCoreOptions options;
-  options.embedder = {.backbone = "resnet18", .seed = 4, .threads = 2};
+  options.embedder = {.backbone = "resnet18", .seed = 99, .threads = 2};
+  options.seed = 4;  // the one seed of the fit: the backbone's too
+  options.sigma = 3;
   const Model model = Model::fit(images(false), "synthetic", options);
   EXPECT_FALSE(model.info().pretrained);
   model.save(dir_ / "random.pvm");
   const Model loaded = Model::load(dir_ / "random.pvm");
   expect_same(model.predict(images(true)), loaded.predict(images(true)));
+  // The options the model was fitted with, as the file keeps them.
+  for (const ModelInfo* info : {&model.info(), &loaded.info()}) {
+    EXPECT_EQ(info->backbone.seed, 4u);
+    EXPECT_EQ(info->options.seed, 4u);
+    EXPECT_EQ(info->options.embedder.seed, 4u);
+    EXPECT_EQ(info->options.embedder.backbone, "resnet18");
+    EXPECT_EQ(info->options.embedder.image_size, 256);
+    EXPECT_EQ(info->options.embedder.crop_size, 224);
+    EXPECT_DOUBLE_EQ(info->options.coreset_ratio, 0.1);
+    EXPECT_GT(info->options.projection_dim, 0);  // resolved from 0 (Johnson-Lindenstrauss)
+    EXPECT_EQ(info->options.num_neighbors, 9);
+    EXPECT_DOUBLE_EQ(info->options.sigma, 3);
+    EXPECT_EQ(info->options.upsampling, MapUpsampling::kBilinear);
+  }
 }
 
 TEST_F(ModelFile, WritingIsAtomic) {

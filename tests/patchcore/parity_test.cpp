@@ -8,9 +8,9 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/model.h>
+#include <patchvec/npy.h>
 
 #include "testing.h"
-#include "util/npy.h"
 
 namespace pv {
 namespace {

@@ -130,8 +130,10 @@ TEST(DecisionsWithPostgres, ResolvingReports) {
   testing::TempDir dir;
   testing::prepare_models(dir / "models", "--db " + url);
   {
-    testing::RunningService running(
-        {.models_dir = dir / "models", .db = url, .port = 0, .inspect = {.min_similarity = 1.01}});
+    testing::RunningService running({.models_dir = dir / "models",
+                                     .store = {.db = url},
+                                     .port = 0,
+                                     .inspect = {.min_similarity = 1.01}});
     decide_over_http(running);
   }
   admin.exec("DROP DATABASE test_decisions WITH (FORCE)");

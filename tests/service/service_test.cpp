@@ -237,7 +237,7 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
   testing::TempDir dir;
   prepare(dir / "models", "--db " + url);
   {
-    Running running({.models_dir = dir / "models", .db = url, .port = 0});
+    Running running({.models_dir = dir / "models", .store = {.db = url}, .port = 0});
     auto client = running.client();
     const std::string png = file_bytes(test_image("blob/000.png"));
     const auto first = client.Post("/v1/inspect?category=synthetic", png, "image/png");

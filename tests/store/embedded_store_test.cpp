@@ -199,7 +199,7 @@ TEST(EmbeddedStore, DamagedFilesAreNamedErrors) {
       EXPECT_NE(message.find(words), std::string::npos) << message;
     }
   };
-  expect_error(bytes.substr(0, bytes.size() - 10), "checksum");
+  expect_error(bytes.substr(0, bytes.size() - 10), "truncated");  // as model files say it
   std::string flipped = bytes;
   flipped[30] ^= 1;
   expect_error(flipped, "checksum");
@@ -303,6 +303,47 @@ TEST(EmbeddedStore, ForgedFilesAreRefused) {
   EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 1u << 30, {1, 2}))
                 .find("dimension"),
             std::string::npos);
+}
+
+// Files written before both stores kept a report's matches in one form: the nested form of the
+// embedded store's first version, and images whose verdict was "" (not scored), still read.
+TEST(EmbeddedStore, FilesOfTheEarlierFormsStillRead) {
+  testing::TempDir dir;
+  const nlohmann::json image = {{"id", 1},           {"path", "a.png"},  {"category", "tile"},
+                                {"source", "added"}, {"split", "added"}, {"anomalous", true},
+                                {"defect", "crack"}, {"verdict", ""},    {"score", nullptr}};
+  const nlohmann::json report = {{"id", 1},
+                                 {"path", "q.png"},
+                                 {"category", "tile"},
+                                 {"score", 3.5},
+                                 {"threshold", 2.0},
+                                 {"best_similarity", 0.8},
+                                 {"created", "2026-01-02T03:04:05Z"},
+                                 {"matches", {{{"image", image}, {"similarity", 0.75}}}}};
+  testing::write_text(
+      dir / "store.pvs",
+      forged_store(
+          {{"images", {image}}, {"reports", {report}}, {"next_image_id", 2}, {"next_report_id", 2}},
+          2, {1, 2}));
+  const auto store = open_embedded_store(dir / "store.pvs");
+  const auto stored = store->image(1);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->verdict, Verdict::kUnknown);
+  const auto r = store->report(1);
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->matches.size(), 1u);
+  EXPECT_EQ(r->matches[0].image.path, "a.png");
+  EXPECT_TRUE(r->matches[0].image.anomalous);
+  EXPECT_EQ(r->matches[0].image.defect, "crack");
+  EXPECT_DOUBLE_EQ(r->matches[0].similarity, 0.75);
+  EXPECT_EQ(r->status, "open");
+  // A change rewrites the file in today's forms, which read back the same.
+  store->add_image({.path = "b.png", .category = "tile", .embedding = {2, 1}});
+  const auto again = open_embedded_store(dir / "store.pvs")->report(1);
+  ASSERT_TRUE(again.has_value());
+  EXPECT_EQ(again->matches[0].image.path, "a.png");
+  EXPECT_DOUBLE_EQ(again->matches[0].similarity, 0.75);
+  EXPECT_EQ(open_embedded_store(dir / "store.pvs")->image(1)->verdict, Verdict::kUnknown);
 }
 
 TEST(EmbeddedStore, ReportsAreResolvedOnceAndSurviveAReopen) {

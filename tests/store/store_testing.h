@@ -37,7 +37,7 @@ inline std::vector<StoredImage> random_images(std::mt19937& rng, const std::stri
                       .anomalous = anomalous,
                       .defect = anomalous ? "crack" : "good",
                       .score = float(i) / 3,
-                      .verdict = anomalous ? "anomalous" : "normal",
+                      .verdict = verdict_of(anomalous),
                       .embedding = random_vector(rng, dim)});
   }
   return images;

@@ -89,7 +89,8 @@ TEST(TrainCategory, GoodImagesOnlyKeepTheStatedFalseAlarmRate) {
 
   const auto good = render(dir / "new", "tile", "good", "test", kNew);
   double flagged = 0;
-  for (const Prediction& p : result.model.predict(good)) flagged += p.anomalous;
+  for (const Prediction& p : result.model.predict(good))
+    flagged += p.verdict == Verdict::kAnomalous;
   const double rate = flagged / kNew;
   RecordProperty("false_alarm_rate", std::to_string(rate));
   // The rate a threshold from 100 scores gives varies (Beta(10, 91): sd 0.03), and 200 images
@@ -100,7 +101,7 @@ TEST(TrainCategory, GoodImagesOnlyKeepTheStatedFalseAlarmRate) {
     for (const auto& p : render(dir / "bad", "tile", defect, "test", 8)) bad.push_back(p);
   }
   double found = 0;
-  for (const Prediction& p : result.model.predict(bad)) found += p.anomalous;
+  for (const Prediction& p : result.model.predict(bad)) found += p.verdict == Verdict::kAnomalous;
   const double detection = found / static_cast<double>(bad.size());
   RecordProperty("detection_rate", std::to_string(detection));
   EXPECT_GE(detection, std::max(0.3, 2 * rate));
@@ -147,7 +148,7 @@ TEST(TrainCategory, InspectionsUseTheModelsSimilarityRule) {
                    result.model.info().similarity->min_similarity);
   result.model.set_similarity_rule({.min_similarity = 1.5f});  // nothing is that similar
   const Inspection strict = inspect(result.model, *store, good, "q.png", {.report = false});
-  EXPECT_TRUE(strict.anomalous);
+  EXPECT_EQ(strict.verdict, Verdict::kAnomalous);
   EXPECT_NE(strict.reason.find("< 1.5"), std::string::npos) << strict.reason;
   const Inspection overridden =
       inspect(result.model, *store, good, "q.png", {.min_similarity = -1, .report = false});

@@ -1,8 +1,7 @@
-#include "util/files.h"
-
 #include <gtest/gtest.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 
 #include "testing.h"
 

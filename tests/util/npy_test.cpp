@@ -1,8 +1,7 @@
-#include "util/npy.h"
-
 #include <gtest/gtest.h>
 
 #include <patchvec/error.h>
+#include <patchvec/npy.h>
 
 #include "testing.h"
 

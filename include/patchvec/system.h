@@ -1,9 +1,17 @@
-// What the processor and the BLAS library under libtorch can do.
+// What this machine and this process have: memory figures, and what the processor and the BLAS
+// library under libtorch can do. Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 namespace pv {
+
+std::int64_t physical_memory_bytes();
+std::int64_t peak_memory_bytes();  // peak resident set size of this process so far
+
+// "4G", "512M", "1.5G", "2000000000" -> bytes; throws pv::Error on anything else.
+std::int64_t parse_bytes(const std::string& text);
 
 // True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN then runs
 // bf16 matrix products several times faster than float32 ones.

@@ -1,0 +1,51 @@
+// The JSON forms of PatchVec's results, shared by the CLI (--json) and the HTTP service so that
+// both speak the same fields (docs/api.md). One function per concept; NaN (a value that does not
+// apply, e.g. a threshold a model does not have) is null everywhere. Thread-safe.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <patchvec/evaluation.h>
+#include <patchvec/inspection.h>
+#include <patchvec/model.h>
+#include <patchvec/store.h>
+
+namespace pv::json {
+
+using Json = nlohmann::ordered_json;
+
+// `value`, or null when it is NaN.
+Json number_or_null(double value);
+
+// {"id", "path", "category", "label", "defect", "similarity"}; label is the stored image's
+// verdict_name() ("normal" or "anomalous").
+Json match(const Match& match);
+
+// {"path", "category", "verdict", "reason", "score", "normalized", "threshold", "best_similarity",
+//  "matches": [match], "report_id"}
+Json inspection(const Inspection& inspection);
+
+// {"id", "created", "path", "category", "score", "threshold", "best_similarity", "matches":
+// [match], "status", "resolution", "defect", "note", "resolved_by", "resolved_at", "applied"}
+Json report(const AnomalyReport& report);
+
+// {"image", "pixel", "method", "false_alarm_rate" (null unless method is false_alarm_rate),
+//  "good_images", "source"}: how a model decides.
+Json thresholds(const Thresholds& thresholds);
+
+// A loaded model as clients see it: {"category", "backbone", "pretrained", "bank_size",
+// "train_images", "created", "revision", "thresholds" (thresholds(), or null)}.
+Json model(const ModelInfo& info);
+
+// {"images", "read_s", "backbone_s", "search_s", "map_s", "ms_per_image": {...}}
+Json timings(const PredictTimings& timings);
+
+// The two operating points of an evaluation: {"in_use": {"threshold", "false_alarm_rate",
+// "detection_rate", "method"}, "f1_optimal": {...}}.
+Json operating_points(const EvaluationReport& report);
+
+// The whole evaluation of a category (patchvec eval --json): metrics, thresholds, operating
+// points, every image's score and verdict, timings.
+Json evaluation(const EvaluationReport& report);
+
+}  // namespace pv::json

@@ -1,0 +1,39 @@
+#include <cstdio>
+
+#include <opencv2/core.hpp>
+
+#include <patchvec/pictures.h>
+
+#include "image/render.h"
+
+namespace pv {
+
+std::filesystem::path write_heatmap(const std::filesystem::path& folder,
+                                    const std::filesystem::path& image, const Model& model,
+                                    const Prediction& p) {
+  const ModelInfo& info = model.info();
+  const Image original = load_image(image);
+  constexpr int kHeight = 360;
+  const std::vector<float> normalized = model.normalize_map(p.map);
+  char caption[256];
+  const std::string name = (image.parent_path().filename() / image.filename()).string();
+  std::snprintf(caption, sizeof caption, "%s   score %.3f   %s", name.c_str(), p.score,
+                p.verdict == Verdict::kUnknown     ? "no threshold"
+                : p.verdict == Verdict::kAnomalous ? "ANOMALOUS"
+                                                   : "normal");
+  const cv::Mat picture = render::panels(
+      {render::scaled_original(original, kHeight),
+       render::original_overlay(original, normalized, p.map.width, p.map.height,
+                                info.options.embedder.image_size, info.options.embedder.crop_size,
+                                kHeight)},
+      {"image", "anomaly map (dimmed: cropped away, not inspected)"}, caption,
+      p.verdict == Verdict::kAnomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
+  std::filesystem::create_directories(folder);
+  const auto parent = image.parent_path().filename().string();
+  const auto path =
+      folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
+  render::write_png(path, picture);
+  return path;
+}
+
+}  // namespace pv

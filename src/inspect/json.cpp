@@ -1,0 +1,148 @@
+#include <cmath>
+
+#include <patchvec/json.h>
+
+namespace pv::json {
+namespace {
+
+Json matches(const std::vector<Match>& list) {
+  Json out = Json::array();
+  for (const Match& m : list) out.push_back(match(m));
+  return out;
+}
+
+Json text_or_null(const std::string& text) {
+  return text.empty() ? Json() : Json(text);
+}
+
+}  // namespace
+
+Json number_or_null(double value) {
+  return std::isnan(value) ? Json() : Json(value);
+}
+
+Json match(const Match& m) {
+  return {{"id", m.image.id},
+          {"path", m.image.path},
+          {"category", m.image.category},
+          {"label", verdict_name(verdict_of(m.image.anomalous))},
+          {"defect", m.image.defect},
+          {"similarity", m.similarity}};
+}
+
+Json inspection(const Inspection& r) {
+  return {{"path", r.path},
+          {"category", r.category},
+          {"verdict", verdict_name(r.verdict)},
+          {"reason", r.reason},
+          {"score", r.score},
+          {"normalized", number_or_null(r.normalized)},
+          {"threshold", number_or_null(r.threshold)},
+          {"best_similarity", r.best_similarity},
+          {"matches", matches(r.matches)},
+          {"report_id", r.report_id ? Json(*r.report_id) : nullptr}};
+}
+
+Json report(const AnomalyReport& r) {
+  return {{"id", r.id},
+          {"created", r.created},
+          {"path", r.path},
+          {"category", r.category},
+          {"score", r.score},
+          {"threshold", number_or_null(r.threshold)},
+          {"best_similarity", r.best_similarity},
+          {"matches", matches(r.matches)},
+          {"status", r.status},
+          {"resolution", text_or_null(r.resolution)},
+          {"defect", text_or_null(r.defect)},
+          {"note", r.note},
+          {"resolved_by", text_or_null(r.resolved_by)},
+          {"resolved_at", text_or_null(r.resolved_at)},
+          {"applied", r.applied}};
+}
+
+Json thresholds(const Thresholds& t) {
+  return {{"image", t.image},
+          {"pixel", t.pixel},
+          {"method", threshold_method_name(t.method)},
+          {"false_alarm_rate",
+           t.method == ThresholdMethod::kFalseAlarmRate ? Json(t.false_alarm_rate) : Json()},
+          {"good_images", t.good_images},
+          {"source", t.source}};
+}
+
+Json model(const ModelInfo& info) {
+  return {{"category", info.category},
+          {"backbone", info.backbone.backbone},
+          {"pretrained", info.pretrained},
+          {"bank_size", info.bank_size},
+          {"train_images", info.train_images},
+          {"created", info.created},
+          {"revision", info.revision},
+          {"thresholds", info.thresholds ? thresholds(*info.thresholds) : Json()}};
+}
+
+Json timings(const PredictTimings& t) {
+  const double per_image = t.images > 0 ? 1000.0 / static_cast<double>(t.images) : 0;
+  return {{"images", t.images},
+          {"read_s", t.read_seconds},
+          {"backbone_s", t.backbone_seconds},
+          {"search_s", t.search_seconds},
+          {"map_s", t.map_seconds},
+          {"ms_per_image",
+           {{"read", t.read_seconds * per_image},
+            {"backbone", t.backbone_seconds * per_image},
+            {"search", t.search_seconds * per_image},
+            {"map", t.map_seconds * per_image}}}};
+}
+
+Json operating_points(const EvaluationReport& report) {
+  const auto point = [](const OperatingPoint& p) {
+    return Json{{"threshold", p.threshold},
+                {"false_alarm_rate", p.false_alarm_rate},
+                {"detection_rate", p.detection_rate}};
+  };
+  Json used = point(report.at_used);
+  used["method"] = threshold_method_name(report.used.method);
+  return {{"in_use", used}, {"f1_optimal", point(report.at_f1)}};
+}
+
+Json evaluation(const EvaluationReport& report) {
+  Json images = Json::object();
+  for (const auto& image : report.images) {
+    images[image.relative_path] = {{"score", image.score},
+                                   {"normalized", image.normalized},
+                                   {"label", image.label},
+                                   {"defect", image.defect},
+                                   {"verdict", verdict_name(image.verdict)}};
+  }
+  Json times = timings(report.timings);
+  times["metrics_s"] = report.metrics_seconds;
+  times["total_s"] = report.seconds;
+  return {
+      {"category", report.category},
+      {"image_auroc", report.image_auroc},
+      {"pixel_auroc", number_or_null(report.pixel_auroc)},
+      {"pro", number_or_null(report.pro)},
+      {"image_threshold", report.used.image},
+      {"pixel_threshold", report.used.pixel},
+      {"threshold_source", report.used_model_thresholds ? "model" : "this evaluation"},
+      {"f1_optimal",
+       {{"image_threshold", report.computed.image}, {"pixel_threshold", report.computed.pixel}}},
+      {"image_f1", report.image_f1},
+      {"threshold_method", threshold_method_name(report.used.method)},
+      {"threshold_description", report.used.source},
+      {"operating_points", operating_points(report)},
+      {"defect_precision_at_5", number_or_null(report.defect_precision_at_5)},
+      {"defect_precision_at_5_mean_pooling",
+       number_or_null(report.defect_precision_at_5_mean_pooling)},
+      {"normalization",
+       {{"image_min", report.used.image_min},
+        {"image_max", report.used.image_max},
+        {"pixel_min", report.used.pixel_min},
+        {"pixel_max", report.used.pixel_max}}},
+      {"images", images},
+      {"timings", times}};
+}
+
+}  // namespace pv::json

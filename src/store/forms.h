@@ -1,0 +1,26 @@
+// How both stores write what they keep as text or JSON: verdicts and the matches a report showed.
+// One form for both, read strictly (a store file is untrusted bytes). Thread-safe.
+#pragma once
+
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include <patchvec/store.h>
+#include <patchvec/verdict.h>
+
+namespace pv::store {
+
+// verdict_name() text; stores written before verdicts had one spelling hold "" for an image that
+// was not scored. Throws pv::Error for text that is no verdict (a damaged file or row).
+Verdict stored_verdict(std::string_view text);
+
+// {"id", "path", "category", "anomalous", "defect", "similarity"}: a match as reports keep it (the
+// API's form is json::match()).
+nlohmann::json match_json(const Match& match);
+
+// The form above, or the embedded store's earlier {"image": {...}, "similarity"}. Throws
+// pv::Error or nlohmann::json::exception for anything else.
+Match match_from(const nlohmann::json& json);
+
+}  // namespace pv::store

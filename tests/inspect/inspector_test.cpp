@@ -1,0 +1,144 @@
+// The Inspector: models by category and one store, what `patchvec search` and the service use.
+#include <gtest/gtest.h>
+
+#include <patchvec/dataset.h>
+#include <patchvec/error.h>
+#include <patchvec/indexing.h>
+#include <patchvec/inspector.h>
+#include <patchvec/json.h>
+#include <patchvec/synth.h>
+#include <patchvec/training.h>
+
+#include "testing.h"
+
+namespace pv {
+namespace {
+
+// Two categories trained on the fixture weights, saved in dir/models and indexed in its store.
+class InspectorTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new testing::TempDir();
+    synth::write_dataset(
+        *dir_ / "data",
+        {.categories = {"tile", "grid"}, .train = 8, .test_good = 2, .test_bad = 2});
+    const auto store = open_embedded_store(*dir_ / "models" / "store.pvs");
+    for (const std::string name : {"tile", "grid"}) {
+      const Category category = read_category(*dir_ / "data", name);
+      TrainOptions options;
+      options.model.embedder = {.backbone = "resnet18",
+                                .weights = testing::nn_fixtures() / "resnet18.safetensors",
+                                .threads = 2};
+      const TrainResult result = train_category(category, options);
+      std::filesystem::create_directories(*dir_ / "models");
+      result.model.save(*dir_ / "models" / (name + ".pvm"));
+      index_category(result.model, category, *store);
+    }
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+
+  static Inspector open() {
+    return Inspector(load_models(*dir_ / "models", {.threads = 2}),
+                     open_embedded_store(*dir_ / "models" / "store.pvs"));
+  }
+
+  static testing::TempDir* dir_;
+};
+testing::TempDir* InspectorTest::dir_ = nullptr;
+
+TEST_F(InspectorTest, LoadsEveryCategoryAndRefusesUnknownOnes) {
+  const Inspector inspector = open();
+  ASSERT_EQ(inspector.models().size(), 2u);
+  EXPECT_EQ(inspector.model("grid").info().category, "grid");
+  EXPECT_EQ(inspector.model("tile").info().category, "tile");
+  try {
+    inspector.model("wood");
+    FAIL() << "an unknown category was accepted";
+  } catch (const NotFoundError& e) {
+    EXPECT_EQ(std::string(e.what()), "unknown category 'wood'");
+  }
+}
+
+// The Inspector's answers are the ones pv::inspect gives with the same model and store, for files
+// (in their order) and for decoded images.
+TEST_F(InspectorTest, AnswersAsInspectDoes) {
+  const Inspector inspector = open();
+  const Category category = read_category(*dir_ / "data", "tile");
+  std::vector<std::filesystem::path> images;
+  for (const Sample& s : category.test) images.push_back(s.image);
+  const InspectOptions options{.k = 3, .report = false};
+  const std::vector<Inspected> answers = inspector.inspect("tile", images, options);
+  ASSERT_EQ(answers.size(), images.size());
+  const Model& model = inspector.model("tile");
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const Prediction p = model.predict(load_image(images[i]));
+    const Inspection expected = inspect(model, inspector.store(), p, images[i].string(), options);
+    EXPECT_EQ(json::inspection(answers[i].inspection), json::inspection(expected)) << i;
+    EXPECT_EQ(answers[i].prediction.score, p.score) << i;
+    const Inspected one =
+        inspector.inspect("tile", load_image(images[i]), images[i].string(), options);
+    EXPECT_EQ(json::inspection(one.inspection), json::inspection(expected)) << i;
+  }
+  EXPECT_THROW(inspector.inspect("wood", images, options), NotFoundError);
+}
+
+// A decision goes to the model of the report's category; an unknown report is NotFound, and a
+// report of a category without a loaded model a conflict, before anything is stored.
+TEST_F(InspectorTest, ResolvesWithTheReportsCategory) {
+  const Inspector inspector = open();
+  VectorStore& store = inspector.store();
+  const Category grid = read_category(*dir_ / "data", "grid");
+  const std::filesystem::path image = grid.test.back().image;
+  const std::int64_t id = store.add_report({.path = image.string(), .category = "grid"});
+  const std::int64_t orphan = store.add_report({.path = image.string(), .category = "wood"});
+  const std::size_t before = store.image_count("grid");
+  EXPECT_THROW(inspector.resolve(999999, {.resolution = kFalseAlarm}), NotFoundError);
+  EXPECT_THROW(inspector.resolve(orphan, {.resolution = kFalseAlarm}), ConflictError);
+  EXPECT_THROW(inspector.resolve(id, {.resolution = "maybe"}), Error);
+  const ResolvedReport resolved = inspector.resolve(id, {.resolution = kFalseAlarm, .by = "test"});
+  EXPECT_EQ(resolved.report.status, "resolved");
+  EXPECT_EQ(store.image_count("grid"), before + 1);
+  const auto added = store.image(resolved.image_id);
+  ASSERT_TRUE(added.has_value());
+  EXPECT_EQ(added->category, "grid");
+  EXPECT_FALSE(added->anomalous);
+  EXPECT_THROW(inspector.resolve(id, {.resolution = kFalseAlarm}), ConflictError);
+}
+
+TEST_F(InspectorTest, TwoModelsOfOneCategoryAreRefused) {
+  testing::TempDir other;
+  std::filesystem::copy_file(*dir_ / "models" / "tile.pvm", other / "a.pvm");
+  std::filesystem::copy_file(*dir_ / "models" / "tile.pvm", other / "b.pvm");
+  try {
+    load_models(other.path());
+    FAIL() << "two tile models were accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()), "two models for category tile in " + other.path().string() +
+                                         " (b.pvm is the second)");
+  }
+}
+
+TEST(LoadModels, FolderErrorsNameTheFolder) {
+  testing::TempDir dir;
+  const auto error_of = [](const std::filesystem::path& folder) {
+    try {
+      load_models(folder);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(error_of(dir / "absent"),
+            "models folder " + (dir / "absent").string() + " does not exist");
+  std::filesystem::create_directories(dir / "empty");
+  EXPECT_EQ(error_of(dir / "empty"), "no .pvm model in " + (dir / "empty").string());
+  std::filesystem::create_directories(dir / "broken");
+  testing::write_text(dir / "broken" / "tile.pvm", "not a model");
+  EXPECT_NE(error_of(dir / "broken").find("not a PatchVec model"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pv
