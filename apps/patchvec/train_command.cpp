@@ -59,7 +59,7 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
             {"fit_s", fit.total_seconds}}}};
 }
 
-void run_train(TrainArgs args) {
+void run_train(const TrainArgs& args) {
   const auto categories = split(args.categories);
   if (categories.empty()) throw pv::Error("--category names no category");
   TrainOptions options{.model = args.model, .evaluate = !args.no_evaluation};

@@ -30,7 +30,7 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
       p.verdict == Verdict::kAnomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
   std::filesystem::create_directories(folder);
   const auto parent = image.parent_path().filename().string();
-  const auto path =
+  auto path =
       folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
   render::write_png(path, picture);
   return path;

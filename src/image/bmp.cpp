@@ -78,7 +78,8 @@ Layout layout_of(std::span<const std::byte> bytes, const ImageHeader& header,
     if (l.compression == kBitFields || l.compression == kAlphaBitFields) {
       const std::size_t masks_at = 14 + 40;  // after a 40-byte header, inside a longer one
       if (bytes.size() < masks_at + 12) damaged(where, "BMP data is truncated (bit fields)");
-      for (int i = 0; i < 3; ++i) l.masks[i] = le32(bytes, masks_at + 4 * i);
+      for (int i = 0; i < 3; ++i)
+        l.masks[i] = le32(bytes, masks_at + 4 * static_cast<std::size_t>(i));
       if (info_size == 40) palette_at += l.compression == kAlphaBitFields ? 16 : 12;
     }
   }

@@ -101,7 +101,8 @@ void to_floats(const std::byte* row, int width, int bit_depth, float* out) {
 }  // namespace
 
 std::optional<ImageHeader> png_header(std::span<const std::byte> bytes, const std::string& where) {
-  if (bytes.size() < sizeof kSignature || std::memcmp(bytes.data(), kSignature, sizeof kSignature))
+  if (bytes.size() < sizeof kSignature ||
+      std::memcmp(bytes.data(), kSignature, sizeof kSignature) != 0)
     return std::nullopt;
   // The IHDR chunk comes first: length 13, type, width, height.
   if (bytes.size() < 24 || be32(bytes, 8) != 13 || std::memcmp(bytes.data() + 12, "IHDR", 4) != 0)

@@ -221,8 +221,8 @@ void refuse(int sock, int status, const char* reason, const std::string& message
 }  // namespace
 
 GuardedServer::GuardedServer(const ConnectionLimits& limits) : limits_(limits) {
-  const auto threads =
-      static_cast<std::size_t>(limits.max_connections + limits.reserve_connections);
+  const auto threads = static_cast<std::size_t>(limits.max_connections) +
+                       static_cast<std::size_t>(limits.reserve_connections);
   new_task_queue = [threads] { return new ConnectionThreads(threads); };
 }
 

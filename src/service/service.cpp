@@ -603,22 +603,22 @@ struct InspectionService::Impl {
       }
     }
     // Whatever escapes (a bug): a 500 with JSON, never a dropped connection; details to the log.
-    server.set_exception_handler(
-        [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr failure) {
-          std::string message = "unknown exception";
-          try {
-            std::rethrow_exception(failure);
-          } catch (const std::exception& e) {
-            message = e.what();
-          } catch (...) {
-          }
-          const long long incident = ++incidents;
-          log::warn("incident " + std::to_string(incident) + " (internal error) on " + req.path +
-                    ": " + message);
-          send_json(res, 500,
-                    {{"error", "internal error (incident " + std::to_string(incident) + ")"},
-                     {"incident", incident}});
-        });
+    server.set_exception_handler([this](const httplib::Request& req, httplib::Response& res,
+                                        const std::exception_ptr& failure) {
+      std::string message = "unknown exception";
+      try {
+        std::rethrow_exception(failure);
+      } catch (const std::exception& e) {
+        message = e.what();
+      } catch (...) {
+      }
+      const long long incident = ++incidents;
+      log::warn("incident " + std::to_string(incident) + " (internal error) on " + req.path + ": " +
+                message);
+      send_json(res, 500,
+                {{"error", "internal error (incident " + std::to_string(incident) + ")"},
+                 {"incident", incident}});
+    });
     // Statuses httplib sets itself (a request it could not read, a body over the limit): JSON too.
     server.set_error_handler([](const httplib::Request& req, httplib::Response& res) {
       const auto* connection = GuardedServer::connection();

@@ -195,6 +195,7 @@ class PostgresStore final : public VectorStore {
                   std::to_string(k)});
     t.commit();
     std::vector<Match> matches;
+    matches.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) {
       matches.push_back({image_from(r, row), std::stod(r.text(row, kImageColumnCount + 1))});
     }
@@ -227,6 +228,7 @@ class PostgresStore final : public VectorStore {
          query.since.empty() ? std::nullopt : std::optional<std::string>(query.since),
          query.status});
     std::vector<AnomalyReport> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
     for (int row = 0; row < r.rows(); ++row) out.push_back(report_from(r, row));
     return out;
   }

@@ -41,7 +41,7 @@ cv::Mat scaled(const cv::Mat& rgb, cv::Vec3f gain) {
   return out;
 }
 
-cv::Mat flat(int size, cv::Vec3f colour, cv::Mat variation = {}) {
+cv::Mat flat(int size, cv::Vec3f colour, const cv::Mat& variation = {}) {
   cv::Mat out(size, size, CV_32FC3, cv::Scalar(colour[0], colour[1], colour[2]));
   if (!variation.empty()) {
     cv::Mat v3;
@@ -139,7 +139,8 @@ Paint cut(Rng& rng, const cv::Mat& clean) {
   const auto curve = curve_through(rng, size, rng.uniform(0.12, 0.3) * size, 0.12);
   const cv::Mat core = stroke_mask(size, curve, static_cast<int>(rng.uniform(1.0, 2.5) * s));
   cv::Mat rim;
-  cv::dilate(core, rim, cv::Mat(), cv::Point(-1, -1), std::max(1, static_cast<int>(s + 0.5)));
+  cv::dilate(core, rim, cv::Mat(), cv::Point(-1, -1),
+             std::max(1, static_cast<int>(std::lround(s))));
   cv::Mat layer = scaled(clean, cv::Vec3f::all(1.3f));
   layer.setTo(cv::Scalar::all(rng.uniform(0.05, 0.12)), core);
   return {layer, to_float(rim) * rng.uniform(0.6, 1.0)};
@@ -172,7 +173,7 @@ Paint fold(Rng& rng, const cv::Mat& clean) {
   return {layer, alpha};
 }
 
-Paint glue_blob(Rng& rng, const cv::Mat& clean, cv::Vec3f tint) {
+Paint glue_blob(Rng& rng, const cv::Mat& clean, const cv::Vec3f& tint) {
   const int size = clean.rows;
   const cv::Point2d centre = central_point(rng, size);
   const double radius = rng.uniform(0.05, 0.1) * size;
@@ -200,7 +201,8 @@ Paint poke(Rng& rng, const cv::Mat& clean) {
                cv::FILLED, cv::LINE_8);
   }
   cv::Mat rim;
-  cv::dilate(holes, rim, cv::Mat(), cv::Point(-1, -1), std::max(1, static_cast<int>(s + 0.5)));
+  cv::dilate(holes, rim, cv::Mat(), cv::Point(-1, -1),
+             std::max(1, static_cast<int>(std::lround(s))));
   cv::Mat layer = scaled(clean, cv::Vec3f::all(1.35f));
   layer.setTo(cv::Scalar::all(rng.uniform(0.04, 0.12)), holes);
   return {layer, to_float(rim) * rng.uniform(0.6, 1.0)};

@@ -1,6 +1,7 @@
 #include "util/progress.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <string>
@@ -19,7 +20,7 @@ bool stderr_is_terminal() {
 
 std::string format_duration(double seconds) {
   char buffer[32];
-  const int total = static_cast<int>(seconds + 0.5);
+  const int total = static_cast<int>(std::lround(seconds));
   if (total >= 3600) {
     std::snprintf(buffer, sizeof buffer, "%dh%02dm", total / 3600, total / 60 % 60);
   } else {

@@ -212,7 +212,7 @@ namespace {
 std::filesystem::path fetch_into_cache(const WeightsSpec& spec, const std::string& value,
                                        const std::string& backbone, const FetchOptions& options) {
   const std::filesystem::path dir = weights_cache_dir(options);
-  const std::filesystem::path target = dir / cache_name(spec.url);
+  std::filesystem::path target = dir / cache_name(spec.url);
   const std::string label = spec.kind == WeightsSpec::Kind::kName
                                 ? "weights '" + spec.name + "' for " + backbone
                                 : "weights " + spec.url;
