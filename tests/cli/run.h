@@ -14,10 +14,11 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 
-// With `merge_stderr` false, stderr is discarded and `output` is stdout alone (for JSON).
-inline CommandResult patchvec(const std::string& arguments, bool merge_stderr = true) {
-  const std::string command =
-      std::string(PATCHVEC_BINARY) + " " + arguments + (merge_stderr ? " 2>&1" : " 2>/dev/null");
+// Runs `binary` with `arguments` (shell words). With `merge_stderr` false, stderr is discarded and
+// `output` is stdout alone (for JSON).
+inline CommandResult run_program(const std::string& binary, const std::string& arguments,
+                                 bool merge_stderr = true) {
+  const std::string command = binary + " " + arguments + (merge_stderr ? " 2>&1" : " 2>/dev/null");
   FILE* pipe = ::popen(command.c_str(), "r");
   CommandResult run{-1, ""};
   std::array<char, 4096> buffer{};
@@ -26,6 +27,10 @@ inline CommandResult patchvec(const std::string& arguments, bool merge_stderr = 
   const int status = ::pclose(pipe);
   run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return run;
+}
+
+inline CommandResult patchvec(const std::string& arguments, bool merge_stderr = true) {
+  return run_program(PATCHVEC_BINARY, arguments, merge_stderr);
 }
 
 }  // namespace pv

@@ -199,6 +199,37 @@ TEST_F(StoreCli, OperatorLoopOnBothStores) {
   admin.exec("DROP DATABASE test_operator_loop WITH (FORCE)");
 }
 
+// apps/inspect_images, a program on the public API alone (README), answers as `patchvec search`.
+TEST_F(StoreCli, ALibraryProgramAnswersAsSearchDoes) {
+  testing::TempDir models;
+  std::filesystem::copy_file(model(), models / "synthetic.pvm");
+  const std::string store = (models / "store.pvs").string();
+  run_json("index -q --model " + model() + " --data " + data() + " --store " + store + " --json -");
+  const std::array<std::string, 2> images = {test_image("good/000.png"),
+                                             test_image("blob/000.png")};
+  const CommandResult example = run_program(
+      INSPECT_IMAGES_BINARY, models.path().string() + " synthetic " + images[0] + " " + images[1],
+      /*merge_stderr=*/false);
+  ASSERT_EQ(example.exit_code, 0) << example.output;
+  std::vector<nlohmann::json> lines;
+  std::size_t start = 0;
+  for (std::size_t end; (end = example.output.find('\n', start)) != std::string::npos;
+       start = end + 1) {
+    lines.push_back(nlohmann::json::parse(example.output.substr(start, end - start)));
+  }
+  ASSERT_EQ(lines.size(), 2u) << example.output;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    const auto search = run_json("search -q --json --no-report " + images[i] + " --model " +
+                                 model() + " --store " + store);
+    EXPECT_EQ(lines[i], search) << i;
+  }
+  EXPECT_EQ(lines[1]["verdict"], "anomalous");
+  const CommandResult unknown =
+      run_program(INSPECT_IMAGES_BINARY, models.path().string() + " wood " + images[0]);
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_NE(unknown.output.find("unknown category 'wood'"), std::string::npos) << unknown.output;
+}
+
 TEST_F(StoreCli, StoreErrorsAreClear) {
   const CommandResult down = patchvec("search " + test_image("good/000.png") + " --model " +
                                       model() + " --db postgresql://patchvec:x@127.0.0.1:1/none");
