@@ -124,7 +124,7 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
     const Prediction& p = predictions[i];
     const std::int64_t id = store->add_image({.path = paths[i].string(),
                                               .category = model.info().category,
-                                              .split = "added",
+                                              .split = Split::kAdded,
                                               .anomalous = true,
                                               .defect = args.defect,
                                               .score = p.score,

@@ -11,9 +11,9 @@
 #include <string>
 #include <vector>
 
-namespace pv {
+#include <patchvec/split.h>
 
-enum class Split { kTrain, kTest };
+namespace pv {
 
 inline constexpr const char* kGoodLabel = "good";
 

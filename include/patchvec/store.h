@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <patchvec/error.h>
+#include <patchvec/split.h>
 #include <patchvec/verdict.h>
 
 namespace pv {
@@ -29,7 +30,7 @@ struct StoredImage {
   std::string path;     // as it was indexed
   std::string category;
   std::string source = kSourceDataset;  // set by the store: replace_dataset() or add_image()
-  std::string split = "train";          // "train", "test", or "added" (add-anomaly)
+  Split split = Split::kTrain;
   bool anomalous = false;               // the label
   std::string defect = "good";          // defect type; "good" for normal images
   std::optional<float> score;           // PatchCore image score, when it was scored

@@ -15,14 +15,14 @@ std::vector<StoredImage> dataset_images(const Category& category,
   for (std::size_t i = 0; i < category.train.size() && i < train_embeddings.size(); ++i) {
     images.push_back({.path = category.train[i].image.string(),
                       .category = category.name,
-                      .split = "train",
+                      .split = Split::kTrain,
                       .embedding = train_embeddings[i]});
   }
   for (std::size_t i = 0; i < category.test.size() && i < test.size(); ++i) {
     const ImageResult& r = test[i];
     images.push_back({.path = category.test[i].image.string(),
                       .category = category.name,
-                      .split = "test",
+                      .split = Split::kTest,
                       .anomalous = r.label == 1,
                       .defect = r.defect,
                       .score = r.score,
@@ -101,7 +101,7 @@ ModelUpdate update_model(Model& model, const std::filesystem::path& model_file, 
     for (std::size_t i = 0; i < images.size(); ++i) {
       store.add_image({.path = images[i].string(),
                        .category = category,
-                       .split = "added",
+                       .split = Split::kAdded,
                        .score = predictions[i].score,
                        .verdict = predictions[i].verdict,
                        .embedding = predictions[i].embedding});

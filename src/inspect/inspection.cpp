@@ -103,7 +103,7 @@ ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64
   const std::int64_t image_id =
       store.add_image({.path = image.string(),
                        .category = info.category,
-                       .split = "added",
+                       .split = Split::kAdded,
                        .anomalous = defect,
                        .defect = defect ? resolution.defect : kGoodLabel,
                        .score = p.score,

@@ -40,7 +40,7 @@ nlohmann::json image_json(const StoredImage& image) {
                       {"path", image.path},
                       {"category", image.category},
                       {"source", image.source},
-                      {"split", image.split},
+                      {"split", split_name(image.split)},
                       {"anomalous", image.anomalous},
                       {"defect", image.defect},
                       {"verdict", verdict_name(image.verdict)}};
@@ -53,11 +53,11 @@ StoredImage image_from(const nlohmann::json& j) {
   image.id = json_integer<std::int64_t>(j.at("id"), "image id");
   image.path = j.at("path").get<std::string>();
   image.category = j.at("category").get<std::string>();
-  image.split = j.at("split").get<std::string>();
+  image.split = parse_split(j.at("split").get<std::string>(), "image split");
   // Stores written before sources existed marked added images by their split only.
-  image.source = j.contains("source")          ? j.at("source").get<std::string>()
-                 : image.split == kSourceAdded ? kSourceAdded
-                                               : kSourceDataset;
+  image.source = j.contains("source")           ? j.at("source").get<std::string>()
+                 : image.split == Split::kAdded ? kSourceAdded
+                                                : kSourceDataset;
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
   image.verdict = store::stored_verdict(j.at("verdict").get<std::string>());

@@ -30,7 +30,7 @@ StoredImage image_from(const pg::Result& r, int row) {
   image.id = std::stoll(r.text(row, 0));
   image.path = r.text(row, 1);
   image.category = r.text(row, 2);
-  image.split = r.text(row, 3);
+  image.split = parse_split(r.text(row, 3), "stored split");
   image.anomalous = r.text(row, 4) == "t";
   image.defect = r.text(row, 5);
   if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
@@ -104,7 +104,7 @@ class PostgresStore final : public VectorStore {
       rows.begin_row(8);
       rows.add_text(image.path);
       rows.add_text(category);
-      rows.add_text(image.split);
+      rows.add_text(split_name(image.split));
       rows.add_bool(image.anomalous);
       rows.add_text(image.defect);
       image.score ? rows.add_float(*image.score) : rows.add_null();
@@ -129,8 +129,8 @@ class PostgresStore final : public VectorStore {
     const pg::Result r = db_.exec(
         "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
         "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
-        {image.path, image.category, image.split, image.anomalous ? "true" : "false", image.defect,
-         image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
+        {image.path, image.category, split_name(image.split), image.anomalous ? "true" : "false",
+         image.defect, image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
          std::string(verdict_name(image.verdict)), pg::vector_text(image.embedding)});
     t.commit();
     return std::stoll(r.text(0, 0));

@@ -97,7 +97,7 @@ TEST(EmbeddedStore, AnotherProcessSeesTheChanges) {
   first->replace_dataset("leather", images);
   second->add_image({.path = "extra.png",
                      .category = "leather",
-                     .split = "added",
+                     .split = Split::kAdded,
                      .anomalous = true,
                      .defect = "cut",
                      .embedding = images[0].embedding});
@@ -213,7 +213,7 @@ TEST(EmbeddedStore, ReindexingKeepsAddedImages) {
   store->replace_dataset("tile", random_images(rng, "tile", 8, 6));
   const std::int64_t added = store->add_image({.path = "labelled/oil.png",
                                                .category = "tile",
-                                               .split = "added",
+                                               .split = Split::kAdded,
                                                .anomalous = true,
                                                .defect = "oil",
                                                .embedding = random_vector(rng, 6)});
@@ -296,6 +296,16 @@ TEST(EmbeddedStore, ForgedFilesAreRefused) {
             std::string::npos);
   EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1, "magic")})), 2, {1, 2}))
                 .find("source 'magic'"),
+            std::string::npos);
+  nlohmann::json later = image(1);
+  later["split"] = "later";
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({later})), 2, {1, 2}))
+                .find("image split is 'later'"),
+            std::string::npos);
+  nlohmann::json unheard = image(1);
+  unheard["verdict"] = "maybe";
+  EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({unheard})), 2, {1, 2}))
+                .find("stored verdict is 'maybe'"),
             std::string::npos);
   EXPECT_NE(refusal(forged_store(header(nlohmann::json::array({image(1)})), 2, {1, 2, 3}))
                 .find("size does not match"),

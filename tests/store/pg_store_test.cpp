@@ -98,7 +98,7 @@ TEST_F(PostgresStore, ReindexingKeepsAddedImages) {
   store->replace_dataset("tile", random_images(rng, "tile", 8, 6));
   const std::int64_t added = store->add_image({.path = "labelled/oil.png",
                                                .category = "tile",
-                                               .split = "added",
+                                               .split = Split::kAdded,
                                                .anomalous = true,
                                                .defect = "oil",
                                                .embedding = random_vector(rng, 6)});
@@ -302,14 +302,14 @@ TEST_F(PostgresStore, ReportsAndAddedAnomalies) {
   const std::vector<float> v = {1, 2, 3, 4};
   const std::int64_t id = store->add_image({.path = "fake/oil.png",
                                             .category = "tile",
-                                            .split = "added",
+                                            .split = Split::kAdded,
                                             .anomalous = true,
                                             .defect = "oil",
                                             .embedding = v});
   const auto stored = store->image(id);
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->embedding, v);
-  EXPECT_EQ(stored->split, "added");
+  EXPECT_EQ(stored->split, Split::kAdded);
   const auto matches = store->nearest(v, 3, {.category = "tile", .anomalous = true});
   ASSERT_EQ(matches.size(), 1u);
   EXPECT_NEAR(matches[0].similarity, 1.0, 1e-6);

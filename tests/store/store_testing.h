@@ -33,7 +33,7 @@ inline std::vector<StoredImage> random_images(std::mt19937& rng, const std::stri
     const bool anomalous = i % anomalous_every == anomalous_every - 1;
     images.push_back({.path = prefix + category + "/" + std::to_string(i) + ".png",
                       .category = category,
-                      .split = i % 2 ? "test" : "train",
+                      .split = i % 2 ? Split::kTest : Split::kTrain,
                       .anomalous = anomalous,
                       .defect = anomalous ? "crack" : "good",
                       .score = float(i) / 3,
