@@ -131,7 +131,7 @@ void store_file_seeds(const fs::path& out, const fs::path& scratch) {
                                {.path = "b.png", .category = "tile", .embedding = {0, 1, 0}}});
     const auto id = store->add_image({.path = "c.png",
                                       .category = "tile",
-                                      .split = Split::kAdded,
+                                      .split = pv::Split::kAdded,
                                       .anomalous = true,
                                       .defect = "crack",
                                       .embedding = {0, 0, 1}});
