@@ -64,6 +64,13 @@ constexpr const char* kFormatName = "patchvec-model";
 
 }  // namespace
 
+void set_backbone(ModelInfo& info, BackboneState backbone) {
+  info.backbone = std::move(backbone);
+  info.options.embedder.backbone = info.backbone.backbone;
+  info.options.embedder.weights = info.backbone.weights;
+  info.options.embedder.seed = info.backbone.seed;
+}
+
 nlohmann::json to_json(const ModelInfo& info) {
   nlohmann::json j = {
       {"format", kFormatName},
@@ -216,9 +223,7 @@ ModelInfo model_info_from(const nlohmann::json& j) {
     Fields::fail("backbone.weights_sha256", "is not a SHA-256 in hex");
   }
   info.backbone.seed = f.unsigned_integer("backbone.seed");
-  info.options.embedder.backbone = info.backbone.backbone;
-  info.options.embedder.weights = info.backbone.weights;
-  info.options.embedder.seed = info.backbone.seed;
+  set_backbone(info, info.backbone);  // options.embedder mirrors it (no tensors yet: a cheap copy)
   info.pretrained = f.flag("backbone.pretrained");
   info.options.embedder.image_size =
       static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));

@@ -11,6 +11,10 @@ namespace pv::patchcore {
 
 nlohmann::json to_json(const ModelInfo& info);
 
+// Sets info.backbone and the copies ModelInfo::options.embedder keeps of it (backbone, weights,
+// seed): the one place they are made equal.
+void set_backbone(ModelInfo& info, BackboneState backbone);
+
 // Every field present, of its type and within its range (a checksum proves a file unchanged,
 // not valid). Throws pv::Error naming the field: "field scoring.sigma is -1, outside ...".
 ModelInfo model_info_from(const nlohmann::json& metadata);
