@@ -5,6 +5,6 @@ build=${1:-build}
 "$build/bench/nn_bench" --benchmark_counters_tabular=true
 bench/embed_vs_pytorch.sh "$build"
 bench/patchcore_vs_pytorch.sh "$build"
-bench/memory_budget.sh "$build"
+bench/large_fit.sh "$build"
 bench/store_load.sh "$build"
 bench/service_load.sh "$build"

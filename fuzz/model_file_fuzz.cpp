@@ -18,7 +18,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto contents = pv::patchcore::read_model_bytes(bytes, "fuzz.pvm");
     const pv::ModelInfo info = pv::patchcore::model_info_from(contents.metadata);
     pv::patchcore::check_contents(info, contents);
-    const pv::patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
+    const pv::patchcore::Scorer scorer(contents.bank,
                                        {.num_neighbors = info.options.num_neighbors});
     const auto& g = info.grid;
     if (g.height * g.width * g.dim <= (1 << 16)) {  // what a backbone would give, kept small

@@ -25,6 +25,7 @@ struct TrainArgs {
   std::string json;
   bool no_evaluation = false;
   std::string upsampling = "bilinear";
+  std::string coreset = "fast";
   std::string threshold = "far:0.01";
   double max_false_alarm_rate = 0;  // 0: not given
   PatchCoreOptions model;
@@ -46,6 +47,7 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
           {"train_images", info.train_images},
           {"train_patches", info.train_patches},
           {"bank_size", info.bank_size},
+          {"coreset_method", coreset_method_name(info.options.coreset)},
           {"projection_dim", info.options.projection_dim},
           {"covering_radius", info.covering_radius},
           {"spilled_to_disk", fit.spilled},
@@ -55,7 +57,6 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
             {"embed_s", fit.embed_seconds},
             {"project_s", fit.project_seconds},
             {"coreset_s", fit.coreset_seconds},
-            {"bank_neighbors_s", fit.neighbors_seconds},
             {"fit_s", fit.total_seconds}}}};
 }
 
@@ -66,6 +67,7 @@ void run_train(const TrainArgs& args) {
   options.model.max_memory_bytes =
       args.max_memory.empty() ? default_memory_budget() : parse_bytes(args.max_memory);
   options.model.upsampling = parse_upsampling(args.upsampling, "--map-upsampling");
+  options.model.coreset = parse_coreset_method(args.coreset, "--coreset");
   options.thresholds =
       args.max_false_alarm_rate > 0
           ? parse_threshold_policy("far:" + std::to_string(args.max_false_alarm_rate),
@@ -140,6 +142,14 @@ Examples:
                   "Fraction of training patches kept in the memory bank (1 = all, no sampling)")
       ->capture_default_str()
       ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option(
+         "--coreset", args->coreset,
+         "How the bank is chosen: fast (rounds of centres, in parallel; a covering radius "
+         "within 2/0.95 of the optimum, within about 1 % of exact's on real data) or exact "
+         "(the textbook greedy selection, anomalib's)")
+      ->capture_default_str()
+      ->check(CLI::IsMember(
+          {coreset_method_name(CoresetMethod::kFast), coreset_method_name(CoresetMethod::kExact)}));
   cmd->add_option("--num-neighbors", args->model.num_neighbors,
                   "Bank neighbours used to re-weight the image score (1 = plain maximum)")
       ->capture_default_str()

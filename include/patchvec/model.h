@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include <patchvec/coreset.h>
 #include <patchvec/embedder.h>
 #include <patchvec/image.h>
 #include <patchvec/verdict.h>
@@ -28,7 +29,8 @@ MapUpsampling parse_upsampling(std::string_view name, std::string_view setting);
 
 struct PatchCoreOptions {
   EmbedderOptions embedder;
-  double coreset_ratio = 0.1;       // fraction of training patches kept in the bank; 1 = all
+  double coreset_ratio = 0.1;  // fraction of training patches kept in the bank; 1 = all
+  CoresetMethod coreset = CoresetMethod::kFast;
   std::int64_t projection_dim = 0;  // coreset selection space; 0 = Johnson-Lindenstrauss (eps 0.9)
   int num_neighbors = 9;            // image-score re-weighting; 1 = plain maximum
   // The one seed of a fit: the random backbone's initialisation (it replaces embedder.seed), the
@@ -137,7 +139,6 @@ struct FitReport {
   double embed_seconds = 0;      // reading images and the backbone
   double project_seconds = 0;    // random projection (included in embed_seconds)
   double coreset_seconds = 0;
-  double neighbors_seconds = 0;  // the bank's own nearest neighbours
   double total_seconds = 0;
   bool spilled = false;                // training patches went to a temporary file
   std::int64_t peak_memory_bytes = 0;  // of the process so far

@@ -108,11 +108,14 @@ sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor
       1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
   ProgressBar progress(label, static_cast<std::size_t>(centers), "centres");
   std::int64_t shown = 0;
-  sampling::KCenterResult selection = sampling::greedy_k_center(
-      points, {.centers = centers, .seed = options.seed, .on_progress = [&](std::int64_t n) {
-                 progress.advance(static_cast<std::size_t>(n - shown));
-                 shown = n;
-               }});
+  sampling::KCenterResult selection =
+      sampling::k_center(points, {.centers = centers,
+                                  .seed = options.seed,
+                                  .method = options.method,
+                                  .on_progress = [&](std::int64_t n) {
+                                    progress.advance(static_cast<std::size_t>(n - shown));
+                                    shown = n;
+                                  }});
   progress.finish();
   return selection;
 }

@@ -13,10 +13,13 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <patchvec/coreset.h>
+
 namespace pv::patchcore {
 
 struct BankOptions {
-  double coreset_ratio = 0.1;         // (0, 1]; 1 keeps every patch, no selection
+  double coreset_ratio = 0.1;  // (0, 1]; 1 keeps every patch, no selection
+  CoresetMethod method = CoresetMethod::kFast;
   std::int64_t projection_dim = 0;    // 0: anomalib's Johnson-Lindenstrauss dimension (eps 0.9)
   std::uint64_t seed = 0;             // projection matrix and first centre
   std::int64_t max_memory_bytes = 0;  // 0: no budget

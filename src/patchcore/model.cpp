@@ -164,7 +164,7 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std
         held_out, per_image,
         "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds));
     const patchcore::Scorer scorer(
-        bank, at::Tensor(), {.num_neighbors = options.num_neighbors, .search = search_options});
+        bank, {.num_neighbors = options.num_neighbors, .search = search_options});
     for (std::size_t i = fold; i < images; i += folds) {
       const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
                                      .reshape({1, grid.height, grid.width, grid.dim});
@@ -229,6 +229,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   const std::int64_t patches = static_cast<std::int64_t>(images.size()) * grid.height * grid.width;
   patchcore::MemoryBankBuilder builder(patches, grid.dim,
                                        {.coreset_ratio = options.coreset_ratio,
+                                        .method = options.coreset,
                                         .projection_dim = options.projection_dim,
                                         .seed = options.seed,
                                         .max_memory_bytes = options.max_memory_bytes});
@@ -252,20 +253,8 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   local.coreset_seconds = bank_report.coreset_seconds;
   local.spilled = bank_report.spilled;
 
-  clock.lap();
-  std::optional<ProgressBar> progress;  // only when the neighbours are computed at all
-  if (options.num_neighbors > 1 && bank.size(0) > 1) {
-    progress.emplace("bank neighbours", static_cast<std::size_t>(bank.size(0)), "vectors");
-  }
-  std::int64_t shown = 0;
-  patchcore::Scorer scorer(bank, at::Tensor(),
-                           {.num_neighbors = options.num_neighbors, .search = search_options},
-                           [&](std::int64_t n) {
-                             progress->advance(static_cast<std::size_t>(n - shown));
-                             shown = n;
-                           });
-  progress.reset();
-  local.neighbors_seconds = clock.lap();
+  patchcore::Scorer scorer(bank,
+                           {.num_neighbors = options.num_neighbors, .search = search_options});
 
   ModelInfo info;
   info.category = std::move(category);
@@ -311,7 +300,7 @@ Model Model::from_bank(Embedder embedder, std::span<const float> bank, ModelInfo
     const at::Tensor vectors =
         at::from_blob(const_cast<float*>(bank.data()), {info.bank_size, grid.dim}, at::kFloat)
             .clone();
-    patchcore::Scorer scorer(vectors, at::Tensor(), {.num_neighbors = info.options.num_neighbors});
+    patchcore::Scorer scorer(vectors, {.num_neighbors = info.options.num_neighbors});
     return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
   });
 }
@@ -321,7 +310,6 @@ void Model::save(const std::filesystem::path& path) const {
   patchcore::write_model_file(
       path, {.metadata = patchcore::to_json(info),
              .bank = impl_->scorer.bank(),
-             .bank_neighbors = impl_->scorer.bank_neighbors(),
              .batchnorm = info.backbone.batchnorm,
              .backbone = carries_weights(info) ? impl_->embedder.state(true).tensors
                                                : std::vector<std::byte>()});
@@ -384,8 +372,7 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
                   std::to_string(grid.width) + "x" + std::to_string(grid.dim));
     }
     try {
-      patchcore::Scorer scorer(contents.bank, contents.bank_neighbors,
-                               {.num_neighbors = info.options.num_neighbors});
+      patchcore::Scorer scorer(contents.bank, {.num_neighbors = info.options.num_neighbors});
       return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
     } catch (const Error& e) {
       throw Error(where + e.what());
@@ -469,7 +456,7 @@ UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> ima
     report.centres_added = static_cast<std::int64_t>(keep.size());
     const at::Tensor grown =
         keep.empty() ? bank : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))});
-    patchcore::Scorer scorer(grown, at::Tensor(), {.num_neighbors = info.options.num_neighbors});
+    patchcore::Scorer scorer(grown, {.num_neighbors = info.options.num_neighbors});
     // Nothing above changed the model; from here on nothing can fail.
     impl_->scorer = std::move(scorer);
     info.bank_size = grown.size(0);

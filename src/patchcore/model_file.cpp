@@ -43,11 +43,13 @@ std::span<const std::byte> bytes_of(const at::Tensor& tensor) {
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents) {
   const at::Tensor bank = contents.bank.to(at::kFloat).contiguous();
-  const at::Tensor neighbors = contents.bank_neighbors.to(at::kInt).contiguous();
-  std::vector<Section> sections = {
-      {"bank", bytes_of(bank), "F32", bank.sizes().vec()},
-      {"bank_neighbors", bytes_of(neighbors), "I32", neighbors.sizes().vec()},
-  };
+  std::vector<Section> sections = {{"bank", bytes_of(bank), "F32", bank.sizes().vec()}};
+  const at::Tensor neighbors = contents.bank_neighbors.defined()
+                                   ? contents.bank_neighbors.to(at::kInt).contiguous()
+                                   : at::Tensor();
+  if (neighbors.defined()) {
+    sections.push_back({"bank_neighbors", bytes_of(neighbors), "I32", neighbors.sizes().vec()});
+  }
   if (!contents.batchnorm.empty()) {
     sections.push_back({"batchnorm",
                         contents.batchnorm,
@@ -222,20 +224,23 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
       contents.bank.abs().max().item<float>() > kMaxBankValue) {
     throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
   }
-  const SectionEntry& neighbors = find_section(sections, "bank_neighbors", where);
-  if (neighbors.shape.size() != 2 || neighbors.shape[0] != bank.shape[0]) {
-    throw Error(where + "section bank_neighbors: shape must be [" + std::to_string(bank.shape[0]) +
-                ", k], one row per bank vector");
+  for (const auto& neighbors : sections) {
+    // Files of earlier versions carry the re-weighting neighbours: checked, then kept as read.
+    if (neighbors.name != "bank_neighbors") continue;
+    if (neighbors.shape.size() != 2 || neighbors.shape[0] != bank.shape[0]) {
+      throw Error(where + "section bank_neighbors: shape must be [" +
+                  std::to_string(bank.shape[0]) + ", k], one row per bank vector");
+    }
+    at::Tensor neighbor_indices = at::empty(neighbors.shape, at::kInt);
+    std::memcpy(neighbor_indices.data_ptr(), span_of(neighbors).data(), neighbors.bytes);
+    if (neighbor_indices.numel() > 0 &&
+        (neighbor_indices.min().item<std::int32_t>() < 0 ||
+         neighbor_indices.max().item<std::int64_t>() >= bank.shape[0])) {
+      throw Error(where + "section bank_neighbors: indices outside 0.." +
+                  std::to_string(bank.shape[0] - 1));
+    }
+    contents.bank_neighbors = neighbor_indices.to(at::kLong);
   }
-  at::Tensor neighbor_indices = at::empty(neighbors.shape, at::kInt);
-  std::memcpy(neighbor_indices.data_ptr(), span_of(neighbors).data(), neighbors.bytes);
-  if (neighbor_indices.numel() > 0 &&
-      (neighbor_indices.min().item<std::int32_t>() < 0 ||
-       neighbor_indices.max().item<std::int64_t>() >= bank.shape[0])) {
-    throw Error(where + "section bank_neighbors: indices outside 0.." +
-                std::to_string(bank.shape[0] - 1));
-  }
-  contents.bank_neighbors = neighbor_indices.to(at::kLong);
   for (const auto& s : sections) {
     if (s.name == "batchnorm") {
       const auto bn = span_of(s);

@@ -88,6 +88,7 @@ nlohmann::json to_json(const ModelInfo& info) {
       {"grid", {{"height", info.grid.height}, {"width", info.grid.width}, {"dim", info.grid.dim}}},
       {"coreset",
        {{"ratio", info.options.coreset_ratio},
+        {"method", coreset_method_name(info.options.coreset)},
         {"projection_dim", info.options.projection_dim},
         {"seed", info.options.seed},
         {"covering_radius", info.covering_radius},
@@ -232,6 +233,10 @@ ModelInfo model_info_from(const nlohmann::json& j) {
   info.grid = {f.integer("grid.height", 1, kMaxImageSize),
                f.integer("grid.width", 1, kMaxImageSize), f.integer("grid.dim", 1, 1 << 16)};
   info.options.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);
+  // Files before the fast method was chosen by exact selection.
+  info.options.coreset = f.has("coreset.method") ? parse_coreset_method(f.text("coreset.method"),
+                                                                        "field coreset.method")
+                                                 : CoresetMethod::kExact;
   info.options.projection_dim = f.integer("coreset.projection_dim", 0, 1 << 16);
   info.options.seed = f.unsigned_integer("coreset.seed");
   info.covering_radius = f.number("coreset.covering_radius", 0, 1e30);
@@ -283,11 +288,6 @@ void check_contents(const ModelInfo& info, const ModelFileContents& contents) {
     throw Error("section bank is " + std::to_string(contents.bank.size(0)) + " x " +
                 std::to_string(contents.bank.size(1)) + ", the metadata says " +
                 std::to_string(info.bank_size) + " x " + std::to_string(info.grid.dim));
-  }
-  const auto needed = std::min<std::int64_t>(info.options.num_neighbors, info.bank_size);
-  if (needed > 1 && contents.bank_neighbors.size(1) < needed) {
-    throw Error("section bank_neighbors has " + std::to_string(contents.bank_neighbors.size(1)) +
-                " neighbours per vector, scoring.num_neighbors needs " + std::to_string(needed));
   }
 }
 

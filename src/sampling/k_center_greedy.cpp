@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <string>
 
@@ -13,12 +14,29 @@
 
 #include "sampling/bf16_dot.h"
 
+namespace pv {
+
+const char* coreset_method_name(CoresetMethod method) {
+  return method == CoresetMethod::kExact ? "exact" : "fast";
+}
+
+CoresetMethod parse_coreset_method(std::string_view name, std::string_view setting) {
+  for (const CoresetMethod method : {CoresetMethod::kExact, CoresetMethod::kFast}) {
+    if (name == coreset_method_name(method)) return method;
+  }
+  throw Error(std::string(setting) + " is '" + std::string(name) + "', not exact or fast");
+}
+
+}  // namespace pv
+
 namespace pv::sampling {
 namespace {
 
 // Rounding slack for the pruning tests (distances come from |a|^2 + |b|^2 - 2 a.b in float32):
 // pruning must never skip a point the textbook loop would move.
 constexpr float kSlack = 1.0f + 1e-4f;
+// The same for bounds on distances themselves (region pruning): relative, plus distance_margin().
+constexpr float kBoundSlack = 1.0f + 1e-3f;
 
 // Points are stored as bfloat16: half the memory of float32, and products run on the CPU's
 // bf16 dot-product instructions. The rounding (2^-8 relative per coordinate) is far below the
@@ -43,6 +61,16 @@ class Bf16Points {
   float squared_distance(std::int64_t i, std::int64_t j) const {
     const float d2 = squared_norms_[i] + squared_norms_[j] - 2 * dot_(row(i), row(j), dim_);
     return d2 > 0 ? d2 : 0;
+  }
+
+  std::int64_t count() const { return norms_.size(0); }
+
+  // An absolute bound on the rounding error of a distance (not squared).
+  float distance_margin() const {
+    float largest = 0;
+    for (std::int64_t i = 0; i < norms_.size(0); ++i)
+      largest = std::max(largest, squared_norms_[i]);
+    return 1e-3f * std::sqrt(largest) + 1e-6f;
   }
 
   // Points are read in an order the hardware cannot guess: ask for the next rows early.
@@ -84,146 +112,345 @@ struct Cluster {
   std::vector<std::int32_t> members;
   float radius2 = 0;           // max squared distance of a member
   std::int32_t farthest = -1;  // that member (-1 when the cluster is only its centre)
+  std::uint32_t version = 0;   // changes whenever members or radius do (see Candidates)
+  std::int32_t region = -1;    // the region it is filed under (see Selection); -1: is one
+  float offset = 0;            // distance from its centre to its region's centre
 };
 
-// The members a new centre at squared distance `to_center` from the cluster's centre could take:
-// |x - i| >= |x - c| - |i - c|, so only those with |x - c| < 2 |i - c|.
-void candidates_of(const Cluster& cluster, float to_center, const float* min_d2,
-                   std::vector<std::int32_t>& out) {
-  out.clear();
-  for (const auto i : cluster.members) {
-    if (to_center < 4 * min_d2[i] * kSlack && i != cluster.center) out.push_back(i);
-  }
-}
-
+// Largest squared distance first; equal ones by point index, so that the selection never
+// depends on the order members happen to be in.
 void refresh_radius(Cluster& cluster, const float* min_d2) {
   cluster.radius2 = 0;
   cluster.farthest = -1;
   for (const auto i : cluster.members) {
-    if (min_d2[i] > cluster.radius2) {
+    if (min_d2[i] > cluster.radius2 || (min_d2[i] == cluster.radius2 && cluster.farthest >= 0 &&
+                                        i < cluster.farthest && min_d2[i] > 0)) {
       cluster.radius2 = min_d2[i];
       cluster.farthest = i;
     }
   }
+  ++cluster.version;
+}
+
+// The clusters by radius, widest first: a heap of (radius, cluster, version) entries where an
+// entry is stale once its cluster's version moved on (pushed again instead of updated in place).
+class Candidates {
+ public:
+  void push(const Cluster& cluster, std::int32_t index) {
+    heap_.push_back({cluster.radius2, cluster.farthest, index, cluster.version});
+    std::push_heap(heap_.begin(), heap_.end(), Entry::less);
+  }
+
+  // The widest cluster whose entry is current, removed from the heap; -1 when none is left.
+  std::int32_t pop(const std::vector<Cluster>& clusters) {
+    while (!heap_.empty()) {
+      std::pop_heap(heap_.begin(), heap_.end(), Entry::less);
+      const Entry top = heap_.back();
+      heap_.pop_back();
+      if (clusters[top.cluster].version == top.version) return top.cluster;
+    }
+    return -1;
+  }
+
+  // The widest current radius (squared), without removing it.
+  float widest(const std::vector<Cluster>& clusters) {
+    const std::int32_t c = pop(clusters);
+    if (c < 0) return 0;
+    push(clusters[c], c);
+    return clusters[c].radius2;
+  }
+
+ private:
+  struct Entry {
+    float radius2;
+    std::int32_t farthest;
+    std::int32_t cluster;
+    std::uint32_t version;
+    static bool less(const Entry& a, const Entry& b) {
+      if (a.radius2 != b.radius2) return a.radius2 < b.radius2;
+      return a.farthest > b.farthest;  // equal radii: the lower point index first
+    }
+  };
+  std::vector<Entry> heap_;
+};
+
+// A point a new centre takes from its cluster (phase 2 of a round).
+struct Proposal {
+  std::int32_t point;
+  std::int32_t centre;  // index into the round's new centres
+  float d2;
+};
+
+// Below this many member points to examine, a round's work stays on this thread: a parallel
+// region costs barriers, and a barrier waits for its slowest thread, which on a busy machine is
+// one the OS put aside (measured before this rule: a coreset of 0.6 s took 17.7 s with two other
+// processes busy).
+constexpr std::int64_t kSerialWork = 65536;
+// Centres are filed under the nearest of the first kRegions centres, so that a new centre can skip
+// whole regions by the triangle inequality instead of measuring its distance to every centre.
+constexpr std::int64_t kRegions = 256;
+// The fast method: how far below the widest radius a round's centres may be, and at most how many
+// a round takes (see KCenterOptions).
+constexpr double kFastEpsilon = 0.05;
+constexpr std::int64_t kFastBatch = 1024;
+// Member lists are handed out in pieces of this many points (a first cluster holds them all).
+constexpr std::int64_t kPiece = 8192;
+
+// Greedy k-center in rounds. A round takes the widest clusters' farthest points that are still at
+// least (1 - epsilon) times the widest radius away from every centre, counting the ones the round
+// took before them, and adds them as centres at once; epsilon = 0 and one centre per round is the
+// exact greedy. Rounds are what runs in parallel: measuring a round's centres against the clusters
+// they can take points from, and the points themselves.
+class Selection {
+ public:
+  Selection(const Bf16Points& points, std::int64_t first, int threads)
+      : points_(points),
+        count_(points.count()),
+        threads_(threads),
+        margin_(points.distance_margin()),
+        min_d2_(count_),
+        best_d2_(count_, std::numeric_limits<float>::infinity()),
+        best_centre_(count_, -1),
+        leaving_(count_, 0),
+        reach_(kRegions, 0),
+        region_members_(kRegions) {
+    at::parallel_for(0, count_, 2048, [&](std::int64_t begin, std::int64_t end) {
+      for (auto i = begin; i < end; ++i) min_d2_[i] = points_.squared_distance(i, first);
+    });
+    min_d2_[first] = 0;
+    Cluster root{.center = first};
+    root.members.resize(count_);
+    for (std::int64_t i = 0; i < count_; ++i) root.members[i] = static_cast<std::int32_t>(i);
+    refresh_radius(root, min_d2_.data());
+    clusters_.push_back(std::move(root));
+    candidates_.push(clusters_[0], 0);
+  }
+
+  // Adds at most `limit` centres (at least one unless every point is a centre or a duplicate of
+  // one) and returns them in selection order.
+  std::vector<std::int64_t> round(double epsilon, std::int64_t limit);
+
+  float covering_radius2() { return candidates_.widest(clusters_); }
+
+ private:
+  // Clusters a centre x may take points from (|x - c| < 2 r_c), with |x - c|^2 each.
+  void touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
+                  std::vector<float>& region_d) const;
+  void file_under_region(std::int32_t index, const std::vector<float>& region_d);
+
+  const Bf16Points& points_;
+  const std::int64_t count_;
+  const int threads_;
+  const float margin_;
+  std::vector<float> min_d2_;  // squared distance of each point to its nearest centre
+  std::vector<Cluster> clusters_;
+  Candidates candidates_;
+  std::vector<float> best_d2_;  // within a round: the nearest new centre of a point
+  std::vector<std::int32_t> best_centre_;
+  std::vector<std::uint8_t> leaving_;
+  std::vector<float> reach_;  // per region: max over its clusters of offset + 2 radius
+  std::vector<std::vector<std::int32_t>> region_members_;
+};
+
+void Selection::touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
+                           std::vector<float>& region_d) const {
+  touched.clear();
+  const auto regions =
+      std::min<std::int64_t>(static_cast<std::int64_t>(clusters_.size()), kRegions);
+  region_d.resize(regions);
+  auto consider = [&](std::int32_t c, float d2) {
+    // |x - c| >= 2 r_c: no member i (|i - c| <= r_c) is closer to x than to c.
+    if (d2 < 4 * clusters_[c].radius2 * kSlack) touched.emplace_back(c, d2);
+  };
+  for (std::int64_t g = 0; g < regions; ++g) {
+    const float d2 = points_.squared_distance(clusters_[g].center, x);
+    region_d[g] = std::sqrt(d2);
+    consider(static_cast<std::int32_t>(g), d2);
+  }
+  for (std::int64_t g = 0; g < regions; ++g) {
+    // |x - c| >= |x - g| - |c - g|: a region's clusters all lie within reach.
+    if (region_d[g] >= reach_[g] * kBoundSlack + margin_) continue;
+    for (const auto c : region_members_[g]) {
+      const Cluster& cluster = clusters_[c];
+      const float lower = region_d[g] - cluster.offset;
+      if (lower > 0 && lower >= 2 * std::sqrt(cluster.radius2) * kBoundSlack + margin_) continue;
+      consider(c, points_.squared_distance(cluster.center, x));
+    }
+  }
+}
+
+void Selection::file_under_region(std::int32_t index, const std::vector<float>& region_d) {
+  Cluster& cluster = clusters_[index];
+  if (index < kRegions || region_d.empty()) return;  // a region itself (region_d: round start)
+  const auto nearest = std::min_element(region_d.begin(), region_d.end()) - region_d.begin();
+  cluster.region = static_cast<std::int32_t>(nearest);
+  cluster.offset = region_d[nearest];
+  region_members_[nearest].push_back(index);
+  reach_[nearest] = std::max(reach_[nearest], cluster.offset + 2 * std::sqrt(cluster.radius2));
+}
+
+std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
+  // 1. The round's centres: the widest clusters' farthest points, in order, each kept when it is
+  // still far enough from the ones kept before it.
+  std::vector<std::int64_t> centres;
+  std::vector<std::int32_t> popped;
+  const float widest = candidates_.widest(clusters_);
+  const auto floor2 = static_cast<float>(widest * (1 - epsilon) * (1 - epsilon));
+  while (static_cast<std::int64_t>(centres.size()) < limit) {
+    const std::int32_t c = candidates_.pop(clusters_);
+    if (c < 0) break;
+    popped.push_back(c);
+    const Cluster& cluster = clusters_[c];
+    if (cluster.farthest < 0 || cluster.radius2 < floor2 || cluster.radius2 <= 0) break;
+    const std::int64_t x = cluster.farthest;
+    bool far = true;
+    for (const auto y : centres) {
+      if (points_.squared_distance(x, y) < floor2) {
+        far = false;
+        break;
+      }
+    }
+    if (far) centres.push_back(x);
+  }
+  if (centres.empty()) {
+    for (const auto c : popped) candidates_.push(clusters_[c], c);
+    return centres;
+  }
+
+  // 2. The clusters each new centre may take points from, then the points they take.
+  const auto n = static_cast<std::int64_t>(centres.size());
+  std::vector<std::vector<std::pair<std::int32_t, float>>> touched(n);
+  std::vector<std::vector<float>> region_d(n);
+  const bool share = threads_ > 1 && n > 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (share)
+  for (std::int64_t j = 0; j < n; ++j) touched_by(centres[j], touched[j], region_d[j]);
+
+  struct Piece {
+    std::int32_t centre;
+    std::int32_t cluster;
+    float center_d2;
+    std::int64_t begin, end;
+  };
+  std::vector<Piece> pieces;
+  std::int64_t work = 0;
+  for (std::int64_t j = 0; j < n; ++j) {
+    for (const auto& [c, d2] : touched[j]) {
+      const auto size = static_cast<std::int64_t>(clusters_[c].members.size());
+      for (std::int64_t begin = 0; begin < size; begin += kPiece) {
+        pieces.push_back(
+            {static_cast<std::int32_t>(j), c, d2, begin, std::min(size, begin + kPiece)});
+      }
+      work += size;
+    }
+  }
+  std::vector<std::vector<Proposal>> proposals(threads_);
+  const auto piece_count = static_cast<std::int64_t>(pieces.size());
+  const bool share_pieces = threads_ > 1 && piece_count > 1 && (work >= kSerialWork || n > 1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (share_pieces)
+  for (std::int64_t p = 0; p < piece_count; ++p) {
+    const Piece& piece = pieces[p];
+    const Cluster& cluster = clusters_[piece.cluster];
+    const std::int64_t x = centres[piece.centre];
+    auto& out = proposals[omp_get_thread_num()];
+    constexpr std::int64_t kAhead = 4;
+    // |x - i| >= |x - c| - |i - c|: only members with |x - c| < 2 |i - c| can move.
+    std::int32_t ahead[kAhead];
+    std::int64_t queued = 0;
+    auto measure = [&](std::int32_t i) {
+      const float d2 = points_.squared_distance(i, x);
+      if (d2 < min_d2_[i]) out.push_back({i, piece.centre, d2});
+    };
+    for (std::int64_t m = piece.begin; m < piece.end; ++m) {
+      const auto i = cluster.members[m];
+      if (i == cluster.center || !(piece.center_d2 < 4 * min_d2_[i] * kSlack)) continue;
+      points_.prefetch(i);
+      if (queued == kAhead) {
+        measure(ahead[0]);
+        std::copy(ahead + 1, ahead + kAhead, ahead);
+        --queued;
+      }
+      ahead[queued++] = i;
+    }
+    for (std::int64_t q = 0; q < queued; ++q) measure(ahead[q]);
+  }
+
+  // 3. Each point goes to its nearest centre (the lower index on a tie); clusters lose it.
+  std::vector<std::int32_t> moved;
+  for (const auto& list : proposals) {
+    for (const auto& p : list) {
+      if (best_centre_[p.point] < 0) moved.push_back(p.point);
+      if (p.d2 < best_d2_[p.point] ||
+          (p.d2 == best_d2_[p.point] && p.centre < best_centre_[p.point])) {
+        best_d2_[p.point] = p.d2;
+        best_centre_[p.point] = p.centre;
+      }
+    }
+  }
+  std::sort(moved.begin(), moved.end());
+  std::vector<std::int32_t> changed;
+  for (std::int64_t j = 0; j < n; ++j) {
+    for (const auto& [c, d2] : touched[j]) changed.push_back(c);
+  }
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  for (const auto i : moved) leaving_[i] = 1;
+  const auto changed_count = static_cast<std::int64_t>(changed.size());
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_) if (share_pieces)
+  for (std::int64_t k = 0; k < changed_count; ++k) {
+    Cluster& cluster = clusters_[changed[k]];
+    const auto before = cluster.members.size();
+    std::erase_if(cluster.members, [&](std::int32_t i) { return leaving_[i] != 0; });
+    if (cluster.members.size() == before) continue;
+    // min_d2 of the members that stay is unchanged: only the farthest may have left.
+    refresh_radius(cluster, min_d2_.data());
+  }
+  const auto first_new = static_cast<std::int32_t>(clusters_.size());
+  for (std::int64_t j = 0; j < n; ++j) clusters_.push_back(Cluster{.center = centres[j]});
+  for (const auto i : moved) {
+    min_d2_[i] = best_d2_[i];
+    clusters_[first_new + best_centre_[i]].members.push_back(i);
+    leaving_[i] = 0;
+    best_d2_[i] = std::numeric_limits<float>::infinity();
+    best_centre_[i] = -1;
+  }
+  for (std::int64_t j = 0; j < n; ++j) {
+    min_d2_[centres[j]] = 0;
+    const auto index = static_cast<std::int32_t>(first_new + j);
+    refresh_radius(clusters_[index], min_d2_.data());
+    file_under_region(index, region_d[j]);
+  }
+  // The region bound uses each cluster's radius when it was filed; radii only shrink after that.
+  for (const auto c : changed) candidates_.push(clusters_[c], c);
+  for (const auto c : popped) candidates_.push(clusters_[c], c);  // stale ones are skipped later
+  for (std::int64_t j = 0; j < n; ++j) {
+    const auto index = static_cast<std::int32_t>(first_new + j);
+    candidates_.push(clusters_[index], index);
+  }
+  return centres;
 }
 
 }  // namespace
 
-// Below these, a step of the selection runs on one thread (see greedy_k_center).
-constexpr std::int64_t kSerialCentres = 4096;  // centre distances
-constexpr std::int64_t kSerialWork = 65536;    // member points of the clusters a centre touches
-
-KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& options) {
+KCenterResult k_center(const at::Tensor& input, const KCenterOptions& options) {
   validate(input, options);
   const Bf16Points points(input);
   const std::int64_t count = input.size(0);
-
-  std::vector<float> min_d2(count);
-  std::vector<Cluster> clusters;
-  clusters.reserve(options.centers);
+  const bool fast = options.method == CoresetMethod::kFast;
+  const int threads = at::get_num_threads();
   KCenterResult result;
-
-  // The first centre owns every point.
   const std::int64_t first = random_start(count, options.seed);
-  at::parallel_for(0, count, 2048, [&](std::int64_t begin, std::int64_t end) {
-    for (auto i = begin; i < end; ++i) min_d2[i] = points.squared_distance(i, first);
-  });
-  min_d2[first] = 0;
-  Cluster root{.center = first};
-  root.members.resize(count);
-  for (std::int64_t i = 0; i < count; ++i) root.members[i] = static_cast<std::int32_t>(i);
-  refresh_radius(root, min_d2.data());
-  clusters.push_back(std::move(root));
+  Selection selection(points, first, threads);
   result.indices.push_back(first);
   if (options.on_progress) options.on_progress(1);
-
-  std::vector<float> center_d2;
-  const int threads = at::get_num_threads();
-  std::vector<std::vector<std::int32_t>> moved(threads);
-  std::vector<std::vector<std::int32_t>> scratch(threads);
-  std::vector<std::uint8_t> leaving(count, 0);
   while (static_cast<std::int64_t>(result.indices.size()) < options.centers) {
-    // The next centre: the point farthest from all centres.
-    const auto widest =
-        std::max_element(clusters.begin(), clusters.end(),
-                         [](const Cluster& a, const Cluster& b) { return a.radius2 < b.radius2; });
-    if (widest->farthest < 0) break;  // every point is a centre or a duplicate of one
-    const std::int64_t x = widest->farthest;
-
-    // Distances from x to every centre, then the clusters x may take points from.
-    center_d2.resize(clusters.size());
-    // Small steps run on this thread: a parallel region per centre costs barriers, and a barrier
-    // waits for its slowest thread, which on a busy machine is one the OS put aside (measured:
-    // a coreset of 0.6 s took 17.7 s with two other processes busy).
-    const auto cluster_count = static_cast<std::int64_t>(clusters.size());
-    at::parallel_for(0, cluster_count, std::max<std::int64_t>(kSerialCentres, 256),
-                     [&](std::int64_t begin, std::int64_t end) {
-                       for (auto c = begin; c < end; ++c) {
-                         center_d2[c] = points.squared_distance(clusters[c].center, x);
-                       }
-                     });
-    std::vector<std::int64_t> touched;
-    for (std::size_t c = 0; c < clusters.size(); ++c) {
-      // |x - c| >= 2 r_c means no member i (|i - c| <= r_c) is closer to x than to c.
-      if (center_d2[c] < 4 * clusters[c].radius2 * kSlack)
-        touched.push_back(static_cast<std::int64_t>(c));
-    }
-    for (auto& list : moved) list.clear();
-    // Cluster sizes vary by orders of magnitude: hand them out one at a time, and on several
-    // threads only when there is enough work to share (see above).
-    const auto touched_count = static_cast<std::int64_t>(touched.size());
-    std::int64_t work = 0;
-    for (const auto c : touched) work += static_cast<std::int64_t>(clusters[c].members.size());
-    const bool share = threads > 1 && touched_count > 1 && work >= kSerialWork;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads) if (share)
-    for (std::int64_t t = 0; t < touched_count; ++t) {
-      const int thread = omp_get_thread_num();
-      auto& taken = moved[thread];
-      auto& candidates = scratch[thread];
-      Cluster& cluster = clusters[touched[t]];
-      candidates_of(cluster, center_d2[touched[t]], min_d2.data(), candidates);
-      if (candidates.empty()) continue;
-      constexpr std::size_t kAhead = 4;
-      for (std::size_t j = 0; j < std::min(kAhead, candidates.size()); ++j)
-        points.prefetch(candidates[j]);
-      const std::size_t taken_before = taken.size();
-      for (std::size_t j = 0; j < candidates.size(); ++j) {
-        if (j + kAhead < candidates.size()) points.prefetch(candidates[j + kAhead]);
-        const auto i = candidates[j];
-        const float d2 = points.squared_distance(i, x);
-        if (d2 < min_d2[i]) {
-          min_d2[i] = d2;
-          taken.push_back(i);
-          leaving[i] = 1;
-        }
-      }
-      if (taken.size() == taken_before) continue;  // nobody left: members and radius unchanged
-      std::size_t kept = 0;
-      cluster.radius2 = 0;
-      cluster.farthest = -1;
-      for (const auto i : cluster.members) {
-        if (leaving[i]) {
-          leaving[i] = 0;
-          continue;
-        }
-        cluster.members[kept++] = i;
-        if (min_d2[i] > cluster.radius2) {
-          cluster.radius2 = min_d2[i];
-          cluster.farthest = i;
-        }
-      }
-      cluster.members.resize(kept);
-    }
-    Cluster fresh{.center = x};
-    for (const auto& list : moved)
-      fresh.members.insert(fresh.members.end(), list.begin(), list.end());
-    min_d2[x] = 0;
-    refresh_radius(fresh, min_d2.data());
-    clusters.push_back(std::move(fresh));
-    result.indices.push_back(x);
+    const std::int64_t left = options.centers - static_cast<std::int64_t>(result.indices.size());
+    const auto added =
+        selection.round(fast ? kFastEpsilon : 0.0, fast ? std::min(left, kFastBatch) : 1);
+    if (added.empty()) break;  // every point is a centre or a duplicate of one
+    result.indices.insert(result.indices.end(), added.begin(), added.end());
     if (options.on_progress) options.on_progress(static_cast<std::int64_t>(result.indices.size()));
   }
-
+  result.covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
   // Only duplicates are left: any of them will do.
   std::vector<bool> chosen(count, false);
   for (const auto i : result.indices) chosen[i] = true;
@@ -231,11 +458,6 @@ KCenterResult greedy_k_center(const at::Tensor& input, const KCenterOptions& opt
        ++i) {
     if (!chosen[i]) result.indices.push_back(i);
   }
-  const float covering =
-      std::max_element(clusters.begin(), clusters.end(), [](const Cluster& a, const Cluster& b) {
-        return a.radius2 < b.radius2;
-      })->radius2;
-  result.covering_radius = std::sqrt(static_cast<double>(covering));
   return result;
 }
 

@@ -1,10 +1,13 @@
 // Model files: round trips, and every kind of damage gives one clear error naming the file.
+#include "patchcore/model_file.h"
+
 #include <cmath>
 #include <cstring>
 #include <fstream>
 #include <functional>
 #include <limits>
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
@@ -71,6 +74,16 @@ class ModelFile : public ::testing::Test {
   std::filesystem::path saved() {
     const auto path = dir_ / "synthetic.pvm";
     model_->save(path);
+    return path;
+  }
+
+  // A file as earlier versions wrote it: with each bank vector's 9 nearest bank vectors.
+  std::filesystem::path saved_with_neighbours() {
+    const auto path = saved();
+    patchcore::ModelFileContents contents = patchcore::read_model_file(path);
+    contents.bank_neighbors =
+        std::get<1>(at::cdist(contents.bank, contents.bank).topk(9, 1, /*largest=*/false));
+    patchcore::write_model_file(path, contents);
     return path;
   }
 
@@ -256,8 +269,9 @@ class ForgedModelFile : public ModelFile {
  protected:
   // The one-line error for the forged file, which must name the file.
   std::string refusal(const std::function<void(Header&)>& edit,
-                      const std::function<void(Bytes&, const Header&)>& poke = {}) {
-    const auto path = saved();
+                      const std::function<void(Bytes&, const Header&)>& poke = {},
+                      bool with_neighbours = false) {
+    const auto path = with_neighbours ? saved_with_neighbours() : saved();
     forge(path, edit, poke);
     const std::string message = load_error(path);
     EXPECT_NE(message.find("synthetic.pvm"), std::string::npos) << message;
@@ -302,9 +316,12 @@ TEST_F(ForgedModelFile, NumbersOfTheWrongKind) {
 }
 
 TEST_F(ForgedModelFile, OverlappingSectionsAndStrangers) {
-  EXPECT_NE(refusal([](Header& h) {
-              h["sections"]["bank_neighbors"]["offset"] = h["sections"]["bank"]["offset"];
-            }).find("overlap"),
+  EXPECT_NE(refusal(
+                [](Header& h) {
+                  h["sections"]["bank_neighbors"]["offset"] = h["sections"]["bank"]["offset"];
+                },
+                {}, /*with_neighbours=*/true)
+                .find("overlap"),
             std::string::npos);
   EXPECT_NE(refusal([](Header& h) { h["sections"]["bank"]["dtype"] = "F16"; }).find("dtype F16"),
             std::string::npos);
@@ -332,9 +349,12 @@ TEST_F(ForgedModelFile, BankShapes) {
 TEST_F(ForgedModelFile, NeighbourIndicesOutOfRange) {
   const auto bank_size = model_->info().bank_size;
   for (const std::int32_t index : {static_cast<std::int32_t>(bank_size) + 5, std::int32_t{-1}}) {
-    const std::string message = refusal({}, [&](Bytes& bytes, const Header& h) {
-      put_at(bytes, section_offset(h, "bank_neighbors") + 4 * 10, index);
-    });
+    const std::string message = refusal(
+        {},
+        [&](Bytes& bytes, const Header& h) {
+          put_at(bytes, section_offset(h, "bank_neighbors") + 4 * 10, index);
+        },
+        /*with_neighbours=*/true);
     EXPECT_NE(message.find("bank_neighbors: indices outside"), std::string::npos) << message;
   }
 }
@@ -375,6 +395,8 @@ TEST_F(ForgedModelFile, FieldsOutOfRange) {
   EXPECT_NE(field("grid.height", 5).find("field grid is 5x"), std::string::npos);
   EXPECT_NE(field("coreset.bank_size", 3).find("section bank is"), std::string::npos);
   EXPECT_NE(field("coreset.ratio", 2.5).find("field coreset.ratio"), std::string::npos);
+  EXPECT_NE(field("coreset.method", "lazy").find("field coreset.method is 'lazy'"),
+            std::string::npos);
   EXPECT_NE(field("thresholds.image", "high").find("field thresholds.image"), std::string::npos);
   EXPECT_NE(field("category", "../../etc").find("category name"), std::string::npos);
   EXPECT_NE(field("backbone.name", "vgg16").find("vgg16"), std::string::npos);
@@ -416,6 +438,19 @@ TEST_F(ForgedModelFile, WeightsFromAnotherMachineAreFoundInTheCacheByTheirHash) 
   EXPECT_NO_THROW(Model::load(path));
 }
 
+TEST_F(ModelFile, FilesWithStoredNeighboursScoreAsBefore) {
+  // Earlier files stored the re-weighting neighbours; scoring now searches them, to the same
+  // scores.
+  const auto expected = model_->predict(images(true));
+  const Model loaded = Model::load(saved_with_neighbours());
+  expect_same(loaded.predict(images(true)), expected);
+  EXPECT_EQ(loaded.info().options.coreset, CoresetMethod::kFast);
+}
+
+TEST_F(ModelFile, NewFilesNoLongerStoreNeighbours) {
+  EXPECT_FALSE(patchcore::read_model_file(saved()).bank_neighbors.defined());
+}
+
 TEST_F(ForgedModelFile, ModelsOfTheFirstFormatStillLoad) {
   // Written before thresholds could come from good images: no method, rule or revision.
   const auto path = saved();
@@ -424,6 +459,7 @@ TEST_F(ForgedModelFile, ModelsOfTheFirstFormatStillLoad) {
       h["thresholds"].erase(key);
     h.erase("similarity");
     h.erase("revision");
+    h["coreset"].erase("method");
   });
   const Model loaded = Model::load(path);
   ASSERT_TRUE(loaded.info().thresholds.has_value());
@@ -431,6 +467,7 @@ TEST_F(ForgedModelFile, ModelsOfTheFirstFormatStillLoad) {
   EXPECT_EQ(loaded.info().thresholds->image, 3.5f);
   EXPECT_FALSE(loaded.info().similarity.has_value());
   EXPECT_EQ(loaded.info().revision, 1);
+  EXPECT_EQ(loaded.info().options.coreset, CoresetMethod::kExact);  // all there was then
 }
 
 TEST_F(ModelFile, NewFieldsRoundTrip) {

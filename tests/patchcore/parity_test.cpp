@@ -79,9 +79,14 @@ TEST_P(Parity, ImageScoresAndMapsMatchPyTorch) {
 
 INSTANTIATE_TEST_SUITE_P(NumNeighbors, Parity, ::testing::Values(9, 1));
 
-TEST(Coreset, CoveringRadiusWithinFivePercentOfAnomalibs) {
+class Coreset : public ::testing::TestWithParam<CoresetMethod> {};
+
+TEST_P(Coreset, CoveringRadiusWithinFivePercentOfAnomalibs) {
   const Split split = read_split();
-  const Model model = Model::fit(split.train, "synthetic", options(0.1, 9));
+  PatchCoreOptions o = options(0.1, 9);
+  o.coreset = GetParam();
+  const Model model = Model::fit(split.train, "synthetic", o);
+  EXPECT_EQ(model.info().options.coreset, GetParam());
   std::ifstream in(fixtures() / "coreset.json");
   const auto expected = nlohmann::json::parse(in);
   EXPECT_EQ(model.info().bank_size, expected["size"].get<std::int64_t>());
@@ -97,6 +102,10 @@ TEST(Coreset, CoveringRadiusWithinFivePercentOfAnomalibs) {
   RecordProperty("reference_covering_radius", std::to_string(reference_radius));
   EXPECT_NEAR(radius, reference_radius, 0.05 * reference_radius);
 }
+
+INSTANTIATE_TEST_SUITE_P(Methods, Coreset,
+                         ::testing::Values(CoresetMethod::kExact, CoresetMethod::kFast),
+                         [](const auto& info) { return coreset_method_name(info.param); });
 
 }  // namespace
 }  // namespace pv

@@ -50,37 +50,37 @@ TEST(KCenterGreedy, SameSelectionAsTheTextbookLoop) {
   at::set_num_threads(2);
   const at::Tensor points = clustered_points(5000, 24, 1);
   const KCenterOptions options{.centers = 500, .seed = 3};
-  const KCenterResult fast = greedy_k_center(points, options);
+  const KCenterResult exact = k_center(points, options);
   const KCenterResult naive = greedy_k_center_naive(points, options);
-  ASSERT_EQ(fast.indices.size(), 500u);
+  ASSERT_EQ(exact.indices.size(), 500u);
   // Both break exact ties differently and round differently; on continuous data they agree.
   std::size_t same_prefix = 0;
-  while (same_prefix < 500 && fast.indices[same_prefix] == naive.indices[same_prefix])
+  while (same_prefix < 500 && exact.indices[same_prefix] == naive.indices[same_prefix])
     ++same_prefix;
   EXPECT_GE(same_prefix, 450u);
-  EXPECT_NEAR(fast.covering_radius, naive.covering_radius, 1e-3 * naive.covering_radius);
+  EXPECT_NEAR(exact.covering_radius, naive.covering_radius, 1e-3 * naive.covering_radius);
   const at::Tensor rounded = points.to(at::kBFloat16).to(at::kFloat);  // what selection works on
-  EXPECT_NEAR(fast.covering_radius, covering_radius(rounded, fast.indices),
+  EXPECT_NEAR(exact.covering_radius, covering_radius(rounded, exact.indices),
               1e-3 * naive.covering_radius);
   // On the original points the rounding moves the radius by well under 1 %.
-  EXPECT_NEAR(fast.covering_radius, covering_radius(points, fast.indices),
+  EXPECT_NEAR(exact.covering_radius, covering_radius(points, exact.indices),
               1e-2 * naive.covering_radius);
 }
 
 TEST(KCenterGreedy, StartsAtTheSeededPointAndNeverRepeats) {
   const at::Tensor points = clustered_points(2000, 8, 2);
-  const KCenterResult result = greedy_k_center(points, {.centers = 300, .seed = 11});
-  const KCenterResult again = greedy_k_center(points, {.centers = 300, .seed = 11});
+  const KCenterResult result = k_center(points, {.centers = 300, .seed = 11});
+  const KCenterResult again = k_center(points, {.centers = 300, .seed = 11});
   EXPECT_EQ(result.indices, again.indices);
   EXPECT_EQ(std::set<std::int64_t>(result.indices.begin(), result.indices.end()).size(), 300u);
-  EXPECT_NE(greedy_k_center(points, {.centers = 300, .seed = 12}).indices[0], result.indices[0]);
+  EXPECT_NE(k_center(points, {.centers = 300, .seed = 12}).indices[0], result.indices[0]);
 }
 
 TEST(KCenterGreedy, CoveringRadiusShrinksWithMoreCentres) {
   const at::Tensor points = clustered_points(3000, 16, 3);
   double previous = 1e30;
   for (const std::int64_t centres : {10, 100, 1000}) {
-    const double radius = greedy_k_center(points, {.centers = centres}).covering_radius;
+    const double radius = k_center(points, {.centers = centres}).covering_radius;
     EXPECT_LT(radius, previous);
     previous = radius;
   }
@@ -88,29 +88,103 @@ TEST(KCenterGreedy, CoveringRadiusShrinksWithMoreCentres) {
 
 TEST(KCenterGreedy, AllPointsIsTheWholeSetWithRadiusZero) {
   const at::Tensor points = at::randn({50, 4});
-  const KCenterResult all = greedy_k_center(points, {.centers = 50});
+  const KCenterResult all = k_center(points, {.centers = 50});
   EXPECT_EQ(std::set<std::int64_t>(all.indices.begin(), all.indices.end()).size(), 50u);
   EXPECT_EQ(all.covering_radius, 0.0);
 }
 
 TEST(KCenterGreedy, DuplicatePointsStillGiveTheRequestedCount) {
   const at::Tensor points = at::cat({at::ones({30, 3}), at::zeros({30, 3})});
-  const KCenterResult result = greedy_k_center(points, {.centers = 10});
+  const KCenterResult result = k_center(points, {.centers = 10});
   EXPECT_EQ(std::set<std::int64_t>(result.indices.begin(), result.indices.end()).size(), 10u);
   EXPECT_EQ(result.covering_radius, 0.0);
 }
 
 TEST(KCenterGreedy, ReportsProgress) {
   std::int64_t last = 0;
-  greedy_k_center(at::randn({100, 4}),
-                  {.centers = 20, .on_progress = [&](std::int64_t n) { last = n; }});
+  k_center(at::randn({100, 4}), {.centers = 20, .on_progress = [&](std::int64_t n) { last = n; }});
   EXPECT_EQ(last, 20);
 }
 
+// The fast method's guarantee (k_center_greedy.h): its covering radius r_fast is within
+// 2 / (1 - eps) of the optimum, which the exact greedy's radius bounds from above; and the proof's
+// premise, checked directly: every centre was at least (1 - eps) r_fast from all earlier ones.
+TEST(KCenterFast, WithinTheProvenFactorOfExact) {
+  at::set_num_threads(2);
+  constexpr double kEpsilon = 0.05;
+  for (const std::int64_t seed : {1, 2, 3}) {
+    const at::Tensor points = clustered_points(6000, 24, seed);
+    const KCenterOptions exact{.centers = 600, .seed = 5};
+    KCenterOptions fast = exact;
+    fast.method = CoresetMethod::kFast;
+    const KCenterResult a = k_center(points, exact);
+    const KCenterResult b = k_center(points, fast);
+    ASSERT_EQ(b.indices.size(), 600u);
+    EXPECT_EQ(std::set<std::int64_t>(b.indices.begin(), b.indices.end()).size(), 600u);
+    EXPECT_LE(b.covering_radius, 2 / (1 - kEpsilon) * a.covering_radius);
+    // In practice it is far closer than the bound (the 5 % the issue asks for on real data).
+    EXPECT_LE(b.covering_radius, 1.05 * a.covering_radius) << "seed " << seed;
+    const at::Tensor rounded = points.to(at::kBFloat16).to(at::kDouble);
+    EXPECT_NEAR(b.covering_radius, covering_radius(rounded, b.indices), 1e-3 * b.covering_radius);
+    const at::Tensor centres = rounded.index_select(0, at::tensor(b.indices, at::kLong));
+    const at::Tensor gaps = at::cdist(centres, centres);
+    for (std::int64_t j = 1; j < 600; ++j) {
+      const double nearest_earlier = gaps[j].narrow(0, 0, j).min().item<double>();
+      EXPECT_GE(nearest_earlier, (1 - kEpsilon) * b.covering_radius * (1 - 1e-4)) << "centre " << j;
+    }
+  }
+}
+
+TEST(KCenterFast, DeterministicForASeedWhateverTheThreads) {
+  const at::Tensor points = clustered_points(20000, 16, 4);
+  const KCenterOptions options{.centers = 2000, .seed = 9, .method = CoresetMethod::kFast};
+  at::set_num_threads(2);
+  const KCenterResult two = k_center(points, options);
+  const KCenterResult again = k_center(points, options);
+  at::set_num_threads(1);
+  const KCenterResult one = k_center(points, options);
+  at::set_num_threads(2);
+  EXPECT_EQ(two.indices, again.indices);
+  EXPECT_EQ(two.indices, one.indices);
+  EXPECT_EQ(two.covering_radius, one.covering_radius);
+  KCenterOptions other = options;
+  other.seed = 10;
+  EXPECT_NE(k_center(points, other).indices, two.indices);
+}
+
+TEST(KCenterFast, EdgeCasesAsExact) {
+  for (const CoresetMethod method : {CoresetMethod::kExact, CoresetMethod::kFast}) {
+    const KCenterResult all = k_center(at::randn({50, 4}), {.centers = 50, .method = method});
+    EXPECT_EQ(std::set<std::int64_t>(all.indices.begin(), all.indices.end()).size(), 50u);
+    EXPECT_EQ(all.covering_radius, 0.0);
+    const at::Tensor duplicates = at::cat({at::ones({30, 3}), at::zeros({30, 3})});
+    const KCenterResult some = k_center(duplicates, {.centers = 10, .method = method});
+    EXPECT_EQ(std::set<std::int64_t>(some.indices.begin(), some.indices.end()).size(), 10u);
+    EXPECT_EQ(some.covering_radius, 0.0);
+    const KCenterResult one = k_center(at::randn({7, 2}), {.centers = 1, .method = method});
+    EXPECT_EQ(one.indices.size(), 1u);
+    std::int64_t last = 0;
+    k_center(at::randn({3000, 4}),
+             {.centers = 300, .method = method, .on_progress = [&](std::int64_t n) { last = n; }});
+    EXPECT_EQ(last, 300);
+  }
+}
+
+TEST(CoresetMethod, NamesAndParsing) {
+  EXPECT_STREQ(coreset_method_name(CoresetMethod::kFast), "fast");
+  EXPECT_EQ(parse_coreset_method("exact", "--coreset"), CoresetMethod::kExact);
+  try {
+    parse_coreset_method("quick", "--coreset");
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_STREQ(e.what(), "--coreset is 'quick', not exact or fast");
+  }
+}
+
 TEST(KCenterGreedy, ImpossibleRequestsAreErrors) {
-  EXPECT_THROW(greedy_k_center(at::randn({10, 3}), {.centers = 11}), Error);
-  EXPECT_THROW(greedy_k_center(at::randn({10, 3}), {.centers = 0}), Error);
-  EXPECT_THROW(greedy_k_center(at::empty({0, 3}), {.centers = 1}), Error);
+  EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 11}), Error);
+  EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 0}), Error);
+  EXPECT_THROW(k_center(at::empty({0, 3}), {.centers = 1}), Error);
 }
 
 }  // namespace

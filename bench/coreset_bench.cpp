@@ -1,0 +1,132 @@
+// Coreset selection on real patch embeddings, method against method: time, and the covering
+// radius both in the projected space selection runs in and in the full embedding space (the
+// largest distance from a training patch to its nearest selected patch).
+//
+//   coreset_bench EMBEDDINGS.npy [--images N] [--ratio R] [--method exact|fast|both]
+//                 [--threads T] [--full-radius]
+//
+// EMBEDDINGS.npy is `patchvec embed` of the training images (N x H x W x C float32).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <patchvec/npy.h>
+#include <patchvec/stopwatch.h>
+
+#include "sampling/k_center_greedy.h"
+#include "sampling/random_projection.h"
+#include "search/exact_search.h"
+
+namespace {
+
+double full_radius(const at::Tensor& patches, const std::vector<std::int64_t>& indices) {
+  const at::Tensor bank = patches.index_select(0, at::tensor(indices, at::kLong));
+  const pv::search::ExactSearch search(bank);
+  double worst = 0;
+  constexpr std::int64_t kChunk = 8192;
+  for (std::int64_t start = 0; start < patches.size(0); start += kChunk) {
+    const auto rows = std::min(kChunk, patches.size(0) - start);
+    worst = std::max(
+        worst, search.search(patches.narrow(0, start, rows), 1).distances.max().item<double>());
+  }
+  return worst;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: coreset_bench EMBEDDINGS.npy [--images N] [--ratio R] "
+                 "[--method exact|fast|both] [--threads T] [--full-radius]\n");
+    return 2;
+  }
+  std::int64_t images = 0;
+  double ratio = 0.1;
+  std::string method = "both";
+  int threads = 2;
+  bool full = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto value = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
+    if (arg == "--images")
+      images = std::stoll(value());
+    else if (arg == "--ratio")
+      ratio = std::stod(value());
+    else if (arg == "--method")
+      method = value();
+    else if (arg == "--threads")
+      threads = std::stoi(value());
+    else if (arg == "--full-radius")
+      full = true;
+    else {
+      std::fprintf(stderr, "unknown option %s\n", arg.c_str());
+      return 2;
+    }
+  }
+  at::set_num_threads(threads);
+  pv::Stopwatch clock;
+  pv::FloatArray array = pv::read_npy(argv[1]);
+  const std::int64_t total_images = array.shape.at(0);
+  const std::int64_t per_image = array.shape.at(1) * array.shape.at(2);
+  const std::int64_t dim = array.shape.at(3);
+  if (images <= 0 || images > total_images) images = total_images;
+  const at::Tensor patches =
+      at::from_blob(array.values.data(), {images * per_image, dim}, at::kFloat);
+  const double read_seconds = clock.lap();
+
+  const std::int64_t count = patches.size(0);
+  const pv::sampling::RandomProjection projection(
+      dim, std::min(pv::sampling::johnson_lindenstrauss_dim(count), dim), 0);
+  at::Tensor projected = at::empty({count, projection.output_dim()}, at::kBFloat16);
+  for (std::int64_t start = 0; start < count; start += 65536) {
+    const auto rows = std::min<std::int64_t>(65536, count - start);
+    projected.narrow(0, start, rows).copy_(projection.apply(patches.narrow(0, start, rows)));
+  }
+  const double project_seconds = clock.lap();
+  const auto centres = std::max<std::int64_t>(1, static_cast<std::int64_t>(count * ratio));
+  std::printf(
+      "%lld images, %lld patches -> %lld centres, projected to %lld-d; read %.1f s, "
+      "projection %.1f s, %d threads\n",
+      static_cast<long long>(images), static_cast<long long>(count),
+      static_cast<long long>(centres), static_cast<long long>(projection.output_dim()),
+      read_seconds, project_seconds, threads);
+
+  std::vector<std::string> methods;
+  if (method == "both")
+    methods = {"fast", "exact"};
+  else
+    methods = {method};
+  double exact_full = 0, fast_full = 0;
+  for (const auto& name : methods) {
+    clock.lap();
+    std::int64_t rounds = 0;  // progress is reported once per round
+    const pv::sampling::KCenterOptions options{
+        .centers = centres,
+        .seed = 0,
+        .method = name == "exact" ? pv::CoresetMethod::kExact : pv::CoresetMethod::kFast,
+        .on_progress = [&](std::int64_t) { ++rounds; }};
+    const pv::sampling::KCenterResult result = pv::sampling::k_center(projected, options);
+    const double seconds = clock.lap();
+    double radius = 0;
+    if (full) {
+      radius = full_radius(patches, result.indices);
+      (name == "exact" ? exact_full : fast_full) = radius;
+    }
+    std::printf("%-5s selection %.1f s, covering radius %.4f projected", name.c_str(), seconds,
+                result.covering_radius);
+    std::printf(", %lld rounds", static_cast<long long>(rounds));
+    if (full) std::printf(", %.4f full (%.1f s)", radius, clock.lap());
+    std::printf("\n");
+    std::fflush(stdout);
+  }
+  if (exact_full > 0 && fast_full > 0) {
+    std::printf("fast/exact covering radius in the full space: %.4f\n", fast_full / exact_full);
+  }
+  return 0;
+}

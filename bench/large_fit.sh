@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# A large category: 1,000 images at a 10 % coreset (784,000 training patches -> 78,400 centres)
+# under --max-memory 4G, fitted with the default (fast) coreset; then coreset selection alone,
+# fast against exact, on the first 200 images' real embeddings, with the covering radius measured
+# in the full 1536-d space. Ends with one summary line; fails when the peak resident memory
+# exceeds 4 GiB or coreset selection takes longer than the backbone.
+#
+#   bench/large_fit.sh [BUILD_DIR] [IMAGES] [CORESET_RATIO] [SUBSET_IMAGES]
+set -euo pipefail
+build=${1:-build}
+images=${2:-1000}
+ratio=${3:-0.1}
+subset=${4:-200}
+python=/usr/bin/python3
+work="$build/bench-data/memory"
+mkdir -p "$work"
+# A small labelled test split: thresholds F1-optimal on it, so that the fit is measured alone
+# (thresholds from good images cross-fit a second bank on the training images).
+if [ ! -d "$work/data/sample/train/good" ] || [ ! -d "$work/data/sample/test" ] || \
+   [ "$(ls "$work/data/sample/train/good" | wc -l)" -ne "$images" ]; then
+  rm -rf "$work/data"
+  $python scripts/make-sample-data.py "$work/data" --train "$images" --test-good 4 --test-bad 4 --size 256 --seed 9
+fi
+weights="$build/bench-data/patchcore/weights.safetensors"
+[ -f "$weights" ] || $python scripts/export-weights.py wide_resnet50_2 "$weights" --random-seed 0
+nproc_=$(nproc)
+start=$EPOCHREALTIME
+"$build/patchvec" -q train --data "$work/data" --category sample --weights "$weights" \
+  --coreset-ratio "$ratio" --max-memory 4G --threshold f1 --out "$work/models" --json "$work/train.json" >/dev/null
+wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')
+
+# Coreset selection alone on a subset where the exact method's bank can be checked in the full
+# space: the first SUBSET_IMAGES training images, embedded once.
+mkdir -p "$work/subset/sample/train/good"
+ls "$work/data/sample/train/good" | sort | head -n "$subset" | while read -r f; do
+  ln -sf "$(realpath "$work/data/sample/train/good/$f")" "$work/subset/sample/train/good/$f"
+done
+[ -f "$work/subset.npy" ] || "$build/patchvec" -q embed --data "$work/subset" --category sample \
+  --weights "$weights" --out "$work/subset.npy" >/dev/null
+"$build/bench/coreset_bench" "$work/subset.npy" --ratio "$ratio" --method both --full-radius \
+  | tee "$work/coreset.txt"
+
+$python - "$work/train.json" "$wall" "$work/coreset.txt" "$subset" "$nproc_" <<'PY'
+import json, re, sys
+fit = json.load(open(sys.argv[1]))[0]["fit"]
+wall = float(sys.argv[2])
+text = open(sys.argv[3]).read()
+peak = fit["peak_memory_bytes"] / 2**30
+t = fit["timings"]
+after = t["coreset_s"] + t["project_s"]
+sel = {m: (float(s), float(r)) for m, s, r in
+       re.findall(r"^(fast|exact)\s+selection ([\d.]+) s, covering radius [\d.]+ projected, \d+ rounds, ([\d.]+) full", text, re.M)}
+ratio = sel["fast"][1] / sel["exact"][1]
+print(f"large fit: {fit['train_images']} images, {fit['train_patches']} patches -> bank {fit['bank_size']} "
+      f"({fit['coreset_method']}), spilled {fit['spilled_to_disk']}; backbone {t['embed_s']:.0f} s, "
+      f"projection {t['project_s']:.0f} s, coreset {t['coreset_s']:.0f} s, fit {t['fit_s']:.0f} s, "
+      f"wall {wall:.0f} s, peak {peak:.2f} GiB on {sys.argv[5]} cores | {sys.argv[4]} images: "
+      f"fast {sel['fast'][0]:.1f} s vs exact {sel['exact'][0]:.1f} s, full-space covering radius "
+      f"fast/exact {ratio:.4f}")
+ok = peak <= 4.0 and after <= t["embed_s"] and ratio <= 1.05
+sys.exit(0 if ok else 1)
+PY
