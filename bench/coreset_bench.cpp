@@ -8,12 +8,12 @@
 // EMBEDDINGS.npy is `patchvec embed` of the training images (N x H x W x C float32).
 #include <algorithm>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
 
 #include <patchvec/npy.h>
 #include <patchvec/stopwatch.h>
@@ -40,38 +40,26 @@ double full_radius(const at::Tensor& patches, const std::vector<std::int64_t>& i
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) {
-    std::fprintf(stderr,
-                 "usage: coreset_bench EMBEDDINGS.npy [--images N] [--ratio R] "
-                 "[--method exact|fast|both] [--threads T] [--full-radius]\n");
-    return 2;
-  }
+  CLI::App app("Coreset selection on real patch embeddings: fast against exact");
+  std::string embeddings;
   std::int64_t images = 0;
   double ratio = 0.1;
   std::string method = "both";
   int threads = 2;
   bool full = false;
-  for (int i = 2; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&] { return i + 1 < argc ? std::string(argv[++i]) : std::string(); };
-    if (arg == "--images")
-      images = std::stoll(value());
-    else if (arg == "--ratio")
-      ratio = std::stod(value());
-    else if (arg == "--method")
-      method = value();
-    else if (arg == "--threads")
-      threads = std::stoi(value());
-    else if (arg == "--full-radius")
-      full = true;
-    else {
-      std::fprintf(stderr, "unknown option %s\n", arg.c_str());
-      return 2;
-    }
-  }
+  app.add_option("embeddings", embeddings, "`patchvec embed` output (N x H x W x C float32 .npy)")
+      ->required();
+  app.add_option("--images", images, "Use the first N images (0: all)");
+  app.add_option("--ratio", ratio, "Coreset ratio")->capture_default_str();
+  app.add_option("--method", method, "exact, fast or both")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"exact", "fast", "both"}));
+  app.add_option("--threads", threads, "Compute threads")->capture_default_str();
+  app.add_flag("--full-radius", full, "Also measure the covering radius in the full space");
+  CLI11_PARSE(app, argc, argv);
   at::set_num_threads(threads);
   pv::Stopwatch clock;
-  pv::FloatArray array = pv::read_npy(argv[1]);
+  pv::FloatArray array = pv::read_npy(embeddings);
   const std::int64_t total_images = array.shape.at(0);
   const std::int64_t per_image = array.shape.at(1) * array.shape.at(2);
   const std::int64_t dim = array.shape.at(3);

@@ -18,7 +18,7 @@ mkdir -p "$work"
 # (thresholds from good images cross-fit a second bank on the training images).
 if [ ! -d "$work/data/sample/train/good" ] || [ ! -d "$work/data/sample/test" ] || \
    [ "$(ls "$work/data/sample/train/good" | wc -l)" -ne "$images" ]; then
-  rm -rf "$work/data"
+  rm -rf "$work/data" "$work/subset" "$work/subset.npy"  # the subset's embeddings are of the old data
   $python scripts/make-sample-data.py "$work/data" --train "$images" --test-good 4 --test-bad 4 --size 256 --seed 9
 fi
 weights="$build/bench-data/patchcore/weights.safetensors"

@@ -44,10 +44,9 @@ std::span<const std::byte> bytes_of(const at::Tensor& tensor) {
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents) {
   const at::Tensor bank = contents.bank.to(at::kFloat).contiguous();
   std::vector<Section> sections = {{"bank", bytes_of(bank), "F32", bank.sizes().vec()}};
-  const at::Tensor neighbors = contents.bank_neighbors.defined()
-                                   ? contents.bank_neighbors.to(at::kInt).contiguous()
-                                   : at::Tensor();
-  if (neighbors.defined()) {
+  at::Tensor neighbors;  // outlives `sections`, which point into it
+  if (contents.bank_neighbors.defined()) {
+    neighbors = contents.bank_neighbors.to(at::kInt).contiguous();
     sections.push_back({"bank_neighbors", bytes_of(neighbors), "I32", neighbors.sizes().vec()});
   }
   if (!contents.batchnorm.empty()) {
@@ -170,6 +169,24 @@ const SectionEntry& find_section(const std::vector<SectionEntry>& sections, cons
   throw Error(where + "section " + name + " is missing");
 }
 
+// The re-weighting neighbours earlier versions stored: checked (one row per bank vector, indices
+// inside the bank), then kept as read.
+at::Tensor neighbour_indices(const SectionEntry& section, std::span<const std::byte> bytes,
+                             std::int64_t bank_rows, const std::string& where) {
+  if (section.shape.size() != 2 || section.shape[0] != bank_rows) {
+    throw Error(where + "section bank_neighbors: shape must be [" + std::to_string(bank_rows) +
+                ", k], one row per bank vector");
+  }
+  at::Tensor indices = at::empty(section.shape, at::kInt);
+  std::memcpy(indices.data_ptr(), bytes.data(), section.bytes);
+  if (indices.numel() > 0 &&
+      (indices.min().item<std::int32_t>() < 0 || indices.max().item<std::int64_t>() >= bank_rows)) {
+    throw Error(where + "section bank_neighbors: indices outside 0.." +
+                std::to_string(bank_rows - 1));
+  }
+  return indices.to(at::kLong);
+}
+
 }  // namespace
 
 ModelFileContents read_model_file(const std::filesystem::path& path) {
@@ -224,23 +241,6 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
       contents.bank.abs().max().item<float>() > kMaxBankValue) {
     throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
   }
-  for (const auto& neighbors : sections) {
-    // Files of earlier versions carry the re-weighting neighbours: checked, then kept as read.
-    if (neighbors.name != "bank_neighbors") continue;
-    if (neighbors.shape.size() != 2 || neighbors.shape[0] != bank.shape[0]) {
-      throw Error(where + "section bank_neighbors: shape must be [" +
-                  std::to_string(bank.shape[0]) + ", k], one row per bank vector");
-    }
-    at::Tensor neighbor_indices = at::empty(neighbors.shape, at::kInt);
-    std::memcpy(neighbor_indices.data_ptr(), span_of(neighbors).data(), neighbors.bytes);
-    if (neighbor_indices.numel() > 0 &&
-        (neighbor_indices.min().item<std::int32_t>() < 0 ||
-         neighbor_indices.max().item<std::int64_t>() >= bank.shape[0])) {
-      throw Error(where + "section bank_neighbors: indices outside 0.." +
-                  std::to_string(bank.shape[0] - 1));
-    }
-    contents.bank_neighbors = neighbor_indices.to(at::kLong);
-  }
   for (const auto& s : sections) {
     if (s.name == "batchnorm") {
       const auto bn = span_of(s);
@@ -248,6 +248,8 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
     } else if (s.name == "backbone") {
       const auto tensors = span_of(s);
       contents.backbone.assign(tensors.begin(), tensors.end());
+    } else if (s.name == "bank_neighbors") {  // files of earlier versions only
+      contents.bank_neighbors = neighbour_indices(s, span_of(s), bank.shape[0], where);
     }
   }
   header.erase("sections");

@@ -25,27 +25,24 @@ Scores Scorer::score(const at::Tensor& embeddings) const {
   const at::Tensor distances = nearest.distances.view({batch, height * width});
   const at::Tensor locations = nearest.indices.view({batch, height * width});
 
-  at::Tensor image_scores = at::empty({batch}, at::kFloat);
+  const at::Tensor maps = distances.view({batch, height, width});
+  const at::Tensor worst = distances.argmax(1, /*keepdim=*/true);  // each image's s* patch
+  const at::Tensor s_star = distances.gather(1, worst).squeeze(1);
   const auto k = std::min<std::int64_t>(options_.num_neighbors, bank_.size(0));
-  const at::Tensor worst = distances.argmax(1);  // each image's s* patch
-  if (k <= 1) {
-    image_scores.copy_(distances.gather(1, worst.unsqueeze(1)).squeeze(1));
-    return {distances.view({batch, height, width}), image_scores};
-  }
+  if (k <= 1) return {maps, s_star};
   // N: the k nearest bank vectors of each image's m*.
-  const at::Tensor m_stars = locations.gather(1, worst.unsqueeze(1)).squeeze(1);
+  const at::Tensor m_stars = locations.gather(1, worst).squeeze(1);
   const at::Tensor supports =
       search_.search(bank_.index_select(0, m_stars), static_cast<int>(k)).indices;
+  at::Tensor image_scores = at::empty({batch}, at::kFloat);
   for (std::int64_t b = 0; b < batch; ++b) {
-    const std::int64_t w = worst[b].item<std::int64_t>();
-    const float s_star = distances[b][w].item<float>();
     const at::Tensor support = bank_.index_select(0, supports[b]);
-    const at::Tensor patch = patches[b * height * width + w];
+    const at::Tensor patch = patches[b * height * width + worst[b][0].item<std::int64_t>()];
     const at::Tensor to_support = (support - patch).pow(2).sum(1).sqrt();
     const double weight = 1.0 - at::softmax(to_support.to(at::kDouble), 0)[0].item<double>();
-    image_scores[b] = static_cast<float>(weight * s_star);
+    image_scores[b] = static_cast<float>(weight * s_star[b].item<float>());
   }
-  return {distances.view({batch, height, width}), image_scores};
+  return {maps, image_scores};
 }
 
 }  // namespace pv::patchcore

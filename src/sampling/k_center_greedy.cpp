@@ -68,8 +68,7 @@ class Bf16Points {
   // An absolute bound on the rounding error of a distance (not squared).
   float distance_margin() const {
     float largest = 0;
-    for (std::int64_t i = 0; i < norms_.size(0); ++i)
-      largest = std::max(largest, squared_norms_[i]);
+    for (std::int64_t i = 0; i < count(); ++i) largest = std::max(largest, squared_norms_[i]);
     return 1e-3f * std::sqrt(largest) + 1e-6f;
   }
 
@@ -113,7 +112,6 @@ struct Cluster {
   float radius2 = 0;           // max squared distance of a member
   std::int32_t farthest = -1;  // that member (-1 when the cluster is only its centre)
   std::uint32_t version = 0;   // changes whenever members or radius do (see Candidates)
-  std::int32_t region = -1;    // the region it is filed under (see Selection); -1: is one
   float offset = 0;            // distance from its centre to its region's centre
 };
 
@@ -123,8 +121,8 @@ void refresh_radius(Cluster& cluster, const float* min_d2) {
   cluster.radius2 = 0;
   cluster.farthest = -1;
   for (const auto i : cluster.members) {
-    if (min_d2[i] > cluster.radius2 || (min_d2[i] == cluster.radius2 && cluster.farthest >= 0 &&
-                                        i < cluster.farthest && min_d2[i] > 0)) {
+    if (min_d2[i] > cluster.radius2 ||
+        (min_d2[i] == cluster.radius2 && cluster.farthest >= 0 && i < cluster.farthest)) {
       cluster.radius2 = min_d2[i];
       cluster.farthest = i;
     }
@@ -134,6 +132,8 @@ void refresh_radius(Cluster& cluster, const float* min_d2) {
 
 // The clusters by radius, widest first: a heap of (radius, cluster, version) entries where an
 // entry is stale once its cluster's version moved on (pushed again instead of updated in place).
+// The caller keeps exactly one current entry per cluster: it pushes a cluster again when it
+// changed or when its entry was popped.
 class Candidates {
  public:
   void push(const Cluster& cluster, std::int32_t index) {
@@ -154,10 +154,11 @@ class Candidates {
 
   // The widest current radius (squared), without removing it.
   float widest(const std::vector<Cluster>& clusters) {
-    const std::int32_t c = pop(clusters);
-    if (c < 0) return 0;
-    push(clusters[c], c);
-    return clusters[c].radius2;
+    while (!heap_.empty() && clusters[heap_.front().cluster].version != heap_.front().version) {
+      std::pop_heap(heap_.begin(), heap_.end(), Entry::less);
+      heap_.pop_back();
+    }
+    return heap_.empty() ? 0 : heap_.front().radius2;
   }
 
  private:
@@ -283,7 +284,6 @@ void Selection::file_under_region(std::int32_t index, const std::vector<float>& 
   Cluster& cluster = clusters_[index];
   if (index < kRegions || region_d.empty()) return;  // a region itself (region_d: round start)
   const auto nearest = std::min_element(region_d.begin(), region_d.end()) - region_d.begin();
-  cluster.region = static_cast<std::int32_t>(nearest);
   cluster.offset = region_d[nearest];
   region_members_[nearest].push_back(index);
   reach_[nearest] = std::max(reach_[nearest], cluster.offset + 2 * std::sqrt(cluster.radius2));
@@ -301,7 +301,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     if (c < 0) break;
     popped.push_back(c);
     const Cluster& cluster = clusters_[c];
-    if (cluster.farthest < 0 || cluster.radius2 < floor2 || cluster.radius2 <= 0) break;
+    if (cluster.farthest < 0 || cluster.radius2 < floor2) break;  // no point outside a centre
     const std::int64_t x = cluster.farthest;
     bool far = true;
     for (const auto y : centres) {
@@ -395,6 +395,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
   changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
   for (const auto i : moved) leaving_[i] = 1;
   const auto changed_count = static_cast<std::int64_t>(changed.size());
+  std::vector<std::uint8_t> lost(changed_count, 0);  // members left it: a new radius
 #pragma omp parallel for schedule(dynamic, 16) num_threads(threads_) if (share_pieces)
   for (std::int64_t k = 0; k < changed_count; ++k) {
     Cluster& cluster = clusters_[changed[k]];
@@ -403,6 +404,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     if (cluster.members.size() == before) continue;
     // min_d2 of the members that stay is unchanged: only the farthest may have left.
     refresh_radius(cluster, min_d2_.data());
+    lost[k] = 1;
   }
   const auto first_new = static_cast<std::int32_t>(clusters_.size());
   for (std::int64_t j = 0; j < n; ++j) clusters_.push_back(Cluster{.center = centres[j]});
@@ -420,8 +422,15 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     file_under_region(index, region_d[j]);
   }
   // The region bound uses each cluster's radius when it was filed; radii only shrink after that.
-  for (const auto c : changed) candidates_.push(clusters_[c], c);
-  for (const auto c : popped) candidates_.push(clusters_[c], c);  // stale ones are skipped later
+  // One current heap entry per cluster: again for those that changed, and for those popped
+  // (their entry is gone) unless they changed.
+  for (std::int64_t k = 0; k < changed_count; ++k) {
+    if (lost[k]) candidates_.push(clusters_[changed[k]], changed[k]);
+  }
+  for (const auto c : popped) {
+    const auto at = std::lower_bound(changed.begin(), changed.end(), c) - changed.begin();
+    if (at == changed_count || changed[at] != c || !lost[at]) candidates_.push(clusters_[c], c);
+  }
   for (std::int64_t j = 0; j < n; ++j) {
     const auto index = static_cast<std::int32_t>(first_new + j);
     candidates_.push(clusters_[index], index);
