@@ -34,6 +34,33 @@ void add_embedder_options(CLI::App& command, EmbedderOptions& options) {
   add_image_limit_option(command, options.image_limits);
 }
 
+void add_tiling_options(CLI::App& command, TilingOptions& options) {
+  command
+      .add_option("--tile", options.size,
+                  "Cut each image into tiles of this many pixels (at --tile-scale of its own "
+                  "resolution) instead of resizing it to --image-size: for high-resolution "
+                  "images with small defects. Each tile is a network input; maps are stitched "
+                  "(0 = no tiling)")
+      ->capture_default_str();
+  command
+      .add_option("--tile-overlap", options.overlap,
+                  "Pixels neighbouring tiles share (blended in the map)")
+      ->capture_default_str();
+  command
+      .add_option("--tile-scale", options.scale,
+                  "Resize images by this factor before tiling (1 = native resolution)")
+      ->capture_default_str();
+}
+
+void add_tiling_override_options(CLI::App& command, TilingOverride& options) {
+  command.add_option("--tile", options.size,
+                     "Tiles of this many pixels instead of the model's (default: as trained)");
+  command.add_option("--tile-overlap", options.overlap,
+                     "Pixels neighbouring tiles share (default: as trained)");
+  command.add_option("--tile-scale", options.scale,
+                     "Resize factor before tiling (default: as trained; keep it so)");
+}
+
 void add_store_options(CLI::App& command, StoreLocation& location) {
   command.add_option("--db", location.db,
                      "PostgreSQL + pgvector: a libpq URL, postgresql://user:pass@host:port/db (PG* "

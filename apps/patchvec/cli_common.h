@@ -22,6 +22,11 @@ namespace pv::cli {
 // --backbone, --weights, --seed, --image-size, --crop-size, --batch-size, --threads.
 void add_embedder_options(CLI::App& command, EmbedderOptions& options);
 
+// --tile, --tile-overlap, --tile-scale for training.
+void add_tiling_options(CLI::App& command, TilingOptions& options);
+// The same for commands that load a model: each changes the model's own when given.
+void add_tiling_override_options(CLI::App& command, TilingOverride& options);
+
 // --max-pixels: the largest image, in pixels, a command decodes.
 void add_image_limit_option(CLI::App& command, ImageLimits& limits);
 

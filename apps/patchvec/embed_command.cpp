@@ -78,14 +78,19 @@ void run_embed(const EmbedArgs& args) {
     std::cout << summary.dump(2) << "\n";
     return;
   }
-  std::printf("embedded %lld images with %s%s: %lld x %lld x %lld x %lld float32 -> %s (%.0f MB)\n",
-              static_cast<long long>(embeddings.count), args.embedder.backbone.c_str(),
+  const std::string what = embeddings.layouts.empty()
+                               ? std::to_string(embeddings.count) + " images"
+                               : std::to_string(embeddings.count) + " tiles of " +
+                                     std::to_string(paths.size()) + " images";
+  std::printf("embedded %s with %s%s: %lld x %lld x %lld x %lld float32 -> %s (%.0f MB)\n",
+              what.c_str(), args.embedder.backbone.c_str(),
               embedder.pretrained() ? "" : " (random init, BatchNorm calibrated)",
               static_cast<long long>(shape[0]), static_cast<long long>(shape[1]),
               static_cast<long long>(shape[2]), static_cast<long long>(shape[3]), args.out.c_str(),
               embeddings.values.size() * sizeof(float) / 1e6);
-  std::printf("time: %.1f s, %.0f ms per image", total_seconds,
-              1000.0 * embed_seconds / std::max<std::int64_t>(embeddings.count, 1));
+  std::printf("time: %.1f s, %.0f ms per %s", total_seconds,
+              1000.0 * embed_seconds / std::max<std::int64_t>(embeddings.count, 1),
+              embeddings.layouts.empty() ? "image" : "tile");
   if (calibrate_seconds > 0) std::printf(", %.1f s BatchNorm calibration", calibrate_seconds);
   std::printf("\n");
 }
@@ -97,7 +102,7 @@ void add_embed_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "embed",
       "Write the PatchCore patch embeddings of the training images as an N x H x W x C float32 "
-      ".npy file");
+      ".npy file (with --tile, N counts tiles: each image's in row-major order)");
   cmd->footer("");
   cmd->add_option("--data", args->data,
                   "Dataset root in MVTec AD layout (<root>/<category>/train/good), or a plain "
@@ -106,6 +111,7 @@ void add_embed_command(CLI::App& app) {
   cmd->add_option("--category", args->category, "Category folder under --data (e.g. tile)");
   cmd->add_option("--out", args->out, "Output .npy file (written atomically)")->required();
   add_embedder_options(*cmd, args->embedder);
+  add_tiling_options(*cmd, args->embedder.tiling);
   cmd->add_option("--seed", args->embedder.seed, "Seed of the random initialisation")
       ->capture_default_str();
   cmd->add_flag("--json", args->json,

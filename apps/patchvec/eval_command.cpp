@@ -72,6 +72,7 @@ void add_eval_command(CLI::App& app) {
       "Folder for pictures: <category>/<image>.png (image | ground truth | anomaly map) "
       "and <category>_roc.png");
   add_model_load_options(*cmd, args->load);
+  add_tiling_override_options(*cmd, args->load.tiling);
   cmd->callback([args] { run_eval(*args); });
 }
 

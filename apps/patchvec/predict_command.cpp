@@ -134,6 +134,7 @@ void add_predict_command(CLI::App& app) {
                   "Folder for the raw anomaly maps as float32 .npy: <image>_map.npy at the crop "
                   "size, <image>_map_original.npy on the whole image (NaN where the crop cut it)");
   add_model_load_options(*cmd, args->load);
+  add_tiling_override_options(*cmd, args->load.tiling);
   cmd->callback([args] { run_predict(*args); });
 }
 

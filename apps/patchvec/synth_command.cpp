@@ -40,6 +40,11 @@ Example:
   command->add_option("--test-bad", options->test_bad, "Test images per defect type")
       ->capture_default_str();
   command->add_option("--size", options->size, "Image side, pixels")->capture_default_str();
+  command
+      ->add_option("--defect-scale", options->defect_scale,
+                   "Draw defects as on an image this fraction of --size (tile, leather): with "
+                   "--size 1024 --defect-scale 0.125, defects a few pixels across, for tiling")
+      ->capture_default_str();
   command->add_option("--seed", options->seed, "Random seed")->capture_default_str();
   command->callback([=] {
     options->categories = *categories;

@@ -48,6 +48,11 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
           {"train_patches", info.train_patches},
           {"bank_size", info.bank_size},
           {"coreset_method", coreset_method_name(info.options.coreset)},
+          {"tiling", info.options.embedder.tiling.enabled()
+                         ? nlohmann::ordered_json{{"size", info.options.embedder.tiling.size},
+                                                  {"overlap", info.options.embedder.tiling.overlap},
+                                                  {"scale", info.options.embedder.tiling.scale}}
+                         : nlohmann::ordered_json()},
           {"projection_dim", info.options.projection_dim},
           {"covering_radius", info.covering_radius},
           {"spilled_to_disk", fit.spilled},
@@ -107,6 +112,10 @@ void run_train(const TrainArgs& args) {
                  static_cast<long long>(model.info().bank_size), 100.0 * args.model.coreset_ratio,
                  static_cast<long long>(model.info().train_patches), result.fit.total_seconds,
                  path.c_str());
+    if (model.info().options.embedder.tiling.enabled()) {
+      std::fprintf(out, "  images cut into %s\n",
+                   describe(model.info().options.embedder.tiling).c_str());
+    }
     std::fprintf(out, "  threshold %.4g: %s\n", t.image, t.source.c_str());
     if (result.evaluation) print_operating_points(out, *result.evaluation);
     summary.push_back(entry);
@@ -132,12 +141,14 @@ It does not hold across a change of process (material lot, camera, lighting): up
 Examples:
   patchvec train --data mvtec --category tile,leather,grid --out models
   patchvec train --data line3 --category housing --out models --threshold far:0.001
-  patchvec train --data mvtec --category tile --out models --threshold f1   # anomalib's choice)");
+  patchvec train --data mvtec --category tile --out models --threshold f1   # anomalib's choice
+  patchvec train --data wafers --category die --out models --tile 256 --tile-scale 0.5  # 2048² images)");
   cmd->add_option("--data", args->data, "Dataset root in MVTec AD layout")->required();
   cmd->add_option("--category", args->categories, "Category, or several separated by commas")
       ->required();
   cmd->add_option("--out", args->out, "Folder for the model files")->required();
   add_embedder_options(*cmd, args->model.embedder);
+  add_tiling_options(*cmd, args->model.embedder.tiling);
   cmd->add_option("--coreset-ratio", args->model.coreset_ratio,
                   "Fraction of training patches kept in the memory bank (1 = all, no sampling)")
       ->capture_default_str()

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <patchvec/image.h>
+#include <patchvec/tiling.h>
 
 namespace pv {
 
@@ -23,10 +24,13 @@ struct EmbedderOptions {
   // torchvision-layout weights (.safetensors, F32/F16/BF16). Empty: seeded random initialisation,
   // which needs calibrate() on the training images before embed().
   std::filesystem::path weights;
-  std::uint64_t seed = 0;    // random initialisation only
-  int image_size = 256;      // images are resized to image_size x image_size...
-  int crop_size = 224;       // ...then centre-cropped to crop_size x crop_size; 0 = no crop
-  int batch_size = 8;        // images per forward pass
+  std::uint64_t seed = 0;  // random initialisation only
+  int image_size = 256;    // images are resized to image_size x image_size...
+  int crop_size = 224;     // ...then centre-cropped to crop_size x crop_size; 0 = no crop
+  // When enabled, replaces the two above: each image is scaled and cut into tiles, and every tile
+  // is a network input whole (PatchEmbeddings::layouts says which tiles belong to which image).
+  TilingOptions tiling;
+  int batch_size = 8;        // images (tiles, with tiling) per forward pass
   int threads = 0;           // libtorch intra-op threads; 0 = one per core (process-wide setting)
   ImageLimits image_limits;  // images read from files (larger ones are an ImageError)
 };
@@ -56,11 +60,14 @@ struct GridShape {
   std::int64_t dim = 0;  // channels of a patch embedding
 };
 
-// Patch embeddings of `count` images: count x height x width x dim floats, row-major.
+// Patch embeddings of `count` network inputs: count x height x width x dim floats, row-major.
+// Without tiling an input is an image; with it, a tile, and `layouts` holds one layout per image
+// in order, each image's tiles following the previous image's (layouts[i].count() of them).
 struct PatchEmbeddings {
   std::int64_t count = 0;
   GridShape grid;
   std::vector<float> values;
+  std::vector<TileLayout> layouts;  // empty without tiling
 };
 
 // Everything needed to rebuild exactly this backbone later (model files store it).
@@ -84,7 +91,7 @@ struct EmbedTimings {
 };
 
 // Receives embeddings batch by batch: `batch` holds the images at positions `indices` of the input,
-// in order.
+// in order (with tiling, all the tiles of each of them).
 using EmbeddingConsumer =
     std::function<void(const PatchEmbeddings& batch, std::span<const std::size_t> indices)>;
 
@@ -116,7 +123,8 @@ class Embedder {
   // what makes a random backbone useful; with pretrained weights it is not needed.
   void calibrate(std::span<const std::filesystem::path> images);
 
-  // Embeddings of all images at once (count x grid floats: ~4.8 MB per image for 1536-d).
+  // Embeddings of all images at once (count x grid floats: ~4.8 MB per 224-pixel input for
+  // 1536-d).
   PatchEmbeddings embed(std::span<const std::filesystem::path> images,
                         std::string_view progress_label = "embed") const;
   PatchEmbeddings embed(std::span<const Image> images) const;

@@ -52,7 +52,8 @@ class ImageError : public Error {
     kUnreadable,  // the file is missing, not a regular file, or cannot be read
     kNotAnImage,  // the bytes are no PNG, JPEG or BMP (other formats are named)
     kTooLarge,    // the header announces more pixels than ImageLimits allow
-    kDamaged,     // corrupt or truncated data, or a pixel layout PatchVec does not read (CMYK)
+    kDamaged,     // corrupt or truncated data, a pixel layout PatchVec does not read (CMYK), or an
+                  // image smaller than the model's tiles (TilingOptions)
   };
   ImageError(Kind kind, const std::string& message) : Error(message), kind_(kind) {}
   Kind kind() const { return kind_; }

@@ -86,7 +86,7 @@ void check_category_name(const std::string& name);
 // anomalib's min-max normalisation around a threshold: the threshold maps to 0.5.
 float normalize_score(float score, float threshold, float min, float max);
 
-// Raw pixel scores, row-major, at the crop size.
+// Raw pixel scores, row-major: at the crop size, or with tiling at the scaled image's size.
 struct AnomalyMap {
   int width = 0;
   int height = 0;
@@ -100,13 +100,15 @@ AnomalyMap map_on_original(const AnomalyMap& map, int image_size, int crop_size,
                            int height);
 
 struct Prediction {
-  float score = 0;          // raw image score
+  float score = 0;          // raw image score; with tiling, the highest of its tiles' scores
   float normalized = 0.5f;  // see Thresholds; 0.5 means "at the threshold"; NaN without thresholds
   // kAnomalous when score >= the image threshold; kUnknown when the model has no thresholds.
   Verdict verdict = Verdict::kUnknown;
+  // At the crop size; with tiling, at the scaled image's size (TileLayout::width x height).
   AnomalyMap map;
-  std::vector<float>
-      patch_distances;           // grid.height x grid.width: each patch to its nearest bank patch
+  // grid.height x grid.width (with tiling, that for each tile in the layout's order): each patch's
+  // distance to its nearest bank patch.
+  std::vector<float> patch_distances;
   std::vector<float> embedding;  // image embedding for similarity search (image_embedding())
   // The embedding of the anomalous region: patches weighted by how far above the image's median
   // patch distance they score (defect_embedding()). What "closest known defects" compares.
@@ -119,7 +121,8 @@ struct ModelInfo {
   BackboneState backbone;
   bool pretrained = false;
   // The options the model was fitted with, as far as they shape it: the embedder's image and crop
-  // sizes (its backbone, weights and seed are `backbone`'s), the coreset ratio, the projection
+  // sizes and tiling (with tiling, the sizes read as the tile size and no crop; its backbone,
+  // weights and seed are `backbone`'s), the coreset ratio, the projection
   // dimension actually used (resolved when 0 was asked for), the coreset seed, and scoring
   // (num_neighbors, sigma, upsampling). Run-time settings (threads, batch size, memory budget,
   // calibration folds) are not kept.
@@ -168,11 +171,23 @@ struct PredictTimings {
   std::int64_t images = 0;
 };
 
+// Changes to the tiling a model was trained with, field by field (what is not set stays).
+struct TilingOverride {
+  std::optional<int> size;  // 0 turns tiling off; on a model trained without it, turns it on
+  std::optional<int> overlap;
+  std::optional<double> scale;
+  bool empty() const { return !size && !overlap && !scale; }
+};
+
 struct ModelLoadOptions {
   std::filesystem::path weights;  // overrides the weights path stored in the model (same SHA-256)
   int threads = 0;
   int batch_size = 8;
   ImageLimits image_limits;  // for predict() on files
+  // Predict with other tiles than training used (ModelInfo then records these). The overlap is
+  // harmless to change; the scale should stay what training saw, or the patches compared to the
+  // bank show the surface at another magnification.
+  TilingOverride tiling;
 };
 
 // A loaded model is read-only: predict() may run on many threads at once. The setters and

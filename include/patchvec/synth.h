@@ -31,6 +31,12 @@ struct SurfaceSpec {
   int index = 0;
   int size = 256;  // square, pixels
   std::uint64_t seed = 0;
+  // Defects drawn as on an image of size * defect_scale pixels, placed in a window of that side:
+  // 0.125 on a 1024-pixel image gives the defects of a 128-pixel one, a few pixels across, which
+  // resizing the image to 256 all but erases (the case for tiling). 1 = defects at full scale.
+  // Tile and leather only (grid's wires are drawn over the whole surface). The window is at least
+  // 64 pixels.
+  double defect_scale = 1.0;
 };
 
 struct Surface {
@@ -49,6 +55,7 @@ struct DatasetOptions {
   int test_bad = 5;    // test images per defect type
   int size = 256;
   std::uint64_t seed = 0;
+  double defect_scale = 1.0;  // SurfaceSpec::defect_scale
 };
 
 // The options as the JSON text stored in <root>/synth.json.

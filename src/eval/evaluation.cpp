@@ -144,8 +144,6 @@ EvaluationReport evaluate(const Model& model, const Category& category,
   Stopwatch metrics_clock;
 
   const ModelInfo& info = model.info();
-  const int crop = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
-                                                       : info.options.embedder.image_size;
   std::vector<float> scores;
   std::vector<std::uint8_t> labels;
   std::vector<float> pixels;
@@ -159,13 +157,16 @@ EvaluationReport evaluate(const Model& model, const Category& category,
     labels.push_back(sample.anomalous() ? 1 : 0);
     pixels.insert(pixels.end(), p.map.values.begin(), p.map.values.end());
     if (!sample.mask.empty()) {
-      masks[i] =
-          render::model_view_mask(render::load_mask(sample.mask), info.options.embedder.image_size,
-                                  info.options.embedder.crop_size, crop);
+      // The mask where the map lies: the crop (a square), or a tiled model's whole scaled image.
+      const cv::Mat mask = render::load_mask(sample.mask);
+      masks[i] = info.options.embedder.tiling.enabled()
+                     ? render::resized_mask(mask, p.map.width, p.map.height)
+                     : render::model_view_mask(mask, info.options.embedder.image_size,
+                                               info.options.embedder.crop_size, p.map.width);
       any_mask = true;
-      for (int y = 0; y < crop; ++y) {
+      for (int y = 0; y < p.map.height; ++y) {
         const auto* row = masks[i].ptr<std::uint8_t>(y);
-        for (int x = 0; x < crop; ++x) pixel_labels.push_back(row[x] > 0 ? 1 : 0);
+        for (int x = 0; x < p.map.width; ++x) pixel_labels.push_back(row[x] > 0 ? 1 : 0);
       }
     } else {
       pixel_labels.insert(pixel_labels.end(), p.map.values.size(), 0);
@@ -199,10 +200,12 @@ EvaluationReport evaluate(const Model& model, const Category& category,
     report.pixel_roc = thinned(pixel_roc, 2000);
     report.computed.pixel = f1_optimal_threshold(pixels, pixel_labels).threshold;
     std::vector<PixelMap> maps;
-    const std::size_t per_image = static_cast<std::size_t>(crop) * crop;
-    for (std::size_t i = 0; i < category.test.size(); ++i) {
-      maps.push_back({std::span(pixels).subspan(i * per_image, per_image),
-                      std::span(pixel_labels).subspan(i * per_image, per_image), crop, crop});
+    std::size_t offset = 0;
+    for (const Prediction& p : predictions) {
+      const std::size_t size = p.map.values.size();
+      maps.push_back({std::span(pixels).subspan(offset, size),
+                      std::span(pixel_labels).subspan(offset, size), p.map.width, p.map.height});
+      offset += size;
     }
     report.pro = pro_score(maps);
   }

@@ -53,6 +53,18 @@ cv::Mat model_view_mask(const cv::Mat& mask, int image_size, int crop_size, int 
   return out;
 }
 
+cv::Mat resized_mask(const cv::Mat& mask, int width, int height) {
+  cv::Mat out(height, width, CV_8UC1);
+  for (int y = 0; y < height; ++y) {
+    const int sy = static_cast<int>(static_cast<std::int64_t>(y) * mask.rows / height);
+    for (int x = 0; x < width; ++x) {
+      const int sx = static_cast<int>(static_cast<std::int64_t>(x) * mask.cols / width);
+      out.at<std::uint8_t>(y, x) = mask.at<std::uint8_t>(sy, sx) > 0 ? 255 : 0;
+    }
+  }
+  return out;
+}
+
 cv::Mat load_mask(const std::filesystem::path& path) {
   const Image image = load_image(path);
   cv::Mat mask(image.height, image.width, CV_8UC1);

@@ -21,6 +21,9 @@ cv::Mat model_view(const Image& image, int image_size, int crop_size, int size);
 // A binary mask through the same geometry with nearest-neighbour sampling (as torchvision
 // resizes masks), at `size` x `size`.
 cv::Mat model_view_mask(const cv::Mat& mask, int image_size, int crop_size, int size);
+// A whole mask resized to width x height as torch's "nearest" does (what a tiled model's map
+// covers: the whole scaled image).
+cv::Mat resized_mask(const cv::Mat& mask, int width, int height);
 
 // Reads a ground-truth mask (any grey/RGB PNG; > 0 is defect) as 8-bit 0/255.
 cv::Mat load_mask(const std::filesystem::path& path);

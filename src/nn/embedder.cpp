@@ -30,7 +30,8 @@ namespace {
 
 // Reads images batch by batch: each batch is decoded and preprocessed by all compute threads,
 // then handed to the network. (Decoding on a helper thread during the forward pass was slower:
-// the convolutions already use every core and the two fight for them.)
+// the convolutions already use every core and the two fight for them.) With tiling, a batch is
+// one image's tiles: an image of many tiles is a batch of its own already.
 class BatchReader {
  public:
   // With `unreadable`, images that cannot be read are skipped and their messages kept there.
@@ -38,7 +39,7 @@ class BatchReader {
               const nn::PreprocessOptions& preprocess, const ImageLimits& limits,
               std::vector<std::string>* unreadable = nullptr)
       : paths_(paths),
-        batch_size_(static_cast<std::size_t>(batch_size)),
+        batch_size_(preprocess.tiling.enabled() ? 1 : static_cast<std::size_t>(batch_size)),
         preprocess_(preprocess),
         limits_(limits),
         unreadable_(unreadable) {
@@ -46,8 +47,9 @@ class BatchReader {
   }
 
   struct Batch {
-    at::Tensor inputs;                 // N x 3 x S x S
-    std::vector<std::size_t> indices;  // of the N images in `paths`
+    at::Tensor inputs;                 // N x 3 x S x S: the images, or their tiles
+    std::vector<std::size_t> indices;  // of the images in `paths`
+    std::vector<TileLayout> layouts;   // with tiling: one per image
     std::size_t consumed = 0;          // paths read for it, skipped ones included
   };
 
@@ -62,18 +64,20 @@ class BatchReader {
       position_ += chunk.size();
       batch.consumed += chunk.size();
       std::vector<at::Tensor> inputs(chunk.size());
+      std::vector<TileLayout> layouts(chunk.size());
       std::vector<std::exception_ptr> errors(chunk.size());
-      at::parallel_for(0, static_cast<std::int64_t>(chunk.size()), 1,
-                       [&](std::int64_t begin, std::int64_t end) {
-                         for (auto i = begin; i < end; ++i) {
-                           try {
-                             inputs[i] = nn::preprocess(load_image(chunk[i], limits_), preprocess_);
-                           } catch (...) {
-                             // exceptions must not escape an OpenMP region
-                             errors[i] = std::current_exception();
-                           }
-                         }
-                       });
+      at::parallel_for(
+          0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
+            for (auto i = begin; i < end; ++i) {
+              try {
+                inputs[i] =
+                    nn::preprocess_inputs(load_image(chunk[i], limits_), preprocess_, &layouts[i]);
+              } catch (...) {
+                // exceptions must not escape an OpenMP region
+                errors[i] = std::current_exception();
+              }
+            }
+          });
       std::vector<at::Tensor> readable;
       for (std::size_t i = 0; i < chunk.size(); ++i) {
         if (errors[i]) {
@@ -87,8 +91,9 @@ class BatchReader {
         }
         readable.push_back(std::move(inputs[i]));
         batch.indices.push_back(first + i);
+        if (preprocess_.tiling.enabled()) batch.layouts.push_back(std::move(layouts[i]));
       }
-      if (!readable.empty()) batch.inputs = at::stack(readable);
+      if (!readable.empty()) batch.inputs = at::cat(readable);
     }
     return batch;
   }
@@ -134,13 +139,19 @@ struct Embedder::Impl {
   bool pretrained = false;
   bool carried = false;  // restored from tensors a model file carries
 
+  // The network on `batch` (N x 3 x S x S), batch_size inputs at a time; N x grid floats to out.
   void embed_batch(const at::Tensor& batch, float* out) const {
     const at::InferenceMode inference;
-    const nn::Features features = fused->forward(batch);
-    // N x C x H x W, channels-last in memory, so the NHWC copy below is a plain memcpy.
-    const at::Tensor nhwc =
-        nn::patch_embeddings(features.layer2, features.layer3).permute({0, 2, 3, 1}).contiguous();
-    std::memcpy(out, nhwc.data_ptr<float>(), nhwc.numel() * sizeof(float));
+    const std::int64_t step = options.batch_size;
+    for (std::int64_t start = 0; start < batch.size(0); start += step) {
+      const nn::Features features =
+          fused->forward(batch.narrow(0, start, std::min(step, batch.size(0) - start)));
+      // N x C x H x W, channels-last in memory, so the NHWC copy below is a plain memcpy.
+      const at::Tensor nhwc =
+          nn::patch_embeddings(features.layer2, features.layer3).permute({0, 2, 3, 1}).contiguous();
+      std::memcpy(out, nhwc.data_ptr<float>(), nhwc.numel() * sizeof(float));
+      out += nhwc.numel();
+    }
   }
 
   GridShape grid() const {
@@ -185,7 +196,7 @@ void announce_random_backbone(const EmbedderOptions& options) {
 
 void Embedder::Impl::build(const EmbedderOptions& opts) {
   options = opts;
-  preprocess = {opts.image_size, opts.crop_size};
+  preprocess = {opts.image_size, opts.crop_size, opts.tiling};
   nn::validate(preprocess);
   if (opts.batch_size <= 0) throw Error("--batch-size must be positive");
   const int threads =
@@ -392,7 +403,8 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
   Stopwatch clock;
   while (auto batch = reader.next()) {
     const double read = clock.lap();
-    PatchEmbeddings embeddings = impl_->allocate(batch->indices.size());
+    PatchEmbeddings embeddings = impl_->allocate(static_cast<std::size_t>(batch->inputs.size(0)));
+    embeddings.layouts = std::move(batch->layouts);
     impl_->embed_batch(batch->inputs, embeddings.values.data());
     if (timings != nullptr) {
       timings->read_seconds += read;
@@ -406,13 +418,13 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
 
 PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images,
                                 std::string_view progress_label) const {
-  PatchEmbeddings result = impl_->allocate(images.size());
-  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
+  PatchEmbeddings result = impl_->allocate(0);
   embed_each(
       images,
-      [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
-        std::copy(batch.values.begin(), batch.values.end(),
-                  result.values.begin() + indices.front() * per_image);
+      [&](const PatchEmbeddings& batch, std::span<const std::size_t>) {
+        result.count += batch.count;
+        result.values.insert(result.values.end(), batch.values.begin(), batch.values.end());
+        result.layouts.insert(result.layouts.end(), batch.layouts.begin(), batch.layouts.end());
       },
       progress_label);
   return result;
@@ -420,16 +432,16 @@ PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images,
 
 PatchEmbeddings Embedder::embed(std::span<const Image> images) const {
   impl_->require_ready();
-  PatchEmbeddings result = impl_->allocate(images.size());
-  const std::size_t per_image = result.values.size() / std::max<std::size_t>(images.size(), 1);
-  const auto batch_size = static_cast<std::size_t>(impl_->options.batch_size);
-  for (std::size_t start = 0; start < images.size(); start += batch_size) {
-    std::vector<at::Tensor> inputs;
-    for (std::size_t i = start; i < std::min(images.size(), start + batch_size); ++i) {
-      inputs.push_back(nn::preprocess(images[i], impl_->preprocess));
-    }
-    impl_->embed_batch(at::stack(inputs), result.values.data() + start * per_image);
+  std::vector<at::Tensor> inputs;
+  std::vector<TileLayout> layouts(images.size());
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    inputs.push_back(nn::preprocess_inputs(images[i], impl_->preprocess, &layouts[i]));
   }
+  const at::Tensor all = inputs.empty() ? at::Tensor() : at::cat(inputs);
+  PatchEmbeddings result =
+      impl_->allocate(all.defined() ? static_cast<std::size_t>(all.size(0)) : 0);
+  if (all.defined()) impl_->embed_batch(all, result.values.data());
+  if (impl_->preprocess.tiling.enabled()) result.layouts = std::move(layouts);
   return result;
 }
 

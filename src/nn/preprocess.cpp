@@ -7,6 +7,8 @@
 
 #include <patchvec/error.h>
 
+#include "nn/tiling.h"
+
 namespace pv::nn {
 namespace {
 
@@ -16,6 +18,10 @@ constexpr float kImageNetStd[3] = {0.229f, 0.224f, 0.225f};
 }  // namespace
 
 void validate(const PreprocessOptions& options) {
+  if (options.tiling.enabled()) {
+    pv::validate(options.tiling);
+    return;
+  }
   if (options.image_size <= 0) {
     throw Error("--image-size must be positive, got " + std::to_string(options.image_size));
   }
@@ -25,10 +31,38 @@ void validate(const PreprocessOptions& options) {
   }
 }
 
-at::Tensor preprocess(const Image& image, const PreprocessOptions& options) {
+namespace {
+
+at::Tensor normalized(const at::Tensor& nchw) {
+  const auto mean = at::from_blob(const_cast<float*>(kImageNetMean), {1, 3, 1, 1}, at::kFloat);
+  const auto stddev = at::from_blob(const_cast<float*>(kImageNetStd), {1, 3, 1, 1}, at::kFloat);
+  return (nchw - mean) / stddev;
+}
+
+at::Tensor channels_first(const Image& image) {
   const auto hwc = at::from_blob(const_cast<float*>(image.pixels.data()),
                                  {image.height, image.width, 3}, at::kFloat);
-  const at::Tensor chw = hwc.permute({2, 0, 1}).contiguous().unsqueeze(0);
+  return hwc.permute({2, 0, 1}).contiguous();
+}
+
+}  // namespace
+
+at::Tensor preprocess_inputs(const Image& image, const PreprocessOptions& options,
+                             TileLayout* layout) {
+  if (!options.tiling.enabled()) return preprocess(image, options).unsqueeze(0);
+  try {
+    *layout = tile_layout(image.width, image.height, options.tiling);
+  } catch (const ImageError&) {
+    throw;
+  } catch (const Error& e) {
+    throw ImageError(ImageError::Kind::kDamaged, e.what());
+  }
+  const at::Tensor scaled_image = scaled(channels_first(image), *layout);
+  return normalized(cut_tiles(scaled_image, *layout)).contiguous();
+}
+
+at::Tensor preprocess(const Image& image, const PreprocessOptions& options) {
+  const at::Tensor chw = channels_first(image).unsqueeze(0);
   at::Tensor resized = at::_upsample_bilinear2d_aa(chw, {options.image_size, options.image_size},
                                                    /*align_corners=*/false);
   if (options.crop_size > 0) {
@@ -37,9 +71,7 @@ at::Tensor preprocess(const Image& image, const PreprocessOptions& options) {
         static_cast<std::int64_t>(std::nearbyint((options.image_size - options.crop_size) / 2.0));
     resized = resized.narrow(2, offset, options.crop_size).narrow(3, offset, options.crop_size);
   }
-  const auto mean = at::from_blob(const_cast<float*>(kImageNetMean), {1, 3, 1, 1}, at::kFloat);
-  const auto stddev = at::from_blob(const_cast<float*>(kImageNetStd), {1, 3, 1, 1}, at::kFloat);
-  return ((resized - mean) / stddev).squeeze(0).contiguous();
+  return normalized(resized).squeeze(0).contiguous();
 }
 
 }  // namespace pv::nn

@@ -6,19 +6,30 @@
 #include <ATen/core/Tensor.h>
 
 #include <patchvec/image.h>
+#include <patchvec/tiling.h>
 
 namespace pv::nn {
 
 struct PreprocessOptions {
   int image_size = 256;  // the image is resized to image_size x image_size
   int crop_size = 224;   // then centre-cropped to crop_size x crop_size; 0 = no crop
-  int output_size() const { return crop_size > 0 ? crop_size : image_size; }
+  // When enabled, replaces the two above: the image is scaled and cut into tiles, each an input.
+  TilingOptions tiling;
+  int output_size() const {
+    return tiling.enabled() ? tiling.size : crop_size > 0 ? crop_size : image_size;
+  }
 };
 
 // Throws pv::Error for sizes that cannot work (non-positive, crop larger than the image).
 void validate(const PreprocessOptions& options);
 
-// 3 x S x S float tensor, contiguous.
+// 3 x S x S float tensor, contiguous. Without tiling only.
 at::Tensor preprocess(const Image& image, const PreprocessOptions& options);
+
+// The network inputs of one image: 1 x 3 x S x S without tiling; with it, the image scaled,
+// normalised and cut into its tiles, T x 3 x S x S, and `*layout` set to where they lie. Throws
+// pv::Error when the image is smaller than a tile.
+at::Tensor preprocess_inputs(const Image& image, const PreprocessOptions& options,
+                             TileLayout* layout);
 
 }  // namespace pv::nn

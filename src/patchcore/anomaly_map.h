@@ -6,6 +6,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <patchvec/model.h>
+#include <patchvec/tiling.h>
 
 namespace pv::patchcore {
 
@@ -24,5 +25,13 @@ inline double max_sigma(int size) {
 
 // `patch_scores`: B x h x w. Returns B x size x size float32.
 at::Tensor anomaly_maps(const at::Tensor& patch_scores, const AnomalyMapOptions& options);
+
+// One tiled image's map: `patch_scores` (T x h x w, the layout's tiles in order) each upsampled
+// to the tile size (options.size is ignored), stitched with overlap blending (nn::stitch), then
+// the whole map blurred once, so tile borders leave no seam. Returns layout.height x
+// layout.width float32. With a single tile covering the image it equals anomaly_maps() of that
+// tile.
+at::Tensor tiled_anomaly_map(const at::Tensor& patch_scores, const TileLayout& layout,
+                             const AnomalyMapOptions& options);
 
 }  // namespace pv::patchcore

@@ -67,19 +67,59 @@ float normalize_score(float score, float threshold, float min, float max) {
   return std::clamp(value, 0.0f, 1.0f);
 }
 
-// The patch embeddings of image `b` of a batch.
-std::span<const float> image_patches(const PatchEmbeddings& batch, std::int64_t b) {
-  const auto per_image =
+namespace {
+
+// Where each image of a batch lies among its network inputs: image k is inputs
+// [first[k], first[k + 1]) (one input each without tiling, its tiles with it).
+std::vector<std::int64_t> input_offsets(const PatchEmbeddings& batch) {
+  std::vector<std::int64_t> first{0};
+  if (batch.layouts.empty()) {
+    for (std::int64_t b = 0; b < batch.count; ++b) first.push_back(b + 1);
+  } else {
+    for (const TileLayout& layout : batch.layouts) {
+      first.push_back(first.back() + static_cast<std::int64_t>(layout.count()));
+    }
+  }
+  return first;
+}
+
+// The patch embeddings of inputs [begin, end) of a batch.
+std::span<const float> input_patches(const PatchEmbeddings& batch, std::int64_t begin,
+                                     std::int64_t end) {
+  const auto per_input =
       static_cast<std::size_t>(batch.grid.height * batch.grid.width * batch.grid.dim);
-  return std::span(batch.values).subspan(static_cast<std::size_t>(b) * per_image, per_image);
+  return std::span(batch.values)
+      .subspan(static_cast<std::size_t>(begin) * per_input,
+               static_cast<std::size_t>(end - begin) * per_input);
 }
 
 void append_image_embeddings(const PatchEmbeddings& batch, std::vector<std::vector<float>>& out) {
-  for (std::int64_t b = 0; b < batch.count; ++b) {
-    out.push_back(
-        image_embedding(image_patches(batch, b), static_cast<std::size_t>(batch.grid.dim)));
+  const std::vector<std::int64_t> first = input_offsets(batch);
+  for (std::size_t k = 0; k + 1 < first.size(); ++k) {
+    out.push_back(image_embedding(input_patches(batch, first[k], first[k + 1]),
+                                  static_cast<std::size_t>(batch.grid.dim)));
   }
 }
+
+// The options a fit works with: with tiling, the tile is the network input whole, so the
+// preprocessing sizes read as (tile, no crop) everywhere (the model file, pictures).
+PatchCoreOptions effective(PatchCoreOptions options) {
+  if (options.embedder.tiling.enabled()) {
+    validate(options.embedder.tiling);
+    options.embedder.image_size = options.embedder.tiling.size;
+    options.embedder.crop_size = 0;
+  }
+  return options;
+}
+
+// One image's map: the anomaly map of its single input, or its tiles' stitched map.
+at::Tensor image_map(const at::Tensor& patch_distances, const TileLayout* layout,
+                     const patchcore::AnomalyMapOptions& options) {
+  return layout != nullptr ? patchcore::tiled_anomaly_map(patch_distances, *layout, options)
+                           : patchcore::anomaly_maps(patch_distances, options)[0];
+}
+
+}  // namespace
 
 struct Model::Impl {
   ModelInfo info;
@@ -104,7 +144,7 @@ struct Model::Impl {
     return normalize_score(score, t.image, t.image_min, t.image_max);
   }
 
-  // Scores one batch of embeddings into predictions[indices[b]].
+  // Scores one batch of embeddings into predictions[indices[k]], k the batch's k-th image.
   void score(const PatchEmbeddings& batch, std::span<const std::size_t> indices,
              std::vector<Prediction>& out, PredictTimings* timings) const {
     Stopwatch clock;
@@ -113,17 +153,14 @@ struct Model::Impl {
         at::from_blob(const_cast<float*>(batch.values.data()),
                       {batch.count, g.height, g.width, g.dim}, at::kFloat);
     const patchcore::Scores scores = scorer.score(embeddings);
-    const double search = clock.lap();
-    const at::Tensor maps =
-        patchcore::anomaly_maps(scores.patch_distances, map_options()).contiguous();
-    const double map = clock.lap();
-    if (timings != nullptr) {
-      timings->search_seconds += search;
-      timings->map_seconds += map;
-    }
-    for (std::int64_t b = 0; b < batch.count; ++b) {
-      Prediction& p = out[indices[b]];
-      p.score = scores.image_scores[b].item<float>();
+    double search = clock.lap();
+    double map = 0;
+    const std::vector<std::int64_t> first = input_offsets(batch);
+    for (std::size_t k = 0; k + 1 < first.size(); ++k) {
+      const std::int64_t begin = first[k], inputs = first[k + 1] - first[k];
+      Prediction& p = out[indices[k]];
+      // With tiling, the image's score is its highest tile's (each re-weighted as usual).
+      p.score = scores.image_scores.narrow(0, begin, inputs).max().item<float>();
       if (!std::isfinite(p.score)) {
         throw Error("model of " + info.category +
                     " gave a non-finite score: its bank or backbone is damaged");
@@ -131,16 +168,26 @@ struct Model::Impl {
       p.normalized = normalize_image(p.score);
       p.verdict =
           info.thresholds ? verdict_of(p.score >= info.thresholds->image) : Verdict::kUnknown;
-      p.map.height = static_cast<int>(maps.size(1));
-      p.map.width = static_cast<int>(maps.size(2));
-      const float* values = maps.data_ptr<float>() + b * maps.size(1) * maps.size(2);
-      p.map.values.assign(values, values + maps.size(1) * maps.size(2));
-      const at::Tensor patches = scores.patch_distances[b].contiguous();
-      p.patch_distances.assign(patches.data_ptr<float>(),
-                               patches.data_ptr<float>() + patches.numel());
-      p.embedding = image_embedding(image_patches(batch, b), static_cast<std::size_t>(g.dim));
-      p.defect_embedding = defect_embedding(image_patches(batch, b),
-                                            static_cast<std::size_t>(g.dim), p.patch_distances);
+      const at::Tensor distances = scores.patch_distances.narrow(0, begin, inputs).contiguous();
+      search += clock.lap();
+      const at::Tensor values =
+          image_map(distances, batch.layouts.empty() ? nullptr : &batch.layouts[k], map_options())
+              .contiguous();
+      map += clock.lap();
+      p.map.height = static_cast<int>(values.size(0));
+      p.map.width = static_cast<int>(values.size(1));
+      p.map.values.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+      p.patch_distances.assign(distances.data_ptr<float>(),
+                               distances.data_ptr<float>() + distances.numel());
+      const std::span<const float> patches = input_patches(batch, begin, first[k + 1]);
+      p.embedding = image_embedding(patches, static_cast<std::size_t>(g.dim));
+      p.defect_embedding =
+          defect_embedding(patches, static_cast<std::size_t>(g.dim), p.patch_distances);
+      clock.lap();
+    }
+    if (timings != nullptr) {
+      timings->search_seconds += search;
+      timings->map_seconds += map;
     }
   }
 };
@@ -151,10 +198,13 @@ namespace {
 // folds (image i in fold i mod folds), each fold's images scored by the coreset of the others'
 // patches. What the thresholds from good images are set on (train/thresholds.cpp).
 // `scored_folds`: how many of the folds are held out in turn (1: fold 0 only).
+// `layout`: every image's tiles, or null without tiling.
 void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std::size_t images,
-               std::size_t folds, std::size_t scored_folds, const PatchCoreOptions& options,
-               const search::SearchOptions& search_options, FitReport& report) {
-  const std::int64_t per_image = grid.height * grid.width;
+               const TileLayout* layout, std::size_t folds, std::size_t scored_folds,
+               const PatchCoreOptions& options, const search::SearchOptions& search_options,
+               FitReport& report) {
+  const auto inputs = layout != nullptr ? static_cast<std::int64_t>(layout->count()) : 1;
+  const std::int64_t per_image = inputs * grid.height * grid.width;
   const int output =
       options.embedder.crop_size > 0 ? options.embedder.crop_size : options.embedder.image_size;
   for (std::size_t fold = 0; fold < scored_folds; ++fold) {
@@ -167,16 +217,60 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std
         bank, {.num_neighbors = options.num_neighbors, .search = search_options});
     for (std::size_t i = fold; i < images; i += folds) {
       const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
-                                     .reshape({1, grid.height, grid.width, grid.dim});
+                                     .reshape({inputs, grid.height, grid.width, grid.dim});
       const patchcore::Scores scores = scorer.score(patches);
-      const at::Tensor map = patchcore::anomaly_maps(
-          scores.patch_distances,
-          {.size = output, .sigma = options.sigma, .upsampling = options.upsampling});
+      const at::Tensor map =
+          image_map(scores.patch_distances, layout,
+                    {.size = output, .sigma = options.sigma, .upsampling = options.upsampling});
       report.held_out_images.push_back(i);
-      report.held_out_scores.push_back(scores.image_scores[0].item<float>());
+      report.held_out_scores.push_back(scores.image_scores.max().item<float>());
       report.held_out_map_maxima.push_back(map.max().item<float>());
     }
   }
+}
+
+// With tiling, the one layout of every training image: they must share a size, so that each
+// gives as many patches (the bank's builder counts them before embedding). Reads the headers.
+TileLayout common_layout(std::span<const std::filesystem::path> images,
+                         const TilingOptions& tiling) {
+  const ImageHeader first = read_image_header(images.front());
+  for (const auto& path : images.subspan(1)) {
+    const ImageHeader header = read_image_header(path);
+    if (header.width != first.width || header.height != first.height) {
+      throw Error("training image " + path.string() + " is " + std::to_string(header.width) + "x" +
+                  std::to_string(header.height) + ", but " + images.front().string() + " is " +
+                  std::to_string(first.width) + "x" + std::to_string(first.height) +
+                  ": with --tile, the training images of a category must have one size");
+    }
+  }
+  try {
+    return tile_layout(first.width, first.height, tiling);
+  } catch (const Error& e) {
+    throw Error("training image " + images.front().string() + ": " + e.what());
+  }
+}
+
+// Applies ModelLoadOptions::tiling to a loaded model's record.
+void override_tiling(ModelInfo& info, const TilingOverride& change) {
+  TilingOptions tiling = info.options.embedder.tiling;
+  if (change.size) tiling.size = *change.size;
+  if (!tiling.enabled()) {
+    if (change.overlap || change.scale) {
+      throw Error(
+          "--tile-overlap and --tile-scale need --tile: the model was trained without tiles");
+    }
+    if (info.options.embedder.tiling.enabled()) {
+      throw Error("was trained with " + describe(info.options.embedder.tiling) +
+                  "; --tile 0 cannot turn them off (it has no image size to resize to)");
+    }
+    return;
+  }
+  if (change.overlap) tiling.overlap = *change.overlap;
+  if (change.scale) tiling.scale = *change.scale;
+  validate(tiling);
+  info.options.embedder.tiling = tiling;
+  info.options.embedder.image_size = tiling.size;
+  info.options.embedder.crop_size = 0;
 }
 
 }  // namespace
@@ -195,10 +289,13 @@ Model Model::fit(std::span<const std::filesystem::path> images, std::string cate
 }
 
 Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string category,
-                      const PatchCoreOptions& options, FitReport* report,
+                      const PatchCoreOptions& requested, FitReport* report,
                       std::vector<std::vector<float>>* image_embeddings) {
   if (images.empty()) throw Error("training needs at least one image");
   check_category_name(category);
+  const PatchCoreOptions options = effective(requested);
+  std::optional<TileLayout> layout;
+  if (options.embedder.tiling.enabled()) layout = common_layout(images, options.embedder.tiling);
   if (!(options.sigma > 0) ||
       options.sigma > patchcore::max_sigma(options.embedder.crop_size > 0
                                                ? options.embedder.crop_size
@@ -226,7 +323,9 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
     local.calibrate_seconds = clock.lap();
   }
   const GridShape grid = embedder.grid();
-  const std::int64_t patches = static_cast<std::int64_t>(images.size()) * grid.height * grid.width;
+  const std::int64_t inputs = layout ? static_cast<std::int64_t>(layout->count()) : 1;
+  const std::int64_t patches =
+      static_cast<std::int64_t>(images.size()) * inputs * grid.height * grid.width;
   patchcore::MemoryBankBuilder builder(patches, grid.dim,
                                        {.coreset_ratio = options.coreset_ratio,
                                         .method = options.coreset,
@@ -243,8 +342,8 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   search::SearchOptions search_options;
   if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
   if (folds > 1) {
-    cross_fit(builder, grid, images.size(), folds, random_backbone ? 1 : folds, options,
-              search_options, local);
+    cross_fit(builder, grid, images.size(), layout ? &*layout : nullptr, folds,
+              random_backbone ? 1 : folds, options, search_options, local);
     local.calibration_seconds = clock.lap();
   }
   patchcore::BankReport bank_report;
@@ -263,7 +362,8 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   // What shaped the model (ModelInfo::options), without the run-time settings.
   info.options = options;
   info.options.embedder = {.image_size = options.embedder.image_size,
-                           .crop_size = options.embedder.crop_size};
+                           .crop_size = options.embedder.crop_size,
+                           .tiling = options.embedder.tiling};
   patchcore::set_backbone(info, embedder.state());
   info.options.max_memory_bytes = 0;
   info.options.calibration_folds = 0;
@@ -351,8 +451,16 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
         throw Error(where + "was trained with weights; --weights random cannot replace them");
       }
     }
+    if (!options.tiling.empty()) {
+      try {
+        override_tiling(info, options.tiling);
+      } catch (const Error& e) {
+        throw Error(where + e.what());
+      }
+    }
     EmbedderOptions runtime{.image_size = info.options.embedder.image_size,
                             .crop_size = info.options.embedder.crop_size,
+                            .tiling = info.options.embedder.tiling,
                             .batch_size = options.batch_size,
                             .threads = options.threads,
                             .image_limits = options.image_limits};
@@ -364,6 +472,8 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
       }
     }();
     const GridShape grid = embedder.grid();
+    // Other tiles give another grid; the bank's patches are compared one by one whatever it is.
+    if (!options.tiling.empty() && grid.dim == info.grid.dim) info.grid = grid;
     if (grid.height != info.grid.height || grid.width != info.grid.width ||
         grid.dim != info.grid.dim) {
       throw Error(where + "field grid is " + std::to_string(info.grid.height) + "x" +

@@ -120,6 +120,11 @@ nlohmann::json to_json(const ModelInfo& info) {
                        {"good_images", info.similarity->good_images}};
   }
   j["revision"] = info.revision;
+  const TilingOptions& tiling = info.options.embedder.tiling;
+  if (tiling.enabled()) {
+    j["preprocess"]["tiling"] = {
+        {"size", tiling.size}, {"overlap", tiling.overlap}, {"scale", tiling.scale}};
+  }
   return j;
 }
 
@@ -230,6 +235,20 @@ ModelInfo model_info_from(const nlohmann::json& j) {
       static_cast<int>(f.integer("preprocess.image_size", 1, kMaxImageSize));
   info.options.embedder.crop_size =
       static_cast<int>(f.integer("preprocess.crop_size", 0, info.options.embedder.image_size));
+  // Files without tiling have no field for it.
+  if (f.has("preprocess.tiling")) {
+    TilingOptions& tiling = info.options.embedder.tiling;
+    tiling.size = static_cast<int>(f.integer("preprocess.tiling.size", 32, kMaxImageSize));
+    tiling.overlap = static_cast<int>(f.integer("preprocess.tiling.overlap", 0, tiling.size / 2));
+    tiling.scale = f.number("preprocess.tiling.scale", 1e-6, 4);
+    if (info.options.embedder.image_size != tiling.size || info.options.embedder.crop_size != 0) {
+      Fields::fail("preprocess.tiling.size",
+                   "is " + std::to_string(tiling.size) + ", but preprocess.image_size is " +
+                       std::to_string(info.options.embedder.image_size) +
+                       " and preprocess.crop_size " +
+                       std::to_string(info.options.embedder.crop_size) + " (a tile and no crop)");
+    }
+  }
   info.grid = {f.integer("grid.height", 1, kMaxImageSize),
                f.integer("grid.width", 1, kMaxImageSize), f.integer("grid.dim", 1, 1 << 16)};
   info.options.coreset_ratio = f.number("coreset.ratio", 1e-9, 1.0);

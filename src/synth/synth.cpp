@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <mutex>
 
@@ -42,6 +43,21 @@ struct Rendered {
   cv::Mat mask;   // 8-bit, empty for good
 };
 
+// A defect painted as on an image of size * defect_scale pixels, in a window of that side at a
+// random place of `clean` (SurfaceSpec::defect_scale).
+Defect small_defect(const SurfaceSpec& spec, Rng& rng, const cv::Mat& clean) {
+  if (spec.defect_scale == 1.0) return paint_defect(spec.category, spec.defect, rng, clean);
+  const int side = std::max(64, static_cast<int>(std::lround(spec.size * spec.defect_scale)));
+  if (side >= spec.size) return paint_defect(spec.category, spec.defect, rng, clean);
+  const cv::Rect window(rng.integer(0, spec.size - side), rng.integer(0, spec.size - side), side,
+                        side);
+  const Defect painted = paint_defect(spec.category, spec.defect, rng, clean(window).clone());
+  Defect out{.image = clean.clone(), .mask = cv::Mat::zeros(clean.size(), CV_8U)};
+  painted.image.copyTo(out.image(window));
+  painted.mask.copyTo(out.mask(window));
+  return out;
+}
+
 Rendered render_mats(const SurfaceSpec& spec) {
   const auto& defects = defect_names(spec.category);  // validates the category
   const bool good = spec.defect == kGoodLabel;
@@ -49,6 +65,12 @@ Rendered render_mats(const SurfaceSpec& spec) {
     throw Error("unknown defect '" + spec.defect + "' for synthetic " + spec.category);
   }
   if (spec.size < 64) throw Error("synthetic images need --size 64 or more");
+  if (!(spec.defect_scale > 0 && spec.defect_scale <= 1)) {
+    throw Error("--defect-scale must be in (0, 1], got " + std::to_string(spec.defect_scale));
+  }
+  if (spec.defect_scale != 1.0 && spec.category == "grid") {
+    throw Error("--defect-scale applies to tile and leather (grid's defects span its wires)");
+  }
   Rng rng(mix_seed(spec.seed, spec.category + "/" + spec.stream + "/" + spec.defect + "/" +
                                   std::to_string(spec.index)));
   cv::Mat clean;
@@ -59,7 +81,7 @@ Rendered render_mats(const SurfaceSpec& spec) {
     if (!good) defect = grid_defect(spec.defect, rng, surface, clean);
   } else {
     clean = spec.category == "tile" ? render_tile(rng, spec.size) : render_leather(rng, spec.size);
-    if (!good) defect = paint_defect(spec.category, spec.defect, rng, clean);
+    if (!good) defect = small_defect(spec, rng, clean);
   }
   Rendered out;
   out.clean = render::to_bgr8(clean);
@@ -91,7 +113,8 @@ std::vector<Job> plan(const std::filesystem::path& root, const DatasetOptions& o
                        .stream = split,
                        .index = i,
                        .size = options.size,
-                       .seed = options.seed},
+                       .seed = options.seed,
+                       .defect_scale = options.defect_scale},
               .image = folder / (numbered(i) + ".png")};
       if (defect != kGoodLabel) {
         job.mask = root / category / "ground_truth" / defect / (numbered(i) + "_mask.png");
@@ -111,14 +134,17 @@ std::vector<Job> plan(const std::filesystem::path& root, const DatasetOptions& o
 }
 
 nlohmann::ordered_json to_json(const DatasetOptions& options) {
-  return {{"generator", "patchvec synth"},
-          {"version", 1},
-          {"categories", options.categories},
-          {"train", options.train},
-          {"test_good", options.test_good},
-          {"test_bad", options.test_bad},
-          {"size", options.size},
-          {"seed", options.seed}};
+  nlohmann::ordered_json j = {{"generator", "patchvec synth"},
+                              {"version", 1},
+                              {"categories", options.categories},
+                              {"train", options.train},
+                              {"test_good", options.test_good},
+                              {"test_bad", options.test_bad},
+                              {"size", options.size},
+                              {"seed", options.seed}};
+  // Written only when set, so that datasets from before it still match their options.
+  if (options.defect_scale != 1.0) j["defect_scale"] = options.defect_scale;
+  return j;
 }
 
 }  // namespace

@@ -197,6 +197,50 @@ TEST(TrainCli, UnknownCategoryAndBadRatio) {
 namespace pv {
 namespace {
 
+// Tiles as a user asks for them: thresholds from good images (the cross-fit scores tiled images
+// too), maps of the whole image, and predict/eval with another overlap than training's.
+TEST(TiledCli, TrainEvalAndPredictWithTiles) {
+  testing::TempDir dir;
+  const CommandResult train =
+      patchvec("train --data " + data() + " --category synthetic --backbone resnet18 --weights " +
+               weights() + " --tile 96 --tile-overlap 16 --out " + (dir / "models").string() +
+               " --json " + (dir / "train.json").string());
+  ASSERT_EQ(train.exit_code, 0) << train.output;
+  EXPECT_NE(train.output.find("images cut into tiles of 96 px, overlap 16, scale 1"),
+            std::string::npos)
+      << train.output;
+  const auto summary = nlohmann::json::parse(testing::read_text(dir / "train.json"));
+  EXPECT_EQ(summary[0]["fit"]["tiling"]["size"], 96);
+  // 6 images of 192 x 192, 9 tiles of 12 x 12 patches each.
+  EXPECT_EQ(summary[0]["fit"]["train_patches"], 6 * 9 * 144);
+  EXPECT_EQ(summary[0]["thresholds"]["method"], "false_alarm_rate");
+  const std::string model = (dir / "models" / "synthetic.pvm").string();
+
+  const std::string image = data() + "/synthetic/test/blob/000.png";
+  const CommandResult predict = patchvec("predict --json --model " + model + " " + image +
+                                             " --tile-overlap 32 --maps " + (dir / "maps").string(),
+                                         /*merge_stderr=*/false);
+  ASSERT_EQ(predict.exit_code, 0) << predict.output;
+  const auto predictions = nlohmann::json::parse(predict.output);
+  const auto& p = predictions["predictions"][0];
+  // The map covers the whole image: no border is NaN.
+  EXPECT_EQ(read_npy(p["map"].get<std::string>()).shape, (std::vector<std::int64_t>{192, 192}));
+  const FloatArray original = read_npy(p["map_original"].get<std::string>());
+  for (const float v : original.values) ASSERT_FALSE(std::isnan(v));
+
+  const CommandResult eval = patchvec("eval --model " + model + " --data " + data() +
+                                          " --json - --overlays " + (dir / "pictures").string(),
+                                      /*merge_stderr=*/false);
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  const auto report = nlohmann::json::parse(eval.output);
+  EXPECT_GT(report["image_auroc"].get<double>(), 0.9);  // the blobs are obvious
+  EXPECT_GT(report["pixel_auroc"].get<double>(), 0.9);
+
+  const CommandResult bad = patchvec("predict --model " + model + " " + image + " --tile 8");
+  EXPECT_EQ(bad.exit_code, 1);
+  EXPECT_NE(bad.output.find("--tile must be between 32 and 4096"), std::string::npos) << bad.output;
+}
+
 TEST(ImportAnomalibCli, WritesAModelThatPredictsWithTheCheckpointsThresholds) {
   testing::TempDir dir;
   const std::string checkpoint =
