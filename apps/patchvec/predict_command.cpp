@@ -27,7 +27,8 @@ std::filesystem::path beside(const std::filesystem::path& folder,
   return folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + suffix);
 }
 
-// The map at the crop size, and on the whole original image (NaN outside the crop), as .npy.
+// The map as the model sees the image (the crop, or a tiled model's scaled image), and on the
+// whole original image (NaN outside the crop), as .npy.
 std::pair<std::string, std::string> write_maps(const std::filesystem::path& folder,
                                                const std::filesystem::path& image,
                                                const Model& model, const Prediction& p) {
@@ -131,8 +132,9 @@ void add_predict_command(CLI::App& app) {
   cmd->add_flag("--json", args->json, "Print JSON on stdout");
   cmd->add_option("--heatmap", args->heatmaps, "Folder for <image>_heatmap.png pictures");
   cmd->add_option("--maps", args->maps,
-                  "Folder for the raw anomaly maps as float32 .npy: <image>_map.npy at the crop "
-                  "size, <image>_map_original.npy on the whole image (NaN where the crop cut it)");
+                  "Folder for the raw anomaly maps as float32 .npy: <image>_map.npy as the model "
+                  "sees the image (the crop, or with tiles the whole scaled image), "
+                  "<image>_map_original.npy on the whole image (NaN where the crop cut it)");
   add_model_load_options(*cmd, args->load);
   add_tiling_override_options(*cmd, args->load.tiling);
   cmd->callback([args] { run_predict(*args); });

@@ -81,7 +81,14 @@ Examples:
   cmd->add_option("--max-inspections", options->max_concurrent_inspections,
                   "Images decoded and scored at once; more requests wait for a slot")
       ->capture_default_str();
-  cmd->add_option("--threads", options->threads, "libtorch threads (0 = one per core)");
+  cmd->add_option("--threads", options->threads,
+                  "Compute threads, shared by all requests (0 = one per core)");
+  cmd->add_option("--max-batch", options->batching.max_batch,
+                  "Concurrent images run through the network together")
+      ->capture_default_str();
+  cmd->add_option("--batch-wait-ms", options->batching.max_wait_ms,
+                  "How long a request waits for others to join its batch")
+      ->capture_default_str();
   cmd->add_option("--min-similarity", options->inspect.min_similarity,
                   "Cosine similarity to the closest normal image for a normal verdict "
                   "(default: each model's calibrated rule)");

@@ -128,6 +128,11 @@ class Embedder {
   PatchEmbeddings embed(std::span<const std::filesystem::path> images,
                         std::string_view progress_label = "embed") const;
   PatchEmbeddings embed(std::span<const Image> images) const;
+  // Images held elsewhere, embedded together (batch_size inputs per forward pass), except those
+  // that cannot be preprocessed (an image smaller than a tile): with `failed`, they are left out
+  // and (*failed)[i] holds image i's message (empty for the others); without, the first throws.
+  PatchEmbeddings embed(std::span<const Image* const> images,
+                        std::vector<std::string>* failed) const;
 
   // The same, handed over batch by batch, for callers that keep only what they need. Throws the
   // ImageError of the first image that cannot be read; with `unreadable`, such images are left

@@ -179,11 +179,32 @@ struct TilingOverride {
   bool empty() const { return !size && !overlap && !scale; }
 };
 
+// Lets models share a backbone: models loaded with one cache whose backbones have the same
+// architecture, weights (by SHA-256; a random backbone's BatchNorm statistics, re-estimated per
+// category, count as weights) and preprocessing hold one copy in memory. A copy lives as long as
+// a model holds it. Thread-safe.
+class BackboneCache {
+ public:
+  BackboneCache();
+  ~BackboneCache();
+  BackboneCache(const BackboneCache&) = delete;
+  BackboneCache& operator=(const BackboneCache&) = delete;
+
+  std::size_t size() const;  // distinct backbones alive
+
+ private:
+  friend class Model;
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 struct ModelLoadOptions {
   std::filesystem::path weights;  // overrides the weights path stored in the model (same SHA-256)
   int threads = 0;
   int batch_size = 8;
   ImageLimits image_limits;  // for predict() on files
+  // Share identical backbones with the other models loaded with this cache (none: its own).
+  std::shared_ptr<BackboneCache> backbones;
   // Predict with other tiles than training used (ModelInfo then records these). The overlap is
   // harmless to change; the scale should stay what training saw, or the patches compared to the
   // bank show the surface at another magnification.
@@ -223,6 +244,13 @@ class Model {
                                   PredictTimings* timings = nullptr,
                                   std::vector<std::string>* unreadable = nullptr) const;
   Prediction predict(const Image& image) const;
+
+  // The backbone this model embeds with (shared with other models of one BackboneCache).
+  const Embedder& backbone() const;
+  // Predictions of images `backbone()` embedded already (Embedder::embed, in order): what
+  // predict() does after the network. For callers that run the network for several models at
+  // once (pv::PredictionBatcher).
+  std::vector<Prediction> score(const PatchEmbeddings& embeddings) const;
 
   // Adds good images without refitting: their patches are embedded, and the greedy k-center
   // selection continues from the current memory bank, keeping each new patch that lies farther

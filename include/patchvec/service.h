@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include <patchvec/batcher.h>
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
 #include <patchvec/store.h>
@@ -33,9 +34,13 @@ struct ServiceOptions {
   int request_timeout_seconds = 30;  // to receive a whole request, headers and body
   int max_connections = 32;
   int max_connections_per_client = 8;
-  int max_concurrent_inspections = 2;  // images decoded and scored at once; others wait
+  int max_concurrent_inspections = 4;  // images decoded and scored at once; others wait
 
-  int threads = 0;  // libtorch threads for the models; 0 = one per core
+  // Every prediction runs on one compute thread with `threads` libtorch threads (a budget the
+  // whole process shares); concurrent requests join one forward pass (PredictionBatcher), and
+  // categories whose backbones are identical (the same pretrained weights) share one in memory.
+  int threads = 0;  // 0 = one per core
+  BatcherOptions batching{.max_batch = 4, .max_wait_ms = 5.0};
   InspectOptions inspect;
 };
 

@@ -431,11 +431,27 @@ PatchEmbeddings Embedder::embed(std::span<const std::filesystem::path> images,
 }
 
 PatchEmbeddings Embedder::embed(std::span<const Image> images) const {
+  std::vector<const Image*> pointers;
+  for (const Image& image : images) pointers.push_back(&image);
+  return embed(pointers, nullptr);
+}
+
+PatchEmbeddings Embedder::embed(std::span<const Image* const> images,
+                                std::vector<std::string>* failed) const {
   impl_->require_ready();
+  if (failed != nullptr) failed->assign(images.size(), {});
   std::vector<at::Tensor> inputs;
-  std::vector<TileLayout> layouts(images.size());
+  std::vector<TileLayout> layouts;
   for (std::size_t i = 0; i < images.size(); ++i) {
-    inputs.push_back(nn::preprocess_inputs(images[i], impl_->preprocess, &layouts[i]));
+    TileLayout layout;
+    try {
+      inputs.push_back(nn::preprocess_inputs(*images[i], impl_->preprocess, &layout));
+    } catch (const ImageError& e) {
+      if (failed == nullptr) throw;
+      (*failed)[i] = e.what();
+      continue;
+    }
+    layouts.push_back(std::move(layout));
   }
   const at::Tensor all = inputs.empty() ? at::Tensor() : at::cat(inputs);
   PatchEmbeddings result =

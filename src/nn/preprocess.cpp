@@ -49,6 +49,14 @@ at::Tensor channels_first(const Image& image) {
 
 at::Tensor preprocess_inputs(const Image& image, const PreprocessOptions& options,
                              TileLayout* layout) {
+  // Images made by callers of the library, not only by the decoders: their fields are checked.
+  if (image.width < 1 || image.height < 1 ||
+      image.pixels.size() != static_cast<std::size_t>(image.width) * image.height * 3) {
+    throw ImageError(ImageError::Kind::kDamaged,
+                     "an image of " + std::to_string(image.width) + "x" +
+                         std::to_string(image.height) + " pixels holds " +
+                         std::to_string(image.pixels.size()) + " values, not 3 per pixel");
+  }
   if (!options.tiling.enabled()) return preprocess(image, options).unsqueeze(0);
   try {
     *layout = tile_layout(image.width, image.height, options.tiling);

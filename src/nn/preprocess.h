@@ -28,7 +28,7 @@ at::Tensor preprocess(const Image& image, const PreprocessOptions& options);
 
 // The network inputs of one image: 1 x 3 x S x S without tiling; with it, the image scaled,
 // normalised and cut into its tiles, T x 3 x S x S, and `*layout` set to where they lie. Throws
-// pv::Error when the image is smaller than a tile.
+// ImageError (kDamaged) for an image smaller than a tile, or whose pixels do not match its size.
 at::Tensor preprocess_inputs(const Image& image, const PreprocessOptions& options,
                              TileLayout* layout);
 

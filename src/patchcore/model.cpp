@@ -2,6 +2,8 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <optional>
 
 #include <ATen/ATen.h>
@@ -22,6 +24,7 @@
 #include "search/exact_search.h"
 #include "util/clock.h"
 #include "util/progress.h"
+#include "util/sha256.h"
 
 namespace pv {
 namespace {
@@ -123,13 +126,18 @@ at::Tensor image_map(const at::Tensor& patch_distances, const TileLayout* layout
 
 struct Model::Impl {
   ModelInfo info;
-  Embedder embedder;
+  std::shared_ptr<const Embedder> backbone;  // shared with other models (BackboneCache)
+  const Embedder& embedder;                  // *backbone
   patchcore::Scorer scorer;
 
-  Impl(ModelInfo model_info, Embedder backbone, patchcore::Scorer bank_scorer)
+  Impl(ModelInfo model_info, std::shared_ptr<const Embedder> shared, patchcore::Scorer bank_scorer)
       : info(std::move(model_info)),
-        embedder(std::move(backbone)),
+        backbone(std::move(shared)),
+        embedder(*backbone),
         scorer(std::move(bank_scorer)) {}
+  Impl(ModelInfo model_info, Embedder own, patchcore::Scorer bank_scorer)
+      : Impl(std::move(model_info), std::make_shared<const Embedder>(std::move(own)),
+             std::move(bank_scorer)) {}
 
   patchcore::AnomalyMapOptions map_options() const {
     return {.size = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
@@ -274,6 +282,40 @@ void override_tiling(ModelInfo& info, const TilingOverride& change) {
 }
 
 }  // namespace
+
+struct BackboneCache::Impl {
+  std::mutex mutex;
+  std::map<std::string, std::weak_ptr<const Embedder>> backbones;
+
+  // The embedder `state` and `runtime` describe: one alive already, or a new one from `restore`.
+  template <typename Restore>
+  std::shared_ptr<const Embedder> find_or_add(const BackboneState& state,
+                                              const EmbedderOptions& runtime,
+                                              const Restore& restore) {
+    const TilingOptions& t = runtime.tiling;
+    const std::string key = state.backbone + "/" + state.weights_sha256 + "/" +
+                            sha256_hex(state.batchnorm) + "/" + std::to_string(runtime.image_size) +
+                            "/" + std::to_string(runtime.crop_size) + "/" + std::to_string(t.size) +
+                            "/" + std::to_string(t.overlap) + "/" + std::to_string(t.scale) + "/" +
+                            std::to_string(runtime.batch_size) + "/" +
+                            std::to_string(runtime.image_limits.max_pixels);
+    const std::lock_guard lock(mutex);
+    if (auto alive = backbones[key].lock()) return alive;
+    auto made = std::make_shared<const Embedder>(restore());
+    backbones[key] = made;
+    return made;
+  }
+};
+
+BackboneCache::BackboneCache() : impl_(std::make_unique<Impl>()) {}
+BackboneCache::~BackboneCache() = default;
+
+std::size_t BackboneCache::size() const {
+  const std::lock_guard lock(impl_->mutex);
+  return static_cast<std::size_t>(
+      std::count_if(impl_->backbones.begin(), impl_->backbones.end(),
+                    [](const auto& entry) { return !entry.second.expired(); }));
+}
 
 Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
@@ -464,14 +506,17 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
                             .batch_size = options.batch_size,
                             .threads = options.threads,
                             .image_limits = options.image_limits};
-    Embedder embedder = [&] {
+    const auto restore = [&] {
       try {
         return Embedder::restore(state, runtime);
       } catch (const Error& e) {
         throw Error(where + e.what());
       }
-    }();
-    const GridShape grid = embedder.grid();
+    };
+    const std::shared_ptr<const Embedder> embedder =
+        options.backbones ? options.backbones->impl_->find_or_add(state, runtime, restore)
+                          : std::make_shared<const Embedder>(restore());
+    const GridShape grid = embedder->grid();
     // Other tiles give another grid; the bank's patches are compared one by one whatever it is.
     if (!options.tiling.empty() && grid.dim == info.grid.dim) info.grid = grid;
     if (grid.height != info.grid.height || grid.width != info.grid.width ||
@@ -520,6 +565,30 @@ Prediction Model::predict(const Image& image) const {
     const std::size_t index = 0;
     impl_->score(impl_->embedder.embed(std::span(&image, 1)), std::span(&index, 1), out, nullptr);
     return std::move(out.front());
+  });
+}
+
+const Embedder& Model::backbone() const {
+  return impl_->embedder;
+}
+
+std::vector<Prediction> Model::score(const PatchEmbeddings& embeddings) const {
+  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
+    const GridShape& g = embeddings.grid;
+    if (g.dim != impl_->info.grid.dim ||
+        embeddings.values.size() !=
+            static_cast<std::size_t>(embeddings.count * g.height * g.width * g.dim)) {
+      throw Error("embeddings of " + std::to_string(g.dim) + "-d patches do not fit its " +
+                  std::to_string(impl_->info.grid.dim) + "-d bank, or their size disagrees");
+    }
+    const std::size_t images = embeddings.layouts.empty()
+                                   ? static_cast<std::size_t>(embeddings.count)
+                                   : embeddings.layouts.size();
+    std::vector<Prediction> out(images);
+    std::vector<std::size_t> indices(images);
+    for (std::size_t i = 0; i < images; ++i) indices[i] = i;
+    impl_->score(embeddings, indices, out, nullptr);
+    return out;
   });
 }
 

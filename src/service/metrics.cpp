@@ -18,7 +18,7 @@ void Metrics::observe_inspect(double seconds) {
   ++latency_count_;
 }
 
-std::string Metrics::prometheus_text() const {
+std::string Metrics::prometheus_text(long long batches, long long batched_images) const {
   const std::lock_guard guard(mutex_);
   std::string out;
   char line[256];
@@ -47,6 +47,14 @@ std::string Metrics::prometheus_text() const {
   out += "# HELP patchvec_anomalies_reported_total Anomaly reports written.\n";
   out += "# TYPE patchvec_anomalies_reported_total counter\n";
   std::snprintf(line, sizeof line, "patchvec_anomalies_reported_total %lld\n", reports_.load());
+  out += line;
+  out += "# HELP patchvec_forward_passes_total Forward passes the prediction batcher ran.\n";
+  out += "# TYPE patchvec_forward_passes_total counter\n";
+  std::snprintf(line, sizeof line, "patchvec_forward_passes_total %lld\n", batches);
+  out += line;
+  out += "# HELP patchvec_predicted_images_total Images those forward passes carried.\n";
+  out += "# TYPE patchvec_predicted_images_total counter\n";
+  std::snprintf(line, sizeof line, "patchvec_predicted_images_total %lld\n", batched_images);
   out += line;
   return out;
 }

@@ -14,7 +14,8 @@ class Metrics {
   void count_request(const std::string& route, int status);
   void observe_inspect(double seconds);
   void count_report() { ++reports_; }
-  std::string prometheus_text() const;
+  // With the batcher's counts of forward passes and the images they carried.
+  std::string prometheus_text(long long batches = 0, long long batched_images = 0) const;
 
  private:
   static constexpr std::array<double, 10> kBuckets = {0.05, 0.1, 0.2, 0.3, 0.5,

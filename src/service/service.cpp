@@ -137,7 +137,8 @@ struct InspectionService::Impl {
   };
 
   ServiceOptions options;
-  std::optional<Inspector> inspector;  // the models and the store
+  std::optional<Inspector> inspector;        // the models and the store
+  std::optional<PredictionBatcher> batcher;  // runs every prediction (destroyed first)
   std::filesystem::path report_images_dir;
   std::optional<service::TokenFile> tokens;
   GuardedServer server;
@@ -171,12 +172,15 @@ struct InspectionService::Impl {
     }
     std::map<std::string, Model> models;
     try {
-      models = load_models(o.models_dir,
-                           {.threads = o.threads, .batch_size = 1, .image_limits = o.image_limits});
+      models = load_models(o.models_dir, {.threads = o.threads,
+                                          .batch_size = o.batching.max_batch,
+                                          .image_limits = o.image_limits,
+                                          .backbones = std::make_shared<BackboneCache>()});
     } catch (const Error& e) {
       throw Error(std::string(e.what()) + " (--models)");
     }
     inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"));
+    batcher.emplace(o.batching);
     report_images_dir =
         o.report_images_dir.empty() ? o.models_dir / "report-images" : o.report_images_dir;
     for (const auto& [category, model] : inspector->models()) {
@@ -241,8 +245,10 @@ struct InspectionService::Impl {
                       }});
     routes.push_back({"GET", "/metrics", "/metrics", kInspect, true,
                       [](Impl& impl, const Request&, Response& res) {
-                        res.set_content(impl.metrics.prometheus_text(),
-                                        "text/plain; version=0.0.4");
+                        const BatcherStats batches = impl.batcher->stats();
+                        res.set_content(
+                            impl.metrics.prometheus_text(batches.batches, batches.images),
+                            "text/plain; version=0.0.4");
                       }});
     json_route("GET", "/v1/categories", "/v1/categories", kInspect,
                [](Impl& impl, const Request&) { return impl.categories(); });
@@ -324,7 +330,7 @@ struct InspectionService::Impl {
                    "in the request");
       const Slot slot(inspection_slots, options.request_timeout_seconds);
       const Image image = decode_image(upload.bytes, "in the request", options.image_limits);
-      prediction = model.predict(image);
+      prediction = batcher->predict(model, image);
       // The map over the whole image, pure colours: the page blends it with the original.
       const std::vector<float> normalized = model.normalize_map(prediction->map);
       const ModelInfo& info = model.info();

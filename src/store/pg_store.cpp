@@ -4,9 +4,9 @@
 // lock; the embedding columns get their dimension with the first load.
 // HNSW indexes (images: vector_cosine_ops, patches: vector_l2_ops) are built by build_indexes()
 // after loading, which is much faster than maintaining them row by row.
+#include <atomic>
 #include <chrono>
 #include <limits>
-#include <mutex>
 
 #include <nlohmann/json.hpp>
 
@@ -21,6 +21,8 @@ namespace pv {
 namespace {
 
 constexpr std::int64_t kSchemaLock = 7270727;  // pg_advisory_xact_lock key of schema changes
+// Connections a store opens at most: searches of concurrent inspections overlap.
+constexpr std::size_t kConnections = 4;
 
 const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict, source";
 constexpr int kImageColumnCount = 9;
@@ -75,29 +77,29 @@ std::optional<std::string> optional_bool(const std::optional<bool>& b) {
 
 class PostgresStore final : public VectorStore {
  public:
-  PostgresStore(const std::string& url, bool exact) : db_(url), exact_(exact) {
+  PostgresStore(const std::string& url, bool exact) : pool_(url, kConnections), exact_(exact) {
     ensure_base_schema();
   }
 
   std::size_t replace_dataset(const std::string& category,
                               std::span<const StoredImage> images) override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     const char* remove = "DELETE FROM images WHERE category = $1 AND source = 'dataset'";
     if (images.empty()) {
-      pg::Transaction t(db_);
-      if (has_vector_tables()) db_.exec(remove, {category});
+      pg::Transaction t(*db);
+      if (has_vector_tables()) db->exec(remove, {category});
       t.commit();
       return 0;
     }
-    pg::Transaction t(db_);
-    ensure_vector_tables(images.front().embedding.size());
-    db_.exec(
+    pg::Transaction t(*db);
+    ensure_vector_tables(*db, images.front().embedding.size());
+    db->exec(
         "INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO UPDATE SET "
         "indexed_at = now()",
         {category});
     // Loading is faster without the index; searches stay correct (exact) until it is rebuilt.
-    db_.exec("DROP INDEX IF EXISTS images_embedding_hnsw");
-    db_.exec(remove, {category});
+    db->exec("DROP INDEX IF EXISTS images_embedding_hnsw");
+    db->exec(remove, {category});
     pg::CopyBuffer rows;
     for (const StoredImage& image : images) {
       check_dimension(image.embedding.size());
@@ -111,7 +113,7 @@ class PostgresStore final : public VectorStore {
       rows.add_text(verdict_name(image.verdict));
       rows.add_vector(image.embedding);
     }
-    db_.copy_in(
+    db->copy_in(
         "COPY images (path, category, split, anomalous, defect, score, verdict, embedding) "
         "FROM STDIN (FORMAT BINARY)",
         rows.finish());
@@ -120,13 +122,13 @@ class PostgresStore final : public VectorStore {
   }
 
   std::int64_t add_image(const StoredImage& image) override {
-    const std::lock_guard guard(mutex_);
-    pg::Transaction t(db_);
-    ensure_vector_tables(image.embedding.size());
+    const auto db = pool_.lease();
+    pg::Transaction t(*db);
+    ensure_vector_tables(*db, image.embedding.size());
     check_dimension(image.embedding.size());
-    db_.exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+    db->exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
              {image.category});
-    const pg::Result r = db_.exec(
+    const pg::Result r = db->exec(
         "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
         "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
         {image.path, image.category, split_name(image.split), image.anomalous ? "true" : "false",
@@ -138,12 +140,12 @@ class PostgresStore final : public VectorStore {
 
   std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
                               std::size_t dim) override {
-    const std::lock_guard guard(mutex_);
-    pg::Transaction t(db_);
-    ensure_vector_tables(dim);
+    const auto db = pool_.lease();
+    pg::Transaction t(*db);
+    ensure_vector_tables(*db, dim);
     check_dimension(dim);
-    db_.exec("DROP INDEX IF EXISTS patches_embedding_hnsw");
-    db_.exec("DELETE FROM patches WHERE category = $1", {category});
+    db->exec("DROP INDEX IF EXISTS patches_embedding_hnsw");
+    db->exec("DELETE FROM patches WHERE category = $1", {category});
     pg::CopyBuffer rows;
     const std::size_t count = dim ? vectors.size() / dim : 0;
     for (std::size_t i = 0; i < count; ++i) {
@@ -151,42 +153,42 @@ class PostgresStore final : public VectorStore {
       rows.add_text(category);
       rows.add_vector(vectors.subspan(i * dim, dim));
     }
-    db_.copy_in("COPY patches (category, embedding) FROM STDIN (FORMAT BINARY)", rows.finish());
+    db->copy_in("COPY patches (category, embedding) FROM STDIN (FORMAT BINARY)", rows.finish());
     t.commit();
     return count;
   }
 
   double build_indexes() override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     if (!has_vector_tables()) return 0;
     const auto start = std::chrono::steady_clock::now();
-    db_.exec("SET maintenance_work_mem = '512MB'");
-    db_.exec(
+    db->exec("SET maintenance_work_mem = '512MB'");
+    db->exec(
         "CREATE INDEX IF NOT EXISTS images_embedding_hnsw ON images USING hnsw "
         "(embedding vector_cosine_ops)");
-    db_.exec(
+    db->exec(
         "CREATE INDEX IF NOT EXISTS patches_embedding_hnsw ON patches USING hnsw "
         "(embedding vector_l2_ops)");
-    db_.exec("RESET maintenance_work_mem");
+    db->exec("RESET maintenance_work_mem");
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     if (!has_vector_tables()) return {};
     check_dimension(query.size());
-    pg::Transaction t(db_);
+    pg::Transaction t(*db);
     if (exact_) {
-      db_.exec("SET LOCAL enable_indexscan = off");
+      db->exec("SET LOCAL enable_indexscan = off");
     } else {
       // Filtered HNSW scans keep looking until they have k rows (pgvector 0.8).
-      db_.exec("SET LOCAL hnsw.ef_search = 100");
-      db_.exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
+      db->exec("SET LOCAL hnsw.ef_search = 100");
+      db->exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
     }
     // Relaxed order: the inner scan may return rows slightly out of order; sort them again.
     const pg::Result r =
-        db_.exec(std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
+        db->exec(std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
                      ", embedding <=> $1::vector AS distance FROM images "
                      "WHERE ($2 = '' OR category = $2) AND ($3::boolean IS NULL OR anomalous = $3) "
                      "ORDER BY embedding <=> $1::vector LIMIT $4) "
@@ -203,10 +205,10 @@ class PostgresStore final : public VectorStore {
   }
 
   std::int64_t add_report(const AnomalyReport& report) override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     nlohmann::json matches = nlohmann::json::array();
     for (const Match& m : report.matches) matches.push_back(store::match_json(m));
-    const pg::Result r = db_.exec(
+    const pg::Result r = db->exec(
         "INSERT INTO reports (path, category, score, threshold, best_similarity, matches, image) "
         "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING id",
         {report.path, report.category, std::to_string(report.score),
@@ -216,8 +218,8 @@ class PostgresStore final : public VectorStore {
   }
 
   std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
-    const std::lock_guard guard(mutex_);
-    const pg::Result r = db_.exec(
+    const auto db = pool_.lease();
+    const pg::Result r = db->exec(
         std::string("SELECT ") + kReportColumns +
             " FROM reports WHERE ($1 = '' OR category = $1) AND ($4 = '' OR status = $4) AND "
             "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
@@ -234,9 +236,9 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<AnomalyReport> report(std::int64_t id) const override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     const pg::Result r =
-        db_.exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
+        db->exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
                  {std::to_string(id)});
     if (r.rows() == 0) return std::nullopt;
     return report_from(r, 0);
@@ -244,9 +246,9 @@ class PostgresStore final : public VectorStore {
 
   AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
     check_resolution(resolution);
-    const std::lock_guard guard(mutex_);
-    pg::Transaction t(db_);
-    const pg::Result current = db_.exec(
+    const auto db = pool_.lease();
+    pg::Transaction t(*db);
+    const pg::Result current = db->exec(
         "SELECT status, resolution, resolved_by, "
         "to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
         "FROM reports WHERE id = $1 FOR UPDATE",
@@ -257,7 +259,7 @@ class PostgresStore final : public VectorStore {
                           current.text(0, 1) + " by " + current.text(0, 2) + " at " +
                           current.text(0, 3) + ")");
     }
-    const pg::Result r = db_.exec(
+    const pg::Result r = db->exec(
         std::string("UPDATE reports SET status = 'resolved', resolution = $2, defect = $3, "
                     "note = $4, resolved_by = $5, resolved_at = now() WHERE id = $1 RETURNING ") +
             kReportColumns,
@@ -268,19 +270,19 @@ class PostgresStore final : public VectorStore {
   }
 
   void mark_applied(std::span<const std::int64_t> report_ids) override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     std::string ids = "{";
     for (const auto id : report_ids) {
       if (ids.size() > 1) ids += ',';
       ids += std::to_string(id);
     }
-    db_.exec("UPDATE reports SET applied = true WHERE id = ANY($1::bigint[])", {ids + "}"});
+    db->exec("UPDATE reports SET applied = true WHERE id = ANY($1::bigint[])", {ids + "}"});
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     if (!has_vector_tables()) return std::nullopt;
-    const pg::Result r = db_.exec(
+    const pg::Result r = db->exec(
         std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
         {std::to_string(id)});
     if (r.rows() == 0) return std::nullopt;
@@ -290,29 +292,30 @@ class PostgresStore final : public VectorStore {
   }
 
   std::size_t image_count(const std::string& category) const override {
-    const std::lock_guard guard(mutex_);
+    const auto db = pool_.lease();
     if (!has_vector_tables()) return 0;
     const pg::Result r =
-        db_.exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
+        db->exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
     return std::stoull(r.text(0, 0));
   }
 
   void ping() const override {
-    const std::lock_guard guard(mutex_);
-    db_.exec("SELECT 1");
+    const auto db = pool_.lease();
+    db->exec("SELECT 1");
   }
 
   std::string kind() const override { return "postgresql"; }
-  std::string location() const override { return "PostgreSQL " + db_.name(); }
+  std::string location() const override { return "PostgreSQL " + pool_.name(); }
 
  private:
   void ensure_base_schema() {
-    const pg::Result ext = db_.exec("SELECT 1 FROM pg_extension WHERE extname = 'vector'");
+    const auto db = pool_.lease();
+    const pg::Result ext = db->exec("SELECT 1 FROM pg_extension WHERE extname = 'vector'");
     if (ext.rows() == 0) {
       try {
-        db_.exec("CREATE EXTENSION IF NOT EXISTS vector");
+        db->exec("CREATE EXTENSION IF NOT EXISTS vector");
       } catch (const Error& e) {
-        throw Error("PostgreSQL " + db_.name() +
+        throw Error("PostgreSQL " + pool_.name() +
                     ": the database has no vector extension (pgvector) and this role cannot "
                     "create it; ask its administrator to run CREATE EXTENSION vector (" +
                     e.what() + ")");
@@ -321,65 +324,66 @@ class PostgresStore final : public VectorStore {
     // Each migration in a transaction of its own, one process at a time.
     int version = 0;
     for (const pg::Migration& migration : pg::migrations()) {
-      pg::Transaction t(db_);
-      db_.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
-      version = schema_version();
+      pg::Transaction t(*db);
+      db->exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
+      version = schema_version(*db);
       const int newest = pg::migrations().back().version;
       if (version > newest) {
-        throw Error("PostgreSQL " + db_.name() + ": schema version " + std::to_string(version) +
+        throw Error("PostgreSQL " + pool_.name() + ": schema version " + std::to_string(version) +
                     " was written by a newer patchvec (this one knows version " +
                     std::to_string(newest) + ")");
       }
       if (migration.version <= version) continue;
-      db_.exec_script(migration.sql, migration.name);
-      db_.exec(
+      db->exec_script(migration.sql, migration.name);
+      db->exec(
           "INSERT INTO patchvec_meta VALUES ('schema_version', $1) "
           "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
           {std::to_string(migration.version)});
       t.commit();
       version = migration.version;
     }
-    const pg::Result dim = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
+    const pg::Result dim = db->exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
   }
 
   // 0 for an empty database.
-  int schema_version() {
-    if (db_.exec("SELECT to_regclass('patchvec_meta')").text(0, 0).empty()) return 0;
-    const pg::Result r = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
+  int schema_version(pg::Connection& db) {
+    if (db.exec("SELECT to_regclass('patchvec_meta')").text(0, 0).empty()) return 0;
+    const pg::Result r = db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
     return r.rows() ? std::stoi(r.text(0, 0)) : 0;
   }
 
   bool has_vector_tables() const { return dimension_ != 0; }
 
   // Inside a transaction, before the first load: the embedding columns get their dimension.
-  void ensure_vector_tables(std::size_t dim) {
+  void ensure_vector_tables(pg::Connection& db, std::size_t dim) {
     if (dimension_ != 0) return;
-    db_.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
-    const pg::Result existing = db_.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
+    db.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
+    const pg::Result existing = db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     if (existing.rows()) {
       dimension_ = std::stoul(existing.text(0, 0));
       return;
     }
     const std::string type = "vector(" + std::to_string(dim) + ")";
-    db_.exec("ALTER TABLE images ALTER COLUMN embedding TYPE " + type);
-    db_.exec("ALTER TABLE patches ALTER COLUMN embedding TYPE " + type);
-    db_.exec("INSERT INTO patchvec_meta VALUES ('dimension', $1)", {std::to_string(dim)});
+    db.exec("ALTER TABLE images ALTER COLUMN embedding TYPE " + type);
+    db.exec("ALTER TABLE patches ALTER COLUMN embedding TYPE " + type);
+    db.exec("INSERT INTO patchvec_meta VALUES ('dimension', $1)", {std::to_string(dim)});
     dimension_ = dim;
   }
 
   void check_dimension(std::size_t dim) const {
     if (dimension_ != 0 && dim != dimension_) {
-      throw Error("PostgreSQL " + db_.name() + " holds " + std::to_string(dimension_) +
+      throw Error("PostgreSQL " + pool_.name() + " holds " + std::to_string(dimension_) +
                   "-dimensional embeddings, got " + std::to_string(dim) +
                   " (a model with another backbone? use another database)");
     }
   }
 
-  mutable pg::Connection db_;
+  // Statements of concurrent callers run on their own connections; PostgreSQL's transactions
+  // and locks keep them apart.
+  mutable pg::ConnectionPool pool_;
   bool exact_;
-  std::size_t dimension_ = 0;
-  mutable std::mutex mutex_;
+  std::atomic<std::size_t> dimension_ = 0;  // set once, by the first load
 };
 
 }  // namespace

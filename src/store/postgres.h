@@ -3,9 +3,11 @@
 // password) and carries the server's message.
 #pragma once
 
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -65,6 +67,49 @@ class Transaction {
  private:
   Connection& connection_;
   bool done_ = false;
+};
+
+// Up to `size` connections to one server, opened when first needed: what runs statements for
+// many threads at once (a connection runs one at a time). Thread-safe.
+class ConnectionPool {
+ public:
+  // Opens the first connection (throws pv::Error as Connection does).
+  ConnectionPool(std::string url, std::size_t size);
+  ~ConnectionPool();
+  ConnectionPool(const ConnectionPool&) = delete;
+  ConnectionPool& operator=(const ConnectionPool&) = delete;
+
+  // A connection of one's own until the lease ends.
+  class Lease {
+   public:
+    Lease(Lease&& other) noexcept;
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    Lease& operator=(Lease&&) = delete;
+    ~Lease();
+    Connection& operator*() const { return *connection_; }
+    Connection* operator->() const { return connection_.get(); }
+
+   private:
+    friend class ConnectionPool;
+    Lease(ConnectionPool& pool, std::unique_ptr<Connection> connection);
+    ConnectionPool* pool_;
+    std::unique_ptr<Connection> connection_;
+  };
+
+  // An idle connection, a new one while fewer than `size` are open, or else the first returned.
+  Lease lease();
+  const std::string& name() const { return name_; }  // as Connection::name()
+
+ private:
+  void give_back(std::unique_ptr<Connection> connection);
+  std::string url_;
+  std::size_t size_;
+  std::string name_;
+  std::mutex mutex_;
+  std::condition_variable returned_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  std::size_t open_ = 0;
 };
 
 // Rows in PostgreSQL's binary COPY format.
