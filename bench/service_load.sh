@@ -26,7 +26,7 @@ weights="$build/bench-data/patchcore/weights.safetensors"
 models="$work/models"
 if [ ! -f "$models/grid.pvm" ]; then
   "$patchvec" -q train --data "$demo/data" --category tile,leather,grid --weights "$weights" \
-    --threshold f1 --no-evaluation --out "$models" >/dev/null
+    --out "$models" >/dev/null
   "$patchvec" -q index --model "$models/tile.pvm" "$models/leather.pvm" "$models/grid.pvm" \
     --data "$demo/data" >/dev/null
 fi
@@ -73,8 +73,10 @@ measure() {  # NAME BINARY: one line per client count in $work/NAME.txt
   sleep 2
   echo "rss_kib=$(rss)" >"$work/$name.txt"
   for clients in 1 2 4 8; do
+    # The previous run's last requests finish first: their connections count per client.
+    sleep 5
     echo "== $name: $clients concurrent clients, 20 s"
-    line=$(wrk -t2 -c"$clients" -d20s --timeout 30s -s "$work/post.lua" \
+    line=$(wrk -t"$((clients < 2 ? 1 : 2))" -c"$clients" -d20s --timeout 30s -s "$work/post.lua" \
       "${url}v1/inspect?category=tile" | grep RESULT)
     echo "$line"
     echo "clients=$clients $line" >>"$work/$name.txt"
@@ -87,6 +89,7 @@ measure after "$patchvec"
 
 echo "== memory over 2 minutes of load (8 clients): RSS in MiB every 10 s"
 start_server "$patchvec" "$work/long-serve.log"
+sleep 2
 wrk -t2 -c8 -d120s --timeout 30s -s "$work/post.lua" "${url}v1/inspect?category=tile" \
   >"$work/long.txt" &
 load=$!

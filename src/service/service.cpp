@@ -6,7 +6,6 @@
 #include <map>
 #include <optional>
 #include <regex>
-#include <semaphore>
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -29,6 +28,7 @@
 #include "service/http_server.h"
 #include "service/metrics.h"
 #include "service/requests.h"
+#include "service/slots.h"
 #include "service/web_assets.h"
 #include "util/sha256.h"
 
@@ -143,7 +143,7 @@ struct InspectionService::Impl {
   std::optional<service::TokenFile> tokens;
   GuardedServer server;
   service::Metrics metrics;
-  std::counting_semaphore<> inspection_slots;
+  service::FairSlots inspection_slots;
   std::atomic<long long> incidents = 0;
   std::atomic<int> store_was_ok = -1;  // for logging readiness changes once
   const std::vector<Route> route_table = make_routes();
@@ -291,20 +291,19 @@ struct InspectionService::Impl {
     return inspector->model(category);  // NotFoundError: 404
   }
 
-  // A slot to decode and score an image in; bounds the memory and CPU of inspections at once.
+  // A slot to decode and score an image in, first come first served; bounds the memory of
+  // inspections at once.
   class Slot {
    public:
-    explicit Slot(std::counting_semaphore<>& slots, int timeout_seconds) : slots_(slots) {
-      if (!slots.try_acquire_for(std::chrono::seconds(timeout_seconds))) {
+    explicit Slot(service::FairSlots& slots, int timeout_seconds) {
+      if (!slots.acquire_for(std::chrono::seconds(timeout_seconds))) {
         throw HttpError{503, "busy: every inspection slot stayed taken; try again"};
       }
+      held_.emplace(slots);
     }
-    Slot(const Slot&) = delete;
-    Slot& operator=(const Slot&) = delete;
-    ~Slot() { slots_.release(); }
 
    private:
-    std::counting_semaphore<>& slots_;
+    std::optional<service::FairSlots::Held> held_;
   };
 
   Json inspect(const httplib::Request& req) {
