@@ -14,8 +14,10 @@
 namespace pv {
 
 struct BatcherOptions {
-  int max_batch = 8;         // images per forward pass
-  double max_wait_ms = 5.0;  // how long a request waits for others to join its batch
+  int max_batch = 8;  // images per forward pass
+  // How long a batch waits for announced predictions (announce()) to join it. Never longer, and
+  // not at all when none is announced: a lone request runs at once.
+  double max_wait_ms = 5.0;
 };
 
 struct BatcherStats {
@@ -26,6 +28,8 @@ struct BatcherStats {
 // Thread-safety: predict() may be called from any number of threads at once. The models passed
 // to predict() must outlive the call (it blocks until its prediction is done).
 class PredictionBatcher {
+  struct Impl;
+
  public:
   // Starts the compute thread. Throws pv::Error for max_batch < 1 or a negative wait.
   explicit PredictionBatcher(const BatcherOptions& options = {});
@@ -34,17 +38,35 @@ class PredictionBatcher {
   PredictionBatcher(const PredictionBatcher&) = delete;
   PredictionBatcher& operator=(const PredictionBatcher&) = delete;
 
+  // A prediction on its way (its image being read): a batch of the same backbone that starts
+  // meanwhile waits up to max_wait_ms for it. Pass it to predict(); dropping it unused (the image
+  // could not be read) withdraws it.
+  class Announcement {
+   public:
+    Announcement(Announcement&& other) noexcept;
+    Announcement(const Announcement&) = delete;
+    Announcement& operator=(const Announcement&) = delete;
+    Announcement& operator=(Announcement&&) = delete;
+    ~Announcement();
+
+   private:
+    friend class PredictionBatcher;
+    Announcement(Impl* impl, const Embedder* backbone) : impl_(impl), backbone_(backbone) {}
+    Impl* impl_;
+    const Embedder* backbone_;
+  };
+  Announcement announce(const Model& model);
+
   // model.predict(image), batched with concurrent requests. The answer is the same bit for bit
   // as predicting the image alone: each image is scored alone, and the network's result for a
   // whole image does not depend on the others in its batch (tested; images of tiled models, whose
   // tiles fill a batch already, run one at a time). Throws what model.predict() does, for this
   // image only: a failing image fails its own request, not its batch.
-  Prediction predict(const Model& model, const Image& image);
+  Prediction predict(const Model& model, const Image& image, Announcement* announced = nullptr);
 
   BatcherStats stats() const;
 
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
 };
 

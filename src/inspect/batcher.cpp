@@ -2,8 +2,10 @@
 #include <condition_variable>
 #include <deque>
 #include <future>
+#include <map>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include <patchvec/batcher.h>
 #include <patchvec/error.h>
@@ -40,12 +42,18 @@ struct PredictionBatcher::Impl {
   mutable std::mutex mutex;
   std::condition_variable arrived;
   std::deque<Request*> queue;
+  std::map<const Embedder*, int> announced;  // predictions on their way, by backbone
   bool stopping = false;
+
+  // Under `mutex`.
+  void withdraw(const Embedder* backbone) {
+    if (--announced[backbone] == 0) announced.erase(backbone);
+  }
   BatcherStats stats;
   std::thread worker;
 
-  // The compute thread: waits for a request, gives others with its backbone up to max_wait_ms
-  // (from the first one's arrival) to join, then runs them.
+  // The compute thread: waits for a request, gives the requests announced for its backbone up to
+  // max_wait_ms (from the first one's arrival) to join, then runs them.
   void run() {
     std::unique_lock lock(mutex);
     for (;;) {
@@ -62,7 +70,11 @@ struct PredictionBatcher::Impl {
         return std::count_if(queue.begin(), queue.end(),
                              [&](const Request* r) { return r->backbone == backbone; });
       };
-      while (!stopping && joined() < room) {
+      const auto coming = [&] {
+        const auto it = announced.find(backbone);
+        return it != announced.end() && it->second > 0;
+      };
+      while (!stopping && joined() < room && coming()) {
         if (arrived.wait_until(lock, deadline) == std::cv_status::timeout) break;
       }
       std::vector<Request*> batch;
@@ -75,11 +87,12 @@ struct PredictionBatcher::Impl {
           ++it;
         }
       }
+      // Counted before the answers go out: a caller that got its answer sees its batch counted.
+      ++stats.batches;
+      stats.images += static_cast<std::int64_t>(batch.size());
       lock.unlock();
       run_batch(*backbone, batch);
       lock.lock();
-      ++stats.batches;
-      stats.images += static_cast<std::int64_t>(batch.size());
     }
   }
 
@@ -133,7 +146,26 @@ PredictionBatcher::~PredictionBatcher() {
   impl_->worker.join();
 }
 
-Prediction PredictionBatcher::predict(const Model& model, const Image& image) {
+PredictionBatcher::Announcement::Announcement(Announcement&& other) noexcept
+    : impl_(std::exchange(other.impl_, nullptr)), backbone_(other.backbone_) {}
+
+PredictionBatcher::Announcement::~Announcement() {
+  if (impl_ == nullptr) return;
+  {
+    const std::lock_guard lock(impl_->mutex);
+    impl_->withdraw(backbone_);
+  }
+  impl_->arrived.notify_all();  // a batch waiting for it need not wait longer
+}
+
+PredictionBatcher::Announcement PredictionBatcher::announce(const Model& model) {
+  const std::lock_guard lock(impl_->mutex);
+  ++impl_->announced[&model.backbone()];
+  return Announcement(impl_.get(), &model.backbone());
+}
+
+Prediction PredictionBatcher::predict(const Model& model, const Image& image,
+                                      Announcement* announced) {
   Request request{.model = &model,
                   .image = &image,
                   .backbone = &model.backbone(),
@@ -143,6 +175,10 @@ Prediction PredictionBatcher::predict(const Model& model, const Image& image) {
   {
     const std::lock_guard lock(impl_->mutex);
     if (impl_->stopping) throw Error("the prediction batcher is stopping");
+    if (announced != nullptr && announced->impl_ == impl_.get()) {
+      impl_->withdraw(announced->backbone_);  // it arrives now
+      announced->impl_ = nullptr;
+    }
     impl_->queue.push_back(&request);
   }
   impl_->arrived.notify_all();

@@ -328,8 +328,9 @@ struct InspectionService::Impl {
       check_limits(read_image_header(upload.bytes, "in the request"), options.image_limits,
                    "in the request");
       const Slot slot(inspection_slots, options.request_timeout_seconds);
+      PredictionBatcher::Announcement coming = batcher->announce(model);
       const Image image = decode_image(upload.bytes, "in the request", options.image_limits);
-      prediction = batcher->predict(model, image);
+      prediction = batcher->predict(model, image, &coming);
       // The map over the whole image, pure colours: the page blends it with the original.
       const std::vector<float> normalized = model.normalize_map(prediction->map);
       const ModelInfo& info = model.info();

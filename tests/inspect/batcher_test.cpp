@@ -2,6 +2,8 @@
 // failing only its own request, and backbones shared between categories with identical weights.
 #include <atomic>
 #include <barrier>
+#include <chrono>
+#include <optional>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -173,6 +175,42 @@ TEST_F(Batcher, AFailingImageFailsOnlyItsOwnRequest) {
   EXPECT_EQ(succeeded, kClients - 3);
   // The poisoned images shared forward passes with good ones.
   EXPECT_LT(batcher.stats().batches, kClients - 1);
+}
+
+// A batch waits for predictions announced for its backbone, and for nothing else.
+TEST_F(Batcher, ABatchWaitsOnlyForAnnouncedPredictions) {
+  const auto models = load(std::make_shared<BackboneCache>());
+  const Model& tile = models.at("tile");
+  const Model& leather = models.at("leather");  // the same backbone
+  const auto start = std::chrono::steady_clock::now();
+  const auto seconds = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  PredictionBatcher batcher({.max_batch = 4, .max_wait_ms = 60'000});
+  // Alone and unannounced: runs at once, not after a minute.
+  batcher.predict(tile, images_[0]);
+  EXPECT_LT(seconds(), 30);
+  EXPECT_EQ(batcher.stats().batches, 1);
+  // Announced: the batch that starts meanwhile waits for it, and both go through together.
+  PredictionBatcher::Announcement coming = batcher.announce(leather);
+  std::thread late([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    batcher.predict(leather, images_[1], &coming);
+  });
+  batcher.predict(tile, images_[2]);
+  late.join();
+  EXPECT_EQ(batcher.stats().batches, 2);
+  EXPECT_EQ(batcher.stats().images, 3);
+  // Withdrawn (its image could not be read): the waiting batch goes on without it.
+  std::optional<PredictionBatcher::Announcement> never(batcher.announce(tile));
+  std::thread withdraw([&] {
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    never.reset();
+  });
+  batcher.predict(tile, images_[3]);
+  withdraw.join();
+  EXPECT_EQ(batcher.stats().batches, 3);
+  EXPECT_LT(seconds(), 30);
 }
 
 TEST(BatcherOptions, BadSettingsAreRefused) {
