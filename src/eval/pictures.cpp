@@ -26,7 +26,10 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
        render::original_overlay(original, normalized, p.map.width, p.map.height,
                                 info.options.embedder.image_size, info.options.embedder.crop_size,
                                 kHeight)},
-      {"image", "anomaly map (dimmed: cropped away, not inspected)"}, caption,
+      {"image", info.options.embedder.crop_size > 0
+                    ? "anomaly map (dimmed: cropped away, not inspected)"
+                    : "anomaly map"},
+      caption,
       p.verdict == Verdict::kAnomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
   std::filesystem::create_directories(folder);
   const auto parent = image.parent_path().filename().string();
