@@ -99,6 +99,7 @@ struct PredictionBatcher::Impl {
   // One forward pass for the whole batch, then each image scored by its own model.
   static void run_batch(const Embedder& backbone, const std::vector<Request*>& batch) {
     std::vector<const Image*> images;
+    images.reserve(batch.size());
     for (const Request* r : batch) images.push_back(r->image);
     std::vector<std::string> failed;
     PatchEmbeddings all;
