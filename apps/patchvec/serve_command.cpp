@@ -87,7 +87,8 @@ Examples:
                   "Concurrent images run through the network together")
       ->capture_default_str();
   cmd->add_option("--batch-wait-ms", options->batching.max_wait_ms,
-                  "How long a request waits for others to join its batch")
+                  "How long a batch waits for requests being read (announced) to join it; a lone "
+                  "request never waits")
       ->capture_default_str();
   cmd->add_option("--min-similarity", options->inspect.min_similarity,
                   "Cosine similarity to the closest normal image for a normal verdict "
