@@ -160,7 +160,8 @@ class VectorStore {
 // environment variables. Creates or migrates the schema. `exact`: nearest() scans every row
 // (the same ranking as the embedded store) instead of using the HNSW index. Throws pv::Error for an
 // unreachable server, refused credentials, a database without the vector extension (and no right to
-// create it), or a schema of another version.
+// create it), or a schema of another version. Calls from several threads run on up to 4
+// connections at once (opened when needed), so concurrent searches overlap.
 std::unique_ptr<VectorStore> open_postgres_store(const std::string& url, bool exact = false);
 
 // Where a store is, as the CLI's --db/--store/--exact and the service's options say it.
