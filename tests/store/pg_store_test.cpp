@@ -231,6 +231,42 @@ TEST_F(PostgresStore, AConnectionKilledDuringTheCopyLeavesThePreviousBank) {
             "100");
 }
 
+// Calls from many threads run on connections of their own (up to 4), and answer as they do alone.
+TEST_F(PostgresStore, ConcurrentCallsRunOnSeveralConnections) {
+  std::mt19937 rng(5);
+  const auto images = random_images(rng, "tile", 200, 32);
+  auto store = open_postgres_store(url_, /*exact=*/true);
+  store->replace_dataset("tile", images);
+  std::vector<std::vector<Match>> alone;
+  for (std::size_t q = 0; q < 16; ++q) alone.push_back(store->nearest(images[q].embedding, 5, {}));
+  std::vector<std::thread> threads;
+  std::atomic<int> same = 0, asked = 0;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t q = static_cast<std::size_t>(t); q < 16; q += 4) {
+        const auto matches = store->nearest(images[q].embedding, 5, {});
+        bool equal = matches.size() == alone[q].size();
+        for (std::size_t i = 0; equal && i < matches.size(); ++i) {
+          equal = matches[i].image.id == alone[q][i].image.id;
+        }
+        same += equal;
+        ++asked;
+      }
+      store->add_report({.path = "r" + std::to_string(t), .category = "tile"});
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(asked, 28);  // threads 0-3 ask 4 queries each, 4-7 three
+  EXPECT_EQ(same, asked);
+  EXPECT_EQ(store->reports({.category = "tile"}).size(), 8u);
+  const pg::Result open = admin_->exec(
+      "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'patchvec'",
+      {database_});
+  const int connections = std::stoi(open.text(0, 0));
+  EXPECT_GE(connections, 2);
+  EXPECT_LE(connections, 4);
+}
+
 TEST_F(PostgresStore, ExactTopTenIsTheBruteForceRankingAndTheEmbeddedStores) {
   std::mt19937 rng(4);
   const auto images = random_images(rng, "leather", 400, 96);
