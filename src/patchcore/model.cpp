@@ -104,14 +104,18 @@ void append_image_embeddings(const PatchEmbeddings& batch, std::vector<std::vect
   }
 }
 
-// The options a fit works with: with tiling, the tile is the network input whole, so the
-// preprocessing sizes read as (tile, no crop) everywhere (the model file, pictures).
+// With tiling, the tile is the network input whole, so the preprocessing sizes read as (tile,
+// no crop) everywhere (the model file, pictures).
+void use_tiling(EmbedderOptions& embedder, const TilingOptions& tiling) {
+  validate(tiling);
+  embedder.tiling = tiling;
+  embedder.image_size = tiling.size;
+  embedder.crop_size = 0;
+}
+
+// The options a fit works with.
 PatchCoreOptions effective(PatchCoreOptions options) {
-  if (options.embedder.tiling.enabled()) {
-    validate(options.embedder.tiling);
-    options.embedder.image_size = options.embedder.tiling.size;
-    options.embedder.crop_size = 0;
-  }
+  if (options.embedder.tiling.enabled()) use_tiling(options.embedder, options.embedder.tiling);
   return options;
 }
 
@@ -275,10 +279,7 @@ void override_tiling(ModelInfo& info, const TilingOverride& change) {
   }
   if (change.overlap) tiling.overlap = *change.overlap;
   if (change.scale) tiling.scale = *change.scale;
-  validate(tiling);
-  info.options.embedder.tiling = tiling;
-  info.options.embedder.image_size = tiling.size;
-  info.options.embedder.crop_size = 0;
+  use_tiling(info.options.embedder, tiling);
 }
 
 }  // namespace

@@ -295,15 +295,17 @@ struct InspectionService::Impl {
   // inspections at once.
   class Slot {
    public:
-    explicit Slot(service::FairSlots& slots, int timeout_seconds) {
+    explicit Slot(service::FairSlots& slots, int timeout_seconds) : slots_(slots) {
       if (!slots.acquire_for(std::chrono::seconds(timeout_seconds))) {
         throw HttpError{503, "busy: every inspection slot stayed taken; try again"};
       }
-      held_.emplace(slots);
     }
+    Slot(const Slot&) = delete;
+    Slot& operator=(const Slot&) = delete;
+    ~Slot() { slots_.release(); }
 
    private:
-    std::optional<service::FairSlots::Held> held_;
+    service::FairSlots& slots_;
   };
 
   Json inspect(const httplib::Request& req) {

@@ -18,18 +18,6 @@ class FairSlots {
   bool acquire_for(std::chrono::milliseconds timeout);
   void release();
 
-  // Holds a slot for its lifetime (acquired already).
-  class Held {
-   public:
-    explicit Held(FairSlots& slots) : slots_(slots) {}
-    Held(const Held&) = delete;
-    Held& operator=(const Held&) = delete;
-    ~Held() { slots_.release(); }
-
-   private:
-    FairSlots& slots_;
-  };
-
  private:
   struct Waiter {
     std::condition_variable woken;
