@@ -14,7 +14,8 @@ std::int64_t peak_memory_bytes();  // peak resident set size of this process so 
 std::int64_t parse_bytes(const std::string& text);
 
 // True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN then runs
-// bf16 matrix products several times faster than float32 ones.
+// bf16 matrix products several times faster than float32 ones. False when ONEDNN_MAX_CPU_ISA
+// (or DNNL_MAX_CPU_ISA) keeps oneDNN below AVX512_CORE_BF16.
 bool cpu_has_native_bf16();
 
 // OpenBLAS's name for the kernels it chose ("SkylakeX", "Haswell", ...); empty if the BLAS is

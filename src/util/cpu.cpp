@@ -1,4 +1,6 @@
+#include <cctype>
 #include <cstdlib>
+#include <string>
 
 #include <cpuid.h>
 #include <dlfcn.h>
@@ -7,7 +9,25 @@
 
 namespace pv {
 
+namespace {
+
+// oneDNN's instruction sets may be capped by the user (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA
+// before it); below AVX512_CORE_BF16 it refuses to build bf16 products at all.
+bool onednn_allows_bf16() {
+  const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
+  if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");
+  if (cap == nullptr || *cap == '\0') return true;
+  std::string isa(cap);
+  for (char& c : isa) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return isa == "ALL" || isa.find("BF16") != std::string::npos ||
+         isa.find("AMX") != std::string::npos || isa.find("FP16") != std::string::npos ||
+         isa.starts_with("AVX10");
+}
+
+}  // namespace
+
 bool cpu_has_native_bf16() {
+  if (!onednn_allows_bf16()) return false;
   // From CPUID itself: clang 14's __builtin_cpu_supports knows neither feature's name.
   __builtin_cpu_init();
   if (!__builtin_cpu_supports("avx512f")) return false;  // also checks that the OS enabled it

@@ -96,6 +96,23 @@ TEST_F(PatchCoreCli, PredictGivesVerdictsAndHeatmaps) {
   EXPECT_TRUE(result["timings"]["ms_per_image"]["backbone"].is_number());
 }
 
+// A user may cap oneDNN's instruction set (ONEDNN_MAX_CPU_ISA): the search then keeps to float32
+// products instead of failing on bf16 ones oneDNN no longer builds; the scores are the same.
+TEST_F(PatchCoreCli, PredictUnderACappedInstructionSet) {
+  ASSERT_EQ(train_exit_, 0);
+  const std::string arguments =
+      "predict --json --model " + model() + " " + data() + "/synthetic/test/blob/000.png";
+  const CommandResult usual = patchvec(arguments, /*merge_stderr=*/false);
+  const CommandResult capped = run_program(
+      std::string("ONEDNN_MAX_CPU_ISA=AVX2 ") + PATCHVEC_BINARY, arguments, /*merge_stderr=*/false);
+  ASSERT_EQ(usual.exit_code, 0) << usual.output;
+  ASSERT_EQ(capped.exit_code, 0) << capped.output;
+  const auto score = [](const CommandResult& run) {
+    return nlohmann::json::parse(run.output)["predictions"][0]["score"].get<double>();
+  };
+  EXPECT_NEAR(score(capped), score(usual), 1e-4 * score(usual));
+}
+
 TEST_F(PatchCoreCli, PredictWritesMapsAsNumbers) {
   ASSERT_EQ(train_exit_, 0);
   const auto maps = *dir_ / "maps";
