@@ -132,7 +132,8 @@ async function inspect(file) {
         (typeof r.threshold === 'number' ? ` (threshold ${fixed(r.threshold, 3)})` : '') +
         ` · best similarity ${fixed(r.best_similarity, 4)}`;
     $('reason').textContent = r.reason;
-    $('report').textContent = r.report_id === null ? '' : `reported as #${r.report_id}`;
+    $('report').textContent = r.report_id !== null ? `reported as #${r.report_id}`
+      : r.report_pending ? 'report pending: the database has no primary now; it is stored once it has one' : '';
     $('matches-title').textContent = anomalous
         ? 'Closest known defects' : `${r.matches.length} most similar normal images`;
     releaseThumbnails();

@@ -76,6 +76,7 @@ int run(int argc, char** argv) {
   pv::cli::add_demo_command(app);
   pv::cli::add_store_commands(app);
   pv::cli::add_update_command(app);
+  pv::cli::add_publish_commands(app);
   pv::cli::add_serve_command(app);
   pv::cli::add_weights_command(app);
   pv::cli::add_import_command(app);

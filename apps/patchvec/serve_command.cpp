@@ -45,20 +45,34 @@ void add_serve_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand(
       "serve", "The inspection service: an HTTP API and a web page for operators");
   cmd->footer(R"(
-Loads every <category>.pvm in --models once; images and reports live in --db (PostgreSQL +
-pgvector) or in --store (default <models>/store.pvs). Endpoints (docs/api.md): POST /v1/inspect?category=C,
+Loads every <category>.pvm in --models once, or, with --db and no --models, each category's
+newest model published in the database (patchvec publish), following new revisions while it runs;
+images and reports live in --db (PostgreSQL + pgvector) or in --store (default <models>/store.pvs). Endpoints (docs/api.md): POST /v1/inspect?category=C,
 GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz (ready), /livez (alive), /metrics;
 the page is at /.
 Without --auth-tokens anyone who reaches the port may call it, so the service then listens on
 this machine only (127.0.0.1); another --host needs --auth-tokens FILE, or --insecure.
 Examples:
   patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models
-  patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens)");
-  cmd->add_option("--models", options->models_dir, "Folder of .pvm models")->required();
+  patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens
+  patchvec publish --db $URL models/*.pvm && patchvec serve --db $URL)");
+  cmd->add_option("--models", options->models_dir,
+                  "Folder of .pvm models (without it: the models published in --db)");
   add_store_options(*cmd, options->store);
+  cmd->add_option("--model-cache", options->model_cache_dir,
+                  "Without --models: where published models are kept to be loaded "
+                  "(default: $XDG_CACHE_HOME/patchvec/models)");
+  cmd->add_option("--model-check-seconds", options->model_check_seconds,
+                  "Without --models: how often the database is checked for new revisions besides "
+                  "its notifications")
+      ->capture_default_str();
   cmd->add_option("--report-images", options->report_images_dir,
                   "Folder for the images of anomaly reports, kept for the operators' decisions "
-                  "(default: MODELS/report-images)");
+                  "(default: MODELS/report-images, or $XDG_DATA_HOME/patchvec/report-images)");
+  cmd->add_option("--report-spool", options->report_spool_dir,
+                  "Folder where reports wait, fsync'd, while the database has no primary; stored "
+                  "once it has one (default: MODELS/report-spool, or "
+                  "$XDG_DATA_HOME/patchvec/report-spool)");
   cmd->add_option("--host", options->host, "Address to listen on")->capture_default_str();
   cmd->add_option("--port", options->port, "Port (0: any free one)")->capture_default_str();
   cmd->add_option("--auth-tokens", options->auth_tokens,

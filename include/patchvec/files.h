@@ -15,6 +15,13 @@ namespace pv {
 // `max_bytes` (0 = no limit) refuses larger files before reading them.
 std::vector<std::byte> read_file(const std::filesystem::path& path, std::int64_t max_bytes = 0);
 
+// $XDG_CACHE_HOME/patchvec/<what> (default ~/.cache/patchvec/<what>): files that can be fetched
+// again. Not created here. Throws pv::Error when neither XDG_CACHE_HOME nor HOME is an absolute
+// path.
+std::filesystem::path user_cache_dir(std::string_view what);
+// $XDG_DATA_HOME/patchvec/<what> (default ~/.local/share/patchvec/<what>): files kept for good.
+std::filesystem::path user_data_dir(std::string_view what);
+
 // A read-only memory mapping of a whole regular file, unmapped on destruction. Movable, not
 // copyable.
 class MappedFile {

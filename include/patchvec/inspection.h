@@ -10,6 +10,7 @@
 #include <vector>
 
 #include <patchvec/model.h>
+#include <patchvec/report_spool.h>
 #include <patchvec/store.h>
 
 namespace pv {
@@ -26,6 +27,9 @@ struct InspectOptions {
   // Called when a report is written: where the image's bytes are kept for the operator's later
   // decision (the service saves uploads). Unset: `path`, a file the caller read.
   std::function<std::string()> keep_image;
+  // Where a report goes when the store cannot take it now (ReportSpool::add()); none: the
+  // store's UnavailableError is thrown.
+  ReportSpool* spool = nullptr;
 };
 
 // The minimum similarity `options` and `model` make: the override, the model's rule, or 0.9.
@@ -43,6 +47,7 @@ struct Inspection {
   // Normal verdict: the k most similar normal images. Anomalous: the k closest known defects.
   std::vector<Match> matches;
   std::optional<std::int64_t> report_id;
+  bool report_pending = false;  // the report waits in the spool: stored once the store takes it
 };
 
 // Judges one predicted image: normal when its score is below the model's image threshold (if the

@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -14,6 +16,7 @@
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
+#include <patchvec/model_registry.h>
 #include <patchvec/store.h>
 
 namespace pv {
@@ -30,25 +33,36 @@ struct Inspected {
   Inspection inspection;
 };
 
+// A model as an inspector serves it: where it came from, so that clients can tell which one
+// answered.
+struct ServedModel {
+  std::shared_ptr<const Model> model;
+  std::string sha256;                       // of its file's bytes (empty when not known)
+  std::optional<PublishedModel> published;  // when it came from a ModelRegistry
+};
+
 // Thread-safety: everything but the constructor may be called from many threads at once
-// (models predict concurrently; the store serialises what it must).
+// (models predict concurrently; the store serialises what it must). serve() swaps a category's
+// model atomically: calls that began with the previous one finish with it.
 class Inspector {
  public:
   // Throws pv::Error when `models` is empty.
   Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store);
+  Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store);
 
-  // The model of `category`; throws NotFoundError ("unknown category 'wood'") for none.
-  const Model& model(const std::string& category) const;
-  const std::map<std::string, Model>& models() const { return models_; }
+  // The model of `category`; throws NotFoundError ("unknown category 'wood'") for none. Holding
+  // the pointer keeps that model alive across a serve() of another.
+  std::shared_ptr<const Model> model(const std::string& category) const;
+  ServedModel served(const std::string& category) const;
+  std::map<std::string, ServedModel> models() const;  // a snapshot
+  // Serves `model` for its category from now on, replacing the one served (or adding one).
+  void serve(ServedModel model);
   VectorStore& store() const { return *store_; }
 
   // Scores `image` with the category's model and inspects it (pv::inspect()). Throws
   // NotFoundError for an unknown category, and what predict() and inspect() throw.
   Inspected inspect(const std::string& category, const Image& image, const std::string& name,
                     const InspectOptions& options = {}) const;
-  // An image the category's model has scored already.
-  Inspection inspect(const std::string& category, const Prediction& prediction,
-                     const std::string& name, const InspectOptions& options = {}) const;
   // The same for image files, read and scored in batches; results in the order of `images`.
   std::vector<Inspected> inspect(const std::string& category,
                                  std::span<const std::filesystem::path> images,
@@ -60,7 +74,8 @@ class Inspector {
   ResolvedReport resolve(std::int64_t report_id, const ReportResolution& resolution) const;
 
  private:
-  std::map<std::string, Model> models_;
+  mutable std::mutex mutex_;  // guards models_ (the models themselves are immutable)
+  std::map<std::string, ServedModel> models_;
   std::unique_ptr<VectorStore> store_;
 };
 

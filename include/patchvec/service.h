@@ -15,11 +15,22 @@
 namespace pv {
 
 struct ServiceOptions {
-  std::filesystem::path models_dir;  // every *.pvm in it
-  StoreLocation store;               // open_store(); its default file: <models_dir>/store.pvs
+  // Every *.pvm in it; empty: the models published in store.db (patchvec publish), each
+  // category's newest revision, followed while serving (a new one is swapped in between
+  // requests, within a second of its publication).
+  std::filesystem::path models_dir;
+  StoreLocation store;  // open_store(); its default file: <models_dir>/store.pvs
+  // Published models: where their files are kept to be loaded (empty: $XDG_CACHE_HOME/patchvec/
+  // models), and how often the database is checked besides its notifications.
+  std::filesystem::path model_cache_dir;
+  int model_check_seconds = 30;
   // Where the images of anomaly reports are kept for the operators' decisions (by SHA-256);
-  // empty: <models_dir>/report-images.
+  // empty: <models_dir>/report-images, or $XDG_DATA_HOME/patchvec/report-images without one.
   std::filesystem::path report_images_dir;
+  // Reports the store cannot take now (no PostgreSQL primary answers) wait here, fsync'd, and are
+  // stored once when it can (ReportSpool); empty: <models_dir>/report-spool, or
+  // $XDG_DATA_HOME/patchvec/report-spool without one. One folder per service.
+  std::filesystem::path report_spool_dir;
   std::string host = "127.0.0.1";
   int port = 8080;  // 0: any free one (bind() returns it)
 

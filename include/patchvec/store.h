@@ -70,6 +70,9 @@ struct AnomalyReport {
   std::string resolved_by;
   std::string resolved_at;  // ISO 8601, UTC
   bool applied = false;     // a false alarm already added to its model's memory bank
+  // Given by a sender that may send the report twice (ReportSpool): a report whose key is stored
+  // already is not stored again. Empty: none.
+  std::string idempotency_key;
 };
 
 struct ReportResolution {
@@ -97,6 +100,12 @@ class NotFoundError : public Error {
   using Error::Error;
 };
 class ConflictError : public Error {
+ public:
+  using Error::Error;
+};
+// The store cannot be reached for this now (server down, connection lost, no primary for a
+// write): the same call may succeed later (HTTP 503).
+class UnavailableError : public Error {
  public:
   using Error::Error;
 };
@@ -129,7 +138,8 @@ class VectorStore {
   virtual std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                                      const MatchFilter& filter = {}) const = 0;
 
-  // Stores a new, open report (its id, created and status are set here).
+  // Stores a new, open report (its id and status are set here, `created` when it is empty) and
+  // returns its id; with an idempotency key stored already, that report's id instead.
   virtual std::int64_t add_report(const AnomalyReport& report) = 0;
   // Newest first.
   virtual std::vector<AnomalyReport> reports(const ReportQuery& query) const = 0;
@@ -162,6 +172,12 @@ class VectorStore {
 // unreachable server, refused credentials, a database without the vector extension (and no right to
 // create it), or a schema of another version. Calls from several threads run on up to 4
 // connections at once (opened when needed), so concurrent searches overlap.
+// A URL of several hosts (postgresql://h1:5432,h2:5432/db: a primary and its standbys) is used
+// as libpq's target_session_attrs choose: searches and other reads on prefer-standby (a standby
+// if one answers, else the primary), changes on read-write (the primary, found again after a
+// failover), each with its own 4 connections; the store opens while no primary answers, and a
+// change then throws UnavailableError. Reads on a standby see changes after replication (usually
+// milliseconds). Whatever target_session_attrs the URL says is overridden.
 std::unique_ptr<VectorStore> open_postgres_store(const std::string& url, bool exact = false);
 
 // Where a store is, as the CLI's --db/--store/--exact and the service's options say it.

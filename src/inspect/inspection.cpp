@@ -62,14 +62,19 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
       prediction.defect_embedding.empty() ? prediction.embedding : prediction.defect_embedding;
   result.matches = store.nearest(query, options.k, {.category = info.category, .anomalous = true});
   if (options.report) {
-    result.report_id =
-        store.add_report({.path = path,
-                          .category = info.category,
-                          .score = prediction.score,
-                          .threshold = result.threshold,
-                          .best_similarity = result.best_similarity,
-                          .matches = result.matches,
-                          .image = options.keep_image ? options.keep_image() : path});
+    AnomalyReport report{.path = path,
+                         .category = info.category,
+                         .score = prediction.score,
+                         .threshold = result.threshold,
+                         .best_similarity = result.best_similarity,
+                         .matches = result.matches,
+                         .image = options.keep_image ? options.keep_image() : path};
+    if (options.spool != nullptr) {
+      result.report_id = options.spool->add(store, std::move(report));
+      result.report_pending = !result.report_id;
+    } else {
+      result.report_id = store.add_report(report);
+    }
   }
   return result;
 }

@@ -32,40 +32,72 @@ std::map<std::string, Model> load_models(const std::filesystem::path& folder,
   return models;
 }
 
+namespace {
+
+std::map<std::string, ServedModel> as_served(std::map<std::string, Model> models) {
+  std::map<std::string, ServedModel> out;
+  for (auto& [category, model] : models) {
+    out.emplace(category, ServedModel{.model = std::make_shared<const Model>(std::move(model))});
+  }
+  return out;
+}
+
+}  // namespace
+
 Inspector::Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store)
+    : Inspector(as_served(std::move(models)), std::move(store)) {}
+
+Inspector::Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store)
     : models_(std::move(models)), store_(std::move(store)) {
   if (models_.empty()) throw Error("an inspector needs at least one model");
   if (!store_) throw Error("an inspector needs a store");
+  for (const auto& [category, served] : models_) {
+    if (!served.model || served.model->info().category != category) {
+      throw Error("an inspector's model of " + category + " must be one of that category");
+    }
+  }
 }
 
-const Model& Inspector::model(const std::string& category) const {
+ServedModel Inspector::served(const std::string& category) const {
+  const std::lock_guard lock(mutex_);
   const auto it = models_.find(category);
   if (it == models_.end()) throw NotFoundError("unknown category '" + category + "'");
   return it->second;
 }
 
-Inspected Inspector::inspect(const std::string& category, const Image& image,
-                             const std::string& name, const InspectOptions& options) const {
-  const Model& m = model(category);
-  Prediction prediction = m.predict(image);
-  Inspection inspection = pv::inspect(m, *store_, prediction, name, options);
-  return {std::move(prediction), std::move(inspection)};
+std::shared_ptr<const Model> Inspector::model(const std::string& category) const {
+  return served(category).model;
 }
 
-Inspection Inspector::inspect(const std::string& category, const Prediction& prediction,
-                              const std::string& name, const InspectOptions& options) const {
-  return pv::inspect(model(category), *store_, prediction, name, options);
+std::map<std::string, ServedModel> Inspector::models() const {
+  const std::lock_guard lock(mutex_);
+  return models_;
+}
+
+void Inspector::serve(ServedModel model) {
+  if (!model.model) throw Error("an inspector cannot serve no model");
+  const std::string category = model.model->info().category;
+  const std::lock_guard lock(mutex_);
+  models_[category] = std::move(model);
+}
+
+Inspected Inspector::inspect(const std::string& category, const Image& image,
+                             const std::string& name, const InspectOptions& options) const {
+  const auto m = model(category);
+  Prediction prediction = m->predict(image);
+  Inspection inspection = pv::inspect(*m, *store_, prediction, name, options);
+  return {std::move(prediction), std::move(inspection)};
 }
 
 std::vector<Inspected> Inspector::inspect(const std::string& category,
                                           std::span<const std::filesystem::path> images,
                                           const InspectOptions& options) const {
-  const Model& m = model(category);
-  std::vector<Prediction> predictions = m.predict(images, "inspect");
+  const auto m = model(category);
+  std::vector<Prediction> predictions = m->predict(images, "inspect");
   std::vector<Inspected> out;
   out.reserve(images.size());
   for (std::size_t i = 0; i < images.size(); ++i) {
-    Inspection inspection = pv::inspect(m, *store_, predictions[i], images[i].string(), options);
+    Inspection inspection = pv::inspect(*m, *store_, predictions[i], images[i].string(), options);
     out.push_back({std::move(predictions[i]), std::move(inspection)});
   }
   return out;
@@ -75,12 +107,17 @@ ResolvedReport Inspector::resolve(std::int64_t report_id,
                                   const ReportResolution& resolution) const {
   const auto report = store_->report(report_id);
   if (!report) throw NotFoundError("no report " + std::to_string(report_id));
-  const auto it = models_.find(report->category);
-  if (it == models_.end()) {
-    throw ConflictError("report " + std::to_string(report_id) + " is of category " +
-                        report->category + ", which no loaded model is for");
+  std::shared_ptr<const Model> m;
+  {
+    const std::lock_guard lock(mutex_);
+    const auto it = models_.find(report->category);
+    if (it == models_.end()) {
+      throw ConflictError("report " + std::to_string(report_id) + " is of category " +
+                          report->category + ", which no loaded model is for");
+    }
+    m = it->second.model;
   }
-  return resolve_report(it->second, *store_, report_id, resolution);
+  return resolve_report(*m, *store_, report_id, resolution);
 }
 
 }  // namespace pv

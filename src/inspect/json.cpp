@@ -40,7 +40,8 @@ Json inspection(const Inspection& r) {
           {"threshold", number_or_null(r.threshold)},
           {"best_similarity", r.best_similarity},
           {"matches", matches(r.matches)},
-          {"report_id", r.report_id ? Json(*r.report_id) : nullptr}};
+          {"report_id", r.report_id ? Json(*r.report_id) : nullptr},
+          {"report_pending", r.report_pending}};
 }
 
 Json report(const AnomalyReport& r) {

@@ -18,7 +18,8 @@ void Metrics::observe_inspect(double seconds) {
   ++latency_count_;
 }
 
-std::string Metrics::prometheus_text(long long batches, long long batched_images) const {
+std::string Metrics::prometheus_text(long long batches, long long batched_images,
+                                     long long pending_reports) const {
   const std::lock_guard guard(mutex_);
   std::string out;
   char line[256];
@@ -55,6 +56,11 @@ std::string Metrics::prometheus_text(long long batches, long long batched_images
   out += "# HELP patchvec_predicted_images_total Images those forward passes carried.\n";
   out += "# TYPE patchvec_predicted_images_total counter\n";
   std::snprintf(line, sizeof line, "patchvec_predicted_images_total %lld\n", batched_images);
+  out += line;
+  out +=
+      "# HELP patchvec_reports_pending Reports in the spool, waiting for the store to take them.\n";
+  out += "# TYPE patchvec_reports_pending gauge\n";
+  std::snprintf(line, sizeof line, "patchvec_reports_pending %lld\n", pending_reports);
   out += line;
   return out;
 }

@@ -15,7 +15,8 @@ class Metrics {
   void observe_inspect(double seconds);
   void count_report() { ++reports_; }
   // With the batcher's counts of forward passes and the images they carried.
-  std::string prometheus_text(long long batches = 0, long long batched_images = 0) const;
+  std::string prometheus_text(long long batches = 0, long long batched_images = 0,
+                              long long pending_reports = 0) const;
 
  private:
   static constexpr std::array<double, 10> kBuckets = {0.05, 0.1, 0.2, 0.3, 0.5,

@@ -2,10 +2,13 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <regex>
+#include <thread>
 
 #include <arpa/inet.h>
 #include <httplib.h>
@@ -20,6 +23,9 @@
 #include <patchvec/json.h>
 #include <patchvec/log.h>
 #include <patchvec/model.h>
+#include <patchvec/model_registry.h>
+#include <patchvec/publishing.h>
+#include <patchvec/report_spool.h>
 #include <patchvec/service.h>
 #include <patchvec/store.h>
 
@@ -137,13 +143,20 @@ struct InspectionService::Impl {
   };
 
   ServiceOptions options;
+  std::unique_ptr<ModelRegistry> registry;   // published models (no --models)
   std::optional<Inspector> inspector;        // the models and the store
+  std::unique_ptr<ModelFollower> follower;   // keeps published models current (destroyed early)
+  std::optional<ReportSpool> spool;          // reports waiting for the store
   std::optional<PredictionBatcher> batcher;  // runs every prediction (destroyed first)
   std::filesystem::path report_images_dir;
   std::optional<service::TokenFile> tokens;
   GuardedServer server;
   service::Metrics metrics;
   service::FairSlots inspection_slots;
+  std::thread spool_flusher;
+  std::mutex spool_mutex;
+  std::condition_variable spool_wakeup;
+  bool stopping_spool = false;
   std::atomic<long long> incidents = 0;
   std::atomic<int> store_was_ok = -1;  // for logging readiness changes once
   const std::vector<Route> route_table = make_routes();
@@ -170,26 +183,95 @@ struct InspectionService::Impl {
     } else {
       log::info("no authentication (--auth-tokens): serving this machine only (" + o.host + ")");
     }
-    std::map<std::string, Model> models;
-    try {
-      models = load_models(o.models_dir, {.threads = o.threads,
-                                          .batch_size = o.batching.max_batch,
-                                          .image_limits = o.image_limits,
-                                          .backbones = std::make_shared<BackboneCache>()});
-    } catch (const Error& e) {
-      throw Error(std::string(e.what()) + " (--models)");
+    const ModelLoadOptions load{.threads = o.threads,
+                                .batch_size = o.batching.max_batch,
+                                .image_limits = o.image_limits,
+                                .backbones = std::make_shared<BackboneCache>()};
+    if (o.models_dir.empty()) {
+      serve_published(o, load);
+    } else {
+      std::map<std::string, ServedModel> models;
+      try {
+        models = served_files(o.models_dir, load);
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + " (--models)");
+      }
+      inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"));
     }
-    inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"));
     batcher.emplace(o.batching);
-    report_images_dir =
-        o.report_images_dir.empty() ? o.models_dir / "report-images" : o.report_images_dir;
-    for (const auto& [category, model] : inspector->models()) {
+    spool.emplace(!o.report_spool_dir.empty() ? o.report_spool_dir
+                  : !o.models_dir.empty()     ? o.models_dir / "report-spool"
+                                              : user_data_dir("report-spool"));
+    report_images_dir = !o.report_images_dir.empty() ? o.report_images_dir
+                        : !o.models_dir.empty()      ? o.models_dir / "report-images"
+                                                     : user_data_dir("report-images");
+    for (const auto& entry : inspector->models()) {
+      const std::string& category = entry.first;
       if (store().image_count(category) == 0) {
         log::warn("category " + category + " has no images in " + store().location() +
                   ": inspections will fail until it is indexed (patchvec index --model ...)");
       }
     }
     routes();
+    // Last: a constructor that throws must not leave a thread running.
+    spool_flusher = std::thread([this] { flush_spool_until_stopped(); });
+  }
+
+  // Every *.pvm of `folder`, with its file's SHA-256.
+  static std::map<std::string, ServedModel> served_files(const std::filesystem::path& folder,
+                                                         const ModelLoadOptions& load) {
+    std::map<std::string, ServedModel> out;
+    for (auto& [category, model] : load_models(folder, load)) {
+      out.emplace(category, ServedModel{.model = std::make_shared<const Model>(std::move(model)),
+                                        .sha256 = sha256_file_hex(folder / (category + ".pvm"))});
+    }
+    return out;
+  }
+
+  // No --models: the newest published revisions in the database, followed from now on.
+  void serve_published(const ServiceOptions& o, const ModelLoadOptions& load) {
+    if (o.store.db.empty()) {
+      throw Error(
+          "no models: give --models FOLDER, or --db URL of a database with published "
+          "models (patchvec publish)");
+    }
+    registry = ModelRegistry::open(o.store.db);
+    const auto cache = o.model_cache_dir.empty() ? user_cache_dir("models") : o.model_cache_dir;
+    inspector.emplace(load_published_models(*registry, cache, load), open_store(o.store));
+    follower = std::make_unique<ModelFollower>(
+        *registry, *inspector,
+        FollowOptions{.cache_dir = cache,
+                      .load = load,
+                      .check_interval = std::chrono::seconds(o.model_check_seconds)});
+  }
+
+  ~Impl() {
+    {
+      const std::lock_guard lock(spool_mutex);
+      stopping_spool = true;
+    }
+    spool_wakeup.notify_all();
+    if (spool_flusher.joinable()) spool_flusher.join();
+  }
+
+  // Every 2 s: the spooled reports to the store, once it takes them.
+  void flush_spool_until_stopped() {
+    std::unique_lock lock(spool_mutex);
+    while (!spool_wakeup.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_spool; })) {
+      lock.unlock();
+      try {
+        if (spool->pending() > 0) {
+          const std::size_t stored = spool->flush(store());
+          if (stored > 0) {
+            log::info("stored " + std::to_string(stored) + " spooled report(s) in " +
+                      store().location());
+          }
+        }
+      } catch (const std::exception& e) {
+        log::warn(std::string("flushing the report spool: ") + e.what());
+      }
+      lock.lock();
+    }
   }
 
   static void check_options(const ServiceOptions& o) {
@@ -202,6 +284,7 @@ struct InspectionService::Impl {
     positive(o.max_connections, "--max-connections");
     positive(o.max_connections_per_client, "--max-connections-per-client");
     positive(o.max_concurrent_inspections, "--max-inspections");
+    positive(o.model_check_seconds, "--model-check-seconds");
   }
 
   VectorStore& store() const { return inspector->store(); }
@@ -246,9 +329,10 @@ struct InspectionService::Impl {
     routes.push_back({"GET", "/metrics", "/metrics", kInspect, true,
                       [](Impl& impl, const Request&, Response& res) {
                         const BatcherStats batches = impl.batcher->stats();
-                        res.set_content(
-                            impl.metrics.prometheus_text(batches.batches, batches.images),
-                            "text/plain; version=0.0.4");
+                        res.set_content(impl.metrics.prometheus_text(
+                                            batches.batches, batches.images,
+                                            static_cast<long long>(impl.spool->pending())),
+                                        "text/plain; version=0.0.4");
                       }});
     json_route("GET", "/v1/categories", "/v1/categories", kInspect,
                [](Impl& impl, const Request&) { return impl.categories(); });
@@ -285,7 +369,7 @@ struct InspectionService::Impl {
 
   // --- handlers ------------------------------------------------------------------------------
 
-  const Model& model_for(const httplib::Request& req) const {
+  std::shared_ptr<const Model> model_for(const httplib::Request& req) const {
     if (!req.has_param("category")) throw HttpError{400, "missing ?category="};
     const std::string category = req.get_param_value("category");
     return inspector->model(category);  // NotFoundError: 404
@@ -310,7 +394,9 @@ struct InspectionService::Impl {
 
   Json inspect(const httplib::Request& req) {
     const auto start = std::chrono::steady_clock::now();
-    const Model& model = model_for(req);
+    // This request's model, to its end: a newer revision may be swapped in meanwhile.
+    const std::shared_ptr<const Model> held = model_for(req);
+    const Model& model = *held;
     const service::Upload upload = service::upload_of(req);
     std::string name = "upload";
     if (req.has_param("name")) {
@@ -345,8 +431,8 @@ struct InspectionService::Impl {
     }
     InspectOptions inspect_options = options.inspect;
     inspect_options.keep_image = [&] { return keep_upload(upload.bytes); };
-    const Inspection r =
-        inspector->inspect(model.info().category, *prediction, name, inspect_options);
+    inspect_options.spool = &*spool;
+    const Inspection r = pv::inspect(model, store(), *prediction, name, inspect_options);
     if (r.report_id) metrics.count_report();
     metrics.observe_inspect(
         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
@@ -377,8 +463,14 @@ struct InspectionService::Impl {
 
   Json categories() const {
     Json out = Json::array();
-    for (const auto& [name, model] : inspector->models()) {
-      Json category = json::model(model.info());
+    for (const auto& [name, served] : inspector->models()) {
+      Json category = json::model(served.model->info());
+      category["sha256"] = served.sha256;
+      category["published"] = nullptr;
+      if (served.published) {
+        category["published"] = {{"revision", served.published->revision},
+                                 {"created", served.published->created}};
+      }
       category["stored_images"] = store().image_count(name);
       out.push_back(std::move(category));
     }

@@ -65,58 +65,6 @@ StoredImage image_from(const nlohmann::json& j) {
   return image;
 }
 
-nlohmann::json report_json(const AnomalyReport& r) {
-  nlohmann::json matches = nlohmann::json::array();
-  for (const Match& m : r.matches) {
-    matches.push_back(store::match_json(m));
-  }
-  return {{"id", r.id},
-          {"path", r.path},
-          {"category", r.category},
-          {"score", r.score},
-          {"threshold", r.threshold},
-          {"best_similarity", r.best_similarity},
-          {"created", r.created},
-          {"matches", matches},
-          {"image", r.image},
-          {"status", r.status},
-          {"resolution", r.resolution},
-          {"defect", r.defect},
-          {"note", r.note},
-          {"resolved_by", r.resolved_by},
-          {"resolved_at", r.resolved_at},
-          {"applied", r.applied}};
-}
-
-AnomalyReport report_from(const nlohmann::json& j) {
-  AnomalyReport r;
-  r.id = json_integer<std::int64_t>(j.at("id"), "report id");
-  r.path = j.at("path").get<std::string>();
-  r.category = j.at("category").get<std::string>();
-  r.score = json_real<float>(j.at("score"), "report score");
-  r.threshold = json_real<float>(j.at("threshold"), "report threshold");
-  r.best_similarity = json_real<double>(j.at("best_similarity"), "report similarity");
-  r.created = j.at("created").get<std::string>();
-  for (const auto& m : j.at("matches")) {
-    r.matches.push_back(store::match_from(m));
-  }
-  // Stores written before reports could be resolved have none of these: open reports.
-  if (j.contains("status")) {
-    r.image = j.at("image").get<std::string>();
-    r.status = j.at("status").get<std::string>();
-    r.resolution = j.at("resolution").get<std::string>();
-    r.defect = j.at("defect").get<std::string>();
-    r.note = j.at("note").get<std::string>();
-    r.resolved_by = j.at("resolved_by").get<std::string>();
-    r.resolved_at = j.at("resolved_at").get<std::string>();
-    r.applied = j.at("applied").get<bool>();
-    if (r.status != "open" && r.status != "resolved") {
-      throw Error("report " + std::to_string(r.id) + " has status '" + r.status + "'");
-    }
-  }
-  return r;
-}
-
 // Everything in the file, in memory; embeddings as given (a round trip changes nothing).
 struct Contents {
   std::vector<StoredImage> images;
@@ -134,7 +82,7 @@ Contents decode(std::span<const std::byte> bytes, const std::string& where) {
   try {
     const auto header = nlohmann::json::parse(preamble.header);
     for (const auto& j : header.at("images")) c.images.push_back(image_from(j));
-    for (const auto& j : header.at("reports")) c.reports.push_back(report_from(j));
+    for (const auto& j : header.at("reports")) c.reports.push_back(store::report_from(j));
     c.next_image_id = json_integer<std::int64_t>(header.at("next_image_id"), "next_image_id");
     c.next_report_id = json_integer<std::int64_t>(header.at("next_report_id"), "next_report_id");
   } catch (const nlohmann::json::exception& e) {
@@ -186,7 +134,7 @@ void write_contents(const std::filesystem::path& path, const Contents& c) {
   nlohmann::json images = nlohmann::json::array();
   for (const StoredImage& image : c.images) images.push_back(image_json(image));
   nlohmann::json reports = nlohmann::json::array();
-  for (const AnomalyReport& r : c.reports) reports.push_back(report_json(r));
+  for (const AnomalyReport& r : c.reports) reports.push_back(store::report_json(r));
   const std::string header = nlohmann::json({{"images", images},
                                              {"reports", reports},
                                              {"next_image_id", c.next_image_id},
@@ -303,6 +251,11 @@ class EmbeddedStore final : public VectorStore {
 
   std::int64_t add_report(const AnomalyReport& report) override {
     return change([&](Contents& c) {
+      if (!report.idempotency_key.empty()) {
+        for (const AnomalyReport& r : c.reports) {
+          if (r.idempotency_key == report.idempotency_key) return r.id;
+        }
+      }
       AnomalyReport r = report;
       r.id = c.next_report_id++;
       if (r.created.empty()) r.created = utc_now();

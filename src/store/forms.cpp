@@ -1,5 +1,7 @@
 #include "store/forms.h"
 
+#include <patchvec/error.h>
+
 #include "util/json_numbers.h"
 
 namespace pv::store {
@@ -28,6 +30,60 @@ Match match_from(const nlohmann::json& j) {
   m.image.defect = image.at("defect").get<std::string>();
   m.similarity = json_real<double>(j.at("similarity"), "match similarity");
   return m;
+}
+
+nlohmann::json report_json(const AnomalyReport& r) {
+  nlohmann::json matches = nlohmann::json::array();
+  for (const Match& m : r.matches) {
+    matches.push_back(match_json(m));
+  }
+  return {{"id", r.id},
+          {"path", r.path},
+          {"category", r.category},
+          {"score", r.score},
+          {"threshold", r.threshold},
+          {"best_similarity", r.best_similarity},
+          {"created", r.created},
+          {"matches", matches},
+          {"image", r.image},
+          {"status", r.status},
+          {"resolution", r.resolution},
+          {"defect", r.defect},
+          {"note", r.note},
+          {"resolved_by", r.resolved_by},
+          {"resolved_at", r.resolved_at},
+          {"applied", r.applied},
+          {"idempotency_key", r.idempotency_key}};
+}
+
+AnomalyReport report_from(const nlohmann::json& j) {
+  AnomalyReport r;
+  r.id = json_integer<std::int64_t>(j.at("id"), "report id");
+  r.path = j.at("path").get<std::string>();
+  r.category = j.at("category").get<std::string>();
+  r.score = json_real<float>(j.at("score"), "report score");
+  r.threshold = json_real<float>(j.at("threshold"), "report threshold");
+  r.best_similarity = json_real<double>(j.at("best_similarity"), "report similarity");
+  r.created = j.at("created").get<std::string>();
+  for (const auto& m : j.at("matches")) {
+    r.matches.push_back(match_from(m));
+  }
+  // Stores written before reports could be resolved have none of these: open reports.
+  if (j.contains("status")) {
+    r.image = j.at("image").get<std::string>();
+    r.status = j.at("status").get<std::string>();
+    r.resolution = j.at("resolution").get<std::string>();
+    r.defect = j.at("defect").get<std::string>();
+    r.note = j.at("note").get<std::string>();
+    r.resolved_by = j.at("resolved_by").get<std::string>();
+    r.resolved_at = j.at("resolved_at").get<std::string>();
+    r.applied = j.at("applied").get<bool>();
+    if (r.status != "open" && r.status != "resolved") {
+      throw Error("report " + std::to_string(r.id) + " has status '" + r.status + "'");
+    }
+  }
+  if (j.contains("idempotency_key")) r.idempotency_key = j.at("idempotency_key").get<std::string>();
+  return r;
 }
 
 }  // namespace pv::store

@@ -23,4 +23,10 @@ nlohmann::json match_json(const Match& match);
 // pv::Error or nlohmann::json::exception for anything else.
 Match match_from(const nlohmann::json& json);
 
+// A report with everything a store keeps of it, as the embedded store's file and the report spool
+// hold it; reports of earlier forms (without a decision or a key) read as open ones. Throws
+// pv::Error or nlohmann::json::exception for anything else.
+nlohmann::json report_json(const AnomalyReport& report);
+AnomalyReport report_from(const nlohmann::json& json);
+
 }  // namespace pv::store

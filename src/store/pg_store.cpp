@@ -7,6 +7,7 @@
 #include <atomic>
 #include <chrono>
 #include <limits>
+#include <type_traits>
 
 #include <nlohmann/json.hpp>
 
@@ -14,13 +15,12 @@
 #include <patchvec/store.h>
 
 #include "store/forms.h"
-#include "store/migrations.h"
 #include "store/postgres.h"
+#include "store/schema.h"
 
 namespace pv {
 namespace {
 
-constexpr std::int64_t kSchemaLock = 7270727;  // pg_advisory_xact_lock key of schema changes
 // Connections a store opens at most: searches of concurrent inspections overlap.
 constexpr std::size_t kConnections = 4;
 
@@ -46,7 +46,7 @@ const char* kReportColumns =
     "to_char(created AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), matches, image, "
     "status, coalesce(resolution, ''), defect, note, resolved_by, "
     "coalesce(to_char(resolved_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), ''), "
-    "applied";
+    "applied, coalesce(idempotency_key, '')";
 
 AnomalyReport report_from(const pg::Result& r, int row) {
   AnomalyReport report;
@@ -67,6 +67,7 @@ AnomalyReport report_from(const pg::Result& r, int row) {
   report.resolved_by = r.text(row, 13);
   report.resolved_at = r.text(row, 14);
   report.applied = r.text(row, 15) == "t";
+  report.idempotency_key = r.text(row, 16);
   return report;
 }
 
@@ -77,13 +78,18 @@ std::optional<std::string> optional_bool(const std::optional<bool>& b) {
 
 class PostgresStore final : public VectorStore {
  public:
-  PostgresStore(const std::string& url, bool exact) : pool_(url, kConnections), exact_(exact) {
+  // Reads on any host that answers, a standby first; writes on the primary, connected when the
+  // first one comes (a store opens while the primary is away).
+  PostgresStore(const std::string& url, bool exact)
+      : reads_(url, kConnections, "prefer-standby"),
+        writes_(url, kConnections, "read-write", /*lazy=*/true),
+        exact_(exact) {
     ensure_base_schema();
   }
 
   std::size_t replace_dataset(const std::string& category,
                               std::span<const StoredImage> images) override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     const char* remove = "DELETE FROM images WHERE category = $1 AND source = 'dataset'";
     if (images.empty()) {
       pg::Transaction t(*db);
@@ -122,7 +128,7 @@ class PostgresStore final : public VectorStore {
   }
 
   std::int64_t add_image(const StoredImage& image) override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     pg::Transaction t(*db);
     ensure_vector_tables(*db, image.embedding.size());
     check_dimension(image.embedding.size());
@@ -140,7 +146,7 @@ class PostgresStore final : public VectorStore {
 
   std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
                               std::size_t dim) override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     pg::Transaction t(*db);
     ensure_vector_tables(*db, dim);
     check_dimension(dim);
@@ -159,7 +165,7 @@ class PostgresStore final : public VectorStore {
   }
 
   double build_indexes() override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     if (!has_vector_tables()) return 0;
     const auto start = std::chrono::steady_clock::now();
     db->exec("SET maintenance_work_mem = '512MB'");
@@ -175,78 +181,93 @@ class PostgresStore final : public VectorStore {
 
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
-    const auto db = pool_.lease();
-    if (!has_vector_tables()) return {};
-    check_dimension(query.size());
-    pg::Transaction t(*db);
-    if (exact_) {
-      db->exec("SET LOCAL enable_indexscan = off");
-    } else {
-      // Filtered HNSW scans keep looking until they have k rows (pgvector 0.8).
-      db->exec("SET LOCAL hnsw.ef_search = 100");
-      db->exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
-    }
-    // Relaxed order: the inner scan may return rows slightly out of order; sort them again.
-    const pg::Result r =
-        db->exec(std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
-                     ", embedding <=> $1::vector AS distance FROM images "
-                     "WHERE ($2 = '' OR category = $2) AND ($3::boolean IS NULL OR anomalous = $3) "
-                     "ORDER BY embedding <=> $1::vector LIMIT $4) "
-                     "SELECT *, 1 - distance FROM candidates ORDER BY distance, id",
-                 {pg::vector_text(query), filter.category, optional_bool(filter.anomalous),
-                  std::to_string(k)});
-    t.commit();
-    std::vector<Match> matches;
-    matches.reserve(static_cast<std::size_t>(r.rows()));
-    for (int row = 0; row < r.rows(); ++row) {
-      matches.push_back({image_from(r, row), std::stod(r.text(row, kImageColumnCount + 1))});
-    }
-    return matches;
+    return read([&](pg::Connection& connection) -> std::vector<Match> {
+      pg::Connection* const db = &connection;
+      if (!has_vector_tables()) return {};
+      check_dimension(query.size());
+      pg::Transaction t(*db);
+      if (exact_) {
+        db->exec("SET LOCAL enable_indexscan = off");
+      } else {
+        // Filtered HNSW scans keep looking until they have k rows (pgvector 0.8).
+        db->exec("SET LOCAL hnsw.ef_search = 100");
+        db->exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
+      }
+      // Relaxed order: the inner scan may return rows slightly out of order; sort them again.
+      const pg::Result r = db->exec(
+          std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
+              ", embedding <=> $1::vector AS distance FROM images "
+              "WHERE ($2 = '' OR category = $2) AND ($3::boolean IS NULL OR anomalous = $3) "
+              "ORDER BY embedding <=> $1::vector LIMIT $4) "
+              "SELECT *, 1 - distance FROM candidates ORDER BY distance, id",
+          {pg::vector_text(query), filter.category, optional_bool(filter.anomalous),
+           std::to_string(k)});
+      t.commit();
+      std::vector<Match> matches;
+      matches.reserve(static_cast<std::size_t>(r.rows()));
+      for (int row = 0; row < r.rows(); ++row) {
+        matches.push_back({image_from(r, row), std::stod(r.text(row, kImageColumnCount + 1))});
+      }
+      return matches;
+    });
   }
 
   std::int64_t add_report(const AnomalyReport& report) override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     nlohmann::json matches = nlohmann::json::array();
     for (const Match& m : report.matches) matches.push_back(store::match_json(m));
+    const std::optional<std::string> key =
+        report.idempotency_key.empty() ? std::nullopt : std::optional(report.idempotency_key);
+    pg::Transaction t(*db);
     const pg::Result r = db->exec(
-        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches, image) "
-        "VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7) RETURNING id",
+        "INSERT INTO reports (path, category, score, threshold, best_similarity, matches, image, "
+        "created, idempotency_key) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7, "
+        "coalesce($8::timestamptz, now()), $9) ON CONFLICT (idempotency_key) DO NOTHING "
+        "RETURNING id",
         {report.path, report.category, std::to_string(report.score),
          std::to_string(report.threshold), std::to_string(report.best_similarity), matches.dump(),
-         report.image});
-    return std::stoll(r.text(0, 0));
+         report.image, report.created.empty() ? std::nullopt : std::optional(report.created), key});
+    // Stored before under this key: its id (the conflicting row is visible to this statement).
+    const pg::Result id =
+        r.rows() > 0 ? r : db->exec("SELECT id FROM reports WHERE idempotency_key = $1", {key});
+    t.commit();
+    return std::stoll(id.text(0, 0));
   }
 
   std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
-    const auto db = pool_.lease();
-    const pg::Result r = db->exec(
-        std::string("SELECT ") + kReportColumns +
-            " FROM reports WHERE ($1 = '' OR category = $1) AND ($4 = '' OR status = $4) AND "
-            "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
-            "ORDER BY id DESC LIMIT $2",
-        {query.category,
-         std::to_string(
-             std::min<std::size_t>(query.limit, std::numeric_limits<std::int64_t>::max())),
-         query.since.empty() ? std::nullopt : std::optional<std::string>(query.since),
-         query.status});
-    std::vector<AnomalyReport> out;
-    out.reserve(static_cast<std::size_t>(r.rows()));
-    for (int row = 0; row < r.rows(); ++row) out.push_back(report_from(r, row));
-    return out;
+    return read([&](pg::Connection& connection) -> std::vector<AnomalyReport> {
+      pg::Connection* const db = &connection;
+      const pg::Result r = db->exec(
+          std::string("SELECT ") + kReportColumns +
+              " FROM reports WHERE ($1 = '' OR category = $1) AND ($4 = '' OR status = $4) AND "
+              "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
+              "ORDER BY id DESC LIMIT $2",
+          {query.category,
+           std::to_string(
+               std::min<std::size_t>(query.limit, std::numeric_limits<std::int64_t>::max())),
+           query.since.empty() ? std::nullopt : std::optional<std::string>(query.since),
+           query.status});
+      std::vector<AnomalyReport> out;
+      out.reserve(static_cast<std::size_t>(r.rows()));
+      for (int row = 0; row < r.rows(); ++row) out.push_back(report_from(r, row));
+      return out;
+    });
   }
 
   std::optional<AnomalyReport> report(std::int64_t id) const override {
-    const auto db = pool_.lease();
-    const pg::Result r =
-        db->exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
-                 {std::to_string(id)});
-    if (r.rows() == 0) return std::nullopt;
-    return report_from(r, 0);
+    return read([&](pg::Connection& connection) -> std::optional<AnomalyReport> {
+      pg::Connection* const db = &connection;
+      const pg::Result r =
+          db->exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
+                   {std::to_string(id)});
+      if (r.rows() == 0) return std::nullopt;
+      return report_from(r, 0);
+    });
   }
 
   AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
     check_resolution(resolution);
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     pg::Transaction t(*db);
     const pg::Result current = db->exec(
         "SELECT status, resolution, resolved_by, "
@@ -270,7 +291,7 @@ class PostgresStore final : public VectorStore {
   }
 
   void mark_applied(std::span<const std::int64_t> report_ids) override {
-    const auto db = pool_.lease();
+    const auto db = writes_.lease();
     std::string ids = "{";
     for (const auto id : report_ids) {
       if (ids.size() > 1) ids += ',';
@@ -280,77 +301,60 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {
-    const auto db = pool_.lease();
-    if (!has_vector_tables()) return std::nullopt;
-    const pg::Result r = db->exec(
-        std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
-        {std::to_string(id)});
-    if (r.rows() == 0) return std::nullopt;
-    StoredImage image = image_from(r, 0);
-    image.embedding = pg::parse_vector(r.text(0, kImageColumnCount));
-    return image;
+    return read([&](pg::Connection& connection) -> std::optional<StoredImage> {
+      pg::Connection* const db = &connection;
+      if (!has_vector_tables()) return std::nullopt;
+      const pg::Result r = db->exec(
+          std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
+          {std::to_string(id)});
+      if (r.rows() == 0) return std::nullopt;
+      StoredImage image = image_from(r, 0);
+      image.embedding = pg::parse_vector(r.text(0, kImageColumnCount));
+      return image;
+    });
   }
 
   std::size_t image_count(const std::string& category) const override {
-    const auto db = pool_.lease();
-    if (!has_vector_tables()) return 0;
-    const pg::Result r =
-        db->exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
-    return std::stoull(r.text(0, 0));
+    return read([&](pg::Connection& connection) -> std::size_t {
+      pg::Connection* const db = &connection;
+      if (!has_vector_tables()) return 0;
+      const pg::Result r =
+          db->exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
+      return std::stoull(r.text(0, 0));
+    });
   }
 
   void ping() const override {
-    const auto db = pool_.lease();
-    db->exec("SELECT 1");
+    return read([&](pg::Connection& connection) -> void {
+      pg::Connection* const db = &connection;
+      db->exec("SELECT 1");
+    });
   }
 
   std::string kind() const override { return "postgresql"; }
-  std::string location() const override { return "PostgreSQL " + pool_.name(); }
+
+  // Runs a read, again on another connection when the one it ran on turned out lost (a restarted
+  // server; a standby gone, when prefer-standby then finds the primary): reads change nothing.
+  template <class Read>
+  std::invoke_result_t<Read&, pg::Connection&> read(Read&& run) const {
+    for (std::size_t attempt = 0;; ++attempt) {
+      const auto db = reads_.lease();
+      try {
+        return run(*db);
+      } catch (const UnavailableError&) {
+        if (attempt >= kConnections) throw;
+      }
+    }
+  }
+  // Every host of the URL: reads and writes may each be on another one.
+  std::string location() const override { return "PostgreSQL " + writes_.name(); }
 
  private:
   void ensure_base_schema() {
-    const auto db = pool_.lease();
-    const pg::Result ext = db->exec("SELECT 1 FROM pg_extension WHERE extname = 'vector'");
-    if (ext.rows() == 0) {
-      try {
-        db->exec("CREATE EXTENSION IF NOT EXISTS vector");
-      } catch (const Error& e) {
-        throw Error("PostgreSQL " + pool_.name() +
-                    ": the database has no vector extension (pgvector) and this role cannot "
-                    "create it; ask its administrator to run CREATE EXTENSION vector (" +
-                    e.what() + ")");
-      }
-    }
-    // Each migration in a transaction of its own, one process at a time.
-    int version = 0;
-    for (const pg::Migration& migration : pg::migrations()) {
-      pg::Transaction t(*db);
-      db->exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
-      version = schema_version(*db);
-      const int newest = pg::migrations().back().version;
-      if (version > newest) {
-        throw Error("PostgreSQL " + pool_.name() + ": schema version " + std::to_string(version) +
-                    " was written by a newer patchvec (this one knows version " +
-                    std::to_string(newest) + ")");
-      }
-      if (migration.version <= version) continue;
-      db->exec_script(migration.sql, migration.name);
-      db->exec(
-          "INSERT INTO patchvec_meta VALUES ('schema_version', $1) "
-          "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-          {std::to_string(migration.version)});
-      t.commit();
-      version = migration.version;
-    }
+    const auto db = reads_.lease();
+    if (!pg::schema_is_current(*db)) pg::ensure_schema(*writes_.lease());
     const pg::Result dim = db->exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
-  }
-
-  // 0 for an empty database.
-  int schema_version(pg::Connection& db) {
-    if (db.exec("SELECT to_regclass('patchvec_meta')").text(0, 0).empty()) return 0;
-    const pg::Result r = db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'");
-    return r.rows() ? std::stoi(r.text(0, 0)) : 0;
   }
 
   bool has_vector_tables() const { return dimension_ != 0; }
@@ -358,7 +362,7 @@ class PostgresStore final : public VectorStore {
   // Inside a transaction, before the first load: the embedding columns get their dimension.
   void ensure_vector_tables(pg::Connection& db, std::size_t dim) {
     if (dimension_ != 0) return;
-    db.exec("SELECT pg_advisory_xact_lock(" + std::to_string(kSchemaLock) + ")");
+    db.exec("SELECT pg_advisory_xact_lock(" + std::to_string(pg::kSchemaLock) + ")");
     const pg::Result existing = db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     if (existing.rows()) {
       dimension_ = std::stoul(existing.text(0, 0));
@@ -373,7 +377,7 @@ class PostgresStore final : public VectorStore {
 
   void check_dimension(std::size_t dim) const {
     if (dimension_ != 0 && dim != dimension_) {
-      throw Error("PostgreSQL " + pool_.name() + " holds " + std::to_string(dimension_) +
+      throw Error("PostgreSQL " + reads_.name() + " holds " + std::to_string(dimension_) +
                   "-dimensional embeddings, got " + std::to_string(dim) +
                   " (a model with another backbone? use another database)");
     }
@@ -381,7 +385,8 @@ class PostgresStore final : public VectorStore {
 
   // Statements of concurrent callers run on their own connections; PostgreSQL's transactions
   // and locks keep them apart.
-  mutable pg::ConnectionPool pool_;
+  mutable pg::ConnectionPool reads_;
+  mutable pg::ConnectionPool writes_;
   bool exact_;
   std::atomic<std::size_t> dimension_ = 0;  // set once, by the first load
 };

@@ -1,13 +1,19 @@
 #include "store/postgres.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
+#include <map>
+#include <vector>
 
 #include <libpq-fe.h>
+#include <poll.h>
 
 #include <patchvec/error.h>
+#include <patchvec/store.h>
 
 namespace pv::pg {
 namespace {
@@ -19,6 +25,44 @@ std::string first_line(const char* message) {
     text.replace(at, 1, "; ");
   }
   return text;
+}
+
+// "user@host1:port1,host2:port2/db" from a URL or connection string, without connecting (the
+// password left out); what it leaves out from the PG* variables, else "?".
+std::string describe(const std::string& url) {
+  char* error = nullptr;
+  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
+  if (options == nullptr) {
+    if (error != nullptr) PQfreemem(error);
+    return "?";
+  }
+  std::map<std::string, std::string> given;
+  for (PQconninfoOption* o = options; o->keyword != nullptr; ++o) {
+    if (o->val != nullptr && *o->val != '\0') given[o->keyword] = o->val;
+  }
+  PQconninfoFree(options);
+  const auto field = [&](const char* key, const char* variable) -> std::string {
+    if (given.contains(key)) return given[key];
+    const char* value = std::getenv(variable);
+    return value != nullptr && *value != '\0' ? value : "?";
+  };
+  const auto split = [](const std::string& list) {
+    std::vector<std::string> items;
+    std::size_t start = 0;
+    for (std::size_t comma; (comma = list.find(',', start)) != std::string::npos;
+         start = comma + 1) {
+      items.push_back(list.substr(start, comma - start));
+    }
+    items.push_back(list.substr(start));
+    return items;
+  };
+  const std::vector<std::string> hosts = split(field("host", "PGHOST"));
+  const std::vector<std::string> ports = split(field("port", "PGPORT"));
+  std::string text = field("user", "PGUSER") + "@";
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    text += (i ? "," : "") + hosts[i] + ":" + ports[std::min(i, ports.size() - 1)];
+  }
+  return text + "/" + field("dbname", "PGDATABASE");
 }
 
 }  // namespace
@@ -36,13 +80,19 @@ std::string Result::text(int row, int column) const {
   return get(row, column).value_or("");
 }
 
-Connection::Connection(const std::string& url) {
+Connection::Connection(const std::string& url, const std::string& session) {
   // Keywords after "dbname" override what the URL says; a server that does not answer should not
   // hang the command.
   const char* timeout = std::getenv("PGCONNECT_TIMEOUT");
-  const char* keys[] = {"dbname", "connect_timeout", "application_name", nullptr};
-  const char* values[] = {url.c_str(), timeout ? timeout : "5", "patchvec", nullptr};
-  connection_ = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
+  std::vector<const char*> keys = {"dbname", "connect_timeout", "application_name"};
+  std::vector<const char*> values = {url.c_str(), timeout ? timeout : "5", "patchvec"};
+  if (!session.empty()) {
+    keys.push_back("target_session_attrs");
+    values.push_back(session.c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  connection_ = PQconnectdbParams(keys.data(), values.data(), /*expand_dbname=*/1);
   const char* user = PQuser(connection_);
   const char* host = PQhost(connection_);
   const char* port = PQport(connection_);
@@ -53,7 +103,8 @@ Connection::Connection(const std::string& url) {
     const std::string message = first_line(PQerrorMessage(connection_));
     PQfinish(connection_);
     connection_ = nullptr;
-    throw Error("cannot connect to PostgreSQL " + name_ + " (--db): " + message);
+    throw UnavailableError("cannot connect to PostgreSQL " + name_ +
+                           (session.empty() ? "" : " (" + session + ")") + " (--db): " + message);
   }
   PQsetNoticeProcessor(
       connection_, [](void*, const char*) {}, nullptr);  // no NOTICE chatter
@@ -63,9 +114,13 @@ Connection::~Connection() {
   if (connection_ != nullptr) PQfinish(connection_);
 }
 
-ConnectionPool::ConnectionPool(std::string url, std::size_t size)
-    : url_(std::move(url)), size_(std::max<std::size_t>(size, 1)) {
-  auto first = std::make_unique<Connection>(url_);
+ConnectionPool::ConnectionPool(std::string url, std::size_t size, std::string session, bool lazy)
+    : url_(std::move(url)), size_(std::max<std::size_t>(size, 1)), session_(std::move(session)) {
+  if (lazy) {
+    name_ = describe(url_);
+    return;
+  }
+  auto first = std::make_unique<Connection>(url_, session_);
   name_ = first->name();
   idle_.push_back(std::move(first));
   open_ = 1;
@@ -84,7 +139,7 @@ ConnectionPool::Lease ConnectionPool::lease() {
   ++open_;
   lock.unlock();
   try {
-    return Lease(*this, std::make_unique<Connection>(url_));
+    return Lease(*this, std::make_unique<Connection>(url_, session_));
   } catch (...) {
     lock.lock();
     --open_;
@@ -114,8 +169,16 @@ ConnectionPool::Lease::~Lease() {
 void Connection::fail(const std::string& what, pg_result* result) {
   std::string message = first_line(result ? PQresultErrorMessage(result) : nullptr);
   if (message.empty()) message = first_line(PQerrorMessage(connection_));
+  // Lost connections, servers shutting down or in recovery, a standby that cannot write: the
+  // server is unavailable for this now, not the statement wrong.
+  const char* state = result ? PQresultErrorField(result, PG_DIAG_SQLSTATE) : nullptr;
+  const std::string sqlstate = state ? state : "";
+  const bool unavailable = PQstatus(connection_) != CONNECTION_OK || sqlstate.starts_with("08") ||
+                           sqlstate.starts_with("57P") || sqlstate == "25006";
   if (result) PQclear(result);
-  throw Error("PostgreSQL " + name_ + ": " + what + ": " + message);
+  const std::string text = "PostgreSQL " + name_ + ": " + what + ": " + message;
+  if (unavailable) throw UnavailableError(text);
+  throw Error(text);
 }
 
 void Connection::reconnect_if_lost() {
@@ -137,6 +200,66 @@ Result Connection::exec(const std::string& sql, const Params& params) {
     fail(sql.substr(0, sql.find_first_of("(\n")), result);
   }
   return Result(result);
+}
+
+Result Connection::exec(const std::string& sql, const Params& params,
+                        std::span<const std::byte> bytes) {
+  reconnect_if_lost();
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  for (const auto& p : params) {
+    values.push_back(p ? p->c_str() : nullptr);
+    lengths.push_back(0);
+    formats.push_back(0);
+  }
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw Error("PostgreSQL " + name_ + ": a value of " + std::to_string(bytes.size()) +
+                " bytes is more than one parameter can carry");
+  }
+  values.push_back(reinterpret_cast<const char*>(bytes.data()));
+  lengths.push_back(static_cast<int>(bytes.size()));
+  formats.push_back(1);
+  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
+                                   nullptr, values.data(), lengths.data(), formats.data(), 0);
+  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    fail(sql.substr(0, sql.find_first_of("(\n")), result);
+  }
+  return Result(result);
+}
+
+Result Connection::exec_binary(const std::string& sql, const Params& params) {
+  reconnect_if_lost();
+  std::vector<const char*> values;
+  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
+                                   nullptr, values.data(), nullptr, nullptr, 1);
+  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
+  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
+    fail(sql.substr(0, sql.find_first_of("(\n")), result);
+  }
+  return Result(result);
+}
+
+std::vector<std::string> Connection::wait_for_notifications(std::chrono::milliseconds timeout) {
+  std::vector<std::string> payloads;
+  const auto take = [&] {
+    if (PQconsumeInput(connection_) != 1) fail("waiting for notifications");
+    while (PGnotify* notify = PQnotifies(connection_)) {
+      payloads.emplace_back(notify->extra != nullptr ? notify->extra : "");
+      PQfreemem(notify);
+    }
+  };
+  if (PQstatus(connection_) != CONNECTION_OK) fail("waiting for notifications");
+  take();  // some may have come with the last result
+  if (!payloads.empty()) return payloads;
+  pollfd fd{.fd = PQsocket(connection_), .events = POLLIN, .revents = 0};
+  if (fd.fd < 0) fail("waiting for notifications");
+  const int ready = ::poll(&fd, 1, static_cast<int>(timeout.count()));
+  if (ready < 0 && errno != EINTR) fail("waiting for notifications");
+  if (ready > 0) take();
+  return payloads;
 }
 
 void Connection::exec_script(const std::string& sql, const std::string& name) {

@@ -3,6 +3,7 @@
 // password) and carries the server's message.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -35,16 +36,27 @@ using Params = std::vector<std::optional<std::string>>;
 class Connection {
  public:
   // `url`: a libpq URL or connection string; the PG* environment variables fill in the rest.
-  explicit Connection(const std::string& url);
+  // `session` (libpq's target_session_attrs, e.g. "read-write", "prefer-standby") overrides the
+  // URL's: which of its hosts to take. Throws UnavailableError when no host answers as asked.
+  explicit Connection(const std::string& url, const std::string& session = {});
   ~Connection();
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
 
   Result exec(const std::string& sql, const Params& params = {});
+  // `params` as text, then `bytes` as one more parameter in binary (a bytea, sent as it is).
+  Result exec(const std::string& sql, const Params& params, std::span<const std::byte> bytes);
+  // Results in PostgreSQL's binary format: a bytea column's value is its bytes (Result::get).
+  Result exec_binary(const std::string& sql, const Params& params = {});
   // Several statements without parameters (a migration file); `name` names it in errors.
   void exec_script(const std::string& sql, const std::string& name);
   // COPY ... FROM STDIN (FORMAT BINARY) with `rows` already encoded (see CopyBuffer).
   void copy_in(const std::string& sql, std::span<const std::byte> data);
+
+  // Waits up to `timeout` for NOTIFY messages on channels this connection LISTENs to and returns
+  // their payloads (none: the time ran out). Throws pv::Error when the connection is lost (it
+  // does not reconnect: a new connection must LISTEN again).
+  std::vector<std::string> wait_for_notifications(std::chrono::milliseconds timeout);
 
   // "patchvec@127.0.0.1:5432/patchvec": for messages.
   const std::string& name() const { return name_; }
@@ -73,8 +85,9 @@ class Transaction {
 // many threads at once (a connection runs one at a time). Thread-safe.
 class ConnectionPool {
  public:
-  // Opens the first connection (throws pv::Error as Connection does).
-  ConnectionPool(std::string url, std::size_t size);
+  // Opens the first connection (throws pv::Error as Connection does) unless `lazy`: then the
+  // first lease does. `session` as Connection's.
+  ConnectionPool(std::string url, std::size_t size, std::string session = {}, bool lazy = false);
   ~ConnectionPool();
   ConnectionPool(const ConnectionPool&) = delete;
   ConnectionPool& operator=(const ConnectionPool&) = delete;
@@ -105,6 +118,7 @@ class ConnectionPool {
   void give_back(std::unique_ptr<Connection> connection);
   std::string url_;
   std::size_t size_;
+  std::string session_;
   std::string name_;
   std::mutex mutex_;
   std::condition_variable returned_;

@@ -1,4 +1,5 @@
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -52,6 +53,29 @@ std::size_t file_size(int fd, const std::filesystem::path& path) {
 }
 
 }  // namespace
+
+namespace {
+
+std::filesystem::path user_dir(const char* variable, const char* fallback, std::string_view what) {
+  if (const char* xdg = std::getenv(variable); xdg != nullptr && xdg[0] == '/') {
+    return std::filesystem::path(xdg) / "patchvec" / what;
+  }
+  const char* home = std::getenv("HOME");
+  if (home == nullptr || home[0] != '/') {
+    throw Error("no folder for " + std::string(what) + ": set " + variable + " or HOME");
+  }
+  return std::filesystem::path(home) / fallback / "patchvec" / what;
+}
+
+}  // namespace
+
+std::filesystem::path user_cache_dir(std::string_view what) {
+  return user_dir("XDG_CACHE_HOME", ".cache", what);
+}
+
+std::filesystem::path user_data_dir(std::string_view what) {
+  return user_dir("XDG_DATA_HOME", ".local/share", what);
+}
 
 std::vector<std::byte> read_file(const std::filesystem::path& path, std::int64_t max_bytes) {
   const Fd fd(open_regular(path));

@@ -130,15 +130,7 @@ std::string how_to_get_it(const WeightsSpec& spec, const std::string& value,
 }  // namespace
 
 std::filesystem::path weights_cache_dir(const FetchOptions& options) {
-  if (!options.cache_dir.empty()) return options.cache_dir;
-  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && xdg[0] == '/') {
-    return std::filesystem::path(xdg) / "patchvec" / "weights";
-  }
-  const char* home = std::getenv("HOME");
-  if (home == nullptr || home[0] != '/') {
-    throw Error("no cache folder for weights: set XDG_CACHE_HOME or HOME");
-  }
-  return std::filesystem::path(home) / ".cache" / "patchvec" / "weights";
+  return options.cache_dir.empty() ? user_cache_dir("weights") : options.cache_dir;
 }
 
 std::vector<NamedWeights> named_weights() {

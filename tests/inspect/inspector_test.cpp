@@ -52,8 +52,8 @@ testing::TempDir* InspectorTest::dir_ = nullptr;
 TEST_F(InspectorTest, LoadsEveryCategoryAndRefusesUnknownOnes) {
   const Inspector inspector = open();
   ASSERT_EQ(inspector.models().size(), 2u);
-  EXPECT_EQ(inspector.model("grid").info().category, "grid");
-  EXPECT_EQ(inspector.model("tile").info().category, "tile");
+  EXPECT_EQ(inspector.model("grid")->info().category, "grid");
+  EXPECT_EQ(inspector.model("tile")->info().category, "tile");
   try {
     inspector.model("wood");
     FAIL() << "an unknown category was accepted";
@@ -72,7 +72,7 @@ TEST_F(InspectorTest, AnswersAsInspectDoes) {
   const InspectOptions options{.k = 3, .report = false};
   const std::vector<Inspected> answers = inspector.inspect("tile", images, options);
   ASSERT_EQ(answers.size(), images.size());
-  const Model& model = inspector.model("tile");
+  const Model& model = *inspector.model("tile");
   for (std::size_t i = 0; i < images.size(); ++i) {
     const Prediction p = model.predict(load_image(images[i]));
     const Inspection expected = inspect(model, inspector.store(), p, images[i].string(), options);
@@ -83,6 +83,31 @@ TEST_F(InspectorTest, AnswersAsInspectDoes) {
     EXPECT_EQ(json::inspection(one.inspection), json::inspection(expected)) << i;
   }
   EXPECT_THROW(inspector.inspect("wood", images, options), NotFoundError);
+}
+
+// serve() swaps a category's model for the calls that begin after it; whoever holds the previous
+// one keeps using it. A model must be of the category it is served for.
+TEST_F(InspectorTest, ServeSwapsAModelWhileHoldersKeepTheirs) {
+  Inspector inspector = open();
+  const std::shared_ptr<const Model> before = inspector.model("tile");
+  const float threshold = before->info().thresholds->image;
+  Model changed = Model::load(*dir_ / "models" / "tile.pvm", {.threads = 2});
+  Thresholds thresholds = *changed.info().thresholds;
+  thresholds.image = threshold * 2;
+  changed.set_thresholds(thresholds);
+  inspector.serve({.model = std::make_shared<const Model>(std::move(changed)),
+                   .sha256 = "abc",
+                   .published = PublishedModel{.category = "tile", .revision = 7}});
+  EXPECT_EQ(inspector.model("tile")->info().thresholds->image, threshold * 2);
+  EXPECT_EQ(inspector.served("tile").published->revision, 7);
+  EXPECT_EQ(inspector.served("tile").sha256, "abc");
+  EXPECT_EQ(before->info().thresholds->image, threshold);  // still whole for its holder
+  EXPECT_EQ(inspector.models().size(), 2u);
+  EXPECT_FALSE(inspector.served("grid").published.has_value());
+  EXPECT_THROW(inspector.serve({}), Error);
+  std::map<std::string, ServedModel> mislabelled;
+  mislabelled.emplace("wood", ServedModel{.model = before});
+  EXPECT_THROW(Inspector(std::move(mislabelled), open_embedded_store(*dir_ / "other.pvs")), Error);
 }
 
 // A decision goes to the model of the report's category; an unknown report is NotFound, and a

@@ -365,5 +365,17 @@ TEST(EmbeddedStore, ReportsAreResolvedOnceAndSurviveAReopen) {
   EXPECT_EQ(reopened->reports({.status = "resolved"})[1].defect, "crack");
 }
 
+TEST(EmbeddedStore, AReportSentTwiceIsStoredOnce) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  testing::check_idempotent_reports(*store);
+  // The keys survive a reopen: a spool flushing after a restart still stores once.
+  const auto reopened = open_embedded_store(dir / "store.pvs");
+  for (const AnomalyReport& r : reopened->reports({.limit = 1000})) {
+    EXPECT_EQ(reopened->add_report(r), r.id) << r.idempotency_key;
+  }
+  EXPECT_EQ(reopened->reports({.limit = 1000}).size(), 2u);
+}
+
 }  // namespace
 }  // namespace pv

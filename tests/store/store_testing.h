@@ -54,6 +54,27 @@ inline double cosine(const std::vector<float>& a, const std::vector<float>& b) {
   return ab / std::sqrt(aa * bb);
 }
 
+// A report sent twice under one idempotency key is stored once; its given time is kept.
+inline void check_idempotent_reports(VectorStore& store) {
+  const std::size_t before = store.reports({.limit = 1000}).size();
+  const AnomalyReport report{.path = "twice.png",
+                             .category = "tile",
+                             .score = 3,
+                             .created = "2026-01-02T03:04:05Z",
+                             .idempotency_key = "0123456789abcdef0123456789abcdef"};
+  const std::int64_t first = store.add_report(report);
+  EXPECT_EQ(store.add_report(report), first);
+  AnomalyReport other = report;
+  other.idempotency_key = "another key";
+  EXPECT_NE(store.add_report(other), first);
+  EXPECT_EQ(store.reports({.limit = 1000}).size(), before + 2);
+  const auto stored = store.report(first);
+  ASSERT_TRUE(stored.has_value());
+  EXPECT_EQ(stored->created, "2026-01-02T03:04:05Z");
+  EXPECT_EQ(stored->idempotency_key, report.idempotency_key);
+  EXPECT_EQ(stored->status, "open");
+}
+
 // Reports through their life, the same on every store: open, resolved once (a second time is a
 // conflict), listed by status, marked applied; bad resolutions refused.
 inline void check_report_lifecycle(VectorStore& store) {
