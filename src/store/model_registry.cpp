@@ -33,8 +33,7 @@ class PostgresModelRegistry final : public ModelRegistry {
   // which alone sends the notifications (a standby's listeners hear nothing).
   explicit PostgresModelRegistry(const std::string& url)
       : url_(url), reads_(url, 2, "prefer-standby"), writes_(url, 1, "read-write", /*lazy=*/true) {
-    const auto db = reads_.lease();
-    if (!pg::schema_is_current(*db)) pg::ensure_schema(*writes_.lease());
+    pg::ensure_schema(reads_, writes_);
   }
 
   PublishedModel publish(const std::string& category, std::span<const std::byte> content,
@@ -68,12 +67,12 @@ class PostgresModelRegistry final : public ModelRegistry {
   }
 
   std::vector<PublishedModel> list(bool all_revisions) const override {
-    const auto db = reads_.lease();
-    const pg::Result r =
-        db->exec(all_revisions ? std::string("SELECT ") + kColumns +
-                                     " FROM models ORDER BY category, revision"
-                               : std::string("SELECT DISTINCT ON (category) ") + kColumns +
-                                     " FROM models ORDER BY category, revision DESC");
+    const std::string sql =
+        all_revisions
+            ? std::string("SELECT ") + kColumns + " FROM models ORDER BY category, revision"
+            : std::string("SELECT DISTINCT ON (category) ") + kColumns +
+                  " FROM models ORDER BY category, revision DESC";
+    const pg::Result r = reads_.read([&](pg::Connection& db) { return db.exec(sql); });
     std::vector<PublishedModel> out;
     out.reserve(static_cast<std::size_t>(r.rows()));
     for (int i = 0; i < r.rows(); ++i) out.push_back(published_from(r, i));
@@ -82,10 +81,11 @@ class PostgresModelRegistry final : public ModelRegistry {
 
   std::vector<std::byte> content(const std::string& category,
                                  std::int64_t revision) const override {
-    const auto db = reads_.lease();
-    const pg::Result r = db->exec_binary(
-        "SELECT content, sha256, bytes::text FROM models WHERE category = $1 AND revision = $2",
-        {category, std::to_string(revision)});
+    const pg::Result r = reads_.read([&](pg::Connection& db) {
+      return db.exec_binary(
+          "SELECT content, sha256, bytes::text FROM models WHERE category = $1 AND revision = $2",
+          {category, std::to_string(revision)});
+    });
     const std::string what = "published model " + category + " revision " +
                              std::to_string(revision) + " in PostgreSQL " + reads_.name();
     if (r.rows() == 0) throw Error(what + " does not exist");

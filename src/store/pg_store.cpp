@@ -93,7 +93,7 @@ class PostgresStore final : public VectorStore {
     const char* remove = "DELETE FROM images WHERE category = $1 AND source = 'dataset'";
     if (images.empty()) {
       pg::Transaction t(*db);
-      if (has_vector_tables()) db->exec(remove, {category});
+      if (has_vector_tables(*db)) db->exec(remove, {category});
       t.commit();
       return 0;
     }
@@ -166,7 +166,7 @@ class PostgresStore final : public VectorStore {
 
   double build_indexes() override {
     const auto db = writes_.lease();
-    if (!has_vector_tables()) return 0;
+    if (!has_vector_tables(*db)) return 0;
     const auto start = std::chrono::steady_clock::now();
     db->exec("SET maintenance_work_mem = '512MB'");
     db->exec(
@@ -181,9 +181,9 @@ class PostgresStore final : public VectorStore {
 
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
-    return read([&](pg::Connection& connection) -> std::vector<Match> {
+    return reads_.read([&](pg::Connection& connection) -> std::vector<Match> {
       pg::Connection* const db = &connection;
-      if (!has_vector_tables()) return {};
+      if (!has_vector_tables(*db)) return {};
       check_dimension(query.size());
       pg::Transaction t(*db);
       if (exact_) {
@@ -235,7 +235,7 @@ class PostgresStore final : public VectorStore {
   }
 
   std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
-    return read([&](pg::Connection& connection) -> std::vector<AnomalyReport> {
+    return reads_.read([&](pg::Connection& connection) -> std::vector<AnomalyReport> {
       pg::Connection* const db = &connection;
       const pg::Result r = db->exec(
           std::string("SELECT ") + kReportColumns +
@@ -255,7 +255,7 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<AnomalyReport> report(std::int64_t id) const override {
-    return read([&](pg::Connection& connection) -> std::optional<AnomalyReport> {
+    return reads_.read([&](pg::Connection& connection) -> std::optional<AnomalyReport> {
       pg::Connection* const db = &connection;
       const pg::Result r =
           db->exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
@@ -301,9 +301,9 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {
-    return read([&](pg::Connection& connection) -> std::optional<StoredImage> {
+    return reads_.read([&](pg::Connection& connection) -> std::optional<StoredImage> {
       pg::Connection* const db = &connection;
-      if (!has_vector_tables()) return std::nullopt;
+      if (!has_vector_tables(*db)) return std::nullopt;
       const pg::Result r = db->exec(
           std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
           {std::to_string(id)});
@@ -315,9 +315,9 @@ class PostgresStore final : public VectorStore {
   }
 
   std::size_t image_count(const std::string& category) const override {
-    return read([&](pg::Connection& connection) -> std::size_t {
+    return reads_.read([&](pg::Connection& connection) -> std::size_t {
       pg::Connection* const db = &connection;
-      if (!has_vector_tables()) return 0;
+      if (!has_vector_tables(*db)) return 0;
       const pg::Result r =
           db->exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
       return std::stoull(r.text(0, 0));
@@ -325,39 +325,33 @@ class PostgresStore final : public VectorStore {
   }
 
   void ping() const override {
-    return read([&](pg::Connection& connection) -> void {
+    return reads_.read([&](pg::Connection& connection) -> void {
       pg::Connection* const db = &connection;
       db->exec("SELECT 1");
     });
   }
 
   std::string kind() const override { return "postgresql"; }
-
-  // Runs a read, again on another connection when the one it ran on turned out lost (a restarted
-  // server; a standby gone, when prefer-standby then finds the primary): reads change nothing.
-  template <class Read>
-  std::invoke_result_t<Read&, pg::Connection&> read(Read&& run) const {
-    for (std::size_t attempt = 0;; ++attempt) {
-      const auto db = reads_.lease();
-      try {
-        return run(*db);
-      } catch (const UnavailableError&) {
-        if (attempt >= kConnections) throw;
-      }
-    }
-  }
   // Every host of the URL: reads and writes may each be on another one.
   std::string location() const override { return "PostgreSQL " + writes_.name(); }
 
  private:
   void ensure_base_schema() {
+    pg::ensure_schema(reads_, writes_);
     const auto db = reads_.lease();
-    if (!pg::schema_is_current(*db)) pg::ensure_schema(*writes_.lease());
     const pg::Result dim = db->exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
     dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
   }
 
-  bool has_vector_tables() const { return dimension_ != 0; }
+  // The dimension is set by the first load, perhaps by another process after this one opened
+  // (a service started before `patchvec index`): until it is known, each call looks again.
+  bool has_vector_tables(pg::Connection& db) const {
+    if (dimension_ == 0) {
+      const pg::Result dim = db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
+      if (dim.rows() > 0) dimension_ = std::stoul(dim.text(0, 0));
+    }
+    return dimension_ != 0;
+  }
 
   // Inside a transaction, before the first load: the embedding columns get their dimension.
   void ensure_vector_tables(pg::Connection& db, std::size_t dim) {
@@ -388,7 +382,7 @@ class PostgresStore final : public VectorStore {
   mutable pg::ConnectionPool reads_;
   mutable pg::ConnectionPool writes_;
   bool exact_;
-  std::atomic<std::size_t> dimension_ = 0;  // set once, by the first load
+  mutable std::atomic<std::size_t> dimension_ = 0;  // set once, by the first load (any process)
 };
 
 }  // namespace

@@ -12,7 +12,10 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <type_traits>
 #include <vector>
+
+#include <patchvec/store.h>
 
 struct pg_conn;
 struct pg_result;
@@ -112,6 +115,21 @@ class ConnectionPool {
 
   // An idle connection, a new one while fewer than `size` are open, or else the first returned.
   Lease lease();
+
+  // Runs `read(Connection&)` on a leased connection, and again on another when the one it ran on
+  // turned out lost (UnavailableError: a restarted server; a standby gone, when prefer-standby
+  // then finds the primary), up to `size` + 1 times. Only for statements that change nothing.
+  template <class Read>
+  std::invoke_result_t<Read&, Connection&> read(Read&& read) {
+    for (std::size_t attempt = 0;; ++attempt) {
+      const Lease db = lease();
+      try {
+        return read(*db);
+      } catch (const UnavailableError&) {
+        if (attempt >= size_) throw;
+      }
+    }
+  }
   const std::string& name() const { return name_; }  // as Connection::name()
 
  private:

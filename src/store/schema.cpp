@@ -1,8 +1,11 @@
 #include "store/schema.h"
 
+#include <chrono>
 #include <string>
+#include <thread>
 
 #include <patchvec/error.h>
+#include <patchvec/store.h>
 
 #include "store/migrations.h"
 
@@ -59,6 +62,19 @@ void ensure_schema(Connection& db) {
         {std::to_string(migration.version)});
     t.commit();
   }
+}
+
+void ensure_schema(ConnectionPool& reads, ConnectionPool& writes) {
+  if (reads.read([](Connection& db) { return schema_is_current(db); })) return;
+  ensure_schema(*writes.lease());
+  // A standby shows the new tables once it has replayed them, usually within milliseconds.
+  for (int i = 0; i < 300; ++i) {
+    if (reads.read([](Connection& db) { return schema_is_current(db); })) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  throw UnavailableError("PostgreSQL " + reads.name() +
+                         ": the schema written on the primary did not reach the host reads go "
+                         "to within 30 s (is the standby replaying?)");
 }
 
 }  // namespace pv::pg

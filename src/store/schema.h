@@ -19,4 +19,9 @@ void ensure_schema(Connection& db);
 // Throws pv::Error for a schema of a newer patchvec.
 bool schema_is_current(Connection& db);
 
+// ensure_schema() for a store that reads on `reads` (perhaps a standby) and writes on `writes`:
+// migrates on the primary only when the read side is not current, then waits (up to 30 s) until
+// the read side has replayed it. Throws UnavailableError when it does not in time.
+void ensure_schema(ConnectionPool& reads, ConnectionPool& writes);
+
 }  // namespace pv::pg

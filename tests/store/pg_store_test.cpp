@@ -93,6 +93,20 @@ TEST_F(PostgresStore, ReportsAreResolvedOnce) {
   testing::check_report_lifecycle(*store);
 }
 
+// A store opened on an empty database (a service started before the first index) sees what
+// another process loads afterwards.
+TEST_F(PostgresStore, AStoreOpenedBeforeTheFirstLoadSeesIt) {
+  auto early = open_postgres_store(url_, /*exact=*/true);
+  EXPECT_EQ(early->image_count(), 0u);
+  std::mt19937 rng(9);
+  const auto images = random_images(rng, "tile", 10, 8);
+  open_postgres_store(url_)->replace_dataset("tile", images);
+  EXPECT_EQ(early->image_count("tile"), 10u);
+  const auto match = early->nearest(images[3].embedding, 1, {.category = "tile"});
+  ASSERT_EQ(match.size(), 1u);
+  EXPECT_EQ(match[0].image.path, images[3].path);
+}
+
 TEST_F(PostgresStore, AReportSentTwiceIsStoredOnce) {
   auto store = open_postgres_store(url_);
   testing::check_idempotent_reports(*store);
