@@ -29,6 +29,7 @@ test_packages=(
   wrk                                   # bench/service_load.sh
   chromium nodejs                       # the page's browser test (playwright-core from npm)
   haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
+  iproute2                              # scripts/cluster.sh: network namespaces and a bridge
   clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
   clang-format                          # make format, make format-check
   clang-tidy                            # make tidy

@@ -34,7 +34,7 @@ std::map<std::string, Model> load_models(const std::filesystem::path& folder,
 
 namespace {
 
-std::map<std::string, ServedModel> as_served(std::map<std::string, Model> models) {
+std::map<std::string, ServedModel> as_served(std::map<std::string, Model>&& models) {
   std::map<std::string, ServedModel> out;
   for (auto& [category, model] : models) {
     out.emplace(category, ServedModel{.model = std::make_shared<const Model>(std::move(model))});

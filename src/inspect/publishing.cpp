@@ -52,7 +52,7 @@ namespace {
 // when the database cannot give it (unreachable, or bytes that do not match their hash).
 std::filesystem::path fetch(const ModelRegistry& registry, const PublishedModel& published,
                             const std::filesystem::path& cache_dir) {
-  const auto path = cache_dir / (published.sha256 + ".pvm");
+  auto path = cache_dir / (published.sha256 + ".pvm");
   std::error_code error;
   if (std::filesystem::exists(path, error) && sha256_file_hex(path) == published.sha256) {
     return path;
