@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/run.h"
+#include "store/pg_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
 #include "testing.h"
@@ -104,7 +105,7 @@ TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
   const std::string base = testing::test_server_url();
   ASSERT_FALSE(base.empty());
   pg::Connection admin(base);
-  admin.exec("DROP DATABASE IF EXISTS test_store_cli WITH (FORCE)");
+  testing::drop_database(admin, "test_store_cli");
   admin.exec("CREATE DATABASE test_store_cli");
   const std::string url = base.substr(0, base.rfind('/') + 1) + "test_store_cli";
   const std::string store = (*dir_ / "compare.pvs").string();
@@ -126,7 +127,7 @@ TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
                   postgres["matches"][i]["similarity"].get<double>(), 1e-5);
     }
   }
-  admin.exec("DROP DATABASE test_store_cli WITH (FORCE)");
+  testing::drop_database(admin, "test_store_cli");
 }
 
 // The operator's loop from the command line, the same on both stores: an anomaly is reported,
@@ -185,7 +186,7 @@ TEST_F(StoreCli, OperatorLoopOnBothStores) {
   const std::string base = testing::test_server_url();
   ASSERT_FALSE(base.empty());
   pg::Connection admin(base);
-  admin.exec("DROP DATABASE IF EXISTS test_operator_loop WITH (FORCE)");
+  testing::drop_database(admin, "test_operator_loop");
   admin.exec("CREATE DATABASE test_operator_loop");
   const std::string url = base.substr(0, base.rfind('/') + 1) + "test_operator_loop";
   const std::string store = (*dir_ / "loop.pvs").string();
@@ -196,7 +197,7 @@ TEST_F(StoreCli, OperatorLoopOnBothStores) {
     run_json("index -q --model " + copy.string() + " --data " + data() + " " + where + " --json -");
     operator_loop(copy.string(), where);
   }
-  admin.exec("DROP DATABASE test_operator_loop WITH (FORCE)");
+  testing::drop_database(admin, "test_operator_loop");
 }
 
 // apps/inspect_images, a program on the public API alone (README), answers as `patchvec search`.

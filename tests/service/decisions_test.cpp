@@ -5,6 +5,7 @@
 #include <patchvec/service.h>
 
 #include "service/service_testing.h"
+#include "store/pg_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
 
@@ -124,7 +125,7 @@ TEST(DecisionsWithPostgres, ResolvingReports) {
   const std::string base = testing::test_server_url();
   ASSERT_FALSE(base.empty());
   pg::Connection admin(base);
-  admin.exec("DROP DATABASE IF EXISTS test_decisions WITH (FORCE)");
+  testing::drop_database(admin, "test_decisions");
   admin.exec("CREATE DATABASE test_decisions");
   const std::string url = base.substr(0, base.rfind('/') + 1) + "test_decisions";
   testing::TempDir dir;
@@ -136,7 +137,7 @@ TEST(DecisionsWithPostgres, ResolvingReports) {
                                      .inspect = {.min_similarity = 1.01}});
     decide_over_http(running);
   }
-  admin.exec("DROP DATABASE test_decisions WITH (FORCE)");
+  testing::drop_database(admin, "test_decisions");
 }
 
 }  // namespace

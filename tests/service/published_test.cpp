@@ -15,6 +15,7 @@
 #include <patchvec/service.h>
 
 #include "service/service_testing.h"
+#include "store/pg_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
 #include "util/sha256.h"
@@ -32,14 +33,14 @@ class PublishedModels : public ::testing::Test {
     // A database per test: CTest runs them at once.
     database_ = "test_published_" + std::to_string(::getpid());
     admin_ = std::make_unique<pg::Connection>(base);
-    admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    testing::drop_database(*admin_, database_);
     admin_->exec("CREATE DATABASE " + database_);
     url_ = base.substr(0, base.rfind('/') + 1) + database_;
     testing::prepare_models(dir_ / "models", "--db " + url_);
     model_ = dir_ / "models" / "synthetic.pvm";
   }
   void TearDown() override {
-    if (admin_) admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    if (admin_) testing::drop_database(*admin_, database_);
   }
 
   // The fixture model with another image threshold: a revision clients can tell apart.

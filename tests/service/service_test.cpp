@@ -15,6 +15,7 @@
 #include <patchvec/store.h>
 
 #include "service/service_testing.h"
+#include "store/pg_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
 
@@ -267,7 +268,7 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
   const std::string base = testing::test_server_url();
   ASSERT_FALSE(base.empty());
   pg::Connection admin(base);
-  admin.exec("DROP DATABASE IF EXISTS test_service WITH (FORCE)");
+  testing::drop_database(admin, "test_service");
   admin.exec("CREATE DATABASE test_service");
   const std::string url = base.substr(0, base.rfind('/') + 1) + "test_service";
   testing::TempDir dir;
@@ -316,7 +317,7 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
     const auto back = client.Post("/v1/inspect?category=synthetic", png, "image/png");
     EXPECT_EQ(back->status, 200) << back->body;
   }
-  admin.exec("DROP DATABASE test_service WITH (FORCE)");
+  testing::drop_database(admin, "test_service");
 }
 
 }  // namespace

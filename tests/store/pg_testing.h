@@ -3,10 +3,14 @@
 #pragma once
 
 #include <algorithm>
+#include <chrono>
 #include <memory>
 #include <string>
+#include <thread>
 
 #include <gtest/gtest.h>
+
+#include <patchvec/error.h>
 
 #include "store/postgres.h"
 #include "store/store_testing.h"
@@ -18,6 +22,20 @@ inline std::string with_database(const std::string& url, const std::string& data
   return url.substr(0, url.rfind('/') + 1) + database;
 }
 
+// DROP DATABASE ... WITH (FORCE), again for up to 5 s while it fails: an autovacuum worker (the
+// superuser's) may be in the database, which a non-superuser cannot terminate.
+inline void drop_database(pg::Connection& admin, const std::string& database) {
+  for (int attempt = 0;; ++attempt) {
+    try {
+      admin.exec("DROP DATABASE IF EXISTS " + database + " WITH (FORCE)");
+      return;
+    } catch (const Error&) {
+      if (attempt >= 50) throw;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  }
+}
+
 class DatabaseTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -27,12 +45,12 @@ class DatabaseTest : public ::testing::Test {
     database_ = "test_" + std::string(info->name());
     std::transform(database_.begin(), database_.end(), database_.begin(), ::tolower);
     admin_ = std::make_unique<pg::Connection>(base_url_);
-    admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    drop_database(*admin_, database_);
     admin_->exec("CREATE DATABASE " + database_ + template_clause());
     url_ = with_database(base_url_, database_);
   }
   void TearDown() override {
-    if (admin_) admin_->exec("DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)");
+    if (admin_) drop_database(*admin_, database_);
   }
   virtual std::string template_clause() const { return ""; }  // template1 has pgvector
 
