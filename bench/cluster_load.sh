@@ -20,19 +20,8 @@ trap '"$cluster" down --purge >/dev/null 2>&1 || true' EXIT
 work="$build/bench-data/cluster-load"
 mkdir -p "$work"
 image=$(realpath "$demo/queries/tile_good.png")
-cat >"$work/post.lua" <<LUA
-local f = assert(io.open("$image", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "image/png"
-function done(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d errors=%d non2xx=%d rps=%.2f p50_ms=%.1f p99_ms=%.1f\n",
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write +
-    summary.errors.timeout, summary.errors.status, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-LUA
+lua="$source_dir/bench/wrk_post.lua"
+export PATCHVEC_WRK_IMAGE="$image"  # posted by bench/wrk_post.lua
 
 rows=()
 for workers in 1 2; do
@@ -43,7 +32,7 @@ for workers in 1 2; do
   url=$("$cluster" url)
   curl -sf -o /dev/null --data-binary "@$image" "$url/v1/inspect?category=tile"  # warm
   echo "== $workers worker(s): 4 clients through the balancer, 20 s"
-  line=$(wrk -t2 -c4 -d20s --timeout 30s -s "$work/post.lua" "$url/v1/inspect?category=tile" | grep RESULT)
+  line=$(wrk -t2 -c4 -d20s --timeout 30s -s "$lua" "$url/v1/inspect?category=tile" | grep RESULT)
   echo "$line"
   rows+=("workers=$workers up_s=$up_s $line")
   "$cluster" down >/dev/null 2>&1

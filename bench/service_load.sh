@@ -32,20 +32,8 @@ if [ ! -f "$models/grid.pvm" ]; then
 fi
 image=$(realpath "$demo/queries/tile_good.png")
 
-# wrk posts the image read by this Lua script; the report lists non-2xx responses.
-cat >"$work/post.lua" <<LUA
-local f = assert(io.open("$image", "rb"))
-wrk.method = "POST"
-wrk.body = f:read("*a")
-f:close()
-wrk.headers["Content-Type"] = "image/png"
-function done(summary, latency, requests)
-  io.write(string.format("RESULT requests=%d errors=%d non2xx=%d rps=%.2f p50_ms=%.1f p99_ms=%.1f\n",
-    summary.requests, summary.errors.connect + summary.errors.read + summary.errors.write +
-    summary.errors.timeout, summary.errors.status, summary.requests / (summary.duration / 1e6),
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-LUA
+lua="$(cd "$(dirname "$0")" && pwd)/wrk_post.lua"
+export PATCHVEC_WRK_IMAGE="$image"  # posted by bench/wrk_post.lua
 
 server=""
 trap '[ -n "$server" ] && kill $server 2>/dev/null; wait 2>/dev/null || true' EXIT
@@ -76,7 +64,7 @@ measure() {  # NAME BINARY: one line per client count in $work/NAME.txt
     # The previous run's last requests finish first: their connections count per client.
     sleep 5
     echo "== $name: $clients concurrent clients, 20 s"
-    line=$(wrk -t"$((clients < 2 ? 1 : 2))" -c"$clients" -d20s --timeout 30s -s "$work/post.lua" \
+    line=$(wrk -t"$((clients < 2 ? 1 : 2))" -c"$clients" -d20s --timeout 30s -s "$lua" \
       "${url}v1/inspect?category=tile" | grep RESULT)
     echo "$line"
     echo "clients=$clients $line" >>"$work/$name.txt"
@@ -90,7 +78,7 @@ measure after "$patchvec"
 echo "== memory over 2 minutes of load (8 clients): RSS in MiB every 10 s"
 start_server "$patchvec" "$work/long-serve.log"
 sleep 2
-wrk -t2 -c8 -d120s --timeout 30s -s "$work/post.lua" "${url}v1/inspect?category=tile" \
+wrk -t2 -c8 -d120s --timeout 30s -s "$lua" "${url}v1/inspect?category=tile" \
   >"$work/long.txt" &
 load=$!
 samples=()

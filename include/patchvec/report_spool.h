@@ -34,8 +34,8 @@ class ReportSpool {
 
  private:
   std::filesystem::path dir_;
-  mutable std::mutex mutex_;  // one flush at a time; adds do not wait for it
-  std::mutex flush_mutex_;
+  mutable std::mutex mutex_;  // guards the folder's listing against a report being added
+  std::mutex flush_mutex_;    // one flush at a time; adds do not wait for it
 };
 
 }  // namespace pv

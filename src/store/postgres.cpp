@@ -189,39 +189,29 @@ void Connection::reconnect_if_lost() {
   if (PQstatus(connection_) != CONNECTION_OK) fail("reconnecting");
 }
 
-Result Connection::exec(const std::string& sql, const Params& params) {
-  reconnect_if_lost();
-  std::vector<const char*> values;
-  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
-                                   nullptr, values.data(), nullptr, nullptr, 0);
-  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    fail(sql.substr(0, sql.find_first_of("(\n")), result);
-  }
-  return Result(result);
-}
-
-Result Connection::exec(const std::string& sql, const Params& params,
-                        std::span<const std::byte> bytes) {
+Result Connection::run(const std::string& sql, const Params& params,
+                       const std::span<const std::byte>* bytes, int result_format) {
   reconnect_if_lost();
   std::vector<const char*> values;
   std::vector<int> lengths;
   std::vector<int> formats;
   for (const auto& p : params) {
     values.push_back(p ? p->c_str() : nullptr);
-    lengths.push_back(0);
+    lengths.push_back(0);  // text values: libpq reads up to their terminating zero
     formats.push_back(0);
   }
-  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-    throw Error("PostgreSQL " + name_ + ": a value of " + std::to_string(bytes.size()) +
-                " bytes is more than one parameter can carry");
+  if (bytes != nullptr) {
+    if (bytes->size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+      throw Error("PostgreSQL " + name_ + ": a value of " + std::to_string(bytes->size()) +
+                  " bytes is more than one parameter can carry");
+    }
+    values.push_back(reinterpret_cast<const char*>(bytes->data()));
+    lengths.push_back(static_cast<int>(bytes->size()));
+    formats.push_back(1);
   }
-  values.push_back(reinterpret_cast<const char*>(bytes.data()));
-  lengths.push_back(static_cast<int>(bytes.size()));
-  formats.push_back(1);
-  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
-                                   nullptr, values.data(), lengths.data(), formats.data(), 0);
+  pg_result* result =
+      PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()), nullptr,
+                   values.data(), lengths.data(), formats.data(), result_format);
   const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
   if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
     fail(sql.substr(0, sql.find_first_of("(\n")), result);
@@ -229,17 +219,17 @@ Result Connection::exec(const std::string& sql, const Params& params,
   return Result(result);
 }
 
+Result Connection::exec(const std::string& sql, const Params& params) {
+  return run(sql, params, nullptr, 0);
+}
+
+Result Connection::exec(const std::string& sql, const Params& params,
+                        std::span<const std::byte> bytes) {
+  return run(sql, params, &bytes, 0);
+}
+
 Result Connection::exec_binary(const std::string& sql, const Params& params) {
-  reconnect_if_lost();
-  std::vector<const char*> values;
-  for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
-  pg_result* result = PQexecParams(connection_, sql.c_str(), static_cast<int>(values.size()),
-                                   nullptr, values.data(), nullptr, nullptr, 1);
-  const ExecStatusType status = result ? PQresultStatus(result) : PGRES_FATAL_ERROR;
-  if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK) {
-    fail(sql.substr(0, sql.find_first_of("(\n")), result);
-  }
-  return Result(result);
+  return run(sql, params, nullptr, 1);
 }
 
 std::vector<std::string> Connection::wait_for_notifications(std::chrono::milliseconds timeout) {

@@ -66,6 +66,10 @@ class Connection {
   std::string quote_identifier(const std::string& identifier);
 
  private:
+  // PQexecParams with `params` as text, then `bytes` (if given) as one binary value; results in
+  // text (0) or binary (1) format. Throws as fail() does.
+  Result run(const std::string& sql, const Params& params, const std::span<const std::byte>* bytes,
+             int result_format);
   [[noreturn]] void fail(const std::string& what, pg_result* result = nullptr);
   void reconnect_if_lost();
   pg_conn* connection_ = nullptr;
