@@ -26,32 +26,61 @@ namespace {
 struct IndexArgs {
   std::vector<std::filesystem::path> models;
   std::filesystem::path data;
+  std::string from_store;  // a store file or a PostgreSQL URL
   StoreLocation store;
   std::string json;
   ModelLoadOptions load;
 };
 
+// A libpq URL or key=value string is a PostgreSQL store; anything else names an embedded store.
+StoreLocation store_named(const std::string& name) {
+  const bool postgres = name.starts_with("postgresql://") || name.starts_with("postgres://") ||
+                        name.find('=') != std::string::npos;
+  return postgres ? StoreLocation{.db = name} : StoreLocation{.file = name};
+}
+
 void run_index(const IndexArgs& args) {
+  if (args.data.empty() == args.from_store.empty()) {
+    throw Error("say where the images come from: --data DIR, or --from-store STORE");
+  }
+  std::unique_ptr<VectorStore> from;
+  if (!args.from_store.empty()) {
+    const StoreLocation source = store_named(args.from_store);
+    std::error_code error;
+    if (source.db.empty() && !std::filesystem::is_regular_file(source.file, error)) {
+      throw Error("--from-store " + args.from_store + ": no such store file");
+    }
+    from = open_store(source);
+  }
   auto store = open_store(args.store, store_beside(args.models.front()));
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
     const Model model = Model::load(path, args.load);
     const std::string name = model.info().category;
-    std::error_code error;
-    const bool with_test = std::filesystem::is_directory(args.data / name / "test", error);
-    const Category category = read_category(args.data, name, with_test);
-    const IndexReport report = index_category(model, category, *store);
+    IndexReport report;
+    if (from) {
+      report = copy_category(model, *from, *store);
+    } else {
+      std::error_code error;
+      const bool with_test = std::filesystem::is_directory(args.data / name / "test", error);
+      report = index_category(model, read_category(args.data, name, with_test), *store);
+    }
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f s", report.load_seconds);
     log::info(name + ": " + std::to_string(report.images) + " images" +
               (report.patches ? " and " + std::to_string(report.patches) + " bank vectors"
                               : std::string()) +
-              " loaded into " + store->location() + " in " + seconds);
-    categories.push_back({{"category", name},
-                          {"images", report.images},
-                          {"patches", report.patches},
-                          {"embed_seconds", report.embed_seconds},
-                          {"load_seconds", report.load_seconds}});
+              (from ? " copied from " + from->location() + " (" + std::to_string(report.verified) +
+                          " predicted again to verify) into "
+                    : " loaded into ") +
+              store->location() + " in " + seconds);
+    nlohmann::ordered_json entry = {{"category", name},
+                                    {"images", report.images},
+                                    {"patches", report.patches},
+                                    {"embed_seconds", report.embed_seconds},
+                                    {"load_seconds", report.load_seconds}};
+    if (from) entry["verified"] = report.verified;
+    categories.push_back(std::move(entry));
   }
   log::info("building search indexes...");
   const double index_seconds = store->build_indexes();
@@ -231,10 +260,18 @@ void add_store_commands(CLI::App& app) {
     cmd->footer(R"(
 Each category is replaced in one transaction: re-indexing never duplicates, and a failure leaves
 the previous contents. With --db, HNSW indexes are built after loading (timed separately).
-Example:
-  patchvec index --model models/tile.pvm models/grid.pvm --data mvtec --db postgresql://localhost/patchvec)");
+--from-store copies the categories' images from another store indexed with the same models
+(the embedded store to PostgreSQL, say) instead of predicting every image again: a few of them
+are predicted to check that the models made them, and images added with add-anomaly come along.
+Examples:
+  patchvec index --model models/tile.pvm models/grid.pvm --data mvtec --db postgresql://localhost/patchvec
+  patchvec index --model models/*.pvm --from-store models/store.pvs --db postgresql://localhost/patchvec)");
     cmd->add_option("--model", args->models, "Model files")->required()->check(CLI::ExistingFile);
-    cmd->add_option("--data", args->data, "Dataset root (MVTec AD layout)")->required();
+    CLI::Option* data = cmd->add_option("--data", args->data, "Dataset root (MVTec AD layout)");
+    cmd->add_option("--from-store", args->from_store,
+                    "Copy the images from this store instead: an embedded store file, or a "
+                    "PostgreSQL URL")
+        ->excludes(data);
     add_store_options(*cmd, args->store);
     cmd->add_option("--json", args->json, "Write timings as JSON to this file ('-' = stdout)");
     add_model_load_options(*cmd, args->load);

@@ -155,6 +155,8 @@ class VectorStore {
   virtual double build_indexes() { return 0; }
 
   virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
+  // Every stored image of `category` (both sources) with its embedding, in id order.
+  virtual std::vector<StoredImage> images(const std::string& category) const = 0;
   virtual std::size_t image_count(const std::string& category = {}) const = 0;
 
   // Throws pv::Error if the store cannot answer now (server down, file unreadable): what a

@@ -1,3 +1,6 @@
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <limits>
 
 #include <patchvec/indexing.h>
@@ -33,7 +36,129 @@ std::vector<StoredImage> dataset_images(const Category& category,
   return images;
 }
 
+double cosine(std::span<const float> a, std::span<const float> b) {
+  double ab = 0, aa = 0, bb = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    ab += double(a[i]) * b[i];
+    aa += double(a[i]) * a[i];
+    bb += double(b[i]) * b[i];
+  }
+  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
+}
+
+// What a store keeps for an image predicted as `p` (dataset_images(), add-anomaly).
+const std::vector<float>& stored_embedding(const Prediction& p, bool anomalous) {
+  return anomalous && !p.defect_embedding.empty() ? p.defect_embedding : p.embedding;
+}
+
+// The images copy_category() predicts again: the first readable normal and defective ones, and
+// the first readable one with a score if neither of those has one.
+std::vector<const StoredImage*> images_to_verify(std::span<const StoredImage> images) {
+  const StoredImage* normal = nullptr;
+  const StoredImage* defective = nullptr;
+  const StoredImage* scored = nullptr;
+  for (const StoredImage& image : images) {
+    std::error_code error;
+    if (!std::filesystem::is_regular_file(image.path, error)) continue;
+    const StoredImage*& slot = image.anomalous ? defective : normal;
+    if (slot == nullptr) slot = &image;
+    if (scored == nullptr && image.score) scored = &image;
+  }
+  std::vector<const StoredImage*> chosen;
+  for (const StoredImage* image : {normal, defective}) {
+    if (image != nullptr) chosen.push_back(image);
+  }
+  const bool has_score = std::any_of(chosen.begin(), chosen.end(),
+                                     [](const StoredImage* image) { return image->score; });
+  if (!has_score && scored != nullptr) chosen.push_back(scored);
+  return chosen;
+}
+
+// Throws unless `image`, as stored in `from`, is what `model` makes of its file.
+void verify_copy(const Model& model, const VectorStore& from, const StoredImage& image,
+                 const Prediction& p) {
+  const std::string where = "image " + image.path + " in " + from.location();
+  const std::string advice = ": it was not indexed with this model (" + model.info().category +
+                             "); index the category from its images instead";
+  const std::vector<float>& expected = stored_embedding(p, image.anomalous);
+  if (image.embedding.size() != expected.size()) {
+    throw Error(where + " has a " + std::to_string(image.embedding.size()) +
+                "-dimensional embedding, the model makes " + std::to_string(expected.size()) +
+                advice);
+  }
+  const double similarity = cosine(image.embedding, expected);
+  char text[160];
+  if (!(similarity >= 0.9999)) {
+    std::snprintf(text, sizeof text, "%.6f", similarity);
+    throw Error(where + ": its stored embedding and the model's have cosine similarity " + text +
+                advice);
+  }
+  if (!image.score) return;
+  if (!(std::abs(*image.score - p.score) <= 1e-3 * std::max(1.0f, std::abs(p.score)))) {
+    std::snprintf(text, sizeof text, "%g, the model scores it %g", double(*image.score),
+                  double(p.score));
+    throw Error(where + " has the score " + text + advice);
+  }
+  if (image.verdict != p.verdict) {
+    throw Error(where + " has the verdict " + std::string(verdict_name(image.verdict)) +
+                ", the model's is " + verdict_name(p.verdict) + advice);
+  }
+}
+
+bool same_image(const StoredImage& a, const StoredImage& b) {
+  return a.path == b.path && a.anomalous == b.anomalous && a.defect == b.defect &&
+         a.embedding == b.embedding;
+}
+
 }  // namespace
+
+IndexReport copy_category(const Model& model, const VectorStore& from, VectorStore& to) {
+  const std::string& category = model.info().category;
+  if (from.location() == to.location()) {
+    throw Error("cannot copy " + category + " from " + from.location() + " into itself");
+  }
+  Stopwatch clock;
+  const std::vector<StoredImage> images = from.images(category);
+  if (images.empty()) throw Error(from.location() + " has no images of " + category);
+  const std::vector<const StoredImage*> chosen = images_to_verify(images);
+  if (chosen.empty()) {
+    throw Error("cannot verify the copy of " + category + " from " + from.location() +
+                ": none of its images can be read (e.g. " + images.front().path +
+                "; relative paths are read from the working directory)");
+  }
+  std::vector<std::filesystem::path> paths;
+  paths.reserve(chosen.size());
+  for (const StoredImage* image : chosen) paths.emplace_back(image->path);
+  const std::vector<Prediction> predictions = model.predict(paths, "verify " + category);
+  for (std::size_t i = 0; i < chosen.size(); ++i) {
+    verify_copy(model, from, *chosen[i], predictions[i]);
+  }
+  IndexReport report{.verified = chosen.size(), .embed_seconds = clock.lap()};
+
+  std::vector<StoredImage> dataset;
+  std::vector<StoredImage> added;
+  for (const StoredImage& image : images) {
+    (image.source == kSourceAdded ? added : dataset).push_back(image);
+  }
+  report.images = to.replace_dataset(category, dataset);
+  if (!added.empty()) {
+    std::vector<StoredImage> present;
+    for (StoredImage& image : to.images(category)) {
+      if (image.source == kSourceAdded) present.push_back(std::move(image));
+    }
+    for (const StoredImage& image : added) {
+      const bool stored = std::any_of(present.begin(), present.end(),
+                                      [&](const StoredImage& p) { return same_image(p, image); });
+      if (stored) continue;
+      to.add_image(image);
+      ++report.images;
+    }
+  }
+  report.patches = to.replace_patches(category, model.memory_bank(),
+                                      static_cast<std::size_t>(model.info().grid.dim));
+  report.load_seconds = clock.lap();
+  return report;
+}
 
 IndexReport index_category(const Model& model, const Category& category,
                            std::span<const std::vector<float>> train_embeddings,

@@ -331,6 +331,16 @@ class EmbeddedStore final : public VectorStore {
     return std::nullopt;
   }
 
+  std::vector<StoredImage> images(const std::string& category) const override {
+    const std::lock_guard guard(mutex_);
+    refresh();
+    std::vector<StoredImage> out;
+    for (const StoredImage& image : contents_.images) {
+      if (image.category == category) out.push_back(image);
+    }
+    return out;
+  }
+
   std::size_t image_count(const std::string& category) const override {
     const std::lock_guard guard(mutex_);
     refresh();

@@ -314,6 +314,23 @@ class PostgresStore final : public VectorStore {
     });
   }
 
+  std::vector<StoredImage> images(const std::string& category) const override {
+    return reads_.read([&](pg::Connection& connection) -> std::vector<StoredImage> {
+      pg::Connection* const db = &connection;
+      std::vector<StoredImage> images;
+      if (!has_vector_tables(*db)) return images;
+      const pg::Result r = db->exec(std::string("SELECT ") + kImageColumns +
+                                        ", embedding::text FROM images WHERE category = $1 "
+                                        "ORDER BY id",
+                                    {category});
+      for (int row = 0; row < r.rows(); ++row) {
+        images.push_back(image_from(r, row));
+        images.back().embedding = pg::parse_vector(r.text(row, kImageColumnCount));
+      }
+      return images;
+    });
+  }
+
   std::size_t image_count(const std::string& category) const override {
     return reads_.read([&](pg::Connection& connection) -> std::size_t {
       pg::Connection* const db = &connection;

@@ -231,6 +231,66 @@ TEST_F(StoreCli, ALibraryProgramAnswersAsSearchDoes) {
   EXPECT_NE(unknown.output.find("unknown category 'wood'"), std::string::npos) << unknown.output;
 }
 
+// index --from-store: the embedded store's images into PostgreSQL and back, with the answers of
+// the store they came from; a second copy adds nothing.
+TEST_F(StoreCli, IndexFromAnotherStoreGivesItsAnswers) {
+  const std::string base = testing::test_server_url();
+  ASSERT_FALSE(base.empty());
+  pg::Connection admin(base);
+  testing::drop_database(admin, "test_store_copy");
+  admin.exec("CREATE DATABASE test_store_copy");
+  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_store_copy";
+  const std::string source = (*dir_ / "copy-source.pvs").string();
+  const std::string back = (*dir_ / "copy-back.pvs").string();
+  run_json("index -q --model " + model() + " --data " + data() + " --store " + source +
+           " --json -");
+  ASSERT_EQ(patchvec("add-anomaly -q " + test_image("good/001.png") + " --defect fake --model " +
+                     model() + " --store " + source)
+                .exit_code,
+            0);
+  for (int run = 0; run < 2; ++run) {
+    const auto copied = run_json("index -q --model " + model() + " --from-store " + source +
+                                 " --db " + url + " --json -");
+    EXPECT_EQ(copied["categories"][0]["images"], run == 0 ? 13 : 12);  // the added one once
+    EXPECT_EQ(copied["categories"][0]["verified"], 2);
+    EXPECT_GT(copied["categories"][0]["patches"], 0);
+  }
+  pg::Connection db(url);
+  EXPECT_EQ(db.exec("SELECT count(*) FROM images").text(0, 0), "13");
+  run_json("index -q --model " + model() + " --from-store " + url + " --store " + back +
+           " --json -");
+  for (const char* image : {"good/000.png", "blob/002.png"}) {
+    const auto original = run_json("search -q --json --no-report --k 20 " + test_image(image) +
+                                   " --model " + model() + " --store " + source);
+    for (const std::string& where : {"--exact --db " + url, "--store " + back}) {
+      const auto copy = run_json("search -q --json --no-report --k 20 " + test_image(image) +
+                                 " --model " + model() + " " + where);
+      EXPECT_EQ(copy["verdict"], original["verdict"]) << image << where;
+      ASSERT_EQ(copy["matches"].size(), original["matches"].size()) << image << where;
+      for (std::size_t i = 0; i < copy["matches"].size(); ++i) {
+        EXPECT_EQ(copy["matches"][i]["path"], original["matches"][i]["path"]) << image << i;
+        EXPECT_EQ(copy["matches"][i]["defect"], original["matches"][i]["defect"]) << image << i;
+        EXPECT_NEAR(copy["matches"][i]["similarity"].get<double>(),
+                    original["matches"][i]["similarity"].get<double>(), 1e-6);
+      }
+    }
+  }
+  const CommandResult both = patchvec("index --model " + model() + " --data " + data() +
+                                      " --from-store " + source + " --db " + url);
+  EXPECT_EQ(both.exit_code, 2);
+  EXPECT_NE(both.output.find("--data excludes --from-store"), std::string::npos) << both.output;
+  const CommandResult neither = patchvec("index --model " + model() + " --db " + url);
+  EXPECT_EQ(neither.exit_code, 1);
+  EXPECT_NE(neither.output.find("--data DIR, or --from-store STORE"), std::string::npos)
+      << neither.output;
+  const CommandResult missing =
+      patchvec("index --model " + model() + " --from-store nowhere.pvs --db " + url);
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_NE(missing.output.find("--from-store nowhere.pvs: no such store file"), std::string::npos)
+      << missing.output;
+  testing::drop_database(admin, "test_store_copy");
+}
+
 TEST_F(StoreCli, StoreErrorsAreClear) {
   const CommandResult down = patchvec("search " + test_image("good/000.png") + " --model " +
                                       model() + " --db postgresql://patchvec:x@127.0.0.1:1/none");
