@@ -10,8 +10,9 @@
 #   scripts/cluster.sh promote                    the standby becomes the primary
 #
 # `up` publishes DIR's models (default build/demo/models, from `make demo`) of the categories the
-# database has none of, and indexes them with DIR's data (the first up of make demo's models spends about a
-# minute embedding them). `url` prints the balancer's URL, `db-url` a multi-host libpq URL (both
+# database has none of, and indexes them: copied from the store beside the models (DIR/store.pvs,
+# which make demo fills) when it was made with them, else embedded from DIR's data (about a
+# minute for make demo's). `url` prints the balancer's URL, `db-url` a multi-host libpq URL (both
 # database hosts; clients pick with target_session_attrs). `down` stops everything `up` started
 # and removes the namespaces and the bridge; the databases, model caches and spooled reports stay
 # for the next `up` unless `down --purge`.
@@ -252,6 +253,8 @@ balancer_stop() {
 publish_models() {  # DIR DATA: publish, and index what is new
   local models=$1 data=$2
   [ -d "$models" ] || { say "no models in $models (run make demo, or give --models DIR --data DIR)"; exit 1; }
+  models=$(cd "$models" && pwd)
+  [ ! -d "$data" ] || data=$(cd "$data" && pwd)
   local files=("$models"/*.pvm)
   [ -e "${files[0]}" ] || { say "no .pvm files in $models"; exit 1; }
   local url
@@ -267,10 +270,18 @@ publish_models() {  # DIR DATA: publish, and index what is new
   local added
   added=$("$patchvec" -q publish --json --db "$url" "${new[@]}" |
     python3 -c 'import json,sys; print(" ".join(p["file"] for p in json.load(sys.stdin) if p["added"]))')
-  if [ -n "$added" ]; then
-    # shellcheck disable=SC2086  # file names from our own folder, one per word
-    "$patchvec" -q index --db "$url" --data "$data" --model $added >/dev/null
+  [ -n "$added" ] || return 0
+  # The images' embeddings: copied from the store beside the models when it was indexed with them
+  # (make demo's; index checks a few by predicting them again), else predicted from DATA.
+  # shellcheck disable=SC2086  # file names from our own folder, one per word
+  if [ -f "$models/store.pvs" ] &&
+    (cd "$repo" && "$patchvec" -q index --db "$url" --from-store "$models/store.pvs" \
+      --model $added >/dev/null); then
+    return 0
   fi
+  say "embedding the images of $data (about a minute for make demo's)"
+  # shellcheck disable=SC2086
+  "$patchvec" -q index --db "$url" --data "$data" --model $added >/dev/null
 }
 
 up() {

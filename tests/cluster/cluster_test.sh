@@ -31,11 +31,14 @@ weights="$fixtures/patchcore/resnet18.safetensors"
   --out "$work/models"
 "$patchvec" -q train --data "$data" --category synthetic --backbone resnet18 --weights "$weights" \
   --coreset-ratio 0.3 --out "$work/models-2"
+# The embedded store beside the model, as make demo leaves one: up copies its images.
+"$patchvec" -q index --model "$work/models/synthetic.pvm" --data "$data" >/dev/null
 
 start=$(date +%s.%N)
 "$cluster" up --workers 2 --models "$work/models" --data "$data" >"$work/up.txt" 2>&1 ||
   { cat "$work/up.txt"; fail "up"; }
 up_seconds=$(python3 -c "import sys; print(f'{$(date +%s.%N) - $start:.1f}')")
+! grep -q "embedding the images" "$work/up.txt" || { cat "$work/up.txt"; fail "up embedded the images again"; }
 url=$("$cluster" url)
 db=$("$cluster" db-url)
 image="$data/synthetic/test/blob/000.png"
@@ -65,7 +68,13 @@ wait_until() {  # DESCRIPTION COMMAND...: up to 15 s
   fail "$what"
 }
 
-# Through the balancer; both workers answer.
+# Through the balancer; both workers answer. The copied images are found: a stored good image
+# is its own closest match.
+code=$(inspect "$good")
+[ "$code" = 200 ] || fail "the good image answered $code"
+python3 -c 'import json,sys; m = json.load(open(sys.argv[1]))["matches"]
+assert m and m[0]["similarity"] > 0.9999, m' "$work/answer.json" ||
+  fail "the good image is not its own closest match: $(cat "$work/answer.json")"
 all_succeed 8 "$image"
 for k in 1 2; do
   n=$(curl -s -m 5 "http://10.79.0.$((10 + k)):8080/metrics" |
