@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <limits>
 
+#include <patchvec/embedder.h>
 #include <patchvec/indexing.h>
 #include <patchvec/stopwatch.h>
 
@@ -34,16 +35,6 @@ std::vector<StoredImage> dataset_images(const Category& category,
                                                                                : r.embedding});
   }
   return images;
-}
-
-double cosine(std::span<const float> a, std::span<const float> b) {
-  double ab = 0, aa = 0, bb = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    ab += double(a[i]) * b[i];
-    aa += double(a[i]) * a[i];
-    bb += double(b[i]) * b[i];
-  }
-  return aa > 0 && bb > 0 ? ab / std::sqrt(aa * bb) : (aa == bb ? 1.0 : 0.0);
 }
 
 // What a store keeps for an image predicted as `p` (dataset_images(), add-anomaly).
@@ -86,7 +77,7 @@ void verify_copy(const Model& model, const VectorStore& from, const StoredImage&
                 "-dimensional embedding, the model makes " + std::to_string(expected.size()) +
                 advice);
   }
-  const double similarity = cosine(image.embedding, expected);
+  const double similarity = cosine_similarity(image.embedding, expected);
   char text[160];
   if (!(similarity >= 0.9999)) {
     std::snprintf(text, sizeof text, "%.6f", similarity);

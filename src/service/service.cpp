@@ -199,12 +199,8 @@ struct InspectionService::Impl {
       inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"));
     }
     batcher.emplace(o.batching);
-    spool.emplace(!o.report_spool_dir.empty() ? o.report_spool_dir
-                  : !o.models_dir.empty()     ? o.models_dir / "report-spool"
-                                              : user_data_dir("report-spool"));
-    report_images_dir = !o.report_images_dir.empty() ? o.report_images_dir
-                        : !o.models_dir.empty()      ? o.models_dir / "report-images"
-                                                     : user_data_dir("report-images");
+    spool.emplace(data_dir(o.report_spool_dir, "report-spool"));
+    report_images_dir = data_dir(o.report_images_dir, "report-images");
     for (const auto& entry : inspector->models()) {
       const std::string& category = entry.first;
       if (store().image_count(category) == 0) {
@@ -215,6 +211,12 @@ struct InspectionService::Impl {
     routes();
     // Last: a constructor that throws must not leave a thread running.
     spool_flusher = std::thread([this] { flush_spool_until_stopped(); });
+  }
+
+  // `given`, else `name` beside the models (--models), else in the user's data folder.
+  std::filesystem::path data_dir(const std::filesystem::path& given, const char* name) const {
+    if (!given.empty()) return given;
+    return options.models_dir.empty() ? user_data_dir(name) : options.models_dir / name;
   }
 
   // Every *.pvm of `folder`, with its file's SHA-256.
@@ -260,12 +262,10 @@ struct InspectionService::Impl {
     while (!spool_wakeup.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_spool; })) {
       lock.unlock();
       try {
-        if (spool->pending() > 0) {
-          const std::size_t stored = spool->flush(store());
-          if (stored > 0) {
-            log::info("stored " + std::to_string(stored) + " spooled report(s) in " +
-                      store().location());
-          }
+        const std::size_t stored = spool->flush(store());
+        if (stored > 0) {
+          log::info("stored " + std::to_string(stored) + " spooled report(s) in " +
+                    store().location());
         }
       } catch (const std::exception& e) {
         log::warn(std::string("flushing the report spool: ") + e.what());

@@ -84,7 +84,7 @@ class PostgresStore final : public VectorStore {
       : reads_(url, kConnections, "prefer-standby"),
         writes_(url, kConnections, "read-write", /*lazy=*/true),
         exact_(exact) {
-    ensure_base_schema();
+    pg::ensure_schema(reads_, writes_);
   }
 
   std::size_t replace_dataset(const std::string& category,
@@ -181,20 +181,19 @@ class PostgresStore final : public VectorStore {
 
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                              const MatchFilter& filter) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::vector<Match> {
-      pg::Connection* const db = &connection;
-      if (!has_vector_tables(*db)) return {};
+    return reads_.read([&](pg::Connection& db) -> std::vector<Match> {
+      if (!has_vector_tables(db)) return {};
       check_dimension(query.size());
-      pg::Transaction t(*db);
+      pg::Transaction t(db);
       if (exact_) {
-        db->exec("SET LOCAL enable_indexscan = off");
+        db.exec("SET LOCAL enable_indexscan = off");
       } else {
         // Filtered HNSW scans keep looking until they have k rows (pgvector 0.8).
-        db->exec("SET LOCAL hnsw.ef_search = 100");
-        db->exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
+        db.exec("SET LOCAL hnsw.ef_search = 100");
+        db.exec("SET LOCAL hnsw.iterative_scan = relaxed_order");
       }
       // Relaxed order: the inner scan may return rows slightly out of order; sort them again.
-      const pg::Result r = db->exec(
+      const pg::Result r = db.exec(
           std::string("WITH candidates AS MATERIALIZED (SELECT ") + kImageColumns +
               ", embedding <=> $1::vector AS distance FROM images "
               "WHERE ($2 = '' OR category = $2) AND ($3::boolean IS NULL OR anomalous = $3) "
@@ -235,9 +234,8 @@ class PostgresStore final : public VectorStore {
   }
 
   std::vector<AnomalyReport> reports(const ReportQuery& query) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::vector<AnomalyReport> {
-      pg::Connection* const db = &connection;
-      const pg::Result r = db->exec(
+    return reads_.read([&](pg::Connection& db) -> std::vector<AnomalyReport> {
+      const pg::Result r = db.exec(
           std::string("SELECT ") + kReportColumns +
               " FROM reports WHERE ($1 = '' OR category = $1) AND ($4 = '' OR status = $4) AND "
               "($3::text IS NULL OR created >= ($3::timestamp AT TIME ZONE 'UTC')) "
@@ -255,11 +253,10 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<AnomalyReport> report(std::int64_t id) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::optional<AnomalyReport> {
-      pg::Connection* const db = &connection;
+    return reads_.read([&](pg::Connection& db) -> std::optional<AnomalyReport> {
       const pg::Result r =
-          db->exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
-                   {std::to_string(id)});
+          db.exec(std::string("SELECT ") + kReportColumns + " FROM reports WHERE id = $1",
+                  {std::to_string(id)});
       if (r.rows() == 0) return std::nullopt;
       return report_from(r, 0);
     });
@@ -301,51 +298,28 @@ class PostgresStore final : public VectorStore {
   }
 
   std::optional<StoredImage> image(std::int64_t id) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::optional<StoredImage> {
-      pg::Connection* const db = &connection;
-      if (!has_vector_tables(*db)) return std::nullopt;
-      const pg::Result r = db->exec(
-          std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE id = $1",
-          {std::to_string(id)});
-      if (r.rows() == 0) return std::nullopt;
-      StoredImage image = image_from(r, 0);
-      image.embedding = pg::parse_vector(r.text(0, kImageColumnCount));
-      return image;
-    });
+    std::vector<StoredImage> found = reads_.read(
+        [&](pg::Connection& db) { return images_where(db, "id = $1", {std::to_string(id)}); });
+    if (found.empty()) return std::nullopt;
+    return std::move(found.front());
   }
 
   std::vector<StoredImage> images(const std::string& category) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::vector<StoredImage> {
-      pg::Connection* const db = &connection;
-      std::vector<StoredImage> images;
-      if (!has_vector_tables(*db)) return images;
-      const pg::Result r = db->exec(std::string("SELECT ") + kImageColumns +
-                                        ", embedding::text FROM images WHERE category = $1 "
-                                        "ORDER BY id",
-                                    {category});
-      for (int row = 0; row < r.rows(); ++row) {
-        images.push_back(image_from(r, row));
-        images.back().embedding = pg::parse_vector(r.text(row, kImageColumnCount));
-      }
-      return images;
-    });
+    return reads_.read(
+        [&](pg::Connection& db) { return images_where(db, "category = $1", {category}); });
   }
 
   std::size_t image_count(const std::string& category) const override {
-    return reads_.read([&](pg::Connection& connection) -> std::size_t {
-      pg::Connection* const db = &connection;
-      if (!has_vector_tables(*db)) return 0;
+    return reads_.read([&](pg::Connection& db) -> std::size_t {
+      if (!has_vector_tables(db)) return 0;
       const pg::Result r =
-          db->exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
+          db.exec("SELECT count(*) FROM images WHERE ($1 = '' OR category = $1)", {category});
       return std::stoull(r.text(0, 0));
     });
   }
 
   void ping() const override {
-    return reads_.read([&](pg::Connection& connection) -> void {
-      pg::Connection* const db = &connection;
-      db->exec("SELECT 1");
-    });
+    return reads_.read([&](pg::Connection& db) -> void { db.exec("SELECT 1"); });
   }
 
   std::string kind() const override { return "postgresql"; }
@@ -353,11 +327,20 @@ class PostgresStore final : public VectorStore {
   std::string location() const override { return "PostgreSQL " + writes_.name(); }
 
  private:
-  void ensure_base_schema() {
-    pg::ensure_schema(reads_, writes_);
-    const auto db = reads_.lease();
-    const pg::Result dim = db->exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'");
-    dimension_ = dim.rows() ? std::stoul(dim.text(0, 0)) : 0;
+  // The images `condition` picks, with their embeddings, in id order.
+  std::vector<StoredImage> images_where(pg::Connection& db, const std::string& condition,
+                                        const pg::Params& params) const {
+    std::vector<StoredImage> images;
+    if (!has_vector_tables(db)) return images;
+    const pg::Result r =
+        db.exec(std::string("SELECT ") + kImageColumns + ", embedding::text FROM images WHERE " +
+                    condition + " ORDER BY id",
+                params);
+    for (int row = 0; row < r.rows(); ++row) {
+      images.push_back(image_from(r, row));
+      images.back().embedding = pg::parse_vector(r.text(row, kImageColumnCount));
+    }
+    return images;
   }
 
   // The dimension is set by the first load, perhaps by another process after this one opened

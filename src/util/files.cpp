@@ -52,10 +52,6 @@ std::size_t file_size(int fd, const std::filesystem::path& path) {
   return static_cast<std::size_t>(info.st_size);
 }
 
-}  // namespace
-
-namespace {
-
 std::filesystem::path user_dir(const char* variable, const char* fallback, std::string_view what) {
   if (const char* xdg = std::getenv(variable); xdg != nullptr && xdg[0] == '/') {
     return std::filesystem::path(xdg) / "patchvec" / what;

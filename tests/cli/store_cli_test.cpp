@@ -102,12 +102,9 @@ TEST_F(StoreCli, IndexThenSearchInAnotherProcess) {
 }
 
 TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
-  const std::string base = testing::test_server_url();
-  ASSERT_FALSE(base.empty());
-  pg::Connection admin(base);
-  testing::drop_database(admin, "test_store_cli");
-  admin.exec("CREATE DATABASE test_store_cli");
-  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_store_cli";
+  ASSERT_FALSE(testing::test_server_url().empty());
+  const testing::ScratchDatabase database("test_store_cli");
+  const std::string& url = database.url();
   const std::string store = (*dir_ / "compare.pvs").string();
   for (const std::string& where : {"--store " + store, "--db " + url}) {
     const auto index =
@@ -127,7 +124,6 @@ TEST_F(StoreCli, PostgresGivesTheEmbeddedStoresAnswers) {
                   postgres["matches"][i]["similarity"].get<double>(), 1e-5);
     }
   }
-  testing::drop_database(admin, "test_store_cli");
 }
 
 // The operator's loop from the command line, the same on both stores: an anomaly is reported,
@@ -183,12 +179,9 @@ void operator_loop(const std::string& model_file, const std::string& where) {
 }
 
 TEST_F(StoreCli, OperatorLoopOnBothStores) {
-  const std::string base = testing::test_server_url();
-  ASSERT_FALSE(base.empty());
-  pg::Connection admin(base);
-  testing::drop_database(admin, "test_operator_loop");
-  admin.exec("CREATE DATABASE test_operator_loop");
-  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_operator_loop";
+  ASSERT_FALSE(testing::test_server_url().empty());
+  const testing::ScratchDatabase database("test_operator_loop");
+  const std::string& url = database.url();
   const std::string store = (*dir_ / "loop.pvs").string();
   for (const std::string& where : {"--store " + store, "--db " + url}) {
     // A model of its own: update rewrites it.
@@ -197,7 +190,6 @@ TEST_F(StoreCli, OperatorLoopOnBothStores) {
     run_json("index -q --model " + copy.string() + " --data " + data() + " " + where + " --json -");
     operator_loop(copy.string(), where);
   }
-  testing::drop_database(admin, "test_operator_loop");
 }
 
 // apps/inspect_images, a program on the public API alone (README), answers as `patchvec search`.
@@ -234,12 +226,9 @@ TEST_F(StoreCli, ALibraryProgramAnswersAsSearchDoes) {
 // index --from-store: the embedded store's images into PostgreSQL and back, with the answers of
 // the store they came from; a second copy adds nothing.
 TEST_F(StoreCli, IndexFromAnotherStoreGivesItsAnswers) {
-  const std::string base = testing::test_server_url();
-  ASSERT_FALSE(base.empty());
-  pg::Connection admin(base);
-  testing::drop_database(admin, "test_store_copy");
-  admin.exec("CREATE DATABASE test_store_copy");
-  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_store_copy";
+  ASSERT_FALSE(testing::test_server_url().empty());
+  const testing::ScratchDatabase database("test_store_copy");
+  const std::string& url = database.url();
   const std::string source = (*dir_ / "copy-source.pvs").string();
   const std::string back = (*dir_ / "copy-back.pvs").string();
   run_json("index -q --model " + model() + " --data " + data() + " --store " + source +
@@ -288,7 +277,6 @@ TEST_F(StoreCli, IndexFromAnotherStoreGivesItsAnswers) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_NE(missing.output.find("--from-store nowhere.pvs: no such store file"), std::string::npos)
       << missing.output;
-  testing::drop_database(admin, "test_store_copy");
 }
 
 TEST_F(StoreCli, StoreErrorsAreClear) {

@@ -122,12 +122,9 @@ TEST_F(Decisions, OnlyOperatorsDecide) {
 }
 
 TEST(DecisionsWithPostgres, ResolvingReports) {
-  const std::string base = testing::test_server_url();
-  ASSERT_FALSE(base.empty());
-  pg::Connection admin(base);
-  testing::drop_database(admin, "test_decisions");
-  admin.exec("CREATE DATABASE test_decisions");
-  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_decisions";
+  ASSERT_FALSE(testing::test_server_url().empty());
+  const testing::ScratchDatabase database("test_decisions");
+  const std::string& url = database.url();
   testing::TempDir dir;
   testing::prepare_models(dir / "models", "--db " + url);
   {
@@ -137,7 +134,6 @@ TEST(DecisionsWithPostgres, ResolvingReports) {
                                      .inspect = {.min_similarity = 1.01}});
     decide_over_http(running);
   }
-  testing::drop_database(admin, "test_decisions");
 }
 
 }  // namespace

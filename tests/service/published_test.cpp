@@ -28,20 +28,16 @@ using testing::json_of;
 class PublishedModels : public ::testing::Test {
  protected:
   void SetUp() override {
-    const std::string base = testing::test_server_url();
-    ASSERT_FALSE(base.empty()) << "no server: run scripts/pgvector-server.sh start";
+    ASSERT_FALSE(testing::test_server_url().empty())
+        << "no server: run scripts/pgvector-server.sh start";
     // A database per test: CTest runs them at once.
-    database_ = "test_published_" + std::to_string(::getpid());
-    admin_ = std::make_unique<pg::Connection>(base);
-    testing::drop_database(*admin_, database_);
-    admin_->exec("CREATE DATABASE " + database_);
-    url_ = base.substr(0, base.rfind('/') + 1) + database_;
+    database_ =
+        std::make_unique<testing::ScratchDatabase>("test_published_" + std::to_string(::getpid()));
+    url_ = database_->url();
     testing::prepare_models(dir_ / "models", "--db " + url_);
     model_ = dir_ / "models" / "synthetic.pvm";
   }
-  void TearDown() override {
-    if (admin_) testing::drop_database(*admin_, database_);
-  }
+  void TearDown() override { database_.reset(); }
 
   // The fixture model with another image threshold: a revision clients can tell apart.
   std::filesystem::path variant(float threshold) const {
@@ -49,7 +45,7 @@ class PublishedModels : public ::testing::Test {
     Thresholds thresholds = *model.info().thresholds;
     thresholds.image = threshold;
     model.set_thresholds(thresholds);
-    const auto path = dir_ / ("synthetic-" + std::to_string(threshold) + ".pvm");
+    auto path = dir_ / ("synthetic-" + std::to_string(threshold) + ".pvm");
     model.save(path);
     return path;
   }
@@ -88,8 +84,8 @@ class PublishedModels : public ::testing::Test {
   }
 
   testing::TempDir dir_;
-  std::unique_ptr<pg::Connection> admin_;
-  std::string database_, url_;
+  std::unique_ptr<testing::ScratchDatabase> database_;
+  std::string url_;
   std::filesystem::path model_;
 };
 
@@ -135,6 +131,7 @@ TEST_F(PublishedModels, ServiceFollowsNewRevisionsWithoutAFailedRequest) {
   std::atomic<bool> done = false;
   std::atomic<int> ok = 0, failed = 0;
   std::vector<std::thread> clients;
+  clients.reserve(2);
   for (int c = 0; c < 2; ++c) {
     clients.emplace_back([&] {
       auto mine = running.client();

@@ -265,12 +265,10 @@ TEST(ServiceSetUp, MissingFolderAndNoModelsAreErrors) {
 }
 
 TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
-  const std::string base = testing::test_server_url();
-  ASSERT_FALSE(base.empty());
-  pg::Connection admin(base);
-  testing::drop_database(admin, "test_service");
-  admin.exec("CREATE DATABASE test_service");
-  const std::string url = base.substr(0, base.rfind('/') + 1) + "test_service";
+  ASSERT_FALSE(testing::test_server_url().empty());
+  testing::ScratchDatabase database("test_service");
+  const std::string& url = database.url();
+  pg::Connection& admin = database.admin();
   testing::TempDir dir;
   prepare(dir / "models", "--db " + url);
   {
@@ -317,7 +315,6 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
     const auto back = client.Post("/v1/inspect?category=synthetic", png, "image/png");
     EXPECT_EQ(back->status, 200) << back->body;
   }
-  testing::drop_database(admin, "test_service");
 }
 
 }  // namespace
