@@ -14,6 +14,7 @@
 #include <patchvec/log.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
+#include <patchvec/text.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -141,6 +142,11 @@ struct AddAnomalyArgs {
 };
 
 void run_add_anomaly(const AddAnomalyArgs& args) {
+  try {
+    check_defect_type(args.defect);
+  } catch (const Error& e) {
+    throw Error(std::string("--defect: ") + e.what());
+  }
   const Model model = Model::load(args.model, args.load);
   if (!args.category.empty() && args.category != model.info().category) {
     throw Error("--category " + args.category + " but the model is for " + model.info().category +
@@ -159,8 +165,9 @@ void run_add_anomaly(const AddAnomalyArgs& args) {
                                               .score = p.score,
                                               .verdict = p.verdict,
                                               .embedding = p.defect_embedding});
-    std::printf("added #%lld %s (%s, %s)\n", static_cast<long long>(id), paths[i].c_str(),
-                model.info().category.c_str(), args.defect.c_str());
+    std::printf("added #%lld %s (%s, %s)\n", static_cast<long long>(id),
+                printable(paths[i].string()).c_str(), model.info().category.c_str(),
+                args.defect.c_str());
   }
 }
 
@@ -182,7 +189,9 @@ void run_reports(const ReportsArgs& args) {
   }
   std::string since = args.since;
   if (!since.empty() && since.back() == 'Z') since.pop_back();
-  auto store = open_store(args.store);
+  StoreLocation location = args.store;
+  location.must_exist = true;
+  auto store = open_store(location);
   const auto reports = store->reports(
       {.category = args.category, .status = args.status, .since = since, .limit = args.limit});
   if (args.json) {
@@ -199,9 +208,10 @@ void run_reports(const ReportsArgs& args) {
                                  : r.resolution == kDefect
                                      ? "defect: " + r.defect
                                      : "false alarm" + std::string(r.applied ? " (in bank)" : "");
+    // What the store holds came from outside: printed so that it cannot steer the terminal.
     std::printf("%5lld  %-20s  %-8s %9.3f %9.3f  %-16s  %-22s  %s\n", static_cast<long long>(r.id),
-                r.created.c_str(), r.category.c_str(), r.score, r.threshold, closest.c_str(),
-                decision.c_str(), r.path.c_str());
+                printable(r.created).c_str(), printable(r.category).c_str(), r.score, r.threshold,
+                printable(closest).c_str(), printable(decision).c_str(), printable(r.path).c_str());
   }
 }
 

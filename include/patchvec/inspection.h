@@ -64,11 +64,8 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
 // defect's image is stored as a labelled anomaly of the named type, which "closest known defect"
 // searches find from then on. The image is read again from where the report kept it and embedded
 // with `model` (the report's category). Throws NotFoundError, ConflictError (resolved already),
-// or pv::Error (a bad resolution, another category's model, the image gone).
-struct ResolvedReport {
-  AnomalyReport report;
-  std::int64_t image_id = 0;  // the image the decision added to the store
-};
+// or pv::Error (a bad resolution, another category's model, the image gone). The decision and
+// its image are one change of the store: a refused decision stores nothing.
 ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64_t report_id,
                               const ReportResolution& resolution);
 

@@ -1,5 +1,6 @@
 // Messages for the person at the terminal. Everything goes to stderr so that stdout stays
-// machine-readable (--json, tables). Thread-safe.
+// machine-readable (--json, tables). Each message is one line: control characters and bytes that
+// are not UTF-8 are written as \xNN (pv::printable()). Thread-safe.
 #pragma once
 
 #include <string_view>

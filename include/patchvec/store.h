@@ -82,6 +82,12 @@ struct ReportResolution {
   std::string by;  // who decided
 };
 
+// A decided report, and the image its decision stored (resolve_report()).
+struct ResolvedReport {
+  AnomalyReport report;
+  std::int64_t image_id = 0;  // the image the decision added to the store; 0: none
+};
+
 struct ReportQuery {
   std::string category;  // empty: every category
   std::string status;    // "open", "resolved", or empty for both
@@ -89,8 +95,12 @@ struct ReportQuery {
   std::size_t limit = 50;
 };
 
+// Throws pv::Error unless `defect` is a defect type a store keeps: 1 to 100 bytes of clean text
+// (text_problem(): one line of UTF-8, no control characters), and not "good".
+void check_defect_type(const std::string& defect);
+
 // Throws pv::Error unless the resolution is kFalseAlarm (without a defect type) or kDefect with
-// one; defect at most 100 bytes, note at most 2000, by at most 100.
+// one (check_defect_type()); note at most 2000 bytes, by at most 100, both clean text.
 void check_resolution(const ReportResolution& resolution);
 
 // A report, image or other row that does not exist (HTTP 404), and a change that contradicts
@@ -144,9 +154,12 @@ class VectorStore {
   // Newest first.
   virtual std::vector<AnomalyReport> reports(const ReportQuery& query) const = 0;
   virtual std::optional<AnomalyReport> report(std::int64_t id) const = 0;
-  // Records the decision on an open report, with the time. Throws NotFoundError for an unknown
-  // id, ConflictError for a report resolved already, pv::Error for a bad resolution.
-  virtual AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) = 0;
+  // Records the decision on an open report, with the time, and stores `image` (when given) as
+  // add_image() would, in one transaction: of decisions racing on one report, one wins and the
+  // others change nothing. Throws NotFoundError for an unknown id, ConflictError for a report
+  // resolved already, pv::Error for a bad resolution or image.
+  virtual ResolvedReport resolve_report(std::int64_t id, const ReportResolution& resolution,
+                                        const std::optional<StoredImage>& image) = 0;
   // Marks false alarms whose images joined their model's memory bank (patchvec update).
   virtual void mark_applied(std::span<const std::int64_t> report_ids) = 0;
 
@@ -159,8 +172,9 @@ class VectorStore {
   virtual std::vector<StoredImage> images(const std::string& category) const = 0;
   virtual std::size_t image_count(const std::string& category = {}) const = 0;
 
-  // Throws pv::Error if the store cannot answer now (server down, file unreadable): what a
-  // readiness check asks.
+  // Throws pv::Error if the store cannot answer now (server down, file unreadable), within a few
+  // seconds whatever the server does (PostgreSQL: 2 s for the answer, connect_timeout to
+  // connect): what a readiness check asks.
   virtual void ping() const = 0;
   virtual std::string kind() const = 0;      // "embedded" or "postgresql", for people and pages
   virtual std::string location() const = 0;  // for messages and logs, not for clients:
@@ -187,6 +201,9 @@ struct StoreLocation {
   std::string db;              // PostgreSQL URL; empty: the embedded store
   std::filesystem::path file;  // the embedded store's file; empty: the caller's default
   bool exact = false;          // PostgreSQL: exact scans instead of HNSW
+  // For reads (reports, search, a copy's source): an embedded store file that does not exist is
+  // an error (a mistyped path), not an empty store.
+  bool must_exist = false;
 };
 
 // PostgreSQL when `location.db` is set, else the embedded store in `location.file`, else in

@@ -105,16 +105,15 @@ ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64
   }
   const Prediction& p = predictions.front();
   const bool defect = resolution.resolution == kDefect;
-  const std::int64_t image_id =
-      store.add_image({.path = image.string(),
-                       .category = info.category,
-                       .split = Split::kAdded,
-                       .anomalous = defect,
-                       .defect = defect ? resolution.defect : kGoodLabel,
-                       .score = p.score,
-                       .verdict = p.verdict,
-                       .embedding = defect ? p.defect_embedding : p.embedding});
-  return {store.resolve_report(report_id, resolution), image_id};
+  return store.resolve_report(report_id, resolution,
+                              StoredImage{.path = image.string(),
+                                          .category = info.category,
+                                          .split = Split::kAdded,
+                                          .anomalous = defect,
+                                          .defect = defect ? resolution.defect : kGoodLabel,
+                                          .score = p.score,
+                                          .verdict = p.verdict,
+                                          .embedding = defect ? p.defect_embedding : p.embedding});
 }
 
 }  // namespace pv

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <mutex>
 #include <type_traits>
 
@@ -63,6 +64,17 @@ StoredImage image_from(const nlohmann::json& j) {
   image.verdict = store::stored_verdict(j.at("verdict").get<std::string>());
   if (!j.at("score").is_null()) image.score = json_real<float>(j.at("score"), "image score");
   return image;
+}
+
+// The next id of `what` ("image", "report"), taken from `next`. The last id a store can give is
+// 2^63 - 2 (`next` stays a valid "behind every stored id" after it): at the limit it refuses,
+// and the store stays as it was.
+std::int64_t take_id(std::int64_t& next, const char* what, const std::string& where) {
+  if (next >= std::numeric_limits<std::int64_t>::max()) {
+    throw Error(where + ": no " + what + " ids left (the next would be " + std::to_string(next) +
+                ")");
+  }
+  return next++;
 }
 
 // Everything in the file, in memory; embeddings as given (a round trip changes nothing).
@@ -257,7 +269,7 @@ class EmbeddedStore final : public VectorStore {
         }
       }
       AnomalyReport r = report;
-      r.id = c.next_report_id++;
+      r.id = take_id(c.next_report_id, "report", location());
       if (r.created.empty()) r.created = utc_now();
       r.status = "open";
       r.resolution = r.defect = r.note = r.resolved_by = r.resolved_at = "";
@@ -291,7 +303,8 @@ class EmbeddedStore final : public VectorStore {
     return std::nullopt;
   }
 
-  AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
+  ResolvedReport resolve_report(std::int64_t id, const ReportResolution& resolution,
+                                const std::optional<StoredImage>& image) override {
     check_resolution(resolution);
     return change([&](Contents& c) {
       for (AnomalyReport& r : c.reports) {
@@ -300,13 +313,20 @@ class EmbeddedStore final : public VectorStore {
           throw ConflictError("report " + std::to_string(id) + " was resolved already (" +
                               r.resolution + " by " + r.resolved_by + " at " + r.resolved_at + ")");
         }
+        ResolvedReport out;
+        if (image) {
+          StoredImage added = *image;
+          added.source = kSourceAdded;
+          out.image_id = append(c, std::move(added));  // may throw: nothing changed yet
+        }
         r.status = "resolved";
         r.resolution = resolution.resolution;
         r.defect = resolution.defect;
         r.note = resolution.note;
         r.resolved_by = resolution.by;
         r.resolved_at = utc_now();
-        return r;
+        out.report = r;
+        return out;
       }
       throw NotFoundError("no report " + std::to_string(id) + " in " + location());
     });
@@ -434,7 +454,7 @@ class EmbeddedStore final : public VectorStore {
       if (!std::isfinite(value))
         throw Error(location() + ": a non-finite embedding for " + image.path);
     }
-    image.id = c.next_image_id++;
+    image.id = take_id(c.next_image_id, "image", location());
     c.images.push_back(std::move(image));
     return c.images.back().id;
   }

@@ -130,18 +130,9 @@ class PostgresStore final : public VectorStore {
   std::int64_t add_image(const StoredImage& image) override {
     const auto db = writes_.lease();
     pg::Transaction t(*db);
-    ensure_vector_tables(*db, image.embedding.size());
-    check_dimension(image.embedding.size());
-    db->exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
-             {image.category});
-    const pg::Result r = db->exec(
-        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
-        "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
-        {image.path, image.category, split_name(image.split), image.anomalous ? "true" : "false",
-         image.defect, image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
-         std::string(verdict_name(image.verdict)), pg::vector_text(image.embedding)});
+    const std::int64_t id = insert_added(*db, image);
     t.commit();
-    return std::stoll(r.text(0, 0));
+    return id;
   }
 
   std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
@@ -262,9 +253,11 @@ class PostgresStore final : public VectorStore {
     });
   }
 
-  AnomalyReport resolve_report(std::int64_t id, const ReportResolution& resolution) override {
+  ResolvedReport resolve_report(std::int64_t id, const ReportResolution& resolution,
+                                const std::optional<StoredImage>& image) override {
     check_resolution(resolution);
     const auto db = writes_.lease();
+    // The row lock makes racing decisions wait for this one; they then see it resolved.
     pg::Transaction t(*db);
     const pg::Result current = db->exec(
         "SELECT status, resolution, resolved_by, "
@@ -277,6 +270,8 @@ class PostgresStore final : public VectorStore {
                           current.text(0, 1) + " by " + current.text(0, 2) + " at " +
                           current.text(0, 3) + ")");
     }
+    ResolvedReport out;
+    if (image) out.image_id = insert_added(*db, *image);
     const pg::Result r = db->exec(
         std::string("UPDATE reports SET status = 'resolved', resolution = $2, defect = $3, "
                     "note = $4, resolved_by = $5, resolved_at = now() WHERE id = $1 RETURNING ") +
@@ -284,7 +279,8 @@ class PostgresStore final : public VectorStore {
         {std::to_string(id), resolution.resolution, resolution.defect, resolution.note,
          resolution.by});
     t.commit();
-    return report_from(r, 0);
+    out.report = report_from(r, 0);
+    return out;
   }
 
   void mark_applied(std::span<const std::int64_t> report_ids) override {
@@ -318,15 +314,30 @@ class PostgresStore final : public VectorStore {
     });
   }
 
-  void ping() const override {
-    return reads_.read([&](pg::Connection& db) -> void { db.exec("SELECT 1"); });
-  }
+  // One try within a deadline: a readiness check asks about now, and must not hang on a server
+  // that accepts connections and never answers (connecting is bounded by connect_timeout).
+  void ping() const override { reads_.lease()->ping(std::chrono::seconds(2)); }
 
   std::string kind() const override { return "postgresql"; }
   // Every host of the URL: reads and writes may each be on another one.
   std::string location() const override { return "PostgreSQL " + writes_.name(); }
 
  private:
+  // add_image() inside the caller's transaction on `db`; returns the new id.
+  std::int64_t insert_added(pg::Connection& db, const StoredImage& image) {
+    ensure_vector_tables(db, image.embedding.size());
+    check_dimension(image.embedding.size());
+    db.exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
+            {image.category});
+    const pg::Result r = db.exec(
+        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
+        "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
+        {image.path, image.category, split_name(image.split), image.anomalous ? "true" : "false",
+         image.defect, image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
+         std::string(verdict_name(image.verdict)), pg::vector_text(image.embedding)});
+    return std::stoll(r.text(0, 0));
+  }
+
   // The images `condition` picks, with their embeddings, in id order.
   std::vector<StoredImage> images_where(pg::Connection& db, const std::string& condition,
                                         const pg::Params& params) const {

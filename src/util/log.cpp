@@ -5,6 +5,7 @@
 #include <string>
 
 #include <patchvec/log.h>
+#include <patchvec/text.h>
 
 namespace pv::log {
 namespace {
@@ -19,12 +20,14 @@ void write(std::string_view text) {
 
 }  // namespace
 
+// One line each, whatever a message repeats from outside (a request's path, a file name): a
+// control character cannot start a forged line or reach the terminal.
 void info(std::string_view message) {
-  if (!g_quiet) write(std::string(message) + "\n");
+  if (!g_quiet) write(printable(message) + "\n");
 }
 
 void warn(std::string_view message) {
-  write("patchvec: warning: " + std::string(message) + "\n");
+  write("patchvec: warning: " + printable(message) + "\n");
 }
 
 void set_quiet(bool quiet) {

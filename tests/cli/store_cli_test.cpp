@@ -291,11 +291,51 @@ TEST_F(StoreCli, StoreErrorsAreClear) {
   const CommandResult which = patchvec("reports");
   EXPECT_EQ(which.exit_code, 1);
   EXPECT_NE(which.output.find("--db URL or --store PATH"), std::string::npos) << which.output;
+  // A store that does not exist is an error for reads, not an empty table.
+  const CommandResult typo = patchvec("reports --store " + (*dir_ / "typo.pvs").string());
+  EXPECT_EQ(typo.exit_code, 1);
+  EXPECT_NE(typo.output.find("no store at " + (*dir_ / "typo.pvs").string()), std::string::npos)
+      << typo.output;
   const CommandResult empty = patchvec("search " + test_image("good/000.png") + " --model " +
                                        model() + " --store " + (*dir_ / "empty.pvs").string());
   EXPECT_EQ(empty.exit_code, 1);
   EXPECT_NE(empty.output.find("holds no normal image of category 'synthetic'"), std::string::npos)
       << empty.output;
+}
+
+// Decisions are one line of text, and what a store holds from outside reaches the terminal
+// escaped, never as control sequences.
+TEST_F(StoreCli, ControlCharactersNeverReachTheTerminal) {
+  const std::string store = (*dir_ / "control.pvs").string();
+  ASSERT_EQ(
+      patchvec("index -q --model " + model() + " --data " + data() + " --store " + store).exit_code,
+      0);
+  // The escape byte through printf (/bin/sh has no $'...').
+  const CommandResult typed =
+      patchvec("add-anomaly -q " + test_image("good/001.png") +
+               " --defect \"$(printf 'crack\\033[2J')\" --model " + model() + " --store " + store);
+  EXPECT_EQ(typed.exit_code, 1) << typed.output;
+  EXPECT_NE(typed.output.find("--defect: the defect type contains control characters"),
+            std::string::npos)
+      << typed.output;
+  const auto search =
+      run_json("search -q --json --min-similarity 1.01 " + test_image("good/002.png") +
+               " --model " + model() + " --store " + store);
+  const auto id = search["report_id"].get<std::int64_t>();
+  const CommandResult note = patchvec("resolve --report " + std::to_string(id) +
+                                      " --false-alarm --note \"$(printf 'a\\rb')\" --model " +
+                                      model() + " --store " + store);
+  EXPECT_EQ(note.exit_code, 1) << note.output;
+  EXPECT_NE(note.output.find("the note contains control characters"), std::string::npos)
+      << note.output;
+  // A report stored with an escape sequence in its name (an older version, another program).
+  open_embedded_store(store)->add_report(
+      {.path = "\x1b]0;owned\x07part\n.png", .category = "synthetic", .score = 9});
+  const CommandResult table = patchvec("reports --store " + store);
+  EXPECT_EQ(table.exit_code, 0) << table.output;
+  EXPECT_EQ(table.output.find('\x1b'), std::string::npos) << table.output;
+  EXPECT_NE(table.output.find("\\x1b]0;owned\\x07part\\x0a.png"), std::string::npos)
+      << table.output;
 }
 
 }  // namespace

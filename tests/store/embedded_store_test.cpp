@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <random>
 
 #include <gtest/gtest.h>
@@ -363,6 +364,42 @@ TEST(EmbeddedStore, ReportsAreResolvedOnceAndSurviveAReopen) {
   const auto reopened = open_embedded_store(dir / "store.pvs");
   EXPECT_EQ(reopened->reports({.status = "resolved"}).size(), 2u);
   EXPECT_EQ(reopened->reports({.status = "resolved"})[1].defect, "crack");
+}
+
+// A store whose next ids are at the limit refuses the next image or report and stays usable
+// (before: #9223372036854775807 was given, then every command failed on "next ids behind").
+TEST(EmbeddedStore, IdsAtTheLimitAreRefusedAndTheStoreStaysUsable) {
+  testing::TempDir dir;
+  const auto path = dir / "store.pvs";
+  const std::int64_t last = std::numeric_limits<std::int64_t>::max();
+  const nlohmann::json image{
+      {"id", 1},          {"path", "a.png"},    {"category", "tile"}, {"source", "dataset"},
+      {"split", "train"}, {"anomalous", false}, {"defect", "good"},   {"verdict", "normal"},
+      {"score", nullptr}};
+  testing::write_text(path, forged_store(nlohmann::json{{"images", nlohmann::json::array({image})},
+                                                        {"reports", nlohmann::json::array()},
+                                                        {"next_image_id", last - 1},
+                                                        {"next_report_id", last}},
+                                         2, {1, 2}));
+  auto store = open_embedded_store(path);
+  StoredImage added{.path = "b.png", .category = "tile", .embedding = {3, 4}};
+  EXPECT_EQ(store->add_image(added), last - 1);  // the last id there is
+  try {
+    store->add_image(added);
+    ADD_FAILURE() << "an image id past the limit";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no image ids left"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(store->add_report({.path = "r.png", .category = "tile"}), Error);
+  // Still readable, searchable and openable.
+  EXPECT_EQ(open_embedded_store(path)->image_count("tile"), 2u);
+  EXPECT_EQ(store->nearest(std::vector<float>{1, 2}, 5).size(), 2u);
+}
+
+TEST(EmbeddedStore, RacingDecisionsStoreOnlyTheWinnersImage) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  testing::check_racing_decisions(*store);
 }
 
 TEST(EmbeddedStore, AReportSentTwiceIsStoredOnce) {

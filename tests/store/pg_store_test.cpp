@@ -107,6 +107,11 @@ TEST_F(PostgresStore, AStoreOpenedBeforeTheFirstLoadSeesIt) {
   EXPECT_EQ(match[0].image.path, images[3].path);
 }
 
+TEST_F(PostgresStore, RacingDecisionsStoreOnlyTheWinnersImage) {
+  auto store = open_postgres_store(url_);
+  testing::check_racing_decisions(*store);
+}
+
 TEST_F(PostgresStore, AReportSentTwiceIsStoredOnce) {
   auto store = open_postgres_store(url_);
   testing::check_idempotent_reports(*store);
@@ -152,7 +157,9 @@ TEST_F(PostgresStore, MigratesAVersion1Schema) {
   ASSERT_EQ(old.size(), 1u);
   EXPECT_EQ(old[0].path, "old.png");
   EXPECT_EQ(old[0].status, "open");
-  EXPECT_EQ(store->resolve_report(old[0].id, {.resolution = kFalseAlarm}).status, "resolved");
+  EXPECT_EQ(
+      store->resolve_report(old[0].id, {.resolution = kFalseAlarm}, std::nullopt).report.status,
+      "resolved");
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
             "5");

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -100,8 +102,12 @@ inline void check_report_lifecycle(VectorStore& store) {
   EXPECT_EQ(store.report(a)->image, "/kept/a.png");
   EXPECT_FALSE(store.report(a + 1000).has_value());
 
-  const AnomalyReport resolved = store.resolve_report(
-      a, {.resolution = kDefect, .defect = "crack", .note = "edge", .by = "ana"});
+  const AnomalyReport resolved =
+      store
+          .resolve_report(a,
+                          {.resolution = kDefect, .defect = "crack", .note = "edge", .by = "ana"},
+                          std::nullopt)
+          .report;
   EXPECT_EQ(resolved.status, "resolved");
   EXPECT_EQ(resolved.resolution, kDefect);
   EXPECT_EQ(resolved.defect, "crack");
@@ -109,13 +115,15 @@ inline void check_report_lifecycle(VectorStore& store) {
   EXPECT_EQ(resolved.resolved_by, "ana");
   EXPECT_EQ(resolved.resolved_at.size(), 20u);  // 2026-11-29T12:00:00Z
   EXPECT_EQ(resolved.matches.size(), 1u);
-  EXPECT_THROW(store.resolve_report(a, {.resolution = kFalseAlarm, .by = "bo"}), ConflictError);
-  EXPECT_THROW(store.resolve_report(a + 1000, {.resolution = kFalseAlarm}), NotFoundError);
-  EXPECT_THROW(store.resolve_report(b, {.resolution = "maybe"}), Error);
-  EXPECT_THROW(store.resolve_report(b, {.resolution = kDefect}), Error);  // no type
+  EXPECT_THROW(store.resolve_report(a, {.resolution = kFalseAlarm, .by = "bo"}, std::nullopt),
+               ConflictError);
+  EXPECT_THROW(store.resolve_report(a + 1000, {.resolution = kFalseAlarm}, std::nullopt),
+               NotFoundError);
+  EXPECT_THROW(store.resolve_report(b, {.resolution = "maybe"}, std::nullopt), Error);
+  EXPECT_THROW(store.resolve_report(b, {.resolution = kDefect}, std::nullopt), Error);  // no type
   EXPECT_EQ(store.report(b)->status, "open");  // refused changes change nothing
 
-  store.resolve_report(b, {.resolution = kFalseAlarm, .by = "bo"});
+  store.resolve_report(b, {.resolution = kFalseAlarm, .by = "bo"}, std::nullopt);
   EXPECT_EQ(store.reports({.status = "open"}).size(), 0u);
   EXPECT_EQ(store.reports({.status = "resolved"}).size(), 2u);
   const std::int64_t applied[] = {b};
@@ -126,6 +134,64 @@ inline void check_report_lifecycle(VectorStore& store) {
   const auto open = store.reports({.status = "open"});
   ASSERT_EQ(open.size(), 1u);
   EXPECT_EQ(open[0].id, c);
+}
+
+// Decisions racing on one report, each with the image it would store: exactly one wins, and only
+// its image is stored (a refused decision changes nothing); a failing image leaves the report open.
+inline void check_racing_decisions(VectorStore& store) {
+  std::mt19937 rng(7);
+  store.replace_dataset("race", random_images(rng, "race", 4, 16));
+  const std::size_t before = store.image_count("race");
+  const std::int64_t id =
+      store.add_report({.path = "r.png", .category = "race", .score = 3, .threshold = 2});
+  constexpr int kDeciders = 6;
+  std::atomic<int> won = 0, refused = 0;
+  std::vector<std::vector<float>> embeddings;
+  for (int i = 0; i < kDeciders; ++i) embeddings.push_back(random_vector(rng, 16));
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kDeciders; ++i) {
+    threads.emplace_back([&, i] {
+      const bool defect = i % 2 == 0;
+      try {
+        store.resolve_report(id,
+                             {.resolution = defect ? kDefect : kFalseAlarm,
+                              .defect = defect ? "crack" : "",
+                              .by = "decider " + std::to_string(i)},
+                             StoredImage{.path = "r.png",
+                                         .category = "race",
+                                         .split = Split::kAdded,
+                                         .anomalous = defect,
+                                         .defect = defect ? "crack" : "good",
+                                         .embedding = embeddings[i]});
+        ++won;
+      } catch (const ConflictError&) {
+        ++refused;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(won, 1);
+  EXPECT_EQ(refused, kDeciders - 1);
+  EXPECT_EQ(store.image_count("race"), before + 1);
+  const auto decided = store.report(id);
+  ASSERT_TRUE(decided.has_value());
+  std::size_t labelled = 0;
+  for (const StoredImage& image : store.images("race")) {
+    if (image.source != kSourceAdded) continue;
+    ++labelled;
+    EXPECT_EQ(image.anomalous, decided->resolution == kDefect) << decided->resolved_by;
+  }
+  EXPECT_EQ(labelled, 1u);
+  // An image the store refuses (another dimension): the decision is not recorded either.
+  const std::int64_t other =
+      store.add_report({.path = "s.png", .category = "race", .score = 3, .threshold = 2});
+  EXPECT_THROW(
+      store.resolve_report(
+          other, {.resolution = kFalseAlarm},
+          StoredImage{.path = "s.png", .category = "race", .embedding = random_vector(rng, 8)}),
+      Error);
+  EXPECT_EQ(store.report(other)->status, "open");
+  EXPECT_EQ(store.image_count("race"), before + 1);
 }
 
 #ifdef PATCHVEC_SOURCE_DIR
