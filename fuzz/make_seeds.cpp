@@ -151,11 +151,16 @@ void http_seeds(const fs::path& out) {
   const std::string jpeg = text_of(encoded(".jpg", pattern(80, 48, CV_8UC3)));
   const auto post = [](const std::string& target, const std::string& type,
                        const std::string& body) {
-    return "POST " + target + " HTTP/1.1\r\nHost: fuzz\r\nContent-Type: " + type +
+    return "POST " + target + " HTTP/1.1\r\nHost: localhost\r\nContent-Type: " + type +
            "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
   };
   write(out / "inspect_png", post("/v1/inspect?category=tile&name=a.png", "image/png", png));
   write(out / "inspect_jpeg", post("/v1/inspect?category=tile", "image/jpeg", jpeg));
+  write(out / "resolve_json",
+        post("/v1/reports/1/resolve", "application/json", R"({"resolution": "false_alarm"})"));
+  write(out / "resolve_cross_origin",
+        "POST /v1/reports/1/resolve HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\n"
+        "Sec-Fetch-Site: cross-site\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\n{}");
   write(out / "inspect_form_typed",
         post("/v1/inspect?category=tile", "application/x-www-form-urlencoded", png));
   const std::string boundary = "----fuzzboundary";

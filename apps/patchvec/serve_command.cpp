@@ -52,6 +52,8 @@ GET /v1/categories, /v1/reports, /v1/images/{id}, /healthz (ready), /livez (aliv
 the page is at /.
 Without --auth-tokens anyone who reaches the port may call it, so the service then listens on
 this machine only (127.0.0.1); another --host needs --auth-tokens FILE, or --insecure.
+Browsers' requests from pages of other origins may not change anything (403), and requests naming
+a host the service was not told (--allowed-hosts) are refused (421): docs/api.md, "Browsers".
 Examples:
   patchvec index --model models/*.pvm --data mvtec && patchvec serve --models models
   patchvec serve --models models --host 0.0.0.0 --auth-tokens /etc/patchvec/tokens
@@ -81,6 +83,11 @@ Examples:
       ->check(CLI::ExistingFile);
   cmd->add_flag("--insecure", options->insecure,
                 "Allow a non-loopback --host without --auth-tokens (anyone may call it)");
+  cmd->add_option("--allowed-hosts", options->allowed_hosts,
+                  "Host names and addresses clients may reach the service by (the Host header; "
+                  "others get 421, which stops DNS rebinding); '*' for any. Default: --host and "
+                  "localhost, 127.0.0.1, ::1; any for a wildcard --host (0.0.0.0)")
+      ->delimiter(',');
   cmd->add_option("--max-body", options->max_body_bytes, "Largest request body, bytes")
       ->capture_default_str();
   add_image_limit_option(*cmd, options->image_limits);

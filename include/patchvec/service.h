@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <patchvec/batcher.h>
 #include <patchvec/image.h>
@@ -38,6 +39,12 @@ struct ServiceOptions {
   // answers everyone, so it binds a loopback address only, unless `insecure` says otherwise.
   std::filesystem::path auth_tokens;
   bool insecure = false;
+  // The names clients may reach the service by (the Host header's name; "*": any); others are
+  // refused with 421, so a page whose name an attacker pointed at this address (DNS rebinding)
+  // gets nothing. Empty: `host`, localhost, 127.0.0.1 and ::1; any for a wildcard host (0.0.0.0).
+  // Whatever the names, a state-changing request from a page of another origin (Origin,
+  // Sec-Fetch-Site) is refused with 403.
+  std::vector<std::string> allowed_hosts;
 
   // Limits on one request, and on all of them (docs/api.md: the memory they bound).
   std::size_t max_body_bytes = 32u << 20;

@@ -1,11 +1,11 @@
 #include "service/auth.h"
 
-#include <fstream>
 #include <sstream>
 
 #include <openssl/crypto.h>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 
 #include "util/sha256.h"
 
@@ -38,8 +38,16 @@ const char* role_name(Role role) {
 }
 
 TokenFile TokenFile::load(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  if (!in) throw Error("token file " + path.string() + " cannot be read (--auth-tokens)");
+  // A regular file of at most 1 MiB (tens of thousands of tokens): a FIFO or /dev/zero is refused
+  // before anything is read.
+  constexpr std::int64_t kMaxBytes = 1 << 20;
+  std::vector<std::byte> bytes;
+  try {
+    bytes = read_file(path, kMaxBytes);
+  } catch (const Error& e) {
+    throw Error(std::string("token file: ") + e.what() + " (--auth-tokens)");
+  }
+  std::istringstream in(std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   TokenFile file;
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {

@@ -116,7 +116,11 @@ class DeadlineStream final : public httplib::Stream {
   void start_request(Clock::time_point deadline) {
     deadline_ = deadline;
     state_.deadline_passed = false;
+    answered_ = false;
   }
+
+  // Something of a response was sent since start_request().
+  bool answered() const { return answered_; }
 
   // Waits until a byte can be read (or is buffered), the deadline passes, or the server stops.
   bool wait_readable(Clock::time_point until) const {
@@ -124,7 +128,11 @@ class DeadlineStream final : public httplib::Stream {
     return wait(POLLIN, until);
   }
 
-  bool is_readable() const override { return wait_readable(deadline_); }
+  bool is_readable() const override {
+    if (wait_readable(deadline_)) return true;
+    if (Clock::now() >= deadline_) state_.deadline_passed = true;
+    return false;
+  }
   bool is_writable() const override { return wait(POLLOUT, Clock::now() + write_timeout_); }
 
   ssize_t read(char* out, std::size_t size) override {
@@ -149,6 +157,7 @@ class DeadlineStream final : public httplib::Stream {
 
   ssize_t write(const char* data, std::size_t size) override {
     if (!is_writable()) return -1;
+    answered_ = true;
     ssize_t n;
     do {
       n = ::send(sock_, data, size, MSG_NOSIGNAL);
@@ -179,7 +188,8 @@ class DeadlineStream final : public httplib::Stream {
   bool wait(short events, Clock::time_point until) const {
     for (;;) {
       if (stopping_ || state_.evicted) return false;
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now());
+      // Rounded up: a wait that returns false for want of time has really reached `until`.
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
       if (left.count() <= 0) return false;
       pollfd p{.fd = sock_, .events = events, .revents = 0};
       const int ready = ::poll(&p, 1, static_cast<int>(std::min(left, kSlice).count()));
@@ -195,6 +205,7 @@ class DeadlineStream final : public httplib::Stream {
   Clock::time_point deadline_{};
   std::array<char, 16384> buffer_{};
   std::size_t begin_ = 0, end_ = 0;
+  bool answered_ = false;
 };
 
 // httplib parses application/x-www-form-urlencoded bodies as forms and refuses them above 8 KB,
@@ -208,14 +219,28 @@ void read_bodies_as_bytes(httplib::Request& request) {
   }
 }
 
-// A complete response for a connection that is not served at all.
-void refuse(int sock, int status, const char* reason, const std::string& message) {
+// A complete response for a connection that is not served (further). With `linger`, a short
+// lingering close follows: closing with the client's bytes unread sends a reset, which can destroy
+// the response before the client reads it. (Not on refusals at admission, which may run on the
+// accepting thread.)
+void refuse(int sock, int status, const char* reason, const std::string& message,
+            bool linger = false) {
   const std::string body = "{\"error\":\"" + message + "\"}";
   const std::string response =
       "HTTP/1.1 " + std::to_string(status) + " " + reason +
       "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
       "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n" + body;
   ::send(sock, response.data(), response.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (!linger) return;
+  ::shutdown(sock, SHUT_WR);
+  const auto until = Clock::now() + std::chrono::milliseconds(200);
+  std::array<char, 4096> discard{};
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now());
+    pollfd p{.fd = sock, .events = POLLIN, .revents = 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    if (::recv(sock, discard.data(), discard.size(), MSG_DONTWAIT) <= 0) break;
+  }
 }
 
 }  // namespace
@@ -239,8 +264,9 @@ GuardedServer::Admission GuardedServer::admit(ConnectionState& state) {
   std::unique_lock lock(mutex_);
   if (overflowing) return Admission::kTooMany;
   const bool client_full = per_client_[state.client] >= limits_.max_connections_per_client;
-  if (!client_full && active_ < limits_.max_connections) {
+  if (active_ < limits_.max_connections) {
     ++active_;
+    if (client_full) return Admission::kOverClientLimit;  // health only: never refused by the cap
     ++per_client_[state.client];
     return Admission::kNormal;
   }
@@ -265,6 +291,10 @@ GuardedServer::Admission GuardedServer::admit(ConnectionState& state) {
 
 void GuardedServer::release(ConnectionState& state, Admission admission) {
   const std::lock_guard lock(mutex_);
+  if (admission == Admission::kOverClientLimit) {
+    --active_;
+    return;
+  }
   if (admission != Admission::kNormal) {
     std::erase_if(reserve_, [&](const auto& entry) { return entry.first == &state; });
     reserve_freed_.notify_all();
@@ -290,7 +320,9 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
     refuse(sock, 503, "Service Unavailable", "too many connections; try again");
   } else {
     state.reserve = admission != Admission::kNormal;
-    state.busy_status = admission == Admission::kReserveForClient ? 429 : 503;
+    state.busy_status =
+        admission == Admission::kReserveForClient || admission == Admission::kOverClientLimit ? 429
+                                                                                              : 503;
     const std::chrono::seconds timeout(state.reserve ? limits_.reserve_timeout_seconds
                                                      : limits_.request_timeout_seconds);
     current = &state;
@@ -308,6 +340,11 @@ bool GuardedServer::process_and_close_socket(socket_t sock) {
       state.close = false;
       bool closed = false;
       served = process_request(stream, remaining == 0, closed, read_bodies_as_bytes);
+      // httplib gives up silently on a request line that did not arrive in time: say why.
+      if (!served && state.deadline_passed && !stream.answered()) {
+        refuse(sock, 408, "Request Timeout",
+               "the request did not arrive in time (--request-timeout)", /*linger=*/true);
+      }
       if (!served || closed || state.close || state.reserve) break;
     }
     current = nullptr;

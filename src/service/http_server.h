@@ -4,13 +4,15 @@
 //     sends a byte a second is cut off when its request_timeout is over (408);
 //   - at most max_connections_per_client connections from one address and max_connections in
 //     all, each on a thread of its own while it lasts;
-//   - reserve_connections more for what comes beyond those limits, served only for the health
-//     and metrics routes and with a short deadline (other routes: 429 when the client is over its
-//     own limit, else 503). When they are taken too, the oldest one still waiting for its request
-//     gives way to the newcomer: a health check, sent whole at once, gets through whatever slow
-//     clients hold.
-//     Behind a load balancer every connection comes from its address: raise the per-client
-//     limit there and let the balancer limit clients.
+//   - a client over its own limit is still served while the server has room, but only for the
+//     health and metrics routes and with a short deadline (other routes: 429): behind a load
+//     balancer every health check comes from one address and must never meet that limit;
+//   - reserve_connections more for what comes beyond max_connections, served the same way (other
+//     routes: 429 when the client is over its own limit, else 503). When they are taken too, the
+//     oldest one still waiting for its request gives way to the newcomer: a health check, sent
+//     whole at once, gets through whatever slow clients hold. Behind a load balancer every
+//     connection comes from its address: raise the per-client limit there and let the balancer
+//     limit clients.
 //   - bodies are bytes: a form content type (curl --data-binary's default) is not parsed.
 //
 // Routes, handlers and everything else are httplib's. Thread-safety: as httplib::Server.
@@ -66,7 +68,17 @@ class GuardedServer : public httplib::Server {
   void halt();
 
  private:
-  enum class Admission { kNormal, kReserveForClient, kReserve, kTooManyFromClient, kTooMany };
+  // kOverClientLimit: a client over its own limit while the server has room; served like a
+  // reserve connection (health and metrics only, a short deadline, 429 for other routes) but not
+  // taking a reserve place, so that a health check never meets the per-client cap.
+  enum class Admission {
+    kNormal,
+    kOverClientLimit,
+    kReserveForClient,
+    kReserve,
+    kTooManyFromClient,
+    kTooMany
+  };
   Admission admit(ConnectionState& state);
   void release(ConnectionState& state, Admission admission);
   bool process_and_close_socket(socket_t sock) override;

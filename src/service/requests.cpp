@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include <patchvec/image.h>
+#include <patchvec/text.h>
 
 namespace pv::service {
 
@@ -21,9 +22,9 @@ std::int64_t parse_number(std::string_view text, std::int64_t first, std::int64_
   return value;
 }
 
-std::optional<std::int64_t> parse_id(std::string_view text) {
+std::optional<std::int64_t> parse_id(std::string_view text, std::string_view what) {
   if (text.empty() || text.find_first_not_of("0123456789") != text.npos) {
-    throw HttpError{400, "an image id is a whole number"};
+    throw HttpError{400, std::string(what) + " id is a whole number"};
   }
   std::int64_t value = 0;
   const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
@@ -35,36 +36,8 @@ void check_name(std::string_view name) {
   if (name.empty() || name.size() > kMaxNameBytes) {
     throw HttpError{400, "name must be 1 to " + std::to_string(kMaxNameBytes) + " bytes"};
   }
-  // UTF-8, strictly (no overlong forms or surrogates), and no control characters.
-  const auto byte = [&](std::size_t i) { return static_cast<unsigned char>(name[i]); };
-  for (std::size_t i = 0; i < name.size();) {
-    const unsigned char c = byte(i);
-    std::size_t length = 0;
-    std::uint32_t code = 0;
-    if (c < 0x80) {
-      length = 1, code = c;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-      length = 2, code = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-      length = 3, code = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-      length = 4, code = c & 0x07;
-    } else {
-      throw HttpError{400, "name is not valid UTF-8"};
-    }
-    if (i + length > name.size()) throw HttpError{400, "name is not valid UTF-8"};
-    for (std::size_t k = 1; k < length; ++k) {
-      if ((byte(i + k) & 0xc0) != 0x80) throw HttpError{400, "name is not valid UTF-8"};
-      code = (code << 6) | (byte(i + k) & 0x3f);
-    }
-    const bool overlong = (length == 3 && code < 0x800) || (length == 4 && code < 0x10000);
-    if (overlong || code > 0x10ffff || (code >= 0xd800 && code <= 0xdfff)) {
-      throw HttpError{400, "name is not valid UTF-8"};
-    }
-    if (code < 0x20 || (code >= 0x7f && code < 0xa0)) {
-      throw HttpError{400, "name must not contain control characters"};
-    }
-    i += length;
+  if (const std::string_view problem = text_problem(name); !problem.empty()) {
+    throw HttpError{400, "name " + std::string(problem)};
   }
 }
 

@@ -23,14 +23,14 @@ struct HttpError {
 std::int64_t parse_number(std::string_view text, std::int64_t first, std::int64_t last,
                           const std::string& what);
 
-// A stored image's id (digits only); nullopt for a number no id can have (too large).
-// Throws HttpError 400 for anything that is not digits.
-std::optional<std::int64_t> parse_id(std::string_view text);
+// The id of a stored `what` ("an image", "a report"): digits only; nullopt for a number no id can
+// have (too large). Throws HttpError 400 "`what` id is a whole number" for anything else.
+std::optional<std::int64_t> parse_id(std::string_view text, std::string_view what);
 
 inline constexpr std::size_t kMaxNameBytes = 255;
 
-// What a report records as the image's name: at most kMaxNameBytes bytes of UTF-8 without control
-// characters. Throws HttpError 400.
+// What a report records as the image's name: at most kMaxNameBytes bytes of clean text
+// (pv::text_problem()). Throws HttpError 400.
 void check_name(std::string_view name);
 
 // The image bytes of an upload and the file name it came with (may be empty): the raw body

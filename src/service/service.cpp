@@ -28,11 +28,13 @@
 #include <patchvec/report_spool.h>
 #include <patchvec/service.h>
 #include <patchvec/store.h>
+#include <patchvec/text.h>
 
 #include "image/render.h"
 #include "service/auth.h"
 #include "service/http_server.h"
 #include "service/metrics.h"
+#include "service/origins.h"
 #include "service/requests.h"
 #include "service/slots.h"
 #include "service/web_assets.h"
@@ -105,9 +107,10 @@ int status_of(const ImageError& e) {
   return 400;
 }
 
+// Text that is not UTF-8 (a store's old rows, a file name) is replaced, never a failure.
 void send_json(httplib::Response& res, int status, const Json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(body.dump(-1, ' ', false, Json::error_handler_t::replace), "application/json");
 }
 
 void send_error(httplib::Response& res, int status, const std::string& message) {
@@ -140,6 +143,9 @@ struct InspectionService::Impl {
     std::optional<Role> role;  // who may call it once tokens are required; nullopt: everyone
     bool health = false;       // served on reserve connections too
     std::function<void(Impl&, const httplib::Request&, httplib::Response&)> handle;
+    // The body is JSON, sent as application/json: a type no page of another origin can send
+    // without asking first (CORS preflight, which this service never grants).
+    bool json_body = false;
   };
 
   ServiceOptions options;
@@ -150,19 +156,31 @@ struct InspectionService::Impl {
   std::optional<PredictionBatcher> batcher;  // runs every prediction (destroyed first)
   std::filesystem::path report_images_dir;
   std::optional<service::TokenFile> tokens;
+  service::HostPolicy hosts;
   GuardedServer server;
   service::Metrics metrics;
   service::FairSlots inspection_slots;
+  // The background threads (spool flusher, readiness checker) wait on these and stop together.
   std::thread spool_flusher;
-  std::mutex spool_mutex;
-  std::condition_variable spool_wakeup;
-  bool stopping_spool = false;
+  std::mutex background_mutex;
+  std::condition_variable background_wakeup;
+  bool stopping_background = false;
   std::atomic<long long> incidents = 0;
-  std::atomic<int> store_was_ok = -1;  // for logging readiness changes once
+  // Readiness, checked by its own thread every second so that /healthz answers at once: what the
+  // last check found, and when the check under way (if any) began.
+  struct Readiness {
+    bool ok = true;
+    std::string problem;
+    std::optional<std::chrono::steady_clock::time_point> checking_since;
+  };
+  std::mutex readiness_mutex;
+  Readiness readiness;
+  std::thread readiness_checker;
   const std::vector<Route> route_table = make_routes();
 
   explicit Impl(const ServiceOptions& o)
       : options(o),
+        hosts(o.allowed_hosts, o.host),
         server({.request_timeout_seconds = o.request_timeout_seconds,
                 .max_connections = o.max_connections,
                 .max_connections_per_client = o.max_connections_per_client}),
@@ -211,6 +229,7 @@ struct InspectionService::Impl {
     routes();
     // Last: a constructor that throws must not leave a thread running.
     spool_flusher = std::thread([this] { flush_spool_until_stopped(); });
+    readiness_checker = std::thread([this] { check_readiness_until_stopped(); });
   }
 
   // `given`, else `name` beside the models (--models), else in the user's data folder.
@@ -249,17 +268,45 @@ struct InspectionService::Impl {
 
   ~Impl() {
     {
-      const std::lock_guard lock(spool_mutex);
-      stopping_spool = true;
+      const std::lock_guard lock(background_mutex);
+      stopping_background = true;
     }
-    spool_wakeup.notify_all();
+    background_wakeup.notify_all();
     if (spool_flusher.joinable()) spool_flusher.join();
+    if (readiness_checker.joinable()) readiness_checker.join();
+  }
+
+  // Every second: can the store answer? Changes of state are logged once, with the details.
+  void check_readiness_until_stopped() {
+    std::unique_lock lock(background_mutex);
+    do {
+      lock.unlock();
+      {
+        const std::lock_guard guard(readiness_mutex);
+        readiness.checking_since = std::chrono::steady_clock::now();
+      }
+      std::string problem;
+      try {
+        store().ping();
+      } catch (const std::exception& e) {
+        problem = e.what();
+      }
+      {
+        const std::lock_guard guard(readiness_mutex);
+        if (problem.empty() && !readiness.ok) log::info("ready again: " + store().location());
+        if (!problem.empty() && readiness.ok) log::warn("not ready: " + problem);
+        readiness = {.ok = problem.empty(), .problem = problem, .checking_since = std::nullopt};
+      }
+      lock.lock();
+    } while (!background_wakeup.wait_for(lock, std::chrono::seconds(1),
+                                         [&] { return stopping_background; }));
   }
 
   // Every 2 s: the spooled reports to the store, once it takes them.
   void flush_spool_until_stopped() {
-    std::unique_lock lock(spool_mutex);
-    while (!spool_wakeup.wait_for(lock, std::chrono::seconds(2), [&] { return stopping_spool; })) {
+    std::unique_lock lock(background_mutex);
+    while (!background_wakeup.wait_for(lock, std::chrono::seconds(2),
+                                       [&] { return stopping_background; })) {
       lock.unlock();
       try {
         const std::size_t stored = spool->flush(store());
@@ -344,6 +391,7 @@ struct InspectionService::Impl {
               [](Impl& impl, const std::string& id) { return impl.report_image(id); });
     json_route("POST", "/v1/reports/*/resolve", "/v1/reports/{id}/resolve", Role::kOperator,
                [](Impl& impl, const Request& req) { return impl.resolve(req, req.matches[1]); });
+    routes.back().json_body = true;
     png_route("/v1/images/*", "/v1/images/{id}",
               [](Impl& impl, const std::string& id) { return impl.thumbnail(id); });
     return routes;
@@ -503,7 +551,7 @@ struct InspectionService::Impl {
   }
 
   std::int64_t report_id(const std::string& text) const {
-    const auto id = service::parse_id(text);
+    const auto id = service::parse_id(text, "a report");
     if (!id) throw HttpError{404, "no report " + text};
     return *id;
   }
@@ -561,7 +609,7 @@ struct InspectionService::Impl {
   }
 
   std::vector<unsigned char> thumbnail(const std::string& id_text) const {
-    const auto id = service::parse_id(id_text);
+    const auto id = service::parse_id(id_text, "an image");
     const auto image = id ? store().image(*id) : std::nullopt;
     if (!image) throw HttpError{404, "no stored image " + id_text};
     try {
@@ -573,16 +621,17 @@ struct InspectionService::Impl {
     }
   }
 
-  // Readiness: the store answers. Changes of state are logged once, with the details.
+  // Readiness: the store answered its last check, and the check under way (if any) is not older
+  // than kReadinessDeadline. Answered at once, whatever the store does.
   std::pair<int, Json> health() {
-    bool ok = true;
-    try {
-      store().ping();
-    } catch (const Error& e) {
-      ok = false;
-      if (store_was_ok.exchange(0) != 0) log::warn("not ready: " + std::string(e.what()));
+    constexpr auto kReadinessDeadline = std::chrono::seconds(3);
+    bool ok = false;
+    {
+      const std::lock_guard guard(readiness_mutex);
+      ok = readiness.ok &&
+           (!readiness.checking_since ||
+            std::chrono::steady_clock::now() - *readiness.checking_since < kReadinessDeadline);
     }
-    if (ok && store_was_ok.exchange(1) == 0) log::info("ready again: " + store().location());
     return {ok ? 200 : 503,
             {{"status", ok ? "ok" : "unavailable"},
              {"categories", inspector->models().size()},
@@ -626,12 +675,25 @@ struct InspectionService::Impl {
       send_error(res, status, message);
       return httplib::Server::HandlerResponse::Handled;
     };
+    // Bytes are bytes: a path or parameter that is not clean text is refused, never echoed raw.
+    if (const std::string_view problem = text_problem(req.path); !problem.empty()) {
+      return refuse(400, "the request's path " + std::string(problem));
+    }
+    for (const auto& [key, value] : req.params) {
+      const std::string_view problem =
+          text_problem(key).empty() ? text_problem(value) : text_problem(key);
+      if (!problem.empty()) {
+        return refuse(400, "query parameter '" + printable(key, 40) + "' " + std::string(problem));
+      }
+    }
+    if (const auto refusal = hosts.refuse_host(req)) return refuse(421, *refusal);
     const Route* route = route_for(req.method, req.path);
     if (route == nullptr) {
       const std::string allowed = allowed_methods(req.path);
-      if (allowed.empty()) return refuse(404, "no such endpoint: " + req.path);
+      if (allowed.empty()) return refuse(404, "no such endpoint: " + printable(req.path, 200));
       res.set_header("Allow", allowed);
-      return refuse(405, req.method + " is not allowed on " + req.path + " (only " + allowed + ")");
+      return refuse(405, printable(req.method, 20) + " is not allowed on " +
+                             printable(req.path, 200) + " (only " + allowed + ")");
     }
     const auto* connection = GuardedServer::connection();
     if (connection != nullptr && connection->reserve && !route->health) {
@@ -640,6 +702,9 @@ struct InspectionService::Impl {
                     connection->busy_status == 429
                         ? "too many connections from " + connection->client + "; try again"
                         : "too many connections; try again");
+    }
+    if (req.method != "GET" && req.method != "HEAD") {
+      if (const auto refusal = hosts.refuse_cross_site(req)) return refuse(403, *refusal);
     }
     if (tokens && route->role) {
       const auto caller = tokens->caller_of(req.get_header_value("Authorization"));
@@ -654,23 +719,35 @@ struct InspectionService::Impl {
       }
     }
     if (req.method == "POST") {
-      const bool chunked = req.get_header_value("Transfer-Encoding") == "chunked";
-      if (!req.has_header("Content-Length") && !chunked) {
-        return refuse(411, "send a Content-Length (the image's size in bytes)");
+      if (req.has_header("Transfer-Encoding")) {
+        return refuse(411, "send a Content-Length (bodies in chunks are not taken)");
+      }
+      if (!req.has_header("Content-Length")) {
+        return refuse(411, "send a Content-Length (the body's size in bytes)");
       }
       const std::string length = req.get_header_value("Content-Length");
-      if (!chunked) {
-        if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos ||
-            length.size() > 18) {
-          return refuse(400, "bad Content-Length");
+      for (std::size_t i = 1; i < req.get_header_value_count("Content-Length"); ++i) {
+        if (req.get_header_value("Content-Length", i) != length) {
+          return refuse(400, "several different Content-Length headers");
         }
-        if (std::stoull(length) > options.max_body_bytes) {
-          return refuse(413, "request body of " + length + " bytes; the limit is " +
-                                 std::to_string(options.max_body_bytes) + " (--max-body)");
-        }
-        if (length == "0" || std::stoull(length) == 0) {
-          return refuse(400, std::string("empty body: send the image bytes (") +
-                                 kSupportedImageFormats + ")");
+      }
+      if (length.empty() || length.find_first_not_of("0123456789") != std::string::npos ||
+          length.size() > 18) {
+        return refuse(400, "bad Content-Length");
+      }
+      if (std::stoull(length) > options.max_body_bytes) {
+        return refuse(413, "request body of " + length + " bytes; the limit is " +
+                               std::to_string(options.max_body_bytes) + " (--max-body)");
+      }
+      if (std::stoull(length) == 0) {
+        return refuse(400, route->json_body ? std::string("empty body: send a JSON object")
+                                            : std::string("empty body: send the image bytes (") +
+                                                  kSupportedImageFormats + ")");
+      }
+      if (route->json_body) {
+        const std::string type = req.get_header_value("Content-Type");
+        if (!(type == "application/json" || type.starts_with("application/json;"))) {
+          return refuse(415, "send the body as Content-Type: application/json");
         }
       }
     }
@@ -732,11 +809,11 @@ struct InspectionService::Impl {
       if (res.status == 408) message = "the request did not arrive in time (--request-timeout)";
       if (res.status == 413) message = "request body too large (--max-body)";
       if (res.status == 414) message = "request line too long";
-      if (res.status == 404) message = "no such endpoint: " + req.path;
+      if (res.status == 404) message = "no such endpoint: " + printable(req.path, 200);
       if (res.status == 400 && req.method == "POST") {
         message = "bad request: POST /v1/inspect takes the image as the body or as a form file";
       }
-      res.set_content(Json({{"error", message}}).dump(), "application/json");
+      send_json(res, res.status, {{"error", message}});
     });
     server.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const Route* route = route_for(req.method, req.path);

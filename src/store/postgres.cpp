@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -11,6 +12,7 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <patchvec/error.h>
 #include <patchvec/store.h>
@@ -187,6 +189,32 @@ void Connection::reconnect_if_lost() {
   if (PQstatus(connection_) == CONNECTION_OK) return;
   PQreset(connection_);
   if (PQstatus(connection_) != CONNECTION_OK) fail("reconnecting");
+}
+
+void Connection::ping(std::chrono::milliseconds timeout) {
+  reconnect_if_lost();
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  if (PQsendQuery(connection_, "SELECT 1") == 0) fail("ping");
+  for (;;) {
+    if (PQconsumeInput(connection_) == 0) fail("ping");
+    if (PQisBusy(connection_) == 0) break;
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      // The query is still out: the connection cannot be used again. Closing its socket makes
+      // libpq see it lost, so the next call reconnects.
+      ::shutdown(PQsocket(connection_), SHUT_RDWR);
+      PQconsumeInput(connection_);
+      throw UnavailableError("PostgreSQL " + name_ + ": no answer within " +
+                             std::to_string(timeout.count()) + " ms");
+    }
+    pollfd p{.fd = PQsocket(connection_), .events = POLLIN, .revents = 0};
+    ::poll(&p, 1, static_cast<int>(left.count()));
+  }
+  while (pg_result* result = PQgetResult(connection_)) {
+    if (PQresultStatus(result) != PGRES_TUPLES_OK) fail("ping", result);
+    PQclear(result);
+  }
 }
 
 Result Connection::run(const std::string& sql, const Params& params,

@@ -61,6 +61,11 @@ class Connection {
   // does not reconnect: a new connection must LISTEN again).
   std::vector<std::string> wait_for_notifications(std::chrono::milliseconds timeout);
 
+  // Sends "SELECT 1" and waits up to `timeout` for its answer, however the server behaves (one
+  // that accepts connections and never answers included). Throws UnavailableError when no answer
+  // came in time (the connection is then closed: its next call reconnects) or it is lost.
+  void ping(std::chrono::milliseconds timeout);
+
   // "patchvec@127.0.0.1:5432/patchvec": for messages.
   const std::string& name() const { return name_; }
   std::string quote_identifier(const std::string& identifier);

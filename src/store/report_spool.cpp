@@ -2,8 +2,10 @@
 // written atomically (temporary file, fsync, rename) in the form the embedded store keeps reports.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <random>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,7 @@
 #include <patchvec/files.h>
 #include <patchvec/log.h>
 #include <patchvec/report_spool.h>
+#include <patchvec/text.h>
 
 #include "store/forms.h"
 #include "util/clock.h"
@@ -37,6 +40,43 @@ std::vector<std::filesystem::path> spooled(const std::filesystem::path& dir) {
   }
   std::sort(files.begin(), files.end());
   return files;
+}
+
+// A spool file is input like any other: what add() writes is checked field by field before the
+// store sees it (a forged file must not make one report of a million matches or paths).
+constexpr std::size_t kMaxSpoolFileBytes = 1 << 20;
+constexpr std::size_t kMaxMatches = 100;
+constexpr std::size_t kMaxTextBytes = 4096;
+
+void check_spooled(const AnomalyReport& r) {
+  if (r.idempotency_key.size() != 32 ||
+      r.idempotency_key.find_first_not_of("0123456789abcdef") != std::string::npos) {
+    throw Error("its idempotency key is not 32 hexadecimal digits");
+  }
+  if (r.status != "open") throw Error("it is not an open report");
+  if (r.matches.size() > kMaxMatches) {
+    throw Error("it has " + std::to_string(r.matches.size()) + " matches (at most " +
+                std::to_string(kMaxMatches) + ")");
+  }
+  static const std::regex kTime(R"(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z)");
+  if (!std::regex_match(r.created, kTime)) throw Error("its time is not YYYY-MM-DDTHH:MM:SSZ");
+  const auto text = [](const std::string& value, const char* field) {
+    if (value.size() > kMaxTextBytes) throw Error(std::string("its ") + field + " is too long");
+  };
+  text(r.path, "path");
+  text(r.image, "image");
+  text(r.category, "category");
+  if (r.category.empty() || !text_problem(r.category).empty()) {
+    throw Error("its category is not one line of text");
+  }
+  if (!std::isfinite(r.score) || !std::isfinite(r.threshold) || !std::isfinite(r.best_similarity)) {
+    throw Error("its score, threshold or similarity is not a finite number");
+  }
+  for (const Match& m : r.matches) {
+    text(m.image.path, "match path");
+    text(m.image.defect, "match defect");
+    if (m.image.category != r.category) throw Error("a match is of another category");
+  }
 }
 
 }  // namespace
@@ -72,8 +112,8 @@ std::size_t ReportSpool::flush(VectorStore& store) {
   for (const auto& path : spooled(dir_)) {
     AnomalyReport report;
     try {
-      report = store::report_from(nlohmann::json::parse(read_file(path, 64 << 20)));
-      if (report.idempotency_key.empty()) throw Error("it has no idempotency key");
+      report = store::report_from(nlohmann::json::parse(read_file(path, kMaxSpoolFileBytes)));
+      check_spooled(report);
     } catch (const std::exception& e) {
       std::filesystem::path aside = path;
       aside += ".bad";

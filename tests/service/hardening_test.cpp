@@ -8,11 +8,13 @@
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 #include <sys/socket.h>
+#include <sys/stat.h>
 
 #include <patchvec/error.h>
 #include <patchvec/service.h>
 
 #include "service/auth.h"
+#include "service/origins.h"
 #include "service/service_testing.h"
 
 namespace pv {
@@ -57,7 +59,8 @@ std::unique_ptr<testing::TempDir> Hardening::dir_;
 std::unique_ptr<testing::RunningService> Hardening::running_;
 
 TEST_F(Hardening, UnknownMethodOnARouteIs405WithAllow) {
-  const std::string response = exchange(port(), "DELETE /v1/inspect HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string response =
+      exchange(port(), "DELETE /v1/inspect HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
   EXPECT_EQ(status_of(response), 405) << response;
   EXPECT_NE(response.find("Allow: POST"), std::string::npos) << response;
   EXPECT_EQ(status_of(exchange(port(), "PUT /healthz HTTP/1.1\r\nContent-Length: 0\r\n\r\n")), 405);
@@ -66,8 +69,8 @@ TEST_F(Hardening, UnknownMethodOnARouteIs405WithAllow) {
 
 TEST_F(Hardening, APostWithoutLengthIsAnsweredAtOnce) {
   const auto start = std::chrono::steady_clock::now();
-  const std::string response =
-      exchange(port(), "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: x\r\n\r\n", 5s);
+  const std::string response = exchange(
+      port(), "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 5s);
   EXPECT_EQ(status_of(response), 411) << response;
   EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
   const std::string empty = exchange(
@@ -170,6 +173,180 @@ TEST_F(Hardening, ExtremeAspectGivesABoundedMap) {
   EXPECT_NE(json_of(big)["error"].get<std::string>().find("2500x2000"), std::string::npos);
 }
 
+// A report of a defective image, open.
+std::int64_t open_report(int port) {
+  const std::string png = testing::read_text(testing::patchcore_test_image("blob/000.png"));
+  const std::string response =
+      testing::exchange(port,
+                        "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Type: image/png\r\nContent-Length: " +
+                            std::to_string(png.size()) + "\r\nConnection: close\r\n\r\n" + png);
+  const auto body = nlohmann::json::parse(testing::body_of(response));
+  EXPECT_TRUE(body["report_id"].is_number()) << response;
+  return body["report_id"].is_number() ? body["report_id"].get<std::int64_t>() : 0;
+}
+
+std::string resolve_request(std::int64_t id, const std::string& headers,
+                            const std::string& body = R"({"resolution":"false_alarm"})") {
+  return "POST /v1/reports/" + std::to_string(id) + "/resolve HTTP/1.1\r\n" + headers +
+         "Content-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+}
+
+// A page of another origin in the operator's browser, and a name rebound to 127.0.0.1, must not
+// decide a report (which `update --from-reports` would then learn from).
+TEST_F(Hardening, PagesOfOtherSitesChangeNothing) {
+  const std::int64_t id = open_report(port());
+  const std::string local = "Host: 127.0.0.1:" + std::to_string(port()) + "\r\n";
+  const struct {
+    std::string headers;
+    int status;
+  } refused[] = {
+      // The reproducer: JSON sent as text/plain (a "simple" request, no preflight).
+      {local + "Origin: http://evil.example\r\nContent-Type: text/plain\r\n", 403},
+      {local + "Origin: http://evil.example\r\nContent-Type: application/json\r\n", 403},
+      {local + "Origin: null\r\nContent-Type: application/json\r\n", 403},
+      // Another port of this machine is another origin, and the same site.
+      {local + "Origin: http://127.0.0.1:1\r\nContent-Type: application/json\r\n", 403},
+      {local + "Sec-Fetch-Site: cross-site\r\nContent-Type: application/json\r\n", 403},
+      {local + "Sec-Fetch-Site: same-site\r\nContent-Type: application/json\r\n", 403},
+      // DNS rebinding: evil.example now resolves to 127.0.0.1, so the page is "same origin".
+      {"Host: evil.example:" + std::to_string(port()) + "\r\nOrigin: http://evil.example:" +
+           std::to_string(port()) + "\r\nContent-Type: application/json\r\n",
+       421},
+      {"Host: evil.example\r\nContent-Type: application/json\r\n", 421},
+      // Not JSON's type: what a form or a no-cors fetch can send.
+      {local + "Content-Type: text/plain\r\n", 415},
+      {local + "Content-Type: application/x-www-form-urlencoded\r\n", 415},
+  };
+  for (const auto& attempt : refused) {
+    const std::string response = testing::exchange(port(), resolve_request(id, attempt.headers));
+    EXPECT_EQ(status_of(response), attempt.status) << attempt.headers << response;
+  }
+  auto client = running_->client();
+  const auto rebound = testing::exchange(port(),
+                                         "GET /v1/reports HTTP/1.1\r\nHost: evil.example\r\n"
+                                         "Connection: close\r\n\r\n");
+  EXPECT_EQ(status_of(rebound), 421) << rebound;  // reading reports is refused too
+  const auto report = json_of(client.Get("/v1/reports?limit=1000"));
+  bool still_open = false;
+  for (const auto& r : report) still_open |= r["id"] == id && r["status"] == "open";
+  EXPECT_TRUE(still_open) << report.dump();
+  // The page itself (same origin) and programs (no Origin) may decide.
+  const std::string same_origin = testing::exchange(
+      port(), resolve_request(id, local + "Origin: http://127.0.0.1:" + std::to_string(port()) +
+                                      "\r\nSec-Fetch-Site: same-origin\r\n"
+                                      "Content-Type: application/json\r\n"));
+  EXPECT_EQ(status_of(same_origin), 200) << same_origin;
+  const std::int64_t second = open_report(port());
+  const std::string program = testing::exchange(
+      port(), resolve_request(second, "Host: localhost:" + std::to_string(port()) +
+                                          "\r\nContent-Type: application/json; charset=utf-8\r\n"));
+  EXPECT_EQ(status_of(program), 200) << program;
+  // Uploads keep taking raw bytes whatever their type, from programs.
+  EXPECT_EQ(client.Post("/v1/inspect?category=synthetic", good_png(), "text/plain")->status, 200);
+}
+
+TEST(HostPolicy, NamesAndOrigins) {
+  const service::HostPolicy loopback({}, "127.0.0.1");
+  httplib::Request request;
+  EXPECT_FALSE(loopback.refuse_host(request));  // HTTP/1.0 without Host
+  for (const char* host : {"127.0.0.1", "127.0.0.1:8080", "localhost:1", "LOCALHOST", "[::1]:80"}) {
+    request.headers = {{"Host", host}};
+    EXPECT_FALSE(loopback.refuse_host(request)) << host;
+  }
+  for (const char* host : {"evil.example", "127.0.0.2", "127.0.0.1.evil.example", "", "a b", "[::1",
+                           "127.0.0.1:80x", "localhost:123456"}) {
+    request.headers = {{"Host", host}};
+    EXPECT_TRUE(loopback.refuse_host(request)) << host;
+  }
+  request.headers = {{"Host", "127.0.0.1"}, {"Host", "127.0.0.1"}};
+  EXPECT_TRUE(loopback.refuse_host(request));  // several
+  const service::HostPolicy named({"inspect.example.com", "10.0.0.5"}, "0.0.0.0");
+  request.headers = {{"Host", "inspect.example.com:8443"}};
+  EXPECT_FALSE(named.refuse_host(request));
+  request.headers = {{"Host", "localhost"}};
+  EXPECT_TRUE(named.refuse_host(request));  // only the names given
+  const service::HostPolicy wildcard({}, "0.0.0.0");
+  request.headers = {{"Host", "anything.example"}};
+  EXPECT_FALSE(wildcard.refuse_host(request));
+  EXPECT_THROW(service::HostPolicy({"host:80"}, "127.0.0.1"), Error);
+  EXPECT_THROW(service::HostPolicy({"a/b"}, "127.0.0.1"), Error);
+  // Origins: the request's own (default ports spelled or not), else refused.
+  request.headers = {{"Host", "inspect.example.com"}, {"Origin", "https://inspect.example.com"}};
+  EXPECT_FALSE(named.refuse_cross_site(request));  // behind a TLS proxy: Host without a port
+  request.headers = {{"Host", "inspect.example.com:8443"},
+                     {"Origin", "https://inspect.example.com"}};
+  EXPECT_TRUE(named.refuse_cross_site(request));  // another port
+  request.headers = {{"Host", "inspect.example.com:443"},
+                     {"Origin", "https://inspect.example.com"}};
+  EXPECT_FALSE(named.refuse_cross_site(request));
+  request.headers = {{"Host", "127.0.0.1:80"}, {"Origin", "http://127.0.0.1"}};
+  EXPECT_FALSE(loopback.refuse_cross_site(request));
+  request.headers = {{"Origin", "http://localhost:9"}};  // no Host: an allowed name
+  EXPECT_FALSE(loopback.refuse_cross_site(request));
+  request.headers = {{"Origin", "http://evil.example"}};
+  EXPECT_TRUE(loopback.refuse_cross_site(request));
+  request.headers = {{"Host", "127.0.0.1"}, {"Sec-Fetch-Site", "none"}};  // typed by the user
+  EXPECT_FALSE(loopback.refuse_cross_site(request));
+}
+
+// Bytes are bytes: paths and parameters that are not clean text are a 400, never a 500, and what
+// a client sent is never repeated whole.
+TEST_F(Hardening, BytesThatAreNotTextAre400) {
+  for (const char* target :
+       {"/x%0Apatchvec:%20warning:%20FORGED%20admin%20login%20ok%FF", "/%FF", "/x%0Ay",
+        "/v1/reports?category=%FF", "/v1/reports?status=%1B%5B31m", "/v1/categories?%FF=1"}) {
+    const std::string response = testing::exchange(
+        port(), std::string("GET ") + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    EXPECT_EQ(status_of(response), 400) << target << ": " << response;
+    EXPECT_EQ(response.find("FORGED"), std::string::npos) << response;
+  }
+  const std::int64_t id = open_report(port());
+  const std::string huge(1 << 20, 'x');
+  const std::string echoed = testing::exchange(
+      port(), resolve_request(id, "Host: 127.0.0.1\r\nContent-Type: application/json\r\n",
+                              R"({"resolution":")" + huge + R"("})"));
+  EXPECT_EQ(status_of(echoed), 400) << echoed.substr(0, 300);
+  EXPECT_LT(testing::body_of(echoed).size(), 500u);
+  const std::string empty = testing::exchange(
+      port(), resolve_request(id, "Host: 127.0.0.1\r\nContent-Type: application/json\r\n", ""));
+  EXPECT_EQ(status_of(empty), 400) << empty;
+  EXPECT_NE(empty.find("send a JSON object"), std::string::npos) << empty;
+  const std::string bad_id =
+      testing::exchange(port(),
+                        "POST /v1/reports/abc/resolve HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                        "application/json\r\nContent-Length: 2\r\n\r\n{}");
+  EXPECT_NE(bad_id.find("a report id is a whole number"), std::string::npos) << bad_id;
+  // JSON escapes of an escape sequence, a NUL and a line break, as a client would send them.
+  for (const std::string text : {R"(crack\u001b[2J)", R"(a\u0000b)", R"(line\r\nInjected: 1)"}) {
+    const std::string control = testing::exchange(
+        port(),
+        resolve_request(id, "Host: 127.0.0.1\r\nContent-Type: application/json\r\n",
+                        R"({"resolution":"defect","defect":")" + text + R"(","note":"n"})"));
+    EXPECT_EQ(status_of(control), 400) << control;
+    EXPECT_NE(control.find("control characters"), std::string::npos) << control;
+  }
+}
+
+// Bodies come with one Content-Length: no chunks, no two lengths that disagree.
+TEST_F(Hardening, BodiesAreFramedOneWay) {
+  const std::string chunked =
+      testing::exchange(port(),
+                        "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n");
+  EXPECT_EQ(status_of(chunked), 411) << chunked;
+  const std::string both =
+      testing::exchange(port(),
+                        "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\nabcd");
+  EXPECT_EQ(status_of(both), 411) << both;
+  const std::string two =
+      testing::exchange(port(),
+                        "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                        "Content-Length: 4\r\nContent-Length: 40\r\n\r\nabcd");
+  EXPECT_EQ(status_of(two), 400) << two;
+}
+
 TEST_F(Hardening, ServesARawConnection) {
   int fds[2];
   ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, fds), 0);
@@ -222,10 +399,20 @@ TEST_F(SlowClients, AWholeRequestHasADeadline) {
   // A byte every 300 ms: every single read is quick, the request never ends. Cut at 2 s.
   std::chrono::steady_clock::duration lasted{};
   const std::string request =
-      "GET /v1/categories HTTP/1.1\r\nHost: x\r\nX-Padding: " + std::string(200, 'a') + "\r\n\r\n";
+      "GET /v1/categories HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: " + std::string(200, 'a') +
+      "\r\n\r\n";
   const std::string response = trickle(running.port(), request, 300ms, request.size(), &lasted);
   EXPECT_LT(lasted, 4s) << "the slow client was not cut off";
-  EXPECT_TRUE(response.empty() || status_of(response) == 408) << response;
+  EXPECT_EQ(status_of(response), 408) << response;
+  // Slow headers before the request line ends, and a slow body: 408 too.
+  const std::string line = "GET /v1/categories?padding=" + std::string(100, 'a') + " HTTP/1.1\r\n";
+  EXPECT_EQ(status_of(trickle(running.port(), line, 300ms, line.size())), 408);
+  const std::string body =
+      "POST /v1/inspect?category=synthetic HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+      "Content-Length: 100\r\n\r\n" +
+      std::string(100, 'b');
+  const std::string slow_body = testing::exchange(running.port(), body.substr(0, body.size() - 90));
+  EXPECT_EQ(status_of(slow_body), 408) << slow_body;
 }
 
 TEST_F(SlowClients, HealthAnswersWhileSlowClientsHoldTheConnections) {
@@ -238,8 +425,9 @@ TEST_F(SlowClients, HealthAnswersWhileSlowClientsHoldTheConnections) {
   // 12 clients sending a byte every 500 ms (for at most 6 s): more than one address may hold.
   std::vector<std::thread> slow;
   for (int i = 0; i < 12; ++i) {
-    slow.emplace_back(
-        [port] { trickle(port, "GET /v1/categories HTTP/1.1\r\nHost: x\r\n\r\n", 500ms, 12); });
+    slow.emplace_back([port] {
+      trickle(port, "GET /v1/categories HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 500ms, 12);
+    });
   }
   std::this_thread::sleep_for(300ms);  // all of them connected
   // Health checks from the same address, one at a time: each is answered at once (a reserve
@@ -249,7 +437,7 @@ TEST_F(SlowClients, HealthAnswersWhileSlowClientsHoldTheConnections) {
   for (int i = 0; i < 6; ++i) {
     const auto start = std::chrono::steady_clock::now();
     const std::string response =
-        exchange(port, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", 3s);
+        exchange(port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 3s);
     worst = std::max(worst, std::chrono::steady_clock::now() - start);
     answered += status_of(response) == 200;
     std::this_thread::sleep_for(200ms);
@@ -257,12 +445,33 @@ TEST_F(SlowClients, HealthAnswersWhileSlowClientsHoldTheConnections) {
   EXPECT_EQ(answered, 6) << "health checks starved by slow clients";
   EXPECT_LT(worst, 1s);
   // Other routes from that address are refused while it holds its share (429).
-  const std::string busy = exchange(port, "GET /v1/categories HTTP/1.1\r\nHost: x\r\n\r\n", 3s);
+  // A burst of new connections from the address (every check behind a balancer comes from one):
+  // health checks among them are still answered.
+  std::vector<int> burst;
+  for (int i = 0; i < 8; ++i) burst.push_back(testing::connect_to(port));
+  const std::string checked = testing::exchange(
+      port, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 3s);
+  EXPECT_EQ(status_of(checked), 200) << checked;
+  for (const int fd : burst) ::close(fd);
+  const std::string busy =
+      exchange(port, "GET /v1/categories HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", 3s);
   EXPECT_EQ(status_of(busy), 429) << busy;
   for (auto& t : slow) t.join();
 }
 
 // --- authentication ----------------------------------------------------------------------------
+
+TEST(Tokens, OnlyRegularFilesOfBoundedSize) {
+  testing::TempDir dir;
+  const auto fifo = dir / "fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_THROW(service::TokenFile::load(fifo), Error);         // would block forever when read
+  EXPECT_THROW(service::TokenFile::load("/dev/zero"), Error);  // would never end
+  testing::write_text(dir / "big", std::string(2 << 20, '#'));
+  EXPECT_THROW(service::TokenFile::load(dir / "big"), Error);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+}
 
 TEST(Tokens, FileFormatAndRoles) {
   testing::TempDir dir;

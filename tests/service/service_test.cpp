@@ -258,6 +258,52 @@ TEST_F(ServiceApi, TheServeCommandAnswersAndStopsOnSigterm) {
   EXPECT_NE(testing::read_text(log).find("stopping"), std::string::npos);
 }
 
+// A database that accepts connections and never answers (a dead link): /healthz still answers at
+// once, and says "not ready" within a few seconds; the service stops in bounded time.
+TEST(ServiceWithPostgres, HealthAnswersAtOnceWhenTheDatabaseStopsAnswering) {
+  ASSERT_FALSE(testing::test_server_url().empty());
+  testing::ScratchDatabase database("test_black_hole");
+  const std::string& url = database.url();
+  testing::TempDir dir;
+  prepare(dir / "models", "--db " + url);
+  const auto port_at = url.rfind(':') + 1;
+  testing::TcpRelay relay(std::stoi(url.substr(port_at)));
+  const std::string relayed =
+      url.substr(0, port_at) + std::to_string(relay.port()) + url.substr(url.find('/', port_at));
+  const auto stop_started = [&] {
+    Running running({.models_dir = dir / "models", .store = {.db = relayed}, .port = 0});
+    auto client = running.client();
+    ASSERT_EQ(testing::health_when(client, 200)->status, 200);
+    relay.black_hole();
+    const auto start = std::chrono::steady_clock::now();
+    std::chrono::steady_clock::duration slowest{};
+    int status = 200;
+    while (status == 200 && std::chrono::steady_clock::now() - start < std::chrono::seconds(15)) {
+      const auto asked = std::chrono::steady_clock::now();
+      const auto health = client.Get("/healthz");
+      ASSERT_TRUE(health);
+      slowest = std::max(slowest, std::chrono::steady_clock::now() - asked);
+      status = health->status;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    const double turned =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(status, 503);
+    EXPECT_LT(turned, 6.0) << "not ready only after " << turned << " s";
+    EXPECT_LT(slowest, std::chrono::milliseconds(500)) << "a health check waited for the database";
+    std::printf("black-holed database: not ready after %.1f s; slowest /healthz %.0f ms\n", turned,
+                std::chrono::duration<double, std::milli>(slowest).count());
+    for (int i = 0; i < 5; ++i) {
+      const auto asked = std::chrono::steady_clock::now();
+      EXPECT_EQ(client.Get("/healthz")->status, 503);
+      EXPECT_LT(std::chrono::steady_clock::now() - asked, std::chrono::milliseconds(500));
+    }
+  };
+  const auto start = std::chrono::steady_clock::now();
+  stop_started();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
+}
+
 TEST(ServiceSetUp, MissingFolderAndNoModelsAreErrors) {
   testing::TempDir dir;
   EXPECT_THROW(InspectionService({.models_dir = dir / "none"}), Error);
@@ -303,13 +349,14 @@ TEST(ServiceWithPostgres, ADatabaseThatGoesAwayIsA503) {
     for (const char* secret : {"patchvec@", "127.0.0.1", "test_service", "PostgreSQL"}) {
       EXPECT_EQ(down->body.find(secret), std::string::npos) << secret << " in " << down->body;
     }
-    const auto not_ready = client.Get("/healthz");
+    // Readiness is checked every second in the background: it turns within a few seconds.
+    const auto not_ready = testing::health_when(client, 503);
     EXPECT_EQ(not_ready->status, 503) << not_ready->body;
     EXPECT_EQ(json_of(not_ready)["store_ok"], false);
     EXPECT_EQ(not_ready->body.find("127.0.0.1"), std::string::npos);
     EXPECT_EQ(client.Get("/livez")->status, 200);
     admin.exec("ALTER DATABASE test_service ALLOW_CONNECTIONS true");
-    const auto ready = client.Get("/healthz");
+    const auto ready = testing::health_when(client, 200);
     EXPECT_EQ(ready->status, 200) << ready->body;
     EXPECT_EQ(json_of(ready)["store_ok"], true);
     const auto back = client.Post("/v1/inspect?category=synthetic", png, "image/png");

@@ -2,9 +2,14 @@
 // port, and raw HTTP over a socket for what a well-behaved client library would never send.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -57,6 +62,19 @@ class RunningService {
   int port_ = 0;
   std::thread thread_;
 };
+
+// GET /healthz until it answers `status` (readiness is checked in the background every second),
+// for at most `timeout`; the last answer.
+inline httplib::Result health_when(httplib::Client& client, int status,
+                                   std::chrono::milliseconds timeout = std::chrono::seconds(15)) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  httplib::Result r = client.Get("/healthz");
+  while ((!r || r->status != status) && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    r = client.Get("/healthz");
+  }
+  return r;
+}
 
 inline nlohmann::json json_of(const httplib::Result& r) {
   return nlohmann::json::parse(r->body);
@@ -140,6 +158,80 @@ inline std::string exchange(int port, const std::string& request,
   ::close(fd);
   return response;
 }
+
+// A TCP relay on 127.0.0.1 to another port of this machine, which can turn into a black hole:
+// connections stay open and new ones are accepted, but no byte passes any more (a database
+// behind a dead link). Bounded: its thread polls in 50 ms slices and stops on destruction.
+class TcpRelay {
+ public:
+  explicit TcpRelay(int target_port) : target_(target_port) {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener_, 64) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("TcpRelay: cannot listen");
+    }
+    port_ = ntohs(address.sin_port);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~TcpRelay() {
+    stopping_ = true;
+    thread_.join();
+    for (const auto& [a, b] : pairs_) ::close(a), ::close(b);
+    for (const int fd : held_) ::close(fd);
+    ::close(listener_);
+  }
+  int port() const { return port_; }
+  void black_hole() { black_hole_ = true; }
+
+ private:
+  void run() {
+    std::array<char, 65536> buffer{};
+    while (!stopping_) {
+      std::vector<pollfd> fds{{listener_, POLLIN, 0}};
+      const bool passing = !black_hole_;
+      if (passing) {
+        for (const auto& [a, b] : pairs_)
+          fds.push_back({a, POLLIN, 0}), fds.push_back({b, POLLIN, 0});
+      }
+      if (::poll(fds.data(), fds.size(), 50) <= 0) continue;
+      if (fds[0].revents & POLLIN) {
+        const int client = ::accept4(listener_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (client >= 0 && black_hole_) {
+          held_.push_back(client);  // accepted, never answered
+        } else if (client >= 0) {
+          const int server = connect_to(target_);
+          if (server < 0) {
+            ::close(client);
+          } else {
+            pairs_.emplace_back(client, server);
+          }
+        }
+      }
+      if (!passing) continue;
+      for (std::size_t i = 1; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        const auto& pair = pairs_[(i - 1) / 2];
+        const int from = fds[i].fd, to = from == pair.first ? pair.second : pair.first;
+        const ssize_t n = ::recv(from, buffer.data(), buffer.size(), 0);
+        if (n > 0) send_all(to, std::string(buffer.data(), static_cast<std::size_t>(n)));
+      }
+    }
+  }
+
+  int target_;
+  int listener_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_ = false;
+  std::atomic<bool> black_hole_ = false;
+  std::vector<std::pair<int, int>> pairs_;  // client, server
+  std::vector<int> held_;
+  std::thread thread_;
+};
 
 inline int status_of(const std::string& response) {
   if (response.rfind("HTTP/1.1 ", 0) != 0 || response.size() < 12) return 0;

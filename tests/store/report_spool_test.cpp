@@ -5,6 +5,7 @@
 #include <thread>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include <patchvec/error.h>
 #include <patchvec/report_spool.h>
@@ -100,6 +101,58 @@ TEST_F(ReportSpoolTest, AFlushCutShortStoresNothingTwice) {
   EXPECT_EQ(spool.flush(*store), 0u);
   EXPECT_EQ(spool.pending(), 0u);
   EXPECT_TRUE(std::filesystem::exists(dir_ / "spool" / "00000000000000000001-bad.json.bad"));
+}
+
+// Spool files are input like any other: a forged one (a million matches, another category in its
+// matches, a key that is no key) is set aside, and nothing of it reaches the store.
+TEST(ReportSpool, ForgedFilesAreSetAside) {
+  testing::TempDir dir;
+  auto store = open_embedded_store(dir / "store.pvs");
+  const auto spooled = [&](const std::string& name, nlohmann::json report) {
+    testing::write_text(dir / "spool" / (name + ".json"), report.dump());
+  };
+  nlohmann::json good = {{"id", 0},
+                         {"path", "a.png"},
+                         {"category", "tile"},
+                         {"score", 5.0},
+                         {"threshold", 3.0},
+                         {"best_similarity", 0.5},
+                         {"created", "2026-12-01T10:00:00Z"},
+                         {"matches", nlohmann::json::array()},
+                         {"idempotency_key", std::string(32, 'a')}};
+  std::filesystem::create_directories(dir / "spool");
+  nlohmann::json many = good;
+  const nlohmann::json match = {{"id", 1},           {"path", "m.png"},   {"category", "tile"},
+                                {"anomalous", true}, {"defect", "crack"}, {"similarity", 0.9}};
+  for (int i = 0; i < 200'000; ++i) many["matches"].push_back(match);
+  many["idempotency_key"] = std::string(32, 'b');
+  spooled("00000000000000000002-many", many);
+  nlohmann::json other = good;
+  other["matches"] = {match};
+  other["matches"][0]["category"] = "grid";
+  other["idempotency_key"] = std::string(32, 'c');
+  spooled("00000000000000000003-other", other);
+  nlohmann::json key = good;
+  key["idempotency_key"] = "../../x";
+  spooled("00000000000000000004-key", key);
+  nlohmann::json time = good;
+  time["created"] = "yesterday";
+  time["idempotency_key"] = std::string(32, 'd');
+  spooled("00000000000000000005-time", time);
+  spooled("00000000000000000006-good", good);
+  ReportSpool spool(dir / "spool");
+  EXPECT_EQ(spool.flush(*store), 1u);
+  const auto reports = store->reports({.limit = 100});
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_EQ(reports[0].path, "a.png");
+  for (const char* name : {"many", "other", "key", "time"}) {
+    bool aside = false;
+    for (const auto& entry : std::filesystem::directory_iterator(dir / "spool")) {
+      aside |= entry.path().filename().string().find(std::string(name) + ".json.bad") !=
+               std::string::npos;
+    }
+    EXPECT_TRUE(aside) << name;
+  }
 }
 
 }  // namespace
