@@ -20,13 +20,20 @@ struct ImportArgs {
 
 void run_import(ImportArgs& args) {
   if (args.out.empty()) args.out = args.options.category + ".pvm";
-  // A folder (existing, or named without the .pvm extension) gets <category>.pvm.
-  if (std::filesystem::is_directory(args.out) || args.out.extension() != ".pvm") {
-    std::filesystem::create_directories(args.out);
-    args.out /= args.options.category + ".pvm";
-  }
+  // A folder (existing, or named without the .pvm extension) gets <category>.pvm; it is made
+  // only once there is a model to write.
+  const bool folder = std::filesystem::is_directory(args.out) || args.out.extension() != ".pvm";
+  const std::filesystem::path dir = folder ? args.out : std::filesystem::path();
+  if (folder) args.out /= args.options.category + ".pvm";
   const AnomalibImport imported = import_anomalib(args.checkpoint, args.options);
-  imported.model.save(args.out);
+  const bool made = folder && std::filesystem::create_directories(dir);
+  try {
+    imported.model.save(args.out);
+  } catch (const Error&) {
+    std::error_code ignored;
+    if (made) std::filesystem::remove(dir, ignored);  // empty: save() writes all or nothing
+    throw;
+  }
   const ModelInfo& info = imported.model.info();
   if (args.json) {
     const nlohmann::ordered_json thresholds =

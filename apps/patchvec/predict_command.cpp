@@ -4,6 +4,7 @@
 #include <patchvec/error.h>
 #include <patchvec/model.h>
 #include <patchvec/npy.h>
+#include <patchvec/pictures.h>
 
 #include "cli_common.h"
 #include "commands.h"
@@ -20,26 +21,19 @@ struct PredictArgs {
   ModelLoadOptions load;
 };
 
-// <folder>/<parent>_<stem><suffix>: test/scratch/000.png and test/good/000.png stay apart.
-std::filesystem::path beside(const std::filesystem::path& folder,
-                             const std::filesystem::path& image, const std::string& suffix) {
-  const auto parent = image.parent_path().filename().string();
-  return folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + suffix);
-}
-
 // The map as the model sees the image (the crop, or a tiled model's scaled image), and on the
 // whole original image (NaN outside the crop), as .npy.
 std::pair<std::string, std::string> write_maps(const std::filesystem::path& folder,
                                                const std::filesystem::path& image,
                                                const Model& model, const Prediction& p) {
   std::filesystem::create_directories(folder);
-  const auto crop = beside(folder, image, "_map.npy");
+  const auto crop = output_path(folder, image, "_map.npy");
   write_npy(crop, std::vector<std::int64_t>{p.map.height, p.map.width}, p.map.values);
   const ImageHeader header = read_image_header(image);
   const AnomalyMap original =
       map_on_original(p.map, model.info().options.embedder.image_size,
                       model.info().options.embedder.crop_size, header.width, header.height);
-  const auto full = beside(folder, image, "_map_original.npy");
+  const auto full = output_path(folder, image, "_map_original.npy");
   write_npy(full, std::vector<std::int64_t>{original.height, original.width}, original.values);
   return {crop.string(), full.string()};
 }
@@ -47,6 +41,8 @@ std::pair<std::string, std::string> write_maps(const std::filesystem::path& fold
 void run_predict(const PredictArgs& args) {
   const Model model = Model::load(args.model, args.load);
   const auto images = expand_images(args.images);
+  if (!args.heatmaps.empty()) check_distinct_outputs(images, args.heatmaps, "--heatmap");
+  if (!args.maps.empty()) check_distinct_outputs(images, args.maps, "--maps");
   PredictTimings timings;
   std::vector<std::string> unreadable;
   const std::vector<Prediction> predictions =

@@ -1,7 +1,10 @@
 #include <cstdio>
+#include <map>
+#include <string>
 
 #include <opencv2/core.hpp>
 
+#include <patchvec/error.h>
 #include <patchvec/pictures.h>
 
 #include "image/render.h"
@@ -32,11 +35,29 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
       caption,
       p.verdict == Verdict::kAnomalous ? cv::Scalar(90, 90, 255) : cv::Scalar(120, 220, 120));
   std::filesystem::create_directories(folder);
-  const auto parent = image.parent_path().filename().string();
-  auto path =
-      folder / ((parent.empty() ? "" : parent + "_") + image.stem().string() + "_heatmap.png");
+  auto path = output_path(folder, image, "_heatmap.png");
   render::write_png(path, picture);
   return path;
+}
+
+std::filesystem::path output_path(const std::filesystem::path& folder,
+                                  const std::filesystem::path& image, std::string_view suffix) {
+  const auto parent = image.parent_path().filename().string();
+  return folder /
+         ((parent.empty() ? "" : parent + "_") + image.stem().string() + std::string(suffix));
+}
+
+void check_distinct_outputs(std::span<const std::filesystem::path> images,
+                            const std::filesystem::path& folder, std::string_view option) {
+  std::map<std::filesystem::path, std::filesystem::path> first_of;  // output -> image
+  for (const auto& image : images) {
+    const auto [at, added] = first_of.emplace(output_path(folder, image, ""), image);
+    if (!added && at->second.lexically_normal() != image.lexically_normal()) {
+      throw Error(std::string(option) + ": " + at->second.string() + " and " + image.string() +
+                  " would both be written as " + at->first.string() +
+                  "*: rename one, or run them separately");
+    }
+  }
 }
 
 }  // namespace pv

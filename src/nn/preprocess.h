@@ -23,6 +23,12 @@ struct PreprocessOptions {
 // Throws pv::Error for sizes that cannot work (non-positive, crop larger than the image).
 void validate(const PreprocessOptions& options);
 
+// `nchw` resized to height x width (antialiased bilinear, exactly as torchvision for sides below
+// 65,536 pixels), with intermediates no larger than the input plus a few outputs whatever the
+// aspect: an image of 1 x 1,000,000 pixels does not become a 1,000,000 x 256 plane on its way,
+// and a side of millions of pixels is box-averaged first instead of weighing every pixel.
+at::Tensor resize_bounded(const at::Tensor& nchw, std::int64_t height, std::int64_t width);
+
 // 3 x S x S float tensor, contiguous. Without tiling only.
 at::Tensor preprocess(const Image& image, const PreprocessOptions& options);
 

@@ -9,6 +9,8 @@
 
 #include <patchvec/error.h>
 
+#include "nn/preprocess.h"
+
 namespace pv {
 namespace {
 
@@ -72,9 +74,7 @@ namespace nn {
 
 at::Tensor scaled(const at::Tensor& chw, const TileLayout& layout) {
   if (chw.size(1) == layout.height && chw.size(2) == layout.width) return chw;
-  return at::_upsample_bilinear2d_aa(chw.unsqueeze(0), {layout.height, layout.width},
-                                     /*align_corners=*/false)
-      .squeeze(0);
+  return resize_bounded(chw.unsqueeze(0), layout.height, layout.width).squeeze(0);
 }
 
 at::Tensor cut_tiles(const at::Tensor& chw, const TileLayout& layout) {

@@ -48,6 +48,7 @@ struct TorchCheckpoint::Impl {
   std::optional<pickle::Pickle> object;
   std::map<std::string, std::span<const std::byte>> storages;  // key -> bytes, all checked
   mutable std::deque<std::vector<std::byte>> owned;            // inflated storages, copies
+  mutable std::uint64_t copied = 0;  // bytes of strided views gathered into `owned` so far
 
   void parse();
   void parse_zip();
@@ -257,6 +258,21 @@ TensorEntry TorchCheckpoint::tensor(const pickle::Value& value, const std::strin
     entry.bytes = data.subspan(static_cast<std::size_t>(t.offset) * element, count * element);
     return entry;
   }
+  // A strided view is gathered into a copy, so its size is bounded before anything is allocated:
+  // no view may hold more elements than its storage (zero or overlapping strides would expand a
+  // few bytes into gigabytes), and all copies together no more than the storages hold. Memory
+  // stays within twice the storages' bytes whatever the fields say.
+  if (count > static_cast<std::uint64_t>(storage.numel)) {
+    throw Error(field + "a view of " + std::to_string(count) + " elements over a storage of " +
+                std::to_string(storage.numel) + " (zero or overlapping strides)");
+  }
+  std::uint64_t budget = 0;
+  for (const auto& [key, bytes] : impl_->storages) budget += bytes.size();
+  if (impl_->copied + count * element > budget) {
+    throw Error(field + "strided views would copy more bytes than the file's storages hold (" +
+                std::to_string(budget) + ")");
+  }
+  impl_->copied += count * element;
   // A strided view: gather it into row-major order.
   std::vector<std::byte> out(count * element);
   std::vector<std::int64_t> index(t.shape.size(), 0);

@@ -450,12 +450,25 @@ Model Model::from_bank(Embedder embedder, std::span<const float> bank, ModelInfo
 
 void Model::save(const std::filesystem::path& path) const {
   const ModelInfo& info = impl_->info;
-  patchcore::write_model_file(
-      path, {.metadata = patchcore::to_json(info),
-             .bank = impl_->scorer.bank(),
-             .batchnorm = info.backbone.batchnorm,
-             .backbone = carries_weights(info) ? impl_->embedder.state(true).tensors
-                                               : std::vector<std::byte>()});
+  const patchcore::ModelFileContents contents{.metadata = patchcore::to_json(info),
+                                              .bank = impl_->scorer.bank(),
+                                              .batchnorm = info.backbone.batchnorm,
+                                              .backbone = carries_weights(info)
+                                                              ? impl_->embedder.state(true).tensors
+                                                              : std::vector<std::byte>()};
+  // What load() will check, checked before writing: a model made from outside data (an imported
+  // checkpoint's bank or threshold) that would not load is never written.
+  try {
+    patchcore::check_contents(patchcore::model_info_from(contents.metadata), contents);
+    patchcore::check_bank_values(contents.bank, "");
+  } catch (const nlohmann::json::exception& e) {
+    throw Error("model file " + path.string() + " not written: its metadata would not read back (" +
+                e.what() + ")");
+  } catch (const Error& e) {
+    throw Error("model file " + path.string() + " not written: it would not load (" + e.what() +
+                ")");
+  }
+  patchcore::write_model_file(path, contents);
 }
 
 Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& options) {

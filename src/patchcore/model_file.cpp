@@ -21,7 +21,6 @@ constexpr container::Format kFormat{
     .magic = "PATCHVEC", .version = kModelFormatVersion, .noun = "model"};
 constexpr std::size_t kPreambleBytes = container::kPreambleBytes;
 constexpr std::size_t kAlignment = 64;
-constexpr float kMaxBankValue = 1e12f;
 
 std::size_t align(std::size_t offset) {
   return (offset + kAlignment - 1) / kAlignment * kAlignment;
@@ -40,6 +39,14 @@ std::span<const std::byte> bytes_of(const at::Tensor& tensor) {
 }
 
 }  // namespace
+
+void check_bank_values(const at::Tensor& bank, const std::string& where) {
+  // Features of a backbone are far below this; beyond it squared distances overflow float32.
+  constexpr float kMaxBankValue = 1e12f;
+  if (!at::isfinite(bank).all().item<bool>() || bank.abs().max().item<float>() > kMaxBankValue) {
+    throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
+  }
+}
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents) {
   const at::Tensor bank = contents.bank.to(at::kFloat).contiguous();
@@ -236,11 +243,7 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
   }
   contents.bank = at::empty(bank.shape, at::kFloat);
   std::memcpy(contents.bank.data_ptr(), span_of(bank).data(), bank.bytes);
-  // Features of a backbone are far below this; beyond it squared distances overflow float32.
-  if (!at::isfinite(contents.bank).all().item<bool>() ||
-      contents.bank.abs().max().item<float>() > kMaxBankValue) {
-    throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
-  }
+  check_bank_values(contents.bank, where);
   for (const auto& s : sections) {
     if (s.name == "batchnorm") {
       const auto bn = span_of(s);

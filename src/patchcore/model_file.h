@@ -35,6 +35,10 @@ struct ModelFileContents {
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents);
 
+// Throws pv::Error (prefixed with `where`) for a bank holding NaN, infinite or implausibly large
+// values (beyond 1e12 squared distances overflow float32). read_model_file() checks it.
+void check_bank_values(const at::Tensor& bank, const std::string& where);
+
 // Throws pv::Error naming the file and what is wrong with it: a bad signature, version, size or
 // checksum, or a section table that does not fit the file (bounds, overlap, alignment, dtype,
 // shape), a bank that is not finite or neighbour indices outside the bank.

@@ -184,6 +184,94 @@ TEST_F(PatchCoreCli, PredictReportsABadFileAndScoresTheRest) {
       << table.output;
 }
 
+// An image of 1 x 1,000,000 pixels (4 KB of PNG) once made the resize allocate 3 GB, and one of
+// 1 x 40,000,000 pixels 123 GB (the run aborted: the good image beside it got no score). Now its
+// cost is the documented ~24 bytes a pixel, and every image is scored.
+TEST_F(PatchCoreCli, ThinImagesStayWithinTheMemoryBound) {
+  ASSERT_EQ(train_exit_, 0);
+  Image thin{.width = 1, .height = 1'000'000};
+  thin.pixels.assign(3'000'000, 0.5f);
+  write_png(*dir_ / "thin.png", thin);
+  const std::string images =
+      (*dir_ / "thin.png").string() + " " + testing::patchcore_test_image("good/000.png");
+  const CommandResult run =
+      patchvec("predict -q --json --model " + model() + " " + images, /*merge_stderr=*/false);
+  ASSERT_EQ(run.exit_code, 0) << run.output;
+  const auto result = nlohmann::json::parse(run.output);
+  EXPECT_TRUE(result["predictions"][0]["score"].is_number());
+  EXPECT_EQ(result["predictions"][1]["verdict"], "normal");
+  const MeasuredRun measured = patchvec_measured("predict -q --model " + model() + " " + images);
+  EXPECT_EQ(measured.exit_code, 0);
+  // ~230 MB of it is the program and the model; the image's own share is ~24 MB.
+  EXPECT_LT(measured.peak_kib, 700 * 1024) << "peak " << measured.peak_kib << " KiB";
+}
+
+// Two images whose pictures would get one name (a/x_y.png and a_x/y.png are both "a_x_y"):
+// refused before anything is written, naming both, instead of the second silently replacing the
+// first.
+TEST_F(PatchCoreCli, OutputsThatWouldCollideAreRefused) {
+  ASSERT_EQ(train_exit_, 0);
+  const auto folder = *dir_ / "collide";
+  std::filesystem::create_directories(folder / "a");
+  std::filesystem::create_directories(folder / "a_x");
+  const auto first = folder / "a" / "x_y.png", second = folder / "a_x" / "y.png";
+  std::filesystem::copy_file(testing::patchcore_test_image("good/000.png"), first,
+                             std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(testing::patchcore_test_image("blob/000.png"), second,
+                             std::filesystem::copy_options::overwrite_existing);
+  for (const char* option : {"--heatmap", "--maps"}) {
+    const auto out = *dir_ / ("collide-out" + std::string(option));
+    const CommandResult run = patchvec("predict --model " + model() + " " + option + " " +
+                                       out.string() + " " + first.string() + " " + second.string());
+    EXPECT_EQ(run.exit_code, 1) << run.output;
+    EXPECT_NE(run.output.find(first.string() + " and " + second.string() +
+                              " would both be written as " + (out / "a_x_y").string()),
+              std::string::npos)
+        << run.output;
+    EXPECT_FALSE(std::filesystem::exists(out)) << option;
+  }
+  // The same file twice is one picture, not a collision.
+  const CommandResult twice =
+      patchvec("predict --model " + model() + " --heatmap " + (*dir_ / "twice").string() + " " +
+               second.string() + " " + second.string());
+  EXPECT_EQ(twice.exit_code, 0) << twice.output;
+}
+
+// Checkpoints whose fields would make a model that does not load, or whose tensor views expand a
+// few bytes into gigabytes (zero strides): one error each, no file, memory bounded.
+TEST(HostileCheckpoints, AreRefusedWithinBoundedMemory) {
+  testing::TempDir dir;
+  const auto fixture = [](const char* name) {
+    return (testing::fixture_dir() / "patchcore" / name).string();
+  };
+  const struct {
+    const char* file;
+    const char* words;
+  } checkpoints[] = {
+      {"patchcore_huge_bank.ckpt", "not written: it would not load (section bank"},
+      {"patchcore_huge_threshold.ckpt", "not written: it would not load (field thresholds.image"},
+      {"patchcore_stride_bomb.ckpt", "zero or overlapping strides"},
+  };
+  for (const auto& c : checkpoints) {
+    const auto out = dir / c.file;
+    const std::string arguments = "import-anomalib " + fixture(c.file) +
+                                  " --category synthetic --threads 2 --out " + out.string();
+    const CommandResult run = patchvec(arguments);
+    EXPECT_EQ(run.exit_code, 1) << run.output;
+    EXPECT_NE(run.output.find(c.words), std::string::npos) << run.output;
+    EXPECT_FALSE(std::filesystem::exists(out)) << c.file;
+    const MeasuredRun measured = patchvec_measured(arguments);
+    EXPECT_LT(measured.peak_kib, 1024 * 1024) << c.file << ": peak " << measured.peak_kib;
+  }
+  const std::string verify = "weights verify " + fixture("stride_bomb.pth");
+  const CommandResult run = patchvec(verify);
+  EXPECT_EQ(run.exit_code, 1) << run.output;
+  EXPECT_NE(run.output.find("a view of 268435456 elements over a storage of 1"), std::string::npos)
+      << run.output;
+  const MeasuredRun measured = patchvec_measured(verify);
+  EXPECT_LT(measured.peak_kib, 512 * 1024) << "peak " << measured.peak_kib;
+}
+
 TEST_F(PatchCoreCli, DamagedModelIsAClearError) {
   ASSERT_EQ(train_exit_, 0);
   const auto copy = *dir_ / "cut.pvm";
