@@ -149,6 +149,15 @@ class Embedder {
   GridShape grid() const;
   const EmbedderOptions& options() const;
 
+  // The most reading and embedding one image of `width` x `height` pixels takes, in bytes, from
+  // the sizes alone: its decoded and preprocessed copies and, with tiling, its scaled copy, its
+  // tiles and their patch embeddings (all held until the image is scored). Thread-safe.
+  std::int64_t image_bytes(int width, int height) const;
+  // Throws ImageError(kTooLarge) naming `name` when an image of this header is over the pixel
+  // limit of options().image_limits, or would take more than its max_bytes(): checked before
+  // anything is decoded (every reader of files here does; callers holding bytes call it).
+  void check_image(const ImageHeader& header, std::string_view name) const;
+
  private:
   struct Impl;
   explicit Embedder(std::unique_ptr<Impl> impl);

@@ -37,11 +37,16 @@ inline constexpr const char* kSupportedImageFormats = "PNG, JPEG or BMP";
 
 // Decoding holds the image as floats (12 bytes a pixel) and preprocessing copies it once more,
 // so an image of N pixels needs about 24 N bytes while it is read: 40 megapixels ~ 1 GB.
+inline constexpr std::int64_t kImageBytesPerPixel = 24;
 inline constexpr std::int64_t kDefaultMaxImagePixels = 40'000'000;
 
 // What decoding may allocate, checked from the header before any pixel is decoded.
 struct ImageLimits {
   std::int64_t max_pixels = kDefaultMaxImagePixels;  // width x height
+  // What one image may take on its way to the network: what an image at the pixel limit takes
+  // without tiling. Tiled models take more per pixel (their tiles' patch embeddings), and are held
+  // to the same budget (Embedder::check_image()).
+  std::int64_t max_bytes() const { return max_pixels * kImageBytesPerPixel; }
 };
 
 // Why an image could not be read. Programs map the kind to what they answer (the service:

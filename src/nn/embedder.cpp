@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -35,13 +36,16 @@ namespace {
 class BatchReader {
  public:
   // With `unreadable`, images that cannot be read are skipped and their messages kept there.
+  // `check` refuses an image from its header before it is decoded (Embedder::check_image).
+  using Check = std::function<void(const ImageHeader&, std::string_view)>;
   BatchReader(std::span<const std::filesystem::path> paths, int batch_size,
-              const nn::PreprocessOptions& preprocess, const ImageLimits& limits,
+              const nn::PreprocessOptions& preprocess, const ImageLimits& limits, Check check,
               std::vector<std::string>* unreadable = nullptr)
       : paths_(paths),
         batch_size_(preprocess.tiling.enabled() ? 1 : static_cast<std::size_t>(batch_size)),
         preprocess_(preprocess),
         limits_(limits),
+        check_(std::move(check)),
         unreadable_(unreadable) {
     if (unreadable_ != nullptr) unreadable_->assign(paths.size(), {});
   }
@@ -70,6 +74,7 @@ class BatchReader {
           0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
             for (auto i = begin; i < end; ++i) {
               try {
+                check_(read_image_header(chunk[i]), chunk[i].string());
                 inputs[i] =
                     nn::preprocess_inputs(load_image(chunk[i], limits_), preprocess_, &layouts[i]);
               } catch (...) {
@@ -103,6 +108,7 @@ class BatchReader {
   std::size_t batch_size_;
   nn::PreprocessOptions preprocess_;
   ImageLimits limits_;
+  Check check_;
   std::vector<std::string>* unreadable_;
   std::size_t position_ = 0;
 };
@@ -379,11 +385,51 @@ GridShape Embedder::grid() const {
   return impl_->grid();
 }
 
+std::int64_t Embedder::image_bytes(int width, int height) const {
+  const std::int64_t pixels = std::int64_t{width} * height;
+  std::int64_t bytes = pixels * kImageBytesPerPixel;  // decoded, and copied channels-first
+  const TilingOptions& tiling = impl_->preprocess.tiling;
+  if (!tiling.enabled()) return bytes;
+  TileLayout layout;
+  try {
+    layout = tile_layout(width, height, tiling);
+  } catch (const Error&) {
+    return bytes;  // smaller than a tile: refused when it is preprocessed
+  }
+  const GridShape g = grid();
+  const auto tiles = static_cast<std::int64_t>(layout.count());
+  const std::int64_t scaled = std::int64_t{layout.width} * layout.height;
+  const std::int64_t tile_pixels = std::int64_t{tiling.size} * tiling.size;
+  const std::int64_t patches = tiles * g.height * g.width;
+  bytes += scaled * 12;                       // the scaled image, channels-first
+  bytes += tiles * tile_pixels * 3 * 4 * 4;   // the tiles: cut, normalised (two steps), batched
+  bytes += patches * g.dim * 4;               // every tile's patch embeddings
+  bytes += patches * 4 * 2 + scaled * 4 * 2;  // distances; the stitched and blurred map
+  return bytes;
+}
+
+void Embedder::check_image(const ImageHeader& header, std::string_view name) const {
+  const ImageLimits& limits = impl_->options.image_limits;
+  check_limits(header, limits, name);
+  const std::int64_t bytes = image_bytes(header.width, header.height);
+  if (bytes > limits.max_bytes()) {
+    const auto mb = [](std::int64_t n) { return std::to_string((n + (1 << 20) - 1) >> 20); };
+    throw ImageError(ImageError::Kind::kTooLarge,
+                     "image " + std::string(name) + ": " + std::to_string(header.width) + "x" +
+                         std::to_string(header.height) + " pixels would take ~" + mb(bytes) +
+                         " MB with this model's tiles (" + describe(impl_->preprocess.tiling) +
+                         "), more than the " + mb(limits.max_bytes()) + " MB of one image at " +
+                         std::to_string(limits.max_pixels) +
+                         " pixels (--max-pixels): raise it, or lower --tile-scale");
+  }
+}
+
 void Embedder::calibrate(std::span<const std::filesystem::path> images) {
   if (images.empty()) throw Error("BatchNorm calibration needs at least one image");
   ProgressBar progress("calibrate BN", images.size());
   BatchReader reader(images, impl_->options.batch_size, impl_->preprocess,
-                     impl_->options.image_limits);
+                     impl_->options.image_limits,
+                     [this](const ImageHeader& h, std::string_view n) { check_image(h, n); });
   impl_->network->reestimate_batchnorm([&]() -> std::optional<at::Tensor> {
     auto batch = reader.next();
     if (!batch) return std::nullopt;
@@ -398,8 +444,9 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
                           EmbedTimings* timings, std::vector<std::string>* unreadable) const {
   impl_->require_ready();
   ProgressBar progress(std::string(progress_label), images.size());
-  BatchReader reader(images, impl_->options.batch_size, impl_->preprocess,
-                     impl_->options.image_limits, unreadable);
+  BatchReader reader(
+      images, impl_->options.batch_size, impl_->preprocess, impl_->options.image_limits,
+      [this](const ImageHeader& h, std::string_view n) { check_image(h, n); }, unreadable);
   Stopwatch clock;
   while (auto batch = reader.next()) {
     const double read = clock.lap();

@@ -460,9 +460,10 @@ struct InspectionService::Impl {
     Json out;
     std::optional<Prediction> prediction;
     {
-      // The header first: an image over the limits is refused before it waits for a slot.
-      check_limits(read_image_header(upload.bytes, "in the request"), options.image_limits,
-                   "in the request");
+      // The header first: an image over the limits (its pixels, or what this model's tiles would
+      // take of memory) is refused before it waits for a slot.
+      model.backbone().check_image(read_image_header(upload.bytes, "in the request"),
+                                   "in the request");
       const Slot slot(inspection_slots, options.request_timeout_seconds);
       PredictionBatcher::Announcement coming = batcher->announce(model);
       const Image image = decode_image(upload.bytes, "in the request", options.image_limits);

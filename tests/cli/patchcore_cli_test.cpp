@@ -333,6 +333,19 @@ TEST(TiledCli, TrainEvalAndPredictWithTiles) {
   const FloatArray original = read_npy(p["map_original"].get<std::string>());
   for (const float v : original.values) ASSERT_FALSE(std::isnan(v));
 
+  // A tiled model's image costs its tiles' patch embeddings too: held to the memory of one image
+  // at --max-pixels (24 bytes a pixel), from the header, before anything is decoded. 192 x 192
+  // (37 kP) tiled takes ~8 MB, over the 2.4 MB of --max-pixels 100000; untiled, 0.9 MB.
+  const CommandResult tight =
+      patchvec("predict --json --model " + model + " " + image + " --max-pixels 100000",
+               /*merge_stderr=*/false);
+  EXPECT_EQ(tight.exit_code, 1) << tight.output;
+  const std::string refusal = nlohmann::json::parse(tight.output)["predictions"][0]["error"];
+  EXPECT_NE(refusal.find("192x192 pixels would take ~"), std::string::npos) << refusal;
+  EXPECT_NE(refusal.find("(--max-pixels): raise it"), std::string::npos) << refusal;
+  EXPECT_EQ(patchvec("predict --model " + model + " " + image + " --max-pixels 1000000").exit_code,
+            0);
+
   const CommandResult eval = patchvec("eval --model " + model + " --data " + data() +
                                           " --json - --overlays " + (dir / "pictures").string(),
                                       /*merge_stderr=*/false);
