@@ -167,9 +167,11 @@ worker_start() {  # workerK
   [ "$threads" -ge 1 ] || threads=1
   # Both database hosts: searches on the standby while one answers, reports and models on the
   # primary, whichever host it is. The address is private to this machine's bridge: no tokens
-  # needed (--insecure).
+  # needed (--insecure). Clients name the balancer (its Host header passes through), and health
+  # checks the worker itself.
   ip netns exec "$(ns "$node")" setsid "$patchvec" serve --db "$(db_url)" \
     --host "$(address "$node")" --port "$port" --insecure --threads "$threads" \
+    --allowed-hosts "$(address balancer),$(address "$node")" \
     --model-cache "$dir/models" --report-spool "$dir/spool" --report-images "$state/report-images" \
     </dev/null >>"$dir/serve.log" 2>&1 &
   echo $! >"$dir/pid"

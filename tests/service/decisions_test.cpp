@@ -1,5 +1,9 @@
 // The operator's decisions over HTTP: resolving reports (roles, bad requests, conflicts), with
 // the embedded store and with a real PostgreSQL.
+#include <algorithm>
+#include <thread>
+#include <vector>
+
 #include <gtest/gtest.h>
 
 #include <patchvec/service.h>
@@ -75,6 +79,26 @@ void decide_over_http(testing::RunningService& running) {
   bool named = false;
   for (const auto& m : similar["matches"]) named |= m["defect"] == "scratch";
   EXPECT_TRUE(named) << similar.dump(2);
+
+  // Decisions racing on one report (two operators, a defect and a false alarm): one 200, the
+  // others 409, and only the winner's image stored (before: 1 x 200, 3 x 409, 4 images stored).
+  const std::int64_t raced = reported(client, "good/001.png");
+  const auto before = json_of(client.Get("/v1/categories"))[0]["stored_images"].get<int>();
+  std::vector<int> statuses(4);
+  std::vector<std::thread> deciders;
+  for (std::size_t i = 0; i < statuses.size(); ++i) {
+    deciders.emplace_back([&, i] {
+      auto own = running.client();
+      const auto r = resolve(own, raced,
+                             i % 2 ? R"({"resolution": "false_alarm"})"
+                                   : R"({"resolution": "defect", "defect": "race"})");
+      statuses[i] = r ? r->status : 0;
+    });
+  }
+  for (auto& t : deciders) t.join();
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 200), 1);
+  EXPECT_EQ(std::count(statuses.begin(), statuses.end(), 409), 3);
+  EXPECT_EQ(json_of(client.Get("/v1/categories"))[0]["stored_images"], before + 1);
 
   const auto categories = json_of(client.Get("/v1/categories"));
   const auto stored = categories[0]["stored_images"].get<int>();

@@ -3,6 +3,7 @@
 //   node page_test.mjs URL DEFECTIVE_IMAGE NORMAL_IMAGE SCREENSHOT_DIR [CATEGORY]
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import http from 'node:http';
 import { chromium } from 'playwright-core';
 
 const [url, defective, normal, shots, category] = process.argv.slice(2);
@@ -19,7 +20,9 @@ async function until(page, predicate, argument) {
 const browser = await chromium.launch({
   executablePath: '/usr/bin/chromium',
   args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking',
-         '--disable-component-update', '--disable-sync', '--no-first-run'],
+         '--disable-component-update', '--disable-sync', '--no-first-run',
+         // A name an attacker pointed at this machine (DNS rebinding), without a DNS server.
+         '--host-resolver-rules=MAP rebind.example 127.0.0.1'],
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -87,6 +90,44 @@ try {
   });
   assert.equal(inlineRan, false, 'inline script is blocked by the policy');
   await page.screenshot({ path: `${shots}/page_reports.png`, fullPage: true });
+
+  // Cross-site request forgery: a page of another origin (another port of this machine) in the
+  // operator's browser posts a decision, as a form with a text/plain body shaped like JSON and as
+  // a no-cors fetch with JSON sent as text/plain. The report stays open.
+  const target = await page.locator('#report-rows tr[data-status="open"]').first()
+      .getAttribute('data-id');
+  const resolveUrl = new URL(`v1/reports/${target}/resolve`, url).href;
+  const attacker = http.createServer((req, res) => {
+    res.setHeader('Content-Type', 'text/html');
+    res.end(`<!doctype html><title>prize</title>
+<form id="f" method="post" enctype="text/plain" action="${resolveUrl}">
+<input name='{"resolution":"false_alarm","x":"' value='"}'></form>
+<script>
+fetch(${JSON.stringify(resolveUrl)}, {method: 'POST', mode: 'no-cors',
+  headers: {'Content-Type': 'text/plain'}, body: '{"resolution":"false_alarm"}'})
+  .finally(() => document.getElementById('f').submit());
+</script>`);
+  });
+  await new Promise((resolve) => attacker.listen(0, '127.0.0.1', resolve));
+  try {
+    const evil = await browser.newPage();
+    await evil.goto(`http://127.0.0.1:${attacker.address().port}/`);
+    for (let i = 0; i < 100 && !evil.url().includes('/resolve'); ++i) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(evil.url().includes('/resolve'), 'the forged form was submitted');
+    assert.match(await evil.textContent('body'), /another origin|another site/);
+    await evil.close();
+  } finally {
+    attacker.close();
+  }
+  const stillOpen = await (await fetch(new URL('v1/reports?status=open', url))).json();
+  assert.ok(stillOpen.some((r) => String(r.id) === target), 'forged decisions changed nothing');
+  // DNS rebinding: the same service under a name it was not told is refused outright.
+  const rebound = await browser.newPage();
+  const refused = await rebound.goto(`http://rebind.example:${new URL(url).port}/v1/reports`);
+  assert.equal(refused.status(), 421, 'a rebound name gets nothing');
+  await rebound.close();
 
   // The operator's decisions: the newest report is a defect of a named type, the other a false
   // alarm. Both leave the open list and show in the resolved one with who decided.
