@@ -73,6 +73,18 @@ void image_seeds(const fs::path& out) {
   write(out / "grey.bmp", encoded(".bmp", pattern(9, 5, CV_8UC1)));
 }
 
+// Images for the way to the network: the first byte picks the preprocessing (preprocess_fuzz).
+void preprocess_seeds(const fs::path& out) {
+  const auto with_mode = [](char mode, const std::vector<unsigned char>& image) {
+    return std::string(1, mode) + text_of(image);
+  };
+  write(out / "square", with_mode(0, encoded(".png", pattern(40, 40, CV_8UC3))));
+  write(out / "tall", with_mode(0, encoded(".png", pattern(1, 3000, CV_8UC1))));
+  write(out / "wide", with_mode(0, encoded(".png", pattern(3000, 1, CV_8UC1))));
+  write(out / "tiled", with_mode(1, encoded(".png", pattern(80, 64, CV_8UC3))));
+  write(out / "tiled_tall", with_mode(65, encoded(".png", pattern(33, 2000, CV_8UC1))));
+}
+
 void safetensors_seeds(const fs::path& out) {
   const std::vector<float> weight(12, 0.5f), three = {0.1f, 0.2f, 0.3f}, ones(3, 1.0f);
   write(out / "module.safetensors", pv::nn::encode_safetensors({{"0.weight", {{3, 4}, weight}},
@@ -200,8 +212,9 @@ std::string unicode(const std::string& text) {
 
 // torch.save's pickle of {name: FloatTensor of `numel` elements in storage `key`}, as an
 // OrderedDict, the way state_dict() pickles (with its _metadata left out).
+// `view`: the pickled shape and stride tuples; empty: (numel,) and (1,).
 std::string state_dict_pickle(const std::string& name, const std::string& key, int numel,
-                              bool legacy) {
+                              bool legacy, const std::string& view = "") {
   const std::string ordered_dict = "ccollections\nOrderedDict\n)R";
   std::string p = "\x80\x02" + ordered_dict;
   p += unicode(name);
@@ -209,8 +222,9 @@ std::string state_dict_pickle(const std::string& name, const std::string& key, i
   // persistent id: ('storage', torch.FloatStorage, key, 'cpu', numel[, None])
   p += "(" + unicode("storage") + "ctorch\nFloatStorage\n" + unicode(key) + unicode("cpu") + "K" +
        static_cast<char>(numel) + (legacy ? "N" : "") + "tQ";
-  p += std::string("K\x00", 2) + "K" + static_cast<char>(numel) + "\x85" +
-       "K\x01\x85";                   // offset, shape, stride
+  p +=
+      std::string("K\x00", 2) +  // offset, shape, stride
+      (view.empty() ? "K" + std::string(1, static_cast<char>(numel)) + "\x85" + "K\x01\x85" : view);
   p += "\x89" + ordered_dict + "tR";  // requires_grad, backward hooks; REDUCE
   p += "s.";                          // SETITEM, STOP
   return p;
@@ -271,6 +285,15 @@ void checkpoint_seeds(const fs::path& out) {
                                       {"archive/version", "3\n"}});
   expect_checkpoint(zip, "zip");
   write(out / "state_dict.pth", zip);
+  // A strided view (a transposed 2 x 2): the path that gathers views into copies, where zero
+  // strides once expanded a few bytes into gigabytes.
+  const std::string strided = stored_zip(
+      {{"archive/data.pkl", state_dict_pickle("w", "0", 4, false, "K\x02K\x02\x86K\x01K\x02\x86")},
+       {"archive/byteorder", "little"},
+       {"archive/data/0", floats(4)},
+       {"archive/version", "3\n"}});
+  expect_checkpoint(strided, "strided");
+  write(out / "strided.pth", strided);
   // The legacy format: magic number, protocol version, system info, the object, storage keys,
   // then each storage as an int64 element count and its bytes.
   const std::string legacy =
@@ -303,6 +326,7 @@ int main(int argc, char** argv) {
   const fs::path scratch = out / ".scratch";
   fs::create_directories(scratch);
   image_seeds(out / "image");
+  preprocess_seeds(out / "preprocess");
   safetensors_seeds(out / "safetensors");
   model_file_seeds(out / "model_file", scratch);
   store_file_seeds(out / "store_file", scratch);

@@ -5,7 +5,8 @@
 #
 # BUILD is a build tree configured with -DPATCHVEC_FUZZ=ON (clang, ASan + UBSan). Corpora grow in
 # BUILD/fuzz-corpus/<target> from one run to the next, seeded by fuzz_seeds (generated, never
-# committed); a crash, sanitizer report, hang (10 s) or blow-up (4 GB) is written to
+# committed); a crash, sanitizer report, hang (10 s) or blow-up (4 GB; 1 GB for the targets that
+# turn a few bytes into tensors: preprocess and checkpoint) is written to
 # BUILD/fuzz-artifacts/ and makes the script fail. Reproduce one with
 #   BUILD/fuzz/<target>_fuzz BUILD/fuzz-artifacts/<file>
 set -euo pipefail
@@ -14,7 +15,8 @@ build=$(realpath "$1")
 seconds=${2:-60}
 shift $(($# > 1 ? 2 : 1))
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(image safetensors model_file store_file http checkpoint pickle)
+[ ${#targets[@]} -gt 0 ] ||
+  targets=(image preprocess safetensors model_file store_file http checkpoint pickle)
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 
 seeds=$(mktemp -d "$build/fuzz-seeds.XXXXXX")
@@ -31,7 +33,11 @@ for target in "${targets[@]}"; do
   corpus="$build/fuzz-corpus/$target"
   log="$build/fuzz-$target.log"
   mkdir -p "$corpus"
-  options=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -print_final_stats=1
+  # Memory bombs are findings: the targets whose readers bound their allocations from the input's
+  # fields get a limit near what their inputs may honestly need (libFuzzer's malloc limit follows).
+  rss=4096
+  case "$target" in preprocess | checkpoint) rss=1024 ;; esac
+  options=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb="$rss" -print_final_stats=1
            -artifact_prefix="$artifacts/$target-")
   [ -f "$source_dir/fuzz/$target.dict" ] && options+=(-dict="$source_dir/fuzz/$target.dict")
   result=clean
