@@ -170,7 +170,6 @@ struct InspectionService::Impl {
   // last check found, and when the check under way (if any) began.
   struct Readiness {
     bool ok = true;
-    std::string problem;
     std::optional<std::chrono::steady_clock::time_point> checking_since;
   };
   std::mutex readiness_mutex;
@@ -295,7 +294,7 @@ struct InspectionService::Impl {
         const std::lock_guard guard(readiness_mutex);
         if (problem.empty() && !readiness.ok) log::info("ready again: " + store().location());
         if (!problem.empty() && readiness.ok) log::warn("not ready: " + problem);
-        readiness = {.ok = problem.empty(), .problem = problem, .checking_since = std::nullopt};
+        readiness = {.ok = problem.empty(), .checking_since = std::nullopt};
       }
       lock.lock();
     } while (!background_wakeup.wait_for(lock, std::chrono::seconds(1),
