@@ -76,7 +76,10 @@ HostPolicy::HostPolicy(const std::vector<std::string>& allowed, const std::strin
       return;
     }
     names_ = {"localhost", "127.0.0.1", "::1"};
-    if (const auto name = host_name_of(listen_host)) names_.push_back(*name);
+    const auto name = host_name_of(listen_host);
+    if (name && std::find(names_.begin(), names_.end(), *name) == names_.end()) {
+      names_.push_back(*name);
+    }
     return;
   }
   for (const std::string& entry : allowed) {

@@ -200,6 +200,7 @@ struct InspectionService::Impl {
     } else {
       log::info("no authentication (--auth-tokens): serving this machine only (" + o.host + ")");
     }
+    log::info("answering requests for host names: " + hosts.describe() + " (--allowed-hosts)");
     const ModelLoadOptions load{.threads = o.threads,
                                 .batch_size = o.batching.max_batch,
                                 .image_limits = o.image_limits,
