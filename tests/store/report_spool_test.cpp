@@ -128,7 +128,7 @@ TEST(ReportSpool, ForgedFilesAreSetAside) {
   many["idempotency_key"] = std::string(32, 'b');
   spooled("00000000000000000002-many", many);
   nlohmann::json other = good;
-  other["matches"] = {match};
+  other["matches"] = nlohmann::json::array({match});
   other["matches"][0]["category"] = "grid";
   other["idempotency_key"] = std::string(32, 'c');
   spooled("00000000000000000003-other", other);
