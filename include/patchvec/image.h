@@ -94,6 +94,12 @@ Image decode_image(std::span<const std::byte> bytes, std::string_view name,
 // is opened for reading, so it cannot block.
 Image load_image(const std::filesystem::path& path, const ImageLimits& limits = {});
 
+// The bytes of an image file, read once, for callers that check the header themselves before
+// decode_image(): a regular file no larger than `limits` allow for any image. Throws ImageError
+// (kUnreadable) naming the file.
+std::vector<std::byte> read_image_file(const std::filesystem::path& path,
+                                       const ImageLimits& limits = {});
+
 // `image` as an 8-bit RGB PNG file (values rounded and saturated), written atomically. Throws
 // pv::Error naming the file.
 void write_png(const std::filesystem::path& path, const Image& image);

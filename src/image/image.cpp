@@ -84,9 +84,10 @@ Image decode_image(std::span<const std::byte> bytes, std::string_view name,
   throw ImageError(ImageError::Kind::kNotAnImage, where + ": unknown format");
 }
 
-namespace {
+namespace {}  // namespace
 
-std::vector<std::byte> image_file(const std::filesystem::path& path, const ImageLimits& limits) {
+std::vector<std::byte> read_image_file(const std::filesystem::path& path,
+                                       const ImageLimits& limits) {
   try {
     return read_file(path, max_file_bytes(limits));
   } catch (const Error& e) {
@@ -94,14 +95,12 @@ std::vector<std::byte> image_file(const std::filesystem::path& path, const Image
   }
 }
 
-}  // namespace
-
 Image load_image(const std::filesystem::path& path, const ImageLimits& limits) {
-  return decode_image(image_file(path, limits), path.string(), limits);
+  return decode_image(read_image_file(path, limits), path.string(), limits);
 }
 
 ImageHeader read_image_header(const std::filesystem::path& path) {
-  return read_image_header(image_file(path, {}), path.string());
+  return read_image_header(read_image_file(path), path.string());
 }
 
 bool has_image_extension(const std::filesystem::path& path) {

@@ -74,9 +74,12 @@ class BatchReader {
           0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
             for (auto i = begin; i < end; ++i) {
               try {
-                check_(read_image_header(chunk[i]), chunk[i].string());
-                inputs[i] =
-                    nn::preprocess_inputs(load_image(chunk[i], limits_), preprocess_, &layouts[i]);
+                // One read: the header is checked, then the same bytes decoded.
+                const std::string name = chunk[i].string();
+                const std::vector<std::byte> bytes = read_image_file(chunk[i], limits_);
+                check_(read_image_header(bytes, name), name);
+                inputs[i] = nn::preprocess_inputs(decode_image(bytes, name, limits_), preprocess_,
+                                                  &layouts[i]);
               } catch (...) {
                 // exceptions must not escape an OpenMP region
                 errors[i] = std::current_exception();
