@@ -17,7 +17,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto store = pv::open_embedded_store(path);
     store->image_count();
     store->reports({.limit = 10});
-    store->reports({.status = "open", .since = "2020-01-01"});
+    store->reports({.status = pv::ReportStatus::kOpen, .since = "2020-01-01"});
     if (const auto first = store->image(1)) {
       store->nearest(first->embedding, 5);
       store->nearest(first->embedding, 3, {.category = first->category, .anomalous = true});

@@ -195,8 +195,11 @@ void print_inspection(std::FILE* out, const Inspection& r, const std::string& tr
   } else {
     std::fprintf(out, "ANOMALY (%s). Closest known defects:\n", r.reason.c_str());
   }
-  if (r.verdict == Verdict::kAnomalous && r.matches.empty())
+  if (!r.note.empty()) {
+    std::fprintf(out, "  (%s)\n", r.note.c_str());
+  } else if (r.verdict == Verdict::kAnomalous && r.matches.empty()) {
     std::fprintf(out, "  (no labelled defects stored yet)\n");
+  }
   for (const Match& m : r.matches) {
     std::fprintf(out, "  %-44s | %-7s | %-9s | %-19s | sim=%.4f\n",
                  shown(m.image.path, base).c_str(), m.image.category.c_str(),

@@ -69,15 +69,12 @@ void run_index(const IndexArgs& args) {
     char seconds[32];
     std::snprintf(seconds, sizeof seconds, "%.2f s", report.load_seconds);
     log::info(name + ": " + std::to_string(report.images) + " images" +
-              (report.patches ? " and " + std::to_string(report.patches) + " bank vectors"
-                              : std::string()) +
               (from ? " copied from " + from->location() + " (" + std::to_string(report.verified) +
                           " predicted again to verify) into "
                     : " loaded into ") +
               store->location() + " in " + seconds);
     nlohmann::ordered_json entry = {{"category", name},
                                     {"images", report.images},
-                                    {"patches", report.patches},
                                     {"embed_seconds", report.embed_seconds},
                                     {"load_seconds", report.load_seconds}};
     if (from) entry["verified"] = report.verified;
@@ -193,7 +190,11 @@ void run_reports(const ReportsArgs& args) {
   location.must_exist = true;
   auto store = open_store(location);
   const auto reports = store->reports(
-      {.category = args.category, .status = args.status, .since = since, .limit = args.limit});
+      {.category = args.category,
+       .status =
+           args.status.empty() ? std::nullopt : std::optional(parse_report_status(args.status)),
+       .since = since,
+       .limit = args.limit});
   if (args.json) {
     nlohmann::ordered_json out = nlohmann::ordered_json::array();
     for (const AnomalyReport& r : reports) out.push_back(json::report(r));
@@ -204,8 +205,8 @@ void run_reports(const ReportsArgs& args) {
               "threshold", "closest defect", "decision", "image");
   for (const AnomalyReport& r : reports) {
     const std::string closest = r.matches.empty() ? "-" : r.matches.front().image.defect;
-    const std::string decision = r.status == "open" ? "open"
-                                 : r.resolution == kDefect
+    const std::string decision = r.status == ReportStatus::kOpen ? "open"
+                                 : r.resolution == Resolution::kDefect
                                      ? "defect: " + r.defect
                                      : "false alarm" + std::string(r.applied ? " (in bank)" : "");
     // What the store holds came from outside: printed so that it cannot steer the terminal.
@@ -236,14 +237,14 @@ void run_resolve(const ResolveArgs& args) {
   const Model model = Model::load(args.model, args.load);
   auto store = open_store(args.store, store_beside(args.model));
   const char* user = std::getenv("USER");
-  const ResolvedReport resolved =
-      resolve_report(model, *store, args.report,
-                     {.resolution = args.false_alarm ? kFalseAlarm : kDefect,
-                      .defect = args.defect,
-                      .note = args.note,
-                      .by = !args.by.empty()  ? args.by
-                            : user != nullptr ? user
-                                              : "cli"});
+  const ResolvedReport resolved = resolve_report(
+      model, *store, args.report,
+      {.resolution = args.false_alarm ? Resolution::kFalseAlarm : Resolution::kDefect,
+       .defect = args.defect,
+       .note = args.note,
+       .by = !args.by.empty()  ? args.by
+             : user != nullptr ? user
+                               : "cli"});
   if (args.json) {
     nlohmann::ordered_json out = json::report(resolved.report);
     out["image_id"] = resolved.image_id;

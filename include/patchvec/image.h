@@ -30,7 +30,6 @@ struct Image {
 };
 
 enum class ImageFormat { kPng, kJpeg, kBmp };
-const char* format_name(ImageFormat format);  // "PNG", "JPEG", "BMP"
 
 // The formats in words, for messages and help texts: "PNG, JPEG or BMP".
 inline constexpr const char* kSupportedImageFormats = "PNG, JPEG or BMP";

@@ -18,14 +18,13 @@ namespace pv {
 
 struct IndexReport {
   std::size_t images = 0;    // stored
-  std::size_t patches = 0;   // bank vectors stored (PostgreSQL only)
   std::size_t verified = 0;  // copy_category(): images predicted again to check the copy
   double embed_seconds = 0;
   double load_seconds = 0;
 };
 
 // Predicts every image of `category` with `model` and replaces the category's dataset images
-// (images added one at a time stay) and memory bank in `store`. Throws pv::Error for unreadable
+// (images added one at a time stay) in `store`. Throws pv::Error for unreadable
 // images or a store failure (the store keeps what it had).
 IndexReport index_category(const Model& model, const Category& category, VectorStore& store);
 
@@ -38,7 +37,7 @@ IndexReport index_category(const Model& model, const Category& category,
 
 // Copies the images of the model's category from another store that was indexed with the same
 // model (`from`: e.g. the embedded store `patchvec demo` filled, into PostgreSQL) instead of
-// predicting them again, and replaces the category's memory bank as index_category() does.
+// predicting them again.
 // `from`'s dataset images replace `to`'s; its images added one at a time are added unless `to`
 // has one of the same path, label and embedding already, so a second copy adds nothing.
 // Before anything is stored, the first normal and the first defective image of `from` whose files

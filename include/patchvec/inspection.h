@@ -48,6 +48,9 @@ struct Inspection {
   std::vector<Match> matches;
   std::optional<std::int64_t> report_id;
   bool report_pending = false;  // the report waits in the spool: stored once the store takes it
+  // Why the answer is thinner than usual, in one line; empty when it is not. Today: the store
+  // holds no normal image of the category, so the verdict rests on the score alone.
+  std::string note;
 };
 
 // Judges one predicted image: normal when its score is below the model's image threshold (if the
@@ -55,7 +58,8 @@ struct Inspection {
 // min_similarity(). Normal: the k most similar normal images (by image embeddings). Anomalous:
 // the k closest known defects (by defect embeddings, which stored defective images carry).
 // Searches only the model's category: each category's model has its own embedding space.
-// Throws pv::Error when the store holds no normal image of the category.
+// A store without normal images of the category (not indexed yet) leaves the verdict to the
+// score alone, with no matches and a `note` saying so; a store that fails throws.
 Inspection inspect(const Model& model, VectorStore& store, const Prediction& prediction,
                    const std::string& path, const InspectOptions& options = {});
 

@@ -3,8 +3,10 @@
 // and the HTTP service both inspect with.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -13,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include <patchvec/batcher.h>
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
@@ -31,6 +34,32 @@ std::map<std::string, Model> load_models(const std::filesystem::path& folder,
 struct Inspected {
   Prediction prediction;
   Inspection inspection;
+  std::shared_ptr<const Model> model;  // the model that answered (another may be served now)
+  Image image;  // the decoded image, for inspections of encoded bytes (to draw the map over)
+};
+
+// An image as it arrives from outside (an upload, a camera's frame): encoded bytes and a name.
+struct EncodedImage {
+  std::span<const std::byte> bytes;  // kSupportedImageFormats
+  std::string name;                  // what messages and reports call it: a file name, "upload"
+};
+
+// Waits for the caller's turn to decode and score an image, and returns what holds the turn
+// (released when the last copy is destroyed); throws to refuse. Bounds the memory of inspections
+// at once: the service's slots.
+using TurnWaiter = std::function<std::shared_ptr<void>()>;
+
+struct InspectorOptions {
+  // Predictions of encoded images run through one PredictionBatcher with these options (callers
+  // on many threads, one compute thread); nullopt: each on its caller's thread.
+  std::optional<BatcherOptions> batching;
+  // Where the bytes of reported encoded images are kept for the operator's decision:
+  // <dir>/<sha256>, written atomically, the same image twice one file. Empty: not kept (the
+  // report's image is the name it came with).
+  std::filesystem::path report_images_dir;
+  // Reports the store cannot take now wait here (ReportSpool) until flush_reports(); empty:
+  // the store's UnavailableError is thrown.
+  std::filesystem::path report_spool_dir;
 };
 
 // A model as an inspector serves it: where it came from, so that clients can tell which one
@@ -47,8 +76,13 @@ struct ServedModel {
 class Inspector {
  public:
   // Throws pv::Error when `models` is empty.
-  Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store);
-  Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store);
+  Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store,
+            const InspectorOptions& options = {});
+  Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store,
+            const InspectorOptions& options = {});
+  ~Inspector();
+  Inspector(const Inspector&) = delete;
+  Inspector& operator=(const Inspector&) = delete;
 
   // The model of `category`; throws NotFoundError ("unknown category 'wood'") for none. Holding
   // the pointer keeps that model alive across a serve() of another.
@@ -67,16 +101,36 @@ class Inspector {
   std::vector<Inspected> inspect(const std::string& category,
                                  std::span<const std::filesystem::path> images,
                                  const InspectOptions& options = {}) const;
+  // The use case of an image from outside, whoever brings it (the service, a station): the
+  // category's model (NotFoundError), the header against that model's limits (ImageError before
+  // any wait), `wait_turn` (if given), decoding, the prediction (batched with concurrent calls
+  // when InspectorOptions::batching), then pv::inspect() with the bytes kept and the report
+  // spooled as InspectorOptions say (`options.keep_image` and `options.spool` are set here). The
+  // turn is held until the prediction is done. Throws ImageError for bytes that are no image of
+  // the limits, and what inspect() throws.
+  Inspected inspect(const std::string& category, const EncodedImage& image,
+                    const InspectOptions& options = {}, const TurnWaiter& wait_turn = {}) const;
 
   // An operator's decision on a report, carried out with the model of the report's category
   // (pv::resolve_report()). Throws NotFoundError for an unknown report, ConflictError for one
   // resolved already or of a category without a model here, pv::Error for a bad resolution.
   ResolvedReport resolve(std::int64_t report_id, const ReportResolution& resolution) const;
 
+  // Stores the spooled reports the store takes now (ReportSpool::flush()); returns how many.
+  // 0 without a spool.
+  std::size_t flush_reports();
+  std::size_t reports_pending() const;  // in the spool
+  BatcherStats batcher_stats() const;   // zeros without batching
+
  private:
+  std::string keep_image_bytes(std::span<const std::byte> bytes) const;
+
+  InspectorOptions options_;
   mutable std::mutex mutex_;  // guards models_ (the models themselves are immutable)
   std::map<std::string, ServedModel> models_;
   std::unique_ptr<VectorStore> store_;
+  std::unique_ptr<ReportSpool> spool_;
+  std::unique_ptr<PredictionBatcher> batcher_;  // last: destroyed first, finishing its queue
 };
 
 }  // namespace pv

@@ -22,12 +22,12 @@ class ReportSpool {
   // Stores `report` with a new idempotency key and returns its id; when the store is unavailable
   // (UnavailableError), keeps it in the spool instead (written and fsync'd before this returns)
   // and returns nullopt. Other errors are thrown as they are.
-  std::optional<std::int64_t> add(VectorStore& store, AnomalyReport report);
+  std::optional<std::int64_t> add(ReportLog& store, AnomalyReport report);
 
   // Stores the kept reports, oldest first, each removed from the spool once stored (a report sent
   // twice is stored once: its key). Stops at the first UnavailableError; returns how many were
   // stored. A file that is no report is moved aside (<name>.bad) with a warning.
-  std::size_t flush(VectorStore& store);
+  std::size_t flush(ReportLog& store);
 
   std::size_t pending() const;  // reports waiting in the spool
   const std::filesystem::path& dir() const { return dir_; }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <patchvec/error.h>
@@ -20,16 +21,44 @@
 namespace pv {
 
 // Where a stored image came from: a dataset indexed whole (patchvec index), replaced by the next
-// index of its category, or an image a user added one at a time (add-anomaly), which re-indexing
-// never removes.
-inline constexpr const char* kSourceDataset = "dataset";
-inline constexpr const char* kSourceAdded = "added";
+// index of its category, or an image a user added one at a time (add-anomaly, an operator's
+// decision, update), which re-indexing never removes.
+enum class ImageSource { kDataset, kAdded };
+
+// "dataset", "added": the one string form (the stores, JSON).
+constexpr const char* image_source_name(ImageSource source) {
+  return source == ImageSource::kAdded ? "added" : "dataset";
+}
+// The source `name` spells; throws pv::Error naming `setting` for anything else.
+ImageSource parse_image_source(std::string_view name, std::string_view setting);
+
+// A report waits for an operator's decision (open) or has one (resolved).
+enum class ReportStatus { kOpen, kResolved };
+
+// "open", "resolved": the one string form (the stores, the CLI, the HTTP API).
+constexpr const char* report_status_name(ReportStatus status) {
+  return status == ReportStatus::kResolved ? "resolved" : "open";
+}
+// The status `name` spells; throws pv::Error ("status must be open or resolved, got ...").
+ReportStatus parse_report_status(std::string_view name);
+
+// What an operator decided about a report: the image is good after all, or a real defect of a
+// named type.
+enum class Resolution { kFalseAlarm, kDefect };
+
+// "false_alarm", "defect": the one string form.
+constexpr const char* resolution_name(Resolution resolution) {
+  return resolution == Resolution::kDefect ? "defect" : "false_alarm";
+}
+// The resolution `name` spells; throws pv::Error ("resolution must be 'false_alarm' or
+// 'defect', got ...").
+Resolution parse_resolution(std::string_view name);
 
 struct StoredImage {
   std::int64_t id = 0;  // assigned by the store
   std::string path;     // as it was indexed
   std::string category;
-  std::string source = kSourceDataset;  // set by the store: replace_dataset() or add_image()
+  ImageSource source = ImageSource::kDataset;  // set by the store: replace_dataset(), add_image()
   Split split = Split::kTrain;
   bool anomalous = false;               // the label
   std::string defect = "good";          // defect type; "good" for normal images
@@ -48,10 +77,6 @@ struct MatchFilter {
   std::optional<bool> anomalous;  // only normal (false) or only anomalous (true) images
 };
 
-// What an operator decided about a report.
-inline constexpr const char* kFalseAlarm = "false_alarm";  // the image is good after all
-inline constexpr const char* kDefect = "defect";           // a real defect, of a named type
-
 struct AnomalyReport {
   std::int64_t id = 0;  // assigned by the store
   std::string path;     // the image's name as given (a file path, an upload's name)
@@ -63,9 +88,9 @@ struct AnomalyReport {
   std::vector<Match> matches;  // what was shown: the nearest known defects
   std::string image;           // where the image's bytes are kept (for later decisions)
   // The operator's decision (resolve_report()):
-  std::string status = "open";  // "open" or "resolved"
-  std::string resolution;       // kFalseAlarm or kDefect once resolved
-  std::string defect;           // the type an operator named (kDefect)
+  ReportStatus status = ReportStatus::kOpen;
+  std::optional<Resolution> resolution;  // once resolved
+  std::string defect;                    // the type an operator named (Resolution::kDefect)
   std::string note;
   std::string resolved_by;
   std::string resolved_at;  // ISO 8601, UTC
@@ -76,8 +101,8 @@ struct AnomalyReport {
 };
 
 struct ReportResolution {
-  std::string resolution;  // kFalseAlarm or kDefect
-  std::string defect;      // required for kDefect
+  Resolution resolution = Resolution::kFalseAlarm;
+  std::string defect;  // required for Resolution::kDefect
   std::string note;
   std::string by;  // who decided
 };
@@ -89,9 +114,9 @@ struct ResolvedReport {
 };
 
 struct ReportQuery {
-  std::string category;  // empty: every category
-  std::string status;    // "open", "resolved", or empty for both
-  std::string since;     // created at or after this UTC time, "YYYY-MM-DD[THH:MM[:SS]]"; empty: all
+  std::string category;                // empty: every category
+  std::optional<ReportStatus> status;  // nullopt: both
+  std::string since;  // created at or after this UTC time, "YYYY-MM-DD[THH:MM[:SS]]"; empty: all
   std::size_t limit = 50;
 };
 
@@ -99,7 +124,7 @@ struct ReportQuery {
 // (text_problem(): one line of UTF-8, no control characters), and not "good".
 void check_defect_type(const std::string& defect);
 
-// Throws pv::Error unless the resolution is kFalseAlarm (without a defect type) or kDefect with
+// Throws pv::Error unless the resolution is a false alarm (without a defect type) or a defect with
 // one (check_defect_type()); note at most 2000 bytes, by at most 100, both clean text.
 void check_resolution(const ReportResolution& resolution);
 
@@ -113,6 +138,10 @@ class ConflictError : public Error {
  public:
   using Error::Error;
 };
+// The ConflictError of deciding `report` again: "report 7 was resolved already (defect by ann
+// at ...)".
+ConflictError already_resolved(const AnomalyReport& report);
+
 // The store cannot be reached for this now (server down, connection lost, no primary for a
 // write): the same call may succeed later (HTTP 503).
 class UnavailableError : public Error {
@@ -120,33 +149,46 @@ class UnavailableError : public Error {
   using Error::Error;
 };
 
-// Thread-safety: every member function may be called from several threads at once (the
-// implementations serialise what must be). Changes are atomic: all of a call's rows or none.
-// Several stores, in one process or in many, may open the same location: every call sees each
-// change committed before it began (the embedded store re-reads its file when another writer has
-// replaced it, e.g. `patchvec index` while `patchvec serve` runs).
-class VectorStore {
- public:
-  virtual ~VectorStore() = default;
+// What every store's calls promise. Thread-safety: every member function may be called from
+// several threads at once (the implementations serialise what must be). Changes are atomic: all
+// of a call's rows or none. Several stores, in one process or in many, may open the same
+// location: every call sees each change committed before it began (the embedded store re-reads
+// its file when another writer has replaced it, e.g. `patchvec index` while `patchvec serve`
+// runs). Both interfaces below are implemented by the embedded store and PostgreSQL
+// (tests/store/conformance_test.cpp holds both to every contract).
 
-  // Replaces the dataset images of `category` (source kSourceDataset) with `images`, which are
+// The images of each category with their embeddings, and the similarity search over them.
+class ImageIndex {
+ public:
+  virtual ~ImageIndex() = default;
+
+  // Replaces the dataset images of `category` (ImageSource::kDataset) with `images`, which are
   // stored with that source (ids are assigned; re-indexing never duplicates). Images added with
   // add_image() stay. Returns how many were stored.
   virtual std::size_t replace_dataset(const std::string& category,
                                       std::span<const StoredImage> images) = 0;
-  // Adds one image a user labelled (source kSourceAdded, whatever `image` says); returns its id.
+  // Adds one image a user labelled (ImageSource::kAdded, whatever `image` says); returns its id.
   virtual std::int64_t add_image(const StoredImage& image) = 0;
-
-  // Replaces the category's memory-bank vectors (`vectors`: rows x dim). The embedded store keeps
-  // none (the model file holds the bank) and returns 0; PostgreSQL stores them for
-  // patch-level search in SQL. Returns how many were stored.
-  virtual std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
-                                      std::size_t dim) = 0;
 
   // The `k` stored images most similar to `query` (cosine), best first; equal similarities in id
   // order. Exact search.
   virtual std::vector<Match> nearest(std::span<const float> query, std::size_t k,
                                      const MatchFilter& filter = {}) const = 0;
+
+  virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
+  // Every stored image of `category` (both sources) with its embedding, in id order.
+  virtual std::vector<StoredImage> images(const std::string& category) const = 0;
+  virtual std::size_t image_count(const std::string& category = {}) const = 0;
+
+  // After bulk loads: builds the search index (PostgreSQL: HNSW, cosine). Until then searches
+  // are exact scans. Returns the seconds it took.
+  virtual double build_indexes() { return 0; }
+};
+
+// Anomaly reports and the operators' decisions on them.
+class ReportLog {
+ public:
+  virtual ~ReportLog() = default;
 
   // Stores a new, open report (its id and status are set here, `created` when it is empty) and
   // returns its id; with an idempotency key stored already, that report's id instead.
@@ -155,23 +197,18 @@ class VectorStore {
   virtual std::vector<AnomalyReport> reports(const ReportQuery& query) const = 0;
   virtual std::optional<AnomalyReport> report(std::int64_t id) const = 0;
   // Records the decision on an open report, with the time, and stores `image` (when given) as
-  // add_image() would, in one transaction: of decisions racing on one report, one wins and the
-  // others change nothing. Throws NotFoundError for an unknown id, ConflictError for a report
-  // resolved already, pv::Error for a bad resolution or image.
+  // ImageIndex::add_image() would, in one transaction: of decisions racing on one report, one
+  // wins and the others change nothing. Throws NotFoundError for an unknown id, ConflictError for
+  // a report resolved already, pv::Error for a bad resolution or image.
   virtual ResolvedReport resolve_report(std::int64_t id, const ReportResolution& resolution,
                                         const std::optional<StoredImage>& image) = 0;
   // Marks false alarms whose images joined their model's memory bank (patchvec update).
   virtual void mark_applied(std::span<const std::int64_t> report_ids) = 0;
+};
 
-  // After bulk loads: builds the search indexes (PostgreSQL: HNSW, cosine for images and L2 for
-  // patches). Until then searches are exact scans. Returns the seconds it took.
-  virtual double build_indexes() { return 0; }
-
-  virtual std::optional<StoredImage> image(std::int64_t id) const = 0;
-  // Every stored image of `category` (both sources) with its embedding, in id order.
-  virtual std::vector<StoredImage> images(const std::string& category) const = 0;
-  virtual std::size_t image_count(const std::string& category = {}) const = 0;
-
+// A store: both of the above in one place (a file, or a database), and its health.
+class VectorStore : public ImageIndex, public ReportLog {
+ public:
   // Throws pv::Error if the store cannot answer now (server down, file unreadable), within a few
   // seconds whatever the server does (PostgreSQL: 2 s for the answer, connect_timeout to
   // connect): what a readiness check asks.

@@ -34,18 +34,6 @@ std::int64_t max_file_bytes(const ImageLimits& limits) {
 
 }  // namespace
 
-const char* format_name(ImageFormat format) {
-  switch (format) {
-    case ImageFormat::kPng:
-      return "PNG";
-    case ImageFormat::kJpeg:
-      return "JPEG";
-    case ImageFormat::kBmp:
-      return "BMP";
-  }
-  return "?";
-}
-
 ImageHeader read_image_header(std::span<const std::byte> bytes, std::string_view name) {
   const std::string where = "image " + std::string(name);
   if (bytes.empty()) throw ImageError(ImageError::Kind::kNotAnImage, where + ": file is empty");

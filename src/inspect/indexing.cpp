@@ -129,13 +129,13 @@ IndexReport copy_category(const Model& model, const VectorStore& from, VectorSto
   std::vector<StoredImage> dataset;
   std::vector<StoredImage> added;
   for (const StoredImage& image : images) {
-    (image.source == kSourceAdded ? added : dataset).push_back(image);
+    (image.source == ImageSource::kAdded ? added : dataset).push_back(image);
   }
   report.images = to.replace_dataset(category, dataset);
   if (!added.empty()) {
     std::vector<StoredImage> present;
     for (StoredImage& image : to.images(category)) {
-      if (image.source == kSourceAdded) present.push_back(std::move(image));
+      if (image.source == ImageSource::kAdded) present.push_back(std::move(image));
     }
     for (const StoredImage& image : added) {
       const bool stored = std::any_of(present.begin(), present.end(),
@@ -145,8 +145,6 @@ IndexReport copy_category(const Model& model, const VectorStore& from, VectorSto
       ++report.images;
     }
   }
-  report.patches = to.replace_patches(category, model.memory_bank(),
-                                      static_cast<std::size_t>(model.info().grid.dim));
   report.load_seconds = clock.lap();
   return report;
 }
@@ -158,8 +156,6 @@ IndexReport index_category(const Model& model, const Category& category,
   IndexReport report;
   report.images =
       store.replace_dataset(category.name, dataset_images(category, train_embeddings, test));
-  report.patches = store.replace_patches(category.name, model.memory_bank(),
-                                         static_cast<std::size_t>(model.info().grid.dim));
   report.load_seconds = clock.lap();
   return report;
 }
@@ -191,7 +187,6 @@ IndexReport index_category(const Model& model, const Category& category, VectorS
   }
   const IndexReport stored = index_category(model, category, train, test, store);
   report.images = stored.images;
-  report.patches = stored.patches;
   report.load_seconds = stored.load_seconds;
   return report;
 }
@@ -203,9 +198,9 @@ ModelUpdate update_model(Model& model, const std::filesystem::path& model_file, 
   ModelUpdate update;
   if (from_reports) {
     for (const AnomalyReport& r : store.reports({.category = category,
-                                  .status = "resolved",
+                                  .status = ReportStatus::kResolved,
                                   .limit = std::numeric_limits<std::size_t>::max()})) {
-      if (r.resolution != kFalseAlarm || r.applied) continue;
+      if (r.resolution != Resolution::kFalseAlarm || r.applied) continue;
       all.push_back(r.image.empty() ? r.path : r.image);
       update.reports_applied.push_back(r.id);
     }

@@ -37,12 +37,15 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
 
   const std::vector<Match> normal = store.nearest(prediction.embedding, options.k,
                                                   {.category = info.category, .anomalous = false});
-  if (normal.empty()) {
-    throw Error(store.location() + " holds no normal image of category '" + info.category +
-                "': index the category first (patchvec index)");
+  // Not indexed yet: the model alone decides (a trained model needs no stored image for that).
+  const bool comparable = !normal.empty();
+  if (!comparable) {
+    result.note = "no stored images of this category: patchvec index --model <" + info.category +
+                  ".pvm> stores them, then normal images come with the most similar ones";
+  } else {
+    result.best_similarity = normal.front().similarity;
   }
-  result.best_similarity = normal.front().similarity;
-  const bool too_different = result.best_similarity < minimum;
+  const bool too_different = comparable && result.best_similarity < minimum;
   const bool score_says_anomalous = prediction.verdict == Verdict::kAnomalous;
   if (score_says_anomalous) {
     result.reason = "score " + format_number(prediction.score) + " >= threshold " +
@@ -50,6 +53,8 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
   } else if (too_different) {
     result.reason =
         "best similarity " + format_number(result.best_similarity) + " < " + format_number(minimum);
+  } else if (!comparable) {
+    result.reason = "score below threshold (no stored images to compare with)";
   } else {
     result.reason = "score below threshold, similar to known good images";
   }
@@ -84,11 +89,7 @@ ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64
   check_resolution(resolution);
   const auto report = store.report(report_id);
   if (!report) throw NotFoundError("no report " + std::to_string(report_id));
-  if (report->status == "resolved") {
-    throw ConflictError("report " + std::to_string(report_id) + " was resolved already (" +
-                        report->resolution + " by " + report->resolved_by + " at " +
-                        report->resolved_at + ")");
-  }
+  if (report->status == ReportStatus::kResolved) throw already_resolved(*report);
   const ModelInfo& info = model.info();
   if (report->category != info.category) {
     throw Error("report " + std::to_string(report_id) + " is of category " + report->category +
@@ -104,7 +105,7 @@ ResolvedReport resolve_report(const Model& model, VectorStore& store, std::int64
                         e.what() + ")");
   }
   const Prediction& p = predictions.front();
-  const bool defect = resolution.resolution == kDefect;
+  const bool defect = resolution.resolution == Resolution::kDefect;
   return store.resolve_report(report_id, resolution,
                               StoredImage{.path = image.string(),
                                           .category = info.category,

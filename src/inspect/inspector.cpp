@@ -1,8 +1,12 @@
 #include <algorithm>
 
 #include <patchvec/error.h>
+#include <patchvec/files.h>
 #include <patchvec/inspector.h>
 #include <patchvec/log.h>
+#include <patchvec/report_spool.h>
+
+#include "util/sha256.h"
 
 namespace pv {
 
@@ -44,11 +48,13 @@ std::map<std::string, ServedModel> as_served(std::map<std::string, Model>&& mode
 
 }  // namespace
 
-Inspector::Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store)
-    : Inspector(as_served(std::move(models)), std::move(store)) {}
+Inspector::Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store,
+                     const InspectorOptions& options)
+    : Inspector(as_served(std::move(models)), std::move(store), options) {}
 
-Inspector::Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store)
-    : models_(std::move(models)), store_(std::move(store)) {
+Inspector::Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store,
+                     const InspectorOptions& options)
+    : options_(options), models_(std::move(models)), store_(std::move(store)) {
   if (models_.empty()) throw Error("an inspector needs at least one model");
   if (!store_) throw Error("an inspector needs a store");
   for (const auto& [category, served] : models_) {
@@ -56,7 +62,13 @@ Inspector::Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<
       throw Error("an inspector's model of " + category + " must be one of that category");
     }
   }
+  if (!options_.report_spool_dir.empty()) {
+    spool_ = std::make_unique<ReportSpool>(options_.report_spool_dir);
+  }
+  if (options_.batching) batcher_ = std::make_unique<PredictionBatcher>(*options_.batching);
 }
+
+Inspector::~Inspector() = default;
 
 ServedModel Inspector::served(const std::string& category) const {
   const std::lock_guard lock(mutex_);
@@ -86,7 +98,7 @@ Inspected Inspector::inspect(const std::string& category, const Image& image,
   const auto m = model(category);
   Prediction prediction = m->predict(image);
   Inspection inspection = pv::inspect(*m, *store_, prediction, name, options);
-  return {std::move(prediction), std::move(inspection)};
+  return {std::move(prediction), std::move(inspection), m, {}};
 }
 
 std::vector<Inspected> Inspector::inspect(const std::string& category,
@@ -98,9 +110,63 @@ std::vector<Inspected> Inspector::inspect(const std::string& category,
   out.reserve(images.size());
   for (std::size_t i = 0; i < images.size(); ++i) {
     Inspection inspection = pv::inspect(*m, *store_, predictions[i], images[i].string(), options);
-    out.push_back({std::move(predictions[i]), std::move(inspection)});
+    out.push_back({std::move(predictions[i]), std::move(inspection), m, {}});
   }
   return out;
+}
+
+Inspected Inspector::inspect(const std::string& category, const EncodedImage& image,
+                             const InspectOptions& options, const TurnWaiter& wait_turn) const {
+  // This call's model, to its end: a newer revision may be served meanwhile.
+  const std::shared_ptr<const Model> m = model(category);
+  const Embedder& backbone = m->backbone();
+  // The header first: an image over the limits (its pixels, or what this model's tiles would
+  // take of memory) is refused before it waits for a turn.
+  backbone.check_image(read_image_header(image.bytes, image.name), image.name);
+  Inspected out{.model = m};
+  {
+    const std::shared_ptr<void> turn = wait_turn ? wait_turn() : nullptr;
+    if (batcher_) {
+      PredictionBatcher::Announcement coming = batcher_->announce(*m);
+      out.image = decode_image(image.bytes, image.name, backbone.options().image_limits);
+      out.prediction = batcher_->predict(*m, out.image, &coming);
+    } else {
+      out.image = decode_image(image.bytes, image.name, backbone.options().image_limits);
+      out.prediction = m->predict(out.image);
+    }
+  }
+  InspectOptions with = options;
+  if (!options_.report_images_dir.empty()) {
+    with.keep_image = [&] { return keep_image_bytes(image.bytes); };
+  }
+  with.spool = spool_.get();
+  out.inspection = pv::inspect(*m, *store_, out.prediction, image.name, with);
+  return out;
+}
+
+// <report images dir>/<sha256>, written atomically; the same image twice is one file.
+std::string Inspector::keep_image_bytes(std::span<const std::byte> bytes) const {
+  const auto path = options_.report_images_dir / sha256_hex(bytes);
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) {
+    std::filesystem::create_directories(options_.report_images_dir);
+    AtomicFile file(path);
+    file.write(bytes);
+    file.commit();
+  }
+  return path.string();
+}
+
+std::size_t Inspector::flush_reports() {
+  return spool_ ? spool_->flush(*store_) : 0;
+}
+
+std::size_t Inspector::reports_pending() const {
+  return spool_ ? spool_->pending() : 0;
+}
+
+BatcherStats Inspector::batcher_stats() const {
+  return batcher_ ? batcher_->stats() : BatcherStats{};
 }
 
 ResolvedReport Inspector::resolve(std::int64_t report_id,

@@ -41,7 +41,8 @@ Json inspection(const Inspection& r) {
           {"best_similarity", r.best_similarity},
           {"matches", matches(r.matches)},
           {"report_id", r.report_id ? Json(*r.report_id) : nullptr},
-          {"report_pending", r.report_pending}};
+          {"report_pending", r.report_pending},
+          {"note", text_or_null(r.note)}};
 }
 
 Json report(const AnomalyReport& r) {
@@ -53,8 +54,8 @@ Json report(const AnomalyReport& r) {
           {"threshold", number_or_null(r.threshold)},
           {"best_similarity", r.best_similarity},
           {"matches", matches(r.matches)},
-          {"status", r.status},
-          {"resolution", text_or_null(r.resolution)},
+          {"status", report_status_name(r.status)},
+          {"resolution", r.resolution ? Json(resolution_name(*r.resolution)) : Json()},
           {"defect", text_or_null(r.defect)},
           {"note", r.note},
           {"resolved_by", text_or_null(r.resolved_by)},

@@ -40,7 +40,7 @@ nlohmann::json image_json(const StoredImage& image) {
   nlohmann::json j = {{"id", image.id},
                       {"path", image.path},
                       {"category", image.category},
-                      {"source", image.source},
+                      {"source", image_source_name(image.source)},
                       {"split", split_name(image.split)},
                       {"anomalous", image.anomalous},
                       {"defect", image.defect},
@@ -56,9 +56,10 @@ StoredImage image_from(const nlohmann::json& j) {
   image.category = j.at("category").get<std::string>();
   image.split = parse_split(j.at("split").get<std::string>(), "image split");
   // Stores written before sources existed marked added images by their split only.
-  image.source = j.contains("source")           ? j.at("source").get<std::string>()
-                 : image.split == Split::kAdded ? kSourceAdded
-                                                : kSourceDataset;
+  image.source = j.contains("source")
+                     ? parse_image_source(j.at("source").get<std::string>(), "source")
+                 : image.split == Split::kAdded ? ImageSource::kAdded
+                                                : ImageSource::kDataset;
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
   image.verdict = store::stored_verdict(j.at("verdict").get<std::string>());
@@ -109,10 +110,6 @@ Contents decode(std::span<const std::byte> bytes, const std::string& where) {
   for (const StoredImage& image : c.images) {
     if (image.id <= last_id) throw Error(where + ": image ids out of order or repeated");
     last_id = image.id;
-    if (image.source != kSourceDataset && image.source != kSourceAdded) {
-      throw Error(where + ": image " + std::to_string(image.id) + " has source '" + image.source +
-                  "'");
-    }
   }
   std::int64_t last_report = 0;
   for (const AnomalyReport& r : c.reports) {
@@ -202,11 +199,11 @@ class EmbeddedStore final : public VectorStore {
                               std::span<const StoredImage> images) override {
     return change([&](Contents& c) {
       std::erase_if(c.images, [&](const StoredImage& i) {
-        return i.category == category && i.source == kSourceDataset;
+        return i.category == category && i.source == ImageSource::kDataset;
       });
       for (StoredImage image : images) {
         image.category = category;
-        image.source = kSourceDataset;
+        image.source = ImageSource::kDataset;
         append(c, std::move(image));
       }
       return images.size();
@@ -216,13 +213,9 @@ class EmbeddedStore final : public VectorStore {
   std::int64_t add_image(const StoredImage& image) override {
     return change([&](Contents& c) {
       StoredImage added = image;
-      added.source = kSourceAdded;
+      added.source = ImageSource::kAdded;
       return append(c, std::move(added));
     });
-  }
-
-  std::size_t replace_patches(const std::string&, std::span<const float>, std::size_t) override {
-    return 0;
   }
 
   std::vector<Match> nearest(std::span<const float> query, std::size_t k,
@@ -271,8 +264,9 @@ class EmbeddedStore final : public VectorStore {
       AnomalyReport r = report;
       r.id = take_id(c.next_report_id, "report", location());
       if (r.created.empty()) r.created = utc_now();
-      r.status = "open";
-      r.resolution = r.defect = r.note = r.resolved_by = r.resolved_at = "";
+      r.status = ReportStatus::kOpen;
+      r.resolution.reset();
+      r.defect = r.note = r.resolved_by = r.resolved_at = "";
       r.applied = false;
       c.reports.push_back(std::move(r));
       return c.reports.back().id;
@@ -287,7 +281,7 @@ class EmbeddedStore final : public VectorStore {
          it != contents_.reports.rend() && out.size() < query.limit; ++it) {
       // ISO 8601 texts in UTC order like the times they name.
       if ((query.category.empty() || it->category == query.category) &&
-          (query.status.empty() || it->status == query.status) && it->created >= query.since) {
+          (!query.status || it->status == *query.status) && it->created >= query.since) {
         out.push_back(*it);
       }
     }
@@ -309,17 +303,14 @@ class EmbeddedStore final : public VectorStore {
     return change([&](Contents& c) {
       for (AnomalyReport& r : c.reports) {
         if (r.id != id) continue;
-        if (r.status == "resolved") {
-          throw ConflictError("report " + std::to_string(id) + " was resolved already (" +
-                              r.resolution + " by " + r.resolved_by + " at " + r.resolved_at + ")");
-        }
+        if (r.status == ReportStatus::kResolved) throw already_resolved(r);
         ResolvedReport out;
         if (image) {
           StoredImage added = *image;
-          added.source = kSourceAdded;
+          added.source = ImageSource::kAdded;
           out.image_id = append(c, std::move(added));  // may throw: nothing changed yet
         }
-        r.status = "resolved";
+        r.status = ReportStatus::kResolved;
         r.resolution = resolution.resolution;
         r.defect = resolution.defect;
         r.note = resolution.note;

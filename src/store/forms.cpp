@@ -10,6 +10,15 @@ Verdict stored_verdict(std::string_view text) {
   return text.empty() ? Verdict::kUnknown : parse_verdict(text, "stored verdict");
 }
 
+std::string stored_resolution_text(const std::optional<Resolution>& resolution) {
+  return resolution ? resolution_name(*resolution) : "";
+}
+
+std::optional<Resolution> stored_resolution(std::string_view text) {
+  if (text.empty()) return std::nullopt;
+  return parse_resolution(text);
+}
+
 nlohmann::json match_json(const Match& m) {
   return {{"id", m.image.id},
           {"path", m.image.path},
@@ -46,8 +55,8 @@ nlohmann::json report_json(const AnomalyReport& r) {
           {"created", r.created},
           {"matches", matches},
           {"image", r.image},
-          {"status", r.status},
-          {"resolution", r.resolution},
+          {"status", report_status_name(r.status)},
+          {"resolution", stored_resolution_text(r.resolution)},
           {"defect", r.defect},
           {"note", r.note},
           {"resolved_by", r.resolved_by},
@@ -71,16 +80,18 @@ AnomalyReport report_from(const nlohmann::json& j) {
   // Stores written before reports could be resolved have none of these: open reports.
   if (j.contains("status")) {
     r.image = j.at("image").get<std::string>();
-    r.status = j.at("status").get<std::string>();
-    r.resolution = j.at("resolution").get<std::string>();
+    const auto status = j.at("status").get<std::string>();
+    try {
+      r.status = parse_report_status(status);
+      r.resolution = stored_resolution(j.at("resolution").get<std::string>());
+    } catch (const Error& e) {
+      throw Error("report " + std::to_string(r.id) + ": " + e.what());
+    }
     r.defect = j.at("defect").get<std::string>();
     r.note = j.at("note").get<std::string>();
     r.resolved_by = j.at("resolved_by").get<std::string>();
     r.resolved_at = j.at("resolved_at").get<std::string>();
     r.applied = j.at("applied").get<bool>();
-    if (r.status != "open" && r.status != "resolved") {
-      throw Error("report " + std::to_string(r.id) + " has status '" + r.status + "'");
-    }
   }
   if (j.contains("idempotency_key")) r.idempotency_key = j.at("idempotency_key").get<std::string>();
   return r;

@@ -2,6 +2,8 @@
 // One form for both, read strictly (a store file is untrusted bytes). Thread-safe.
 #pragma once
 
+#include <optional>
+#include <string>
 #include <string_view>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +16,11 @@ namespace pv::store {
 // verdict_name() text; stores written before verdicts had one spelling hold "" for an image that
 // was not scored. Throws pv::Error for text that is no verdict (a damaged file or row).
 Verdict stored_verdict(std::string_view text);
+
+// resolution_name() text, "" for none (an open report); back, throwing pv::Error for text that
+// is no resolution.
+std::string stored_resolution_text(const std::optional<Resolution>& resolution);
+std::optional<Resolution> stored_resolution(std::string_view text);
 
 // {"id", "path", "category", "anomalous", "defect", "similarity"}: a match as reports keep it (the
 // API's form is json::match()).

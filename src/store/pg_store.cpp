@@ -37,7 +37,7 @@ StoredImage image_from(const pg::Result& r, int row) {
   image.defect = r.text(row, 5);
   if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
   image.verdict = store::stored_verdict(r.text(row, 7));
-  image.source = r.text(row, 8);
+  image.source = parse_image_source(r.text(row, 8), "stored source");
   return image;
 }
 
@@ -60,8 +60,8 @@ AnomalyReport report_from(const pg::Result& r, int row) {
   for (const auto& m : nlohmann::json::parse(r.text(row, 7)))
     report.matches.push_back(store::match_from(m));
   report.image = r.text(row, 8);
-  report.status = r.text(row, 9);
-  report.resolution = r.text(row, 10);
+  report.status = parse_report_status(r.text(row, 9));
+  report.resolution = store::stored_resolution(r.text(row, 10));
   report.defect = r.text(row, 11);
   report.note = r.text(row, 12);
   report.resolved_by = r.text(row, 13);
@@ -135,26 +135,6 @@ class PostgresStore final : public VectorStore {
     return id;
   }
 
-  std::size_t replace_patches(const std::string& category, std::span<const float> vectors,
-                              std::size_t dim) override {
-    const auto db = writes_.lease();
-    pg::Transaction t(*db);
-    ensure_vector_tables(*db, dim);
-    check_dimension(dim);
-    db->exec("DROP INDEX IF EXISTS patches_embedding_hnsw");
-    db->exec("DELETE FROM patches WHERE category = $1", {category});
-    pg::CopyBuffer rows;
-    const std::size_t count = dim ? vectors.size() / dim : 0;
-    for (std::size_t i = 0; i < count; ++i) {
-      rows.begin_row(2);
-      rows.add_text(category);
-      rows.add_vector(vectors.subspan(i * dim, dim));
-    }
-    db->copy_in("COPY patches (category, embedding) FROM STDIN (FORMAT BINARY)", rows.finish());
-    t.commit();
-    return count;
-  }
-
   double build_indexes() override {
     const auto db = writes_.lease();
     if (!has_vector_tables(*db)) return 0;
@@ -163,9 +143,6 @@ class PostgresStore final : public VectorStore {
     db->exec(
         "CREATE INDEX IF NOT EXISTS images_embedding_hnsw ON images USING hnsw "
         "(embedding vector_cosine_ops)");
-    db->exec(
-        "CREATE INDEX IF NOT EXISTS patches_embedding_hnsw ON patches USING hnsw "
-        "(embedding vector_l2_ops)");
     db->exec("RESET maintenance_work_mem");
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -235,7 +212,7 @@ class PostgresStore final : public VectorStore {
            std::to_string(
                std::min<std::size_t>(query.limit, std::numeric_limits<std::int64_t>::max())),
            query.since.empty() ? std::nullopt : std::optional<std::string>(query.since),
-           query.status});
+           query.status ? report_status_name(*query.status) : ""});
       std::vector<AnomalyReport> out;
       out.reserve(static_cast<std::size_t>(r.rows()));
       for (int row = 0; row < r.rows(); ++row) out.push_back(report_from(r, row));
@@ -265,10 +242,11 @@ class PostgresStore final : public VectorStore {
         "FROM reports WHERE id = $1 FOR UPDATE",
         {std::to_string(id)});
     if (current.rows() == 0) throw NotFoundError("no report " + std::to_string(id));
-    if (current.text(0, 0) == "resolved") {
-      throw ConflictError("report " + std::to_string(id) + " was resolved already (" +
-                          current.text(0, 1) + " by " + current.text(0, 2) + " at " +
-                          current.text(0, 3) + ")");
+    if (current.text(0, 0) == report_status_name(ReportStatus::kResolved)) {
+      throw already_resolved({.id = id,
+                              .resolution = store::stored_resolution(current.text(0, 1)),
+                              .resolved_by = current.text(0, 2),
+                              .resolved_at = current.text(0, 3)});
     }
     ResolvedReport out;
     if (image) out.image_id = insert_added(*db, *image);
@@ -276,8 +254,8 @@ class PostgresStore final : public VectorStore {
         std::string("UPDATE reports SET status = 'resolved', resolution = $2, defect = $3, "
                     "note = $4, resolved_by = $5, resolved_at = now() WHERE id = $1 RETURNING ") +
             kReportColumns,
-        {std::to_string(id), resolution.resolution, resolution.defect, resolution.note,
-         resolution.by});
+        {std::to_string(id), resolution_name(resolution.resolution), resolution.defect,
+         resolution.note, resolution.by});
     t.commit();
     out.report = report_from(r, 0);
     return out;
@@ -375,7 +353,6 @@ class PostgresStore final : public VectorStore {
     }
     const std::string type = "vector(" + std::to_string(dim) + ")";
     db.exec("ALTER TABLE images ALTER COLUMN embedding TYPE " + type);
-    db.exec("ALTER TABLE patches ALTER COLUMN embedding TYPE " + type);
     db.exec("INSERT INTO patchvec_meta VALUES ('dimension', $1)", {std::to_string(dim)});
     dimension_ = dim;
   }

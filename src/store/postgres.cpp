@@ -308,14 +308,6 @@ void Connection::copy_in(const std::string& sql, std::span<const std::byte> data
   while (pg_result* extra = PQgetResult(connection_)) PQclear(extra);
 }
 
-std::string Connection::quote_identifier(const std::string& identifier) {
-  char* quoted = PQescapeIdentifier(connection_, identifier.c_str(), identifier.size());
-  if (quoted == nullptr) fail("quoting an identifier");
-  std::string out = quoted;
-  PQfreemem(quoted);
-  return out;
-}
-
 Transaction::Transaction(Connection& connection) : connection_(connection) {
   connection_.exec("BEGIN");
 }

@@ -68,7 +68,6 @@ class Connection {
 
   // "patchvec@127.0.0.1:5432/patchvec": for messages.
   const std::string& name() const { return name_; }
-  std::string quote_identifier(const std::string& identifier);
 
  private:
   // PQexecParams with `params` as text, then `bytes` (if given) as one binary value; results in

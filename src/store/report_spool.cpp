@@ -53,7 +53,7 @@ void check_spooled(const AnomalyReport& r) {
       r.idempotency_key.find_first_not_of("0123456789abcdef") != std::string::npos) {
     throw Error("its idempotency key is not 32 hexadecimal digits");
   }
-  if (r.status != "open") throw Error("it is not an open report");
+  if (r.status != ReportStatus::kOpen) throw Error("it is not an open report");
   if (r.matches.size() > kMaxMatches) {
     throw Error("it has " + std::to_string(r.matches.size()) + " matches (at most " +
                 std::to_string(kMaxMatches) + ")");
@@ -83,7 +83,7 @@ void check_spooled(const AnomalyReport& r) {
 
 ReportSpool::ReportSpool(std::filesystem::path dir) : dir_(std::move(dir)) {}
 
-std::optional<std::int64_t> ReportSpool::add(VectorStore& store, AnomalyReport report) {
+std::optional<std::int64_t> ReportSpool::add(ReportLog& store, AnomalyReport report) {
   report.idempotency_key = new_key();
   if (report.created.empty()) report.created = utc_now();  // the time it was found, not written
   try {
@@ -106,7 +106,7 @@ std::optional<std::int64_t> ReportSpool::add(VectorStore& store, AnomalyReport r
   }
 }
 
-std::size_t ReportSpool::flush(VectorStore& store) {
+std::size_t ReportSpool::flush(ReportLog& store) {
   const std::lock_guard flushing(flush_mutex_);
   std::size_t stored = 0;
   for (const auto& path : spooled(dir_)) {

@@ -35,19 +35,40 @@ void check_defect_type(const std::string& defect) {
   check_text(defect, "defect type");
 }
 
+ImageSource parse_image_source(std::string_view name, std::string_view setting) {
+  for (const ImageSource s : {ImageSource::kDataset, ImageSource::kAdded}) {
+    if (name == image_source_name(s)) return s;
+  }
+  throw Error(std::string(setting) + " is '" + printable(name, 40) +
+              "': expected dataset or added");
+}
+
+ReportStatus parse_report_status(std::string_view name) {
+  for (const ReportStatus s : {ReportStatus::kOpen, ReportStatus::kResolved}) {
+    if (name == report_status_name(s)) return s;
+  }
+  throw Error("status must be open or resolved, got '" + printable(name, 40) + "'");
+}
+
+Resolution parse_resolution(std::string_view name) {
+  for (const Resolution r : {Resolution::kFalseAlarm, Resolution::kDefect}) {
+    if (name == resolution_name(r)) return r;
+  }
+  throw Error("resolution must be 'false_alarm' or 'defect', got '" + printable(name, 40) + "'");
+}
+
+ConflictError already_resolved(const AnomalyReport& r) {
+  return ConflictError("report " + std::to_string(r.id) + " was resolved already (" +
+                       (r.resolution ? resolution_name(*r.resolution) : "?") + " by " +
+                       r.resolved_by + " at " + r.resolved_at + ")");
+}
+
 void check_resolution(const ReportResolution& r) {
-  if (r.resolution != kFalseAlarm && r.resolution != kDefect) {
-    throw Error("resolution must be '" + std::string(kFalseAlarm) + "' or '" + kDefect +
-                "', got '" + printable(r.resolution, 40) + "'");
-  }
-  if (r.resolution == kDefect && r.defect.empty()) {
-    throw Error("a defect resolution needs the defect's type");
-  }
-  if (r.resolution == kFalseAlarm && !r.defect.empty()) {
-    throw Error("a false alarm has no defect type");
-  }
+  const bool defect = r.resolution == Resolution::kDefect;
+  if (defect && r.defect.empty()) throw Error("a defect resolution needs the defect's type");
+  if (!defect && !r.defect.empty()) throw Error("a false alarm has no defect type");
   if (r.defect == "good") throw Error("'good' is no defect type: resolve it as a false alarm");
-  if (r.resolution == kDefect) check_defect_type(r.defect);
+  if (defect) check_defect_type(r.defect);
   if (r.note.size() > 2000 || r.by.size() > 100) {
     throw Error("note or name too long (2000 and 100 bytes at most)");
   }

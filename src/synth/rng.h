@@ -30,7 +30,6 @@ class Rng {
     const double u = 1.0 - uniform();
     return std::sqrt(-2.0 * std::log(u)) * std::cos(2.0 * std::numbers::pi * uniform());
   }
-  double sign() { return chance(0.5) ? 1.0 : -1.0; }
 
  private:
   std::uint64_t state_;

@@ -76,7 +76,6 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
   const std::size_t images = category_->train.size() + category_->test.size() + 1;  // + added
   EXPECT_EQ(report.images, images);
   EXPECT_EQ(report.verified, 2u);          // the first normal and the first defective image
-  EXPECT_EQ(report.patches, 0u);           // the embedded store keeps no bank
   copy_category(*model_, *source, *copy);  // again: the added image is not added twice
 
   // In id order: the second copy's dataset rows are new, its added row is the first copy's.
@@ -100,7 +99,7 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
     EXPECT_EQ(to[i].verdict, from[i].verdict) << i;
     EXPECT_EQ(to[i].embedding, from[i].embedding) << i;
   }
-  EXPECT_EQ(to.back().source, kSourceAdded);
+  EXPECT_EQ(to.back().source, ImageSource::kAdded);
   EXPECT_EQ(to.back().defect, "scratch");
 }
 

@@ -85,6 +85,58 @@ TEST_F(InspectorTest, AnswersAsInspectDoes) {
   EXPECT_THROW(inspector.inspect("wood", images, options), NotFoundError);
 }
 
+// An image from outside, as encoded bytes: the same answer as its file, checked against the
+// model's limits before its turn is taken, the turn held through the prediction; a reported
+// image's bytes are kept by their SHA-256, and a report the store refuses for now waits in the
+// spool.
+TEST_F(InspectorTest, InspectsEncodedBytesAsItsFile) {
+  testing::TempDir kept;
+  const Inspector inspector(load_models(*dir_ / "models", {.threads = 2}),
+                            open_embedded_store(kept / "store.pvs"),
+                            {.batching = BatcherOptions{.max_batch = 2},
+                             .report_images_dir = kept / "images",
+                             .report_spool_dir = kept / "spool"});
+  index_category(*inspector.model("tile"), read_category(*dir_ / "data", "tile"),
+                 inspector.store());
+  const Category category = read_category(*dir_ / "data", "tile");
+  int turns = 0;
+  const TurnWaiter wait = [&] {
+    ++turns;
+    return std::shared_ptr<void>();
+  };
+  for (const Sample& s : category.test) {
+    const std::string bytes = testing::read_text(s.image);
+    const Inspected r = inspector.inspect(
+        "tile",
+        {.bytes = std::as_bytes(std::span(bytes.data(), bytes.size())), .name = "upload.png"},
+        {.k = 3}, wait);
+    const Inspected file =
+        inspector.inspect("tile", std::span(&s.image, 1), {.k = 3, .report = false}).front();
+    EXPECT_EQ(r.prediction.score, file.prediction.score);
+    EXPECT_EQ(r.inspection.verdict, file.inspection.verdict);
+    EXPECT_EQ(r.image.width, load_image(s.image).width);
+    EXPECT_EQ(r.model, inspector.model("tile"));
+    if (r.inspection.verdict == Verdict::kAnomalous) {
+      ASSERT_TRUE(r.inspection.report_id.has_value());
+      const auto report = inspector.store().report(*r.inspection.report_id);
+      EXPECT_EQ(report->path, "upload.png");
+      EXPECT_EQ(testing::read_text(report->image), bytes);  // kept, by its SHA-256
+      EXPECT_EQ(std::filesystem::path(report->image).parent_path(), kept / "images");
+    }
+  }
+  EXPECT_EQ(turns, static_cast<int>(category.test.size()));
+  EXPECT_GT(inspector.batcher_stats().images, 0);
+  EXPECT_EQ(inspector.reports_pending(), 0u);
+  // Bytes that are no image: refused before a turn is taken.
+  const std::string text = "no image";
+  EXPECT_THROW(
+      inspector.inspect(
+          "tile", {.bytes = std::as_bytes(std::span(text.data(), text.size())), .name = "text.png"},
+          {}, wait),
+      ImageError);
+  EXPECT_EQ(turns, static_cast<int>(category.test.size()));
+}
+
 // serve() swaps a category's model for the calls that begin after it; whoever holds the previous
 // one keeps using it. A model must be of the category it is served for.
 TEST_F(InspectorTest, ServeSwapsAModelWhileHoldersKeepTheirs) {
@@ -120,17 +172,18 @@ TEST_F(InspectorTest, ResolvesWithTheReportsCategory) {
   const std::int64_t id = store.add_report({.path = image.string(), .category = "grid"});
   const std::int64_t orphan = store.add_report({.path = image.string(), .category = "wood"});
   const std::size_t before = store.image_count("grid");
-  EXPECT_THROW(inspector.resolve(999999, {.resolution = kFalseAlarm}), NotFoundError);
-  EXPECT_THROW(inspector.resolve(orphan, {.resolution = kFalseAlarm}), ConflictError);
-  EXPECT_THROW(inspector.resolve(id, {.resolution = "maybe"}), Error);
-  const ResolvedReport resolved = inspector.resolve(id, {.resolution = kFalseAlarm, .by = "test"});
-  EXPECT_EQ(resolved.report.status, "resolved");
+  EXPECT_THROW(inspector.resolve(999999, {.resolution = Resolution::kFalseAlarm}), NotFoundError);
+  EXPECT_THROW(inspector.resolve(orphan, {.resolution = Resolution::kFalseAlarm}), ConflictError);
+  EXPECT_THROW(inspector.resolve(id, {.resolution = Resolution::kDefect}), Error);  // no type
+  const ResolvedReport resolved =
+      inspector.resolve(id, {.resolution = Resolution::kFalseAlarm, .by = "test"});
+  EXPECT_EQ(resolved.report.status, ReportStatus::kResolved);
   EXPECT_EQ(store.image_count("grid"), before + 1);
   const auto added = store.image(resolved.image_id);
   ASSERT_TRUE(added.has_value());
   EXPECT_EQ(added->category, "grid");
   EXPECT_FALSE(added->anomalous);
-  EXPECT_THROW(inspector.resolve(id, {.resolution = kFalseAlarm}), ConflictError);
+  EXPECT_THROW(inspector.resolve(id, {.resolution = Resolution::kFalseAlarm}), ConflictError);
 }
 
 TEST_F(InspectorTest, TwoModelsOfOneCategoryAreRefused) {

@@ -117,6 +117,37 @@ TEST_F(ServiceApi, InspectsNormalAndDefectiveImages) {
   EXPECT_NE(metrics->body.find("patchvec_anomalies_reported_total"), std::string::npos);
 }
 
+// A trained model whose category has no stored images yet (trained, not indexed): verdicts from
+// the model alone, no matches, a note saying why; ready, and no incident.
+TEST_F(ServiceApi, AModelWithoutStoredImagesStillAnswers) {
+  testing::TempDir fresh;
+  std::filesystem::create_directories(fresh / "models");
+  std::filesystem::copy_file(*dir_ / "models" / "synthetic.pvm",
+                             fresh / "models" / "synthetic.pvm");
+  const Running running({.models_dir = fresh / "models", .port = 0});
+  auto client = running.client();
+  const auto health = testing::health_when(client, 200);
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  for (const char* image : {"good/000.png", "blob/001.png"}) {
+    const auto answer =
+        client.Post("/v1/inspect?category=synthetic", file_bytes(test_image(image)), "image/png");
+    ASSERT_TRUE(answer);
+    ASSERT_EQ(answer->status, 200) << answer->body;
+    const auto r = json_of(answer);
+    EXPECT_EQ(r["verdict"], std::string(image).starts_with("good") ? "normal" : "anomalous")
+        << answer->body;
+    EXPECT_TRUE(r["matches"].empty());
+    EXPECT_EQ(r["best_similarity"], 0.0);
+    EXPECT_TRUE(r["note"].get<std::string>().starts_with(
+        "no stored images of this category: patchvec index"))
+        << r["note"];
+    EXPECT_FALSE(r["map_png"].get<std::string>().empty());
+  }
+  const auto categories = json_of(client.Get("/v1/categories"));
+  EXPECT_EQ(categories[0]["stored_images"], 0);
+}
+
 TEST_F(ServiceApi, BadRequestsGetJsonErrors) {
   auto client = running_->client();
   const auto expect = [](const httplib::Result& r, int status, const std::string& words) {

@@ -1,5 +1,7 @@
 // The PostgreSQL + pgvector store against a real server (scripts/pgvector-server.sh, started by
-// CTest's pgvector fixture). Every test works in a database of its own.
+// CTest's pgvector fixture): the conformance suite (store/conformance.h), and what only a
+// database has: its schema and migrations, transactions under killed connections, connections in
+// parallel, HNSW. Every test works in a database of its own.
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -16,10 +18,28 @@
 #include <patchvec/error.h>
 #include <patchvec/store.h>
 
+#include "store/conformance.h"
 #include "store/pg_testing.h"
 #include "store/postgres.h"
 #include "store/store_testing.h"
 #include "testing.h"
+
+namespace pv::testing {
+
+// A database of its own per test, named after it; open() is another connection's view.
+struct PostgresBackend {
+  testing::ScratchDatabase database{[] {
+    std::string name = std::string("conformance_") +
+                       ::testing::UnitTest::GetInstance()->current_test_info()->name();
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    return name;
+  }()};
+  std::unique_ptr<VectorStore> open() const { return open_postgres_store(database.url()); }
+};
+
+INSTANTIATE_TYPED_TEST_SUITE_P(Postgres, StoreConformance, PostgresBackend);
+
+}  // namespace pv::testing
 
 namespace pv {
 namespace {
@@ -54,67 +74,20 @@ TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
   }
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "5");
+            "6");
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'").text(0, 0), "8");
   EXPECT_EQ(db.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = 'images'::regclass AND attname = 'embedding'")
                 .text(0, 0),
             "vector(8)");
-  for (const char* table : {"categories", "images", "patches", "reports"}) {
+  for (const char* table : {"categories", "images", "reports"}) {
     EXPECT_EQ(db.exec("SELECT to_regclass($1) IS NOT NULL", {std::string(table)}).text(0, 0), "t")
         << table;
   }
+  // Version 6 dropped the memory-bank patches nothing read (sql/006_drop_patches.sql).
+  EXPECT_EQ(db.exec("SELECT to_regclass('patches') IS NULL").text(0, 0), "t");
   auto again = open_postgres_store(url_);  // migration is idempotent
   EXPECT_EQ(again->image_count("tile"), 10u);
-}
-
-TEST_F(PostgresStore, ReindexingKeepsAddedImages) {
-  std::mt19937 rng(12);
-  auto store = open_postgres_store(url_);
-  store->replace_dataset("tile", random_images(rng, "tile", 8, 6));
-  const std::int64_t added = store->add_image({.path = "labelled/oil.png",
-                                               .category = "tile",
-                                               .split = Split::kAdded,
-                                               .anomalous = true,
-                                               .defect = "oil",
-                                               .embedding = random_vector(rng, 6)});
-  store->replace_dataset("tile", random_images(rng, "tile", 7, 6));
-  EXPECT_EQ(store->image_count("tile"), 8u);  // 7 from the dataset and the added one
-  const auto kept = store->image(added);
-  ASSERT_TRUE(kept.has_value());
-  EXPECT_EQ(kept->defect, "oil");
-  EXPECT_EQ(kept->source, kSourceAdded);
-  store->replace_dataset("tile", {});  // an empty dataset still keeps it
-  EXPECT_EQ(store->image_count("tile"), 1u);
-}
-
-TEST_F(PostgresStore, ReportsAreResolvedOnce) {
-  auto store = open_postgres_store(url_);
-  testing::check_report_lifecycle(*store);
-}
-
-// A store opened on an empty database (a service started before the first index) sees what
-// another process loads afterwards.
-TEST_F(PostgresStore, AStoreOpenedBeforeTheFirstLoadSeesIt) {
-  auto early = open_postgres_store(url_, /*exact=*/true);
-  EXPECT_EQ(early->image_count(), 0u);
-  std::mt19937 rng(9);
-  const auto images = random_images(rng, "tile", 10, 8);
-  open_postgres_store(url_)->replace_dataset("tile", images);
-  EXPECT_EQ(early->image_count("tile"), 10u);
-  const auto match = early->nearest(images[3].embedding, 1, {.category = "tile"});
-  ASSERT_EQ(match.size(), 1u);
-  EXPECT_EQ(match[0].image.path, images[3].path);
-}
-
-TEST_F(PostgresStore, RacingDecisionsStoreOnlyTheWinnersImage) {
-  auto store = open_postgres_store(url_);
-  testing::check_racing_decisions(*store);
-}
-
-TEST_F(PostgresStore, AReportSentTwiceIsStoredOnce) {
-  auto store = open_postgres_store(url_);
-  testing::check_idempotent_reports(*store);
 }
 
 TEST_F(PostgresStore, MigratesAVersion1Schema) {
@@ -148,37 +121,22 @@ TEST_F(PostgresStore, MigratesAVersion1Schema) {
         "VALUES ('old.png', 'tile', 3, 2, 0.5, '[]')");
   }
   auto store = open_postgres_store(url_);
-  EXPECT_EQ(store->image(1)->source, kSourceDataset);
-  EXPECT_EQ(store->image(2)->source, kSourceAdded);
+  EXPECT_EQ(store->image(1)->source, ImageSource::kDataset);
+  EXPECT_EQ(store->image(2)->source, ImageSource::kAdded);
   store->replace_dataset("tile", {});
   EXPECT_EQ(store->image_count("tile"), 1u);  // the labelled one survived the re-index
   // The old report is kept, open, and can be resolved.
   const auto old = store->reports({.limit = 10});
   ASSERT_EQ(old.size(), 1u);
   EXPECT_EQ(old[0].path, "old.png");
-  EXPECT_EQ(old[0].status, "open");
-  EXPECT_EQ(
-      store->resolve_report(old[0].id, {.resolution = kFalseAlarm}, std::nullopt).report.status,
-      "resolved");
+  EXPECT_EQ(old[0].status, ReportStatus::kOpen);
+  EXPECT_EQ(store->resolve_report(old[0].id, {.resolution = Resolution::kFalseAlarm}, std::nullopt)
+                .report.status,
+            ReportStatus::kResolved);
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "5");
-}
-
-TEST_F(PostgresStore, ReindexingReplacesNeverDuplicates) {
-  std::mt19937 rng(2);
-  auto store = open_postgres_store(url_);
-  store->replace_dataset("tile", random_images(rng, "tile", 40, 16));
-  store->replace_dataset("grid", random_images(rng, "grid", 7, 16));
-  store->replace_dataset("tile", random_images(rng, "tile", 25, 16));
-  store->replace_dataset("tile", random_images(rng, "tile", 25, 16));
-  EXPECT_EQ(store->image_count("tile"), 25u);
-  EXPECT_EQ(store->image_count("grid"), 7u);
-  const std::vector<float> bank(16 * 100, 0.5f);
-  EXPECT_EQ(store->replace_patches("tile", bank, 16), 100u);
-  EXPECT_EQ(store->replace_patches("tile", std::span(bank).first(16 * 60), 16), 60u);
-  pg::Connection db(url_);
-  EXPECT_EQ(count_rows(db, "patches"), 60);
+            "6");
+  EXPECT_EQ(db.exec("SELECT to_regclass('patches') IS NULL").text(0, 0), "t");
 }
 
 TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
@@ -206,36 +164,35 @@ TEST_F(PostgresStore, AFailedLoadLeavesThePreviousContents) {
   EXPECT_EQ(open_postgres_store(url_)->image_count("tile"), 30u);
 }
 
-TEST_F(PostgresStore, AConnectionKilledDuringTheCopyLeavesThePreviousBank) {
+TEST_F(PostgresStore, AConnectionKilledDuringTheCopyLeavesThePreviousImages) {
   auto store = open_postgres_store(url_);
   const std::size_t dim = 1536;
-  const std::vector<float> old_bank(dim * 100, 0.25f);
-  store->replace_patches("tile", old_bank, dim);
-  // 30,000 x 1536 floats (184 MB of COPY data): long enough to be killed in the middle.
-  const std::vector<float> new_bank(dim * 30000, 0.5f);
+  std::mt19937 rng(5);
+  store->replace_dataset("tile", random_images(rng, "tile", 100, dim, "old/"));
+  // 30,000 images of 1536 floats (184 MB of COPY data): long enough to be killed in the middle.
+  std::vector<StoredImage> many(30000, StoredImage{.path = "new.png",
+                                                   .category = "tile",
+                                                   .embedding = std::vector<float>(dim, 0.5f)});
   std::atomic<bool> killed = false;
   std::thread killer([&] {
     pg::Connection watcher(base_url_);
     for (int attempt = 0; attempt < 2000 && !killed; ++attempt) {
       const pg::Result r = watcher.exec(
           "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND "
-          "query LIKE 'COPY patches%' AND state = 'active'",
+          "query LIKE 'COPY images%' AND state = 'active'",
           {database_});
       killed = r.rows() > 0;
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   });
-  EXPECT_THROW(store->replace_patches("tile", new_bank, dim), Error);
+  EXPECT_THROW(store->replace_dataset("tile", many), Error);
   killer.join();
   ASSERT_TRUE(killed) << "the COPY finished before it could be killed";
   pg::Connection db(url_);
-  EXPECT_EQ(count_rows(db, "patches"), 100);
-  EXPECT_EQ(db.exec("SELECT count(*) FROM patches WHERE (embedding::real[])[1] = 0.25").text(0, 0),
-            "100");
+  EXPECT_EQ(count_rows(db, "images"), 100);
+  EXPECT_EQ(db.exec("SELECT count(*) FROM images WHERE path LIKE 'old/%'").text(0, 0), "100");
 }
 
-// Calls from many threads run on connections of their own (up to 4 for reads and 4 for writes),
-// and answer as they do alone.
 TEST_F(PostgresStore, ConcurrentCallsRunOnSeveralConnections) {
   std::mt19937 rng(5);
   const auto images = random_images(rng, "tile", 200, 32);
@@ -335,53 +292,6 @@ TEST_F(PostgresStore, HnswRecallAtTenIsAtLeast95Percent) {
   EXPECT_EQ(db.exec("SELECT count(*) FROM pg_indexes WHERE indexname = 'images_embedding_hnsw'")
                 .text(0, 0),
             "1");
-}
-
-TEST_F(PostgresStore, ReportsAndAddedAnomalies) {
-  auto store = open_postgres_store(url_);
-  const std::vector<float> v = {1, 2, 3, 4};
-  const std::int64_t id = store->add_image({.path = "fake/oil.png",
-                                            .category = "tile",
-                                            .split = Split::kAdded,
-                                            .anomalous = true,
-                                            .defect = "oil",
-                                            .embedding = v});
-  const auto stored = store->image(id);
-  ASSERT_TRUE(stored.has_value());
-  EXPECT_EQ(stored->embedding, v);
-  EXPECT_EQ(stored->split, Split::kAdded);
-  const auto matches = store->nearest(v, 3, {.category = "tile", .anomalous = true});
-  ASSERT_EQ(matches.size(), 1u);
-  EXPECT_NEAR(matches[0].similarity, 1.0, 1e-6);
-  const std::int64_t first = store->add_report({.path = "q1.png",
-                                                .category = "tile",
-                                                .score = 3,
-                                                .threshold = 2,
-                                                .best_similarity = 0.5,
-                                                .matches = matches});
-  store->add_report({.path = "q2.png", .category = "grid", .score = 4, .threshold = 1});
-  const auto reports = store->reports({.limit = 10});
-  ASSERT_EQ(reports.size(), 2u);
-  EXPECT_EQ(reports[0].path, "q2.png");
-  EXPECT_EQ(reports[1].id, first);
-  EXPECT_EQ(reports[1].matches.at(0).image.defect, "oil");
-  EXPECT_EQ(reports[1].created.size(), 20u);  // 2026-11-28T21:04:05Z
-  EXPECT_EQ(store->reports({.category = "tile", .limit = 10}).size(), 1u);
-  EXPECT_EQ(store->reports({.since = "2000-01-01", .limit = 10}).size(), 2u);
-  EXPECT_EQ(store->reports({.since = "2999-01-01T00:00:00", .limit = 10}).size(), 0u);
-}
-
-TEST_F(PostgresStore, DimensionMismatchIsOneClearError) {
-  auto store = open_postgres_store(url_);
-  store->add_image({.path = "a", .category = "tile", .embedding = {1, 2, 3}});
-  try {
-    store->add_image({.path = "b", .category = "tile", .embedding = {1, 2}});
-    FAIL() << "expected an error";
-  } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("3-dimensional embeddings, got 2"), std::string::npos)
-        << e.what();
-  }
-  EXPECT_THROW(store->nearest(std::vector<float>{1, 2}, 3), Error);
 }
 
 TEST_F(PostgresStore, BadConnectionsAreClearErrors) {

@@ -74,7 +74,7 @@ inline void check_idempotent_reports(VectorStore& store) {
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->created, "2026-01-02T03:04:05Z");
   EXPECT_EQ(stored->idempotency_key, report.idempotency_key);
-  EXPECT_EQ(stored->status, "open");
+  EXPECT_EQ(stored->status, ReportStatus::kOpen);
 }
 
 // Reports through their life, the same on every store: open, resolved once (a second time is a
@@ -98,40 +98,44 @@ inline void check_report_lifecycle(VectorStore& store) {
   const std::int64_t b =
       store.add_report({.path = "b.png", .category = "tile", .score = 4, .threshold = 2});
   ASSERT_TRUE(store.report(a).has_value());
-  EXPECT_EQ(store.report(a)->status, "open");
+  EXPECT_EQ(store.report(a)->status, ReportStatus::kOpen);
   EXPECT_EQ(store.report(a)->image, "/kept/a.png");
   EXPECT_FALSE(store.report(a + 1000).has_value());
 
   const AnomalyReport resolved =
       store
-          .resolve_report(a,
-                          {.resolution = kDefect, .defect = "crack", .note = "edge", .by = "ana"},
-                          std::nullopt)
+          .resolve_report(
+              a,
+              {.resolution = Resolution::kDefect, .defect = "crack", .note = "edge", .by = "ana"},
+              std::nullopt)
           .report;
-  EXPECT_EQ(resolved.status, "resolved");
-  EXPECT_EQ(resolved.resolution, kDefect);
+  EXPECT_EQ(resolved.status, ReportStatus::kResolved);
+  EXPECT_EQ(resolved.resolution, Resolution::kDefect);
   EXPECT_EQ(resolved.defect, "crack");
   EXPECT_EQ(resolved.note, "edge");
   EXPECT_EQ(resolved.resolved_by, "ana");
   EXPECT_EQ(resolved.resolved_at.size(), 20u);  // 2026-11-29T12:00:00Z
   EXPECT_EQ(resolved.matches.size(), 1u);
-  EXPECT_THROW(store.resolve_report(a, {.resolution = kFalseAlarm, .by = "bo"}, std::nullopt),
-               ConflictError);
-  EXPECT_THROW(store.resolve_report(a + 1000, {.resolution = kFalseAlarm}, std::nullopt),
-               NotFoundError);
-  EXPECT_THROW(store.resolve_report(b, {.resolution = "maybe"}, std::nullopt), Error);
-  EXPECT_THROW(store.resolve_report(b, {.resolution = kDefect}, std::nullopt), Error);  // no type
-  EXPECT_EQ(store.report(b)->status, "open");  // refused changes change nothing
+  EXPECT_THROW(
+      store.resolve_report(a, {.resolution = Resolution::kFalseAlarm, .by = "bo"}, std::nullopt),
+      ConflictError);
+  EXPECT_THROW(
+      store.resolve_report(a + 1000, {.resolution = Resolution::kFalseAlarm}, std::nullopt),
+      NotFoundError);
+  EXPECT_THROW(store.resolve_report(b, {.defect = "crack"}, std::nullopt), Error);  // false alarm
+  EXPECT_THROW(store.resolve_report(b, {.resolution = Resolution::kDefect}, std::nullopt),
+               Error);                                      // no type
+  EXPECT_EQ(store.report(b)->status, ReportStatus::kOpen);  // refused changes change nothing
 
-  store.resolve_report(b, {.resolution = kFalseAlarm, .by = "bo"}, std::nullopt);
-  EXPECT_EQ(store.reports({.status = "open"}).size(), 0u);
-  EXPECT_EQ(store.reports({.status = "resolved"}).size(), 2u);
+  store.resolve_report(b, {.resolution = Resolution::kFalseAlarm, .by = "bo"}, std::nullopt);
+  EXPECT_EQ(store.reports({.status = ReportStatus::kOpen}).size(), 0u);
+  EXPECT_EQ(store.reports({.status = ReportStatus::kResolved}).size(), 2u);
   const std::int64_t applied[] = {b};
   store.mark_applied(applied);
   EXPECT_TRUE(store.report(b)->applied);
   EXPECT_FALSE(store.report(a)->applied);
   const std::int64_t c = store.add_report({.path = "c.png", .category = "grid", .score = 1});
-  const auto open = store.reports({.status = "open"});
+  const auto open = store.reports({.status = ReportStatus::kOpen});
   ASSERT_EQ(open.size(), 1u);
   EXPECT_EQ(open[0].id, c);
 }
@@ -154,7 +158,7 @@ inline void check_racing_decisions(VectorStore& store) {
       const bool defect = i % 2 == 0;
       try {
         store.resolve_report(id,
-                             {.resolution = defect ? kDefect : kFalseAlarm,
+                             {.resolution = defect ? Resolution::kDefect : Resolution::kFalseAlarm,
                               .defect = defect ? "crack" : "",
                               .by = "decider " + std::to_string(i)},
                              StoredImage{.path = "r.png",
@@ -177,9 +181,9 @@ inline void check_racing_decisions(VectorStore& store) {
   ASSERT_TRUE(decided.has_value());
   std::size_t labelled = 0;
   for (const StoredImage& image : store.images("race")) {
-    if (image.source != kSourceAdded) continue;
+    if (image.source != ImageSource::kAdded) continue;
     ++labelled;
-    EXPECT_EQ(image.anomalous, decided->resolution == kDefect) << decided->resolved_by;
+    EXPECT_EQ(image.anomalous, decided->resolution == Resolution::kDefect) << decided->resolved_by;
   }
   EXPECT_EQ(labelled, 1u);
   // An image the store refuses (another dimension): the decision is not recorded either.
@@ -187,10 +191,10 @@ inline void check_racing_decisions(VectorStore& store) {
       store.add_report({.path = "s.png", .category = "race", .score = 3, .threshold = 2});
   EXPECT_THROW(
       store.resolve_report(
-          other, {.resolution = kFalseAlarm},
+          other, {.resolution = Resolution::kFalseAlarm},
           StoredImage{.path = "s.png", .category = "race", .embedding = random_vector(rng, 8)}),
       Error);
-  EXPECT_EQ(store.report(other)->status, "open");
+  EXPECT_EQ(store.report(other)->status, ReportStatus::kOpen);
   EXPECT_EQ(store.image_count("race"), before + 1);
 }
 
