@@ -5,7 +5,9 @@ SANITIZE_BUILD ?= build-sanitize
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 
-.PHONY: all deps test-deps build demo test test-sanitize fuzz bench format format-check tidy clean
+# The quick loop for contributors: the unit-labelled tests (no root, network, Chromium or
+# PostgreSQL), with the build as it is; `make test` runs every label.
+.PHONY: all deps test-deps build demo test unit test-sanitize fuzz bench format format-check tidy clean
 
 all: build
 
@@ -28,6 +30,10 @@ demo: build
 test: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
 	cd $(BUILD) && ctest -j$(JOBS) --output-on-failure
+
+unit: $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS)
+	cd $(BUILD) && ctest -j$(JOBS) -L unit --output-on-failure
 
 $(SANITIZE_BUILD)/CMakeCache.txt:
 	CC=clang CXX=clang++ cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -81,7 +81,7 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
   // In id order: the second copy's dataset rows are new, its added row is the first copy's.
   const auto by_source = [](std::vector<StoredImage> images) {
     std::stable_sort(images.begin(), images.end(), [](const StoredImage& a, const StoredImage& b) {
-      return a.source > b.source;  // "dataset" first
+      return a.source < b.source;  // kDataset first
     });
     return images;
   };

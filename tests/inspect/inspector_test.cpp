@@ -1,4 +1,6 @@
 // The Inspector: models by category and one store, what `patchvec search` and the service use.
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <patchvec/dataset.h>
@@ -15,29 +17,59 @@ namespace pv {
 namespace {
 
 // Two categories trained on the fixture weights, saved in dir/models and indexed in its store.
+// Trained once for the whole build (every test runs in a process of its own): the first process
+// fills <fixtures>/inspector and renames it into place; each test works on a copy of its models.
 class InspectorTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new testing::TempDir();
-    synth::write_dataset(
-        *dir_ / "data",
-        {.categories = {"tile", "grid"}, .train = 8, .test_good = 2, .test_bad = 2});
-    const auto store = open_embedded_store(*dir_ / "models" / "store.pvs");
-    for (const std::string name : {"tile", "grid"}) {
-      const Category category = read_category(*dir_ / "data", name);
-      TrainOptions options;
-      options.model.embedder = {.backbone = "resnet18",
-                                .weights = testing::nn_fixtures() / "resnet18.safetensors",
-                                .threads = 2};
-      const TrainResult result = train_category(category, options);
-      std::filesystem::create_directories(*dir_ / "models");
-      result.model.save(*dir_ / "models" / (name + ".pvm"));
-      index_category(result.model, category, *store);
+    const std::filesystem::path cache = testing::fixture_dir() / "inspector";
+    if (!std::filesystem::exists(cache / "models" / "store.pvs")) {
+      const std::filesystem::path building =
+          testing::fixture_dir() / ("inspector." + std::to_string(::getpid()));
+      std::filesystem::remove_all(building);
+      synth::write_dataset(
+          building / "data",
+          {.categories = {"tile", "grid"}, .train = 8, .test_good = 2, .test_bad = 2});
+      std::filesystem::create_directories(building / "models");
+      const auto store = open_embedded_store(building / "models" / "store.pvs");
+      for (const std::string name : {"tile", "grid"}) {
+        // Paths as they will be once in place: the store keeps them.
+        const Category category = read_category(building / "data", name);
+        TrainOptions options;
+        options.model.embedder = {.backbone = "resnet18",
+                                  .weights = testing::nn_fixtures() / "resnet18.safetensors",
+                                  .threads = 2};
+        const TrainResult result = train_category(category, options);
+        result.model.save(building / "models" / (name + ".pvm"));
+      }
+      std::error_code error;  // another process may have put its copy in place first
+      std::filesystem::rename(building, cache, error);
+      std::filesystem::remove_all(building, error);
+      if (!std::filesystem::exists(cache / "models" / "store.pvs")) {
+        // The store is indexed in place, so that its paths name the cache's images.
+        const std::string mine = "store.pvs." + std::to_string(::getpid());
+        const auto indexed = open_embedded_store(cache / "models" / mine);
+        for (const std::string name : {"tile", "grid"}) {
+          index_category(Model::load(cache / "models" / (name + ".pvm"), {.threads = 2}),
+                         read_category(cache / "data", name), *indexed);
+        }
+        std::filesystem::rename(cache / "models" / mine, cache / "models" / "store.pvs");
+      }
     }
+    dir_ = new testing::TempDir();
+    std::filesystem::create_directories(*dir_ / "models");
+    for (const auto& entry : std::filesystem::directory_iterator(cache / "models")) {
+      if (entry.path().extension() == ".pvm" || entry.path().filename() == "store.pvs") {
+        std::filesystem::copy_file(entry.path(), *dir_ / "models" / entry.path().filename());
+      }
+    }
+    data_ = new std::filesystem::path(cache / "data");
   }
   static void TearDownTestSuite() {
     delete dir_;
     dir_ = nullptr;
+    delete data_;
+    data_ = nullptr;
   }
 
   static Inspector open() {
@@ -46,8 +78,10 @@ class InspectorTest : public ::testing::Test {
   }
 
   static testing::TempDir* dir_;
+  static std::filesystem::path* data_;  // the cache's images, which the stores' rows name
 };
 testing::TempDir* InspectorTest::dir_ = nullptr;
+std::filesystem::path* InspectorTest::data_ = nullptr;
 
 TEST_F(InspectorTest, LoadsEveryCategoryAndRefusesUnknownOnes) {
   const Inspector inspector = open();
@@ -66,7 +100,7 @@ TEST_F(InspectorTest, LoadsEveryCategoryAndRefusesUnknownOnes) {
 // (in their order) and for decoded images.
 TEST_F(InspectorTest, AnswersAsInspectDoes) {
   const Inspector inspector = open();
-  const Category category = read_category(*dir_ / "data", "tile");
+  const Category category = read_category(*data_, "tile");
   std::vector<std::filesystem::path> images;
   for (const Sample& s : category.test) images.push_back(s.image);
   const InspectOptions options{.k = 3, .report = false};
@@ -96,9 +130,9 @@ TEST_F(InspectorTest, InspectsEncodedBytesAsItsFile) {
                             {.batching = BatcherOptions{.max_batch = 2},
                              .report_images_dir = kept / "images",
                              .report_spool_dir = kept / "spool"});
-  index_category(*inspector.model("tile"), read_category(*dir_ / "data", "tile"),
+  index_category(*inspector.model("tile"), read_category(*data_, "tile"),
                  inspector.store());
-  const Category category = read_category(*dir_ / "data", "tile");
+  const Category category = read_category(*data_, "tile");
   int turns = 0;
   const TurnWaiter wait = [&] {
     ++turns;
@@ -167,7 +201,7 @@ TEST_F(InspectorTest, ServeSwapsAModelWhileHoldersKeepTheirs) {
 TEST_F(InspectorTest, ResolvesWithTheReportsCategory) {
   const Inspector inspector = open();
   VectorStore& store = inspector.store();
-  const Category grid = read_category(*dir_ / "data", "grid");
+  const Category grid = read_category(*data_, "grid");
   const std::filesystem::path image = grid.test.back().image;
   const std::int64_t id = store.add_report({.path = image.string(), .category = "grid"});
   const std::int64_t orphan = store.add_report({.path = image.string(), .category = "wood"});
