@@ -186,7 +186,9 @@ void print_inspection(std::FILE* out, const Inspection& r, const std::string& tr
                       const std::filesystem::path& base) {
   std::fprintf(out, "\nQuery: %s (%s%s%s)\n", shown(r.path, base).c_str(), r.category.c_str(),
                truth.empty() ? "" : "; really ", truth.c_str());
-  if (r.verdict == Verdict::kNormal) {
+  if (r.verdict == Verdict::kNormal && !r.note.empty()) {
+    std::fprintf(out, "Normal image (%s)\n", r.reason.c_str());
+  } else if (r.verdict == Verdict::kNormal) {
     std::fprintf(out, "Normal image (%s; best similarity %.4f) - top %zu similar normal images:\n",
                  r.reason.c_str(), r.best_similarity, r.matches.size());
   } else if (r.report_id) {

@@ -40,8 +40,8 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
   // Not indexed yet: the model alone decides (a trained model needs no stored image for that).
   const bool comparable = !normal.empty();
   if (!comparable) {
-    result.note = "no stored images of this category: patchvec index --model <" + info.category +
-                  ".pvm> stores them, then normal images come with the most similar ones";
+    result.note = "no stored images of this category: patchvec index --model " + info.category +
+                  ".pvm --data DIR stores them; until then no similar images are shown";
   } else {
     result.best_similarity = normal.front().similarity;
   }
