@@ -290,6 +290,10 @@ up() {
   local n=2 models="$repo/build/demo/models" data="$repo/build/demo/data"
   while [ $# -gt 0 ]; do
     case "$1" in
+      --workers | --models | --data)
+        [ $# -ge 2 ] && [ -n "$2" ] && [ "${2#--}" = "$2" ] || { say "$1 needs a value"; exit 2; } ;;
+    esac
+    case "$1" in
       --workers) n=$2; shift 2 ;;
       --models) models=$2; shift 2 ;;
       --data) data=$2; shift 2 ;;
@@ -306,6 +310,9 @@ up() {
   fi
   mkdir -p "$state"
   echo "$n" >"$state/workers"
+  # A failure half-way stops what was started (processes, namespaces, the bridge); the data
+  # stays, as after down.
+  trap 'code=$?; if [ "$code" -ne 0 ]; then say "up failed: stopping what it started"; down >/dev/null 2>&1 || true; fi' EXIT
   add_bridge
   local node
   for node in primary standby balancer $(seq -f 'worker%g' "$n"); do add_host "$node"; done
@@ -316,6 +323,7 @@ up() {
   publish_models "$models" "$data"
   for node in $(seq -f 'worker%g' "$n"); do worker_start "$node"; done
   balancer_start
+  trap - EXIT
   status
 }
 

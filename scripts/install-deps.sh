@@ -49,14 +49,17 @@ done
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
 
+updated=0
 if [ ${#missing[@]} -gt 0 ]; then
   echo "install-deps: installing ${missing[*]}" >&2
   $sudo apt-get update -qq
+  updated=1
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
 # npm comes with some Node.js builds and is a package of its own in Debian's.
 if [ "$group" = test ] && ! command -v npm >/dev/null; then
+  [ "$updated" = 1 ] || $sudo apt-get update -qq  # a machine whose package lists are empty
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends npm >/dev/null
 fi
 
