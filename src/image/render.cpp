@@ -138,6 +138,25 @@ cv::Mat mask_overlay(const cv::Mat& view, const cv::Mat& mask) {
   return out;
 }
 
+namespace {
+
+// `text` at `scale` or smaller, as large as fits in `width` pixels (down to 0.35; shortened with
+// "..." beyond that): a title never runs past its panel.
+void put_fitted(cv::Mat& out, std::string text, cv::Point origin, int width, double scale,
+                const cv::Scalar& color) {
+  constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
+  constexpr double kSmallest = 0.35;
+  const auto fits = [&](const std::string& t, double s) {
+    int baseline = 0;
+    return cv::getTextSize(t, kFont, s, 1, &baseline).width <= width;
+  };
+  while (scale > kSmallest && !fits(text, scale)) scale = std::max(kSmallest, scale - 0.05);
+  while (text.size() > 3 && !fits(text, scale)) text = text.substr(0, text.size() - 4) + "...";
+  cv::putText(out, text, origin, kFont, scale, color, 1, cv::LINE_AA);
+}
+
+}  // namespace
+
 cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string>& titles,
                const std::string& caption, const cv::Scalar& caption_color) {
   constexpr int kGap = 8;
@@ -150,12 +169,11 @@ cv::Mat panels(const std::vector<cv::Mat>& images, const std::vector<std::string
     height = std::max(height, image.rows);
   }
   cv::Mat out(kCaption + kTitle + height + kGap, width, CV_8UC3, cv::Scalar(32, 32, 32));
-  cv::putText(out, caption, {kGap, 23}, cv::FONT_HERSHEY_SIMPLEX, 0.6, caption_color, 1,
-              cv::LINE_AA);
+  put_fitted(out, caption, {kGap, 23}, width - 2 * kGap, 0.6, caption_color);
   int x = kGap;
   for (std::size_t i = 0; i < images.size(); ++i) {
-    cv::putText(out, i < titles.size() ? titles[i] : "", {x, kCaption + 17},
-                cv::FONT_HERSHEY_SIMPLEX, 0.5, cv::Scalar(220, 220, 220), 1, cv::LINE_AA);
+    put_fitted(out, i < titles.size() ? titles[i] : "", {x, kCaption + 17}, images[i].cols, 0.5,
+               cv::Scalar(220, 220, 220));
     images[i].copyTo(out(cv::Rect(x, kCaption + kTitle, images[i].cols, images[i].rows)));
     x += images[i].cols + kGap;
   }
