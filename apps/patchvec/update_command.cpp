@@ -2,8 +2,8 @@
 #include <cstdio>
 
 #include <patchvec/error.h>
-#include <patchvec/indexing.h>
 #include <patchvec/model.h>
+#include <patchvec/update.h>
 
 #include "cli_common.h"
 #include "commands.h"

@@ -3,6 +3,7 @@
 #include <atomic>
 #include <barrier>
 #include <chrono>
+#include <map>
 #include <optional>
 #include <thread>
 
@@ -11,7 +12,6 @@
 #include <patchvec/batcher.h>
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
-#include <patchvec/inspector.h>
 #include <patchvec/synth.h>
 
 #include "testing.h"
@@ -66,8 +66,12 @@ class Batcher : public ::testing::Test {
   }
 
   static std::map<std::string, Model> load(std::shared_ptr<BackboneCache> cache) {
-    return load_models(*dir_ / "models",
-                       {.threads = 2, .batch_size = kClients, .backbones = std::move(cache)});
+    std::map<std::string, Model> models;
+    for (const std::string name : {"tile", "leather", "tiled", "random"}) {
+      models.emplace(name, Model::load(*dir_ / "models" / (name + ".pvm"),
+                                       {.threads = 2, .batch_size = kClients, .backbones = cache}));
+    }
+    return models;
   }
 
   static testing::TempDir* dir_;
