@@ -116,15 +116,88 @@ Meaning meaning_of(std::string_view module, std::string_view name) {
   return Meaning::kRefused;
 }
 
+// The opcodes of Python's pickle protocols 0-5, named as pickle.py names them (MARK, BINPUT,
+// STACK_GLOBAL, ...).
+enum class Op : std::uint8_t {
+  kMark = '(',
+  kStop = '.',
+  kPop = '0',
+  kPopMark = '1',
+  kDup = '2',
+  kFloat = 'F',
+  kInt = 'I',
+  kBinInt = 'J',
+  kBinInt1 = 'K',
+  kLong = 'L',
+  kBinInt2 = 'M',
+  kNone = 'N',
+  kPersId = 'P',
+  kBinPersId = 'Q',
+  kReduce = 'R',
+  kString = 'S',
+  kBinString = 'T',
+  kShortBinString = 'U',
+  kUnicode = 'V',
+  kBinUnicode = 'X',
+  kAppend = 'a',
+  kBuild = 'b',
+  kGlobal = 'c',
+  kDict = 'd',
+  kEmptyDict = '}',
+  kAppends = 'e',
+  kGet = 'g',
+  kBinGet = 'h',
+  kInst = 'i',
+  kLongBinGet = 'j',
+  kList = 'l',
+  kEmptyList = ']',
+  kObj = 'o',
+  kPut = 'p',
+  kBinPut = 'q',
+  kLongBinPut = 'r',
+  kSetItem = 's',
+  kTuple = 't',
+  kEmptyTuple = ')',
+  kSetItems = 'u',
+  kBinFloat = 'G',
+  kBinBytes = 'B',
+  kShortBinBytes = 'C',
+  kProto = 0x80,
+  kNewObj = 0x81,
+  kExt1 = 0x82,
+  kExt2 = 0x83,
+  kExt4 = 0x84,
+  kTuple1 = 0x85,
+  kTuple2 = 0x86,
+  kTuple3 = 0x87,
+  kNewTrue = 0x88,
+  kNewFalse = 0x89,
+  kLong1 = 0x8a,
+  kLong4 = 0x8b,
+  kShortBinUnicode = 0x8c,
+  kBinUnicode8 = 0x8d,
+  kBinBytes8 = 0x8e,
+  kEmptySet = 0x8f,
+  kAddItems = 0x90,
+  kFrozenSet = 0x91,
+  kNewObjEx = 0x92,
+  kStackGlobal = 0x93,
+  kMemoize = 0x94,
+  kFrame = 0x95,
+  kByteArray8 = 0x96,
+  kNextBuffer = 0x97,
+  kReadOnlyBuffer = 0x98,
+};
+
 const char* opcode_name(std::uint8_t op) {
-  switch (op) {
-    case 0x82:
-    case 0x83:
-    case 0x84:
+  switch (static_cast<Op>(op)) {
+    case Op::kExt1:
+    case Op::kExt2:
+    case Op::kExt4:
       return "EXT (extension registry)";
-    case 0x97:
+    case Op::kNextBuffer:
       return "NEXT_BUFFER (out-of-band buffer)";
-    case 0x98:
+    case Op::kReadOnlyBuffer:
       return "READONLY_BUFFER (out-of-band buffer)";
     default:
       return "unknown";
@@ -426,60 +499,60 @@ const Value* Machine::run(std::size_t& consumed) {
   while (true) {
     op_at_ = pos_;
     const std::uint8_t op = byte();
-    switch (op) {
-      case 0x80:  // PROTO
+    switch (static_cast<Op>(op)) {
+      case Op::kProto:
         if (byte() > 5) fail("pickle protocol newer than 5");
         break;
-      case 0x95:  // FRAME: a length hint, the frame's opcodes follow inline
+      case Op::kFrame:  // a length hint, the frame's opcodes follow inline
         le(8);
         break;
-      case '.': {  // STOP
+      case Op::kStop: {
         if (!marks_.empty() || stack_.size() != 1) fail("STOP with a malformed stack");
         consumed = pos_;
         return stack_.back();
       }
-      case '(':
+      case Op::kMark:
         marks_.push_back(stack_.size());
         break;
-      case '0':
+      case Op::kPop:
         pop();
         break;
-      case '1':
+      case Op::kPopMark:
         pop_mark();
         break;
-      case '2':
+      case Op::kDup:
         push(top());
         break;
       // Constants.
-      case 'N':
+      case Op::kNone:
         push(make(Kind::kNone));
         break;
-      case 0x88:
-      case 0x89: {
+      case Op::kNewTrue:
+      case Op::kNewFalse: {
         Value* b = make(Kind::kBool);
-        b->boolean = op == 0x88;
+        b->boolean = static_cast<Op>(op) == Op::kNewTrue;
         push(b);
         break;
       }
-      case 'K':
+      case Op::kBinInt1:
         push(integer(static_cast<std::int64_t>(le(1))));
         break;
-      case 'M':
+      case Op::kBinInt2:
         push(integer(static_cast<std::int64_t>(le(2))));
         break;
-      case 'J':
+      case Op::kBinInt:
         push(integer(static_cast<std::int32_t>(static_cast<std::uint32_t>(le(4)))));
         break;
-      case 0x8a:  // LONG1
+      case Op::kLong1:
         push(long_value(take(le(1))));
         break;
-      case 0x8b: {  // LONG4
+      case Op::kLong4: {
         const auto n = le(4);
         if (n > 0x7FFFFFFF) fail("negative LONG4 length");
         push(long_value(take(n)));
         break;
       }
-      case 'I': {
+      case Op::kInt: {
         const std::string text = line();
         if (text == "01" || text == "00") {
           Value* b = make(Kind::kBool);
@@ -490,10 +563,10 @@ const Value* Machine::run(std::size_t& consumed) {
         }
         break;
       }
-      case 'L':
+      case Op::kLong:
         push(integer(text_integer(line())));
         break;
-      case 'F': {
+      case Op::kFloat: {
         const std::string text = line();
         Value* f = make(Kind::kFloat);
         char* end = nullptr;
@@ -502,7 +575,7 @@ const Value* Machine::run(std::size_t& consumed) {
         push(f);
         break;
       }
-      case 'G': {
+      case Op::kBinFloat: {
         const std::uint64_t bits = [&] {  // big-endian
           std::uint64_t v = 0;
           const std::string raw = take(8);
@@ -515,35 +588,35 @@ const Value* Machine::run(std::size_t& consumed) {
         break;
       }
       // Text and bytes.
-      case 'X':
+      case Op::kBinUnicode:
         push(text_value(Kind::kString, take(le(4))));
         break;
-      case 0x8c:
+      case Op::kShortBinUnicode:
         push(text_value(Kind::kString, take(le(1))));
         break;
-      case 0x8d:
+      case Op::kBinUnicode8:
         push(text_value(Kind::kString, take(le(8))));
         break;
-      case 'B':
+      case Op::kBinBytes:
         push(text_value(Kind::kBytes, take(le(4))));
         break;
-      case 'C':
+      case Op::kShortBinBytes:
         push(text_value(Kind::kBytes, take(le(1))));
         break;
-      case 0x8e:
-      case 0x96:
+      case Op::kBinBytes8:
+      case Op::kByteArray8:
         push(text_value(Kind::kBytes, take(le(8))));
         break;
-      case 'T':  // Python 2 str: Python 3 reads it as str
+      case Op::kBinString:  // Python 2 str: Python 3 reads it as str
         push(text_value(Kind::kString, take(le(4))));
         break;
-      case 'U':
+      case Op::kShortBinString:
         push(text_value(Kind::kString, take(le(1))));
         break;
-      case 'V':
+      case Op::kUnicode:
         push(text_value(Kind::kString, line()));  // raw-unicode-escape; escapes kept as written
         break;
-      case 'S': {
+      case Op::kString: {
         std::string text = line();
         if (text.size() < 2 || (text.front() != '\'' && text.front() != '"') ||
             text.back() != text.front()) {
@@ -553,12 +626,12 @@ const Value* Machine::run(std::size_t& consumed) {
         break;
       }
       // Containers.
-      case ')':
+      case Op::kEmptyTuple:
         push(make(Kind::kTuple));
         break;
-      case 0x85:
-      case 0x86:
-      case 0x87: {
+      case Op::kTuple1:
+      case Op::kTuple2:
+      case Op::kTuple3: {
         const std::size_t n = op - 0x84u;
         if (stack_.size() < base() + n) fail("stack underflow");
         Value* tuple = make(Kind::kTuple);
@@ -567,25 +640,25 @@ const Value* Machine::run(std::size_t& consumed) {
         push(tuple);
         break;
       }
-      case 't': {
+      case Op::kTuple: {
         Value* tuple = make(Kind::kTuple);
         tuple->items = pop_mark();
         push(tuple);
         break;
       }
-      case ']':
+      case Op::kEmptyList:
         push(make(Kind::kList));
         break;
-      case 'l': {
+      case Op::kList: {
         Value* list = make(Kind::kList);
         list->items = pop_mark();
         push(list);
         break;
       }
-      case '}':
+      case Op::kEmptyDict:
         push(make(Kind::kDict));
         break;
-      case 'd': {
+      case Op::kDict: {
         const auto items = pop_mark();
         if (items.size() % 2 != 0) fail("DICT with an odd number of items");
         Value* dict = make(Kind::kDict);
@@ -594,40 +667,40 @@ const Value* Machine::run(std::size_t& consumed) {
         push(dict);
         break;
       }
-      case 0x8f:
+      case Op::kEmptySet:
         push(make(Kind::kSet));
         break;
-      case 0x90: {  // ADDITEMS
+      case Op::kAddItems: {
         const auto items = pop_mark();
         const Value* set = top();
         if (!set->is(Kind::kSet)) fail("ADDITEMS to a " + std::string(kind_name(set->kind)));
         for (const Value* item : items) mutable_of(set)->items.push_back(item);
         break;
       }
-      case 0x91: {  // FROZENSET
+      case Op::kFrozenSet: {
         Value* set = make(Kind::kSet);
         set->items = pop_mark();
         push(set);
         break;
       }
-      case 'a': {
+      case Op::kAppend: {
         const Value* item = pop();
         append(top(), item);
         break;
       }
-      case 'e': {
+      case Op::kAppends: {
         const auto items = pop_mark();
         const Value* target = top();
         for (const Value* item : items) append(target, item);
         break;
       }
-      case 's': {
+      case Op::kSetItem: {
         const Value* value = pop();
         const Value* key = pop();
         set_item(top(), key, value);
         break;
       }
-      case 'u': {
+      case Op::kSetItems: {
         const auto items = pop_mark();
         if (items.size() % 2 != 0) fail("SETITEMS with an odd number of items");
         const Value* target = top();
@@ -635,38 +708,38 @@ const Value* Machine::run(std::size_t& consumed) {
         break;
       }
       // Memo.
-      case 'p':
+      case Op::kPut:
         memo_put(static_cast<std::uint64_t>(text_integer(line())));
         break;
-      case 'q':
+      case Op::kBinPut:
         memo_put(le(1));
         break;
-      case 'r':
+      case Op::kLongBinPut:
         memo_put(le(4));
         break;
-      case 0x94:
+      case Op::kMemoize:
         memo_put(memo_.size());
         break;
-      case 'g': {
+      case Op::kGet: {
         const auto index = text_integer(line());
         if (index < 0) fail("negative memo index");
         memo_get(static_cast<std::uint64_t>(index));
         break;
       }
-      case 'h':
+      case Op::kBinGet:
         memo_get(le(1));
         break;
-      case 'j':
+      case Op::kLongBinGet:
         memo_get(le(4));
         break;
       // Objects.
-      case 'c': {
+      case Op::kGlobal: {
         const std::string module = line();
         const std::string name = line();
         push(global(module, name));
         break;
       }
-      case 0x93: {  // STACK_GLOBAL
+      case Op::kStackGlobal: {
         const Value* name = pop();
         const Value* module = pop();
         if (!module->is(Kind::kString) || !name->is(Kind::kString)) {
@@ -675,19 +748,19 @@ const Value* Machine::run(std::size_t& consumed) {
         push(global(module->text, name->text));
         break;
       }
-      case 'R': {
+      case Op::kReduce: {
         const Value* args = pop();
         const Value* callable = pop();
         push(call(callable, args));
         break;
       }
-      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args)
+      case Op::kNewObj: {  // cls.__new__(cls, *args)
         const Value* args = pop();
         const Value* cls = pop();
         push(call(cls, args));
         break;
       }
-      case 0x92: {  // NEWOBJ_EX
+      case Op::kNewObjEx: {
         const Value* kwargs = pop();
         const Value* args = pop();
         const Value* cls = pop();
@@ -695,7 +768,7 @@ const Value* Machine::run(std::size_t& consumed) {
         push(call(cls, args));
         break;
       }
-      case 'i': {  // INST module name: instance of a class with the marked arguments
+      case Op::kInst: {  // module name: an instance of a class with the marked arguments
         const std::string module = line();
         const std::string name = line();
         const Value* cls = global(module, name);
@@ -704,7 +777,7 @@ const Value* Machine::run(std::size_t& consumed) {
         push(call(cls, args));
         break;
       }
-      case 'o': {  // OBJ: class and arguments above the mark
+      case Op::kObj: {  // class and arguments above the mark
         auto items = pop_mark();
         if (items.empty()) fail("OBJ without a class");
         Value* args = make(Kind::kTuple);
@@ -712,14 +785,15 @@ const Value* Machine::run(std::size_t& consumed) {
         push(call(items.front(), args));
         break;
       }
-      case 'b': {  // BUILD: kept as the object's state, never applied by running code
+      case Op::kBuild: {  // kept as the object's state, never applied by running code
         const Value* state = pop();
         mutable_of(top())->state = state;
         break;
       }
-      case 'P':
-      case 'Q': {
-        const Value* pid = op == 'Q' ? pop() : text_value(Kind::kString, line());
+      case Op::kPersId:
+      case Op::kBinPersId: {
+        const Value* pid =
+            static_cast<Op>(op) == Op::kBinPersId ? pop() : text_value(Kind::kString, line());
         push(persistent(pid));
         break;
       }
