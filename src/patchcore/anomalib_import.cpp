@@ -137,194 +137,239 @@ std::string shown(float value) {
   return text;
 }
 
-}  // namespace
-
-AnomalibImport import_anomalib(const std::filesystem::path& checkpoint,
-                               const AnomalibImportOptions& options) {
-  check_category_name(options.category);
-  const std::string where = "anomalib checkpoint " + checkpoint.string() + ": ";
-  const nn::TorchCheckpoint file(checkpoint);
-  const Value& root = file.root();
-  const auto state = file.state_dict();
+// What the phases of an import share: the checkpoint as read, how messages name it, and every
+// assumption made, in words.
+struct Reading {
+  const std::filesystem::path& checkpoint;
+  const Value& root;
+  std::map<std::string, nn::TensorEntry> state;
+  std::string where;  // "anomalib checkpoint <file>: "
   std::vector<std::string> notes;
+  bool v2 = false;     // anomalib 2.x's keys
+  std::string layout;  // "anomalib 1.x" or "anomalib 2.x"
+};
 
-  // Which anomalib wrote it.
-  const auto bank_entry = state.find(kBankKey);
-  if (bank_entry == state.end()) {
-    throw Error(where + "no key " + kBankKey +
+// Which anomalib wrote it. Throws for a checkpoint without a memory bank.
+void read_layout(Reading& r) {
+  if (!r.state.contains(kBankKey)) {
+    throw Error(r.where + "no key " + kBankKey +
                 ": not a PatchCore checkpoint of anomalib (or it was saved before fitting)");
   }
-  const bool v2 = state.contains("post_processor._image_threshold");
+  r.v2 = r.state.contains("post_processor._image_threshold");
   const bool v1 =
-      !v2 && (state.contains("image_threshold.value") || root.find("transform") != nullptr);
-  const std::string layout = v2 ? "anomalib 2.x" : "anomalib 1.x";
-  if (!v1 && !v2) notes.push_back("no thresholds or transforms recognised: read as anomalib 1.x");
+      !r.v2 && (r.state.contains("image_threshold.value") || r.root.find("transform") != nullptr);
+  r.layout = r.v2 ? "anomalib 2.x" : "anomalib 1.x";
+  if (!v1 && !r.v2)
+    r.notes.push_back("no thresholds or transforms recognised: read as anomalib 1.x");
+}
 
-  // Hyper-parameters: the Lightning module's __init__ arguments.
-  const Value* hparams = root.find("hyper_parameters");
-  if (hparams == nullptr) notes.push_back("no hyper_parameters: anomalib's defaults assumed");
-  std::string backbone = text_of(member(hparams, "backbone")).value_or("");
-  if (const auto layers = strings_of(member(hparams, "layers"))) {
+struct HyperParameters {
+  const Value* object = nullptr;  // the Lightning module's __init__ arguments; may be null
+  std::string backbone;           // empty: not recorded
+  int num_neighbors = kDefaultNeighbors;
+  double coreset_ratio = kDefaultCoresetRatio;
+};
+
+HyperParameters read_hyper_parameters(Reading& r) {
+  HyperParameters h{.object = r.root.find("hyper_parameters")};
+  if (h.object == nullptr) r.notes.push_back("no hyper_parameters: anomalib's defaults assumed");
+  h.backbone = text_of(member(h.object, "backbone")).value_or("");
+  if (const auto layers = strings_of(member(h.object, "layers"))) {
     if (*layers != std::vector<std::string>{"layer2", "layer3"}) {
       std::string names;
       for (const auto& l : *layers) names += (names.empty() ? "" : ", ") + l;
-      throw Error(where + "the model uses layers " + names +
+      throw Error(r.where + "the model uses layers " + names +
                   "; PatchVec's PatchCore uses layer2 and layer3 only");
     }
   }
-  int num_neighbors = kDefaultNeighbors;
-  if (const auto k = number_of(member(hparams, "num_neighbors"))) {
+  if (const auto k = number_of(member(h.object, "num_neighbors"))) {
     if (*k < 1 || *k > 1000 || std::floor(*k) != *k) {
-      throw Error(where + "hyper_parameters.num_neighbors is " + std::to_string(*k));
+      throw Error(r.where + "hyper_parameters.num_neighbors is " + std::to_string(*k));
     }
-    num_neighbors = static_cast<int>(*k);
+    h.num_neighbors = static_cast<int>(*k);
   } else {
-    notes.push_back("num_neighbors not recorded: anomalib's default 9");
+    r.notes.push_back("num_neighbors not recorded: anomalib's default 9");
   }
-  double coreset_ratio = kDefaultCoresetRatio;
-  if (const auto r = number_of(member(hparams, "coreset_sampling_ratio")); r && *r > 0 && *r <= 1) {
-    coreset_ratio = *r;
+  if (const auto ratio = number_of(member(h.object, "coreset_sampling_ratio"));
+      ratio && *ratio > 0 && *ratio <= 1) {
+    h.coreset_ratio = *ratio;
   }
+  return h;
+}
 
-  // The backbone: named by the hyper-parameters, else the one the tensors fit.
+// The backbone: named by the hyper-parameters, else the one the tensors fit; its tensors must
+// fit it either way.
+WeightsFit read_backbone(Reading& r, const std::string& named) {
   const auto supported = supported_backbones();
-  if (!backbone.empty() &&
-      std::find(supported.begin(), supported.end(), backbone) == supported.end()) {
-    throw Error(where + "backbone '" + backbone +
+  if (!named.empty() && std::find(supported.begin(), supported.end(), named) == supported.end()) {
+    throw Error(r.where + "backbone '" + named +
                 "' is not one PatchVec builds (wide_resnet50_2, resnet50, resnet18)");
   }
-  const WeightsFit fit = check_weights(checkpoint, backbone);
+  WeightsFit fit = check_weights(r.checkpoint, named);
   if (!fit.problems.empty()) {
-    std::string message = where + "its backbone tensors do not fit " +
-                          (backbone.empty() ? std::string("any backbone") : backbone) + ":";
+    std::string message = r.where + "its backbone tensors do not fit " +
+                          (named.empty() ? std::string("any backbone") : named) + ":";
     for (std::size_t i = 0; i < fit.problems.size() && i < 6; ++i) {
       message += "\n  " + fit.problems[i];
     }
     throw Error(message);
   }
-  if (backbone.empty()) notes.push_back("backbone not recorded: its tensors fit " + fit.backbone);
-  backbone = fit.backbone;
+  if (named.empty()) r.notes.push_back("backbone not recorded: its tensors fit " + fit.backbone);
+  return fit;
+}
 
-  // Pre-processing: the transforms the checkpoint holds, else the version's default.
+// Pre-processing: the transforms the checkpoint holds, else the version's default; the options
+// override either. Returns the resize and the crop (0: none).
+std::pair<int, int> read_preprocessing(Reading& r, const HyperParameters& h,
+                                       const AnomalibImportOptions& options) {
   Transforms transforms;
   std::unordered_set<const Value*> seen;
-  find_transforms(v2 ? member(hparams, "pre_processor") : root.find("transform"), 0, transforms,
-                  seen);
+  find_transforms(r.v2 ? member(h.object, "pre_processor") : r.root.find("transform"), 0,
+                  transforms, seen);
   const auto square = [&](const std::pair<std::int64_t, std::int64_t>& size, const char* what) {
     if (size.first != size.second || size.first < 1 || size.first > 4096) {
-      throw Error(where + what + " is " + std::to_string(size.first) + "x" +
+      throw Error(r.where + what + " is " + std::to_string(size.first) + "x" +
                   std::to_string(size.second) + "; PatchVec resizes to squares of 1 to 4096");
     }
     return static_cast<int>(size.first);
   };
   int image_size = 256;
-  int crop_size = v2 ? 0 : 224;
+  int crop_size = r.v2 ? 0 : 224;
   if (transforms.resize) {
     image_size = square(*transforms.resize, "its Resize");
     crop_size = transforms.crop ? square(*transforms.crop, "its CenterCrop") : 0;
   } else if (options.image_size == 0 || options.crop_size < 0) {
-    notes.push_back(v2 ? "no pre-processor recorded: anomalib 2.1+'s default assumed (resize to "
-                         "256, no crop; anomalib 2.0 cropped to 224: --crop-size 224)"
-                       : "no transform recorded: anomalib 1.x's default assumed (resize to 256, "
-                         "centre crop 224)");
+    r.notes.push_back(r.v2
+                          ? "no pre-processor recorded: anomalib 2.1+'s default assumed (resize to "
+                            "256, no crop; anomalib 2.0 cropped to 224: --crop-size 224)"
+                          : "no transform recorded: anomalib 1.x's default assumed (resize to 256, "
+                            "centre crop 224)");
   }
   if (options.image_size > 0) image_size = options.image_size;
   if (options.crop_size >= 0) crop_size = options.crop_size;
+  return {image_size, crop_size};
+}
 
-  EmbedderOptions embedder_options{.backbone = backbone,
-                                   .weights = checkpoint,
-                                   .image_size = image_size,
-                                   .crop_size = crop_size,
-                                   .threads = options.threads};
-  Embedder embedder(embedder_options);
-  const GridShape grid = embedder.grid();
-
-  // The memory bank.
+// The memory bank as float32, of the backbone's patch dimension.
+at::Tensor read_memory_bank(Reading& r, const GridShape& grid, const std::string& backbone) {
+  const nn::TensorEntry& entry = r.state.at(kBankKey);
   at::Tensor bank;
   try {
-    bank = float_tensor(bank_entry->second);
+    bank = float_tensor(entry);
   } catch (const Error& e) {
-    throw Error(where + "key " + kBankKey + " " + e.what());
+    throw Error(r.where + "key " + kBankKey + " " + e.what());
   }
   if (bank.dim() != 2 || bank.size(0) < 1 || bank.size(1) != grid.dim) {
-    throw Error(where + "key " + std::string(kBankKey) + " has shape " +
+    throw Error(r.where + "key " + std::string(kBankKey) + " has shape " +
                 nn::shape_string(bank.sizes().vec()) + "; " + backbone +
                 "'s layer2 + layer3 patches need [M, " + std::to_string(grid.dim) + "]");
   }
-  if (bank_entry->second.dtype != nn::DType::kF32) {
-    notes.push_back("the memory bank is stored in lower precision: scores are computed in float32");
+  if (entry.dtype != nn::DType::kF32) {
+    r.notes.push_back(
+        "the memory bank is stored in lower precision: scores are computed in float32");
   }
+  return bank;
+}
 
+// What a PatchVec model records that anomalib does not: the training set's size implied by the
+// ratio, anomalib's scoring (nearest upsampling, sigma 4).
+ModelInfo model_info(const AnomalibImportOptions& options, const HyperParameters& h,
+                     const GridShape& grid, std::int64_t bank_size) {
   ModelInfo info;
   info.category = options.category;
   info.created = utc_now();
-  info.bank_size = bank.size(0);
-  info.options.coreset_ratio = coreset_ratio;
+  info.bank_size = bank_size;
+  info.options.coreset_ratio = h.coreset_ratio;
   info.options.projection_dim = 0;
   info.covering_radius = 0;  // unknown: anomalib does not record it
   info.options.seed = 0;
-  // Not recorded either: what the ratio implies.
   const std::int64_t per_image = grid.height * grid.width;
   info.train_patches =
-      std::max<std::int64_t>(info.bank_size, std::llround(info.bank_size / coreset_ratio));
+      std::max<std::int64_t>(info.bank_size, std::llround(info.bank_size / h.coreset_ratio));
   info.train_images = std::max<std::int64_t>(1, (info.train_patches + per_image - 1) / per_image);
-  info.options.num_neighbors = num_neighbors;
+  info.options.num_neighbors = h.num_neighbors;
   info.options.sigma = 4.0;
   info.options.upsampling = MapUpsampling::kNearest;
-  const std::span<const float> values(bank.data_ptr<float>(),
-                                      static_cast<std::size_t>(bank.numel()));
-  Model model = Model::from_bank(std::move(embedder), values, info);
+  return info;
+}
 
-  // Thresholds and normalisation statistics.
+// Thresholds and normalisation statistics; nullopt without an image threshold.
+std::optional<Thresholds> read_thresholds(Reading& r) {
   const auto key = [&](const char* name1, const char* name2) {
-    return scalar(state, v2 ? name2 : name1, where);
+    return scalar(r.state, r.v2 ? name2 : name1, r.where);
   };
   const auto image = key("image_threshold.value", "post_processor._image_threshold");
-  if (image && std::isfinite(*image)) {
-    Thresholds t;
-    t.image = *image;
-    const auto pixel = key("pixel_threshold.value", "post_processor._pixel_threshold");
-    t.pixel = pixel && std::isfinite(*pixel) ? *pixel : *image;
-    if (!(pixel && std::isfinite(*pixel))) {
-      notes.push_back("no pixel threshold: the image threshold is used for pixels");
-    }
-    const auto image_min = key("normalization_metrics.pred_scores.min", "post_processor.image_min");
-    const auto image_max = key("normalization_metrics.pred_scores.max", "post_processor.image_max");
-    const auto pixel_min =
-        key("normalization_metrics.anomaly_maps.min", "post_processor.pixel_min");
-    const auto pixel_max =
-        key("normalization_metrics.anomaly_maps.max", "post_processor.pixel_max");
-    const auto usable = [](const std::optional<float>& low, const std::optional<float>& high) {
-      return low && high && std::isfinite(*low) && std::isfinite(*high) && *high > *low;
-    };
-    if (usable(image_min, image_max)) {
-      t.image_min = *image_min;
-      t.image_max = *image_max;
-    } else {
-      t.image_min = 0;
-      t.image_max = std::max(2 * std::abs(t.image), 1e-6f);
-      notes.push_back("no image min-max statistics: normalised scores use 0.." +
-                      shown(t.image_max));
-    }
-    if (usable(pixel_min, pixel_max)) {
-      t.pixel_min = *pixel_min;
-      t.pixel_max = *pixel_max;
-    } else {
-      t.pixel_min = 0;
-      t.pixel_max = std::max(2 * std::abs(t.pixel), 1e-6f);
-      notes.push_back("no pixel min-max statistics: normalised maps use 0.." + shown(t.pixel_max));
-    }
-    t.method = ThresholdMethod::kF1;
-    t.source =
-        "adaptive F1 threshold of " + layout + " checkpoint " + checkpoint.filename().string();
-    model.set_thresholds(t);
-  } else {
-    notes.push_back("no image threshold in the checkpoint: images are scored, not classified");
+  if (!image || !std::isfinite(*image)) {
+    r.notes.push_back("no image threshold in the checkpoint: images are scored, not classified");
+    return std::nullopt;
   }
+  Thresholds t;
+  t.image = *image;
+  const auto pixel = key("pixel_threshold.value", "post_processor._pixel_threshold");
+  t.pixel = pixel && std::isfinite(*pixel) ? *pixel : *image;
+  if (!(pixel && std::isfinite(*pixel))) {
+    r.notes.push_back("no pixel threshold: the image threshold is used for pixels");
+  }
+  const auto image_min = key("normalization_metrics.pred_scores.min", "post_processor.image_min");
+  const auto image_max = key("normalization_metrics.pred_scores.max", "post_processor.image_max");
+  const auto pixel_min = key("normalization_metrics.anomaly_maps.min", "post_processor.pixel_min");
+  const auto pixel_max = key("normalization_metrics.anomaly_maps.max", "post_processor.pixel_max");
+  const auto usable = [](const std::optional<float>& low, const std::optional<float>& high) {
+    return low && high && std::isfinite(*low) && std::isfinite(*high) && *high > *low;
+  };
+  if (usable(image_min, image_max)) {
+    t.image_min = *image_min;
+    t.image_max = *image_max;
+  } else {
+    t.image_min = 0;
+    t.image_max = std::max(2 * std::abs(t.image), 1e-6f);
+    r.notes.push_back("no image min-max statistics: normalised scores use 0.." +
+                      shown(t.image_max));
+  }
+  if (usable(pixel_min, pixel_max)) {
+    t.pixel_min = *pixel_min;
+    t.pixel_max = *pixel_max;
+  } else {
+    t.pixel_min = 0;
+    t.pixel_max = std::max(2 * std::abs(t.pixel), 1e-6f);
+    r.notes.push_back("no pixel min-max statistics: normalised maps use 0.." + shown(t.pixel_max));
+  }
+  t.method = ThresholdMethod::kF1;
+  t.source =
+      "adaptive F1 threshold of " + r.layout + " checkpoint " + r.checkpoint.filename().string();
+  return t;
+}
+
+}  // namespace
+
+AnomalibImport import_anomalib(const std::filesystem::path& checkpoint,
+                               const AnomalibImportOptions& options) {
+  check_category_name(options.category);
+  const nn::TorchCheckpoint file(checkpoint);
+  Reading r{.checkpoint = checkpoint,
+            .root = file.root(),
+            .state = file.state_dict(),
+            .where = "anomalib checkpoint " + checkpoint.string() + ": "};
+  read_layout(r);
+  const HyperParameters h = read_hyper_parameters(r);
+  const WeightsFit fit = read_backbone(r, h.backbone);
+  const auto [image_size, crop_size] = read_preprocessing(r, h, options);
+  Embedder embedder({.backbone = fit.backbone,
+                     .weights = checkpoint,
+                     .image_size = image_size,
+                     .crop_size = crop_size,
+                     .threads = options.threads});
+  const GridShape grid = embedder.grid();
+  const at::Tensor bank = read_memory_bank(r, grid, fit.backbone);
+  const std::span<const float> values(bank.data_ptr<float>(),
+                                      static_cast<std::size_t>(bank.numel()));
+  Model model =
+      Model::from_bank(std::move(embedder), values, model_info(options, h, grid, bank.size(0)));
+  if (const auto thresholds = read_thresholds(r)) model.set_thresholds(*thresholds);
   return {.model = std::move(model),
-          .layout = layout,
+          .layout = r.layout,
           .weights_prefix = fit.prefix,
-          .notes = std::move(notes)};
+          .notes = std::move(r.notes)};
 }
 
 }  // namespace pv
