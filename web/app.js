@@ -134,7 +134,8 @@ async function inspect(file) {
     $('reason').textContent = r.reason;
     $('report').textContent = r.report_id !== null ? `reported as #${r.report_id}`
       : r.report_pending ? 'report pending: the database has no primary now; it is stored once it has one' : '';
-    $('matches-title').textContent = anomalous
+    // An answer without stored images to compare with says why (escaped: textContent).
+    $('matches-title').textContent = r.note ? r.note : anomalous
         ? 'Closest known defects' : `${r.matches.length} most similar normal images`;
     releaseThumbnails();
     $('matches').replaceChildren(...r.matches.map(matchCard));

@@ -155,7 +155,7 @@ class UnavailableError : public Error {
 // location: every call sees each change committed before it began (the embedded store re-reads
 // its file when another writer has replaced it, e.g. `patchvec index` while `patchvec serve`
 // runs). Both interfaces below are implemented by the embedded store and PostgreSQL
-// (tests/store/conformance_test.cpp holds both to every contract).
+// (tests/store/conformance.h holds both to every contract).
 
 // The images of each category with their embeddings, and the similarity search over them.
 class ImageIndex {

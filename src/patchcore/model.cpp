@@ -18,6 +18,7 @@
 #include "patchcore/anomaly_map.h"
 #include "patchcore/memory_bank.h"
 #include "patchcore/model_file.h"
+#include "patchcore/model_impl.h"
 #include "patchcore/model_info.h"
 #include "patchcore/scorer.h"
 #include "sampling/random_projection.h"
@@ -70,7 +71,7 @@ float normalize_score(float score, float threshold, float min, float max) {
   return std::clamp(value, 0.0f, 1.0f);
 }
 
-namespace {
+namespace patchcore {
 
 // Where each image of a batch lies among its network inputs: image k is inputs
 // [first[k], first[k + 1]) (one input each without tiling, its tiles with it).
@@ -126,141 +127,58 @@ at::Tensor image_map(const at::Tensor& patch_distances, const TileLayout* layout
                            : patchcore::anomaly_maps(patch_distances, options)[0];
 }
 
-}  // namespace
+}  // namespace patchcore
 
-struct Model::Impl {
-  ModelInfo info;
-  std::shared_ptr<const Embedder> backbone;  // shared with other models (BackboneCache)
-  const Embedder& embedder;                  // *backbone
-  patchcore::Scorer scorer;
+using patchcore::image_map;
+using patchcore::input_offsets;
+using patchcore::input_patches;
+using patchcore::use_tiling;
 
-  Impl(ModelInfo model_info, std::shared_ptr<const Embedder> shared, patchcore::Scorer bank_scorer)
-      : info(std::move(model_info)),
-        backbone(std::move(shared)),
-        embedder(*backbone),
-        scorer(std::move(bank_scorer)) {}
-  Impl(ModelInfo model_info, Embedder own, patchcore::Scorer bank_scorer)
-      : Impl(std::move(model_info), std::make_shared<const Embedder>(std::move(own)),
-             std::move(bank_scorer)) {}
-
-  patchcore::AnomalyMapOptions map_options() const {
-    return {.size = info.options.embedder.crop_size > 0 ? info.options.embedder.crop_size
-                                                        : info.options.embedder.image_size,
-            .sigma = info.options.sigma,
-            .upsampling = info.options.upsampling};
-  }
-
-  float normalize_image(float score) const {
-    if (!info.thresholds) return std::numeric_limits<float>::quiet_NaN();
-    const Thresholds& t = *info.thresholds;
-    return normalize_score(score, t.image, t.image_min, t.image_max);
-  }
-
-  // Scores one batch of embeddings into predictions[indices[k]], k the batch's k-th image.
-  void score(const PatchEmbeddings& batch, std::span<const std::size_t> indices,
-             std::vector<Prediction>& out, PredictTimings* timings) const {
-    Stopwatch clock;
-    const auto& g = batch.grid;
-    const at::Tensor embeddings =
-        at::from_blob(const_cast<float*>(batch.values.data()),
-                      {batch.count, g.height, g.width, g.dim}, at::kFloat);
-    const patchcore::Scores scores = scorer.score(embeddings);
-    double search = clock.lap();
-    double map = 0;
-    const std::vector<std::int64_t> first = input_offsets(batch);
-    for (std::size_t k = 0; k + 1 < first.size(); ++k) {
-      const std::int64_t begin = first[k], inputs = first[k + 1] - first[k];
-      Prediction& p = out[indices[k]];
-      // With tiling, the image's score is its highest tile's (each re-weighted as usual).
-      p.score = scores.image_scores.narrow(0, begin, inputs).max().item<float>();
-      if (!std::isfinite(p.score)) {
-        throw Error("model of " + info.category +
-                    " gave a non-finite score: its bank or backbone is damaged");
-      }
-      p.normalized = normalize_image(p.score);
-      p.verdict =
-          info.thresholds ? verdict_of(p.score >= info.thresholds->image) : Verdict::kUnknown;
-      const at::Tensor distances = scores.patch_distances.narrow(0, begin, inputs).contiguous();
-      search += clock.lap();
-      const at::Tensor values =
-          image_map(distances, batch.layouts.empty() ? nullptr : &batch.layouts[k], map_options())
-              .contiguous();
-      map += clock.lap();
-      p.map.height = static_cast<int>(values.size(0));
-      p.map.width = static_cast<int>(values.size(1));
-      p.map.values.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
-      p.patch_distances.assign(distances.data_ptr<float>(),
-                               distances.data_ptr<float>() + distances.numel());
-      const std::span<const float> patches = input_patches(batch, begin, first[k + 1]);
-      p.embedding = image_embedding(patches, static_cast<std::size_t>(g.dim));
-      p.defect_embedding =
-          defect_embedding(patches, static_cast<std::size_t>(g.dim), p.patch_distances);
-      clock.lap();
+void Model::Impl::score(const PatchEmbeddings& batch, std::span<const std::size_t> indices,
+                        std::vector<Prediction>& out, PredictTimings* timings) const {
+  Stopwatch clock;
+  const auto& g = batch.grid;
+  const at::Tensor embeddings = at::from_blob(const_cast<float*>(batch.values.data()),
+                                              {batch.count, g.height, g.width, g.dim}, at::kFloat);
+  const patchcore::Scores scores = scorer.score(embeddings);
+  double search = clock.lap();
+  double map = 0;
+  const std::vector<std::int64_t> first = input_offsets(batch);
+  for (std::size_t k = 0; k + 1 < first.size(); ++k) {
+    const std::int64_t begin = first[k], inputs = first[k + 1] - first[k];
+    Prediction& p = out[indices[k]];
+    // With tiling, the image's score is its highest tile's (each re-weighted as usual).
+    p.score = scores.image_scores.narrow(0, begin, inputs).max().item<float>();
+    if (!std::isfinite(p.score)) {
+      throw Error("model of " + info.category +
+                  " gave a non-finite score: its bank or backbone is damaged");
     }
-    if (timings != nullptr) {
-      timings->search_seconds += search;
-      timings->map_seconds += map;
-    }
+    p.normalized = normalize_image(p.score);
+    p.verdict = info.thresholds ? verdict_of(p.score >= info.thresholds->image) : Verdict::kUnknown;
+    const at::Tensor distances = scores.patch_distances.narrow(0, begin, inputs).contiguous();
+    search += clock.lap();
+    const at::Tensor values =
+        image_map(distances, batch.layouts.empty() ? nullptr : &batch.layouts[k], map_options())
+            .contiguous();
+    map += clock.lap();
+    p.map.height = static_cast<int>(values.size(0));
+    p.map.width = static_cast<int>(values.size(1));
+    p.map.values.assign(values.data_ptr<float>(), values.data_ptr<float>() + values.numel());
+    p.patch_distances.assign(distances.data_ptr<float>(),
+                             distances.data_ptr<float>() + distances.numel());
+    const std::span<const float> patches = input_patches(batch, begin, first[k + 1]);
+    p.embedding = image_embedding(patches, static_cast<std::size_t>(g.dim));
+    p.defect_embedding =
+        defect_embedding(patches, static_cast<std::size_t>(g.dim), p.patch_distances);
+    clock.lap();
   }
-};
+  if (timings != nullptr) {
+    timings->search_seconds += search;
+    timings->map_seconds += map;
+  }
+}
 
 namespace {
-
-// Every training image scored by a bank fitted without it: the images in `folds` interleaved
-// folds (image i in fold i mod folds), each fold's images scored by the coreset of the others'
-// patches. What the thresholds from good images are set on (train/thresholds.cpp).
-// `scored_folds`: how many of the folds are held out in turn (1: fold 0 only).
-// `layout`: every image's tiles, or null without tiling.
-void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std::size_t images,
-               const TileLayout* layout, std::size_t folds, std::size_t scored_folds,
-               const PatchCoreOptions& options, const search::SearchOptions& search_options,
-               FitReport& report) {
-  const auto inputs = layout != nullptr ? static_cast<std::int64_t>(layout->count()) : 1;
-  const std::int64_t per_image = inputs * grid.height * grid.width;
-  const int output =
-      options.embedder.crop_size > 0 ? options.embedder.crop_size : options.embedder.image_size;
-  for (std::size_t fold = 0; fold < scored_folds; ++fold) {
-    std::vector<bool> held_out(images);
-    for (std::size_t i = fold; i < images; i += folds) held_out[i] = true;
-    const at::Tensor bank = builder.coreset_without(
-        held_out, per_image,
-        "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds));
-    const patchcore::Scorer scorer(
-        bank, {.num_neighbors = options.num_neighbors, .search = search_options});
-    for (std::size_t i = fold; i < images; i += folds) {
-      const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
-                                     .reshape({inputs, grid.height, grid.width, grid.dim});
-      const patchcore::Scores scores = scorer.score(patches);
-      const at::Tensor map =
-          image_map(scores.patch_distances, layout,
-                    {.size = output, .sigma = options.sigma, .upsampling = options.upsampling});
-      report.held_out_images.push_back(i);
-      report.held_out_scores.push_back(scores.image_scores.max().item<float>());
-      report.held_out_map_maxima.push_back(map.max().item<float>());
-    }
-  }
-}
-
-// With tiling, the one layout of every training image: they must share a size, so that each
-// gives as many patches (the bank's builder counts them before embedding). Reads the headers.
-TileLayout common_layout(std::span<const std::filesystem::path> images,
-                         const TilingOptions& tiling) {
-  const ImageHeader first = read_image_header(images.front());
-  for (const auto& path : images.subspan(1)) {
-    const ImageHeader header = read_image_header(path);
-    if (header.width != first.width || header.height != first.height) {
-      throw Error("training image " + path.string() + " is " + std::to_string(header.width) + "x" +
-                  std::to_string(header.height) + ", but " + images.front().string() + " is " +
-                  std::to_string(first.width) + "x" + std::to_string(first.height) +
-                  ": with --tile, the training images of a category must have one size");
-    }
-  }
-  try {
-    return tile_layout(first.width, first.height, tiling);
-  } catch (const Error& e) {
-    throw Error("training image " + images.front().string() + ": " + e.what());
-  }
-}
 
 // Applies ModelLoadOptions::tiling to a loaded model's record.
 void override_tiling(ModelInfo& info, const TilingOverride& change) {
@@ -322,131 +240,6 @@ Model::Model(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model::Model(Model&&) noexcept = default;
 Model& Model::operator=(Model&&) noexcept = default;
 Model::~Model() = default;
-
-Model Model::fit(std::span<const std::filesystem::path> images, std::string category,
-                 const PatchCoreOptions& options, FitReport* report,
-                 std::vector<std::vector<float>>* image_embeddings) {
-  return nn::torch_errors_as_pv("training " + category + ": ", [&] {
-    return fit_impl(images, std::move(category), options, report, image_embeddings);
-  });
-}
-
-Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string category,
-                      const PatchCoreOptions& requested, FitReport* report,
-                      std::vector<std::vector<float>>* image_embeddings) {
-  if (images.empty()) throw Error("training needs at least one image");
-  check_category_name(category);
-  const PatchCoreOptions options = effective(requested);
-  std::optional<TileLayout> layout;
-  if (options.embedder.tiling.enabled()) layout = common_layout(images, options.embedder.tiling);
-  if (!(options.sigma > 0) ||
-      options.sigma > patchcore::max_sigma(options.embedder.crop_size > 0
-                                               ? options.embedder.crop_size
-                                               : options.embedder.image_size)) {
-    throw Error("the anomaly map blur sigma " + std::to_string(options.sigma) +
-                " does not fit the image size");
-  }
-  Stopwatch total;
-  FitReport local;
-  EmbedderOptions embedder_options = options.embedder;
-  embedder_options.seed = options.seed;  // one seed per fit (PatchCoreOptions::seed)
-  Embedder embedder(embedder_options);
-  const std::size_t folds = options.calibration_folds > 1
-                                ? std::min<std::size_t>(options.calibration_folds, images.size())
-                                : 0;
-  const bool random_backbone = !embedder.ready();
-  if (random_backbone) {
-    Stopwatch clock;
-    // Held-out images must not shape the BatchNorm statistics either (see calibration_folds).
-    std::vector<std::filesystem::path> seen;
-    for (std::size_t i = 0; i < images.size(); ++i) {
-      if (folds < 2 || i % folds != 0) seen.push_back(images[i]);
-    }
-    embedder.calibrate(seen);
-    local.calibrate_seconds = clock.lap();
-  }
-  const GridShape grid = embedder.grid();
-  const std::int64_t inputs = layout ? static_cast<std::int64_t>(layout->count()) : 1;
-  const std::int64_t patches =
-      static_cast<std::int64_t>(images.size()) * inputs * grid.height * grid.width;
-  patchcore::MemoryBankBuilder builder(patches, grid.dim,
-                                       {.coreset_ratio = options.coreset_ratio,
-                                        .method = options.coreset,
-                                        .projection_dim = options.projection_dim,
-                                        .seed = options.seed,
-                                        .max_memory_bytes = options.max_memory_bytes});
-  Stopwatch clock;
-  if (image_embeddings != nullptr) image_embeddings->clear();
-  embedder.embed_each(images, [&](const PatchEmbeddings& batch, std::span<const std::size_t>) {
-    builder.add(batch.values);
-    if (image_embeddings != nullptr) append_image_embeddings(batch, *image_embeddings);
-  });
-  local.embed_seconds = clock.lap();
-  search::SearchOptions search_options;
-  if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
-  if (folds > 1) {
-    cross_fit(builder, grid, images.size(), layout ? &*layout : nullptr, folds,
-              random_backbone ? 1 : folds, options, search_options, local);
-    local.calibration_seconds = clock.lap();
-  }
-  patchcore::BankReport bank_report;
-  const at::Tensor bank = builder.finish(&bank_report);
-  local.project_seconds = bank_report.project_seconds;
-  local.coreset_seconds = bank_report.coreset_seconds;
-  local.spilled = bank_report.spilled;
-
-  patchcore::Scorer scorer(bank,
-                           {.num_neighbors = options.num_neighbors, .search = search_options});
-
-  ModelInfo info;
-  info.category = std::move(category);
-  info.created = utc_now();
-  info.pretrained = embedder.pretrained();
-  // What shaped the model (ModelInfo::options), without the run-time settings.
-  info.options = options;
-  info.options.embedder = {.image_size = options.embedder.image_size,
-                           .crop_size = options.embedder.crop_size,
-                           .tiling = options.embedder.tiling};
-  patchcore::set_backbone(info, embedder.state());
-  info.options.max_memory_bytes = 0;
-  info.options.calibration_folds = 0;
-  info.grid = grid;
-  info.bank_size = bank.size(0);
-  info.train_images = static_cast<std::int64_t>(images.size());
-  info.train_patches = patches;
-  info.options.projection_dim = bank_report.projection_dim;
-  info.covering_radius = bank_report.covering_radius;
-  local.total_seconds = total.total();
-  local.peak_memory_bytes = peak_memory_bytes();
-  if (report != nullptr) *report = local;
-  return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
-}
-
-Model Model::from_bank(Embedder embedder, std::span<const float> bank, ModelInfo info) {
-  return nn::torch_errors_as_pv("the " + info.category + " model: ", [&] {
-    const GridShape grid = embedder.grid();
-    if (info.bank_size <= 0 || bank.size() != static_cast<std::size_t>(info.bank_size) *
-                                                  static_cast<std::size_t>(grid.dim)) {
-      throw Error("a memory bank of " + std::to_string(bank.size()) + " floats is not " +
-                  std::to_string(info.bank_size) + " patches of " + std::to_string(grid.dim));
-    }
-    if (!std::all_of(bank.begin(), bank.end(), [](float v) { return std::isfinite(v); })) {
-      throw Error("the memory bank holds NaN or infinite values");
-    }
-    info.grid = grid;
-    info.options.embedder.image_size = embedder.options().image_size;
-    info.options.embedder.crop_size = embedder.options().crop_size;
-    info.pretrained = embedder.pretrained();
-    BackboneState state = embedder.state(/*carry_weights=*/info.pretrained);
-    state.tensors.clear();  // regenerated by save()
-    patchcore::set_backbone(info, std::move(state));
-    const at::Tensor vectors =
-        at::from_blob(const_cast<float*>(bank.data()), {info.bank_size, grid.dim}, at::kFloat)
-            .clone();
-    patchcore::Scorer scorer(vectors, {.num_neighbors = info.options.num_neighbors});
-    return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
-  });
-}
 
 void Model::save(const std::filesystem::path& path) const {
   const ModelInfo& info = impl_->info;
@@ -609,57 +402,6 @@ std::vector<Prediction> Model::score(const PatchEmbeddings& embeddings) const {
 std::span<const float> Model::memory_bank() const {
   const at::Tensor& bank = impl_->scorer.bank();
   return {bank.data_ptr<float>(), static_cast<std::size_t>(bank.numel())};
-}
-
-UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> images) {
-  return nn::torch_errors_as_pv("updating the " + impl_->info.category + " model: ", [&] {
-    Stopwatch clock;
-    ModelInfo& info = impl_->info;
-    UpdateReport report{.images = static_cast<std::int64_t>(images.size()),
-                        .covering_radius_before = info.covering_radius,
-                        .covering_radius_after = info.covering_radius};
-    if (images.empty()) return report;
-    const PatchEmbeddings embedded = impl_->embedder.embed(images, "embed new images");
-    const auto& g = embedded.grid;
-    const at::Tensor patches =
-        at::from_blob(const_cast<float*>(embedded.values.data()),
-                      {embedded.count * g.height * g.width, g.dim}, at::kFloat)
-            .clone();
-    report.patches = patches.size(0);
-    const at::Tensor& bank = impl_->scorer.bank();
-    std::vector<std::int64_t> keep;
-    if (info.options.projection_dim > 0) {
-      // The selection's space: the same seeded projection as at fit time.
-      const sampling::RandomProjection projection(g.dim, info.options.projection_dim,
-                                                  info.options.seed);
-      const at::Tensor points = projection.apply(patches);
-      const search::ExactSearch centres(projection.apply(bank));
-      at::Tensor distance = centres.search(points, 1).distances.squeeze(1).contiguous();
-      const double radius = info.covering_radius;
-      for (;;) {
-        const std::int64_t farthest = distance.argmax().item<std::int64_t>();
-        if (distance[farthest].item<float>() <= radius) break;
-        keep.push_back(farthest);
-        distance = at::minimum(distance, (points - points[farthest]).pow(2).sum(1).sqrt());
-      }
-      report.covering_radius_after = std::max(radius, distance.max().item<double>());
-    } else {  // the bank is every patch (coreset ratio 1): all of them join it
-      for (std::int64_t i = 0; i < patches.size(0); ++i) keep.push_back(i);
-    }
-    report.centres_added = static_cast<std::int64_t>(keep.size());
-    const at::Tensor grown =
-        keep.empty() ? bank : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))});
-    patchcore::Scorer scorer(grown, {.num_neighbors = info.options.num_neighbors});
-    // Nothing above changed the model; from here on nothing can fail.
-    impl_->scorer = std::move(scorer);
-    info.bank_size = grown.size(0);
-    info.train_images += report.images;
-    info.train_patches += report.patches;
-    info.covering_radius = report.covering_radius_after;
-    ++info.revision;
-    report.seconds = clock.total();
-    return report;
-  });
 }
 
 void Model::set_thresholds(const Thresholds& thresholds) {
