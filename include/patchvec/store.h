@@ -22,10 +22,14 @@ namespace pv {
 
 // Where a stored image came from: a dataset indexed whole (patchvec index), replaced by the next
 // index of its category, or an image a user added one at a time (add-anomaly, an operator's
-// decision, update), which re-indexing never removes.
+// decision, update), which re-indexing never removes. Recorded once, as the image's split:
+// Split::kAdded is an added image, kTrain and kTest came with a dataset.
 enum class ImageSource { kDataset, kAdded };
 
-// "dataset", "added": the one string form (the stores, JSON).
+constexpr ImageSource image_source(Split split) {
+  return split == Split::kAdded ? ImageSource::kAdded : ImageSource::kDataset;
+}
+// "dataset", "added": how stores of earlier forms spelled it.
 constexpr const char* image_source_name(ImageSource source) {
   return source == ImageSource::kAdded ? "added" : "dataset";
 }
@@ -58,11 +62,10 @@ struct StoredImage {
   std::int64_t id = 0;  // assigned by the store
   std::string path;     // as it was indexed
   std::string category;
-  ImageSource source = ImageSource::kDataset;  // set by the store: replace_dataset(), add_image()
-  Split split = Split::kTrain;
-  bool anomalous = false;               // the label
-  std::string defect = "good";          // defect type; "good" for normal images
-  std::optional<float> score;           // PatchCore image score, when it was scored
+  Split split = Split::kTrain;  // kAdded: added one at a time (add_image() sets it), image_source()
+  bool anomalous = false;       // the label
+  std::string defect = "good";  // defect type; "good" for normal images
+  std::optional<float> score;   // PatchCore image score, when it was scored
   Verdict verdict = Verdict::kUnknown;  // from that score; kUnknown if not scored or no thresholds
   std::vector<float> embedding;
 };
@@ -162,12 +165,13 @@ class ImageIndex {
  public:
   virtual ~ImageIndex() = default;
 
-  // Replaces the dataset images of `category` (ImageSource::kDataset) with `images`, which are
-  // stored with that source (ids are assigned; re-indexing never duplicates). Images added with
-  // add_image() stay. Returns how many were stored.
+  // Replaces the dataset images of `category` (splits kTrain and kTest) with `images` (ids are
+  // assigned; re-indexing never duplicates). Images added with add_image() stay. Throws pv::Error
+  // for an image of split kAdded among `images`. Returns how many were stored.
   virtual std::size_t replace_dataset(const std::string& category,
                                       std::span<const StoredImage> images) = 0;
-  // Adds one image a user labelled (ImageSource::kAdded, whatever `image` says); returns its id.
+  // Adds one image a user labelled, stored with split kAdded whatever `image` says; returns its
+  // id.
   virtual std::int64_t add_image(const StoredImage& image) = 0;
 
   // The `k` stored images most similar to `query` (cosine), best first; equal similarities in id

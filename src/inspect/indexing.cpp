@@ -129,13 +129,13 @@ IndexReport copy_category(const Model& model, const VectorStore& from, VectorSto
   std::vector<StoredImage> dataset;
   std::vector<StoredImage> added;
   for (const StoredImage& image : images) {
-    (image.source == ImageSource::kAdded ? added : dataset).push_back(image);
+    (image_source(image.split) == ImageSource::kAdded ? added : dataset).push_back(image);
   }
   report.images = to.replace_dataset(category, dataset);
   if (!added.empty()) {
     std::vector<StoredImage> present;
     for (StoredImage& image : to.images(category)) {
-      if (image.source == ImageSource::kAdded) present.push_back(std::move(image));
+      if (image_source(image.split) == ImageSource::kAdded) present.push_back(std::move(image));
     }
     for (const StoredImage& image : added) {
       const bool stored = std::any_of(present.begin(), present.end(),

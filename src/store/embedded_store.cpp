@@ -40,7 +40,6 @@ nlohmann::json image_json(const StoredImage& image) {
   nlohmann::json j = {{"id", image.id},
                       {"path", image.path},
                       {"category", image.category},
-                      {"source", image_source_name(image.source)},
                       {"split", split_name(image.split)},
                       {"anomalous", image.anomalous},
                       {"defect", image.defect},
@@ -55,11 +54,12 @@ StoredImage image_from(const nlohmann::json& j) {
   image.path = j.at("path").get<std::string>();
   image.category = j.at("category").get<std::string>();
   image.split = parse_split(j.at("split").get<std::string>(), "image split");
-  // Stores written before sources existed marked added images by their split only.
-  image.source = j.contains("source")
-                     ? parse_image_source(j.at("source").get<std::string>(), "source")
-                 : image.split == Split::kAdded ? ImageSource::kAdded
-                                                : ImageSource::kDataset;
+  // One form of the file also said where the image came from, which the split says now (and
+  // said alone before that form).
+  if (j.contains("source") &&
+      parse_image_source(j.at("source").get<std::string>(), "source") == ImageSource::kAdded) {
+    image.split = Split::kAdded;
+  }
   image.anomalous = j.at("anomalous").get<bool>();
   image.defect = j.at("defect").get<std::string>();
   image.verdict = store::stored_verdict(j.at("verdict").get<std::string>());
@@ -197,13 +197,13 @@ class EmbeddedStore final : public VectorStore {
 
   std::size_t replace_dataset(const std::string& category,
                               std::span<const StoredImage> images) override {
+    store::check_dataset_images(images);
     return change([&](Contents& c) {
       std::erase_if(c.images, [&](const StoredImage& i) {
-        return i.category == category && i.source == ImageSource::kDataset;
+        return i.category == category && image_source(i.split) == ImageSource::kDataset;
       });
       for (StoredImage image : images) {
         image.category = category;
-        image.source = ImageSource::kDataset;
         append(c, std::move(image));
       }
       return images.size();
@@ -213,7 +213,7 @@ class EmbeddedStore final : public VectorStore {
   std::int64_t add_image(const StoredImage& image) override {
     return change([&](Contents& c) {
       StoredImage added = image;
-      added.source = ImageSource::kAdded;
+      added.split = Split::kAdded;
       return append(c, std::move(added));
     });
   }
@@ -307,7 +307,7 @@ class EmbeddedStore final : public VectorStore {
         ResolvedReport out;
         if (image) {
           StoredImage added = *image;
-          added.source = ImageSource::kAdded;
+          added.split = Split::kAdded;
           out.image_id = append(c, std::move(added));  // may throw: nothing changed yet
         }
         r.status = ReportStatus::kResolved;

@@ -19,6 +19,15 @@ std::optional<Resolution> stored_resolution(std::string_view text) {
   return parse_resolution(text);
 }
 
+void check_dataset_images(std::span<const StoredImage> images) {
+  for (const StoredImage& image : images) {
+    if (image.split == Split::kAdded) {
+      throw Error("image " + image.path +
+                  " of split 'added' in a dataset: add it on its own (add_image)");
+    }
+  }
+}
+
 nlohmann::json match_json(const Match& m) {
   return {{"id", m.image.id},
           {"path", m.image.path},

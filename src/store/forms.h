@@ -3,6 +3,7 @@
 #pragma once
 
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -21,6 +22,10 @@ Verdict stored_verdict(std::string_view text);
 // is no resolution.
 std::string stored_resolution_text(const std::optional<Resolution>& resolution);
 std::optional<Resolution> stored_resolution(std::string_view text);
+
+// Throws pv::Error for an image of split kAdded among a dataset's (replace_dataset()): added
+// images come one at a time, and would otherwise outlive every re-index.
+void check_dataset_images(std::span<const StoredImage> images);
 
 // {"id", "path", "category", "anomalous", "defect", "similarity"}: a match as reports keep it (the
 // API's form is json::match()).

@@ -24,8 +24,8 @@ namespace {
 // Connections a store opens at most: searches of concurrent inspections overlap.
 constexpr std::size_t kConnections = 4;
 
-const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict, source";
-constexpr int kImageColumnCount = 9;
+const char* kImageColumns = "id, path, category, split, anomalous, defect, score, verdict";
+constexpr int kImageColumnCount = 8;
 
 StoredImage image_from(const pg::Result& r, int row) {
   StoredImage image;
@@ -37,7 +37,6 @@ StoredImage image_from(const pg::Result& r, int row) {
   image.defect = r.text(row, 5);
   if (const auto score = r.get(row, 6)) image.score = std::stof(*score);
   image.verdict = store::stored_verdict(r.text(row, 7));
-  image.source = parse_image_source(r.text(row, 8), "stored source");
   return image;
 }
 
@@ -89,8 +88,9 @@ class PostgresStore final : public VectorStore {
 
   std::size_t replace_dataset(const std::string& category,
                               std::span<const StoredImage> images) override {
+    store::check_dataset_images(images);
     const auto db = writes_.lease();
-    const char* remove = "DELETE FROM images WHERE category = $1 AND source = 'dataset'";
+    const char* remove = "DELETE FROM images WHERE category = $1 AND split <> 'added'";
     if (images.empty()) {
       pg::Transaction t(*db);
       if (has_vector_tables(*db)) db->exec(remove, {category});
@@ -308,10 +308,10 @@ class PostgresStore final : public VectorStore {
     db.exec("INSERT INTO categories (name) VALUES ($1) ON CONFLICT (name) DO NOTHING",
             {image.category});
     const pg::Result r = db.exec(
-        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding, "
-        "source) VALUES ($1, $2, $3, $4, $5, $6, $7, $8::vector, 'added') RETURNING id",
-        {image.path, image.category, split_name(image.split), image.anomalous ? "true" : "false",
-         image.defect, image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
+        "INSERT INTO images (path, category, split, anomalous, defect, score, verdict, embedding) "
+        "VALUES ($1, $2, 'added', $3, $4, $5, $6, $7::vector) RETURNING id",
+        {image.path, image.category, image.anomalous ? "true" : "false", image.defect,
+         image.score ? std::optional(std::to_string(*image.score)) : std::nullopt,
          std::string(verdict_name(image.verdict)), pg::vector_text(image.embedding)});
     return std::stoll(r.text(0, 0));
   }

@@ -57,7 +57,13 @@ class CopyCategory : public ::testing::Test {
     std::vector<StoredImage> images = open_embedded_store(*dir_ / "source.pvs")->images("tile");
     change(images);
     auto store = open_embedded_store(*dir_ / name);
-    store->replace_dataset("tile", images);
+    // In the source's order (its dataset, then the image added to it).
+    std::vector<StoredImage> dataset, added;
+    for (const StoredImage& image : images) {
+      (image.split == Split::kAdded ? added : dataset).push_back(image);
+    }
+    store->replace_dataset("tile", dataset);
+    for (const StoredImage& image : added) store->add_image(image);
     return store;
   }
 
@@ -81,7 +87,7 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
   // In id order: the second copy's dataset rows are new, its added row is the first copy's.
   const auto by_source = [](std::vector<StoredImage> images) {
     std::stable_sort(images.begin(), images.end(), [](const StoredImage& a, const StoredImage& b) {
-      return a.source < b.source;  // kDataset first
+      return image_source(a.split) < image_source(b.split);  // kDataset first
     });
     return images;
   };
@@ -91,7 +97,6 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
   ASSERT_EQ(to.size(), from.size());
   for (std::size_t i = 0; i < from.size(); ++i) {
     EXPECT_EQ(to[i].path, from[i].path) << i;
-    EXPECT_EQ(to[i].source, from[i].source) << i;
     EXPECT_EQ(to[i].split, from[i].split) << i;
     EXPECT_EQ(to[i].anomalous, from[i].anomalous) << i;
     EXPECT_EQ(to[i].defect, from[i].defect) << i;
@@ -99,7 +104,7 @@ TEST_F(CopyCategory, CopiesEveryRowAndAddsAddedImagesOnce) {
     EXPECT_EQ(to[i].verdict, from[i].verdict) << i;
     EXPECT_EQ(to[i].embedding, from[i].embedding) << i;
   }
-  EXPECT_EQ(to.back().source, ImageSource::kAdded);
+  EXPECT_EQ(to.back().split, Split::kAdded);
   EXPECT_EQ(to.back().defect, "scratch");
 }
 

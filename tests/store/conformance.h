@@ -108,7 +108,7 @@ TYPED_TEST_P(StoreConformance, ReindexingKeepsAddedImages) {
                                               .anomalous = true,
                                               .defect = "oil",
                                               .embedding = oil});
-  EXPECT_EQ(store.image(added)->source, ImageSource::kAdded);
+  EXPECT_EQ(store.image(added)->split, Split::kAdded);
   store.replace_dataset("tile", random_images(rng, "tile", 7, 6));
   const auto reopened = this->backend_.open();
   EXPECT_EQ(reopened->image_count("tile"), 8u);  // 7 from the dataset and the added one
@@ -117,8 +117,13 @@ TYPED_TEST_P(StoreConformance, ReindexingKeepsAddedImages) {
   EXPECT_EQ(kept->defect, "oil");
   EXPECT_EQ(kept->split, Split::kAdded);
   EXPECT_EQ(kept->embedding, oil);
-  EXPECT_EQ(reopened->images("tile").back().source, ImageSource::kDataset);  // newer ids
+  EXPECT_NE(reopened->images("tile").back().split, Split::kAdded);  // newer ids
   reopened->replace_dataset("tile", {});  // an empty dataset still keeps it
+  EXPECT_EQ(store.image_count("tile"), 1u);
+  // Added images come one at a time: a dataset holding one is refused, and nothing changes.
+  std::vector<StoredImage> with_added = random_images(rng, "tile", 3, 6);
+  with_added[1].split = Split::kAdded;
+  EXPECT_THROW(store.replace_dataset("tile", with_added), Error);
   EXPECT_EQ(store.image_count("tile"), 1u);
 }
 

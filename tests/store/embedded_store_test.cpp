@@ -159,15 +159,20 @@ TEST(EmbeddedStore, FilesOfTheEarlierFormsStillRead) {
                                  {"best_similarity", 0.8},
                                  {"created", "2026-01-02T03:04:05Z"},
                                  {"matches", {{{"image", image}, {"similarity", 0.75}}}}};
-  testing::write_text(
-      dir / "store.pvs",
-      forged_store(
-          {{"images", {image}}, {"reports", {report}}, {"next_image_id", 2}, {"next_report_id", 2}},
-          2, {1, 2}));
+  // The form that said the source beside the split: an added image of split 'test'.
+  nlohmann::json labelled = image;
+  labelled["id"] = 2;
+  labelled["split"] = "test";
+  testing::write_text(dir / "store.pvs", forged_store({{"images", {image, labelled}},
+                                                       {"reports", {report}},
+                                                       {"next_image_id", 3},
+                                                       {"next_report_id", 2}},
+                                                      2, {1, 2, 2, 1}));
   const auto store = open_embedded_store(dir / "store.pvs");
   const auto stored = store->image(1);
   ASSERT_TRUE(stored.has_value());
   EXPECT_EQ(stored->verdict, Verdict::kUnknown);
+  EXPECT_EQ(store->image(2)->split, Split::kAdded);  // where it came from, recorded once
   const auto r = store->report(1);
   ASSERT_TRUE(r.has_value());
   ASSERT_EQ(r->matches.size(), 1u);
@@ -183,6 +188,8 @@ TEST(EmbeddedStore, FilesOfTheEarlierFormsStillRead) {
   EXPECT_EQ(again->matches[0].image.path, "a.png");
   EXPECT_DOUBLE_EQ(again->matches[0].similarity, 0.75);
   EXPECT_EQ(open_embedded_store(dir / "store.pvs")->image(1)->verdict, Verdict::kUnknown);
+  store->replace_dataset("tile", {});  // added images survive a re-index
+  EXPECT_EQ(store->image_count("tile"), 3u);
 }
 
 // A store whose next ids are at the limit refuses the next image or report and stays usable

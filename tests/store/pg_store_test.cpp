@@ -74,7 +74,7 @@ TEST_F(PostgresStore, CreatesTheSchemaInAnEmptyDatabaseAndReopensIt) {
   }
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "6");
+            "7");
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'dimension'").text(0, 0), "8");
   EXPECT_EQ(db.exec("SELECT format_type(atttypid, atttypmod) FROM pg_attribute "
                     "WHERE attrelid = 'images'::regclass AND attname = 'embedding'")
@@ -121,8 +121,8 @@ TEST_F(PostgresStore, MigratesAVersion1Schema) {
         "VALUES ('old.png', 'tile', 3, 2, 0.5, '[]')");
   }
   auto store = open_postgres_store(url_);
-  EXPECT_EQ(store->image(1)->source, ImageSource::kDataset);
-  EXPECT_EQ(store->image(2)->source, ImageSource::kAdded);
+  EXPECT_EQ(store->image(1)->split, Split::kTrain);
+  EXPECT_EQ(store->image(2)->split, Split::kAdded);
   store->replace_dataset("tile", {});
   EXPECT_EQ(store->image_count("tile"), 1u);  // the labelled one survived the re-index
   // The old report is kept, open, and can be resolved.
@@ -135,7 +135,7 @@ TEST_F(PostgresStore, MigratesAVersion1Schema) {
             ReportStatus::kResolved);
   pg::Connection db(url_);
   EXPECT_EQ(db.exec("SELECT value FROM patchvec_meta WHERE key = 'schema_version'").text(0, 0),
-            "6");
+            "7");
   EXPECT_EQ(db.exec("SELECT to_regclass('patches') IS NULL").text(0, 0), "t");
 }
 

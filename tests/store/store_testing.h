@@ -181,7 +181,7 @@ inline void check_racing_decisions(VectorStore& store) {
   ASSERT_TRUE(decided.has_value());
   std::size_t labelled = 0;
   for (const StoredImage& image : store.images("race")) {
-    if (image.source != ImageSource::kAdded) continue;
+    if (image.split != Split::kAdded) continue;
     ++labelled;
     EXPECT_EQ(image.anomalous, decided->resolution == Resolution::kDefect) << decided->resolved_by;
   }
