@@ -54,7 +54,10 @@ Inspection inspect(const Model& model, VectorStore& store, const Prediction& pre
     result.reason =
         "best similarity " + format_number(result.best_similarity) + " < " + format_number(minimum);
   } else if (!comparable) {
-    result.reason = "score below threshold (no stored images to compare with)";
+    result.reason =
+        info.thresholds
+            ? "score below threshold (no stored images to compare with)"
+            : "no threshold and no stored images to compare with: nothing says anomalous";
   } else {
     result.reason = "score below threshold, similar to known good images";
   }
