@@ -80,27 +80,55 @@ std::string choose_weights(DemoArgs& args, bool weights_given) {
   }
 }
 
-void run_demo(DemoArgs& args, bool weights_given) {
-  Stopwatch total;
-  const std::string weights = choose_weights(args, weights_given);
-  const std::filesystem::path data = args.out / "data";
-  const std::filesystem::path models = args.out / "models";
-  const std::filesystem::path pictures = args.out / "pictures";
-  const synth::DatasetOptions synth_options = dataset_options(args.quick);
-  if (synth::dataset_matches(data, synth_options)) {
+// The synthetic dataset in `data`, reused when it matches `options`.
+void prepare_dataset(const std::filesystem::path& data, const synth::DatasetOptions& options) {
+  if (synth::dataset_matches(data, options)) {
     log::info("== dataset: reusing " + data.string());
   } else {
     log::info("== dataset: synthesising tile, leather and grid in " + data.string());
-    synth::write_dataset(data, synth_options);
+    synth::write_dataset(data, options);
   }
+}
 
-  std::filesystem::create_directories(models);
-  // Each category's dataset images are replaced; what a user added to the store stays.
-  std::unique_ptr<VectorStore> store = open_store({.db = args.db}, models / "store.pvs");
+// What training the categories gave: their models, evaluations and summary.json entries.
+struct Trained {
+  std::vector<Model> models;
   std::vector<EvaluationReport> reports;
   nlohmann::ordered_json categories = nlohmann::ordered_json::array();
-  std::vector<Model> trained;
-  for (const std::string& name : synth_options.categories) {
+};
+
+nlohmann::ordered_json category_json(const Category& category, const Model& model,
+                                     const FitReport& fit, const EvaluationReport& report) {
+  const ModelInfo& info = model.info();
+  return {
+      {"category", category.name},
+      {"image_auroc", report.image_auroc},
+      {"pixel_auroc", json::number_or_null(report.pixel_auroc)},
+      {"pro", json::number_or_null(report.pro)},
+      {"image_threshold", report.used.image},
+      {"threshold", report.used.source},
+      {"image_f1", report.image_f1},
+      {"operating_points", json::operating_points(report)},
+      {"min_similarity", info.similarity ? nlohmann::ordered_json(info.similarity->min_similarity)
+                                         : nlohmann::ordered_json()},
+      {"defect_precision_at_5", json::number_or_null(report.defect_precision_at_5)},
+      {"defect_precision_at_5_mean_pooling",
+       json::number_or_null(report.defect_precision_at_5_mean_pooling)},
+      {"train_images", category.train.size()},
+      {"test_images", category.test.size()},
+      {"bank_size", info.bank_size},
+      {"fit_seconds", fit.total_seconds},
+      {"evaluate_seconds", report.seconds}};
+}
+
+// Trains, evaluates, saves and indexes every category; each category's dataset images in the
+// store are replaced, what a user added stays.
+Trained train_categories(const DemoArgs& args, const std::filesystem::path& data,
+                         const std::vector<std::string>& names, VectorStore& store) {
+  const std::filesystem::path models = args.out / "models";
+  const std::filesystem::path pictures = args.out / "pictures";
+  Trained out;
+  for (const std::string& name : names) {
     log::info("== " + name + ": train, evaluate, index");
     const Category category = read_category(data, name);
     TrainResult result =
@@ -108,57 +136,41 @@ void run_demo(DemoArgs& args, bool weights_given) {
                                   .thresholds = parse_threshold_policy(args.threshold),
                                   .evaluation = {.overlays_dir = pictures / name,
                                                  .roc_png = pictures / (name + "_roc.png")}});
-    Model& model = result.model;
-    const FitReport& fit = result.fit;
     EvaluationReport report = std::move(*result.evaluation);
-    model.save(models / (name + ".pvm"));
-    index_category(model, category, result.train_embeddings, report.images, *store);
-    categories.push_back(
-        {{"category", name},
-         {"image_auroc", report.image_auroc},
-         {"pixel_auroc", json::number_or_null(report.pixel_auroc)},
-         {"pro", json::number_or_null(report.pro)},
-         {"image_threshold", report.used.image},
-         {"threshold", report.used.source},
-         {"image_f1", report.image_f1},
-         {"operating_points", json::operating_points(report)},
-         {"min_similarity", model.info().similarity
-                                ? nlohmann::ordered_json(model.info().similarity->min_similarity)
-                                : nlohmann::ordered_json()},
-         {"defect_precision_at_5", json::number_or_null(report.defect_precision_at_5)},
-         {"defect_precision_at_5_mean_pooling",
-          json::number_or_null(report.defect_precision_at_5_mean_pooling)},
-         {"train_images", category.train.size()},
-         {"test_images", category.test.size()},
-         {"bank_size", model.info().bank_size},
-         {"fit_seconds", fit.total_seconds},
-         {"evaluate_seconds", report.seconds}});
-    reports.push_back(std::move(report));
-    trained.push_back(std::move(model));
+    result.model.save(models / (name + ".pvm"));
+    index_category(result.model, category, result.train_embeddings, report.images, store);
+    out.categories.push_back(category_json(category, result.model, result.fit, report));
+    out.reports.push_back(std::move(report));
+    out.models.push_back(std::move(result.model));
   }
-  if (!args.db.empty()) {
-    log::info("== building the HNSW indexes in " + store->location());
-    store->build_indexes();
-  }
+  return out;
+}
+
+void print_results(const Trained& trained) {
   std::printf("\n");
-  print_table(stdout, reports);
+  print_table(stdout, trained.reports);
   std::printf(
       "Thresholds (from good images; the test split's rates at them and at anomalib's "
       "F1-optimal ones):\n");
-  for (std::size_t c = 0; c < reports.size(); ++c) {
-    const ModelInfo& info = trained[c].info();
+  for (std::size_t c = 0; c < trained.reports.size(); ++c) {
+    const ModelInfo& info = trained.models[c].info();
     std::printf("%s: %s; similarity rule: best similarity >= %.4f\n", info.category.c_str(),
                 info.thresholds->source.c_str(),
                 info.similarity ? info.similarity->min_similarity : kDefaultMinSimilarity);
-    print_operating_points(stdout, reports[c]);
+    print_operating_points(stdout, trained.reports[c]);
   }
+}
 
-  // New images the store has never seen: one normal and one defective per category.
+// New images the store has never seen, one normal and one defective per category, inspected
+// and drawn; their summary.json entries.
+nlohmann::ordered_json inspect_queries(const DemoArgs& args, const Trained& trained,
+                                       const synth::DatasetOptions& synth_options,
+                                       VectorStore& store) {
   const std::filesystem::path queries = args.out / "queries";
   std::filesystem::create_directories(queries);
-  nlohmann::ordered_json query_results = nlohmann::ordered_json::array();
-  for (std::size_t c = 0; c < trained.size(); ++c) {
-    const Model& model = trained[c];
+  nlohmann::ordered_json results = nlohmann::ordered_json::array();
+  for (std::size_t c = 0; c < trained.models.size(); ++c) {
+    const Model& model = trained.models[c];
     const std::string& name = model.info().category;
     const auto defects = synth::defect_types(name);
     for (const std::string& truth : {std::string(kGoodLabel), defects[c % defects.size()]}) {
@@ -171,15 +183,34 @@ void run_demo(DemoArgs& args, bool weights_given) {
       const std::filesystem::path path = queries / (name + "_" + truth + ".png");
       write_png(path, surface.image);
       const Prediction prediction = model.predict(surface.image);  // = the PNG's pixels
-      const Inspection r = inspect(model, *store, prediction, path.string(),
+      const Inspection r = inspect(model, store, prediction, path.string(),
                                    {.k = args.k, .min_similarity = args.min_similarity});
-      write_heatmap(pictures / "queries", path, model, prediction);
+      write_heatmap(args.out / "pictures" / "queries", path, model, prediction);
       print_inspection(stdout, r, truth, args.out);
       nlohmann::ordered_json result = json::inspection(r);
       result["truth"] = truth;
-      query_results.push_back(std::move(result));
+      results.push_back(std::move(result));
     }
   }
+  return results;
+}
+
+void run_demo(DemoArgs& args, bool weights_given) {
+  Stopwatch total;
+  const std::string weights = choose_weights(args, weights_given);
+  const std::filesystem::path data = args.out / "data";
+  const std::filesystem::path models = args.out / "models";
+  const synth::DatasetOptions synth_options = dataset_options(args.quick);
+  prepare_dataset(data, synth_options);
+  std::filesystem::create_directories(models);
+  std::unique_ptr<VectorStore> store = open_store({.db = args.db}, models / "store.pvs");
+  Trained trained = train_categories(args, data, synth_options.categories, *store);
+  if (!args.db.empty()) {
+    log::info("== building the HNSW indexes in " + store->location());
+    store->build_indexes();
+  }
+  print_results(trained);
+  const nlohmann::ordered_json queries = inspect_queries(args, trained, synth_options, *store);
 
   const double seconds = total.total();
   std::printf(R"(
@@ -189,25 +220,25 @@ Done in %.0f s with weights: %s. Everything is in %s:
   models/*.pvm, models/store.pvs  the models and the embedded vector store (unless --db)
 Next:
   real data:     patchvec train --data /path/to/mvtec --category tile,leather,grid --out models
-  weights:       patchvec weights list (README: 'Pretrained weights'); a random backbone is
-                 far less accurate than ImageNet's.
+  weights:       patchvec weights list (docs/guide.md: 'Pretrained weights'); a random backbone
+                 is far less accurate than ImageNet's.
   anomalib:      patchvec import-anomalib model.ckpt --category bottle --out models
 )",
               seconds, weights.c_str(), args.out.string().c_str());
   if (!args.json.empty()) {
     write_json(args.json, {{"dataset", data.string()},
                            {"quick", args.quick},
-                           {"pretrained", trained.front().info().pretrained},
+                           {"pretrained", trained.models.front().info().pretrained},
                            {"weights", weights},
-                           {"categories", categories},
-                           {"queries", query_results},
+                           {"categories", trained.categories},
+                           {"queries", queries},
                            {"store", store->location()},
-                           {"pictures", pictures.string()},
+                           {"pictures", (args.out / "pictures").string()},
                            {"seconds", seconds}});
   }
   if (args.serve) {
     store.reset();  // the service opens the store itself
-    trained.clear();
+    trained = {};
     std::fflush(stdout);
     serve_until_signal({.models_dir = models,
                         .store = {.db = args.db},
