@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <optional>
 
 #include <patchvec/error.h>
 #include <patchvec/files.h>
@@ -126,14 +127,11 @@ Inspected Inspector::inspect(const std::string& category, const EncodedImage& im
   Inspected out{.model = m};
   {
     const std::shared_ptr<void> turn = wait_turn ? wait_turn() : nullptr;
-    if (batcher_) {
-      PredictionBatcher::Announcement coming = batcher_->announce(*m);
-      out.image = decode_image(image.bytes, image.name, backbone.options().image_limits);
-      out.prediction = batcher_->predict(*m, out.image, &coming);
-    } else {
-      out.image = decode_image(image.bytes, image.name, backbone.options().image_limits);
-      out.prediction = m->predict(out.image);
-    }
+    // Announced before decoding, so that a batch starting meanwhile waits for this image.
+    std::optional<PredictionBatcher::Announcement> coming;
+    if (batcher_) coming.emplace(batcher_->announce(*m));
+    out.image = decode_image(image.bytes, image.name, backbone.options().image_limits);
+    out.prediction = batcher_ ? batcher_->predict(*m, out.image, &*coming) : m->predict(out.image);
   }
   InspectOptions with = options;
   if (!options_.report_images_dir.empty()) {

@@ -63,12 +63,13 @@ std::string upload_name(const httplib::Request& req, const Upload& upload) {
     check_name(name);
     return name;
   }
+  if (upload.filename.empty()) return "upload";
   try {
     check_name(upload.filename);
-    if (!upload.filename.empty()) return upload.filename;
+    return upload.filename;
   } catch (const HttpError&) {
+    return "upload";
   }
-  return "upload";
 }
 
 std::string category_of(const httplib::Request& req) {
