@@ -192,7 +192,8 @@ TEST_F(StoreCli, OperatorLoopOnBothStores) {
   }
 }
 
-// apps/inspect_images, a program on the public API alone (docs/guide.md), answers as `patchvec search`.
+// apps/inspect_images, a program on the public API alone (docs/guide.md), answers as `patchvec
+// search`.
 TEST_F(StoreCli, ALibraryProgramAnswersAsSearchDoes) {
   testing::TempDir models;
   std::filesystem::copy_file(model(), models / "synthetic.pvm");

@@ -1,7 +1,6 @@
 // The Inspector: models by category and one store, what `patchvec search` and the service use.
-#include <unistd.h>
-
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
@@ -130,8 +129,7 @@ TEST_F(InspectorTest, InspectsEncodedBytesAsItsFile) {
                             {.batching = BatcherOptions{.max_batch = 2},
                              .report_images_dir = kept / "images",
                              .report_spool_dir = kept / "spool"});
-  index_category(*inspector.model("tile"), read_category(*data_, "tile"),
-                 inspector.store());
+  index_category(*inspector.model("tile"), read_category(*data_, "tile"), inspector.store());
   const Category category = read_category(*data_, "tile");
   int turns = 0;
   const TurnWaiter wait = [&] {
