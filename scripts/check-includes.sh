@@ -6,8 +6,8 @@ set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 bad=$(grep -n '^#include' "$root"/apps/*/*.cpp "$root"/apps/*/*.h |
   grep -v -E '#include <patchvec/[a-z_]+\.h>|#include "[a-z_]+\.h"$|#include <[a-z_]+>|#include <(sys/)?[a-z_]+\.h>|#include <CLI/CLI\.hpp>|#include <nlohmann/json\.hpp>' |
-  grep -v -E '"(util|image|inspect|nn|patchcore|store|service|eval|train|search|sampling|synth|data|weights)/' || true)
-private=$(grep -n -E '^#include "(util|image|inspect|nn|patchcore|store|service|eval|train|search|sampling|synth|data|weights)/' \
+  grep -v -E '"(util|image|inspect|nn|patchcore|store|service|eval|train|search|sampling|synth|data|weights|station)/' || true)
+private=$(grep -n -E '^#include "(util|image|inspect|nn|patchcore|store|service|eval|train|search|sampling|synth|data|weights|station)/' \
   "$root"/apps/*/*.cpp "$root"/apps/*/*.h || true)
 if [ -n "$bad$private" ]; then
   echo "apps/ must include only public headers (<patchvec/...>) and standard ones:" >&2

@@ -18,6 +18,7 @@ build_packages=(
   libcpp-httplib-dev                    # the inspection service's HTTP server
   libcurl4-openssl-dev ca-certificates  # downloading weights (--weights imagenet or a URL)
   zlib1g-dev                            # deflated entries of .pth checkpoints (zip)
+  libtomlplusplus-dev libmosquitto-dev  # the station: its TOML file, its MQTT sink
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -30,6 +31,7 @@ test_packages=(
   chromium nodejs                       # the page's browser test (playwright-core from npm)
   haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
   iproute2                              # scripts/cluster.sh: network namespaces and a bridge
+  mosquitto mosquitto-clients           # the station's tests: a broker on 127.0.0.1, a subscriber
   clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
   clang-format                          # make format, make format-check
   clang-tidy                            # make tidy

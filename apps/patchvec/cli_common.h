@@ -1,7 +1,9 @@
 // Options and output helpers shared by the sub-commands.
 #pragma once
 
+#include <csignal>
 #include <cstdio>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -64,5 +66,12 @@ void print_inspection(std::FILE* out, const Inspection& inspection, const std::s
 
 // Runs the inspection service until SIGINT or SIGTERM (serve_command.cpp).
 void serve_until_signal(const ServiceOptions& options);
+
+// Blocks SIGINT and SIGTERM on the calling thread (and the threads it starts from now on);
+// returns the set. Call before starting threads that must not take them.
+sigset_t block_stop_signals();
+// Runs `run` on the calling thread; the first SIGINT or SIGTERM calls `stop` (once), which makes
+// `run` return.
+void run_until_signal(const std::function<void()>& run, const std::function<void()>& stop);
 
 }  // namespace pv::cli

@@ -50,8 +50,8 @@ void use_fast_blas(int argc, char** argv) {
   if (command == nullptr) return;
   const std::string name = command;
   if (name != "train" && name != "eval" && name != "predict" && name != "demo" && name != "index" &&
-      name != "search" && name != "add-anomaly" && name != "serve" && name != "update" &&
-      name != "resolve")
+      name != "search" && name != "add-anomaly" && name != "serve" && name != "station" &&
+      name != "update" && name != "resolve")
     return;
   const std::string core = pv::better_blas_core();
   if (core.empty()) return;
@@ -78,6 +78,7 @@ int run(int argc, char** argv) {
   pv::cli::add_update_command(app);
   pv::cli::add_publish_commands(app);
   pv::cli::add_serve_command(app);
+  pv::cli::add_station_command(app);
   pv::cli::add_weights_command(app);
   pv::cli::add_import_command(app);
 

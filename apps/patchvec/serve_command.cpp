@@ -1,6 +1,7 @@
 // patchvec serve: the inspection service (HTTP API and web page).
 #include <csignal>
 #include <cstdio>
+#include <functional>
 #include <thread>
 
 #include <pthread.h>
@@ -13,31 +14,41 @@
 
 namespace pv::cli {
 
-void serve_until_signal(const ServiceOptions& options) {
-  // SIGINT/SIGTERM are taken by a thread of their own (sigwait), which stops the server cleanly;
-  // every other thread, including the server's, keeps them blocked.
+void run_until_signal(const std::function<void()>& run, const std::function<void()>& stop) {
+  // SIGINT/SIGTERM are taken by a thread of their own (sigwait), which calls `stop`; every other
+  // thread, including those `run` starts, keeps them blocked. The caller blocked them already
+  // (block_stop_signals()) when it started threads before this.
+  const sigset_t signals = block_stop_signals();
+  std::thread stopper([&] {
+    int signal = 0;
+    sigwait(&signals, &signal);
+    log::info("stopping");
+    stop();
+  });
+  run();
+  // Wakes the stopper if `run` ended first: SIGTERM is blocked and taken by its sigwait(), so
+  // it ends that call, not the thread.
+  pthread_kill(stopper.native_handle(), SIGTERM);  // NOLINT(bugprone-bad-signal-to-kill-thread)
+  stopper.join();
+}
+
+sigset_t block_stop_signals() {
   sigset_t signals;
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
+void serve_until_signal(const ServiceOptions& options) {
+  block_stop_signals();
   InspectionService service(options);
   const int port = service.bind();
   std::printf("PatchVec is serving on http://%s:%d/  (Ctrl-C stops it)\n", options.host.c_str(),
               port);
   std::fflush(stdout);
-  std::thread stopper([&] {
-    int signal = 0;
-    sigwait(&signals, &signal);
-    log::info("stopping");
-    service.stop();
-  });
-  service.serve();
-  // Wakes the stopper if the server ended first: SIGTERM is blocked and taken by its sigwait(), so
-  // it ends that call, not the thread.
-  pthread_kill(stopper.native_handle(), SIGTERM);  // NOLINT(bugprone-bad-signal-to-kill-thread)
-  stopper.join();
+  run_until_signal([&] { service.serve(); }, [&] { service.stop(); });
 }
 
 void add_serve_command(CLI::App& app) {

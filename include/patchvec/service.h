@@ -11,6 +11,7 @@
 #include <patchvec/batcher.h>
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
+#include <patchvec/inspector.h>
 #include <patchvec/store.h>
 
 namespace pv {
@@ -68,6 +69,11 @@ class InspectionService {
   // Loads the models and opens the store; throws pv::Error naming what is missing or broken, or
   // refusing a non-loopback host without auth_tokens (and without insecure).
   explicit InspectionService(const ServiceOptions& options);
+  // Serves `inspector` (its models, store, batching and report spool), which the caller shares
+  // and keeps alive longer than this object: a station inspects its lanes' images with it too.
+  // The options that make an inspector (models_dir, store, model_cache_dir,
+  // model_check_seconds, the report folders, threads, batching) are not used.
+  InspectionService(const ServiceOptions& options, Inspector& inspector);
   ~InspectionService();
   InspectionService(const InspectionService&) = delete;
   InspectionService& operator=(const InspectionService&) = delete;

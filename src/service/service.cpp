@@ -45,9 +45,10 @@ bool is_loopback_host(const std::string& host) {
 
 struct InspectionService::Impl {
   ServiceOptions options;
-  std::unique_ptr<ModelRegistry> registry;  // published models (no --models)
-  std::optional<Inspector> inspector;       // the models, the store, batching and the spool
-  std::unique_ptr<ModelFollower> follower;  // keeps published models current (destroyed early)
+  std::unique_ptr<ModelRegistry> registry;   // published models (no --models)
+  std::optional<Inspector> owned_inspector;  // unless the caller gave one
+  Inspector* inspector = nullptr;            // the models, the store, batching and the spool
+  std::unique_ptr<ModelFollower> follower;   // keeps published models current (destroyed early)
   std::optional<service::TokenFile> tokens;
   service::HostPolicy hosts;
   service::RouteTable routes;
@@ -57,8 +58,9 @@ struct InspectionService::Impl {
   std::optional<service::Handlers> handlers;
   std::unique_ptr<service::Background> background;  // last: its threads stop first
 
-  explicit Impl(const ServiceOptions& o)
+  Impl(const ServiceOptions& o, Inspector* given)
       : options(o),
+        inspector(given),
         hosts(o.allowed_hosts, o.host),
         server({.request_timeout_seconds = o.request_timeout_seconds,
                 .max_connections = o.max_connections,
@@ -67,26 +69,7 @@ struct InspectionService::Impl {
     check_options(o);
     load_tokens(o);
     log::info("answering requests for host names: " + hosts.describe() + " (--allowed-hosts)");
-    const ModelLoadOptions load{.threads = o.threads,
-                                .batch_size = o.batching.max_batch,
-                                .image_limits = o.image_limits,
-                                .backbones = std::make_shared<BackboneCache>()};
-    const InspectorOptions inspecting{
-        .batching = o.batching,
-        .report_images_dir = data_dir(o.report_images_dir, "report-images"),
-        .report_spool_dir = data_dir(o.report_spool_dir, "report-spool")};
-    if (o.models_dir.empty()) {
-      serve_published(o, load, inspecting);
-    } else {
-      std::map<std::string, ServedModel> models;
-      try {
-        models = served_files(o.models_dir, load);
-      } catch (const Error& e) {
-        throw Error(std::string(e.what()) + " (--models)");
-      }
-      inspector.emplace(std::move(models), open_store(o.store, o.models_dir / "store.pvs"),
-                        inspecting);
-    }
+    if (inspector == nullptr) load_inspector(o);
     for (const auto& entry : inspector->models()) {
       const std::string& category = entry.first;
       if (inspector->store().image_count(category) == 0) {
@@ -105,6 +88,30 @@ struct InspectionService::Impl {
     install_routes();
     // Last: a constructor that throws must not leave a thread running.
     background = std::make_unique<service::Background>(*inspector);
+  }
+
+  // The models (--models, or those published in --db) and the store, as the options say.
+  void load_inspector(const ServiceOptions& o) {
+    const ModelLoadOptions load{.threads = o.threads,
+                                .batch_size = o.batching.max_batch,
+                                .image_limits = o.image_limits,
+                                .backbones = std::make_shared<BackboneCache>()};
+    const InspectorOptions inspecting{
+        .batching = o.batching,
+        .report_images_dir = data_dir(o.report_images_dir, "report-images"),
+        .report_spool_dir = data_dir(o.report_spool_dir, "report-spool")};
+    if (o.models_dir.empty()) {
+      serve_published(o, load, inspecting);
+    } else {
+      std::map<std::string, ServedModel> models;
+      try {
+        models = served_files(o.models_dir, load);
+      } catch (const Error& e) {
+        throw Error(std::string(e.what()) + " (--models)");
+      }
+      inspector = &owned_inspector.emplace(
+          std::move(models), open_store(o.store, o.models_dir / "store.pvs"), inspecting);
+    }
   }
 
   static void check_options(const ServiceOptions& o) {
@@ -166,8 +173,8 @@ struct InspectionService::Impl {
     }
     registry = ModelRegistry::open(o.store.db);
     const auto cache = o.model_cache_dir.empty() ? user_cache_dir("models") : o.model_cache_dir;
-    inspector.emplace(load_published_models(*registry, cache, load), open_store(o.store),
-                      inspecting);
+    inspector = &owned_inspector.emplace(load_published_models(*registry, cache, load),
+                                         open_store(o.store), inspecting);
     follower = std::make_unique<ModelFollower>(
         *registry, *inspector,
         FollowOptions{.cache_dir = cache,
@@ -252,7 +259,9 @@ struct InspectionService::Impl {
 };
 
 InspectionService::InspectionService(const ServiceOptions& options)
-    : impl_(std::make_unique<Impl>(options)) {}
+    : impl_(std::make_unique<Impl>(options, nullptr)) {}
+InspectionService::InspectionService(const ServiceOptions& options, Inspector& inspector)
+    : impl_(std::make_unique<Impl>(options, &inspector)) {}
 InspectionService::~InspectionService() = default;
 
 int InspectionService::bind() {

@@ -1,0 +1,140 @@
+// patchvec station: lanes of images from hot folders, inspected, journalled and sent to MQTT,
+// with the HTTP API and page of `serve` (docs/station.md).
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <patchvec/error.h>
+#include <patchvec/station.h>
+
+#include "cli_common.h"
+#include "commands.h"
+
+namespace pv::cli {
+namespace {
+
+struct StationFlags {
+  std::filesystem::path config;
+  bool check = false;
+  // One lane from flags alone.
+  std::string lane = "main";
+  std::filesystem::path model;
+  std::filesystem::path folder;
+  std::string after = "move";
+  std::vector<std::string> mqtt;
+  StationOptions options;
+};
+
+StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
+  const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty();
+  if (!flags.config.empty()) {
+    if (lane_flags) throw Error("--config and --model/--folder/--mqtt: give one or the other");
+    StationOptions options = load_station_config(flags.config);
+    // Flags given beside the file win over it.
+    if (cmd.count("--state") > 0) options.state_dir = flags.options.state_dir;
+    if (cmd.count("--name") > 0) options.name = flags.options.name;
+    if (cmd.count("--port") > 0) options.service.port = flags.options.service.port;
+    if (cmd.count("--host") > 0) options.service.host = flags.options.service.host;
+    return options;
+  }
+  if (flags.model.empty() || flags.folder.empty()) {
+    throw Error("a station needs --config FILE, or --model M.pvm and --folder DIR for one lane");
+  }
+  StationOptions options = flags.options;
+  Lane lane{.name = flags.lane, .model = flags.model, .folder = {.dir = flags.folder}};
+  const auto after = parse_after_inspection(flags.after);
+  if (!after) throw Error("--after is '" + flags.after + "', not move, keep or delete");
+  lane.folder.after = *after;
+  for (const std::string& url : flags.mqtt) lane.mqtt.push_back(parse_mqtt_url(url, "--mqtt"));
+  options.lanes.push_back(std::move(lane));
+  check_station(options);
+  return options;
+}
+
+void print_plan(const StationOptions& options) {
+  std::printf("station %s: %zu lanes\n",
+              options.name.empty() ? "(host name)" : options.name.c_str(), options.lanes.size());
+  for (const Lane& lane : options.lanes) {
+    std::printf(
+        "  lane %s: folder %s (then %s) -> %s", lane.name.c_str(), lane.folder.dir.string().c_str(),
+        std::string(after_inspection_name(lane.folder.after)).c_str(), lane.model.string().c_str());
+    for (const MqttSink& sink : lane.mqtt) {
+      std::printf(" -> mqtt%s://%s:%d/%s", sink.tls ? "s" : "", sink.host.c_str(), sink.port,
+                  sink.topic.c_str());
+    }
+    std::printf("\n");
+  }
+}
+
+void run_station(StationFlags& flags, const CLI::App& cmd) {
+  const StationOptions options = station_options(flags, cmd);
+  if (flags.check) {
+    print_plan(options);
+    std::printf("configuration valid\n");
+    return;
+  }
+  block_stop_signals();  // before the station's threads start
+  Station station(options);
+  const int port = station.bind();
+  std::printf("PatchVec station is running; its page is http://%s:%d/  (Ctrl-C stops it)\n",
+              options.service.host.c_str(), port);
+  std::fflush(stdout);
+  run_until_signal([&] { station.run(); }, [&] { station.stop(); });
+}
+
+}  // namespace
+
+void add_station_command(CLI::App& app) {
+  auto flags = std::make_shared<StationFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "station", "On the production line: images from hot folders inspected, results to MQTT");
+  cmd->footer(R"(
+Each lane takes the images dropped into its folder (complete files only: closed after writing or
+renamed in), inspects each exactly once with its model, even across restarts and kill -9 (a
+journal in --state), moves it to done/ (or failed/ with a .reason file), and publishes the result
+as JSON to MQTT at QoS 1. While a broker is down results wait in the journal; every one arrives
+when it is back, with its image's key to drop duplicates. The station serves the API and page of
+`patchvec serve` too. SIGTERM drains: the image in flight finishes, the sinks get --drain seconds.
+Examples:
+  patchvec station --model models/tile.pvm --folder /srv/in --mqtt mqtt://127.0.0.1:1883/line1
+  patchvec station --config station.toml --check
+  patchvec station --config station.toml
+docs/station.md has the configuration file, the message and the guarantees.)");
+  cmd->add_option("--config", flags->config, "The station's TOML file (docs/station.md)")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--check", flags->check, "Check the configuration and the models, then exit");
+  cmd->add_option("--model", flags->model, "One lane from flags: its model (.pvm)");
+  cmd->add_option("--folder", flags->folder, "One lane from flags: its hot folder");
+  cmd->add_option("--mqtt", flags->mqtt,
+                  "One lane from flags: where results go, mqtt://[user:pass@]host[:port]/topic "
+                  "(or mqtts://); repeatable");
+  cmd->add_option("--lane", flags->lane, "One lane from flags: its name")->capture_default_str();
+  cmd->add_option("--after", flags->after,
+                  "One lane from flags: what happens to an inspected file: move (to done/ or "
+                  "failed/), keep, delete")
+      ->capture_default_str();
+  cmd->add_option("--name", flags->options.name,
+                  "The station's name in every message (default: the host's name)");
+  cmd->add_option("--state", flags->options.state_dir,
+                  "Folder of the journals, sink positions, report images and spool (default: "
+                  "$XDG_DATA_HOME/patchvec/station/NAME)");
+  cmd->add_option("--drain", flags->options.drain_timeout,
+                  "On SIGTERM, how long the sinks may take to deliver what is recorded (e.g. "
+                  "10s)");
+  add_store_options(*cmd, flags->options.service.store);
+  cmd->add_option("--host", flags->options.service.host, "Address of the HTTP API and page")
+      ->capture_default_str();
+  cmd->add_option("--port", flags->options.service.port, "Port (0: any free one)")
+      ->capture_default_str();
+  cmd->add_option("--auth-tokens", flags->options.service.auth_tokens,
+                  "File of 'TOKEN ROLE' lines, as for patchvec serve")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--insecure", flags->options.service.insecure,
+                "Allow a non-loopback --host without --auth-tokens");
+  cmd->add_option("--threads", flags->options.service.threads,
+                  "Compute threads, shared by all lanes and requests (0 = one per core)");
+  cmd->callback([flags, cmd] { run_station(*flags, *cmd); });
+}
+
+}  // namespace pv::cli

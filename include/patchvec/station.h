@@ -1,0 +1,138 @@
+// A station on the production line: lanes that each take images from a source (a hot folder),
+// inspect them with a category's model through the one inspection use case (Inspector), record
+// every result once in a durable journal, and deliver it to sinks (MQTT) that may be down for a
+// while without anything being lost. The station serves the HTTP API and page of `serve` too.
+// docs/station.md describes the whole thing; a configuration file is TOML.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <patchvec/service.h>
+
+namespace pv {
+
+// What a hot folder does with a file once its result is recorded.
+enum class AfterInspection { kMove, kKeep, kDelete };
+std::string_view after_inspection_name(AfterInspection after);  // "move", "keep", "delete"
+std::optional<AfterInspection> parse_after_inspection(std::string_view name);
+
+// A folder images are dropped into. A file is taken once it is complete: closed after writing or
+// renamed in (inotify), or there when the lane starts. Taken files go to <dir>/done/ or, when
+// they are no image, to <dir>/failed/ with <name>.reason beside them; or stay, or are deleted, as
+// `after` says. Hidden files (".name") and names ending in ".part" or ".tmp" are never taken:
+// write under such a name and rename into place.
+struct FolderSource {
+  std::filesystem::path dir;
+  AfterInspection after = AfterInspection::kMove;
+  std::int64_t max_file_bytes = 32 << 20;  // larger files fail without being read
+};
+
+// An MQTT broker that receives one JSON message per image at QoS 1 on `topic`, and the station's
+// status ("online"/"offline", retained, the last will) on <topic>/status.
+struct MqttSink {
+  std::string url;  // mqtt://[user[:password]@]host[:port]/topic, or mqtts:// for TLS
+  std::string host;
+  int port = 1883;
+  std::string topic;
+  std::string username;
+  std::string password;
+  bool tls = false;
+  std::filesystem::path ca_file;  // TLS: the broker's CA (empty: the system's)
+  std::string client_id;          // empty: patchvec-<station>-<lane>
+  int keepalive_seconds = 30;
+};
+
+// Parses an mqtt:// or mqtts:// URL into an MqttSink (the default port 1883, 8883 with TLS);
+// throws pv::Error naming `what` for a URL without a host or a topic, or with another scheme.
+MqttSink parse_mqtt_url(const std::string& url, const std::string& what);
+
+// One lane: a source, a category's model, the sinks of its results.
+struct Lane {
+  std::string name;             // [a-z0-9_-]+, unique in the station
+  std::filesystem::path model;  // a .pvm file; the lane inspects its category
+  FolderSource folder;
+  std::vector<MqttSink> mqtt;
+  std::size_t queue = 4;  // images read and waiting for inspection; the folder waits when full
+};
+
+struct StationOptions {
+  std::string name;  // in every message; empty: the host's name
+  // Journals, sinks' positions, report images and spool; one folder per station. Empty:
+  // $XDG_DATA_HOME/patchvec/station/<name>.
+  std::filesystem::path state_dir;
+  std::vector<Lane> lanes;
+  // The HTTP API and page (port, host, tokens, limits, threads, batching, store). Its models are
+  // the lanes' models; report images and the spool live in the state folder unless set there.
+  ServiceOptions service;
+  // How long stop() waits for the sinks to deliver what is recorded before it returns.
+  std::chrono::milliseconds drain_timeout{10000};
+};
+
+// Reads a station's TOML file (docs/station.md). Every unknown key and bad value is one pv::Error
+// naming the file and the key ("station.toml: lanes[1].mqtt[0].url: ..."), before anything
+// starts. check_station() is applied too.
+StationOptions load_station_config(const std::filesystem::path& file);
+
+// The checks every station passes before it starts, whether from a file or from flags: at least
+// one lane, names valid and unique, every model a readable file, every folder present (created
+// when missing), sinks complete. Throws pv::Error naming the lane and the setting.
+void check_station(const StationOptions& options);
+
+struct SinkStatus {
+  std::string name;  // "mqtt://127.0.0.1:1883/line1"
+  bool connected = false;
+  std::uint64_t delivered = 0;  // results acknowledged by the other side since the start
+  std::uint64_t pending = 0;    // recorded results not acknowledged yet (the outbox's depth)
+  std::uint64_t reconnects = 0;
+};
+
+struct LaneStatus {
+  std::string name;
+  std::string category;
+  std::string source;           // "folder /srv/in"
+  std::uint64_t inspected = 0;  // since the start
+  std::uint64_t ok = 0;
+  std::uint64_t nok = 0;
+  std::uint64_t failed = 0;    // files that were no image (moved to failed/)
+  std::uint64_t sequence = 0;  // the last result's sequence number (the journal's count)
+  double latency_p50_ms = 0;   // capture (file complete) to result recorded, recent images
+  double latency_p95_ms = 0;
+  std::vector<SinkStatus> sinks;
+};
+
+struct StationStatus {
+  std::string name;
+  std::vector<LaneStatus> lanes;
+};
+
+// Thread-safety: run() on one thread; stop() and status() from any thread.
+class Station {
+ public:
+  // Checks the options, loads the models, opens the state folder (recovering each lane's journal
+  // after a crash) and the HTTP service. Throws pv::Error naming what is wrong.
+  explicit Station(StationOptions options);
+  ~Station();
+  Station(const Station&) = delete;
+  Station& operator=(const Station&) = delete;
+
+  // Binds the HTTP port; returns it.
+  int bind();
+  // Runs the lanes, their sinks and the HTTP service until stop(): images in flight finish and
+  // the sinks get up to drain_timeout to deliver what is recorded.
+  void run();
+  void stop();
+  StationStatus status() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pv

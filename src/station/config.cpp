@@ -1,0 +1,329 @@
+// station.toml (toml++), the mqtt:// URLs (libcurl's URL parser) and the checks every station
+// passes before it starts. docs/station.md has the whole file.
+#include <algorithm>
+#include <cctype>
+#include <memory>
+#include <set>
+
+#include <curl/curl.h>
+#include <toml++/toml.h>
+
+#include <patchvec/error.h>
+#include <patchvec/files.h>
+#include <patchvec/station.h>
+#include <patchvec/text.h>
+
+namespace pv {
+namespace {
+
+constexpr std::int64_t kMaxConfigBytes = 1 << 20;
+
+// A table's keys against the ones it may have: the first other one is the error.
+void only_keys(const toml::table& table, const std::string& where,
+               std::initializer_list<std::string_view> allowed, const std::string& file) {
+  for (const auto& [key, value] : table) {
+    if (std::find(allowed.begin(), allowed.end(), key.str()) == allowed.end()) {
+      std::string list;
+      for (const auto name : allowed) list += (list.empty() ? "" : ", ") + std::string(name);
+      throw Error(file + ": " + where + printable(key.str(), 100) +
+                  ": unknown key (known: " + list + ")");
+    }
+  }
+}
+
+class Reader {
+ public:
+  Reader(std::string file, std::filesystem::path base)
+      : file_(std::move(file)), base_(std::move(base)) {}
+
+  [[noreturn]] void fail(const std::string& key, const std::string& why) const {
+    throw Error(file_ + ": " + key + ": " + why);
+  }
+
+  std::optional<std::string> text(const toml::table& t, std::string_view name,
+                                  const std::string& key) const {
+    const toml::node* node = t.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_string()) fail(key, "must be a string");
+    const std::string value = node->as_string()->get();
+    if (value.size() > 4096) fail(key, "is longer than 4096 bytes");
+    return value;
+  }
+  std::optional<std::int64_t> integer(const toml::table& t, std::string_view name,
+                                      const std::string& key, std::int64_t min,
+                                      std::int64_t max) const {
+    const toml::node* node = t.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_integer()) fail(key, "must be an integer");
+    const std::int64_t value = node->as_integer()->get();
+    if (value < min || value > max) {
+      fail(key, "is " + std::to_string(value) + ", not between " + std::to_string(min) + " and " +
+                    std::to_string(max));
+    }
+    return value;
+  }
+  std::optional<bool> boolean(const toml::table& t, std::string_view name,
+                              const std::string& key) const {
+    const toml::node* node = t.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_boolean()) fail(key, "must be true or false");
+    return node->as_boolean()->get();
+  }
+  // Relative paths are relative to the configuration file's folder.
+  std::optional<std::filesystem::path> path(const toml::table& t, std::string_view name,
+                                            const std::string& key) const {
+    auto value = text(t, name, key);
+    if (!value) return std::nullopt;
+    if (value->empty()) fail(key, "is empty");
+    std::filesystem::path p(*value);
+    return p.is_absolute() ? p : base_ / p;
+  }
+  const toml::table* table(const toml::table& t, std::string_view name,
+                           const std::string& key) const {
+    const toml::node* node = t.get(name);
+    if (node == nullptr) return nullptr;
+    if (!node->is_table()) fail(key, "must be a table ([" + key + "])");
+    return node->as_table();
+  }
+  const std::string& file() const { return file_; }
+
+ private:
+  std::string file_;
+  std::filesystem::path base_;
+};
+
+MqttSink read_mqtt(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".", {"url", "username", "password", "ca_file", "client_id", "keepalive"},
+            r.file());
+  const auto url = r.text(t, "url", key + ".url");
+  if (!url) r.fail(key + ".url", "missing (mqtt://host:port/topic)");
+  MqttSink sink;
+  try {
+    sink = parse_mqtt_url(*url, key + ".url");
+  } catch (const Error& e) {
+    throw Error(r.file() + ": " + e.what());
+  }
+  if (auto v = r.text(t, "username", key + ".username")) sink.username = *v;
+  if (auto v = r.text(t, "password", key + ".password")) sink.password = *v;
+  if (auto v = r.path(t, "ca_file", key + ".ca_file")) sink.ca_file = *v;
+  if (auto v = r.text(t, "client_id", key + ".client_id")) sink.client_id = *v;
+  if (auto v = r.integer(t, "keepalive", key + ".keepalive", 5, 3600)) {
+    sink.keepalive_seconds = static_cast<int>(*v);
+  }
+  return sink;
+}
+
+Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt"}, r.file());
+  Lane lane;
+  if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
+  if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
+  if (auto v = r.integer(t, "queue", key + ".queue", 1, 1024))
+    lane.queue = static_cast<std::size_t>(*v);
+  const toml::table* folder = r.table(t, "folder", key + ".folder");
+  if (folder == nullptr)
+    r.fail(key + ".folder", "missing: a lane needs a source ([" + key + ".folder] dir = ...)");
+  only_keys(*folder, key + ".folder.", {"dir", "after", "max_file_mb"}, r.file());
+  if (auto v = r.path(*folder, "dir", key + ".folder.dir")) lane.folder.dir = *v;
+  if (auto v = r.text(*folder, "after", key + ".folder.after")) {
+    const auto after = parse_after_inspection(*v);
+    if (!after)
+      r.fail(key + ".folder.after", "is '" + printable(*v, 100) + "', not move, keep or delete");
+    lane.folder.after = *after;
+  }
+  if (auto v = r.integer(*folder, "max_file_mb", key + ".folder.max_file_mb", 1, 4096)) {
+    lane.folder.max_file_bytes = *v << 20;
+  }
+  if (const toml::node* sinks = t.get("mqtt")) {
+    const toml::array* list = sinks->as_array();
+    if (list == nullptr) r.fail(key + ".mqtt", "must be an array of tables ([[" + key + ".mqtt]])");
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const std::string sink_key = key + ".mqtt[" + std::to_string(i) + "]";
+      const toml::table* sink = (*list)[i].as_table();
+      if (sink == nullptr) r.fail(sink_key, "must be a table");
+      lane.mqtt.push_back(read_mqtt(*sink, sink_key, r));
+    }
+  }
+  return lane;
+}
+
+void read_http(const toml::table& t, ServiceOptions& s, const Reader& r) {
+  only_keys(t, "http.",
+            {"host", "port", "auth_tokens", "insecure", "allowed_hosts", "threads", "max_batch"},
+            r.file());
+  if (auto v = r.text(t, "host", "http.host")) s.host = *v;
+  if (auto v = r.integer(t, "port", "http.port", 0, 65535)) s.port = static_cast<int>(*v);
+  if (auto v = r.path(t, "auth_tokens", "http.auth_tokens")) s.auth_tokens = *v;
+  if (auto v = r.boolean(t, "insecure", "http.insecure")) s.insecure = *v;
+  if (auto v = r.integer(t, "threads", "http.threads", 0, 1024)) s.threads = static_cast<int>(*v);
+  if (auto v = r.integer(t, "max_batch", "http.max_batch", 1, 64)) {
+    s.batching.max_batch = static_cast<int>(*v);
+  }
+  if (const toml::node* hosts = t.get("allowed_hosts")) {
+    const toml::array* list = hosts->as_array();
+    if (list == nullptr) r.fail("http.allowed_hosts", "must be an array of strings");
+    for (const auto& host : *list) {
+      if (!host.is_string()) r.fail("http.allowed_hosts", "must be an array of strings");
+      s.allowed_hosts.push_back(host.as_string()->get());
+    }
+  }
+}
+
+bool valid_name(const std::string& name) {
+  return !name.empty() && name.size() <= 64 &&
+         std::all_of(name.begin(), name.end(), [](unsigned char c) {
+           return std::islower(c) != 0 || std::isdigit(c) != 0 || c == '-' || c == '_';
+         });
+}
+
+}  // namespace
+
+std::string_view after_inspection_name(AfterInspection after) {
+  switch (after) {
+    case AfterInspection::kMove:
+      return "move";
+    case AfterInspection::kKeep:
+      return "keep";
+    case AfterInspection::kDelete:
+      return "delete";
+  }
+  return "move";
+}
+
+std::optional<AfterInspection> parse_after_inspection(std::string_view name) {
+  for (const auto after :
+       {AfterInspection::kMove, AfterInspection::kKeep, AfterInspection::kDelete}) {
+    if (name == after_inspection_name(after)) return after;
+  }
+  return std::nullopt;
+}
+
+MqttSink parse_mqtt_url(const std::string& url, const std::string& what) {
+  const auto fail = [&](const std::string& why) -> Error {
+    return Error(what + ": " + why + " in '" + printable(url, 200) +
+                 "' (mqtt://[user[:password]@]host[:port]/topic)");
+  };
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) !=
+                     CURLUE_OK) {
+    throw fail("not a URL");
+  }
+  const auto part = [&](CURLUPart which) -> std::string {
+    char* value = nullptr;
+    if (curl_url_get(parsed.get(), which, &value, CURLU_URLDECODE) != CURLUE_OK) return "";
+    std::string out = value;
+    curl_free(value);
+    return out;
+  };
+  MqttSink sink;
+  sink.url = url;
+  const std::string scheme = part(CURLUPART_SCHEME);
+  if (scheme != "mqtt" && scheme != "mqtts") throw fail("the scheme is not mqtt or mqtts");
+  sink.tls = scheme == "mqtts";
+  sink.host = part(CURLUPART_HOST);
+  if (sink.host.empty()) throw fail("no host");
+  if (sink.host.front() == '[' && sink.host.back() == ']') {
+    sink.host = sink.host.substr(1, sink.host.size() - 2);
+  }
+  const std::string port = part(CURLUPART_PORT);
+  sink.port = port.empty() ? (sink.tls ? 8883 : 1883) : std::stoi(port);
+  std::string topic = part(CURLUPART_PATH);
+  if (!topic.empty() && topic.front() == '/') topic.erase(0, 1);
+  if (topic.empty()) throw fail("no topic");
+  if (topic.find_first_of("#+") != std::string::npos || topic.find('\0') != std::string::npos) {
+    throw fail("a topic to publish to has no wildcards (# or +)");
+  }
+  if (!part(CURLUPART_QUERY).empty() || !part(CURLUPART_FRAGMENT).empty()) {
+    throw fail("a query or fragment");
+  }
+  sink.topic = topic;
+  sink.username = part(CURLUPART_USER);
+  sink.password = part(CURLUPART_PASSWORD);
+  return sink;
+}
+
+StationOptions load_station_config(const std::filesystem::path& file) {
+  const std::string name = file.string();
+  const auto bytes = read_file(file, kMaxConfigBytes);
+  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  toml::table root;
+  try {
+    root = toml::parse(text, name);
+  } catch (const toml::parse_error& e) {
+    throw Error(name + ":" + std::to_string(e.source().begin.line) + ":" +
+                std::to_string(e.source().begin.column) + ": " + printable(e.description(), 300));
+  }
+  const Reader r(name,
+                 file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path());
+  only_keys(root, "", {"name", "state", "drain_seconds", "store", "http", "lanes"}, name);
+  StationOptions options;
+  if (auto v = r.text(root, "name", "name")) options.name = *v;
+  if (auto v = r.path(root, "state", "state")) options.state_dir = *v;
+  if (auto v = r.integer(root, "drain_seconds", "drain_seconds", 0, 3600)) {
+    options.drain_timeout = std::chrono::seconds(*v);
+  }
+  if (const toml::table* store = r.table(root, "store", "store")) {
+    only_keys(*store, "store.", {"db", "file"}, name);
+    if (auto v = r.text(*store, "db", "store.db")) options.service.store.db = *v;
+    if (auto v = r.path(*store, "file", "store.file")) options.service.store.file = *v;
+  }
+  if (const toml::table* http = r.table(root, "http", "http")) read_http(*http, options.service, r);
+  const toml::node* lanes = root.get("lanes");
+  if (lanes == nullptr || lanes->as_array() == nullptr) {
+    r.fail("lanes", "missing: at least one [[lanes]] with a model and a folder");
+  }
+  const toml::array& list = *lanes->as_array();
+  for (std::size_t i = 0; i < list.size(); ++i) {
+    const std::string key = "lanes[" + std::to_string(i) + "]";
+    const toml::table* lane = list[i].as_table();
+    if (lane == nullptr) r.fail(key, "must be a table ([[lanes]])");
+    options.lanes.push_back(read_lane(*lane, key, r));
+  }
+  try {
+    check_station(options);
+  } catch (const Error& e) {
+    throw Error(name + ": " + e.what());
+  }
+  return options;
+}
+
+void check_station(const StationOptions& options) {
+  if (options.lanes.empty()) throw Error("no lanes: a station needs at least one");
+  if (!options.name.empty() && !valid_name(options.name)) {
+    throw Error("name: '" + printable(options.name, 100) +
+                "' is not 1-64 of a-z, 0-9, '-' and '_'");
+  }
+  std::set<std::string> names;
+  for (std::size_t i = 0; i < options.lanes.size(); ++i) {
+    const Lane& lane = options.lanes[i];
+    const std::string key = "lanes[" + std::to_string(i) + "]";
+    if (!valid_name(lane.name)) {
+      throw Error(key + ".name: '" + printable(lane.name, 100) +
+                  "' is not 1-64 of a-z, 0-9, '-' and '_'");
+    }
+    if (!names.insert(lane.name).second) {
+      throw Error(key + ".name: '" + lane.name + "' names another lane too");
+    }
+    std::error_code error;
+    if (lane.model.empty()) throw Error(key + ".model: missing (a .pvm file)");
+    if (!std::filesystem::is_regular_file(lane.model, error)) {
+      throw Error(key + ".model: " + lane.model.string() + " is not a model file");
+    }
+    if (lane.folder.dir.empty()) throw Error(key + ".folder.dir: missing");
+    if (!std::filesystem::is_directory(lane.folder.dir, error)) {
+      throw Error(key + ".folder.dir: " + lane.folder.dir.string() + " is not a folder");
+    }
+    if (lane.folder.max_file_bytes <= 0) throw Error(key + ".folder.max_file_mb: must be positive");
+    for (std::size_t j = 0; j < lane.mqtt.size(); ++j) {
+      const MqttSink& sink = lane.mqtt[j];
+      const std::string sink_key = key + ".mqtt[" + std::to_string(j) + "]";
+      if (sink.host.empty() || sink.topic.empty()) throw Error(sink_key + ".url: missing");
+      if (sink.port <= 0 || sink.port > 65535) throw Error(sink_key + ".url: a bad port");
+      if (!sink.ca_file.empty() && !std::filesystem::is_regular_file(sink.ca_file, error)) {
+        throw Error(sink_key + ".ca_file: " + sink.ca_file.string() + " is not a file");
+      }
+    }
+  }
+}
+
+}  // namespace pv

@@ -1,0 +1,209 @@
+#include "station/lane.h"
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+
+#include <sys/stat.h>
+
+#include <patchvec/error.h>
+#include <patchvec/files.h>
+#include <patchvec/image.h>
+#include <patchvec/json.h>
+#include <patchvec/log.h>
+#include <patchvec/store.h>
+#include <patchvec/text.h>
+
+#include "station/mqtt_sink.h"
+#include "util/clock.h"
+
+namespace pv::station {
+namespace {
+
+constexpr std::size_t kLatencyWindow = 1000;
+constexpr int kMaxAttempts = 3;  // for failures that are not the file's (the store, a bug)
+
+std::chrono::system_clock::time_point modified(const std::filesystem::path& path) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) return std::chrono::system_clock::now();
+  return std::chrono::system_clock::time_point(
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::seconds(info.st_mtim.tv_sec) +
+          std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
+}
+
+std::filesystem::path journal_file(const std::filesystem::path& lane_dir) {
+  std::error_code error;
+  std::filesystem::create_directories(lane_dir, error);
+  if (error) throw Error("cannot create " + lane_dir.string() + ": " + error.message());
+  return lane_dir / "journal.jsonl";
+}
+
+double percentile(std::vector<double> values, double q) {
+  if (values.empty()) return 0;
+  const auto at = static_cast<std::size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(at), values.end());
+  return values[at];
+}
+
+}  // namespace
+
+LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string& station,
+                       const Inspector& inspector, const std::filesystem::path& lane_dir)
+    : lane_(lane),
+      category_(std::move(category)),
+      station_(station),
+      inspector_(inspector),
+      journal_(journal_file(lane_dir)),
+      folder_(lane.folder) {
+  for (std::size_t i = 0; i < lane_.mqtt.size(); ++i) {
+    sinks_.push_back(start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name},
+                                     journal_,
+                                     lane_dir / ("mqtt-" + std::to_string(i) + ".position")));
+  }
+  if (journal_.size() > 0) {
+    log::info("lane " + lane_.name + ": " + std::to_string(journal_.size()) +
+              " results recorded before (" + journal_.file().string() + ")");
+  }
+}
+
+LaneRunner::~LaneRunner() {
+  stop(std::chrono::steady_clock::now());
+}
+
+void LaneRunner::start() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void LaneRunner::stop(std::chrono::steady_clock::time_point deadline) {
+  stopping_ = true;
+  if (thread_.joinable()) thread_.join();
+  for (auto& sink : sinks_) sink->drain_and_stop(deadline);
+}
+
+void LaneRunner::run() {
+  std::map<std::string, int> attempts;
+  while (!stopping_) {
+    const auto name = folder_.next(std::chrono::milliseconds(200));
+    if (!name) continue;
+    try {
+      take(*name);
+      attempts.erase(*name);
+    } catch (const Error& e) {
+      // Not the file's fault (the store, the disk, a bug): tried again a little later, a few times.
+      const int attempt = ++attempts[*name];
+      log::warn("lane " + lane_.name + ": " + printable(*name, 200) + ": " + e.what() +
+                (attempt < kMaxAttempts ? " (trying again)" : " (given up; the file stays)"));
+      if (attempt < kMaxAttempts) {
+        folder_.retry_later(*name, std::chrono::seconds(attempt));
+      } else {
+        attempts.erase(*name);
+      }
+    }
+  }
+}
+
+void LaneRunner::take(const std::string& name) {
+  const auto path = folder_.dir() / name;
+  const auto captured = modified(path);
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::byte> bytes;
+  std::string read_failure;
+  std::string key;
+  try {
+    bytes = read_file(path, lane_.folder.max_file_bytes);
+    key = image_key(lane_.name, name, bytes);
+  } catch (const Error& e) {
+    read_failure = e.what();
+    // The key of a file that cannot be read: its name and when it was written.
+    const std::string stamp = utc_time_ms(captured);
+    key = image_key(lane_.name, name, std::as_bytes(std::span(stamp.data(), stamp.size())));
+  }
+  if (journal_.contains(key)) {
+    // Recorded before the station stopped, not moved yet: only the move is left to do.
+    const bool failed = !read_failure.empty();
+    folder_.finish(name, folder_.destination(name, failed), failed, "recorded before");
+    return;
+  }
+
+  json::Json result{{"key", key},
+                    {"station", station_},
+                    {"lane", lane_.name},
+                    {"category", category_},
+                    {"name", name}};
+  std::string failure = read_failure;
+  if (failure.empty()) {
+    try {
+      const Inspected inspected = inspector_.inspect(
+          category_, EncodedImage{.bytes = bytes, .name = (folder_.dir() / name).string()});
+      const Inspection& inspection = inspected.inspection;
+      result["verdict"] = verdict_name(inspection.verdict);
+      result["score"] = inspection.score;
+      result["threshold"] = json::number_or_null(inspection.threshold);
+      result["normalized"] = json::number_or_null(inspection.normalized);
+      result["reason"] = inspection.reason;
+      result["report_id"] =
+          inspection.report_id ? json::Json(*inspection.report_id) : json::Json(nullptr);
+      ++(inspection.verdict == Verdict::kAnomalous ? nok_ : ok_);
+    } catch (const ImageError& e) {
+      failure = e.what();
+    }
+  }
+  const bool failed = !failure.empty();
+  if (failed) {
+    result["verdict"] = "error";
+    result["error"] = printable(failure, 1000);
+    ++failed_;
+    log::warn("lane " + lane_.name + ": " + printable(name, 200) + ": " + failure);
+  }
+  ++inspected_;
+  const auto destination = folder_.destination(name, failed);
+  result["captured"] = utc_time_ms(captured);
+  result["recorded"] = utc_time_ms(std::chrono::system_clock::now());
+  const double latency_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::system_clock::now() - captured)
+          .count();
+  result["latency_ms"] = std::round(latency_ms * 10) / 10;
+  result["inspect_ms"] = std::round(std::chrono::duration<double, std::milli>(
+                                        std::chrono::steady_clock::now() - started)
+                                        .count() *
+                                    10) /
+                         10;
+  result["file"] = destination.empty() ? json::Json(nullptr) : json::Json(destination.string());
+  record(std::move(result), name, destination, failed, failure);
+  const std::lock_guard lock(latency_mutex_);
+  if (latencies_ms_.size() < kLatencyWindow) {
+    latencies_ms_.push_back(latency_ms);
+  } else {
+    latencies_ms_[latency_next_] = latency_ms;
+    latency_next_ = (latency_next_ + 1) % kLatencyWindow;
+  }
+}
+
+void LaneRunner::record(nlohmann::ordered_json result, const std::string& name,
+                        const std::filesystem::path& destination, bool failed,
+                        const std::string& reason) {
+  journal_.append(std::move(result));
+  for (auto& sink : sinks_) sink->notify();
+  folder_.finish(name, destination, failed, reason);
+}
+
+LaneStatus LaneRunner::status() const {
+  LaneStatus out{.name = lane_.name,
+                 .category = category_,
+                 .source = "folder " + lane_.folder.dir.string(),
+                 .inspected = inspected_,
+                 .ok = ok_,
+                 .nok = nok_,
+                 .failed = failed_,
+                 .sequence = journal_.size()};
+  {
+    const std::lock_guard lock(latency_mutex_);
+    out.latency_p50_ms = percentile(latencies_ms_, 0.5);
+    out.latency_p95_ms = percentile(latencies_ms_, 0.95);
+  }
+  for (const auto& sink : sinks_) out.sinks.push_back(sink->status());
+  return out;
+}
+
+}  // namespace pv::station
