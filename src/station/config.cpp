@@ -203,6 +203,10 @@ MqttSink parse_mqtt_url(const std::string& url, const std::string& what) {
     return Error(what + ": " + why + " in '" + printable(url, 200) +
                  "' (mqtt://[user[:password]@]host[:port]/topic)");
   };
+  // '#' would otherwise start a URL's fragment.
+  if (url.find_first_of("#+") != std::string::npos) {
+    throw fail("a topic to publish to has no wildcards (# or +)");
+  }
   std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
   if (!parsed || curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), CURLU_NON_SUPPORT_SCHEME) !=
                      CURLUE_OK) {
@@ -230,9 +234,7 @@ MqttSink parse_mqtt_url(const std::string& url, const std::string& what) {
   std::string topic = part(CURLUPART_PATH);
   if (!topic.empty() && topic.front() == '/') topic.erase(0, 1);
   if (topic.empty()) throw fail("no topic");
-  if (topic.find_first_of("#+") != std::string::npos || topic.find('\0') != std::string::npos) {
-    throw fail("a topic to publish to has no wildcards (# or +)");
-  }
+  if (topic.find('\0') != std::string::npos) throw fail("a NUL in the topic");
   if (!part(CURLUPART_QUERY).empty() || !part(CURLUPART_FRAGMENT).empty()) {
     throw fail("a query or fragment");
   }
