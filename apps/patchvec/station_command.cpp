@@ -23,13 +23,18 @@ struct StationFlags {
   std::filesystem::path folder;
   std::string after = "move";
   std::vector<std::string> mqtt;
+  std::vector<std::string> webhooks;
+  std::filesystem::path webhook_secret_file;
   StationOptions options;
 };
 
 StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
-  const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty();
+  const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty() ||
+                          !flags.webhooks.empty();
   if (!flags.config.empty()) {
-    if (lane_flags) throw Error("--config and --model/--folder/--mqtt: give one or the other");
+    if (lane_flags) {
+      throw Error("--config and --model/--folder/--mqtt/--webhook: give one or the other");
+    }
     StationOptions options = load_station_config(flags.config);
     // Flags given beside the file win over it.
     if (cmd.count("--state") > 0) options.state_dir = flags.options.state_dir;
@@ -47,6 +52,14 @@ StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
   if (!after) throw Error("--after is '" + flags.after + "', not move, keep or delete");
   lane.folder.after = *after;
   for (const std::string& url : flags.mqtt) lane.mqtt.push_back(parse_mqtt_url(url, "--mqtt"));
+  const std::string secret =
+      flags.webhook_secret_file.empty()
+          ? ""
+          : read_secret_file(flags.webhook_secret_file, "--webhook-secret-file");
+  for (const std::string& url : flags.webhooks) {
+    check_webhook_url(url, "--webhook");
+    lane.webhooks.push_back({.url = url, .secret = secret});
+  }
   options.lanes.push_back(std::move(lane));
   check_station(options);
   return options;
@@ -62,6 +75,10 @@ void print_plan(const StationOptions& options) {
     for (const MqttSink& sink : lane.mqtt) {
       std::printf(" -> mqtt%s://%s:%d/%s", sink.tls ? "s" : "", sink.host.c_str(), sink.port,
                   sink.topic.c_str());
+    }
+    for (const WebhookSink& sink : lane.webhooks) {
+      std::printf(" -> webhook %s%s", sink.url.substr(0, sink.url.find('?')).c_str(),
+                  sink.secret.empty() ? " (unsigned)" : " (signed)");
     }
     std::printf("\n");
   }
@@ -88,13 +105,15 @@ void run_station(StationFlags& flags, const CLI::App& cmd) {
 void add_station_command(CLI::App& app) {
   auto flags = std::make_shared<StationFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "station", "On the production line: images from hot folders inspected, results to MQTT");
+      "station",
+      "On the production line: images from hot folders inspected, results to MQTT and webhooks");
   cmd->footer(R"(
 Each lane takes the images dropped into its folder (complete files only: closed after writing or
 renamed in), inspects each exactly once with its model, even across restarts and kill -9 (a
 journal in --state), moves it to done/ (or failed/ with a .reason file), and publishes the result
-as JSON to MQTT at QoS 1. While a broker is down results wait in the journal; every one arrives
-when it is back, with its image's key to drop duplicates. The station serves the API and page of
+as JSON to MQTT at QoS 1 and to webhooks (POST, signed with HMAC-SHA256). While a broker or an
+endpoint is down results wait in the journal; every one arrives when it is back, with its image's
+key to drop duplicates. The station serves the API and page of
 `patchvec serve` too. SIGTERM drains: the image in flight finishes, the sinks get --drain seconds.
 Examples:
   patchvec station --model models/tile.pvm --folder /srv/in --mqtt mqtt://127.0.0.1:1883/line1
@@ -109,6 +128,11 @@ docs/station.md has the configuration file, the message and the guarantees.)");
   cmd->add_option("--mqtt", flags->mqtt,
                   "One lane from flags: where results go, mqtt://[user:pass@]host[:port]/topic "
                   "(or mqtts://); repeatable");
+  cmd->add_option("--webhook", flags->webhooks,
+                  "One lane from flags: an http(s) URL each result is POSTed to; repeatable");
+  cmd->add_option("--webhook-secret-file", flags->webhook_secret_file,
+                  "A file holding the secret the webhooks' requests are signed with "
+                  "(X-PatchVec-Signature: sha256=HMAC)");
   cmd->add_option("--lane", flags->lane, "One lane from flags: its name")->capture_default_str();
   cmd->add_option("--after", flags->after,
                   "One lane from flags: what happens to an inspected file: move (to done/ or "

@@ -1,8 +1,8 @@
 // A station on the production line: lanes that each take images from a source (a hot folder),
 // inspect them with a category's model through the one inspection use case (Inspector), record
-// every result once in a durable journal, and deliver it to sinks (MQTT) that may be down for a
-// while without anything being lost. The station serves the HTTP API and page of `serve` too.
-// docs/station.md describes the whole thing; a configuration file is TOML.
+// every result once in a durable journal, and deliver it to sinks (MQTT, webhooks) that may be
+// down for a while without anything being lost. The station serves the HTTP API and page of `serve`
+// too. docs/station.md describes the whole thing; a configuration file is TOML.
 #pragma once
 
 #include <chrono>
@@ -53,12 +53,29 @@ struct MqttSink {
 // throws pv::Error naming `what` for a URL without a host or a topic, or with another scheme.
 MqttSink parse_mqtt_url(const std::string& url, const std::string& what);
 
+// An HTTP(S) endpoint that receives each result as a POST of its JSON, with the headers
+// Idempotency-Key: <the image's key> and, with a secret, X-PatchVec-Signature: sha256=<hex
+// HMAC-SHA256 of the body>. Any 2xx answer acknowledges it; anything else (or no answer within
+// `timeout_seconds`) is tried again, after 1 s doubling to 30 s, until it is acknowledged.
+struct WebhookSink {
+  std::string url;     // http:// or https://
+  std::string secret;  // empty: the requests are not signed
+  int timeout_seconds = 10;
+};
+
+// Checks an http(s) URL for a webhook; throws pv::Error naming `what`.
+void check_webhook_url(const std::string& url, const std::string& what);
+// A secret kept in a file of its own (at most 4 KiB; a trailing newline is not part of it);
+// throws pv::Error naming `what` for a missing or empty file.
+std::string read_secret_file(const std::filesystem::path& file, const std::string& what);
+
 // One lane: a source, a category's model, the sinks of its results.
 struct Lane {
   std::string name;             // [a-z0-9_-]+, unique in the station
   std::filesystem::path model;  // a .pvm file; the lane inspects its category
   FolderSource folder;
   std::vector<MqttSink> mqtt;
+  std::vector<WebhookSink> webhooks;
   std::size_t queue = 4;  // images read and waiting for inspection; the folder waits when full
 };
 
@@ -86,8 +103,8 @@ StationOptions load_station_config(const std::filesystem::path& file);
 void check_station(const StationOptions& options);
 
 struct SinkStatus {
-  std::string name;  // "mqtt://127.0.0.1:1883/line1"
-  bool connected = false;
+  std::string name;             // "mqtt://127.0.0.1:1883/line1", "webhook https://host/path"
+  bool connected = false;       // MQTT: connected now; a webhook: its last request was acknowledged
   std::uint64_t delivered = 0;  // results acknowledged by the other side since the start
   std::uint64_t pending = 0;    // recorded results not acknowledged yet (the outbox's depth)
   std::uint64_t reconnects = 0;

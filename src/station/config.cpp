@@ -113,8 +113,30 @@ MqttSink read_mqtt(const toml::table& t, const std::string& key, const Reader& r
   return sink;
 }
 
+WebhookSink read_webhook(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".", {"url", "secret", "secret_file", "timeout"}, r.file());
+  WebhookSink sink;
+  const auto url = r.text(t, "url", key + ".url");
+  if (!url) r.fail(key + ".url", "missing (https://host/path)");
+  sink.url = *url;
+  try {
+    check_webhook_url(sink.url, key + ".url");
+  } catch (const Error& e) {
+    throw Error(r.file() + ": " + e.what());
+  }
+  if (auto v = r.text(t, "secret", key + ".secret")) sink.secret = *v;
+  if (auto v = r.path(t, "secret_file", key + ".secret_file")) {
+    if (!sink.secret.empty()) r.fail(key + ".secret_file", "and secret: give one or the other");
+    sink.secret = read_secret_file(*v, r.file() + ": " + key + ".secret_file");
+  }
+  if (auto v = r.integer(t, "timeout", key + ".timeout", 1, 600)) {
+    sink.timeout_seconds = static_cast<int>(*v);
+  }
+  return sink;
+}
+
 Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
-  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt"}, r.file());
+  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt", "webhook"}, r.file());
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
   if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
@@ -142,6 +164,18 @@ Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
       const toml::table* sink = (*list)[i].as_table();
       if (sink == nullptr) r.fail(sink_key, "must be a table");
       lane.mqtt.push_back(read_mqtt(*sink, sink_key, r));
+    }
+  }
+  if (const toml::node* sinks = t.get("webhook")) {
+    const toml::array* list = sinks->as_array();
+    if (list == nullptr) {
+      r.fail(key + ".webhook", "must be an array of tables ([[" + key + ".webhook]])");
+    }
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      const std::string sink_key = key + ".webhook[" + std::to_string(i) + "]";
+      const toml::table* sink = (*list)[i].as_table();
+      if (sink == nullptr) r.fail(sink_key, "must be a table");
+      lane.webhooks.push_back(read_webhook(*sink, sink_key, r));
     }
   }
   return lane;
@@ -177,6 +211,35 @@ bool valid_name(const std::string& name) {
 }
 
 }  // namespace
+
+std::string read_secret_file(const std::filesystem::path& file, const std::string& what) {
+  std::vector<std::byte> bytes;
+  try {
+    bytes = read_file(file, 4096);
+  } catch (const Error& e) {
+    throw Error(what + ": " + e.what());
+  }
+  std::string secret(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  if (secret.empty()) throw Error(what + ": " + file.string() + " is empty");
+  return secret;
+}
+
+void check_webhook_url(const std::string& url, const std::string& what) {
+  std::unique_ptr<CURLU, decltype(&curl_url_cleanup)> parsed(curl_url(), curl_url_cleanup);
+  char* scheme = nullptr;
+  char* host = nullptr;
+  const bool ok = parsed &&
+                  curl_url_set(parsed.get(), CURLUPART_URL, url.c_str(), 0) == CURLUE_OK &&
+                  curl_url_get(parsed.get(), CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                  curl_url_get(parsed.get(), CURLUPART_HOST, &host, 0) == CURLUE_OK;
+  const std::string scheme_text = scheme != nullptr ? scheme : "";
+  curl_free(scheme);
+  curl_free(host);
+  if (!ok || (scheme_text != "http" && scheme_text != "https")) {
+    throw Error(what + ": '" + printable(url, 200) + "' is not an http:// or https:// URL");
+  }
+}
 
 std::string_view after_inspection_name(AfterInspection after) {
   switch (after) {
@@ -324,6 +387,12 @@ void check_station(const StationOptions& options) {
       if (!sink.ca_file.empty() && !std::filesystem::is_regular_file(sink.ca_file, error)) {
         throw Error(sink_key + ".ca_file: " + sink.ca_file.string() + " is not a file");
       }
+    }
+    for (std::size_t j = 0; j < lane.webhooks.size(); ++j) {
+      const std::string sink_key = key + ".webhook[" + std::to_string(j) + "]";
+      check_webhook_url(lane.webhooks[j].url, sink_key + ".url");
+      if (lane.webhooks[j].timeout_seconds <= 0)
+        throw Error(sink_key + ".timeout: must be positive");
     }
   }
 }

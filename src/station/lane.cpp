@@ -15,6 +15,7 @@
 #include <patchvec/text.h>
 
 #include "station/mqtt_sink.h"
+#include "station/webhook_sink.h"
 #include "util/clock.h"
 
 namespace pv::station {
@@ -60,6 +61,10 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
     sinks_.push_back(start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name},
                                      journal_,
                                      lane_dir / ("mqtt-" + std::to_string(i) + ".position")));
+  }
+  for (std::size_t i = 0; i < lane_.webhooks.size(); ++i) {
+    sinks_.push_back(start_webhook_sink(lane_.webhooks[i], journal_,
+                                        lane_dir / ("webhook-" + std::to_string(i) + ".position")));
   }
   if (journal_.size() > 0) {
     log::info("lane " + lane_.name + ": " + std::to_string(journal_.size()) +

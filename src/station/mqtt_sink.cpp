@@ -1,32 +1,26 @@
 // One thread per MQTT sink runs libmosquitto's network loop itself (poll on the client's socket
-// and an eventfd the lane signals), so that a new record is published at once and everything
-// about the connection happens on one thread. A lost connection destroys the client: nothing of
-// it survives in memory, and the next one starts from the position acknowledged so far.
+// and the sink's wake-up eventfd), so that a new record is published at once and everything about
+// the connection happens on one thread. A lost connection destroys the client: nothing of it
+// survives in memory, and the next one starts from the position acknowledged so far.
 #include "station/mqtt_sink.h"
 
 #include <algorithm>
-#include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <map>
 #include <mutex>
 #include <set>
-#include <thread>
 
 #include <mosquitto.h>
 #include <poll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <patchvec/error.h>
 #include <patchvec/log.h>
-
-#include "station/position.h"
 
 namespace pv::station {
 namespace {
 
 constexpr std::size_t kInFlight = 32;  // messages published and not acknowledged, at most
-constexpr auto kSaveInterval = std::chrono::milliseconds(200);
 constexpr auto kConnackTimeout = std::chrono::seconds(10);
 
 void init_library() {
@@ -35,99 +29,32 @@ void init_library() {
 }
 
 std::string describe(const MqttSink& sink) {
-  return std::string(sink.tls ? "mqtts://" : "mqtt://") + sink.host + ":" +
+  return std::string("mqtt sink ") + (sink.tls ? "mqtts://" : "mqtt://") + sink.host + ":" +
          std::to_string(sink.port) + "/" + sink.topic;
 }
 
-class MqttPublisher final : public Sink {
+class MqttPublisher final : public JournalSink {
  public:
   MqttPublisher(const MqttSink& sink, const MqttIdentity& identity, const Journal& journal,
                 const std::filesystem::path& position_file)
-      : sink_(sink),
+      : JournalSink(journal, position_file, describe(sink)),
+        sink_(sink),
         identity_(identity),
-        journal_(journal),
-        position_(position_file, journal.size()),
-        name_(describe(sink)),
         status_topic_(sink.topic + "/status") {
     init_library();
-    wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_ < 0) throw Error("mqtt sink " + name_ + ": cannot create an eventfd");
-    delivered_start_ = position_.delivered();
-    thread_ = std::thread([this] { run(); });
+    next_ = delivered() + 1;
+    start();
   }
 
-  ~MqttPublisher() override {
-    drain_and_stop(std::chrono::steady_clock::now());
-    ::close(wake_);
-  }
-
-  void notify() override { signal(); }
-
-  void drain_and_stop(std::chrono::steady_clock::time_point deadline) override {
-    {
-      const std::lock_guard lock(mutex_);
-      drain_until_ = deadline;
-      stopping_ = true;
-    }
-    signal();
-    if (thread_.joinable()) thread_.join();
-  }
-
-  SinkStatus status() const override {
-    const std::uint64_t delivered = delivered_.load();
-    const std::uint64_t recorded = journal_.size();
-    return {.name = name_,
-            .connected = connected_.load(),
-            .delivered = delivered - delivered_start_,
-            .pending = recorded > delivered ? recorded - delivered : 0,
-            .reconnects = reconnects_.load()};
-  }
+  ~MqttPublisher() override { stop_thread(); }
 
  private:
-  void signal() const {
-    const std::uint64_t one = 1;
-    (void)!::write(wake_, &one, sizeof one);
-  }
-
-  bool should_stop() {
-    const std::lock_guard lock(mutex_);
-    if (!stopping_) return false;
-    const bool all_delivered = position_.delivered() >= journal_.size();
-    return all_delivered || !connected_ || std::chrono::steady_clock::now() >= drain_until_;
-  }
-
-  // Waits on the wake-up eventfd and, when connected, the client's socket; false to stop.
-  void wait(int timeout_ms) {
-    pollfd fds[2] = {{.fd = wake_, .events = POLLIN, .revents = 0},
-                     {.fd = -1, .events = 0, .revents = 0}};
-    if (client_ != nullptr) {
-      fds[1].fd = mosquitto_socket(client_);
-      fds[1].events = static_cast<short>(POLLIN | (mosquitto_want_write(client_) ? POLLOUT : 0));
-    }
-    const int n = ::poll(fds, fds[1].fd >= 0 ? 2 : 1, timeout_ms);
-    if (n <= 0) return;
-    if ((fds[0].revents & POLLIN) != 0) {
-      std::uint64_t count = 0;
-      (void)!::read(wake_, &count, sizeof count);
-    }
-    if (client_ == nullptr || fds[1].fd < 0) return;
-    int rc = MOSQ_ERR_SUCCESS;
-    if ((fds[1].revents & (POLLIN | POLLERR | POLLHUP)) != 0) rc = mosquitto_loop_read(client_, 1);
-    if (rc == MOSQ_ERR_SUCCESS && (fds[1].revents & POLLOUT) != 0) {
-      rc = mosquitto_loop_write(client_, 1);
-    }
-    if (rc != MOSQ_ERR_SUCCESS) lose_connection(mosquitto_strerror(rc));
-  }
-
-  void run() {
+  void deliver() override {
     auto backoff = std::chrono::seconds(1);
     auto next_attempt = std::chrono::steady_clock::now();
-    while (!should_stop()) {
+    // A stop with no connection ends at once: the next start delivers what is left.
+    while (!stopping() && !(client_ == nullptr && stop_requested())) {
       if (client_ == nullptr) {
-        {
-          const std::lock_guard lock(mutex_);
-          if (stopping_) break;  // never connect only to drain: the next start delivers
-        }
         if (std::chrono::steady_clock::now() < next_attempt) {
           wait(100);
           continue;
@@ -139,31 +66,39 @@ class MqttPublisher final : public Sink {
         }
         backoff = std::chrono::seconds(1);
       }
-      if (client_ != nullptr && connected_) publish_pending();
+      if (connected_) publish_pending();
       if (client_ != nullptr && !connected_ &&
           std::chrono::steady_clock::now() - connect_started_ > kConnackTimeout) {
         lose_connection("no CONNACK from the broker");
       }
-      wait(200);
+      if (client_ != nullptr) poll_client();
       if (client_ != nullptr && mosquitto_loop_misc(client_) != MOSQ_ERR_SUCCESS) {
         lose_connection("keepalive");
       }
-      position_.save_due(kSaveInterval);
+      save_position_due();
     }
     if (client_ != nullptr) {
       if (connected_) publish_status("offline");
       mosquitto_disconnect(client_);
-      // The disconnect (and the status before it) goes out with the next write.
+      // The status and the disconnect go out with the next writes.
       for (int i = 0; i < 10 && mosquitto_want_write(client_); ++i) {
         if (mosquitto_loop_write(client_, 1) != MOSQ_ERR_SUCCESS) break;
       }
       destroy_client();
     }
-    try {
-      position_.save();
-    } catch (const Error& e) {
-      log::warn("mqtt sink " + name_ + ": " + e.what());
+  }
+
+  // Waits for the socket, a notify() or 200 ms, then reads and writes what is due.
+  void poll_client() {
+    const int fd = mosquitto_socket(client_);
+    const auto events = static_cast<short>(POLLIN | (mosquitto_want_write(client_) ? POLLOUT : 0));
+    const short revents = wait(200, fd, events);
+    int rc = MOSQ_ERR_SUCCESS;
+    if ((revents & (POLLIN | POLLERR | POLLHUP)) != 0) rc = mosquitto_loop_read(client_, 1);
+    if (rc == MOSQ_ERR_SUCCESS && client_ != nullptr && (revents & POLLOUT) != 0) {
+      rc = mosquitto_loop_write(client_, 1);
     }
+    if (rc != MOSQ_ERR_SUCCESS && client_ != nullptr) lose_connection(mosquitto_strerror(rc));
   }
 
   bool connect() {
@@ -172,7 +107,7 @@ class MqttPublisher final : public Sink {
                                       : sink_.client_id;
     client_ = mosquitto_new(client_id.c_str(), true, this);
     if (client_ == nullptr) {
-      log::warn("mqtt sink " + name_ + ": cannot create a client");
+      log::warn(name_ + ": cannot create a client");
       return false;
     }
     mosquitto_int_option(client_, MOSQ_OPT_TCP_NODELAY, 1);
@@ -195,7 +130,7 @@ class MqttPublisher final : public Sink {
                          : mosquitto_tls_set(client_, sink_.ca_file.c_str(), nullptr, nullptr,
                                              nullptr, nullptr);
       if (rc != MOSQ_ERR_SUCCESS) {
-        log::warn("mqtt sink " + name_ + ": TLS set-up: " + mosquitto_strerror(rc));
+        log::warn(name_ + ": TLS set-up: " + mosquitto_strerror(rc));
         destroy_client();
         return false;
       }
@@ -204,8 +139,7 @@ class MqttPublisher final : public Sink {
         mosquitto_connect(client_, sink_.host.c_str(), sink_.port, sink_.keepalive_seconds);
     if (rc != MOSQ_ERR_SUCCESS) {
       const std::string why = rc == MOSQ_ERR_ERRNO ? std::strerror(errno) : mosquitto_strerror(rc);
-      if (!warned_down_)
-        log::warn("mqtt sink " + name_ + ": cannot connect (" + why + "); retrying");
+      if (!warned_down_) log::warn(name_ + ": cannot connect (" + why + "); retrying");
       warned_down_ = true;
       destroy_client();
       return false;
@@ -221,7 +155,7 @@ class MqttPublisher final : public Sink {
     }
     connected_ = true;
     warned_down_ = false;
-    log::info("mqtt sink " + name_ + ": connected");
+    log::info(name_ + ": connected");
     publish_status("online");
   }
 
@@ -230,18 +164,17 @@ class MqttPublisher final : public Sink {
     if (found == in_flight_.end()) return;  // the status
     acknowledged_.insert(found->second);
     in_flight_.erase(found);
-    std::uint64_t delivered = position_.delivered();
-    while (!acknowledged_.empty() && *acknowledged_.begin() == delivered + 1) {
+    std::uint64_t upto = delivered();
+    while (!acknowledged_.empty() && *acknowledged_.begin() == upto + 1) {
       acknowledged_.erase(acknowledged_.begin());
-      ++delivered;
+      ++upto;
     }
-    position_.advance(delivered);
-    delivered_ = delivered;
+    acknowledge(upto);
   }
 
   void publish_pending() {
     const std::uint64_t recorded = journal_.size();
-    while (in_flight_.size() < kInFlight && next_ <= recorded) {
+    while (client_ != nullptr && in_flight_.size() < kInFlight && next_ <= recorded) {
       const std::string payload = journal_.read(next_);
       int mid = 0;
       const int rc = mosquitto_publish(client_, &mid, sink_.topic.c_str(),
@@ -269,10 +202,10 @@ class MqttPublisher final : public Sink {
 
   void lose_connection(const std::string& why) {
     if (connected_) {
-      log::warn("mqtt sink " + name_ + ": connection lost (" + why + "); reconnecting");
+      log::warn(name_ + ": connection lost (" + why + "); reconnecting");
       ++reconnects_;
     } else if (!warned_down_) {
-      log::warn("mqtt sink " + name_ + ": " + why + "; retrying");
+      log::warn(name_ + ": " + why + "; retrying");
       warned_down_ = true;
     }
     destroy_client();
@@ -284,34 +217,19 @@ class MqttPublisher final : public Sink {
     connected_ = false;
     in_flight_.clear();
     acknowledged_.clear();
-    next_ = position_.delivered() + 1;
+    next_ = delivered() + 1;
   }
 
   const MqttSink sink_;
   const MqttIdentity identity_;
-  const Journal& journal_;
-  SinkPosition position_;  // the sink thread's
-  const std::string name_;
   const std::string status_topic_;
-  int wake_ = -1;
-  std::thread thread_;
-
-  mutable std::mutex mutex_;  // guards stopping_ and drain_until_
-  bool stopping_ = false;
-  std::chrono::steady_clock::time_point drain_until_;
-
   // The sink thread's.
   mosquitto* client_ = nullptr;
   std::chrono::steady_clock::time_point connect_started_;
   std::map<int, std::uint64_t> in_flight_;  // message id -> sequence number
   std::set<std::uint64_t> acknowledged_;    // beyond the position, not contiguous yet
-  std::uint64_t next_ = position_.delivered() + 1;
+  std::uint64_t next_ = 1;
   bool warned_down_ = false;
-
-  std::atomic<bool> connected_{false};
-  std::atomic<std::uint64_t> delivered_{position_.delivered()};
-  std::uint64_t delivered_start_ = 0;
-  std::atomic<std::uint64_t> reconnects_{0};
 };
 
 }  // namespace

@@ -1,11 +1,19 @@
-// Where a lane's results go: one interface, one implementation per kind (mqtt_sink.h, ...).
-// Each sink delivers the lane's journal from its SinkPosition on a thread of its own, so that a
-// sink that is down holds up neither the lane nor the other sinks.
+// Where a lane's results go: one interface, one implementation per kind (mqtt_sink.h,
+// webhook_sink.h). Each sink delivers the lane's journal from its SinkPosition on a thread of its
+// own, so that a sink that is down holds up neither the lane nor the other sinks.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
 
 #include <patchvec/station.h>
+
+#include "station/journal.h"
+#include "station/position.h"
 
 namespace pv::station {
 
@@ -19,6 +27,53 @@ class Sink {
   // the thread; the position is saved either way.
   virtual void drain_and_stop(std::chrono::steady_clock::time_point deadline) = 0;
   virtual SinkStatus status() const = 0;
+};
+
+// What every sink shares: the journal and the position in it, the thread, a wake-up eventfd the
+// lane signals, and stopping with a deadline. A subclass starts the thread (start()) at the end
+// of its constructor, calls stop_thread() first in its destructor, and runs deliver().
+class JournalSink : public Sink {
+ public:
+  JournalSink(const Journal& journal, const std::filesystem::path& position_file, std::string name);
+  ~JournalSink() override;
+  JournalSink(const JournalSink&) = delete;
+  JournalSink& operator=(const JournalSink&) = delete;
+
+  void notify() override;
+  void drain_and_stop(std::chrono::steady_clock::time_point deadline) override;
+  SinkStatus status() const override;
+
+ protected:
+  void start();
+  void stop_thread() { drain_and_stop(std::chrono::steady_clock::now()); }
+  // The sink's loop, on its thread, until stopping() says so; saves the position as it goes.
+  virtual void deliver() = 0;
+
+  // Stop asked for, and the deadline of the drain passed or nothing is left to deliver.
+  bool stopping() const;
+  bool stop_requested() const;
+  // Waits up to `timeout` for a notify() or a stop; with `fd` >= 0, for it to be readable too
+  // (`events` asks for POLLOUT as well). Returns poll()'s revents of `fd`.
+  short wait(int timeout_ms, int fd = -1, short events = 0) const;
+  // Records `delivered` as acknowledged (the position moves on; saved every 200 ms).
+  void acknowledge(std::uint64_t delivered);
+  void save_position_due();  // saves the position if it moved and 200 ms passed
+  std::uint64_t delivered() const { return position_.delivered(); }
+
+  const Journal& journal_;
+  const std::string name_;
+  std::atomic<bool> connected_{false};
+  std::atomic<std::uint64_t> reconnects_{0};
+
+ private:
+  SinkPosition position_;  // the sink thread's, but for what the constructor reads
+  std::atomic<std::uint64_t> delivered_;
+  const std::uint64_t delivered_at_start_;
+  int wake_ = -1;
+  std::thread thread_;
+  mutable std::mutex mutex_;  // guards stop_ and drain_until_
+  bool stop_ = false;
+  std::chrono::steady_clock::time_point drain_until_;
 };
 
 }  // namespace pv::station

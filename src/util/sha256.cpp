@@ -1,6 +1,7 @@
 #include "util/sha256.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <patchvec/error.h>
 #include <patchvec/files.h>
@@ -27,12 +28,9 @@ void Sha256::update(std::span<const std::byte> bytes) {
   }
 }
 
-std::string Sha256::hex() {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (EVP_DigestFinal_ex(state_->context, digest, &length) != 1) {
-    throw Error("SHA-256: OpenSSL digest failed");
-  }
+namespace {
+
+std::string hex_of(const unsigned char* digest, unsigned int length) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string text;
   for (unsigned int i = 0; i < length; ++i) {
@@ -40,6 +38,28 @@ std::string Sha256::hex() {
     text += kHex[digest[i] & 15];
   }
   return text;
+}
+
+}  // namespace
+
+std::string Sha256::hex() {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(state_->context, digest, &length) != 1) {
+    throw Error("SHA-256: OpenSSL digest failed");
+  }
+  return hex_of(digest, length);
+}
+
+std::string hmac_sha256_hex(std::string_view key, std::string_view message) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest,
+           &length) == nullptr) {
+    throw Error("HMAC-SHA256: OpenSSL failed");
+  }
+  return hex_of(digest, length);
 }
 
 std::string sha256_hex(std::span<const std::byte> bytes) {

@@ -6,6 +6,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 
 namespace pv {
 
@@ -27,5 +28,8 @@ class Sha256 {
 
 std::string sha256_hex(std::span<const std::byte> bytes);
 std::string sha256_file_hex(const std::filesystem::path& path);  // throws pv::Error naming the file
+
+// HMAC-SHA256 of `message` with `key` (RFC 2104), as lowercase hex: webhook signatures.
+std::string hmac_sha256_hex(std::string_view key, std::string_view message);
 
 }  // namespace pv

@@ -12,6 +12,7 @@ namespace {
 class StationConfigTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    write_text(dir_ / "hook.secret", "the secret\n");
     write_text(dir_ / "models/tile.pvm", "a model file");  // only its presence is checked here
     std::filesystem::create_directories(dir_ / "in/top");
   }
@@ -67,6 +68,10 @@ url = "mqtt://user:secret@127.0.0.1:1884/line1/top"
 client_id = "top-camera"
 [[lanes.mqtt]]
 url = "mqtts://broker.example:8883/a/b"
+[[lanes.webhook]]
+url = "https://mes.example/results?token=t"
+secret_file = "hook.secret"
+timeout = 3
 )"));
   EXPECT_EQ(options.name, "line-1");
   EXPECT_EQ(options.state_dir, dir_ / "state");
@@ -92,6 +97,10 @@ url = "mqtts://broker.example:8883/a/b"
   EXPECT_FALSE(lane.mqtt[0].tls);
   EXPECT_TRUE(lane.mqtt[1].tls);
   EXPECT_EQ(lane.mqtt[1].port, 8883);
+  ASSERT_EQ(lane.webhooks.size(), 1u);
+  EXPECT_EQ(lane.webhooks[0].url, "https://mes.example/results?token=t");
+  EXPECT_EQ(lane.webhooks[0].secret, "the secret");
+  EXPECT_EQ(lane.webhooks[0].timeout_seconds, 3);
 }
 
 TEST_F(StationConfigTest, EachMistakeIsOneErrorNamingTheKey) {
@@ -106,6 +115,12 @@ TEST_F(StationConfigTest, EachMistakeIsOneErrorNamingTheKey) {
   EXPECT_NE(error_of(lane_ + "[[lanes.mqtt]]\nurl = \"mqtt://h/line/#\"\n").find("wildcards"),
             std::string::npos);
   EXPECT_NE(error_of(lane_ + "[[lanes.mqtt]]\nport = 1\n").find("lanes[0].mqtt[0].port"),
+            std::string::npos);
+  EXPECT_NE(error_of(lane_ + "[[lanes.webhook]]\nurl = \"ftp://h/x\"\n")
+                .find("lanes[0].webhook[0].url: 'ftp://h/x' is not an http"),
+            std::string::npos);
+  EXPECT_NE(error_of(lane_ + "[[lanes.webhook]]\nurl = \"http://h/x\"\nsecret_file = \"none\"\n")
+                .find("lanes[0].webhook[0].secret_file: "),
             std::string::npos);
   std::string missing_model = lane_;
   missing_model.replace(missing_model.find("models/tile.pvm"), 15, "models/wood.pvm");

@@ -1,0 +1,105 @@
+#include "station/sink.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <patchvec/error.h>
+#include <patchvec/log.h>
+
+namespace pv::station {
+namespace {
+
+constexpr auto kSaveInterval = std::chrono::milliseconds(200);
+
+}  // namespace
+
+JournalSink::JournalSink(const Journal& journal, const std::filesystem::path& position_file,
+                         std::string name)
+    : journal_(journal),
+      name_(std::move(name)),
+      position_(position_file, journal.size()),
+      delivered_(position_.delivered()),
+      delivered_at_start_(position_.delivered()) {
+  wake_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (wake_ < 0) throw Error(name_ + ": cannot create an eventfd");
+}
+
+JournalSink::~JournalSink() {
+  stop_thread();
+  ::close(wake_);
+}
+
+void JournalSink::start() {
+  thread_ = std::thread([this] {
+    try {
+      deliver();
+    } catch (const std::exception& e) {
+      log::warn(name_ + ": stopped delivering: " + e.what());
+    }
+    try {
+      position_.save();
+    } catch (const Error& e) {
+      log::warn(name_ + ": " + e.what());
+    }
+  });
+}
+
+void JournalSink::notify() {
+  const std::uint64_t one = 1;
+  (void)!::write(wake_, &one, sizeof one);
+}
+
+void JournalSink::drain_and_stop(std::chrono::steady_clock::time_point deadline) {
+  {
+    const std::lock_guard lock(mutex_);
+    if (!stop_ || deadline < drain_until_) drain_until_ = deadline;
+    stop_ = true;
+  }
+  notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+SinkStatus JournalSink::status() const {
+  const std::uint64_t delivered = delivered_.load();
+  const std::uint64_t recorded = journal_.size();
+  return {.name = name_,
+          .connected = connected_.load(),
+          .delivered = delivered - delivered_at_start_,
+          .pending = recorded > delivered ? recorded - delivered : 0,
+          .reconnects = reconnects_.load()};
+}
+
+bool JournalSink::stop_requested() const {
+  const std::lock_guard lock(mutex_);
+  return stop_;
+}
+
+bool JournalSink::stopping() const {
+  const std::lock_guard lock(mutex_);
+  if (!stop_) return false;
+  return delivered_.load() >= journal_.size() || std::chrono::steady_clock::now() >= drain_until_;
+}
+
+short JournalSink::wait(int timeout_ms, int fd, short events) const {
+  pollfd fds[2] = {{.fd = wake_, .events = POLLIN, .revents = 0},
+                   {.fd = fd, .events = events, .revents = 0}};
+  if (::poll(fds, fd >= 0 ? 2 : 1, timeout_ms) <= 0) return 0;
+  if ((fds[0].revents & POLLIN) != 0) {
+    std::uint64_t count = 0;
+    (void)!::read(wake_, &count, sizeof count);
+  }
+  return fd >= 0 ? fds[1].revents : 0;
+}
+
+void JournalSink::acknowledge(std::uint64_t delivered) {
+  position_.advance(delivered);
+  delivered_ = position_.delivered();
+  save_position_due();
+}
+
+void JournalSink::save_position_due() {
+  position_.save_due(kSaveInterval);
+}
+
+}  // namespace pv::station
