@@ -18,7 +18,8 @@ build_packages=(
   libcpp-httplib-dev                    # the inspection service's HTTP server
   libcurl4-openssl-dev ca-certificates  # downloading weights (--weights imagenet or a URL)
   zlib1g-dev                            # deflated entries of .pth checkpoints (zip)
-  libtomlplusplus-dev libmosquitto-dev  # the station: its TOML file, its MQTT sink
+  libtomlplusplus-dev libmosquitto-dev  # the station: its TOML file, its MQTT sink,
+  libmodbus-dev                         # and its PLC sink (Modbus TCP)
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev

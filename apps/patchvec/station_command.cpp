@@ -2,6 +2,7 @@
 // with the HTTP API and page of `serve` (docs/station.md).
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -25,15 +26,18 @@ struct StationFlags {
   std::vector<std::string> mqtt;
   std::vector<std::string> webhooks;
   std::filesystem::path webhook_secret_file;
+  std::optional<int> modbus_port;
+  bool modbus_handshake = false;
+  std::string modbus_address = "127.0.0.1";
   StationOptions options;
 };
 
 StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
   const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty() ||
-                          !flags.webhooks.empty();
+                          !flags.webhooks.empty() || flags.modbus_port.has_value();
   if (!flags.config.empty()) {
     if (lane_flags) {
-      throw Error("--config and --model/--folder/--mqtt/--webhook: give one or the other");
+      throw Error("--config and --model/--folder/--mqtt/--webhook/--modbus: give one or the other");
     }
     StationOptions options = load_station_config(flags.config);
     // Flags given beside the file win over it.
@@ -60,6 +64,11 @@ StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
     check_webhook_url(url, "--webhook");
     lane.webhooks.push_back({.url = url, .secret = secret});
   }
+  if (flags.modbus_port) {
+    lane.modbus = ModbusSink{.address = flags.modbus_address,
+                             .port = *flags.modbus_port,
+                             .handshake = flags.modbus_handshake};
+  }
   options.lanes.push_back(std::move(lane));
   check_station(options);
   return options;
@@ -79,6 +88,10 @@ void print_plan(const StationOptions& options) {
     for (const WebhookSink& sink : lane.webhooks) {
       std::printf(" -> webhook %s%s", sink.url.substr(0, sink.url.find('?')).c_str(),
                   sink.secret.empty() ? " (unsigned)" : " (signed)");
+    }
+    if (lane.modbus) {
+      std::printf(" -> modbus %s:%d%s", lane.modbus->address.c_str(), lane.modbus->port,
+                  lane.modbus->handshake ? " (handshake)" : "");
     }
     std::printf("\n");
   }
@@ -106,7 +119,8 @@ void add_station_command(CLI::App& app) {
   auto flags = std::make_shared<StationFlags>();
   CLI::App* cmd = app.add_subcommand(
       "station",
-      "On the production line: images from hot folders inspected, results to MQTT and webhooks");
+      "On the production line: images from hot folders inspected, results to MQTT, webhooks and "
+      "PLCs");
   cmd->footer(R"(
 Each lane takes the images dropped into its folder (complete files only: closed after writing or
 renamed in), inspects each exactly once with its model, even across restarts and kill -9 (a
@@ -133,6 +147,14 @@ docs/station.md has the configuration file, the message and the guarantees.)");
   cmd->add_option("--webhook-secret-file", flags->webhook_secret_file,
                   "A file holding the secret the webhooks' requests are signed with "
                   "(X-PatchVec-Signature: sha256=HMAC)");
+  cmd->add_option("--modbus", flags->modbus_port,
+                  "One lane from flags: a Modbus TCP server on this port for a PLC (register map: "
+                  "docs/station.md)");
+  cmd->add_option("--modbus-address", flags->modbus_address,
+                  "The address the Modbus server listens on (Modbus has no authentication)")
+      ->capture_default_str();
+  cmd->add_flag("--modbus-handshake", flags->modbus_handshake,
+                "Each result stays in the registers until the PLC acknowledges it");
   cmd->add_option("--lane", flags->lane, "One lane from flags: its name")->capture_default_str();
   cmd->add_option("--after", flags->after,
                   "One lane from flags: what happens to an inspected file: move (to done/ or "

@@ -69,6 +69,19 @@ void check_webhook_url(const std::string& url, const std::string& what);
 // throws pv::Error naming `what` for a missing or empty file.
 std::string read_secret_file(const std::filesystem::path& file, const std::string& what);
 
+// A Modbus TCP server for a PLC (libmodbus): the lane's latest result in holding registers, and
+// its bits in coils (docs/station.md has the register map). Modbus has no authentication: it
+// listens on `address` only and the PLC may write nothing but the acknowledge register. With
+// `handshake`, each result stays in the registers until the PLC writes its sequence number into
+// the acknowledge register, so that none is missed (the journal holds the ones waiting);
+// without, the registers show the latest result.
+struct ModbusSink {
+  std::string address = "127.0.0.1";
+  int port = 1502;  // 0: any free one (logged)
+  bool handshake = false;
+  int max_clients = 4;
+};
+
 // One lane: a source, a category's model, the sinks of its results.
 struct Lane {
   std::string name;             // [a-z0-9_-]+, unique in the station
@@ -76,6 +89,7 @@ struct Lane {
   FolderSource folder;
   std::vector<MqttSink> mqtt;
   std::vector<WebhookSink> webhooks;
+  std::optional<ModbusSink> modbus;
   std::size_t queue = 4;  // images read and waiting for inspection; the folder waits when full
 };
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <set>
 
+#include <arpa/inet.h>
 #include <curl/curl.h>
 #include <toml++/toml.h>
 
@@ -136,7 +137,8 @@ WebhookSink read_webhook(const toml::table& t, const std::string& key, const Rea
 }
 
 Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
-  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt", "webhook"}, r.file());
+  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt", "webhook", "modbus"},
+            r.file());
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
   if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
@@ -165,6 +167,19 @@ Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
       if (sink == nullptr) r.fail(sink_key, "must be a table");
       lane.mqtt.push_back(read_mqtt(*sink, sink_key, r));
     }
+  }
+  if (const toml::table* modbus = r.table(t, "modbus", key + ".modbus")) {
+    only_keys(*modbus, key + ".modbus.", {"address", "port", "handshake", "max_clients"}, r.file());
+    ModbusSink sink;
+    if (auto v = r.text(*modbus, "address", key + ".modbus.address")) sink.address = *v;
+    if (auto v = r.integer(*modbus, "port", key + ".modbus.port", 0, 65535)) {
+      sink.port = static_cast<int>(*v);
+    }
+    if (auto v = r.boolean(*modbus, "handshake", key + ".modbus.handshake")) sink.handshake = *v;
+    if (auto v = r.integer(*modbus, "max_clients", key + ".modbus.max_clients", 1, 64)) {
+      sink.max_clients = static_cast<int>(*v);
+    }
+    lane.modbus = sink;
   }
   if (const toml::node* sinks = t.get("webhook")) {
     const toml::array* list = sinks->as_array();
@@ -386,6 +401,16 @@ void check_station(const StationOptions& options) {
       if (sink.port <= 0 || sink.port > 65535) throw Error(sink_key + ".url: a bad port");
       if (!sink.ca_file.empty() && !std::filesystem::is_regular_file(sink.ca_file, error)) {
         throw Error(sink_key + ".ca_file: " + sink.ca_file.string() + " is not a file");
+      }
+    }
+    if (lane.modbus) {
+      in_addr address{};
+      if (::inet_pton(AF_INET, lane.modbus->address.c_str(), &address) != 1) {
+        throw Error(key + ".modbus.address: '" + printable(lane.modbus->address, 100) +
+                    "' is not an IPv4 address");
+      }
+      if (lane.modbus->port < 0 || lane.modbus->port > 65535) {
+        throw Error(key + ".modbus.port: " + std::to_string(lane.modbus->port) + " is no port");
       }
     }
     for (std::size_t j = 0; j < lane.webhooks.size(); ++j) {

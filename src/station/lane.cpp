@@ -14,6 +14,7 @@
 #include <patchvec/store.h>
 #include <patchvec/text.h>
 
+#include "station/modbus_sink.h"
 #include "station/mqtt_sink.h"
 #include "station/webhook_sink.h"
 #include "util/clock.h"
@@ -66,6 +67,10 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
     sinks_.push_back(start_webhook_sink(lane_.webhooks[i], journal_,
                                         lane_dir / ("webhook-" + std::to_string(i) + ".position")));
   }
+  if (lane_.modbus) {
+    sinks_.push_back(
+        start_modbus_sink(*lane_.modbus, journal_, lane_dir / "modbus.position", &signals_));
+  }
   if (journal_.size() > 0) {
     log::info("lane " + lane_.name + ": " + std::to_string(journal_.size()) +
               " results recorded before (" + journal_.file().string() + ")");
@@ -92,9 +97,14 @@ void LaneRunner::run() {
     const auto name = folder_.next(std::chrono::milliseconds(200));
     if (!name) continue;
     try {
+      signals_.busy = true;
       take(*name);
+      signals_.busy = false;
+      signals_.fault = false;
       attempts.erase(*name);
     } catch (const Error& e) {
+      signals_.busy = false;
+      signals_.fault = true;
       // Not the file's fault (the store, the disk, a bug): tried again a little later, a few times.
       const int attempt = ++attempts[*name];
       log::warn("lane " + lane_.name + ": " + printable(*name, 200) + ": " + e.what() +

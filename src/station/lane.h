@@ -49,6 +49,7 @@ class LaneRunner {
   const Inspector& inspector_;
   Journal journal_;
   HotFolder folder_;
+  LaneSignals signals_;  // before the sinks that read it
   std::vector<std::unique_ptr<Sink>> sinks_;
   std::thread thread_;
   std::atomic<bool> stopping_{false};

@@ -1,5 +1,7 @@
 #include "station/sink.h"
 
+#include <vector>
+
 #include <poll.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -82,14 +84,20 @@ bool JournalSink::stopping() const {
 }
 
 short JournalSink::wait(int timeout_ms, int fd, short events) const {
-  pollfd fds[2] = {{.fd = wake_, .events = POLLIN, .revents = 0},
-                   {.fd = fd, .events = events, .revents = 0}};
-  if (::poll(fds, fd >= 0 ? 2 : 1, timeout_ms) <= 0) return 0;
-  if ((fds[0].revents & POLLIN) != 0) {
+  pollfd other{.fd = fd, .events = events, .revents = 0};
+  wait(timeout_ms, fd >= 0 ? std::span(&other, 1) : std::span<pollfd>());
+  return other.revents;
+}
+
+void JournalSink::wait(int timeout_ms, std::span<pollfd> fds) const {
+  std::vector<pollfd> all{{.fd = wake_, .events = POLLIN, .revents = 0}};
+  all.insert(all.end(), fds.begin(), fds.end());
+  const int n = ::poll(all.data(), all.size(), timeout_ms);
+  for (std::size_t i = 0; i < fds.size(); ++i) fds[i].revents = n > 0 ? all[i + 1].revents : 0;
+  if (n > 0 && (all[0].revents & POLLIN) != 0) {
     std::uint64_t count = 0;
     (void)!::read(wake_, &count, sizeof count);
   }
-  return fd >= 0 ? fds[1].revents : 0;
 }
 
 void JournalSink::acknowledge(std::uint64_t delivered) {

@@ -7,8 +7,11 @@
 #include <chrono>
 #include <filesystem>
 #include <mutex>
+#include <span>
 #include <string>
 #include <thread>
+
+#include <poll.h>
 
 #include <patchvec/station.h>
 
@@ -16,6 +19,12 @@
 #include "station/position.h"
 
 namespace pv::station {
+
+// What a lane is doing, for the sinks that show it (the Modbus registers' busy and fault bits).
+struct LaneSignals {
+  std::atomic<bool> busy{false};   // an image is being inspected
+  std::atomic<bool> fault{false};  // the last image failed for a reason not the file's
+};
 
 // Thread-safety: every method from any thread.
 class Sink {
@@ -55,6 +64,8 @@ class JournalSink : public Sink {
   // Waits up to `timeout` for a notify() or a stop; with `fd` >= 0, for it to be readable too
   // (`events` asks for POLLOUT as well). Returns poll()'s revents of `fd`.
   short wait(int timeout_ms, int fd = -1, short events = 0) const;
+  // The same for several descriptors: their revents are filled in.
+  void wait(int timeout_ms, std::span<pollfd> fds) const;
   // Records `delivered` as acknowledged (the position moves on; saved every 200 ms).
   void acknowledge(std::uint64_t delivered);
   void save_position_due();  // saves the position if it moved and 200 ms passed
