@@ -2,7 +2,9 @@
 // HTTP API with a web page for operators (docs/api.md).
 #pragma once
 
+#include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -63,6 +65,23 @@ struct ServiceOptions {
   InspectOptions inspect;
 };
 
+// A station's lanes as the service shows them: GET /v1/station, its live events
+// (/v1/station/events), each lane's latest picture (/v1/station/lanes/{lane}/latest) and lines
+// on /metrics. pv::Station implements it. Thread-safety: every method from any thread.
+class StationView {
+ public:
+  virtual ~StationView() = default;
+  virtual std::string status_json() const = 0;   // docs/station.md
+  virtual std::string metrics_text() const = 0;  // Prometheus text, with its # TYPE lines
+  // The image a lane inspected last, with its prediction; nullptr before the first. Throws
+  // NotFoundError for a lane the station does not have.
+  virtual std::shared_ptr<const Inspected> latest(const std::string& lane) const = 0;
+  // Waits until something was recorded after `version`, `timeout` passed or the station stops;
+  // returns the version now, 0 once the station stops.
+  virtual std::uint64_t wait_for_change(std::uint64_t version,
+                                        std::chrono::milliseconds timeout) const = 0;
+};
+
 // Thread-safety: serve() runs the server; stop() may be called from any thread.
 class InspectionService {
  public:
@@ -73,7 +92,9 @@ class InspectionService {
   // and keeps alive longer than this object: a station inspects its lanes' images with it too.
   // The options that make an inspector (models_dir, store, model_cache_dir,
   // model_check_seconds, the report folders, threads, batching) are not used.
-  InspectionService(const ServiceOptions& options, Inspector& inspector);
+  // With `station`, the station's endpoints too (StationView), which must outlive this object.
+  InspectionService(const ServiceOptions& options, Inspector& inspector,
+                    const StationView* station = nullptr);
   ~InspectionService();
   InspectionService(const InspectionService&) = delete;
   InspectionService& operator=(const InspectionService&) = delete;

@@ -122,6 +122,8 @@ struct SinkStatus {
   std::uint64_t delivered = 0;  // results acknowledged by the other side since the start
   std::uint64_t pending = 0;    // recorded results not acknowledged yet (the outbox's depth)
   std::uint64_t reconnects = 0;
+  double latency_p50_ms = 0;  // capture to acknowledged, recent results
+  double latency_p95_ms = 0;
 };
 
 struct LaneStatus {
@@ -131,10 +133,14 @@ struct LaneStatus {
   std::uint64_t inspected = 0;  // since the start
   std::uint64_t ok = 0;
   std::uint64_t nok = 0;
-  std::uint64_t failed = 0;    // files that were no image (moved to failed/)
-  std::uint64_t sequence = 0;  // the last result's sequence number (the journal's count)
-  double latency_p50_ms = 0;   // capture (file complete) to result recorded, recent images
+  std::uint64_t failed = 0;      // files that were no image (moved to failed/)
+  std::uint64_t sequence = 0;    // the last result's sequence number (the journal's count)
+  bool busy = false;             // inspecting an image now
+  bool fault = false;            // the last image failed for a reason not the file's
+  double images_per_second = 0;  // over the last 10 s
+  double latency_p50_ms = 0;     // capture (file complete) to result recorded, recent images
   double latency_p95_ms = 0;
+  std::string last_result;  // the last journal record (JSON); empty before the first
   std::vector<SinkStatus> sinks;
 };
 
@@ -142,6 +148,9 @@ struct StationStatus {
   std::string name;
   std::vector<LaneStatus> lanes;
 };
+
+// GET /v1/station's JSON for `status` (docs/station.md).
+std::string station_status_json(const StationStatus& status);
 
 // Thread-safety: run() on one thread; stop() and status() from any thread.
 class Station {

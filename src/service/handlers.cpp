@@ -254,10 +254,60 @@ void Handlers::healthz(const httplib::Request&, httplib::Response& res) {
 
 void Handlers::metrics(const httplib::Request&, httplib::Response& res) {
   const BatcherStats batches = c_.inspector.batcher_stats();
-  res.set_content(
-      c_.metrics.prometheus_text(batches.batches, batches.images,
-                                 static_cast<long long>(c_.inspector.reports_pending())),
-      "text/plain; version=0.0.4");
+  std::string text = c_.metrics.prometheus_text(
+      batches.batches, batches.images, static_cast<long long>(c_.inspector.reports_pending()));
+  if (c_.station != nullptr) text += c_.station->metrics_text();
+  res.set_content(text, "text/plain; version=0.0.4");
+}
+
+void Handlers::station(const httplib::Request&, httplib::Response& res) {
+  if (c_.station == nullptr) throw HttpError{404, "this service is not a station"};
+  res.status = 200;
+  res.set_content(c_.station->status_json(), "application/json");
+}
+
+// GET /v1/station/lanes/{lane}/latest: the lane's last image under its anomaly map, half opaque.
+std::vector<unsigned char> Handlers::station_latest(const httplib::Request& req) {
+  if (c_.station == nullptr) throw HttpError{404, "this service is not a station"};
+  const std::string lane = req.matches[1];
+  const auto r = c_.station->latest(lane);
+  if (!r) throw HttpError{404, "lane " + printable(lane, 100) + " has inspected no image yet"};
+  const ModelInfo& info = r->model->info();
+  return png_bytes(render::original_overlay(
+      r->image, r->model->normalize_map(r->prediction.map), r->prediction.map.width,
+      r->prediction.map.height, info.options.embedder.image_size, info.options.embedder.crop_size,
+      kMapHeight, /*opacity=*/0.5));
+}
+
+// GET /v1/station/events: the status as Server-Sent Events, one when something is recorded and
+// at least every second; a stream ends after five minutes (the page reconnects) or when the
+// station stops, so that no connection is held for ever.
+void Handlers::station_events(const httplib::Request&, httplib::Response& res) {
+  if (c_.station == nullptr) throw HttpError{404, "this service is not a station"};
+  constexpr int kMaxEvents = 300;
+  struct Stream {
+    std::uint64_t version = 0;
+    int events = 0;
+  };
+  auto stream = std::make_shared<Stream>();
+  const StationView* station = c_.station;
+  res.set_header("X-Accel-Buffering", "no");
+  res.set_chunked_content_provider(
+      "text/event-stream", [station, stream](std::size_t, httplib::DataSink& sink) {
+        std::string event;
+        if (stream->events == 0) {
+          event = "retry: 2000\n\n";
+          stream->version = station->wait_for_change(0, std::chrono::milliseconds(0));
+        } else {
+          stream->version = station->wait_for_change(stream->version, std::chrono::seconds(1));
+        }
+        if (stream->version == 0 || ++stream->events > kMaxEvents) {
+          sink.done();
+          return true;
+        }
+        event += "data: " + station->status_json() + "\n\n";
+        return sink.write(event.data(), event.size());
+      });
 }
 
 void Handlers::guarded(httplib::Response& res, const std::function<void()>& handler) {

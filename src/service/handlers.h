@@ -33,7 +33,8 @@ struct HandlerContext {
   const TokenFile* tokens;  // nullptr: no authentication
   Metrics& metrics;
   FairSlots& inspection_slots;
-  std::function<bool()> ready;  // the last readiness check's answer (answers at once)
+  std::function<bool()> ready;           // the last readiness check's answer (answers at once)
+  const StationView* station = nullptr;  // a station's endpoints; nullptr: 404
 };
 
 // Thread-safety: every handler may run on many threads at once.
@@ -53,6 +54,10 @@ class Handlers {
   void livez(const httplib::Request& req, httplib::Response& res);
   void healthz(const httplib::Request& req, httplib::Response& res);
   void metrics(const httplib::Request& req, httplib::Response& res);
+  // A station's: its status, its lanes' latest pictures, and the status as Server-Sent Events.
+  void station(const httplib::Request& req, httplib::Response& res);
+  std::vector<unsigned char> station_latest(const httplib::Request& req);
+  void station_events(const httplib::Request& req, httplib::Response& res);
 
   // Runs `handler`; turns refusals, unreadable images and failures into JSON errors. Failures of
   // the store or a model are logged with their details and answered without them (they name

@@ -58,7 +58,7 @@ struct InspectionService::Impl {
   std::optional<service::Handlers> handlers;
   std::unique_ptr<service::Background> background;  // last: its threads stop first
 
-  Impl(const ServiceOptions& o, Inspector* given)
+  Impl(const ServiceOptions& o, Inspector* given, const StationView* station)
       : options(o),
         inspector(given),
         hosts(o.allowed_hosts, o.host),
@@ -84,7 +84,8 @@ struct InspectionService::Impl {
                                 .tokens = tokens ? &*tokens : nullptr,
                                 .metrics = metrics,
                                 .inspection_slots = inspection_slots,
-                                .ready = [this] { return background && background->ready(); }});
+                                .ready = [this] { return background && background->ready(); },
+                                .station = station});
     install_routes();
     // Last: a constructor that throws must not leave a thread running.
     background = std::make_unique<service::Background>(*inspector);
@@ -259,9 +260,10 @@ struct InspectionService::Impl {
 };
 
 InspectionService::InspectionService(const ServiceOptions& options)
-    : impl_(std::make_unique<Impl>(options, nullptr)) {}
-InspectionService::InspectionService(const ServiceOptions& options, Inspector& inspector)
-    : impl_(std::make_unique<Impl>(options, &inspector)) {}
+    : impl_(std::make_unique<Impl>(options, nullptr, nullptr)) {}
+InspectionService::InspectionService(const ServiceOptions& options, Inspector& inspector,
+                                     const StationView* station)
+    : impl_(std::make_unique<Impl>(options, &inspector, station)) {}
 InspectionService::~InspectionService() = default;
 
 int InspectionService::bind() {

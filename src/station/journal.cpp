@@ -106,7 +106,8 @@ bool Journal::contains(const std::string& key) const {
   return keys_.contains(key);
 }
 
-std::uint64_t Journal::append(nlohmann::ordered_json record) {
+std::uint64_t Journal::append(nlohmann::ordered_json record,
+                              std::chrono::system_clock::time_point captured) {
   std::uint64_t seq = 0;
   std::uint64_t start = 0;
   {
@@ -152,10 +153,18 @@ std::uint64_t Journal::append(nlohmann::ordered_json record) {
     const std::lock_guard lock(mutex_);
     keys_.insert(key);
     offsets_.push_back(start);
+    captured_.resize(offsets_.size() - 1);
+    captured_.push_back(captured);
     end_ = start + text.size();
   }
   grown_.notify_all();
   return seq;
+}
+
+std::chrono::system_clock::time_point Journal::captured(std::uint64_t seq) const {
+  const std::lock_guard lock(mutex_);
+  return seq >= 1 && seq <= captured_.size() ? captured_[seq - 1]
+                                             : std::chrono::system_clock::time_point{};
 }
 
 std::uint64_t Journal::size() const {

@@ -47,8 +47,12 @@ class Journal {
   bool contains(const std::string& key) const;
   // Sets record["seq"] to the next sequence number, writes the line and fsyncs it; returns the
   // sequence number. `record` must carry "key" (32 hex digits) not recorded yet. Throws pv::Error
-  // for a full disk (nothing recorded then: the line is cut off again).
-  std::uint64_t append(nlohmann::ordered_json record);
+  // for a full disk (nothing recorded then: the line is cut off again). `captured` (when the
+  // image was taken) is kept in memory for the sinks' delivery latencies.
+  std::uint64_t append(nlohmann::ordered_json record,
+                       std::chrono::system_clock::time_point captured = {});
+  // What append() was given for record `seq`; the epoch for records of an earlier run.
+  std::chrono::system_clock::time_point captured(std::uint64_t seq) const;
   std::uint64_t size() const;  // records; the last sequence number
   // The line of record `seq` (1 <= seq <= size()), without its newline.
   std::string read(std::uint64_t seq) const;
@@ -63,6 +67,7 @@ class Journal {
   mutable std::condition_variable grown_;
   std::unordered_set<std::string> keys_;
   std::vector<std::uint64_t> offsets_;
+  std::vector<std::chrono::system_clock::time_point> captured_;  // by seq - 1
   std::uint64_t end_ = 0;
 };
 

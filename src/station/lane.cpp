@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <map>
 
 #include <sys/stat.h>
@@ -22,7 +23,7 @@
 namespace pv::station {
 namespace {
 
-constexpr std::size_t kLatencyWindow = 1000;
+constexpr auto kRateWindow = std::chrono::seconds(10);
 constexpr int kMaxAttempts = 3;  // for failures that are not the file's (the store, a bug)
 
 std::chrono::system_clock::time_point modified(const std::filesystem::path& path) {
@@ -41,23 +42,18 @@ std::filesystem::path journal_file(const std::filesystem::path& lane_dir) {
   return lane_dir / "journal.jsonl";
 }
 
-double percentile(std::vector<double> values, double q) {
-  if (values.empty()) return 0;
-  const auto at = static_cast<std::size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
-  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(at), values.end());
-  return values[at];
-}
-
 }  // namespace
 
 LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string& station,
-                       const Inspector& inspector, const std::filesystem::path& lane_dir)
+                       const Inspector& inspector, const std::filesystem::path& lane_dir,
+                       std::function<void()> on_record)
     : lane_(lane),
       category_(std::move(category)),
       station_(station),
       inspector_(inspector),
       journal_(journal_file(lane_dir)),
-      folder_(lane.folder) {
+      folder_(lane.folder),
+      on_record_(std::move(on_record)) {
   for (std::size_t i = 0; i < lane_.mqtt.size(); ++i) {
     sinks_.push_back(start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name},
                                      journal_,
@@ -141,6 +137,7 @@ void LaneRunner::take(const std::string& name) {
     return;
   }
 
+  std::shared_ptr<const Inspected> seen;
   json::Json result{{"key", key},
                     {"station", station_},
                     {"lane", lane_.name},
@@ -149,9 +146,10 @@ void LaneRunner::take(const std::string& name) {
   std::string failure = read_failure;
   if (failure.empty()) {
     try {
-      const Inspected inspected = inspector_.inspect(
-          category_, EncodedImage{.bytes = bytes, .name = (folder_.dir() / name).string()});
-      const Inspection& inspection = inspected.inspection;
+      auto inspected = std::make_shared<const Inspected>(inspector_.inspect(
+          category_, EncodedImage{.bytes = bytes, .name = (folder_.dir() / name).string()}));
+      const Inspection& inspection = inspected->inspection;
+      seen = inspected;
       result["verdict"] = verdict_name(inspection.verdict);
       result["score"] = inspection.score;
       result["threshold"] = json::number_or_null(inspection.threshold);
@@ -185,20 +183,23 @@ void LaneRunner::take(const std::string& name) {
                                     10) /
                          10;
   result["file"] = destination.empty() ? json::Json(nullptr) : json::Json(destination.string());
-  record(std::move(result), name, destination, failed, failure);
-  const std::lock_guard lock(latency_mutex_);
-  if (latencies_ms_.size() < kLatencyWindow) {
-    latencies_ms_.push_back(latency_ms);
-  } else {
-    latencies_ms_[latency_next_] = latency_ms;
-    latency_next_ = (latency_next_ + 1) % kLatencyWindow;
+  record(std::move(result), captured, name, destination, failed, failure);
+  latency_.observe(latency_ms / 1000);
+  const auto now = std::chrono::steady_clock::now();
+  {
+    const std::lock_guard lock(mutex_);
+    if (seen) latest_ = std::move(seen);
+    recent_.push_back(now);
+    while (!recent_.empty() && now - recent_.front() > kRateWindow) recent_.pop_front();
   }
+  if (on_record_) on_record_();
 }
 
-void LaneRunner::record(nlohmann::ordered_json result, const std::string& name,
+void LaneRunner::record(nlohmann::ordered_json result,
+                        std::chrono::system_clock::time_point captured, const std::string& name,
                         const std::filesystem::path& destination, bool failed,
                         const std::string& reason) {
-  journal_.append(std::move(result));
+  journal_.append(std::move(result), captured);
   for (auto& sink : sinks_) sink->notify();
   folder_.finish(name, destination, failed, reason);
 }
@@ -211,13 +212,50 @@ LaneStatus LaneRunner::status() const {
                  .ok = ok_,
                  .nok = nok_,
                  .failed = failed_,
-                 .sequence = journal_.size()};
+                 .sequence = journal_.size(),
+                 .busy = signals_.busy,
+                 .fault = signals_.fault,
+                 .latency_p50_ms = latency_.percentile_ms(0.5),
+                 .latency_p95_ms = latency_.percentile_ms(0.95)};
   {
-    const std::lock_guard lock(latency_mutex_);
-    out.latency_p50_ms = percentile(latencies_ms_, 0.5);
-    out.latency_p95_ms = percentile(latencies_ms_, 0.95);
+    const std::lock_guard lock(mutex_);
+    const auto now = std::chrono::steady_clock::now();
+    std::size_t in_window = 0;
+    for (const auto& t : recent_) in_window += now - t <= kRateWindow;
+    out.images_per_second =
+        static_cast<double>(in_window) / std::chrono::duration<double>(kRateWindow).count();
   }
+  if (out.sequence > 0) out.last_result = journal_.read(out.sequence);
   for (const auto& sink : sinks_) out.sinks.push_back(sink->status());
+  return out;
+}
+
+std::shared_ptr<const Inspected> LaneRunner::latest() const {
+  const std::lock_guard lock(mutex_);
+  return latest_;
+}
+
+std::string LaneRunner::prometheus() const {
+  const std::string lane = "lane=\"" + label_value(lane_.name) + "\"";
+  std::string out;
+  const auto counter = [&](const char* verdict, std::uint64_t value) {
+    out += "patchvec_station_images_total{" + lane + ",verdict=\"" + verdict + "\"} " +
+           std::to_string(value) + "\n";
+  };
+  counter("normal", ok_);
+  counter("anomalous", nok_);
+  counter("error", failed_);
+  out += latency_.prometheus("patchvec_station_latency_seconds", lane);
+  for (const auto& sink : sinks_) {
+    const SinkStatus status = sink->status();
+    const std::string labels = lane + ",sink=\"" + label_value(status.name) + "\"";
+    out += "patchvec_station_sink_connected{" + labels + "} " +
+           std::to_string(status.connected ? 1 : 0) + "\n";
+    out += "patchvec_station_outbox_depth{" + labels + "} " + std::to_string(status.pending) + "\n";
+    out += "patchvec_station_sink_reconnects_total{" + labels + "} " +
+           std::to_string(status.reconnects) + "\n";
+    out += sink->latency().prometheus("patchvec_station_delivery_latency_seconds", labels);
+  }
   return out;
 }
 

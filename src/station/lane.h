@@ -4,7 +4,9 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -16,6 +18,7 @@
 
 #include "station/hot_folder.h"
 #include "station/journal.h"
+#include "station/latency.h"
 #include "station/sink.h"
 
 namespace pv::station {
@@ -25,8 +28,10 @@ class LaneRunner {
  public:
   // Opens the lane's journal (<lane_dir>/journal.jsonl), its folder and its sinks (which start
   // delivering what is recorded at once). Throws pv::Error naming the lane and what failed.
+  // `on_record` (may be empty) is called after each result is recorded.
   LaneRunner(const Lane& lane, std::string category, const std::string& station,
-             const Inspector& inspector, const std::filesystem::path& lane_dir);
+             const Inspector& inspector, const std::filesystem::path& lane_dir,
+             std::function<void()> on_record = {});
   ~LaneRunner();
   LaneRunner(const LaneRunner&) = delete;
   LaneRunner& operator=(const LaneRunner&) = delete;
@@ -36,12 +41,17 @@ class LaneRunner {
   // `deadline` to deliver what is recorded.
   void stop(std::chrono::steady_clock::time_point deadline);
   LaneStatus status() const;
+  // The last image inspected in this run, with its prediction; nullptr before the first.
+  std::shared_ptr<const Inspected> latest() const;
+  // The lane's lines of /metrics (counters, latency histograms, sinks), without # TYPE lines.
+  std::string prometheus() const;
 
  private:
   void run();
   void take(const std::string& name);
-  void record(nlohmann::ordered_json result, const std::string& name,
-              const std::filesystem::path& destination, bool failed, const std::string& reason);
+  void record(nlohmann::ordered_json result, std::chrono::system_clock::time_point captured,
+              const std::string& name, const std::filesystem::path& destination, bool failed,
+              const std::string& reason);
 
   const Lane lane_;
   const std::string category_;
@@ -54,10 +64,12 @@ class LaneRunner {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
 
+  const std::function<void()> on_record_;
   std::atomic<std::uint64_t> inspected_{0}, ok_{0}, nok_{0}, failed_{0};
-  mutable std::mutex latency_mutex_;
-  std::vector<double> latencies_ms_;  // the last kLatencyWindow, a ring
-  std::size_t latency_next_ = 0;
+  LatencyRecorder latency_;   // capture to recorded
+  mutable std::mutex mutex_;  // guards latest_ and recent_
+  std::shared_ptr<const Inspected> latest_;
+  std::deque<std::chrono::steady_clock::time_point> recent_;  // records of the last 10 s
 };
 
 }  // namespace pv::station

@@ -69,7 +69,9 @@ SinkStatus JournalSink::status() const {
           .connected = connected_.load(),
           .delivered = delivered - delivered_at_start_,
           .pending = recorded > delivered ? recorded - delivered : 0,
-          .reconnects = reconnects_.load()};
+          .reconnects = reconnects_.load(),
+          .latency_p50_ms = latency_.percentile_ms(0.5),
+          .latency_p95_ms = latency_.percentile_ms(0.95)};
 }
 
 bool JournalSink::stop_requested() const {
@@ -101,6 +103,13 @@ void JournalSink::wait(int timeout_ms, std::span<pollfd> fds) const {
 }
 
 void JournalSink::acknowledge(std::uint64_t delivered) {
+  const auto now = std::chrono::system_clock::now();
+  for (std::uint64_t seq = position_.delivered() + 1; seq <= delivered; ++seq) {
+    const auto captured = journal_.captured(seq);
+    if (captured.time_since_epoch().count() != 0) {
+      latency_.observe(std::chrono::duration<double>(now - captured).count());
+    }
+  }
   position_.advance(delivered);
   delivered_ = position_.delivered();
   save_position_due();

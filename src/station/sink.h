@@ -16,6 +16,7 @@
 #include <patchvec/station.h>
 
 #include "station/journal.h"
+#include "station/latency.h"
 #include "station/position.h"
 
 namespace pv::station {
@@ -36,6 +37,8 @@ class Sink {
   // the thread; the position is saved either way.
   virtual void drain_and_stop(std::chrono::steady_clock::time_point deadline) = 0;
   virtual SinkStatus status() const = 0;
+  // Capture to acknowledged, for the results of this run.
+  virtual const LatencyRecorder& latency() const = 0;
 };
 
 // What every sink shares: the journal and the position in it, the thread, a wake-up eventfd the
@@ -51,6 +54,7 @@ class JournalSink : public Sink {
   void notify() override;
   void drain_and_stop(std::chrono::steady_clock::time_point deadline) override;
   SinkStatus status() const override;
+  const LatencyRecorder& latency() const override { return latency_; }
 
  protected:
   void start();
@@ -78,6 +82,7 @@ class JournalSink : public Sink {
 
  private:
   SinkPosition position_;  // the sink thread's, but for what the constructor reads
+  LatencyRecorder latency_;
   std::atomic<std::uint64_t> delivered_;
   const std::uint64_t delivered_at_start_;
   int wake_ = -1;
