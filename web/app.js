@@ -74,11 +74,12 @@ function fixed(value, digits) {
 // --- tabs -------------------------------------------------------------------------------------
 
 function show(tab) {
-  for (const name of ['inspect', 'reports']) {
+  for (const name of ['inspect', 'reports', 'station']) {
     $(name).hidden = name !== tab;
     $('tab-' + name).classList.toggle('active', name === tab);
   }
   if (tab === 'reports') loadReports();
+  if (tab === 'station') watchStation(); else stopWatchingStation();
 }
 
 // --- inspect ----------------------------------------------------------------------------------
@@ -222,10 +223,115 @@ async function loadReports() {
   } catch (e) { $('error').textContent = e.message; }
 }
 
+// --- station (patchvec station) ---------------------------------------------------------------
+
+// The status arrives as Server-Sent Events read through fetch (EventSource cannot send the
+// token); a stream that ends is opened again after two seconds.
+let stationStream = null;
+const laneImages = {};  // lane -> {seq, url}: the latest picture shown, refetched when seq moves
+
+function stopWatchingStation() {
+  if (stationStream) stationStream.abort();
+  stationStream = null;
+}
+
+async function watchStation() {
+  stopWatchingStation();
+  const controller = new AbortController();
+  stationStream = controller;
+  try {
+    const response = await fetch('/v1/station/events', { headers: authHeaders(), signal: controller.signal });
+    if (!response.ok) throw new Error(response.statusText);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffer = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffer += value;
+      let end;
+      while ((end = buffer.indexOf('\n\n')) >= 0) {
+        const event = buffer.slice(0, end);
+        buffer = buffer.slice(end + 2);
+        for (const line of event.split('\n')) {
+          if (line.startsWith('data: ')) showStation(JSON.parse(line.slice(6)));
+        }
+      }
+    }
+  } catch (e) {
+    if (controller.signal.aborted) return;
+    $('error').textContent = 'station: ' + e.message;
+  }
+  if (stationStream === controller) setTimeout(() => { if (stationStream === controller) watchStation(); }, 2000);
+}
+
+function latestPicture(lane, img) {
+  const shown = laneImages[lane.name];
+  if (!lane.last || (shown && shown.seq === lane.sequence)) {
+    if (shown) img.src = shown.url;
+    return;
+  }
+  const seq = lane.sequence;
+  fetch(lane.latest_image, { headers: authHeaders() })
+    .then((r) => (r.ok ? r.blob() : Promise.reject(new Error(r.statusText))))
+    .then((blob) => {
+      if (laneImages[lane.name]) URL.revokeObjectURL(laneImages[lane.name].url);
+      laneImages[lane.name] = { seq, url: URL.createObjectURL(blob) };
+      img.src = laneImages[lane.name].url;
+    })
+    .catch(() => {});
+}
+
+function laneCard(lane) {
+  const card = element('div', undefined, 'panel lane');
+  card.dataset.lane = lane.name;
+  card.append(element('h3', `${lane.name} · ${lane.category}`));
+  const live = element('div', undefined, 'live');
+  const img = document.createElement('img');
+  img.alt = `latest image of lane ${lane.name}`;
+  live.append(img);
+  const last = lane.last;
+  if (last) {
+    const label = last.verdict === 'anomalous' ? 'NOK' : last.verdict === 'normal' ? 'OK' : 'ERROR';
+    live.append(element('div', `${label} · ${fixed(last.score, 3)}`, 'badge ' + last.verdict));
+  }
+  latestPicture(lane, img);
+  const facts = document.createElement('dl');
+  const fact = (name, value) => facts.append(element('dt', name), element('dd', value));
+  fact('last', last ? `#${last.seq} ${last.name}` : 'none yet');
+  fact('OK / NOK', `${lane.ok} / ${lane.nok}` + (lane.failed ? ` · ${lane.failed} unreadable` : ''));
+  fact('images/s', fixed(lane.images_per_second, 1));
+  fact('latency', `p50 ${fixed(lane.latency_p50_ms, 0)} ms · p95 ${fixed(lane.latency_p95_ms, 0)} ms`);
+  fact('source', lane.source + (lane.fault ? ' (fault)' : lane.busy ? ' (busy)' : ''));
+  card.append(live, facts);
+  for (const sink of lane.sinks) {
+    const row = element('div', undefined, 'sink');
+    row.dataset.sink = sink.name;
+    row.append(element('span', sink.connected ? '● ' : '○ ', sink.connected ? 'up' : 'down'),
+               element('span', `${sink.name}: ${sink.connected ? 'connected' : 'retrying'}` +
+                       ` · outbox ${sink.pending} · ${sink.reconnects} reconnects`));
+    card.append(row);
+  }
+  return card;
+}
+
+function showStation(status) {
+  $('station-name').textContent = `station ${status.station} · ${status.lanes.length} lanes · live`;
+  $('lanes').replaceChildren(...status.lanes.map(laneCard));
+}
+
+// The Station tab exists when the service is a station.
+async function detectStation() {
+  try {
+    await api('/v1/station');
+    $('tab-station').hidden = false;
+  } catch (e) { /* not a station */ }
+}
+
 // --- wiring -----------------------------------------------------------------------------------
 
 $('tab-inspect').addEventListener('click', () => show('inspect'));
 $('tab-reports').addEventListener('click', () => show('reports'));
+$('tab-station').addEventListener('click', () => show('station'));
 $('category').addEventListener('change', describeModel);
 $('report-status').addEventListener('change', loadReports);
 $('drop').addEventListener('click', () => $('file').click());
@@ -244,5 +350,7 @@ $('token-form').addEventListener('submit', (e) => {
   $('token').value = '';
   $('token-form').hidden = true;
   loadCategories();
+  detectStation();
 });
 loadCategories();
+detectStation();

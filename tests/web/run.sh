@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser test: trains the fixture category, indexes it, serves it, and drives the page with
-# playwright-core (npm, installed into the build tree) in Debian's headless Chromium.
+# playwright-core (npm, installed into the build tree) in Debian's headless Chromium; then runs a
+# station on the same model with a folder and drives its Station tab.
 #   tests/web/run.sh BUILD_DIR FIXTURE_DIR
 set -euo pipefail
 build=$(realpath "$1")
@@ -8,13 +9,13 @@ fixtures=$(realpath "$2")
 here=$(cd "$(dirname "$0")" && pwd)
 work="$build/web-test"
 mkdir -p "$work/screenshots"
-cp "$here/package.json" "$here/page_test.mjs" "$work/"
+cp "$here/package.json" "$here/page_test.mjs" "$here/station_test.mjs" "$work/"
 if [ ! -d "$work/node_modules/playwright-core" ]; then
   (cd "$work" && timeout 300 npm install --no-audit --no-fund --silent)
 fi
 patchvec="$build/patchvec"
 data="$fixtures/patchcore/data"
-rm -rf "$work/models"
+rm -rf "$work/models" "$work/serve.log"
 "$patchvec" -q train --data "$data" --category synthetic --backbone resnet18 \
   --weights "$fixtures/patchcore/resnet18.safetensors" --out "$work/models"
 "$patchvec" -q index --model "$work/models/synthetic.pvm" --data "$data"
@@ -29,5 +30,23 @@ for _ in $(seq 100); do
   sleep 0.2
 done
 [ -n "$url" ] || { cat "$work/serve.log"; exit 1; }
-cd "$work" && timeout 120 node page_test.mjs "$url" "$data/synthetic/test/blob/001.png" \
-  "$data/synthetic/test/good/000.png" "$work/screenshots"
+(cd "$work" && timeout 120 node page_test.mjs "$url" "$data/synthetic/test/blob/001.png" \
+  "$data/synthetic/test/good/000.png" "$work/screenshots")
+kill $server; wait $server 2>/dev/null || true
+
+# The station: a lane on the same model, a hot folder, the Station tab.
+rm -rf "$work/station" "$work/station.log" && mkdir -p "$work/station/in"
+"$patchvec" station --model "$work/models/synthetic.pvm" --folder "$work/station/in" \
+  --state "$work/station/state" --name web-test --port 0 \
+  --webhook "http://127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')/down" \
+  >"$work/station.log" 2>&1 &
+server=$!
+url=""
+for _ in $(seq 100); do
+  url=$(grep -o 'http://[0-9.:]*/' "$work/station.log" || true)
+  [ -n "$url" ] && break
+  sleep 0.2
+done
+[ -n "$url" ] || { cat "$work/station.log"; exit 1; }
+cd "$work" && timeout 120 node station_test.mjs "$url" "$work/station/in" \
+  "$data/synthetic/test/blob/001.png" "$data/synthetic/test/good/000.png" "$work/screenshots"
