@@ -29,12 +29,15 @@ struct StationFlags {
   std::optional<int> modbus_port;
   bool modbus_handshake = false;
   std::string modbus_address = "127.0.0.1";
+  std::filesystem::path archive;
+  bool archive_all = false;
   StationOptions options;
 };
 
 StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
   const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty() ||
-                          !flags.webhooks.empty() || flags.modbus_port.has_value();
+                          !flags.webhooks.empty() || flags.modbus_port.has_value() ||
+                          !flags.archive.empty();
   if (!flags.config.empty()) {
     if (lane_flags) {
       throw Error("--config and --model/--folder/--mqtt/--webhook/--modbus: give one or the other");
@@ -69,6 +72,8 @@ StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
                              .port = *flags.modbus_port,
                              .handshake = flags.modbus_handshake};
   }
+  if (!flags.archive.empty())
+    lane.archive = EvidenceArchive{.dir = flags.archive, .all = flags.archive_all};
   options.lanes.push_back(std::move(lane));
   check_station(options);
   return options;
@@ -88,6 +93,10 @@ void print_plan(const StationOptions& options) {
     for (const WebhookSink& sink : lane.webhooks) {
       std::printf(" -> webhook %s%s", sink.url.substr(0, sink.url.find('?')).c_str(),
                   sink.secret.empty() ? " (unsigned)" : " (signed)");
+    }
+    if (lane.archive) {
+      std::printf(" -> archive %s (%s)", lane.archive->dir.string().c_str(),
+                  lane.archive->all ? "all" : "anomalous");
     }
     if (lane.modbus) {
       std::printf(" -> modbus %s:%d%s", lane.modbus->address.c_str(), lane.modbus->port,
@@ -155,6 +164,10 @@ docs/station.md has the configuration file, the message and the guarantees.)");
       ->capture_default_str();
   cmd->add_flag("--modbus-handshake", flags->modbus_handshake,
                 "Each result stays in the registers until the PLC acknowledges it");
+  cmd->add_option("--archive", flags->archive,
+                  "One lane from flags: keep the evidence (image, heatmap, result) of anomalous "
+                  "images in dated folders here (30 days, 10 GB at most)");
+  cmd->add_flag("--archive-all", flags->archive_all, "Keep the evidence of every image");
   cmd->add_option("--lane", flags->lane, "One lane from flags: its name")->capture_default_str();
   cmd->add_option("--after", flags->after,
                   "One lane from flags: what happens to an inspected file: move (to done/ or "

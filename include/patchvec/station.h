@@ -82,6 +82,18 @@ struct ModbusSink {
   int max_clients = 4;
 };
 
+// The evidence of inspected images, kept for later: per image a folder
+// <dir>/<YYYY-MM-DD>/<lane>/<seq>-<name>/ with the image as it came, heatmap.png and
+// result.json, written before the result is recorded (the result's "evidence" names it). Day
+// folders older than `max_age_days` are deleted, and the oldest days while the archive is larger
+// than `max_bytes`; checked at most once a minute.
+struct EvidenceArchive {
+  std::filesystem::path dir;
+  bool all = false;  // every image; false: anomalous ones (and files that were no image) only
+  int max_age_days = 30;
+  std::int64_t max_bytes = std::int64_t{10} << 30;
+};
+
 // One lane: a source, a category's model, the sinks of its results.
 struct Lane {
   std::string name;             // [a-z0-9_-]+, unique in the station
@@ -90,6 +102,7 @@ struct Lane {
   std::vector<MqttSink> mqtt;
   std::vector<WebhookSink> webhooks;
   std::optional<ModbusSink> modbus;
+  std::optional<EvidenceArchive> archive;
   std::size_t queue = 4;  // images read and waiting for inspection; the folder waits when full
 };
 

@@ -137,8 +137,8 @@ WebhookSink read_webhook(const toml::table& t, const std::string& key, const Rea
 }
 
 Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
-  only_keys(t, key + ".", {"name", "model", "queue", "folder", "mqtt", "webhook", "modbus"},
-            r.file());
+  only_keys(t, key + ".",
+            {"name", "model", "queue", "folder", "mqtt", "webhook", "modbus", "archive"}, r.file());
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
   if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
@@ -180,6 +180,24 @@ Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
       sink.max_clients = static_cast<int>(*v);
     }
     lane.modbus = sink;
+  }
+  if (const toml::table* archive = r.table(t, "archive", key + ".archive")) {
+    only_keys(*archive, key + ".archive.", {"dir", "keep", "max_age_days", "max_gb"}, r.file());
+    EvidenceArchive kept;
+    if (auto v = r.path(*archive, "dir", key + ".archive.dir")) kept.dir = *v;
+    if (auto v = r.text(*archive, "keep", key + ".archive.keep")) {
+      if (*v != "all" && *v != "anomalous") {
+        r.fail(key + ".archive.keep", "is '" + printable(*v, 100) + "', not all or anomalous");
+      }
+      kept.all = *v == "all";
+    }
+    if (auto v = r.integer(*archive, "max_age_days", key + ".archive.max_age_days", 1, 36500)) {
+      kept.max_age_days = static_cast<int>(*v);
+    }
+    if (auto v = r.integer(*archive, "max_gb", key + ".archive.max_gb", 1, 1 << 20)) {
+      kept.max_bytes = *v << 30;
+    }
+    lane.archive = kept;
   }
   if (const toml::node* sinks = t.get("webhook")) {
     const toml::array* list = sinks->as_array();
@@ -403,6 +421,7 @@ void check_station(const StationOptions& options) {
         throw Error(sink_key + ".ca_file: " + sink.ca_file.string() + " is not a file");
       }
     }
+    if (lane.archive && lane.archive->dir.empty()) throw Error(key + ".archive.dir: missing");
     if (lane.modbus) {
       in_addr address{};
       if (::inet_pton(AF_INET, lane.modbus->address.c_str(), &address) != 1) {

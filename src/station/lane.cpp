@@ -54,6 +54,7 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
       journal_(journal_file(lane_dir)),
       folder_(lane.folder),
       on_record_(std::move(on_record)) {
+  if (lane_.archive) archive_.emplace(*lane_.archive, lane_.name);
   for (std::size_t i = 0; i < lane_.mqtt.size(); ++i) {
     sinks_.push_back(start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name},
                                      journal_,
@@ -183,6 +184,17 @@ void LaneRunner::take(const std::string& name) {
                                     10) /
                          10;
   result["file"] = destination.empty() ? json::Json(nullptr) : json::Json(destination.string());
+  result["evidence"] = nullptr;
+  if (archive_ && archive_->wants(result["verdict"].get<std::string>())) {
+    try {
+      result["evidence"] =
+          archive_->keep(journal_.size() + 1, name, bytes, seen.get(), result, captured).string();
+    } catch (const Error& e) {
+      log::warn("lane " + lane_.name + ": the evidence of " + printable(name, 200) +
+                " is not kept: " + e.what());
+    }
+    archive_->enforce_retention();
+  }
   record(std::move(result), captured, name, destination, failed, failure);
   latency_.observe(latency_ms / 1000);
   const auto now = std::chrono::steady_clock::now();

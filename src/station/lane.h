@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,6 +17,7 @@
 #include <patchvec/inspector.h>
 #include <patchvec/station.h>
 
+#include "station/archive.h"
 #include "station/hot_folder.h"
 #include "station/journal.h"
 #include "station/latency.h"
@@ -59,6 +61,7 @@ class LaneRunner {
   const Inspector& inspector_;
   Journal journal_;
   HotFolder folder_;
+  std::optional<Archive> archive_;
   LaneSignals signals_;  // before the sinks that read it
   std::vector<std::unique_ptr<Sink>> sinks_;
   std::thread thread_;

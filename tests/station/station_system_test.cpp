@@ -215,14 +215,18 @@ class StationTest : public ::testing::Test {
     data_ = nullptr;
   }
 
-  std::unique_ptr<Process> start_station(int broker_port) {
-    return std::make_unique<Process>(
-        std::vector<std::string>{
-            PATCHVEC_BINARY, "station", "--model", (*data_ / "models/tile.pvm").string(),
-            "--folder", (dir_ / "in").string(), "--mqtt",
-            "mqtt://127.0.0.1:" + std::to_string(broker_port) + "/line/main", "--state",
-            (dir_ / "state").string(), "--name", "test", "--port", "0"},
-        dir_ / "station.log");
+  std::unique_ptr<Process> start_station(int broker_port,
+                                         const std::vector<std::string>& more = {}) {
+    std::vector<std::string> argv{
+        PATCHVEC_BINARY, "station",
+        "--model",       (*data_ / "models/tile.pvm").string(),
+        "--folder",      (dir_ / "in").string(),
+        "--mqtt",        "mqtt://127.0.0.1:" + std::to_string(broker_port) + "/line/main",
+        "--state",       (dir_ / "state").string(),
+        "--name",        "test",
+        "--port",        "0"};
+    argv.insert(argv.end(), more.begin(), more.end());
+    return std::make_unique<Process>(argv, dir_ / "station.log");
   }
 
   // Drops image `n` as a camera's software would: written in place, or written under a .part
@@ -335,7 +339,8 @@ TEST_F(StationTest, NothingIsLostWhileTheBrokerIsDownForTenSeconds) {
   broker.start();
   Subscriber subscriber(broker.port(), "line/main");
   std::filesystem::create_directories(dir_ / "in");
-  auto station = start_station(broker.port());
+  auto station =
+      start_station(broker.port(), {"--archive", (dir_ / "evidence").string(), "--archive-all"});
   for (int n = 0; n < 20; ++n) drop(n);
   ASSERT_TRUE(wait_until([&] { return subscriber.keys("line/main").size() == 20; }, 60s)) << log();
 
@@ -359,6 +364,14 @@ TEST_F(StationTest, NothingIsLostWhileTheBrokerIsDownForTenSeconds) {
   EXPECT_NE(log().find("connection lost"), std::string::npos) << log();
   EXPECT_EQ(station->stop(SIGTERM), 0) << log();
   EXPECT_EQ(read_text(dir_ / "state/lanes/main/mqtt-0.position"), "50\n");  // the outbox is empty
+  // Every image's evidence, as its result names it: the image, its heatmap, its result.
+  for (const auto& record : journal(dir_ / "state")) {
+    const std::filesystem::path evidence = record["evidence"].get<std::string>();
+    EXPECT_EQ(read_text(evidence / record["name"].get<std::string>()),
+              read_text(dir_ / "in/done" / record["name"].get<std::string>()));
+    EXPECT_GT(std::filesystem::file_size(evidence / "heatmap.png"), 1000u);
+    EXPECT_EQ(nlohmann::json::parse(read_text(evidence / "result.json"))["key"], record["key"]);
+  }
 }
 
 TEST_F(StationTest, CheckValidatesAConfigurationAndNamesTheMistake) {
