@@ -1,6 +1,6 @@
 // Seed corpora for the fuzz targets, generated at build time (nothing binary is committed):
 //   fuzz_seeds OUT   writes OUT/{image,safetensors,model_file,store_file,http,checkpoint,
-//                    pickle}/<seed>
+//                    pickle,station}/<seed>
 // Each seed is a small valid input, so that the fuzzer starts from the formats' real structure.
 #include <cstdio>
 #include <fstream>
@@ -317,6 +317,36 @@ void pickle_seeds(const fs::path& out) {
 
 }  // namespace
 
+void station_seeds(const fs::path& out) {
+  write(out / "journal.jsonl",
+        std::string(R"({"seq":1,"key":"0123456789abcdef0123456789abcdef","verdict":"normal"})") +
+            "\n" + R"({"seq":2,"key":"fedcba9876543210fedcba9876543210","verdict":"anomalous"})" +
+            "\n" + R"({"seq":3,"key":"00)");
+  write(out / "station.toml", std::string(R"(name = "line-1"
+state = "state"
+[http]
+port = 8080
+[[lanes]]
+name = "top"
+model = "models/tile.pvm"
+[lanes.folder]
+dir = "in"
+after = "move"
+[[lanes.mqtt]]
+url = "mqtt://user:pw@127.0.0.1:1883/line1/top"
+[[lanes.webhook]]
+url = "https://mes.example/hook"
+secret = "s"
+[lanes.modbus]
+port = 1502
+handshake = true
+[lanes.archive]
+dir = "evidence"
+keep = "all"
+)"));
+  write(out / "url", std::string("mqtts://u:p@[::1]:8883/a/b\n"));
+}
+
 int main(int argc, char** argv) {
   if (argc != 2) {
     std::fprintf(stderr, "usage: fuzz_seeds OUT\n");
@@ -333,6 +363,7 @@ int main(int argc, char** argv) {
   http_seeds(out / "http");
   checkpoint_seeds(out / "checkpoint");
   pickle_seeds(out / "pickle");
+  station_seeds(out / "station");
   fs::remove_all(scratch);
   return 0;
 }

@@ -16,7 +16,7 @@ seconds=${2:-60}
 shift $(($# > 1 ? 2 : 1))
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] ||
-  targets=(image preprocess safetensors model_file store_file http checkpoint pickle)
+  targets=(image preprocess safetensors model_file store_file http checkpoint pickle station)
 source_dir=$(cd "$(dirname "$0")/.." && pwd)
 
 seeds=$(mktemp -d "$build/fuzz-seeds.XXXXXX")

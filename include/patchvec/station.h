@@ -12,6 +12,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <patchvec/service.h>
@@ -103,7 +104,6 @@ struct Lane {
   std::vector<WebhookSink> webhooks;
   std::optional<ModbusSink> modbus;
   std::optional<EvidenceArchive> archive;
-  std::size_t queue = 4;  // images read and waiting for inspection; the folder waits when full
 };
 
 struct StationOptions {
@@ -123,6 +123,9 @@ struct StationOptions {
 // naming the file and the key ("station.toml: lanes[1].mqtt[0].url: ..."), before anything
 // starts. check_station() is applied too.
 StationOptions load_station_config(const std::filesystem::path& file);
+// The same for the text of such a file (at most 1 MiB); relative paths are relative to `file`'s
+// folder, and messages name `file`.
+StationOptions parse_station_config(std::string_view text, const std::filesystem::path& file);
 
 // The checks every station passes before it starts, whether from a file or from flags: at least
 // one lane, names valid and unique, every model a readable file, every folder present (created

@@ -137,13 +137,11 @@ WebhookSink read_webhook(const toml::table& t, const std::string& key, const Rea
 }
 
 Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
-  only_keys(t, key + ".",
-            {"name", "model", "queue", "folder", "mqtt", "webhook", "modbus", "archive"}, r.file());
+  only_keys(t, key + ".", {"name", "model", "folder", "mqtt", "webhook", "modbus", "archive"},
+            r.file());
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
   if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
-  if (auto v = r.integer(t, "queue", key + ".queue", 1, 1024))
-    lane.queue = static_cast<std::size_t>(*v);
   const toml::table* folder = r.table(t, "folder", key + ".folder");
   if (folder == nullptr)
     r.fail(key + ".folder", "missing: a lane needs a source ([" + key + ".folder] dir = ...)");
@@ -341,9 +339,16 @@ MqttSink parse_mqtt_url(const std::string& url, const std::string& what) {
 }
 
 StationOptions load_station_config(const std::filesystem::path& file) {
-  const std::string name = file.string();
   const auto bytes = read_file(file, kMaxConfigBytes);
-  const std::string_view text(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+  return parse_station_config(
+      std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), file);
+}
+
+StationOptions parse_station_config(std::string_view text, const std::filesystem::path& file) {
+  const std::string name = file.string();
+  if (text.size() > static_cast<std::size_t>(kMaxConfigBytes)) {
+    throw Error(name + ": larger than " + std::to_string(kMaxConfigBytes) + " bytes");
+  }
   toml::table root;
   try {
     root = toml::parse(text, name);

@@ -58,7 +58,6 @@ max_batch = 2
 [[lanes]]
 name = "top"
 model = "models/tile.pvm"
-queue = 8
 [lanes.folder]
 dir = "in/top"
 after = "keep"
@@ -86,7 +85,6 @@ timeout = 3
   EXPECT_EQ(lane.folder.dir, dir_ / "in/top");
   EXPECT_EQ(lane.folder.after, AfterInspection::kKeep);
   EXPECT_EQ(lane.folder.max_file_bytes, 4 << 20);
-  EXPECT_EQ(lane.queue, 8u);
   ASSERT_EQ(lane.mqtt.size(), 2u);
   EXPECT_EQ(lane.mqtt[0].host, "127.0.0.1");
   EXPECT_EQ(lane.mqtt[0].port, 1884);
