@@ -64,7 +64,7 @@ format-check: test-deps
 # clang-tidy with .clang-tidy's checks over the sources that never include libtorch headers
 # (those take minutes each): every module but nn, search, sampling and patchcore, and apps/.
 # Uses the compile commands of $(BUILD); prints the findings and fails on any.
-TIDY_SOURCES = $(shell git ls-files 'apps/*.cpp' $(foreach m,util image data synth weights eval train store inspect service,'src/$(m)/*.cpp'))
+TIDY_SOURCES = $(shell git ls-files 'apps/*.cpp' $(foreach m,util image data synth weights eval train store inspect service station,'src/$(m)/*.cpp'))
 tidy: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS) --target patchvec
 	scripts/tidy.sh $(BUILD) $(JOBS) $(TIDY_SOURCES)

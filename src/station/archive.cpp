@@ -54,8 +54,8 @@ std::filesystem::path Archive::keep(std::uint64_t seq, const std::string& name,
                                     std::span<const std::byte> bytes, const Inspected* inspected,
                                     nlohmann::ordered_json result,
                                     std::chrono::system_clock::time_point captured) {
-  const auto folder = options_.dir / day_of(captured) / lane_ /
-                      (std::to_string(seq) + "-" + std::filesystem::path(name).stem().string());
+  auto folder = options_.dir / day_of(captured) / lane_ /
+                (std::to_string(seq) + "-" + std::filesystem::path(name).stem().string());
   std::error_code error;
   std::filesystem::create_directories(folder, error);
   if (error) throw Error("archive: cannot create " + folder.string() + ": " + error.message());

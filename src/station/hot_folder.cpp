@@ -159,7 +159,7 @@ std::filesystem::path HotFolder::destination(const std::string& name, bool faile
       break;
   }
   const auto folder = source_.dir / (failed ? "failed" : "done");
-  const std::filesystem::path plain = folder / name;
+  std::filesystem::path plain = folder / name;
   std::error_code error;
   if (!std::filesystem::exists(std::filesystem::symlink_status(plain, error))) return plain;
   const auto stem = plain.stem().string();

@@ -1,6 +1,7 @@
 #include "station/latency.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 
 namespace pv::station {
@@ -27,7 +28,7 @@ double LatencyRecorder::percentile_ms(double q) const {
     values = recent_;
   }
   if (values.empty()) return 0;
-  const auto at = static_cast<std::size_t>(q * static_cast<double>(values.size() - 1) + 0.5);
+  const auto at = static_cast<std::size_t>(std::lround(q * static_cast<double>(values.size() - 1)));
   std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(at), values.end());
   return values[at] * 1000;
 }
