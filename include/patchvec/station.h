@@ -27,8 +27,9 @@ std::optional<AfterInspection> parse_after_inspection(std::string_view name);
 // A folder images are dropped into. A file is taken once it is complete: closed after writing or
 // renamed in (inotify), or there when the lane starts. Taken files go to <dir>/done/ or, when
 // they are no image, to <dir>/failed/ with <name>.reason beside them; or stay, or are deleted, as
-// `after` says. Hidden files (".name") and names ending in ".part" or ".tmp" are never taken:
-// write under such a name and rename into place.
+// `after` says (files that were no image go to failed/ even then, unless kept). Hidden files
+// (".name") and names ending in ".part" or ".tmp" are never taken: write under such a name and
+// rename into place.
 struct FolderSource {
   std::filesystem::path dir;
   AfterInspection after = AfterInspection::kMove;
@@ -46,7 +47,7 @@ struct MqttSink {
   std::string password;
   bool tls = false;
   std::filesystem::path ca_file;  // TLS: the broker's CA (empty: the system's)
-  std::string client_id;          // empty: patchvec-<station>-<lane>
+  std::string client_id;          // empty: patchvec-<station>-<lane>[-<n> for the lane's n-th]
   int keepalive_seconds = 30;
 };
 

@@ -150,14 +150,10 @@ std::optional<std::string> HotFolder::next(std::chrono::milliseconds timeout) {
 }
 
 std::filesystem::path HotFolder::destination(const std::string& name, bool failed) const {
-  switch (source_.after) {
-    case AfterInspection::kKeep:
-      return source_.dir / name;
-    case AfterInspection::kDelete:
-      return {};
-    case AfterInspection::kMove:
-      break;
-  }
+  // A file that was no image goes to failed/ unless it is kept: deleting it would lose what
+  // someone needs to find out why.
+  if (source_.after == AfterInspection::kKeep) return source_.dir / name;
+  if (source_.after == AfterInspection::kDelete && !failed) return {};
   const auto folder = source_.dir / (failed ? "failed" : "done");
   std::filesystem::path plain = folder / name;
   std::error_code error;
@@ -176,7 +172,9 @@ void HotFolder::finish(const std::string& name, const std::filesystem::path& des
                        bool failed, const std::string& reason) {
   const auto path = source_.dir / name;
   std::error_code error;
-  switch (source_.after) {
+  const AfterInspection after =
+      failed && source_.after == AfterInspection::kDelete ? AfterInspection::kMove : source_.after;
+  switch (after) {
     case AfterInspection::kKeep:
       break;
     case AfterInspection::kDelete:

@@ -31,7 +31,8 @@ class HotFolder {
   // `name` again after `delay` (a file that could not be inspected now).
   void retry_later(const std::string& name, std::chrono::milliseconds delay);
   // Where finish() puts `name`: <dir>/done/<name> (or failed/), with ".<n>" before the
-  // extension when that name is taken; the file itself for kKeep, empty for kDelete.
+  // extension when that name is taken; the file itself for kKeep, empty for kDelete (a failed
+  // file goes to failed/ then too).
   std::filesystem::path destination(const std::string& name, bool failed) const;
   // Carries out FolderSource::after for `name`, to `destination` (from destination()); a failed
   // file gets <destination>.reason with `reason`. Throws pv::Error naming the file.

@@ -56,9 +56,9 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
       on_record_(std::move(on_record)) {
   if (lane_.archive) archive_.emplace(*lane_.archive, lane_.name);
   for (std::size_t i = 0; i < lane_.mqtt.size(); ++i) {
-    sinks_.push_back(start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name},
-                                     journal_,
-                                     lane_dir / ("mqtt-" + std::to_string(i) + ".position")));
+    sinks_.push_back(
+        start_mqtt_sink(lane_.mqtt[i], {.station = station_, .lane = lane_.name, .index = i},
+                        journal_, lane_dir / ("mqtt-" + std::to_string(i) + ".position")));
   }
   for (std::size_t i = 0; i < lane_.webhooks.size(); ++i) {
     sinks_.push_back(start_webhook_sink(lane_.webhooks[i], journal_,

@@ -102,9 +102,12 @@ class MqttPublisher final : public JournalSink {
   }
 
   bool connect() {
-    const std::string client_id = sink_.client_id.empty()
-                                      ? "patchvec-" + identity_.station + "-" + identity_.lane
-                                      : sink_.client_id;
+    // Two clients with one id on one broker would throw each other off, again and again.
+    std::string client_id = sink_.client_id;
+    if (client_id.empty()) {
+      client_id = "patchvec-" + identity_.station + "-" + identity_.lane;
+      if (identity_.index > 0) client_id += "-" + std::to_string(identity_.index);
+    }
     client_ = mosquitto_new(client_id.c_str(), true, this);
     if (client_ == nullptr) {
       log::warn(name_ + ": cannot create a client");

@@ -17,6 +17,7 @@ namespace pv::station {
 struct MqttIdentity {
   std::string station;
   std::string lane;
+  std::size_t index = 0;  // the lane's n-th MQTT sink: its default client id differs
 };
 
 // Starts delivering `journal` from the position kept in `position_file` at once; reconnects with

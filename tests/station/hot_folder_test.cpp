@@ -96,6 +96,12 @@ TEST(HotFolderTest, KeepsOrDeletesAsConfigured) {
   EXPECT_TRUE(remove.destination("a.png", false).empty());
   remove.finish("a.png", {}, false, "");
   EXPECT_FALSE(std::filesystem::exists(dir / "a.png"));
+  // A file that was no image is not deleted: failed/ keeps it with its reason.
+  write_text(dir / "b.png", "junk");
+  const auto failed = remove.destination("b.png", true);
+  EXPECT_EQ(failed, dir / "failed/b.png");
+  remove.finish("b.png", failed, true, "not an image");
+  EXPECT_EQ(read_text(dir / "failed/b.png"), "junk");
 }
 
 TEST(HotFolderTest, IgnoredNames) {
