@@ -14,6 +14,15 @@ if [ ! -d "$work/node_modules/playwright-core" ]; then
   (cd "$work" && timeout 300 npm install --no-audit --no-fund --silent)
 fi
 patchvec="$build/patchvec"
+# The URL a server prints once it listens (at most 20 s), or its log and a failure.
+url_in() {
+  for _ in $(seq 100); do
+    grep -o 'http://[0-9.:]*/' "$1" && return 0
+    sleep 0.2
+  done
+  cat "$1" >&2
+  return 1
+}
 data="$fixtures/patchcore/data"
 rm -rf "$work/models" "$work/serve.log"
 "$patchvec" -q train --data "$data" --category synthetic --backbone resnet18 \
@@ -23,13 +32,7 @@ rm -rf "$work/models" "$work/serve.log"
 "$patchvec" -q serve --models "$work/models" --port 0 >"$work/serve.log" 2>&1 &
 server=$!
 trap 'kill $server 2>/dev/null; wait $server 2>/dev/null || true' EXIT
-url=""
-for _ in $(seq 100); do
-  url=$(grep -o 'http://[0-9.:]*/' "$work/serve.log" || true)
-  [ -n "$url" ] && break
-  sleep 0.2
-done
-[ -n "$url" ] || { cat "$work/serve.log"; exit 1; }
+url=$(url_in "$work/serve.log")
 (cd "$work" && timeout 120 node page_test.mjs "$url" "$data/synthetic/test/blob/001.png" \
   "$data/synthetic/test/good/000.png" "$work/screenshots")
 kill $server; wait $server 2>/dev/null || true
@@ -41,12 +44,6 @@ rm -rf "$work/station" "$work/station.log" && mkdir -p "$work/station/in"
   --webhook "http://127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')/down" \
   >"$work/station.log" 2>&1 &
 server=$!
-url=""
-for _ in $(seq 100); do
-  url=$(grep -o 'http://[0-9.:]*/' "$work/station.log" || true)
-  [ -n "$url" ] && break
-  sleep 0.2
-done
-[ -n "$url" ] || { cat "$work/station.log"; exit 1; }
+url=$(url_in "$work/station.log")
 cd "$work" && timeout 120 node station_test.mjs "$url" "$work/station/in" \
   "$data/synthetic/test/blob/001.png" "$data/synthetic/test/good/000.png" "$work/screenshots"
