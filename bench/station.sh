@@ -55,7 +55,7 @@ EOF
 }
 export BENCH_DATA="$work/data"
 
-recorded() { [ -f "$1" ] && wc -l <"$1" || echo 0; }
+recorded() { cat "$1"/journal-*.jsonl 2>/dev/null | wc -l; }  # a lane's records
 wait_recorded() {  # JOURNAL COUNT
   for _ in $(seq 3000); do
     [ "$(recorded "$1")" -ge "$2" ] && return 0
@@ -72,7 +72,7 @@ mkdir -p "$work/run/in"
   --threads 2 >"$work/run/station.log" 2>&1 &
 station=$!
 pids+=($station)
-journal="$work/run/state/lanes/main/journal.jsonl"
+journal="$work/run/state/lanes/main"
 drop "$work/run/in" warm 3 0 tile
 wait_recorded "$journal" 3
 drop "$work/run/in" r1 30 1 tile
@@ -108,7 +108,9 @@ EOF
 
 report=$($python - "$journal" "$work/run/received.txt" <<'EOF'
 import datetime, json, statistics, sys
-records = [json.loads(line) for line in open(sys.argv[1])]
+import glob
+records = [json.loads(line) for path in sorted(glob.glob(sys.argv[1] + "/journal-*.jsonl"))
+           for line in open(path)]
 arrived = {}
 for line in open(sys.argv[2]):
     stamp, _, payload = line.partition(" ")
@@ -180,7 +182,7 @@ kill -TERM $station
 wait $station || true
 total=0
 for category in tile leather grid; do
-  total=$((total + $(recorded "$work/run/state3/lanes/$category/journal.jsonl")))
+  total=$((total + $(recorded "$work/run/state3/lanes/$category")))
 done
 first=${rss[5]:-${rss[0]}}  # after a minute: models loaded, buffers grown
 last=${rss[-1]}

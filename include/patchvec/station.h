@@ -105,6 +105,9 @@ struct Lane {
   std::vector<WebhookSink> webhooks;
   std::optional<ModbusSink> modbus;
   std::optional<EvidenceArchive> archive;
+  // The journal's segments that every sink has delivered are deleted once this old. An image is
+  // recognised as recorded only while its segment is kept (docs/station.md).
+  int journal_days = 7;
 };
 
 struct StationOptions {

@@ -142,6 +142,9 @@ Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
   if (auto v = r.path(t, "model", key + ".model")) lane.model = *v;
+  if (auto v = r.integer(t, "journal_days", key + ".journal_days", 1, 36500)) {
+    lane.journal_days = static_cast<int>(*v);
+  }
   const toml::table* folder = r.table(t, "folder", key + ".folder");
   if (folder == nullptr)
     r.fail(key + ".folder", "missing: a lane needs a source ([" + key + ".folder] dir = ...)");

@@ -35,11 +35,11 @@ std::chrono::system_clock::time_point modified(const std::filesystem::path& path
           std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
 }
 
-std::filesystem::path journal_file(const std::filesystem::path& lane_dir) {
+const std::filesystem::path& journal_dir(const std::filesystem::path& lane_dir) {
   std::error_code error;
   std::filesystem::create_directories(lane_dir, error);
   if (error) throw Error("cannot create " + lane_dir.string() + ": " + error.message());
-  return lane_dir / "journal.jsonl";
+  return lane_dir;
 }
 
 }  // namespace
@@ -51,7 +51,7 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
       category_(std::move(category)),
       station_(station),
       inspector_(inspector),
-      journal_(journal_file(lane_dir)),
+      journal_(journal_dir(lane_dir)),
       folder_(lane.folder),
       on_record_(std::move(on_record)) {
   if (lane_.archive) archive_.emplace(*lane_.archive, lane_.name);
@@ -70,7 +70,7 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
   }
   if (journal_.size() > 0) {
     log::info("lane " + lane_.name + ": " + std::to_string(journal_.size()) +
-              " results recorded before (" + journal_.file().string() + ")");
+              " results recorded before (" + journal_.dir().string() + ")");
   }
 }
 
@@ -88,9 +88,29 @@ void LaneRunner::stop(std::chrono::steady_clock::time_point deadline) {
   for (auto& sink : sinks_) sink->drain_and_stop(deadline);
 }
 
+// Segments every sink has delivered, older than the lane's journal_days, go.
+void LaneRunner::trim_journal() {
+  std::uint64_t delivered = journal_.size();
+  for (const auto& sink : sinks_) {
+    const SinkStatus status = sink->status();
+    delivered = std::min(delivered, journal_.size() - std::min(journal_.size(), status.pending));
+  }
+  journal_.trim(delivered, std::filesystem::file_time_type::clock::now() -
+                               std::chrono::hours(24) * lane_.journal_days);
+}
+
 void LaneRunner::run() {
   std::map<std::string, int> attempts;
+  auto trimmed = std::chrono::steady_clock::time_point{};
   while (!stopping_) {
+    if (std::chrono::steady_clock::now() - trimmed > std::chrono::minutes(1)) {
+      try {
+        trim_journal();
+      } catch (const Error& e) {
+        log::warn("lane " + lane_.name + ": " + e.what());
+      }
+      trimmed = std::chrono::steady_clock::now();
+    }
     const auto name = folder_.next(std::chrono::milliseconds(200));
     if (!name) continue;
     try {

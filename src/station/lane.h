@@ -28,7 +28,7 @@ namespace pv::station {
 // Thread-safety: status() from any thread; the rest from the thread that owns the lane.
 class LaneRunner {
  public:
-  // Opens the lane's journal (<lane_dir>/journal.jsonl), its folder and its sinks (which start
+  // Opens the lane's journal (its segments in <lane_dir>), its folder and its sinks (which start
   // delivering what is recorded at once). Throws pv::Error naming the lane and what failed.
   // `on_record` (may be empty) is called after each result is recorded.
   LaneRunner(const Lane& lane, std::string category, const std::string& station,
@@ -50,6 +50,7 @@ class LaneRunner {
 
  private:
   void run();
+  void trim_journal();
   void take(const std::string& name);
   void record(nlohmann::ordered_json result, std::chrono::system_clock::time_point captured,
               const std::string& name, const std::filesystem::path& destination, bool failed,

@@ -106,7 +106,7 @@ class MqttPublisher final : public JournalSink {
     std::string client_id = sink_.client_id;
     if (client_id.empty()) {
       client_id = "patchvec-" + identity_.station + "-" + identity_.lane;
-      if (identity_.index > 0) client_id += "-" + std::to_string(identity_.index);
+      if (identity_.index > 0) client_id.append("-").append(std::to_string(identity_.index));
     }
     client_ = mosquitto_new(client_id.c_str(), true, this);
     if (client_ == nullptr) {

@@ -85,7 +85,7 @@ void expect_result(const std::vector<std::uint16_t>& r, int n) {
 
 TEST(ModbusSinkTest, WithoutHandshakeThePlcReadsEachResultAsItIsRecorded) {
   TempDir dir;
-  station::Journal journal(dir / "journal.jsonl");
+  station::Journal journal(dir.path());
   station::LaneSignals signals;
   int port = 0;
   auto sink =
@@ -113,7 +113,7 @@ TEST(ModbusSinkTest, WithoutHandshakeThePlcReadsEachResultAsItIsRecorded) {
 
 TEST(ModbusSinkTest, WithTheHandshakeEachResultWaitsForItsAcknowledge) {
   TempDir dir;
-  station::Journal journal(dir / "journal.jsonl");
+  station::Journal journal(dir.path());
   constexpr int kResults = 8;
   for (int n = 0; n < kResults; ++n) journal.append(result(n));  // all recorded at once
   int port = 0;

@@ -173,13 +173,21 @@ class Subscriber {
   std::vector<std::pair<std::string, std::string>> messages_;
 };
 
-// The journal's records, by line.
+// The journal's records, by line, across its segments.
 std::vector<Json> journal(const std::filesystem::path& state) {
+  std::vector<std::filesystem::path> segments;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(state / "lanes" / "main", error)) {
+    if (entry.path().filename().string().starts_with("journal-")) segments.push_back(entry.path());
+  }
+  std::sort(segments.begin(), segments.end());
   std::vector<Json> records;
-  std::ifstream in(state / "lanes" / "main" / "journal.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (!line.empty()) records.push_back(Json::parse(line));
+  for (const auto& segment : segments) {
+    std::ifstream in(segment);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty()) records.push_back(Json::parse(line));
+    }
   }
   return records;
 }

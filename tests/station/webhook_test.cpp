@@ -66,7 +66,7 @@ std::string key(int n) {
 TEST(WebhookSinkTest, AnEndpointFailingTwiceGetsEachResultOnceSignedAndInOrder) {
   TempDir dir;
   Endpoint endpoint(2);
-  station::Journal journal(dir / "journal.jsonl");
+  station::Journal journal(dir.path());
   for (int n = 0; n < 5; ++n) journal.append({{"key", key(n)}, {"verdict", "normal"}});
   auto sink = station::start_webhook_sink({.url = endpoint.url(), .secret = "s3cret"}, journal,
                                           dir / "webhook-0.position");
@@ -102,7 +102,7 @@ TEST(WebhookSinkTest, AnEndpointFailingTwiceGetsEachResultOnceSignedAndInOrder) 
 
 TEST(WebhookSinkTest, AStopWhileTheEndpointIsDownKeepsTheResultsForTheNextStart) {
   TempDir dir;
-  station::Journal journal(dir / "journal.jsonl");
+  station::Journal journal(dir.path());
   journal.append({{"key", key(0)}});
   const std::string url = "http://127.0.0.1:" + std::to_string(closed_port()) + "/hook";
   {
