@@ -146,6 +146,8 @@ void LaneRunner::take(const std::string& name) {
     bytes = read_file(path, lane_.folder.max_file_bytes);
     key = image_key(lane_.name, name, bytes);
   } catch (const Error& e) {
+    std::error_code error;
+    if (!std::filesystem::exists(std::filesystem::symlink_status(path, error))) return;  // gone
     read_failure = e.what();
     // The key of a file that cannot be read: its name and when it was written.
     const std::string stamp = utc_time_ms(captured);

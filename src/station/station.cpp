@@ -192,7 +192,11 @@ void Station::run() {
   impl_->stop_views();
   const auto deadline = std::chrono::steady_clock::now() + impl_->options.drain_timeout;
   for (auto& lane : impl_->lanes) lane->stop(deadline);
-  impl_->inspector->flush_reports();
+  try {
+    impl_->inspector->flush_reports();  // what waits in the spool stays there for the next start
+  } catch (const Error& e) {
+    log::warn(std::string("station: reports still spooled: ") + e.what());
+  }
   log::info("station " + impl_->options.name + ": stopped");
 }
 
