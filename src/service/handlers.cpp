@@ -77,15 +77,14 @@ std::string category_of(const httplib::Request& req) {
   return req.get_param_value("category");
 }
 
-// The anomaly map over the whole image in pure colours, as a PNG: the page blends it with the
-// original.
-std::string map_png_base64(const Inspected& r) {
+// The anomaly map over the whole image as a PNG, `opacity` over the original (1: the map in pure
+// colours, which the inspect page blends with the original itself).
+std::vector<unsigned char> map_png(const Inspected& r, double opacity) {
   const ModelInfo& info = r.model->info();
-  const cv::Mat map = render::original_overlay(
-      r.image, r.model->normalize_map(r.prediction.map), r.prediction.map.width,
-      r.prediction.map.height, info.options.embedder.image_size, info.options.embedder.crop_size,
-      kMapHeight, /*opacity=*/1.0);
-  return base64(png_bytes(map));
+  return png_bytes(render::original_overlay(r.image, r.model->normalize_map(r.prediction.map),
+                                            r.prediction.map.width, r.prediction.map.height,
+                                            info.options.embedder.image_size,
+                                            info.options.embedder.crop_size, kMapHeight, opacity));
 }
 
 std::int64_t report_id(const std::string& text) {
@@ -117,7 +116,7 @@ Json Handlers::inspect(const httplib::Request& req) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   Json out = json::inspection(r.inspection);
   with_thumbnails(out["matches"]);
-  out["map_png"] = map_png_base64(r);
+  out["map_png"] = base64(map_png(r, /*opacity=*/1.0));
   out["image"] = {{"width", r.image.width}, {"height", r.image.height}};
   return out;
 }
@@ -272,11 +271,7 @@ std::vector<unsigned char> Handlers::station_latest(const httplib::Request& req)
   const std::string lane = req.matches[1];
   const auto r = c_.station->latest(lane);
   if (!r) throw HttpError{404, "lane " + printable(lane, 100) + " has inspected no image yet"};
-  const ModelInfo& info = r->model->info();
-  return png_bytes(render::original_overlay(
-      r->image, r->model->normalize_map(r->prediction.map), r->prediction.map.width,
-      r->prediction.map.height, info.options.embedder.image_size, info.options.embedder.crop_size,
-      kMapHeight, /*opacity=*/0.5));
+  return map_png(*r, /*opacity=*/0.5);
 }
 
 // GET /v1/station/events: the status as Server-Sent Events, one when something is recorded and
