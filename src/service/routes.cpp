@@ -28,6 +28,11 @@ void json_answer(Handlers& handlers, const Request& req, Response& res) {
   handlers.guarded(res, [&] { send_json(res, 200, (handlers.*answer)(req)); });
 }
 
+template <void (Handlers::*answer)(const Request&, Response&)>
+void guarded_answer(Handlers& handlers, const Request& req, Response& res) {
+  handlers.guarded(res, [&] { (handlers.*answer)(req, res); });
+}
+
 template <std::vector<unsigned char> (Handlers::*answer)(const Request&)>
 void png_answer(Handlers& handlers, const Request& req, Response& res) {
   handlers.guarded(res, [&] {
@@ -95,14 +100,12 @@ RouteTable::RouteTable() {
        .path = "/v1/station",
        .label = "/v1/station",
        .role = kInspect,
-       .handle = [](Handlers& h, const Request& req,
-                    Response& res) { h.guarded(res, [&] { h.station(req, res); }); }},
+       .handle = guarded_answer<&Handlers::station>},
       {.method = "GET",
        .path = "/v1/station/events",
        .label = "/v1/station/events",
        .role = kInspect,
-       .handle = [](Handlers& h, const Request& req,
-                    Response& res) { h.guarded(res, [&] { h.station_events(req, res); }); }},
+       .handle = guarded_answer<&Handlers::station_events>},
       {.method = "GET",
        .path = "/v1/station/lanes/*/latest",
        .label = "/v1/station/lanes/{lane}/latest",
