@@ -246,9 +246,23 @@ void refuse(int sock, int status, const char* reason, const std::string& message
 }  // namespace
 
 GuardedServer::GuardedServer(const ConnectionLimits& limits) : limits_(limits) {
+  // A thread for every connection and reserve connection, and as many again for newcomers
+  // waiting in admit() for an idle reserve connection to give way (without a thread of its own a
+  // newcomer would be refused before it could take that place).
   const auto threads = static_cast<std::size_t>(limits.max_connections) +
-                       static_cast<std::size_t>(limits.reserve_connections);
+                       2 * static_cast<std::size_t>(limits.reserve_connections);
   new_task_queue = [threads] { return new ConnectionThreads(threads); };
+  set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listening_ = sock;
+  });
+}
+
+int GuardedServer::bind(const std::string& host, int port) {
+  const int bound = port == 0 ? bind_to_any_port(host) : (bind_to_port(host, port) ? port : -1);
+  // Listening again on a listening socket only sets its backlog.
+  if (bound >= 0 && listening_ >= 0) ::listen(listening_, SOMAXCONN);
+  return bound;
 }
 
 void GuardedServer::halt() {
@@ -271,16 +285,25 @@ GuardedServer::Admission GuardedServer::admit(ConnectionState& state) {
     return Admission::kNormal;
   }
   const auto limit = static_cast<std::size_t>(limits_.reserve_connections);
-  if (reserve_.size() >= limit) {
-    // Every reserve connection is taken: the oldest one still waiting for its request gives way.
+  // Every reserve connection is taken: the oldest one still waiting for its request gives way,
+  // as soon as it is old enough (a burst of idle connections just before this one is given up
+  // after kEvictionAge, not refused the newcomer).
+  const auto until = Clock::now() + kEvictionWait;
+  bool evicted_one = false;
+  while (reserve_.size() >= limit) {
     const auto now = Clock::now();
+    if (now >= until) break;
+    auto look_again = until;
     for (auto& [victim, since] : reserve_) {
-      if (!victim->head_read && !victim->evicted && now - since >= kEvictionAge) {
+      if (evicted_one || victim->head_read || victim->evicted) continue;
+      if (now - since >= kEvictionAge) {
         victim->evicted = true;
-        break;
+        evicted_one = true;
+      } else {
+        look_again = std::min(look_again, since + kEvictionAge);
       }
     }
-    reserve_freed_.wait_for(lock, kEvictionWait, [&] { return reserve_.size() < limit; });
+    reserve_freed_.wait_until(lock, evicted_one ? until : look_again);
   }
   if (reserve_.size() < limit) {
     reserve_.emplace_back(&state, Clock::now());

@@ -61,6 +61,11 @@ class GuardedServer : public httplib::Server {
 
   const ConnectionLimits& limits() const { return limits_; }
 
+  // Binds `host`:`port` (0: any free port) and listens with the system's largest backlog
+  // (httplib's own is 5: a burst of connections overflows it and the kernel drops SYNs, which
+  // clients send again only a second later). Returns the port, or -1 when it cannot bind.
+  int bind(const std::string& host, int port);
+
   // Serves one connected socket on this thread until its client is done, then closes it.
   void serve_socket(int sock) { process_and_close_socket(sock); }
 
@@ -88,6 +93,7 @@ class GuardedServer : public httplib::Server {
   std::mutex mutex_;
   std::condition_variable reserve_freed_;
   int active_ = 0;
+  int listening_ = -1;  // the socket httplib bound last (set in its socket options hook)
   std::vector<std::pair<ConnectionState*, std::chrono::steady_clock::time_point>> reserve_;
   std::map<std::string, int> per_client_;
 };

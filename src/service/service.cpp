@@ -268,8 +268,7 @@ InspectionService::~InspectionService() = default;
 
 int InspectionService::bind() {
   const ServiceOptions& o = impl_->options;
-  const int port = o.port == 0 ? impl_->server.bind_to_any_port(o.host)
-                               : (impl_->server.bind_to_port(o.host, o.port) ? o.port : -1);
+  const int port = impl_->server.bind(o.host, o.port);
   if (port < 0) {
     throw Error("cannot listen on " + o.host + ":" + std::to_string(o.port) +
                 " (--port): in use or not allowed");
