@@ -19,7 +19,8 @@ build_packages=(
   libcurl4-openssl-dev ca-certificates  # downloading weights (--weights imagenet or a URL)
   zlib1g-dev                            # deflated entries of .pth checkpoints (zip)
   libtomlplusplus-dev libmosquitto-dev  # the station: its TOML file, its MQTT sink,
-  libmodbus-dev                         # and its PLC sink (Modbus TCP)
+  libmodbus-dev                         # and its PLC sink (Modbus TCP),
+  libaravis-dev libusb-1.0-0-dev        # its GenICam cameras (aravis-0.8.pc requires libusb's)
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
@@ -32,7 +33,10 @@ test_packages=(
   chromium nodejs                       # the page's browser test (playwright-core from npm)
   haproxy openssl curl                  # TLS in front of the service (tests/service/tls_haproxy.sh)
   iproute2                              # scripts/cluster.sh: network namespaces and a bridge
-  mosquitto mosquitto-clients           # the station's tests: a broker on 127.0.0.1, a subscriber
+  mosquitto mosquitto-clients           # the station's tests: a broker on 127.0.0.1, a subscriber,
+  aravis-tools                          # a simulated GigE Vision camera (arv-fake-gv-camera-0.8),
+  gir1.2-gst-rtsp-server-1.0 python3-gi # an RTSP server (GStreamer's, from Python) serving
+  gstreamer1.0-plugins-good             # MJPEG over RTP (jpegenc, rtpjpegpay, multifilesrc)
   clang libclang-rt-14-dev              # make fuzz and make test-sanitize (libFuzzer, ASan, UBSan)
   clang-format                          # make format, make format-check
   clang-tidy                            # make tidy

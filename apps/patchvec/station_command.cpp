@@ -1,5 +1,5 @@
-// patchvec station: lanes of images from hot folders, inspected, journalled and sent to MQTT,
-// with the HTTP API and page of `serve` (docs/station.md).
+// patchvec station: lanes of images from hot folders, cameras and streams, inspected, journalled
+// and sent to MQTT, with the HTTP API and page of `serve` (docs/station.md).
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -23,6 +23,11 @@ struct StationFlags {
   std::filesystem::path model;
   std::filesystem::path folder;
   std::string after = "move";
+  std::string camera;
+  std::string trigger = "free";
+  int trigger_interval_ms = 0;
+  std::string pixel_format;
+  std::string stream;
   std::vector<std::string> mqtt;
   std::vector<std::string> webhooks;
   std::filesystem::path webhook_secret_file;
@@ -35,12 +40,14 @@ struct StationFlags {
 };
 
 StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
-  const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.mqtt.empty() ||
-                          !flags.webhooks.empty() || flags.modbus_port.has_value() ||
-                          !flags.archive.empty();
+  const bool lane_flags = !flags.model.empty() || !flags.folder.empty() || !flags.camera.empty() ||
+                          !flags.stream.empty() || !flags.mqtt.empty() || !flags.webhooks.empty() ||
+                          flags.modbus_port.has_value() || !flags.archive.empty();
   if (!flags.config.empty()) {
     if (lane_flags) {
-      throw Error("--config and --model/--folder/--mqtt/--webhook/--modbus: give one or the other");
+      throw Error(
+          "--config and --model/--folder/--camera/--stream/--mqtt/--webhook/--modbus: give one or "
+          "the other");
     }
     StationOptions options = load_station_config(flags.config);
     // Flags given beside the file win over it.
@@ -50,14 +57,27 @@ StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
     if (cmd.count("--host") > 0) options.service.host = flags.options.service.host;
     return options;
   }
-  if (flags.model.empty() || flags.folder.empty()) {
-    throw Error("a station needs --config FILE, or --model M.pvm and --folder DIR for one lane");
+  const int sources = !flags.folder.empty() + !flags.camera.empty() + !flags.stream.empty();
+  if (flags.model.empty() || sources == 0) {
+    throw Error(
+        "a station needs --config FILE, or --model M.pvm and --folder DIR, --camera ID or "
+        "--stream URL for one lane");
   }
+  if (sources > 1) throw Error("--folder, --camera and --stream: one source per lane");
   StationOptions options = flags.options;
-  Lane lane{.name = flags.lane, .model = flags.model, .folder = {.dir = flags.folder}};
-  const auto after = parse_after_inspection(flags.after);
-  if (!after) throw Error("--after is '" + flags.after + "', not move, keep or delete");
-  lane.folder.after = *after;
+  Lane lane{.name = flags.lane, .model = flags.model};
+  if (!flags.folder.empty()) {
+    const auto after = parse_after_inspection(flags.after);
+    if (!after) throw Error("--after is '" + flags.after + "', not move, keep or delete");
+    lane.folder = FolderSource{.dir = flags.folder, .after = *after};
+  }
+  if (!flags.camera.empty()) {
+    lane.camera = CameraSource{.id = flags.camera,
+                               .trigger = flags.trigger,
+                               .trigger_interval_ms = flags.trigger_interval_ms,
+                               .pixel_format = flags.pixel_format};
+  }
+  if (!flags.stream.empty()) lane.stream = StreamSource{.url = flags.stream};
   for (const std::string& url : flags.mqtt) lane.mqtt.push_back(parse_mqtt_url(url, "--mqtt"));
   const std::string secret =
       flags.webhook_secret_file.empty()
@@ -83,9 +103,21 @@ void print_plan(const StationOptions& options) {
   std::printf("station %s: %zu lanes\n",
               options.name.empty() ? "(host name)" : options.name.c_str(), options.lanes.size());
   for (const Lane& lane : options.lanes) {
-    std::printf(
-        "  lane %s: folder %s (then %s) -> %s", lane.name.c_str(), lane.folder.dir.string().c_str(),
-        std::string(after_inspection_name(lane.folder.after)).c_str(), lane.model.string().c_str());
+    std::printf("  lane %s: ", lane.name.c_str());
+    if (lane.folder) {
+      std::printf("folder %s (then %s)", lane.folder->dir.string().c_str(),
+                  std::string(after_inspection_name(lane.folder->after)).c_str());
+    }
+    if (lane.camera) {
+      std::printf("camera %s (trigger %s%s%s)", lane.camera->id.c_str(),
+                  lane.camera->trigger.c_str(), lane.camera->pixel_format.empty() ? "" : ", ",
+                  lane.camera->pixel_format.c_str());
+    }
+    if (lane.stream) {
+      std::printf("stream %s (every %d%s)", lane.stream->url.c_str(), lane.stream->every_nth,
+                  lane.stream->every_nth == 1 ? "" : "th");
+    }
+    std::printf(" -> %s", lane.model.string().c_str());
     for (const MqttSink& sink : lane.mqtt) {
       std::printf(" -> mqtt%s://%s:%d/%s", sink.tls ? "s" : "", sink.host.c_str(), sink.port,
                   sink.topic.c_str());
@@ -128,18 +160,22 @@ void add_station_command(CLI::App& app) {
   auto flags = std::make_shared<StationFlags>();
   CLI::App* cmd = app.add_subcommand(
       "station",
-      "On the production line: images from hot folders inspected, results to MQTT, webhooks and "
-      "PLCs");
+      "On the production line: images from hot folders, cameras and streams inspected, results "
+      "to MQTT, webhooks and PLCs");
   cmd->footer(R"(
 Each lane takes the images dropped into its folder (complete files only: closed after writing or
 renamed in), inspects each exactly once with its model, even across restarts and kill -9 (a
 journal in --state), moves it to done/ (or failed/ with a .reason file), and publishes the result
 as JSON to MQTT at QoS 1 and to webhooks (POST, signed with HMAC-SHA256). While a broker or an
 endpoint is down results wait in the journal; every one arrives when it is back, with its image's
-key to drop duplicates. The station serves the API and page of
+key to drop duplicates. A lane may take a GenICam camera's frames instead (--camera ID, through
+Aravis; `arv-tool-0.8` lists the ids), or a video stream's (--stream rtsp://..., an MJPEG URL or a
+video file). The station serves the API and page of
 `patchvec serve` too. SIGTERM drains: the image in flight finishes, the sinks get --drain seconds.
 Examples:
   patchvec station --model models/tile.pvm --folder /srv/in --mqtt mqtt://127.0.0.1:1883/line1
+  patchvec station --model models/tile.pvm --camera Basler-40012345 --trigger software \
+      --trigger-interval 500 --modbus 1502
   patchvec station --config station.toml --check
   patchvec station --config station.toml
 docs/station.md has the configuration file, the message and the guarantees.)");
@@ -148,6 +184,20 @@ docs/station.md has the configuration file, the message and the guarantees.)");
   cmd->add_flag("--check", flags->check, "Check the configuration and the models, then exit");
   cmd->add_option("--model", flags->model, "One lane from flags: its model (.pvm)");
   cmd->add_option("--folder", flags->folder, "One lane from flags: its hot folder");
+  cmd->add_option("--camera", flags->camera,
+                  "One lane from flags: a GenICam camera's id (arv-tool-0.8 lists them; Fake_1 is "
+                  "Aravis's simulated one)");
+  cmd->add_option("--trigger", flags->trigger,
+                  "The camera's trigger: free (free-run), software, or a line (Line1, ...)")
+      ->capture_default_str();
+  cmd->add_option("--trigger-interval", flags->trigger_interval_ms,
+                  "Software trigger: every N ms (0: only on POST /v1/station/lanes/LANE/trigger)")
+      ->capture_default_str();
+  cmd->add_option("--pixel-format", flags->pixel_format,
+                  "The camera's pixel format: Mono8, Mono16, RGB8, BGR8, BayerRG8, ... (default: "
+                  "as it is set)");
+  cmd->add_option("--stream", flags->stream,
+                  "One lane from flags: an rtsp:// or http(s):// (MJPEG) stream, or a video file");
   cmd->add_option("--mqtt", flags->mqtt,
                   "One lane from flags: where results go, mqtt://[user:pass@]host[:port]/topic "
                   "(or mqtts://); repeatable");

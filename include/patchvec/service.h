@@ -76,6 +76,9 @@ class StationView {
   // The image a lane inspected last, with its prediction; nullptr before the first. Throws
   // NotFoundError for a lane the station does not have.
   virtual std::shared_ptr<const Inspected> latest(const std::string& lane) const = 0;
+  // A software trigger for the lane's camera; throws NotFoundError for an unknown lane,
+  // ConflictError when the lane cannot be triggered now.
+  virtual void trigger(const std::string& lane) const = 0;
   // Waits until something was recorded after `version`, `timeout` passed or the station stops;
   // returns the version now, 0 once the station stops.
   virtual std::uint64_t wait_for_change(std::uint64_t version,

@@ -1,4 +1,5 @@
-// A station on the production line: lanes that each take images from a source (a hot folder),
+// A station on the production line: lanes that each take images from a source (a hot folder, a
+// GenICam camera, a video stream),
 // inspect them with a category's model through the one inspection use case (Inspector), record
 // every result once in a durable journal, and deliver it to sinks (MQTT, webhooks) that may be
 // down for a while without anything being lost. The station serves the HTTP API and page of `serve`
@@ -34,6 +35,42 @@ struct FolderSource {
   std::filesystem::path dir;
   AfterInspection after = AfterInspection::kMove;
   std::int64_t max_file_bytes = 32 << 20;  // larger files fail without being read
+};
+
+// A GenICam camera (GigE Vision, USB3 Vision) through Aravis. Each frame is converted to RGB (mono
+// replicated, Bayer demosaiced, 16-bit kept as 16-bit) and inspected once, in the order the camera
+// sent them. A camera that drops out (or is not there at the start) is reconnected with a backoff
+// of 1 s doubling to 30 s, counted; the lane and the others keep running meanwhile.
+struct CameraSource {
+  // Aravis's device id, as `arv-tool-0.8` lists them: "<vendor>-<model>-<serial>", or an IP
+  // address. "Fake_1" is Aravis's in-process simulated camera.
+  std::string id;
+  // "free" (free-run), "software" (a trigger every `trigger_interval_ms`, and on
+  // POST /v1/station/lanes/<lane>/trigger), or a hardware trigger's source: "Line0", "Line1", ...
+  std::string trigger = "free";
+  int trigger_interval_ms = 0;  // software: 0 triggers only on request
+  double frame_rate = 0;        // free-run: frames per second asked of the camera (0: as it is)
+  std::optional<double> exposure_us;
+  std::optional<double> gain_db;
+  // "Mono8", "Mono16", "RGB8", "BGR8", "BayerRG8", "BayerGR8", "BayerGB8", "BayerBG8"; empty:
+  // as the camera is set (one of those).
+  std::string pixel_format;
+  // Frames held for the lane; when all are full the camera's next frames are lost (counted as
+  // dropped): the lane must keep up with the camera.
+  int buffers = 8;
+};
+
+// A video stream: rtsp://, http:// or https:// (MJPEG), or a video file's path, read through
+// OpenCV's FFmpeg backend. Every `every_nth` frame is taken, at most `max_fps` a second. A live
+// stream is read as fast as it comes: when the lane is behind, the oldest waiting frame is dropped
+// (counted); a file is read no faster than the lane inspects, to its end. A stream that fails is
+// opened again with a backoff of 1 s doubling to 30 s, counted.
+struct StreamSource {
+  std::string url;
+  int every_nth = 1;
+  double max_fps = 0;  // 0: no limit
+  int queue = 4;       // frames waiting for the lane
+  bool is_file() const { return url.find("://") == std::string::npos; }
 };
 
 // An MQTT broker that receives one JSON message per image at QoS 1 on `topic`, and the station's
@@ -100,7 +137,10 @@ struct EvidenceArchive {
 struct Lane {
   std::string name;             // [a-z0-9_-]+, unique in the station
   std::filesystem::path model;  // a .pvm file; the lane inspects its category
-  FolderSource folder;
+  // The source: exactly one of these.
+  std::optional<FolderSource> folder;
+  std::optional<CameraSource> camera;
+  std::optional<StreamSource> stream;
   std::vector<MqttSink> mqtt;
   std::vector<WebhookSink> webhooks;
   std::optional<ModbusSink> modbus;
@@ -149,8 +189,12 @@ struct SinkStatus {
 struct LaneStatus {
   std::string name;
   std::string category;
-  std::string source;           // "folder /srv/in"
-  std::uint64_t inspected = 0;  // since the start
+  std::string source;            // "folder /srv/in", "camera Basler-40012345", "stream rtsp://..."
+  bool source_connected = true;  // a camera or stream delivers now (a folder always does)
+  std::string source_error;      // why it does not, when it does not
+  std::uint64_t source_reconnects = 0;
+  std::uint64_t frames_dropped = 0;  // frames the lane was too slow to take (cameras, live streams)
+  std::uint64_t inspected = 0;       // since the start
   std::uint64_t ok = 0;
   std::uint64_t nok = 0;
   std::uint64_t failed = 0;      // files that were no image (moved to failed/)
@@ -189,6 +233,9 @@ class Station {
   void run();
   void stop();
   StationStatus status() const;
+  // A software trigger for `lane`'s camera. Throws NotFoundError for a lane the station does not
+  // have, ConflictError when its source is no software-triggered camera or is not connected.
+  void trigger(const std::string& lane);
 
  private:
   struct Impl;

@@ -274,6 +274,17 @@ std::vector<unsigned char> Handlers::station_latest(const httplib::Request& req)
   return map_png(*r, /*opacity=*/0.5);
 }
 
+// POST /v1/station/lanes/{lane}/trigger with the JSON object {}: a software trigger for the lane's
+// camera; its frame is inspected and recorded as any other (the answer does not wait for it).
+Json Handlers::station_trigger(const httplib::Request& req) {
+  if (c_.station == nullptr) throw HttpError{404, "this service is not a station"};
+  const auto body = nlohmann::json::parse(req.body, nullptr, false);
+  if (!body.is_object() || !body.empty()) throw HttpError{400, "send the JSON object {}"};
+  const std::string lane = req.matches[1];
+  c_.station->trigger(lane);
+  return {{"lane", lane}, {"triggered", true}};
+}
+
 // GET /v1/station/events: the status as Server-Sent Events, one when something is recorded and
 // at least every second; a stream ends after five minutes (the page reconnects) or when the
 // station stops, so that no connection is held for ever.

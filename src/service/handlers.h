@@ -57,6 +57,7 @@ class Handlers {
   // A station's: its status, its lanes' latest pictures, and the status as Server-Sent Events.
   void station(const httplib::Request& req, httplib::Response& res);
   std::vector<unsigned char> station_latest(const httplib::Request& req);
+  Json station_trigger(const httplib::Request& req);
   void station_events(const httplib::Request& req, httplib::Response& res);
 
   // Runs `handler`; turns refusals, unreadable images and failures into JSON errors. Failures of

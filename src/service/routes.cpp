@@ -111,6 +111,12 @@ RouteTable::RouteTable() {
        .label = "/v1/station/lanes/{lane}/latest",
        .role = kInspect,
        .handle = png_answer<&Handlers::station_latest>},
+      {.method = "POST",
+       .path = "/v1/station/lanes/*/trigger",
+       .label = "/v1/station/lanes/{lane}/trigger",
+       .role = kInspect,
+       .json_body = true,  // a page of another origin cannot trigger a camera
+       .handle = json_answer<&Handlers::station_trigger>},
       {.method = "GET",
        .path = "/v1/images/*",
        .label = "/v1/images/{id}",

@@ -1,6 +1,7 @@
 // station.toml (toml++), the mqtt:// URLs (libcurl's URL parser) and the checks every station
 // passes before it starts. docs/station.md has the whole file.
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <memory>
 #include <set>
@@ -58,6 +59,20 @@ class Reader {
     if (!node->is_integer()) fail(key, "must be an integer");
     const std::int64_t value = node->as_integer()->get();
     if (value < min || value > max) {
+      fail(key, "is " + std::to_string(value) + ", not between " + std::to_string(min) + " and " +
+                    std::to_string(max));
+    }
+    return value;
+  }
+  // A number, integer or not, within [min, max].
+  std::optional<double> number(const toml::table& t, std::string_view name, const std::string& key,
+                               double min, double max) const {
+    const toml::node* node = t.get(name);
+    if (node == nullptr) return std::nullopt;
+    if (!node->is_number()) fail(key, "must be a number");
+    const double value = node->is_integer() ? static_cast<double>(node->as_integer()->get())
+                                            : node->as_floating_point()->get();
+    if (!(value >= min && value <= max)) {
       fail(key, "is " + std::to_string(value) + ", not between " + std::to_string(min) + " and " +
                     std::to_string(max));
     }
@@ -136,8 +151,62 @@ WebhookSink read_webhook(const toml::table& t, const std::string& key, const Rea
   return sink;
 }
 
+FolderSource read_folder(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".", {"dir", "after", "max_file_mb"}, r.file());
+  FolderSource folder;
+  if (auto v = r.path(t, "dir", key + ".dir")) folder.dir = *v;
+  if (auto v = r.text(t, "after", key + ".after")) {
+    const auto after = parse_after_inspection(*v);
+    if (!after) r.fail(key + ".after", "is '" + printable(*v, 100) + "', not move, keep or delete");
+    folder.after = *after;
+  }
+  if (auto v = r.integer(t, "max_file_mb", key + ".max_file_mb", 1, 4096)) {
+    folder.max_file_bytes = *v << 20;
+  }
+  return folder;
+}
+
+CameraSource read_camera(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".",
+            {"id", "trigger", "trigger_interval_ms", "frame_rate", "exposure_us", "gain_db",
+             "pixel_format", "buffers"},
+            r.file());
+  CameraSource camera;
+  if (auto v = r.text(t, "id", key + ".id")) camera.id = *v;
+  if (auto v = r.text(t, "trigger", key + ".trigger")) camera.trigger = *v;
+  if (auto v = r.integer(t, "trigger_interval_ms", key + ".trigger_interval_ms", 0, 3600000)) {
+    camera.trigger_interval_ms = static_cast<int>(*v);
+  }
+  if (auto v = r.number(t, "frame_rate", key + ".frame_rate", 0, 100000)) camera.frame_rate = *v;
+  camera.exposure_us = r.number(t, "exposure_us", key + ".exposure_us", 0, 1e9);
+  camera.gain_db = r.number(t, "gain_db", key + ".gain_db", -100, 100);
+  if (auto v = r.text(t, "pixel_format", key + ".pixel_format")) camera.pixel_format = *v;
+  if (auto v = r.integer(t, "buffers", key + ".buffers", 2, 256)) {
+    camera.buffers = static_cast<int>(*v);
+  }
+  return camera;
+}
+
+StreamSource read_stream(const toml::table& t, const std::string& key, const Reader& r) {
+  only_keys(t, key + ".", {"url", "every_nth", "max_fps", "queue"}, r.file());
+  StreamSource stream;
+  if (auto v = r.text(t, "url", key + ".url")) {
+    // A file's path is relative to the configuration file, as every path is.
+    stream.url = *v;
+    if (stream.is_file()) stream.url = r.path(t, "url", key + ".url")->string();
+  }
+  if (auto v = r.integer(t, "every_nth", key + ".every_nth", 1, 1000000)) {
+    stream.every_nth = static_cast<int>(*v);
+  }
+  if (auto v = r.number(t, "max_fps", key + ".max_fps", 0, 10000)) stream.max_fps = *v;
+  if (auto v = r.integer(t, "queue", key + ".queue", 1, 256)) stream.queue = static_cast<int>(*v);
+  return stream;
+}
+
 Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
-  only_keys(t, key + ".", {"name", "model", "folder", "mqtt", "webhook", "modbus", "archive"},
+  only_keys(t, key + ".",
+            {"name", "model", "journal_days", "folder", "camera", "stream", "mqtt", "webhook",
+             "modbus", "archive"},
             r.file());
   Lane lane;
   if (auto v = r.text(t, "name", key + ".name")) lane.name = *v;
@@ -146,19 +215,20 @@ Lane read_lane(const toml::table& t, const std::string& key, const Reader& r) {
     lane.journal_days = static_cast<int>(*v);
   }
   const toml::table* folder = r.table(t, "folder", key + ".folder");
-  if (folder == nullptr)
-    r.fail(key + ".folder", "missing: a lane needs a source ([" + key + ".folder] dir = ...)");
-  only_keys(*folder, key + ".folder.", {"dir", "after", "max_file_mb"}, r.file());
-  if (auto v = r.path(*folder, "dir", key + ".folder.dir")) lane.folder.dir = *v;
-  if (auto v = r.text(*folder, "after", key + ".folder.after")) {
-    const auto after = parse_after_inspection(*v);
-    if (!after)
-      r.fail(key + ".folder.after", "is '" + printable(*v, 100) + "', not move, keep or delete");
-    lane.folder.after = *after;
+  const toml::table* camera = r.table(t, "camera", key + ".camera");
+  const toml::table* stream = r.table(t, "stream", key + ".stream");
+  const int sources = (folder != nullptr) + (camera != nullptr) + (stream != nullptr);
+  if (sources == 0) {
+    r.fail(key + ".folder", "missing: a lane needs a source ([" + key + ".folder] dir = ..., [" +
+                                key + ".camera] id = ... or [" + key + ".stream] url = ...)");
   }
-  if (auto v = r.integer(*folder, "max_file_mb", key + ".folder.max_file_mb", 1, 4096)) {
-    lane.folder.max_file_bytes = *v << 20;
+  if (sources > 1) {
+    r.fail(key, "has " + std::to_string(sources) +
+                    " sources: one of [folder], [camera] or [stream] per lane");
   }
+  if (folder != nullptr) lane.folder = read_folder(*folder, key + ".folder", r);
+  if (camera != nullptr) lane.camera = read_camera(*camera, key + ".camera", r);
+  if (stream != nullptr) lane.stream = read_stream(*stream, key + ".stream", r);
   if (const toml::node* sinks = t.get("mqtt")) {
     const toml::array* list = sinks->as_array();
     if (list == nullptr) r.fail(key + ".mqtt", "must be an array of tables ([[" + key + ".mqtt]])");
@@ -242,6 +312,69 @@ bool valid_name(const std::string& name) {
          std::all_of(name.begin(), name.end(), [](unsigned char c) {
            return std::islower(c) != 0 || std::isdigit(c) != 0 || c == '-' || c == '_';
          });
+}
+
+// Exactly one source, and what it names exists or can be looked for.
+void check_source(const Lane& lane, const std::string& key) {
+  const int sources = lane.folder.has_value() + lane.camera.has_value() + lane.stream.has_value();
+  if (sources != 1) {
+    throw Error(key + ": has " + std::to_string(sources) +
+                " sources: one of a folder, a camera or a stream per lane");
+  }
+  std::error_code error;
+  if (lane.folder) {
+    if (lane.folder->dir.empty()) throw Error(key + ".folder.dir: missing");
+    if (!std::filesystem::is_directory(lane.folder->dir, error)) {
+      throw Error(key + ".folder.dir: " + lane.folder->dir.string() + " is not a folder");
+    }
+    if (lane.folder->max_file_bytes <= 0) {
+      throw Error(key + ".folder.max_file_mb: must be positive");
+    }
+  }
+  if (lane.camera) {
+    const CameraSource& camera = *lane.camera;
+    if (camera.id.empty()) throw Error(key + ".camera.id: missing (arv-tool-0.8 lists them)");
+    const bool line = !camera.trigger.empty() &&
+                      std::all_of(camera.trigger.begin(), camera.trigger.end(), [](char c) {
+                        return std::isalnum(static_cast<unsigned char>(c)) != 0 || c == '_';
+                      });
+    if (camera.trigger != "free" && camera.trigger != "software" &&
+        (!line || !std::isupper(static_cast<unsigned char>(camera.trigger[0])))) {
+      throw Error(key + ".camera.trigger: '" + printable(camera.trigger, 100) +
+                  "' is not free, software or a trigger line (Line0, Line1, ...)");
+    }
+    if (camera.trigger_interval_ms > 0 && camera.trigger != "software") {
+      throw Error(key + ".camera.trigger_interval_ms: only for trigger = \"software\"");
+    }
+    if (camera.frame_rate > 0 && camera.trigger != "free") {
+      throw Error(key + ".camera.frame_rate: only for trigger = \"free\"");
+    }
+    static constexpr std::array kFormats = {"Mono8",    "Mono16",   "RGB8",     "BGR8",
+                                            "BayerRG8", "BayerGR8", "BayerGB8", "BayerBG8"};
+    if (!camera.pixel_format.empty() &&
+        std::find(kFormats.begin(), kFormats.end(), camera.pixel_format) == kFormats.end()) {
+      throw Error(key + ".camera.pixel_format: '" + printable(camera.pixel_format, 100) +
+                  "' is not Mono8, Mono16, RGB8, BGR8, BayerRG8, BayerGR8, BayerGB8 or BayerBG8");
+    }
+    if (camera.buffers < 2) throw Error(key + ".camera.buffers: at least 2");
+  }
+  if (lane.stream) {
+    const StreamSource& stream = *lane.stream;
+    if (stream.url.empty()) throw Error(key + ".stream.url: missing");
+    if (stream.is_file()) {
+      if (!std::filesystem::is_regular_file(stream.url, error)) {
+        throw Error(key + ".stream.url: " + stream.url + " is no video file");
+      }
+    } else {
+      const std::string scheme = stream.url.substr(0, stream.url.find("://"));
+      if (scheme != "rtsp" && scheme != "http" && scheme != "https") {
+        throw Error(key + ".stream.url: '" + printable(stream.url, 200) +
+                    "' is not an rtsp://, http:// or https:// URL or a file");
+      }
+    }
+    if (stream.every_nth < 1) throw Error(key + ".stream.every_nth: at least 1");
+    if (stream.queue < 1) throw Error(key + ".stream.queue: at least 1");
+  }
 }
 
 }  // namespace
@@ -376,7 +509,7 @@ StationOptions parse_station_config(std::string_view text, const std::filesystem
   if (const toml::table* http = r.table(root, "http", "http")) read_http(*http, options.service, r);
   const toml::node* lanes = root.get("lanes");
   if (lanes == nullptr || lanes->as_array() == nullptr) {
-    r.fail("lanes", "missing: at least one [[lanes]] with a model and a folder");
+    r.fail("lanes", "missing: at least one [[lanes]] with a model and a source");
   }
   const toml::array& list = *lanes->as_array();
   for (std::size_t i = 0; i < list.size(); ++i) {
@@ -415,11 +548,7 @@ void check_station(const StationOptions& options) {
     if (!std::filesystem::is_regular_file(lane.model, error)) {
       throw Error(key + ".model: " + lane.model.string() + " is not a model file");
     }
-    if (lane.folder.dir.empty()) throw Error(key + ".folder.dir: missing");
-    if (!std::filesystem::is_directory(lane.folder.dir, error)) {
-      throw Error(key + ".folder.dir: " + lane.folder.dir.string() + " is not a folder");
-    }
-    if (lane.folder.max_file_bytes <= 0) throw Error(key + ".folder.max_file_mb: must be positive");
+    check_source(lane, key);
     for (std::size_t j = 0; j < lane.mqtt.size(); ++j) {
       const MqttSink& sink = lane.mqtt[j];
       const std::string sink_key = key + ".mqtt[" + std::to_string(j) + "]";

@@ -5,8 +5,6 @@
 #include <cmath>
 #include <map>
 
-#include <sys/stat.h>
-
 #include <patchvec/error.h>
 #include <patchvec/files.h>
 #include <patchvec/image.h>
@@ -26,15 +24,6 @@ namespace {
 constexpr auto kRateWindow = std::chrono::seconds(10);
 constexpr int kMaxAttempts = 3;  // for failures that are not the file's (the store, a bug)
 
-std::chrono::system_clock::time_point modified(const std::filesystem::path& path) {
-  struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) return std::chrono::system_clock::now();
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::seconds(info.st_mtim.tv_sec) +
-          std::chrono::nanoseconds(info.st_mtim.tv_nsec)));
-}
-
 const std::filesystem::path& journal_dir(const std::filesystem::path& lane_dir) {
   std::error_code error;
   std::filesystem::create_directories(lane_dir, error);
@@ -52,7 +41,7 @@ LaneRunner::LaneRunner(const Lane& lane, std::string category, const std::string
       station_(station),
       inspector_(inspector),
       journal_(journal_dir(lane_dir)),
-      folder_(lane.folder),
+      source_(open_source(lane)),
       on_record_(std::move(on_record)) {
   if (lane_.archive) archive_.emplace(*lane_.archive, lane_.name);
   for (std::size_t i = 0; i < lane_.mqtt.size(); ++i) {
@@ -111,52 +100,52 @@ void LaneRunner::run() {
       }
       trimmed = std::chrono::steady_clock::now();
     }
-    const auto name = folder_.next(std::chrono::milliseconds(200));
-    if (!name) continue;
+    auto frame = source_->next(std::chrono::milliseconds(200));
+    if (!frame) continue;
     try {
       signals_.busy = true;
-      take(*name);
+      take(*frame);
       signals_.busy = false;
       signals_.fault = false;
-      attempts.erase(*name);
+      attempts.erase(frame->name);
     } catch (const Error& e) {
       signals_.busy = false;
       signals_.fault = true;
-      // Not the file's fault (the store, the disk, a bug): tried again a little later, a few times.
-      const int attempt = ++attempts[*name];
-      log::warn("lane " + lane_.name + ": " + printable(*name, 200) + ": " + e.what() +
-                (attempt < kMaxAttempts ? " (trying again)" : " (given up; the file stays)"));
+      // Not the frame's fault (the store, the disk, a bug): tried again a little later, a few
+      // times.
+      const int attempt = ++attempts[frame->name];
+      log::warn("lane " + lane_.name + ": " + printable(frame->name, 200) + ": " + e.what() +
+                (attempt < kMaxAttempts     ? " (trying again)"
+                 : lane_.folder.has_value() ? " (given up; the file stays)"
+                                            : " (given up)"));
       if (attempt < kMaxAttempts) {
-        folder_.retry_later(*name, std::chrono::seconds(attempt));
+        source_->retry_later(std::move(*frame), std::chrono::seconds(attempt));
       } else {
-        attempts.erase(*name);
+        attempts.erase(frame->name);
       }
     }
   }
 }
 
-void LaneRunner::take(const std::string& name) {
-  const auto path = folder_.dir() / name;
-  const auto captured = modified(path);
+void LaneRunner::take(const Frame& frame) {
+  const std::string& name = frame.name;
+  const auto captured = frame.captured;
   const auto started = std::chrono::steady_clock::now();
-  std::vector<std::byte> bytes;
-  std::string read_failure;
-  std::string key;
-  try {
-    bytes = read_file(path, lane_.folder.max_file_bytes);
-    key = image_key(lane_.name, name, bytes);
-  } catch (const Error& e) {
-    std::error_code error;
-    if (!std::filesystem::exists(std::filesystem::symlink_status(path, error))) return;  // gone
-    read_failure = e.what();
-    // The key of a file that cannot be read: its name and when it was written.
-    const std::string stamp = utc_time_ms(captured);
-    key = image_key(lane_.name, name, std::as_bytes(std::span(stamp.data(), stamp.size())));
-  }
+  const std::span<const std::byte> bytes = frame.bytes;
+  // A file's key is its name and bytes: the same file is recognised after a restart. A camera's or
+  // stream's frame is keyed with its capture time too: frame numbers start again when a camera
+  // does, and a simulated (or very still) camera sends the same bytes again. The key of a frame
+  // that cannot be read: its name and when it was written.
+  const std::string stamp = utc_time_ms(captured);
+  const std::string keyed_name = lane_.folder ? name : name + "@" + stamp;
+  const std::string key =
+      frame.failure.empty()
+          ? image_key(lane_.name, keyed_name, bytes)
+          : image_key(lane_.name, name, std::as_bytes(std::span(stamp.data(), stamp.size())));
   if (journal_.contains(key)) {
     // Recorded before the station stopped, not moved yet: only the move is left to do.
-    const bool failed = !read_failure.empty();
-    folder_.finish(name, folder_.destination(name, failed), failed, "recorded before");
+    const bool failed = !frame.failure.empty();
+    source_->finish(frame, source_->destination(frame, failed), failed, "recorded before");
     return;
   }
 
@@ -166,11 +155,11 @@ void LaneRunner::take(const std::string& name) {
                     {"lane", lane_.name},
                     {"category", category_},
                     {"name", name}};
-  std::string failure = read_failure;
+  std::string failure = frame.failure;
   if (failure.empty()) {
     try {
-      auto inspected = std::make_shared<const Inspected>(inspector_.inspect(
-          category_, EncodedImage{.bytes = bytes, .name = (folder_.dir() / name).string()}));
+      auto inspected = std::make_shared<const Inspected>(
+          inspector_.inspect(category_, EncodedImage{.bytes = bytes, .name = frame.origin}));
       const Inspection& inspection = inspected->inspection;
       seen = inspected;
       result["verdict"] = verdict_name(inspection.verdict);
@@ -193,7 +182,7 @@ void LaneRunner::take(const std::string& name) {
     log::warn("lane " + lane_.name + ": " + printable(name, 200) + ": " + failure);
   }
   ++inspected_;
-  const auto destination = folder_.destination(name, failed);
+  const auto destination = source_->destination(frame, failed);
   result["captured"] = utc_time_ms(captured);
   result["recorded"] = utc_time_ms(std::chrono::system_clock::now());
   const double latency_ms =
@@ -217,7 +206,9 @@ void LaneRunner::take(const std::string& name) {
     }
     archive_->enforce_retention();
   }
-  record(std::move(result), captured, name, destination, failed, failure);
+  journal_.append(std::move(result), captured);
+  for (auto& sink : sinks_) sink->notify();
+  source_->finish(frame, destination, failed, failure);
   latency_.observe(latency_ms / 1000);
   const auto now = std::chrono::steady_clock::now();
   {
@@ -229,19 +220,10 @@ void LaneRunner::take(const std::string& name) {
   if (on_record_) on_record_();
 }
 
-void LaneRunner::record(nlohmann::ordered_json result,
-                        std::chrono::system_clock::time_point captured, const std::string& name,
-                        const std::filesystem::path& destination, bool failed,
-                        const std::string& reason) {
-  journal_.append(std::move(result), captured);
-  for (auto& sink : sinks_) sink->notify();
-  folder_.finish(name, destination, failed, reason);
-}
-
 LaneStatus LaneRunner::status() const {
   LaneStatus out{.name = lane_.name,
                  .category = category_,
-                 .source = "folder " + lane_.folder.dir.string(),
+                 .source = source_->describe(),
                  .inspected = inspected_,
                  .ok = ok_,
                  .nok = nok_,
@@ -259,9 +241,18 @@ LaneStatus LaneRunner::status() const {
     out.images_per_second =
         static_cast<double>(in_window) / std::chrono::duration<double>(kRateWindow).count();
   }
+  const SourceStatus source = source_->status();
+  out.source_connected = source.connected;
+  out.source_error = source.error;
+  out.source_reconnects = source.reconnects;
+  out.frames_dropped = source.dropped;
   if (out.sequence > 0) out.last_result = journal_.read(out.sequence);
   for (const auto& sink : sinks_) out.sinks.push_back(sink->status());
   return out;
+}
+
+void LaneRunner::trigger() const {
+  source_->trigger();
 }
 
 std::shared_ptr<const Inspected> LaneRunner::latest() const {
@@ -280,6 +271,13 @@ std::string LaneRunner::prometheus() const {
   counter("anomalous", nok_);
   counter("error", failed_);
   out += latency_.prometheus("patchvec_station_latency_seconds", lane);
+  const SourceStatus source = source_->status();
+  out += "patchvec_station_source_connected{" + lane + "} " +
+         std::to_string(source.connected ? 1 : 0) + "\n";
+  out += "patchvec_station_source_reconnects_total{" + lane + "} " +
+         std::to_string(source.reconnects) + "\n";
+  out += "patchvec_station_frames_dropped_total{" + lane + "} " + std::to_string(source.dropped) +
+         "\n";
   for (const auto& sink : sinks_) {
     const SinkStatus status = sink->status();
     const std::string labels = lane + ",sink=\"" + label_value(status.name) + "\"";

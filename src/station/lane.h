@@ -1,6 +1,7 @@
-// One lane at work: a thread that takes the hot folder's files one at a time, inspects each
-// through the Inspector (the one inspection use case), records the result in the lane's journal
-// before anything else happens to the file, wakes the sinks, and then moves the file on.
+// One lane at work: a thread that takes its source's frames one at a time (a folder's files, a
+// camera's or stream's frames), inspects each through the Inspector (the one inspection use
+// case), records the result in the lane's journal before anything else happens to the frame,
+// wakes the sinks, and then lets the source move the file on.
 #pragma once
 
 #include <atomic>
@@ -18,17 +19,17 @@
 #include <patchvec/station.h>
 
 #include "station/archive.h"
-#include "station/hot_folder.h"
 #include "station/journal.h"
 #include "station/latency.h"
 #include "station/sink.h"
+#include "station/source.h"
 
 namespace pv::station {
 
 // Thread-safety: status() from any thread; the rest from the thread that owns the lane.
 class LaneRunner {
  public:
-  // Opens the lane's journal (its segments in <lane_dir>), its folder and its sinks (which start
+  // Opens the lane's journal (its segments in <lane_dir>), its source and its sinks (which start
   // delivering what is recorded at once). Throws pv::Error naming the lane and what failed.
   // `on_record` (may be empty) is called after each result is recorded.
   LaneRunner(const Lane& lane, std::string category, const std::string& station,
@@ -39,10 +40,12 @@ class LaneRunner {
   LaneRunner& operator=(const LaneRunner&) = delete;
 
   void start();
-  // Stops taking files; the image in flight finishes and is recorded. Then the sinks get until
+  // Stops taking frames; the image in flight finishes and is recorded. Then the sinks get until
   // `deadline` to deliver what is recorded.
   void stop(std::chrono::steady_clock::time_point deadline);
   LaneStatus status() const;
+  // A software trigger for the lane's camera (Source::trigger()).
+  void trigger() const;
   // The last image inspected in this run, with its prediction; nullptr before the first.
   std::shared_ptr<const Inspected> latest() const;
   // The lane's lines of /metrics (counters, latency histograms, sinks), without # TYPE lines.
@@ -51,17 +54,14 @@ class LaneRunner {
  private:
   void run();
   void trim_journal();
-  void take(const std::string& name);
-  void record(nlohmann::ordered_json result, std::chrono::system_clock::time_point captured,
-              const std::string& name, const std::filesystem::path& destination, bool failed,
-              const std::string& reason);
+  void take(const Frame& frame);
 
   const Lane lane_;
   const std::string category_;
   const std::string station_;
   const Inspector& inspector_;
   Journal journal_;
-  HotFolder folder_;
+  std::unique_ptr<Source> source_;
   std::optional<Archive> archive_;
   LaneSignals signals_;  // before the sinks that read it
   std::vector<std::unique_ptr<Sink>> sinks_;

@@ -97,17 +97,29 @@ struct Station::Impl final : StationView {
         "# TYPE patchvec_station_sink_connected gauge\n"
         "# HELP patchvec_station_outbox_depth Results recorded and not acknowledged by a sink.\n"
         "# TYPE patchvec_station_outbox_depth gauge\n"
-        "# TYPE patchvec_station_sink_reconnects_total counter\n";
+        "# TYPE patchvec_station_sink_reconnects_total counter\n"
+        "# HELP patchvec_station_source_connected A lane's camera or stream delivers (a folder: "
+        "1).\n"
+        "# TYPE patchvec_station_source_connected gauge\n"
+        "# TYPE patchvec_station_source_reconnects_total counter\n"
+        "# HELP patchvec_station_frames_dropped_total Frames a lane was too slow to take.\n"
+        "# TYPE patchvec_station_frames_dropped_total counter\n";
     for (const auto& lane : lanes) out += lane->prometheus();
     return out;
   }
 
-  std::shared_ptr<const Inspected> latest(const std::string& lane) const override {
+  const station::LaneRunner& runner(const std::string& lane) const {
     for (std::size_t i = 0; i < lanes.size(); ++i) {
-      if (options.lanes[i].name == lane) return lanes[i]->latest();
+      if (options.lanes[i].name == lane) return *lanes[i];
     }
     throw NotFoundError("no lane " + printable(lane, 100));
   }
+
+  std::shared_ptr<const Inspected> latest(const std::string& lane) const override {
+    return runner(lane).latest();
+  }
+
+  void trigger(const std::string& lane) const override { runner(lane).trigger(); }
 
   std::uint64_t wait_for_change(std::uint64_t seen,
                                 std::chrono::milliseconds timeout) const override {
@@ -209,6 +221,10 @@ StationStatus Station::status() const {
   return impl_->status();
 }
 
+void Station::trigger(const std::string& lane) {
+  impl_->trigger(lane);
+}
+
 std::string station_status_json(const StationStatus& status) {
   nlohmann::ordered_json lanes = nlohmann::ordered_json::array();
   for (const LaneStatus& lane : status.lanes) {
@@ -226,6 +242,10 @@ std::string station_status_json(const StationStatus& status) {
     lanes.push_back({{"name", lane.name},
                      {"category", lane.category},
                      {"source", lane.source},
+                     {"source_connected", lane.source_connected},
+                     {"source_error", lane.source_error},
+                     {"source_reconnects", lane.source_reconnects},
+                     {"frames_dropped", lane.frames_dropped},
                      {"inspected", lane.inspected},
                      {"ok", lane.ok},
                      {"nok", lane.nok},

@@ -82,9 +82,9 @@ timeout = 3
   const Lane& lane = options.lanes[0];
   EXPECT_EQ(lane.name, "top");
   EXPECT_EQ(lane.model, dir_ / "models/tile.pvm");
-  EXPECT_EQ(lane.folder.dir, dir_ / "in/top");
-  EXPECT_EQ(lane.folder.after, AfterInspection::kKeep);
-  EXPECT_EQ(lane.folder.max_file_bytes, 4 << 20);
+  EXPECT_EQ(lane.folder->dir, dir_ / "in/top");
+  EXPECT_EQ(lane.folder->after, AfterInspection::kKeep);
+  EXPECT_EQ(lane.folder->max_file_bytes, 4 << 20);
   ASSERT_EQ(lane.mqtt.size(), 2u);
   EXPECT_EQ(lane.mqtt[0].host, "127.0.0.1");
   EXPECT_EQ(lane.mqtt[0].port, 1884);
@@ -140,6 +140,75 @@ TEST_F(StationConfigTest, EachMistakeIsOneErrorNamingTheKey) {
             std::string::npos);
   // A syntax error: the line and column.
   EXPECT_NE(error_of("name = \"unterminated\n").find("station.toml:1:"), std::string::npos);
+}
+
+TEST_F(StationConfigTest, CameraAndStreamLanes) {
+  write_text(dir_ / "line.mkv", "not parsed here");
+  const auto options = load_station_config(write(R"(
+[[lanes]]
+name = "cam"
+model = "models/tile.pvm"
+journal_days = 3
+[lanes.camera]
+id = "Basler-40012345"
+trigger = "Line1"
+exposure_us = 1500
+gain_db = 2.5
+pixel_format = "BayerRG8"
+buffers = 16
+[[lanes]]
+name = "video"
+model = "models/tile.pvm"
+[lanes.stream]
+url = "line.mkv"
+every_nth = 5
+max_fps = 2.5
+)"));
+  ASSERT_EQ(options.lanes.size(), 2u);
+  const Lane& cam = options.lanes[0];
+  ASSERT_TRUE(cam.camera.has_value());
+  EXPECT_FALSE(cam.folder.has_value());
+  EXPECT_EQ(cam.journal_days, 3);
+  EXPECT_EQ(cam.camera->id, "Basler-40012345");
+  EXPECT_EQ(cam.camera->trigger, "Line1");
+  EXPECT_EQ(cam.camera->exposure_us, 1500.0);
+  EXPECT_EQ(cam.camera->gain_db, 2.5);
+  EXPECT_EQ(cam.camera->pixel_format, "BayerRG8");
+  EXPECT_EQ(cam.camera->buffers, 16);
+  const Lane& video = options.lanes[1];
+  ASSERT_TRUE(video.stream.has_value());
+  EXPECT_EQ(video.stream->url, (dir_ / "line.mkv").string());  // relative to the file
+  EXPECT_EQ(video.stream->every_nth, 5);
+  EXPECT_EQ(video.stream->max_fps, 2.5);
+
+  const std::string head = "[[lanes]]\nname = \"a\"\nmodel = \"models/tile.pvm\"\n";
+  EXPECT_NE(error_of(head + "[lanes.camera]\nid = \"x\"\n[lanes.folder]\ndir = \"in/top\"\n")
+                .find("lanes[0]: has 2 sources"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(head + "[lanes.camera]\nid = \"x\"\ntrigger = \"whenever\"\n")
+          .find("lanes[0].camera.trigger: 'whenever' is not free, software or a trigger line"),
+      std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.camera]\nid = \"x\"\npixel_format = \"YUV422\"\n")
+                .find("lanes[0].camera.pixel_format: 'YUV422'"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.camera]\nid = \"x\"\ntrigger_interval_ms = 100\n")
+                .find("lanes[0].camera.trigger_interval_ms: only for trigger = \"software\""),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.camera]\nid = \"x\"\nexposure_us = \"fast\"\n")
+                .find("lanes[0].camera.exposure_us: must be a number"),
+            std::string::npos);
+  EXPECT_NE(
+      error_of(head + "[lanes.camera]\ntrigger = \"free\"\n").find("lanes[0].camera.id: missing"),
+      std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.stream]\nurl = \"ftp://h/v\"\n")
+                .find("lanes[0].stream.url: 'ftp://h/v' is not an rtsp://"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.stream]\nurl = \"none.mkv\"\n").find("is no video file"),
+            std::string::npos);
+  EXPECT_NE(error_of(head + "[lanes.stream]\nurl = \"rtsp://h/s\"\nevery_nth = 0\n")
+                .find("lanes[0].stream.every_nth: is 0"),
+            std::string::npos);
 }
 
 TEST(MqttUrlTest, TakesHostPortTopicAndCredentials) {

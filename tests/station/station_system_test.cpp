@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "cli/run.h"
+#include "station/station_testing.h"
 #include "testing.h"
 
 namespace pv::testing {
@@ -26,69 +27,6 @@ namespace {
 
 using namespace std::chrono_literals;
 using Json = nlohmann::json;
-
-// A program started in the background, its output in `log`.
-class Process {
- public:
-  Process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      std::vector<char*> args;
-      for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
-      args.push_back(nullptr);
-      ::execvp(args[0], args.data());
-      ::_exit(127);
-    }
-  }
-  Process(const Process&) = delete;
-  Process& operator=(const Process&) = delete;
-  ~Process() { stop(SIGKILL); }
-  // Sends `signal` and waits (at most 60 s) for the exit; returns the exit status (-1: killed).
-  int stop(int signal) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, signal);
-    int status = 0;
-    for (int i = 0; i < 600; ++i) {
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return -1;
-  }
-
- private:
-  pid_t pid_ = -1;
-};
-
-// Waits until `condition` holds, at most `limit`; returns whether it did.
-template <typename Condition>
-bool wait_until(Condition condition, std::chrono::seconds limit) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (condition()) return true;
-    std::this_thread::sleep_for(50ms);
-  }
-  return condition();
-}
-
-bool port_open(int port) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<std::uint16_t>(port));
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
-  ::close(fd);
-  return open;
-}
 
 // Debian's mosquitto on 127.0.0.1:port, keeping sessions across its restarts (persistence).
 class Broker {
@@ -172,25 +110,6 @@ class Subscriber {
   mutable std::mutex mutex_;
   std::vector<std::pair<std::string, std::string>> messages_;
 };
-
-// The journal's records, by line, across its segments.
-std::vector<Json> journal(const std::filesystem::path& state) {
-  std::vector<std::filesystem::path> segments;
-  std::error_code error;
-  for (const auto& entry : std::filesystem::directory_iterator(state / "lanes" / "main", error)) {
-    if (entry.path().filename().string().starts_with("journal-")) segments.push_back(entry.path());
-  }
-  std::sort(segments.begin(), segments.end());
-  std::vector<Json> records;
-  for (const auto& segment : segments) {
-    std::ifstream in(segment);
-    std::string line;
-    while (std::getline(in, line)) {
-      if (!line.empty()) records.push_back(Json::parse(line));
-    }
-  }
-  return records;
-}
 
 std::size_t files_in(const std::filesystem::path& dir) {
   std::size_t n = 0;

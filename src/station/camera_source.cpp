@@ -1,0 +1,306 @@
+// A GenICam camera through Aravis as a lane's source. Aravis receives frames on its own thread into
+// the buffers given to it; the lane pops them one at a time, so a lane that falls behind makes the
+// camera's next frames find no buffer (Aravis counts them: dropped). The camera is opened, set up
+// and reconnected on the lane's thread; a software trigger may come from any thread.
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <mutex>
+#include <thread>
+
+#include <arv.h>
+
+#include <patchvec/error.h>
+#include <patchvec/log.h>
+#include <patchvec/store.h>
+#include <patchvec/text.h>
+
+#include "station/frame_png.h"
+#include "station/source.h"
+
+namespace pv::station {
+namespace {
+
+// A GError's message, freed; `what` when there is none.
+std::string take_error(GError*& error, const std::string& what) {
+  std::string message = what;
+  if (error != nullptr) {
+    message += ": " + printable(error->message != nullptr ? error->message : "", 300);
+    g_clear_error(&error);
+  }
+  return message;
+}
+
+class CameraFrames final : public Source {
+ public:
+  CameraFrames(const CameraSource& options, std::string lane)
+      : options_(options), lane_(std::move(lane)), shelf_(lane_) {
+    if (options_.id.starts_with("Fake")) {
+      static std::once_flag fake;
+      std::call_once(fake, [] { arv_enable_interface("Fake"); });
+    }
+    // A camera not there yet is not an error: it is looked for again with the backoff.
+    connect();
+  }
+
+  ~CameraFrames() override {
+    const std::lock_guard lock(mutex_);
+    disconnect_locked();
+  }
+  CameraFrames(const CameraFrames&) = delete;
+  CameraFrames& operator=(const CameraFrames&) = delete;
+
+  std::optional<Frame> next(std::chrono::milliseconds timeout) override {
+    if (auto frame = shelf_.due()) return frame;
+    const auto deadline = std::chrono::steady_clock::now() + shelf_.wait(timeout);
+    if (lost_.exchange(false)) {
+      const std::lock_guard lock(mutex_);
+      if (camera_ != nullptr) {
+        fail_locked("the connection to the camera was lost");
+        ++reconnects_;
+      }
+    }
+    if (stream_ == nullptr) {
+      if (backoff_.due()) connect();
+      if (stream_ == nullptr) {
+        std::this_thread::sleep_until(
+            std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+        return std::nullopt;
+      }
+    }
+    auto wait_until = deadline;
+    if (options_.trigger == "software" && options_.trigger_interval_ms > 0) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= next_trigger_) {
+        try {
+          trigger();
+        } catch (const Error& e) {
+          log::warn("lane " + lane_ + ": " + e.what());
+        }
+        next_trigger_ = now + std::chrono::milliseconds(options_.trigger_interval_ms);
+      }
+      wait_until = std::min(wait_until, next_trigger_);
+    }
+    const auto left =
+        std::chrono::ceil<std::chrono::microseconds>(wait_until - std::chrono::steady_clock::now());
+    ArvBuffer* buffer = arv_stream_timeout_pop_buffer(
+        stream_, static_cast<guint64>(std::max<std::int64_t>(left.count(), 0)));
+    count_dropped();
+    if (buffer == nullptr) return std::nullopt;
+    std::optional<Frame> frame;
+    if (arv_buffer_get_status(buffer) == ARV_BUFFER_STATUS_SUCCESS &&
+        arv_buffer_get_payload_type(buffer) == ARV_BUFFER_PAYLOAD_TYPE_IMAGE) {
+      frame = convert(buffer);
+    } else {
+      const std::lock_guard lock(mutex_);
+      ++dropped_incomplete_;
+    }
+    arv_stream_push_buffer(stream_, buffer);
+    return frame;
+  }
+
+  void retry_later(Frame frame, std::chrono::milliseconds delay) override {
+    shelf_.put(std::move(frame), delay);
+  }
+  std::filesystem::path destination(const Frame&, bool) const override { return {}; }
+  void finish(const Frame&, const std::filesystem::path&, bool, const std::string&) override {}
+
+  std::string describe() const override {
+    const std::string trigger = options_.trigger == "free"       ? "free-run"
+                                : options_.trigger == "software" ? "software trigger"
+                                                                 : "trigger " + options_.trigger;
+    return "camera " + options_.id + " (" + trigger + ")";
+  }
+
+  SourceStatus status() const override {
+    const std::lock_guard lock(mutex_);
+    return {.connected = camera_ != nullptr,
+            .error = error_,
+            .reconnects = reconnects_,
+            .dropped = dropped_before_ + dropped_now_ + dropped_incomplete_};
+  }
+
+  void trigger() override {
+    if (options_.trigger != "software") {
+      throw ConflictError("lane " + lane_ + "'s " + describe() +
+                          " is not software-triggered (camera.trigger = \"software\")");
+    }
+    const std::lock_guard lock(mutex_);
+    if (camera_ == nullptr) {
+      throw ConflictError("lane " + lane_ + "'s camera " + options_.id +
+                          " is not connected: " + error_);
+    }
+    GError* error = nullptr;
+    arv_camera_software_trigger(camera_, &error);
+    if (error != nullptr) {
+      throw ConflictError("lane " + lane_ + ": " +
+                          take_error(error, "camera " + options_.id + ": the trigger failed"));
+    }
+  }
+
+ private:
+  static void on_control_lost(ArvDevice*, gpointer self) {
+    static_cast<CameraFrames*>(self)->lost_ = true;
+  }
+
+  // Opens and sets up the camera and its stream; on failure the error is kept and logged when it
+  // changes, and the backoff grows.
+  void connect() {
+    const std::lock_guard lock(mutex_);
+    GError* error = nullptr;
+    const auto check = [&](const std::string& what) {
+      if (error != nullptr) throw Error(take_error(error, what));
+    };
+    try {
+      camera_ = arv_camera_new(options_.id.c_str(), &error);
+      if (camera_ == nullptr) {
+        throw Error(take_error(error, "camera " + options_.id +
+                                          " not found (arv-tool-0.8 lists "
+                                          "the cameras this machine sees)"));
+      }
+      if (!options_.pixel_format.empty()) {
+        arv_camera_set_pixel_format_from_string(camera_, options_.pixel_format.c_str(), &error);
+        check("camera.pixel_format " + options_.pixel_format);
+      }
+      const char* format = arv_camera_get_pixel_format_as_string(camera_, &error);
+      check("camera " + options_.id + ": its pixel format");
+      const std::string format_name = format != nullptr ? format : "";
+      const auto layout = parse_pixel_layout(format_name);
+      if (!layout) {
+        throw Error("camera " + options_.id + " sends " + printable(format_name, 100) +
+                    ", which a station does not convert (camera.pixel_format: Mono8, Mono16, "
+                    "RGB8, BGR8, BayerRG8, BayerGR8, BayerGB8 or BayerBG8)");
+      }
+      layout_ = *layout;
+      if (options_.exposure_us) {
+        arv_camera_set_exposure_time(camera_, *options_.exposure_us, &error);
+        check("camera.exposure_us");
+      }
+      if (options_.gain_db) {
+        arv_camera_set_gain(camera_, *options_.gain_db, &error);
+        check("camera.gain_db");
+      }
+      arv_camera_set_acquisition_mode(camera_, ARV_ACQUISITION_MODE_CONTINUOUS, &error);
+      check("camera " + options_.id + ": continuous acquisition");
+      if (options_.trigger == "free") {
+        arv_camera_clear_triggers(camera_, &error);
+        check("camera " + options_.id + ": free-run");
+        if (options_.frame_rate > 0) {
+          arv_camera_set_frame_rate(camera_, options_.frame_rate, &error);
+          check("camera.frame_rate");
+        }
+      } else {
+        const std::string source = options_.trigger == "software" ? "Software" : options_.trigger;
+        arv_camera_set_trigger(camera_, source.c_str(), &error);
+        check("camera.trigger " + options_.trigger);
+      }
+      const guint payload = arv_camera_get_payload(camera_, &error);
+      check("camera " + options_.id + ": its payload size");
+      stream_ = arv_camera_create_stream(camera_, nullptr, nullptr, &error);
+      if (stream_ == nullptr) throw Error(take_error(error, "camera " + options_.id + ": stream"));
+      for (int i = 0; i < options_.buffers; ++i) {
+        arv_stream_push_buffer(stream_, arv_buffer_new_allocate(payload));
+      }
+      lost_ = false;
+      g_signal_connect(arv_camera_get_device(camera_), "control-lost",
+                       G_CALLBACK(&CameraFrames::on_control_lost), this);
+      arv_camera_start_acquisition(camera_, &error);
+      check("camera " + options_.id + ": starting acquisition");
+      backoff_.succeeded();
+      error_.clear();
+      log::info("lane " + lane_ + ": " + describe() + " connected, " +
+                std::string(pixel_layout_name(layout_)));
+    } catch (const Error& e) {
+      fail_locked(e.what());
+    }
+  }
+
+  void fail_locked(const std::string& why) {
+    disconnect_locked();
+    backoff_.failed();
+    if (why != error_) log::warn("lane " + lane_ + ": " + why + " (trying again)");
+    error_ = why;
+  }
+
+  void disconnect_locked() {
+    if (stream_ != nullptr) {
+      guint64 completed = 0, failures = 0, underruns = 0;
+      arv_stream_get_statistics(stream_, &completed, &failures, &underruns);
+      dropped_before_ += failures + underruns;
+      dropped_now_ = 0;
+    }
+    if (camera_ != nullptr) {
+      g_signal_handlers_disconnect_by_data(arv_camera_get_device(camera_), this);
+      arv_camera_stop_acquisition(camera_, nullptr);
+    }
+    if (stream_ != nullptr) g_object_unref(stream_);
+    if (camera_ != nullptr) g_object_unref(camera_);
+    stream_ = nullptr;
+    camera_ = nullptr;
+  }
+
+  void count_dropped() {
+    guint64 completed = 0, failures = 0, underruns = 0;
+    arv_stream_get_statistics(stream_, &completed, &failures, &underruns);
+    const std::lock_guard lock(mutex_);
+    dropped_now_ = failures + underruns;
+  }
+
+  Frame convert(ArvBuffer* buffer) const {
+    std::size_t size = 0;
+    const void* data = arv_buffer_get_image_data(buffer, &size);
+    const int width = arv_buffer_get_image_width(buffer);
+    const int height = arv_buffer_get_image_height(buffer);
+    gint x_padding = 0, y_padding = 0;
+    arv_buffer_get_image_padding(buffer, &x_padding, &y_padding);
+    const std::size_t stride =
+        static_cast<std::size_t>(std::max(width, 0)) * bytes_per_pixel(layout_) +
+        static_cast<std::size_t>(std::max(x_padding, 0));
+    const guint64 stamp = arv_buffer_get_system_timestamp(buffer);
+    char name[48];
+    std::snprintf(name, sizeof name, "frame-%06llu.png",
+                  static_cast<unsigned long long>(arv_buffer_get_frame_id(buffer)));
+    Frame frame{
+        .name = name,
+        .origin = "camera " + options_.id + " " + name,
+        .bytes = {},
+        .captured = stamp > 0 ? std::chrono::system_clock::time_point(
+                                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                                        std::chrono::nanoseconds(stamp)))
+                              : std::chrono::system_clock::now(),
+        .failure = {}};
+    try {
+      frame.bytes =
+          frame_png(std::span(static_cast<const std::byte*>(data), data != nullptr ? size : 0),
+                    width, height, stride, layout_);
+    } catch (const Error& e) {
+      frame.failure = e.what();
+    }
+    return frame;
+  }
+
+  const CameraSource options_;
+  const std::string lane_;
+  RetryShelf shelf_;
+  Backoff backoff_;
+  std::chrono::steady_clock::time_point next_trigger_{};
+  std::atomic<bool> lost_{false};
+  PixelLayout layout_ = PixelLayout::kMono8;
+  // Guards camera_ (trigger() uses it from other threads), the error and the counts.
+  mutable std::mutex mutex_;
+  ArvCamera* camera_ = nullptr;
+  ArvStream* stream_ = nullptr;  // the lane's thread only (status() reads no more than the counts)
+  std::string error_;
+  std::uint64_t reconnects_ = 0;
+  std::uint64_t dropped_before_ = 0;      // by streams closed before
+  std::uint64_t dropped_now_ = 0;         // by this stream
+  std::uint64_t dropped_incomplete_ = 0;  // frames the camera sent incomplete
+};
+
+}  // namespace
+
+std::unique_ptr<Source> open_camera_source(const CameraSource& camera, const std::string& lane) {
+  return std::make_unique<CameraFrames>(camera, lane);
+}
+
+}  // namespace pv::station

@@ -1,0 +1,212 @@
+// A station's camera lanes end to end: the real binary and Aravis's simulated GigE Vision camera
+// (arv-fake-gv-camera-0.8 from Debian's aravis-tools) on a veth pair into a network namespace the
+// test creates, as a camera on its own network; and Aravis's in-process fake camera. Every wait is
+// bounded.
+#include <cstdlib>
+#include <set>
+
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "cli/run.h"
+#include "station/station_testing.h"
+#include "testing.h"
+
+namespace pv::testing {
+namespace {
+
+using Json = nlohmann::json;
+
+// A network namespace with a veth pair: this side <prefix>.1, the camera's side <prefix>.2.
+class CameraNetwork {
+ public:
+  CameraNetwork() {
+    const int n = static_cast<int>(::getpid() % 200) + 20;
+    prefix_ = "10.213." + std::to_string(n);
+    name_ = "pvcam" + std::to_string(::getpid());
+    ok_ = run("ip netns add " + name_) &&
+          run("ip link add " + name_ + "h type veth peer name " + name_ + "c netns " + name_) &&
+          run("ip addr add " + prefix_ + ".1/24 dev " + name_ + "h") &&
+          run("ip link set " + name_ + "h up") &&
+          run("ip -n " + name_ + " addr add " + prefix_ + ".2/24 dev " + name_ + "c") &&
+          run("ip -n " + name_ + " link set " + name_ + "c up") &&
+          run("ip -n " + name_ + " link set lo up");
+  }
+  ~CameraNetwork() { run("ip netns del " + name_); }
+  CameraNetwork(const CameraNetwork&) = delete;
+  CameraNetwork& operator=(const CameraNetwork&) = delete;
+
+  bool ok() const { return ok_; }
+  std::string camera_address() const { return prefix_ + ".2"; }
+  // The simulated camera, in the namespace.
+  std::unique_ptr<Process> start_camera(const std::filesystem::path& log) const {
+    return std::make_unique<Process>(
+        std::vector<std::string>{"ip", "netns", "exec", name_, "arv-fake-gv-camera-0.8", "-i",
+                                 camera_address(), "-s", "PVTEST"},
+        log);
+  }
+
+ private:
+  static bool run(const std::string& command) {
+    return std::system((command + " 2>/dev/null").c_str()) == 0;
+  }
+  std::string prefix_, name_;
+  bool ok_ = false;
+};
+
+class CameraTest : public ::testing::Test {
+ protected:
+  // A small model (resnet18 at 128 px), once.
+  static void SetUpTestSuite() {
+    data_ = new TempDir;
+    auto run = patchvec("-q synth --out " + (*data_ / "data").string() +
+                        " --categories tile --train 12 --test-good 1 --test-bad 1 --size 128");
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    run = patchvec("-q train --data " + (*data_ / "data").string() +
+                   " --category tile --backbone resnet18 --image-size 128 --crop-size 0 --out " +
+                   (*data_ / "models").string());
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+  }
+  static void TearDownTestSuite() {
+    delete data_;
+    data_ = nullptr;
+  }
+
+  std::unique_ptr<Process> start_station(const std::vector<std::string>& more) {
+    port_ = closed_port();
+    std::vector<std::string> argv{PATCHVEC_BINARY, "station", "--state", (dir_ / "state").string(),
+                                  "--name",        "test",    "--port",  std::to_string(port_)};
+    if (more.front() != "--config") {
+      argv.insert(argv.end(), {"--model", (*data_ / "models/tile.pvm").string()});
+    }
+    argv.insert(argv.end(), more.begin(), more.end());
+    auto station = std::make_unique<Process>(argv, dir_ / "station.log");
+    EXPECT_TRUE(wait_until([&] { return port_open(port_); }, 60s)) << log();
+    return station;
+  }
+
+  Json status() const {
+    httplib::Client client("127.0.0.1", port_);
+    const auto answer = client.Get("/v1/station");
+    if (!answer || answer->status != 200) return Json::object();
+    return Json::parse(answer->body);
+  }
+  Json lane(const std::string& name = "main") const {
+    const Json s = status();
+    for (const Json& l : s.value("lanes", Json::array())) {
+      if (l.at("name") == name) return l;
+    }
+    return Json::object();
+  }
+  int trigger(const std::string& lane_name = "main") const {
+    httplib::Client client("127.0.0.1", port_);
+    const auto answer =
+        client.Post("/v1/station/lanes/" + lane_name + "/trigger", "{}", "application/json");
+    return answer ? answer->status : 0;
+  }
+
+  std::string log() const { return read_text(dir_ / "station.log"); }
+
+  static TempDir* data_;
+  TempDir dir_;
+  int port_ = 0;
+};
+
+TempDir* CameraTest::data_ = nullptr;
+
+// Distinct frames recorded by the lane: every name once.
+std::set<std::string> frame_names(const std::vector<Json>& records) {
+  std::set<std::string> names;
+  for (const Json& record : records) names.insert(record.at("name").get<std::string>());
+  return names;
+}
+
+TEST_F(CameraTest, EveryTriggeredFrameIsInspectedOnceAndACameraRestartIsReconnected) {
+  CameraNetwork network;
+  ASSERT_TRUE(network.ok()) << "needs root and ip netns";
+  auto camera = network.start_camera(dir_ / "camera.log");
+  auto station = start_station({"--camera", network.camera_address(), "--trigger", "software",
+                                "--pixel-format", "BayerRG8"});
+  ASSERT_TRUE(wait_until([&] { return lane().value("source_connected", false); }, 30s)) << log();
+
+  // A trigger every 150 ms (a camera ignores a trigger while it is still sending a frame).
+  constexpr int kFrames = 12;
+  for (int i = 0; i < kFrames; ++i) {
+    EXPECT_EQ(trigger(), 200);
+    std::this_thread::sleep_for(150ms);
+  }
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() == kFrames; }, 30s)) << log();
+  auto records = journal(dir_ / "state");
+  EXPECT_EQ(frame_names(records).size(), static_cast<std::size_t>(kFrames));
+  for (const Json& record : records) {
+    EXPECT_NE(record.at("verdict"), "error") << record.dump();
+    EXPECT_TRUE(record.at("name").get<std::string>().starts_with("frame-")) << record.dump();
+  }
+  Json now = lane();
+  EXPECT_EQ(now.at("frames_dropped"), 0) << now.dump();
+  EXPECT_EQ(now.at("source"), "camera " + network.camera_address() + " (software trigger)");
+
+  // The camera goes away (kill -9) and comes back: the lane says so, reconnects, counts it.
+  camera->stop(SIGKILL);
+  ASSERT_TRUE(wait_until([&] { return !lane().value("source_connected", true); }, 30s)) << log();
+  EXPECT_EQ(trigger(), 409);  // not connected: refused, not lost silently
+  camera = network.start_camera(dir_ / "camera.log");
+  ASSERT_TRUE(wait_until([&] { return lane().value("source_connected", false); }, 60s)) << log();
+  EXPECT_GE(lane().at("source_reconnects").get<int>(), 1);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(trigger(), 200);
+    std::this_thread::sleep_for(150ms);
+  }
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() == kFrames + 3; }, 30s))
+      << log();
+  EXPECT_EQ(station->stop(SIGTERM), 0) << log();
+}
+
+TEST_F(CameraTest, AMissingCameraIsOneClearErrorAndTheOtherLanesKeepRunning) {
+  std::filesystem::create_directories(dir_ / "in");
+  write_text(dir_ / "station.toml",
+             "[[lanes]]\nname = \"nocam\"\nmodel = \"" + (*data_ / "models/tile.pvm").string() +
+                 "\"\n[lanes.camera]\nid = \"No-Such-Camera\"\ntrigger = \"software\"\n"
+                 "[[lanes]]\nname = \"files\"\nmodel = \"" +
+                 (*data_ / "models/tile.pvm").string() + "\"\n[lanes.folder]\ndir = \"" +
+                 (dir_ / "in").string() + "\"\n");
+  auto station = start_station({"--config", (dir_ / "station.toml").string()});
+  const auto image = *data_ / "data/tile/test/good";
+  for (const auto& entry : std::filesystem::directory_iterator(image)) {
+    std::filesystem::copy_file(entry.path(), dir_ / "in" / entry.path().filename());
+  }
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state", "files").size() == 1; }, 30s))
+      << log();
+  const Json missing = lane("nocam");
+  EXPECT_FALSE(missing.at("source_connected").get<bool>());
+  EXPECT_NE(missing.at("source_error").get<std::string>().find("No-Such-Camera not found"),
+            std::string::npos)
+      << missing.dump();
+  EXPECT_EQ(trigger("nocam"), 409);
+  EXPECT_EQ(trigger("files"), 409);  // a folder takes no trigger
+  EXPECT_EQ(trigger("nolane"), 404);
+  // One line in the log for the missing camera, not one per attempt.
+  const std::string text = log();
+  std::size_t lines = 0;
+  for (std::size_t at = text.find("No-Such-Camera not found"); at != std::string::npos;
+       at = text.find("No-Such-Camera not found", at + 1)) {
+    ++lines;
+  }
+  EXPECT_EQ(lines, 1u) << text;
+  EXPECT_EQ(station->stop(SIGTERM), 0) << log();
+}
+
+TEST_F(CameraTest, AravisInProcessFakeCameraOnATimedSoftwareTrigger) {
+  auto station = start_station({"--camera", "Fake_1", "--trigger", "software", "--trigger-interval",
+                                "200", "--pixel-format", "Mono8"});
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= 5; }, 30s)) << log();
+  const auto records = journal(dir_ / "state");
+  EXPECT_EQ(frame_names(records).size(), records.size());
+  EXPECT_EQ(station->stop(SIGTERM), 0) << log();
+  // Drained: what was recorded stays recorded, no frame twice.
+  EXPECT_EQ(frame_names(journal(dir_ / "state")).size(), journal(dir_ / "state").size());
+}
+
+}  // namespace
+}  // namespace pv::testing

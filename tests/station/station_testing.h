@@ -1,0 +1,110 @@
+// What the station's system tests share: a program run in the background, bounded waits, a lane's
+// journal as it is on disk.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+namespace pv::testing {
+
+using namespace std::chrono_literals;
+
+// A program started in the background, its output in `log`.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::filesystem::path& log) {
+    pid_ = ::fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+      std::vector<char*> args;
+      for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
+      args.push_back(nullptr);
+      ::execvp(args[0], args.data());
+      ::_exit(127);
+    }
+  }
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  ~Process() { stop(SIGKILL); }
+  // Sends `signal` and waits (at most 60 s) for the exit; returns the exit status (-1: killed).
+  int stop(int signal) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, signal);
+    int status = 0;
+    for (int i = 0; i < 600; ++i) {
+      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      }
+      std::this_thread::sleep_for(100ms);
+    }
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+};
+
+// Waits until `condition` holds, at most `limit`; returns whether it did.
+template <typename Condition>
+inline bool wait_until(Condition condition, std::chrono::seconds limit) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (condition()) return true;
+    std::this_thread::sleep_for(50ms);
+  }
+  return condition();
+}
+
+inline bool port_open(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<std::uint16_t>(port));
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool open = ::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0;
+  ::close(fd);
+  return open;
+}
+
+// The journal's records, by line, across its segments.
+inline std::vector<nlohmann::json> journal(const std::filesystem::path& state,
+                                           const std::string& lane = "main") {
+  std::vector<std::filesystem::path> segments;
+  std::error_code error;
+  for (const auto& entry : std::filesystem::directory_iterator(state / "lanes" / lane, error)) {
+    if (entry.path().filename().string().starts_with("journal-")) segments.push_back(entry.path());
+  }
+  std::sort(segments.begin(), segments.end());
+  std::vector<nlohmann::json> records;
+  for (const auto& segment : segments) {
+    std::ifstream in(segment);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (!line.empty()) records.push_back(nlohmann::json::parse(line));
+    }
+  }
+  return records;
+}
+
+}  // namespace pv::testing
