@@ -28,6 +28,8 @@ struct StationFlags {
   int trigger_interval_ms = 0;
   std::string pixel_format;
   std::string stream;
+  int every_nth = 1;
+  double max_fps = 0;
   std::vector<std::string> mqtt;
   std::vector<std::string> webhooks;
   std::filesystem::path webhook_secret_file;
@@ -77,7 +79,10 @@ StationOptions station_options(StationFlags& flags, const CLI::App& cmd) {
                                .trigger_interval_ms = flags.trigger_interval_ms,
                                .pixel_format = flags.pixel_format};
   }
-  if (!flags.stream.empty()) lane.stream = StreamSource{.url = flags.stream};
+  if (!flags.stream.empty()) {
+    lane.stream =
+        StreamSource{.url = flags.stream, .every_nth = flags.every_nth, .max_fps = flags.max_fps};
+  }
   for (const std::string& url : flags.mqtt) lane.mqtt.push_back(parse_mqtt_url(url, "--mqtt"));
   const std::string secret =
       flags.webhook_secret_file.empty()
@@ -198,6 +203,13 @@ docs/station.md has the configuration file, the message and the guarantees.)");
                   "as it is set)");
   cmd->add_option("--stream", flags->stream,
                   "One lane from flags: an rtsp:// or http(s):// (MJPEG) stream, or a video file");
+  cmd->add_option("--every-nth", flags->every_nth, "The stream: take every Nth frame")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--max-fps", flags->max_fps,
+                  "The stream: at most this many frames a second, by the stream's clock (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_option("--mqtt", flags->mqtt,
                   "One lane from flags: where results go, mqtt://[user:pass@]host[:port]/topic "
                   "(or mqtts://); repeatable");

@@ -55,65 +55,7 @@ class CameraNetwork {
   bool ok_ = false;
 };
 
-class CameraTest : public ::testing::Test {
- protected:
-  // A small model (resnet18 at 128 px), once.
-  static void SetUpTestSuite() {
-    data_ = new TempDir;
-    auto run = patchvec("-q synth --out " + (*data_ / "data").string() +
-                        " --categories tile --train 12 --test-good 1 --test-bad 1 --size 128");
-    ASSERT_EQ(run.exit_code, 0) << run.output;
-    run = patchvec("-q train --data " + (*data_ / "data").string() +
-                   " --category tile --backbone resnet18 --image-size 128 --crop-size 0 --out " +
-                   (*data_ / "models").string());
-    ASSERT_EQ(run.exit_code, 0) << run.output;
-  }
-  static void TearDownTestSuite() {
-    delete data_;
-    data_ = nullptr;
-  }
-
-  std::unique_ptr<Process> start_station(const std::vector<std::string>& more) {
-    port_ = closed_port();
-    std::vector<std::string> argv{PATCHVEC_BINARY, "station", "--state", (dir_ / "state").string(),
-                                  "--name",        "test",    "--port",  std::to_string(port_)};
-    if (more.front() != "--config") {
-      argv.insert(argv.end(), {"--model", (*data_ / "models/tile.pvm").string()});
-    }
-    argv.insert(argv.end(), more.begin(), more.end());
-    auto station = std::make_unique<Process>(argv, dir_ / "station.log");
-    EXPECT_TRUE(wait_until([&] { return port_open(port_); }, 60s)) << log();
-    return station;
-  }
-
-  Json status() const {
-    httplib::Client client("127.0.0.1", port_);
-    const auto answer = client.Get("/v1/station");
-    if (!answer || answer->status != 200) return Json::object();
-    return Json::parse(answer->body);
-  }
-  Json lane(const std::string& name = "main") const {
-    const Json s = status();
-    for (const Json& l : s.value("lanes", Json::array())) {
-      if (l.at("name") == name) return l;
-    }
-    return Json::object();
-  }
-  int trigger(const std::string& lane_name = "main") const {
-    httplib::Client client("127.0.0.1", port_);
-    const auto answer =
-        client.Post("/v1/station/lanes/" + lane_name + "/trigger", "{}", "application/json");
-    return answer ? answer->status : 0;
-  }
-
-  std::string log() const { return read_text(dir_ / "station.log"); }
-
-  static TempDir* data_;
-  TempDir dir_;
-  int port_ = 0;
-};
-
-TempDir* CameraTest::data_ = nullptr;
+class CameraTest : public LiveStationTest {};
 
 // Distinct frames recorded by the lane: every name once.
 std::set<std::string> frame_names(const std::vector<Json>& records) {

@@ -1,5 +1,5 @@
 // What the station's system tests share: a program run in the background, bounded waits, a lane's
-// journal as it is on disk.
+// journal as it is on disk, a station binary with a small model and its HTTP API.
 #pragma once
 
 #include <algorithm>
@@ -13,12 +13,16 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <netinet/in.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include "cli/run.h"
+#include "testing.h"
 
 namespace pv::testing {
 
@@ -106,5 +110,65 @@ inline std::vector<nlohmann::json> journal(const std::filesystem::path& state,
   }
   return records;
 }
+
+// A station binary with one model (resnet18 at 128 px, trained once per suite), its HTTP API on a
+// port of its own, and the views a test reads.
+class LiveStationTest : public ::testing::Test {
+ protected:
+  // A small model (resnet18 at 128 px), once.
+  static void SetUpTestSuite() {
+    data_ = new TempDir;
+    auto run = patchvec("-q synth --out " + (*data_ / "data").string() +
+                        " --categories tile --train 12 --test-good 1 --test-bad 1 --size 128");
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+    run = patchvec("-q train --data " + (*data_ / "data").string() +
+                   " --category tile --backbone resnet18 --image-size 128 --crop-size 0 --out " +
+                   (*data_ / "models").string());
+    ASSERT_EQ(run.exit_code, 0) << run.output;
+  }
+  static void TearDownTestSuite() {
+    delete data_;
+    data_ = nullptr;
+  }
+
+  std::unique_ptr<Process> start_station(const std::vector<std::string>& more) {
+    port_ = closed_port();
+    std::vector<std::string> argv{PATCHVEC_BINARY, "station", "--state", (dir_ / "state").string(),
+                                  "--name",        "test",    "--port",  std::to_string(port_)};
+    if (more.front() != "--config") {
+      argv.insert(argv.end(), {"--model", (*data_ / "models/tile.pvm").string()});
+    }
+    argv.insert(argv.end(), more.begin(), more.end());
+    auto station = std::make_unique<Process>(argv, dir_ / "station.log");
+    EXPECT_TRUE(wait_until([&] { return port_open(port_); }, 60s)) << log();
+    return station;
+  }
+
+  nlohmann::json status() const {
+    httplib::Client client("127.0.0.1", port_);
+    const auto answer = client.Get("/v1/station");
+    if (!answer || answer->status != 200) return nlohmann::json::object();
+    return nlohmann::json::parse(answer->body);
+  }
+  nlohmann::json lane(const std::string& name = "main") const {
+    const nlohmann::json s = status();
+    for (const nlohmann::json& l : s.value("lanes", nlohmann::json::array())) {
+      if (l.at("name") == name) return l;
+    }
+    return nlohmann::json::object();
+  }
+  int trigger(const std::string& lane_name = "main") const {
+    httplib::Client client("127.0.0.1", port_);
+    const auto answer =
+        client.Post("/v1/station/lanes/" + lane_name + "/trigger", "{}", "application/json");
+    return answer ? answer->status : 0;
+  }
+
+  std::string log() const { return read_text(dir_ / "station.log"); }
+
+  static inline TempDir* data_ = nullptr;
+  TempDir dir_;
+  int port_ = 0;
+};
 
 }  // namespace pv::testing
