@@ -288,6 +288,7 @@ function laneCard(lane) {
   const live = element('div', undefined, 'live');
   const img = document.createElement('img');
   img.alt = `latest image of lane ${lane.name}`;
+  img.hidden = !lane.last;  // nothing to show yet (no broken-image icon)
   live.append(img);
   const last = lane.last;
   if (last) {
@@ -302,7 +303,22 @@ function laneCard(lane) {
   fact('images/s', fixed(lane.images_per_second, 1));
   fact('latency', `p50 ${fixed(lane.latency_p50_ms, 0)} ms · p95 ${fixed(lane.latency_p95_ms, 0)} ms`);
   fact('source', lane.source + (lane.fault ? ' (fault)' : lane.busy ? ' (busy)' : ''));
+  if (!lane.source_connected) fact('not connected', lane.source_error || 'finished');
+  if (lane.source_reconnects || lane.frames_dropped) {
+    fact('frames', `${lane.frames_dropped} dropped · ${lane.source_reconnects} reconnects`);
+  }
   card.append(live, facts);
+  if (lane.source.includes('(software trigger)')) {
+    const trigger = element('button', 'Trigger');
+    trigger.type = 'button';
+    trigger.className = 'trigger';
+    trigger.disabled = !lane.source_connected;
+    trigger.addEventListener('click', () =>
+      api(`/v1/station/lanes/${encodeURIComponent(lane.name)}/trigger`, {
+        method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}',
+      }).catch((e) => { $('error').textContent = `trigger ${lane.name}: ${e.message}`; }));
+    card.append(trigger);
+  }
   for (const sink of lane.sinks) {
     const row = element('div', undefined, 'sink');
     row.dataset.sink = sink.name;

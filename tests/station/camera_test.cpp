@@ -139,9 +139,10 @@ TEST_F(CameraTest, AMissingCameraIsOneClearErrorAndTheOtherLanesKeepRunning) {
   EXPECT_EQ(station->stop(SIGTERM), 0) << log();
 }
 
-TEST_F(CameraTest, AravisInProcessFakeCameraOnATimedSoftwareTrigger) {
-  auto station = start_station({"--camera", "Fake_1", "--trigger", "software", "--trigger-interval",
-                                "200", "--pixel-format", "Mono8"});
+// Aravis's in-process fake camera free-runs (it takes no triggers: those are tested above with the
+// GigE Vision one); the lane keeps up with what it can and counts nothing twice.
+TEST_F(CameraTest, AravisInProcessFakeCameraFreeRunning) {
+  auto station = start_station({"--camera", "Fake_1", "--pixel-format", "Mono8"});
   ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= 5; }, 30s)) << log();
   const auto records = journal(dir_ / "state");
   EXPECT_EQ(frame_names(records).size(), records.size());

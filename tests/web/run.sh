@@ -37,12 +37,36 @@ url=$(url_in "$work/serve.log")
   "$data/synthetic/test/good/000.png" "$work/screenshots")
 kill $server; wait $server 2>/dev/null || true
 
-# The station: a lane on the same model, a hot folder, the Station tab.
+# The station: a lane on the same model with a hot folder (and a webhook that is down), a lane on
+# Aravis's in-process simulated camera (free-running at 2 frames a second), a lane whose camera is
+# not there; the Station tab.
 rm -rf "$work/station" "$work/station.log" && mkdir -p "$work/station/in"
-"$patchvec" station --model "$work/models/synthetic.pvm" --folder "$work/station/in" \
-  --state "$work/station/state" --name web-test --port 0 \
-  --webhook "http://127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')/down" \
-  >"$work/station.log" 2>&1 &
+down_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+cat >"$work/station/station.toml" <<TOML
+name = "web-test"
+state = "$work/station/state"
+[[lanes]]
+name = "main"
+model = "$work/models/synthetic.pvm"
+[lanes.folder]
+dir = "$work/station/in"
+[[lanes.webhook]]
+url = "http://127.0.0.1:$down_port/down"
+[[lanes]]
+name = "cam"
+model = "$work/models/synthetic.pvm"
+[lanes.camera]
+id = "Fake_1"
+frame_rate = 2
+pixel_format = "Mono8"
+[[lanes]]
+name = "gone"
+model = "$work/models/synthetic.pvm"
+[lanes.camera]
+id = "No-Such-Camera"
+trigger = "software"
+TOML
+"$patchvec" station --config "$work/station/station.toml" --port 0 >"$work/station.log" 2>&1 &
 server=$!
 url=$(url_in "$work/station.log")
 cd "$work" && timeout 120 node station_test.mjs "$url" "$work/station/in" \

@@ -59,6 +59,17 @@ try {
   assert.equal(await page.locator('.lane img[src="x"]').count(), 0, 'no injected element');
   await page.waitForTimeout(300);
   assert.equal(await page.evaluate(() => window.__pwned), undefined, 'no injected script ran');
+  // The camera lanes: frames from the simulated camera shown as they are inspected; a camera that
+  // is not there says why, and its Trigger button is off until it is connected.
+  const camera = '.lane[data-lane="cam"]';
+  await until(page, (c) => /#\d+ frame-\d+\.png/.test(document.querySelector(`${c} dl`).textContent),
+              camera);
+  assert.match(await page.textContent(`${camera} dl`), /camera Fake_1 \(free-run\)/);
+  assert.equal(await page.locator(`${camera} button.trigger`).count(), 0, 'free-run: no trigger');
+  const gone = '.lane[data-lane="gone"]';
+  await until(page, (g) => /not connected.*No-Such-Camera not found/.test(
+    document.querySelector(`${g} dl`).textContent), gone);
+  assert.equal(await page.locator(`${gone} button.trigger[disabled]`).count(), 1);
   await page.screenshot({ path: `${shots}/station.png`, fullPage: true });
   assert.deepEqual(errors, [], 'no JavaScript errors');
   console.log('station page test passed; screenshot in ' + shots);
