@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The station on the line, measured: capture-to-MQTT latency p50/p95 at 1 and 5 images/s, the
-# highest sustained images/s of one lane (a burst of 100 images), the cost of the journal (the
-# outbox) per image, and the resident memory of a 3-lane station over STATION_BENCH_SECONDS
+# highest sustained images/s of one lane (a burst of 100 images), a GigE Vision camera's frame to
+# MQTT at 2 triggers/s (Aravis's simulated camera, 512x512 BayerRG8, in a network namespace: needs
+# root), the cost of the journal (the outbox) per image, and the resident memory of a 3-lane station over STATION_BENCH_SECONDS
 # (default 600) at 1 image/s per lane, which must stay flat. wide_resnet50_2 (seeded random
 # weights exported as a "pretrained" backbone: no download), 256 px synthetic images, Debian's
 # mosquitto on 127.0.0.1 and its mosquitto_sub timestamping each message as it arrives.
@@ -85,6 +86,35 @@ sleep 1
 kill -TERM $station
 wait $station || true
 
+# --- a camera: software triggers at 2/s, frame (as the host received it) to MQTT ----------------
+net=pvbench$$
+ip netns add $net
+trap 'for p in "${pids[@]}"; do kill $p 2>/dev/null || true; done; wait 2>/dev/null || true; ip netns del '$net' 2>/dev/null || true' EXIT
+ip link add ${net}h type veth peer name ${net}c netns $net
+ip addr add 10.214.0.1/24 dev ${net}h && ip link set ${net}h up
+ip -n $net addr add 10.214.0.2/24 dev ${net}c && ip -n $net link set ${net}c up
+ip netns exec $net arv-fake-gv-camera-0.8 -i 10.214.0.2 -s BENCH >"$work/run/camera.log" 2>&1 &
+pids+=($!)
+camera_port=$($python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$patchvec" station --model "$work/models/tile.pvm" --camera 10.214.0.2 --trigger software \
+  --pixel-format BayerRG8 --mqtt "mqtt://127.0.0.1:$port/bench/camera" \
+  --state "$work/run/camera-state" --name bench --port "$camera_port" --threads 2 \
+  >"$work/run/camera-station.log" 2>&1 &
+station=$!
+pids+=($station)
+camera_journal="$work/run/camera-state/lanes/main"
+trigger() { curl -s -o /dev/null -H 'Content-Type: application/json' -d '{}' \
+  "http://127.0.0.1:$camera_port/v1/station/lanes/main/trigger"; }
+for _ in $(seq 300); do  # connected (at most 30 s)
+  curl -s "http://127.0.0.1:$camera_port/v1/station" | grep -q '"source_connected":true' && break
+  sleep 0.1
+done
+trigger && wait_recorded "$camera_journal" 1  # warm
+for _ in $(seq 30); do trigger; sleep 0.5; done
+wait_recorded "$camera_journal" 31
+kill -TERM $station
+wait $station || true
+
 # The cost of the outbox: what one record's append takes (write + fdatasync), on this disk.
 outbox_us=$($python - "$work/run/state" <<'EOF'
 import os, sys, time
@@ -106,11 +136,11 @@ print(f"{took / 500 * 1e6:.0f}")
 EOF
 )
 
-report=$($python - "$journal" "$work/run/received.txt" <<'EOF'
+report=$($python - "$journal,$camera_journal" "$work/run/received.txt" <<'EOF'
 import datetime, json, statistics, sys
 import glob
-records = [json.loads(line) for path in sorted(glob.glob(sys.argv[1] + "/journal-*.jsonl"))
-           for line in open(path)]
+records = [json.loads(line) for lane in sys.argv[1].split(",")
+           for path in sorted(glob.glob(lane + "/journal-*.jsonl")) for line in open(path)]
 arrived = {}
 for line in open(sys.argv[2]):
     stamp, _, payload = line.partition(" ")
@@ -135,13 +165,17 @@ def latencies(prefix):
     return statistics.median(ms), q[18]
 p50_1, p95_1 = latencies("r1-")
 p50_5, p95_5 = latencies("r5-")
+camera = [r for r in records if r["name"].startswith("frame-")][1:]  # after the warm-up frame
+camera_ms = sorted((arrived[r["key"]] - captured(r)) * 1000 for r in camera)
+p50_c, p95_c = statistics.median(camera_ms), statistics.quantiles(camera_ms, n=20)[18]
 burst = [r for r in records if r["name"].startswith("burst-")]
 rate = (len(burst) - 1) / (recorded(burst[-1]) - recorded(burst[0]))
 inspect = statistics.median(r["inspect_ms"] for r in burst)
-print(f"{p50_1:.0f} {p95_1:.0f} {p50_5:.0f} {p95_5:.0f} {rate:.2f} {inspect:.0f}")
+print(f"{p50_1:.0f} {p95_1:.0f} {p50_5:.0f} {p95_5:.0f} {rate:.2f} {inspect:.0f} {p50_c:.0f} "
+      f"{p95_c:.0f} {len(camera)}")
 EOF
 )
-read -r p50_1 p95_1 p50_5 p95_5 rate inspect_ms <<<"$report"
+read -r p50_1 p95_1 p50_5 p95_5 rate inspect_ms p50_c p95_c frames <<<"$report"
 
 # --- three lanes, memory over time --------------------------------------------------------------
 cat >"$work/run/station.toml" <<EOF
@@ -189,7 +223,7 @@ last=${rss[-1]}
 max=$(printf '%s\n' "${rss[@]}" | sort -n | tail -1)
 echo "3-lane RSS every 10 s (KiB): ${rss[*]}" >"$work/run/rss.txt"
 
-summary="station: capture-to-MQTT p50/p95 ${p50_1}/${p95_1} ms at 1 image/s, ${p50_5}/${p95_5} ms at 5 images/s; one lane sustains ${rate} images/s (inspection ${inspect_ms} ms an image); the journal costs ${outbox_us} us an image; 3 lanes for ${seconds} s: ${total} images, RSS $((first / 1024)) MiB at 1 min, $((last / 1024)) MiB at the end (max $((max / 1024)) MiB)"
+summary="station: capture-to-MQTT p50/p95 ${p50_1}/${p95_1} ms at 1 image/s, ${p50_5}/${p95_5} ms at 5 images/s; one lane sustains ${rate} images/s (inspection ${inspect_ms} ms an image); a camera's frame to MQTT p50/p95 ${p50_c}/${p95_c} ms (${frames} triggered frames, 512x512 Bayer); the journal costs ${outbox_us} us an image; 3 lanes for ${seconds} s: ${total} images, RSS $((first / 1024)) MiB at 1 min, $((last / 1024)) MiB at the end (max $((max / 1024)) MiB)"
 echo "$summary"
 [ "$total" -ge $((3 * seconds * 9 / 10)) ] || { echo "station bench: only $total images recorded" >&2; exit 1; }
 [ "$last" -le $((first * 11 / 10)) ] || { echo "station bench: memory grew" >&2; exit 1; }
