@@ -71,7 +71,9 @@ class CameraFrames final : public Source {
     auto wait_until = deadline;
     if (options_.trigger == "software" && options_.trigger_interval_ms > 0) {
       const auto now = std::chrono::steady_clock::now();
-      if (now >= next_trigger_) {
+      // A trigger while every buffer holds a frame would lose its frame: it waits instead (the
+      // camera is slowed to the lane, nothing dropped).
+      if (now >= next_trigger_ && free_buffers() > 0) {
         try {
           trigger();
         } catch (const Error& e) {
@@ -129,6 +131,10 @@ class CameraFrames final : public Source {
     if (camera_ == nullptr) {
       throw ConflictError("lane " + lane_ + "'s camera " + options_.id +
                           " is not connected: " + error_);
+    }
+    if (stream_ != nullptr && free_buffers() == 0) {
+      throw ConflictError("lane " + lane_ + " is behind: its " + std::to_string(options_.buffers) +
+                          " buffers hold frames not inspected yet (trigger later)");
     }
     GError* error = nullptr;
     arv_camera_software_trigger(camera_, &error);
@@ -239,6 +245,13 @@ class CameraFrames final : public Source {
     camera_ = nullptr;
   }
 
+  // Buffers the camera can fill now; stream_ stays while mutex_ or the lane's thread holds it.
+  int free_buffers() const {
+    gint input = 0, output = 0;
+    arv_stream_get_n_buffers(stream_, &input, &output);
+    return input;
+  }
+
   void count_dropped() {
     guint64 completed = 0, failures = 0, underruns = 0;
     arv_stream_get_statistics(stream_, &completed, &failures, &underruns);
@@ -289,7 +302,8 @@ class CameraFrames final : public Source {
   // Guards camera_ (trigger() uses it from other threads), the error and the counts.
   mutable std::mutex mutex_;
   ArvCamera* camera_ = nullptr;
-  ArvStream* stream_ = nullptr;  // the lane's thread only (status() reads no more than the counts)
+  // Written on the lane's thread under mutex_; read there, or under mutex_ (trigger()).
+  ArvStream* stream_ = nullptr;
   std::string error_;
   std::uint64_t reconnects_ = 0;
   std::uint64_t dropped_before_ = 0;      // by streams closed before

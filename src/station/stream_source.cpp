@@ -123,7 +123,7 @@ class StreamFrames final : public Source {
     Backoff backoff;
     cv::VideoCapture capture;
     std::uint64_t index = 0;
-    double last_taken_ms = -1e300;
+    double due_ms = 0;  // max_fps: when the next frame is due, by the stream's clock
     while (!stopping()) {
       if (!capture.isOpened()) {
         if (!backoff.due()) {
@@ -140,7 +140,7 @@ class StreamFrames final : public Source {
         }
         backoff.succeeded();
         index = 0;
-        last_taken_ms = -1e300;
+        due_ms = 0;
         set_state(true, "");
         log::info("lane " + lane_ + ": " + describe() + " opened");
       }
@@ -165,9 +165,12 @@ class StreamFrames final : public Source {
       if ((index - 1) % static_cast<std::uint64_t>(options_.every_nth) != 0) continue;
       if (options_.max_fps > 0) {
         // By the stream's own clock, so that a file gives the same frames however fast it is read.
+        // Due times a period apart (not a period after the last frame taken, which would round
+        // 10 frames a second at max_fps 4 down to every third frame); never behind the stream
+        // after a gap, so a gap brings no burst.
         const double at_ms = capture.get(cv::CAP_PROP_POS_MSEC);
-        if (at_ms - last_taken_ms < 1000.0 / options_.max_fps - 1e-6) continue;
-        last_taken_ms = at_ms;
+        if (at_ms < due_ms - 1e-6) continue;
+        due_ms = std::max(due_ms + 1000.0 / options_.max_fps, at_ms);
       }
       if (image.type() != CV_8UC3 && image.type() != CV_8UC1) {
         set_state(true, describe() + ": frames of OpenCV type " + std::to_string(image.type()) +

@@ -18,10 +18,12 @@ server = GstRtspServer.RTSPServer()
 server.set_address("127.0.0.1")
 server.set_service(port)
 factory = GstRtspServer.RTSPMediaFactory()
-# RTP/JPEG (RFC 2435) carries 4:2:0 or 4:2:2 only: I420 before the encoder.
+# Paced by the clock (identity sync=true: files are no live source), and I420 before the encoder:
+# RTP/JPEG (RFC 2435) carries 4:2:0 or 4:2:2 only.
 factory.set_launch(
     f"( multifilesrc location={pattern} loop=true caps=image/png,framerate=10/1 ! pngdec ! "
-    "videoconvert ! video/x-raw,format=I420 ! jpegenc quality=95 ! rtpjpegpay name=pay0 pt=26 )")
+    "identity sync=true ! videoconvert ! video/x-raw,format=I420 ! jpegenc quality=95 ! "
+    "rtpjpegpay name=pay0 pt=26 )")
 factory.set_shared(True)
 server.get_mount_points().add_factory("/line", factory)
 if server.attach(None) == 0:

@@ -79,10 +79,18 @@ TEST_F(StreamTest, AnRtspStreamIsReadAndReconnectedAfterTheServerComesBack) {
   // 10 frames a second served, at most 4 taken.
   auto station = start_station(
       {"--stream", "rtsp://127.0.0.1:" + std::to_string(rtsp_port) + "/line", "--max-fps", "4"});
-  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= 6; }, 60s)) << log();
-  for (const Json& record : journal(dir_ / "state")) {
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= 12; }, 60s)) << log();
+  const auto records = journal(dir_ / "state");
+  for (const Json& record : records) {
     EXPECT_NE(record.at("verdict"), "error") << record.dump();
   }
+  // At the configured rate by the stream's clock: 4 of its 10 frames a second, so the frame numbers
+  // (in the names) advance by 2.5 on average.
+  const auto number = [](const Json& record) {
+    return std::stoi(record.at("name").get<std::string>().substr(6, 6));  // frame-000031.png
+  };
+  const double step = (number(records[11]) - number(records[1])) / 10.0;
+  EXPECT_NEAR(step, 2.5, 0.21) << records[1].dump() << "\n" << records[11].dump();
   EXPECT_TRUE(lane().at("source_connected").get<bool>());
 
   server->stop(SIGKILL);
