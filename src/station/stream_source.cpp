@@ -3,6 +3,7 @@
 // the network or the decoder; the lane takes the frames it kept.
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
@@ -124,6 +125,7 @@ class StreamFrames final : public Source {
     cv::VideoCapture capture;
     std::uint64_t index = 0;
     double due_ms = 0;  // max_fps: when the next frame is due, by the stream's clock
+    auto opened_at = std::chrono::steady_clock::now();
     while (!stopping()) {
       if (!capture.isOpened()) {
         if (!backoff.due()) {
@@ -141,6 +143,7 @@ class StreamFrames final : public Source {
         backoff.succeeded();
         index = 0;
         due_ms = 0;
+        opened_at = std::chrono::steady_clock::now();
         set_state(true, "");
         log::info("lane " + lane_ + ": " + describe() + " opened");
       }
@@ -168,7 +171,13 @@ class StreamFrames final : public Source {
         // Due times a period apart (not a period after the last frame taken, which would round
         // 10 frames a second at max_fps 4 down to every third frame); never behind the stream
         // after a gap, so a gap brings no burst.
-        const double at_ms = capture.get(cv::CAP_PROP_POS_MSEC);
+        // MJPEG over HTTP has no timestamps (FFmpeg says AV_NOPTS_VALUE): this host's clock then.
+        double at_ms = capture.get(cv::CAP_PROP_POS_MSEC);
+        if (!std::isfinite(at_ms) || at_ms < 0) {
+          at_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() -
+                                                            opened_at)
+                      .count();
+        }
         if (at_ms < due_ms - 1e-6) continue;
         due_ms = std::max(due_ms + 1000.0 / options_.max_fps, at_ms);
       }

@@ -27,6 +27,36 @@ class StreamTest : public LiveStationTest {
     }
     return out;
   }
+  // The images as numbered PNG files in <dir>/frames, what the test servers stream.
+  void write_frames() const {
+    const auto all = images();
+    std::filesystem::create_directories(dir_ / "frames");
+    for (std::size_t i = 0; i < all.size(); ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "frame-%03zu.png", i);
+      cv::imwrite((dir_ / "frames" / name).string(), all[i]);
+    }
+  }
+  // A test server (a script of tests/station/) on `port`, serving <dir>/frames.
+  std::unique_ptr<Process> start_server(const std::string& script, int port,
+                                        const std::string& pattern) const {
+    auto server = std::make_unique<Process>(
+        std::vector<std::string>{"/usr/bin/python3",
+                                 std::string(PATCHVEC_SOURCE_DIR) + "/tests/station/" + script,
+                                 std::to_string(port), (dir_ / "frames" / pattern).string()},
+        dir_ / (script + ".log"));
+    EXPECT_TRUE(wait_until([&] { return port_open(port); }, 30s))
+        << read_text(dir_ / (script + ".log"));
+    return server;
+  }
+  // The frame numbers in the records' names (frame-000031.png) advance by this much on average
+  // from record `from` to record `to`.
+  static double step(const std::vector<Json>& records, std::size_t from, std::size_t to) {
+    const auto number = [](const Json& record) {
+      return std::stoi(record.at("name").get<std::string>().substr(6, 6));
+    };
+    return (number(records[to]) - number(records[from])) / static_cast<double>(to - from);
+  }
 };
 
 TEST_F(StreamTest, AVideoFileGivesEveryNthFrameOnceToItsEnd) {
@@ -57,25 +87,10 @@ TEST_F(StreamTest, AVideoFileGivesEveryNthFrameOnceToItsEnd) {
 }
 
 TEST_F(StreamTest, AnRtspStreamIsReadAndReconnectedAfterTheServerComesBack) {
-  const auto images = this->images();
-  std::filesystem::create_directories(dir_ / "frames");
-  for (std::size_t i = 0; i < images.size(); ++i) {
-    char name[32];
-    std::snprintf(name, sizeof name, "frame-%03zu.png", i);
-    cv::imwrite((dir_ / "frames" / name).string(), images[i]);
-  }
+  write_frames();
   const int rtsp_port = closed_port();
-  const auto start_server = [&] {
-    auto server = std::make_unique<Process>(
-        std::vector<std::string>{
-            "/usr/bin/python3", PATCHVEC_SOURCE_DIR "/tests/station/rtsp_server.py",
-            std::to_string(rtsp_port), (dir_ / "frames" / "frame-%03d.png").string()},
-        dir_ / "rtsp.log");
-    EXPECT_TRUE(wait_until([&] { return port_open(rtsp_port); }, 30s))
-        << read_text(dir_ / "rtsp.log");
-    return server;
-  };
-  auto server = start_server();
+  const auto start = [&] { return start_server("rtsp_server.py", rtsp_port, "frame-%03d.png"); };
+  auto server = start();
   // 10 frames a second served, at most 4 taken.
   auto station = start_station(
       {"--stream", "rtsp://127.0.0.1:" + std::to_string(rtsp_port) + "/line", "--max-fps", "4"});
@@ -86,22 +101,34 @@ TEST_F(StreamTest, AnRtspStreamIsReadAndReconnectedAfterTheServerComesBack) {
   }
   // At the configured rate by the stream's clock: 4 of its 10 frames a second, so the frame numbers
   // (in the names) advance by 2.5 on average.
-  const auto number = [](const Json& record) {
-    return std::stoi(record.at("name").get<std::string>().substr(6, 6));  // frame-000031.png
-  };
-  const double step = (number(records[11]) - number(records[1])) / 10.0;
-  EXPECT_NEAR(step, 2.5, 0.21) << records[1].dump() << "\n" << records[11].dump();
+  EXPECT_NEAR(step(records, 1, 11), 2.5, 0.21) << records[1].dump() << "\n" << records[11].dump();
   EXPECT_TRUE(lane().at("source_connected").get<bool>());
 
   server->stop(SIGKILL);
   ASSERT_TRUE(wait_until([&] { return !lane().value("source_connected", true); }, 30s)) << log();
   const std::size_t before = journal(dir_ / "state").size();
-  server = start_server();
+  server = start();
   ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= before + 4; }, 60s))
       << log();
   const Json now = lane();
   EXPECT_TRUE(now.at("source_connected").get<bool>()) << now.dump();
   EXPECT_GE(now.at("source_reconnects").get<int>(), 1) << now.dump();
+  EXPECT_EQ(station->stop(SIGTERM), 0) << log();
+}
+
+TEST_F(StreamTest, AnHttpMjpegStreamWithoutTimestampsIsPacedByTheClock) {
+  write_frames();
+  const int port = closed_port();
+  auto server = start_server("mjpeg_server.py", port, "*.png");
+  // 10 frames a second, at most 5 taken: MJPEG carries no timestamps, so by this host's clock.
+  auto station = start_station(
+      {"--stream", "http://127.0.0.1:" + std::to_string(port) + "/stream.mjpg", "--max-fps", "5"});
+  ASSERT_TRUE(wait_until([&] { return journal(dir_ / "state").size() >= 12; }, 60s)) << log();
+  const auto records = journal(dir_ / "state");
+  for (const Json& record : records) {
+    EXPECT_NE(record.at("verdict"), "error") << record.dump();
+  }
+  EXPECT_NEAR(step(records, 1, 11), 2.0, 0.4);
   EXPECT_EQ(station->stop(SIGTERM), 0) << log();
 }
 
