@@ -10,6 +10,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <patchvec/image.h>
+#include <patchvec/text.h>
 
 namespace pv::station {
 namespace {
@@ -39,6 +40,34 @@ int demosaic_code(PixelLayout layout) {
     default:
       return cv::COLOR_BayerRG2BGR;
   }
+}
+
+// The frame as PNG bytes through OpenCV, which throws cv::Exception; empty if it cannot encode.
+std::vector<unsigned char> encode(void* pixels, int width, int height, std::size_t stride,
+                                  PixelLayout layout) {
+  cv::Mat image;
+  switch (layout) {
+    case PixelLayout::kMono8:
+      image = cv::Mat(height, width, CV_8UC1, pixels, stride);
+      break;
+    case PixelLayout::kMono16:
+      // Little-endian samples; this machine's order is checked at compile time.
+      static_assert(std::endian::native == std::endian::little);
+      image = cv::Mat(height, width, CV_16UC1, pixels, stride);
+      break;
+    case PixelLayout::kRgb8:
+      cv::cvtColor(cv::Mat(height, width, CV_8UC3, pixels, stride), image, cv::COLOR_RGB2BGR);
+      break;
+    case PixelLayout::kBgr8:
+      image = cv::Mat(height, width, CV_8UC3, pixels, stride);
+      break;
+    default:
+      cv::cvtColor(cv::Mat(height, width, CV_8UC1, pixels, stride), image, demosaic_code(layout));
+      break;
+  }
+  std::vector<unsigned char> png;
+  if (!cv::imencode(".png", image, png, {cv::IMWRITE_PNG_COMPRESSION, 1})) png.clear();
+  return png;
 }
 
 }  // namespace
@@ -78,28 +107,24 @@ std::vector<std::byte> frame_png(std::span<const std::byte> data, int width, int
   }
   // OpenCV only reads `data` here (the Mat header is not const-correct).
   void* pixels = const_cast<std::byte*>(data.data());
-  cv::Mat image;
-  switch (layout) {
-    case PixelLayout::kMono8:
-      image = cv::Mat(height, width, CV_8UC1, pixels, stride);
-      break;
-    case PixelLayout::kMono16:
-      // Little-endian samples; this machine's order is checked at compile time.
-      static_assert(std::endian::native == std::endian::little);
-      image = cv::Mat(height, width, CV_16UC1, pixels, stride);
-      break;
-    case PixelLayout::kRgb8:
-      cv::cvtColor(cv::Mat(height, width, CV_8UC3, pixels, stride), image, cv::COLOR_RGB2BGR);
-      break;
-    case PixelLayout::kBgr8:
-      image = cv::Mat(height, width, CV_8UC3, pixels, stride);
-      break;
-    default:
-      cv::cvtColor(cv::Mat(height, width, CV_8UC1, pixels, stride), image, demosaic_code(layout));
-      break;
+  // OpenCV wants a 16-bit frame's rows a whole number of samples apart: an odd padding is packed
+  // away first.
+  std::vector<std::byte> packed;
+  if (layout == PixelLayout::kMono16 && stride % 2 != 0) {
+    packed.resize(row * static_cast<std::size_t>(height));
+    for (std::size_t y = 0; y < static_cast<std::size_t>(height); ++y) {
+      std::memcpy(packed.data() + row * y, data.data() + stride * y, row);
+    }
+    pixels = packed.data();
+    stride = row;
   }
   std::vector<unsigned char> png;
-  if (!cv::imencode(".png", image, png, {cv::IMWRITE_PNG_COMPRESSION, 1})) {
+  try {
+    png = encode(pixels, width, height, stride, layout);
+  } catch (const cv::Exception& e) {
+    throw ImageError(ImageError::Kind::kDamaged, "a " + what + ": " + printable(e.what(), 300));
+  }
+  if (png.empty()) {
     throw ImageError(ImageError::Kind::kDamaged, "a " + what + ": cannot encode it as PNG");
   }
   std::vector<std::byte> out(png.size());

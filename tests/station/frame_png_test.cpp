@@ -82,6 +82,17 @@ TEST(FramePng, MonoIsGreyAndColourKeepsItsOrder) {
   const Image wide = decode(frame_png(deep, kWidth, kHeight, stride, PixelLayout::kMono16));
   EXPECT_FLOAT_EQ(wide.at(7, 11, 0), static_cast<float>(0x1234 / 65535.0));
   EXPECT_FLOAT_EQ(wide.at(7, 11, 2), static_cast<float>(0x1234 / 65535.0));
+  // An odd padding (found by fuzzing: OpenCV refused the rows and threw past the lane).
+  const std::size_t odd = kWidth * 2 + 3;
+  std::vector<std::byte> skewed(odd * kHeight, std::byte{0xEE});
+  for (std::size_t y = 0; y < kHeight; ++y) {
+    for (std::size_t x = 0; x < kWidth; ++x) {
+      skewed[y * odd + x * 2] = std::byte{0x34};
+      skewed[y * odd + x * 2 + 1] = std::byte{0x12};
+    }
+  }
+  const Image packed = decode(frame_png(skewed, kWidth, kHeight, odd, PixelLayout::kMono16));
+  EXPECT_FLOAT_EQ(packed.at(7, 11, 1), static_cast<float>(0x1234 / 65535.0));
 
   std::vector<std::byte> rgb, bgr;
   for (int i = 0; i < kWidth * kHeight; ++i) {
