@@ -44,7 +44,7 @@ class CameraFrames final : public Source {
   }
 
   ~CameraFrames() override {
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(control_);
     disconnect_locked();
   }
   CameraFrames(const CameraFrames&) = delete;
@@ -54,9 +54,10 @@ class CameraFrames final : public Source {
     if (auto frame = shelf_.due()) return frame;
     const auto deadline = std::chrono::steady_clock::now() + shelf_.wait(timeout);
     if (lost_.exchange(false)) {
-      const std::lock_guard lock(mutex_);
+      const std::lock_guard lock(control_);
       if (camera_ != nullptr) {
-        fail_locked("the connection to the camera was lost");
+        fail_locked("the connection to the camera was lost", /*reachable=*/false);
+        const std::lock_guard state(state_);
         ++reconnects_;
       }
     }
@@ -94,7 +95,7 @@ class CameraFrames final : public Source {
         arv_buffer_get_payload_type(buffer) == ARV_BUFFER_PAYLOAD_TYPE_IMAGE) {
       frame = convert(buffer);
     } else {
-      const std::lock_guard lock(mutex_);
+      const std::lock_guard lock(state_);
       ++dropped_incomplete_;
     }
     arv_stream_push_buffer(stream_, buffer);
@@ -115,8 +116,8 @@ class CameraFrames final : public Source {
   }
 
   SourceStatus status() const override {
-    const std::lock_guard lock(mutex_);
-    return {.connected = camera_ != nullptr,
+    const std::lock_guard lock(state_);
+    return {.connected = connected_,
             .error = error_,
             .reconnects = reconnects_,
             .dropped = dropped_before_ + dropped_now_ + dropped_incomplete_};
@@ -127,10 +128,12 @@ class CameraFrames final : public Source {
       throw ConflictError("lane " + lane_ + "'s " + describe() +
                           " is not software-triggered (camera.trigger = \"software\")");
     }
-    const std::lock_guard lock(mutex_);
-    if (camera_ == nullptr) {
-      throw ConflictError("lane " + lane_ + "'s camera " + options_.id +
-                          " is not connected: " + error_);
+    // Never waits for a camera being connected or torn down (that can take seconds of timeouts).
+    std::unique_lock lock(control_, std::try_to_lock);
+    if (!connected_ || !lock.owns_lock() || camera_ == nullptr) {
+      const std::lock_guard state(state_);
+      throw ConflictError("lane " + lane_ + "'s camera " + options_.id + " is not connected" +
+                          (error_.empty() ? std::string() : ": " + error_));
     }
     if (stream_ != nullptr && free_buffers() == 0) {
       throw ConflictError("lane " + lane_ + " is behind: its " + std::to_string(options_.buffers) +
@@ -139,6 +142,10 @@ class CameraFrames final : public Source {
     GError* error = nullptr;
     arv_camera_software_trigger(camera_, &error);
     if (error != nullptr) {
+      // The camera did not answer (its control channel retries for a while first): taken as
+      // gone, reconnected by the lane's thread, sooner than the heartbeat would tell (~13 s).
+      connected_ = false;
+      lost_ = true;
       throw ConflictError("lane " + lane_ + ": " +
                           take_error(error, "camera " + options_.id + ": the trigger failed"));
     }
@@ -146,13 +153,14 @@ class CameraFrames final : public Source {
 
  private:
   static void on_control_lost(ArvDevice*, gpointer self) {
+    static_cast<CameraFrames*>(self)->connected_ = false;
     static_cast<CameraFrames*>(self)->lost_ = true;
   }
 
   // Opens and sets up the camera and its stream; on failure the error is kept and logged when it
   // changes, and the backoff grows.
   void connect() {
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(control_);
     GError* error = nullptr;
     const auto check = [&](const std::string& what) {
       if (error != nullptr) throw Error(take_error(error, what));
@@ -213,7 +221,11 @@ class CameraFrames final : public Source {
       arv_camera_start_acquisition(camera_, &error);
       check("camera " + options_.id + ": starting acquisition");
       backoff_.succeeded();
-      error_.clear();
+      {
+        const std::lock_guard state(state_);
+        error_.clear();
+      }
+      connected_ = true;
       log::info("lane " + lane_ + ": " + describe() + " connected, " +
                 std::string(pixel_layout_name(layout_)));
     } catch (const Error& e) {
@@ -221,23 +233,28 @@ class CameraFrames final : public Source {
     }
   }
 
-  void fail_locked(const std::string& why) {
-    disconnect_locked();
+  // `reachable`: the camera may still answer (stop its acquisition first); a lost one would only
+  // make each request wait for its timeouts.
+  void fail_locked(const std::string& why, bool reachable = true) {
+    disconnect_locked(reachable);
     backoff_.failed();
+    const std::lock_guard state(state_);
     if (why != error_) log::warn("lane " + lane_ + ": " + why + " (trying again)");
     error_ = why;
   }
 
-  void disconnect_locked() {
+  void disconnect_locked(bool reachable = true) {
+    connected_ = false;
     if (stream_ != nullptr) {
       guint64 completed = 0, failures = 0, underruns = 0;
       arv_stream_get_statistics(stream_, &completed, &failures, &underruns);
+      const std::lock_guard state(state_);
       dropped_before_ += failures + underruns;
       dropped_now_ = 0;
     }
     if (camera_ != nullptr) {
       g_signal_handlers_disconnect_by_data(arv_camera_get_device(camera_), this);
-      arv_camera_stop_acquisition(camera_, nullptr);
+      if (reachable) arv_camera_stop_acquisition(camera_, nullptr);
     }
     if (stream_ != nullptr) g_object_unref(stream_);
     if (camera_ != nullptr) g_object_unref(camera_);
@@ -245,7 +262,7 @@ class CameraFrames final : public Source {
     camera_ = nullptr;
   }
 
-  // Buffers the camera can fill now; stream_ stays while mutex_ or the lane's thread holds it.
+  // Buffers the camera can fill now; stream_ stays while control_ or the lane's thread holds it.
   int free_buffers() const {
     gint input = 0, output = 0;
     arv_stream_get_n_buffers(stream_, &input, &output);
@@ -255,7 +272,7 @@ class CameraFrames final : public Source {
   void count_dropped() {
     guint64 completed = 0, failures = 0, underruns = 0;
     arv_stream_get_statistics(stream_, &completed, &failures, &underruns);
-    const std::lock_guard lock(mutex_);
+    const std::lock_guard lock(state_);
     dropped_now_ = failures + underruns;
   }
 
@@ -297,13 +314,17 @@ class CameraFrames final : public Source {
   RetryShelf shelf_;
   Backoff backoff_;
   std::chrono::steady_clock::time_point next_trigger_{};
-  std::atomic<bool> lost_{false};
+  std::atomic<bool> lost_{false};       // the control channel is lost: the lane's thread tears down
+  std::atomic<bool> connected_{false};  // set up and not lost
   PixelLayout layout_ = PixelLayout::kMono8;
-  // Guards camera_ (trigger() uses it from other threads), the error and the counts.
-  mutable std::mutex mutex_;
+  // Guards the camera while it is connected, torn down or triggered (trigger() comes from other
+  // threads); held for seconds when a lost camera's requests time out.
+  std::mutex control_;
   ArvCamera* camera_ = nullptr;
-  // Written on the lane's thread under mutex_; read there, or under mutex_ (trigger()).
+  // Written on the lane's thread under control_; read there, or under control_ (trigger()).
   ArvStream* stream_ = nullptr;
+  // Guards what status() reads, never held for long.
+  mutable std::mutex state_;
   std::string error_;
   std::uint64_t reconnects_ = 0;
   std::uint64_t dropped_before_ = 0;      // by streams closed before

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
+#include <thread>
 
 #include <patchvec/error.h>
 #include <patchvec/files.h>
@@ -100,7 +102,16 @@ void LaneRunner::run() {
       }
       trimmed = std::chrono::steady_clock::now();
     }
-    auto frame = source_->next(std::chrono::milliseconds(200));
+    std::optional<Frame> frame;
+    try {
+      frame = source_->next(std::chrono::milliseconds(200));
+    } catch (const std::exception& e) {
+      // No source failure ends the lane (nor the station): it is in fault and tries again.
+      signals_.fault = true;
+      log::warn("lane " + lane_.name + ": its source failed: " + e.what());
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
     if (!frame) continue;
     try {
       signals_.busy = true;
@@ -108,7 +119,7 @@ void LaneRunner::run() {
       signals_.busy = false;
       signals_.fault = false;
       attempts.erase(frame->name);
-    } catch (const Error& e) {
+    } catch (const std::exception& e) {  // pv::Error, and whatever a library throws
       signals_.busy = false;
       signals_.fault = true;
       // Not the frame's fault (the store, the disk, a bug): tried again a little later, a few

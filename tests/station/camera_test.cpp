@@ -89,10 +89,12 @@ TEST_F(CameraTest, EveryTriggeredFrameIsInspectedOnceAndACameraRestartIsReconnec
   EXPECT_EQ(now.at("frames_dropped"), 0) << now.dump();
   EXPECT_EQ(now.at("source"), "camera " + network.camera_address() + " (software trigger)");
 
-  // The camera goes away (kill -9) and comes back: the lane says so, reconnects, counts it.
+  // The camera goes away (kill -9) and comes back: a trigger it does not answer is refused (not
+  // lost silently), the lane says it is not connected, reconnects, counts it.
   camera->stop(SIGKILL);
+  EXPECT_EQ(trigger(), 409);
   ASSERT_TRUE(wait_until([&] { return !lane().value("source_connected", true); }, 30s)) << log();
-  EXPECT_EQ(trigger(), 409);  // not connected: refused, not lost silently
+  EXPECT_EQ(trigger(), 409);
   camera = network.start_camera(dir_ / "camera.log");
   ASSERT_TRUE(wait_until([&] { return lane().value("source_connected", false); }, 60s)) << log();
   EXPECT_GE(lane().at("source_reconnects").get<int>(), 1);
