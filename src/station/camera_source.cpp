@@ -298,7 +298,8 @@ class CameraFrames final : public Source {
                                     std::chrono::duration_cast<std::chrono::system_clock::duration>(
                                         std::chrono::nanoseconds(stamp)))
                               : std::chrono::system_clock::now(),
-        .failure = {}};
+        .failure = {},
+        .live = true};
     try {
       frame.bytes =
           frame_png(std::span(static_cast<const std::byte*>(data), data != nullptr ? size : 0),

@@ -143,12 +143,9 @@ void LaneRunner::take(const Frame& frame) {
   const auto captured = frame.captured;
   const auto started = std::chrono::steady_clock::now();
   const std::span<const std::byte> bytes = frame.bytes;
-  // A file's key is its name and bytes: the same file is recognised after a restart. A camera's or
-  // stream's frame is keyed with its capture time too: frame numbers start again when a camera
-  // does, and a simulated (or very still) camera sends the same bytes again. The key of a frame
-  // that cannot be read: its name and when it was written.
+  // The key (Frame::live); that of a frame that cannot be read: its name and when it was written.
   const std::string stamp = utc_time_ms(captured);
-  const std::string keyed_name = lane_.folder ? name : name + "@" + stamp;
+  const std::string keyed_name = frame.live ? name + "@" + stamp : name;
   const std::string key =
       frame.failure.empty()
           ? image_key(lane_.name, keyed_name, bytes)

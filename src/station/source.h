@@ -24,6 +24,10 @@ struct Frame {
   std::vector<std::byte> bytes;  // encoded: a file as it is, PNG for cameras and streams
   std::chrono::system_clock::time_point captured;  // written, or received from the camera
   std::string failure;  // why the bytes could not be read (a file); then `bytes` is empty
+  // Only in memory (a camera's or stream's frame): its key includes its capture time, as frame
+  // numbers start again with a camera and a still scene sends the same bytes again. A file's key
+  // is its name and bytes, so that it is recognised after a restart.
+  bool live = false;
 };
 
 // What a source reports besides its frames.

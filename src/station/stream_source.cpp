@@ -68,7 +68,8 @@ class StreamFrames final : public Source {
                 .origin = describe() + " " + name,
                 .bytes = {},
                 .captured = taken.captured,
-                .failure = {}};
+                .failure = {},
+                .live = true};
     const cv::Mat& image = taken.image;
     try {
       const auto layout = image.type() == CV_8UC1 ? PixelLayout::kMono8 : PixelLayout::kBgr8;
