@@ -122,13 +122,8 @@ class StationTest : public ::testing::Test {
   // A small model (resnet18 at 128 px, ~15 ms an image) and a few images to drop, once.
   static void SetUpTestSuite() {
     data_ = new TempDir;
-    auto run = patchvec("-q synth --out " + (*data_ / "data").string() +
-                        " --categories tile --train 20 --test-good 4 --test-bad 1 --size 128");
-    ASSERT_EQ(run.exit_code, 0) << run.output;
-    run = patchvec("-q train --data " + (*data_ / "data").string() +
-                   " --category tile --backbone resnet18 --image-size 128 --crop-size 0 --out " +
-                   (*data_ / "models").string());
-    ASSERT_EQ(run.exit_code, 0) << run.output;
+    train_small_model(data_->path(), "--train 20 --test-good 4 --test-bad 1");
+    if (::testing::Test::HasFatalFailure()) return;
     for (const auto& entry :
          std::filesystem::recursive_directory_iterator(*data_ / "data/tile/test")) {
       if (entry.path().extension() == ".png" && images_.size() < 8) {
