@@ -11,6 +11,7 @@
 #include <torch/utils.h>
 
 #include <patchvec/image.h>
+#include <patchvec/precision.h>
 
 #include "nn/fused_resnet.h"
 #include "nn/patch_features.h"
@@ -72,6 +73,66 @@ BENCHMARK_CAPTURE(BM_Backbone, wide_resnet50_2_module, "wide_resnet50_2", false)
     ->MinTime(5)
     ->UseRealTime();
 BENCHMARK_CAPTURE(BM_Backbone, resnet18_fused, "resnet18", true)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2)
+    ->UseRealTime();
+
+// The fused form at each precision (pv::Precision), batch of state.range(0) images. int8's
+// activation ranges come from one batch of the same random images (speed does not depend on them).
+void BM_Precision(benchmark::State& state, const char* name, Precision precision) {
+  use_all_cores();
+  if (!precision_unsupported(precision).empty()) {
+    state.SkipWithError(precision_unsupported(precision).c_str());
+    return;
+  }
+  nn::ResNet network(nn::resnet_spec(name));
+  network->reset_parameters(0);
+  network->eval();
+  nn::FusedResNet fused(*network);
+  const at::Tensor batch = at::randn({state.range(0), 3, 224, 224});
+  nn::ActivationRanges ranges;
+  fused.measure(at::randn({8, 3, 224, 224}), ranges);
+  fused.prepare(precision, &ranges);
+  const at::InferenceMode inference;
+  for (auto _ : state) {
+    const nn::Features f = fused.forward(batch, precision);
+    benchmark::DoNotOptimize(nn::patch_embeddings(f.layer2, f.layer3));
+  }
+  state.SetItemsProcessed(state.iterations() * state.range(0));
+}
+BENCHMARK_CAPTURE(BM_Precision, wide_resnet50_2_fp32, "wide_resnet50_2", Precision::kFloat32)
+    ->Arg(1)
+    ->Arg(8)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Precision, wide_resnet50_2_bf16, "wide_resnet50_2", Precision::kBFloat16)
+    ->Arg(1)
+    ->Arg(8)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Precision, wide_resnet50_2_int8, "wide_resnet50_2", Precision::kInt8)
+    ->Arg(1)
+    ->Arg(8)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(3)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Precision, resnet18_fp32, "resnet18", Precision::kFloat32)
+    ->Arg(1)
+    ->Arg(8)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Precision, resnet18_bf16, "resnet18", Precision::kBFloat16)
+    ->Arg(1)
+    ->Arg(8)
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(2)
+    ->UseRealTime();
+BENCHMARK_CAPTURE(BM_Precision, resnet18_int8, "resnet18", Precision::kInt8)
+    ->Arg(1)
+    ->Arg(8)
     ->Unit(benchmark::kMillisecond)
     ->MinTime(2)
     ->UseRealTime();

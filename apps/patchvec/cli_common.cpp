@@ -6,6 +6,7 @@
 
 #include <patchvec/dataset.h>
 #include <patchvec/files.h>
+#include <patchvec/training.h>
 
 namespace pv::cli {
 
@@ -95,6 +96,30 @@ void add_model_load_options(CLI::App& command, ModelLoadOptions& options) {
   command.add_option("--batch-size", options.batch_size, "Images per forward pass")
       ->capture_default_str();
   add_image_limit_option(command, options.image_limits);
+  add_run_precision_option(command, options.precision);
+}
+
+void add_run_precision_option(CLI::App& command, std::optional<Precision>& precision) {
+  command
+      .add_option_function<std::string>(
+          "--precision",
+          [&precision](const std::string& name) {
+            precision = parse_precision(name, "--precision");
+          },
+          "Compute in the model's own precision (default), fp32 (the exact reference, for any "
+          "model), or auto (its own where this CPU runs it natively, else fp32). A model runs in "
+          "no other reduced precision: that was never checked against its thresholds")
+      ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}));
+}
+
+std::string precision_line(const Model& model) {
+  const ModelInfo& info = model.info();
+  const Precision own = info.backbone.precision;
+  if (own == Precision::kFloat32 && model.precision() == Precision::kFloat32) return "";
+  std::string line = "precision: trained in " + std::string(precision_name(own)) + ", running in " +
+                     precision_name(model.precision());
+  if (info.agreement) line += "; agreement with fp32 at training: " + describe(*info.agreement);
+  return line;
 }
 
 void write_json(const std::string& path, const nlohmann::ordered_json& json) {

@@ -72,7 +72,7 @@ void run_embed(const EmbedArgs& args) {
                                             {"out", args.out.string()},
                                             {"images", names},
                                             {"timings",
-                                             {{"calibrate_s", calibrate_seconds},
+                                             {{"batchnorm_s", calibrate_seconds},
                                               {"embed_s", embed_seconds},
                                               {"total_s", total_seconds}}}};
     std::cout << summary.dump(2) << "\n";

@@ -40,6 +40,9 @@ std::pair<std::string, std::string> write_maps(const std::filesystem::path& fold
 
 void run_predict(const PredictArgs& args) {
   const Model model = Model::load(args.model, args.load);
+  if (const std::string line = precision_line(model); !line.empty()) {
+    std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
+  }
   const auto images = expand_images(args.images);
   if (!args.heatmaps.empty()) check_distinct_outputs(images, args.heatmaps, "--heatmap");
   if (!args.maps.empty()) check_distinct_outputs(images, args.maps, "--maps");
@@ -95,6 +98,7 @@ void run_predict(const PredictArgs& args) {
   if (args.json) {
     write_json("-", {{"model", args.model.string()},
                      {"category", model.info().category},
+                     {"precision", precision_name(model.precision())},
                      {"image_threshold", thresholds ? nlohmann::ordered_json(thresholds->image)
                                                     : nlohmann::ordered_json()},
                      {"threshold_method",

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <patchvec/image.h>
+#include <patchvec/precision.h>
 #include <patchvec/tiling.h>
 
 namespace pv {
@@ -82,12 +83,28 @@ struct BackboneState {
   // imported from anomalib): then `weights` is empty and `weights_sha256` fingerprints these
   // tensors (nn::tensors_sha256).
   std::vector<std::byte> tensors;
+  Precision precision = Precision::kFloat32;  // the form the backbone computes in
+  // int8 only: the value range of each tensor it quantises (measured by set_precision()).
+  std::vector<float> activation_min;
+  std::vector<float> activation_max;
 };
+
+// How many training images int8's activation ranges are measured on (evenly spaced over them):
+// the ranges stop moving well before (on the demo's categories, within 2 % after 16 images).
+inline constexpr std::size_t kInt8CalibrationImages = 32;
+// ...and widened by this factor, so that new good images rarely leave them: an image that does
+// (a defect, most likely) is computed again in float32 (nn::FusedResNet), since clipped its score
+// would shrink (a blob defect scored 4x too low). Measured on the demo's tile: widened 1.25x, 5
+// of its 37 test images left the ranges (none as measured: 16; 2x: 0, but coarser steps).
+inline constexpr float kInt8Headroom = 1.25f;
 
 // Where embedding time goes, accumulated over calls.
 struct EmbedTimings {
   double read_seconds = 0;      // reading, decoding and preprocessing images
   double backbone_seconds = 0;  // the network and the patch features
+  // int8: inputs (images, or tiles) whose activations left the calibrated ranges and were
+  // computed again in float32, so that clipping never lowers a defect's score.
+  std::int64_t recomputed_in_float32 = 0;
 };
 
 // Receives embeddings batch by batch: `batch` holds the images at positions `indices` of the input,
@@ -107,11 +124,23 @@ class Embedder {
   // Rebuilds the backbone `state` describes, with the sizes and threads of `options` (its
   // backbone, weights and seed are ignored). Throws pv::Error if the weights file is missing or
   // its SHA-256 differs, if the seeded initialisation no longer reproduces the same weights, or
-  // if carried tensors are incomplete, misshaped or not finite.
+  // if carried tensors are incomplete, misshaped or not finite, or int8's activation ranges do
+  // not fit the backbone. It computes in the state's precision.
   static Embedder restore(const BackboneState& state, const EmbedderOptions& options);
   ~Embedder();
   Embedder(Embedder&&) noexcept;
   Embedder& operator=(Embedder&&) noexcept;
+
+  // Prepares `precision`'s form of the backbone and makes it the one every embedding call runs.
+  // int8 first measures its activation ranges with the float32 form on up to
+  // kInt8CalibrationImages of `calibration` (once: later calls reuse them). Does not check that
+  // the CPU runs it natively (see require_precision()). Requires ready(); not concurrent with
+  // anything, and only before with_precision() made views.
+  void set_precision(Precision precision, std::span<const std::filesystem::path> calibration = {});
+  Precision precision() const;  // fp32 unless set_precision() or restore() said otherwise
+  // The same backbone (shared, no copy) computing in `precision`, which must be fp32 or a form
+  // already prepared. Throws pv::Error otherwise.
+  Embedder with_precision(Precision precision) const;
 
   // True when weights came from a file; false for the seeded random initialisation.
   bool pretrained() const;
@@ -162,6 +191,7 @@ class Embedder {
   struct Impl;
   explicit Embedder(std::unique_ptr<Impl> impl);
   static Embedder restore_carried(const BackboneState& state, EmbedderOptions wanted);
+  void restore_precision(const BackboneState& state);
   std::unique_ptr<Impl> impl_;
 };
 

@@ -33,11 +33,17 @@ Json report(const AnomalyReport& report);
 //  "good_images", "source"}: how a model decides.
 Json thresholds(const Thresholds& thresholds);
 
+// {"images", "max_relative_difference", "rank_correlation", "verdict_flips", "auroc",
+//  "auroc_fp32"}: how a reduced-precision model agreed with fp32 when it was trained.
+Json agreement(const PrecisionAgreement& agreement);
+
 // A loaded model as clients see it: {"category", "backbone", "pretrained", "bank_size",
-// "train_images", "created", "revision", "thresholds" (thresholds(), or null)}.
+// "train_images", "created", "revision", "precision", "agreement" (agreement(), or null),
+// "thresholds" (thresholds(), or null)}.
 Json model(const ModelInfo& info);
 
-// {"images", "read_s", "backbone_s", "search_s", "map_s", "ms_per_image": {...}}
+// {"images", "read_s", "backbone_s", "search_s", "map_s", "recomputed_in_float32",
+//  "ms_per_image": {...}}
 Json timings(const PredictTimings& timings);
 
 // The two operating points of an evaluation: {"in_use": {"threshold", "false_alarm_rate",

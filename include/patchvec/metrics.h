@@ -23,6 +23,10 @@ RocCurve roc_curve(std::span<const float> scores, std::span<const std::uint8_t> 
 double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels);
 double auroc(const RocCurve& curve);  // the same from a curve already computed
 
+// Spearman's rank correlation of two equally long series (ties take their mean rank): 1 when
+// they order the items alike. 1 for fewer than two items or a constant series on both sides.
+double rank_correlation(std::span<const float> a, std::span<const float> b);
+
 // The threshold that maximises F1 (anomalib's F1AdaptiveThreshold; the lowest such threshold
 // when several tie).
 struct F1Threshold {

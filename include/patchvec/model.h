@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <span>
@@ -14,6 +15,7 @@
 #include <patchvec/coreset.h>
 #include <patchvec/embedder.h>
 #include <patchvec/image.h>
+#include <patchvec/precision.h>
 #include <patchvec/verdict.h>
 
 namespace pv {
@@ -46,6 +48,10 @@ struct PatchCoreOptions {
   // training images, make every image they saw look more normal; then only fold 0 is held out,
   // kept out of that estimate too. 0 or 1: none.
   int calibration_folds = 0;
+  // What the model computes in. The bank is always chosen from float32 embeddings (a reduced
+  // precision changes no patch that is kept); bf16 and int8 keep it in bfloat16, embed new images
+  // in their precision, and score the held-out images both ways (FitReport::reference_scores).
+  Precision precision = Precision::kFloat32;
 };
 
 // How a model's thresholds were set.
@@ -115,6 +121,21 @@ struct Prediction {
   std::vector<float> defect_embedding;
 };
 
+// How a reduced-precision model's decisions compare with float32's, measured when it was trained
+// (the agreement check, pv::train_category): its calibration images, the held-out good images its
+// thresholds were set on, scored by the model at its precision and at float32, each against its
+// own thresholds.
+struct PrecisionAgreement {
+  std::int64_t images = 0;             // calibration images scored both ways
+  double max_relative_difference = 0;  // max |score - float32 score| / float32 score
+  double rank_correlation = 1;         // Spearman's, between the two orders
+  std::int64_t verdict_flips = 0;      // calibration images judged otherwise than by float32
+  // Image AUROC on the labelled test split at this precision and with the float32 backbone (same
+  // bank); NaN when there was no such split.
+  double auroc = std::numeric_limits<double>::quiet_NaN();
+  double auroc_fp32 = std::numeric_limits<double>::quiet_NaN();
+};
+
 struct ModelInfo {
   std::string category;
   std::string created;  // ISO 8601, UTC
@@ -135,6 +156,9 @@ struct ModelInfo {
   std::optional<Thresholds> thresholds;
   std::optional<SimilarityRule> similarity;
   std::int64_t revision = 1;  // incremented by every update (add_normal_images)
+  // The precision the model was trained and calibrated in is backbone.precision (and
+  // options.precision); for a reduced one, what the agreement check measured.
+  std::optional<PrecisionAgreement> agreement;
 };
 
 struct FitReport {
@@ -150,6 +174,11 @@ struct FitReport {
   std::vector<std::size_t> held_out_images;
   std::vector<float> held_out_scores;
   std::vector<float> held_out_map_maxima;
+  // At a reduced PatchCoreOptions::precision the held-out scores above are the model's (its
+  // backbone's precision, the bank in bfloat16); these are the same images at float32 (float32
+  // embeddings, float32 bank): what the agreement check compares them with.
+  std::vector<float> reference_scores;
+  std::vector<float> reference_map_maxima;
   double calibration_seconds = 0;
 };
 
@@ -169,6 +198,7 @@ struct PredictTimings {
   double search_seconds = 0;    // nearest neighbours and image scores
   double map_seconds = 0;       // upsampling and blur
   std::int64_t images = 0;
+  std::int64_t recomputed_in_float32 = 0;  // int8 inputs computed again (EmbedTimings)
 };
 
 // Changes to the tiling a model was trained with, field by field (what is not set stays).
@@ -209,6 +239,12 @@ struct ModelLoadOptions {
   // harmless to change; the scale should stay what training saw, or the patches compared to the
   // bank show the surface at another magnification.
   TilingOverride tiling;
+  // The precision to run in: the model's own (ModelInfo::backbone.precision) or fp32 (the
+  // reference any model can run in). Another reduced precision was never checked against the
+  // model's thresholds and is refused, as is one this CPU does not run natively
+  // (require_precision()). nullopt: the model's own, or fp32 when this CPU cannot run it (said
+  // once in the log).
+  std::optional<Precision> precision;
 };
 
 // A loaded model is read-only: predict() may run on many threads at once. The setters and
@@ -263,14 +299,25 @@ class Model {
 
   void set_thresholds(const Thresholds& thresholds);
   void set_similarity_rule(const SimilarityRule& rule);
+  void set_agreement(const PrecisionAgreement& agreement);
   float normalize_image(float score) const;  // NaN without thresholds
   float normalize_pixel(float score) const;
   // normalize_pixel() of every value of a map, for pictures: 0 where it is NaN (no thresholds).
   std::vector<float> normalize_map(const AnomalyMap& map) const;
 
   const ModelInfo& info() const;
-  // The memory bank: info().bank_size x info().grid.dim floats, row-major.
-  std::span<const float> memory_bank() const;
+  // The memory bank: info().bank_size x info().grid.dim floats, row-major (a copy; a
+  // reduced-precision model keeps it in bfloat16, which widens exactly).
+  std::vector<float> memory_bank() const;
+
+  // The precision predictions run in (ModelLoadOptions::precision).
+  Precision precision() const;
+  // This model running in `precision`: its own or fp32 (anything else throws pv::Error). Shares
+  // the backbone and the bank: cheap. A loaded reduced-precision model in fp32 runs its bfloat16
+  // bank with the float32 backbone; a freshly fitted one (Model::fit, not yet saved and loaded)
+  // still holds its float32 bank, and becomes the model fitting in fp32 gives: float32 bank,
+  // precision fp32, no thresholds (set them). For comparing a reduced precision with float32.
+  Model with_precision(Precision precision) const;
 
   Model(Model&&) noexcept;
   Model& operator=(Model&&) noexcept;

@@ -18,6 +18,14 @@ std::int64_t parse_bytes(const std::string& text);
 // (or DNNL_MAX_CPU_ISA) keeps oneDNN below AVX512_CORE_BF16.
 bool cpu_has_native_bf16();
 
+// True when the CPU has int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8) and oneDNN is not
+// capped below them (AVX2_VNNI or AVX512_CORE_VNNI).
+bool cpu_has_native_int8();
+
+// True when the CPU has AMX tiles for bf16 and int8 and oneDNN is not capped below them: where
+// oneDNN's reduced-precision convolutions are several times faster than float32 ones.
+bool cpu_has_amx();
+
 // OpenBLAS's name for the kernels it chose ("SkylakeX", "Haswell", ...); empty if the BLAS is
 // not OpenBLAS.
 std::string blas_core_name();

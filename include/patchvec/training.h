@@ -37,13 +37,22 @@ struct ThresholdPolicy {
 ThresholdPolicy parse_threshold_policy(const std::string& text,
                                        const std::string& option = "--threshold");
 std::string describe(const ThresholdPolicy& policy);  // "far:0.01", "f1", "12.5"
+// "max score difference 0.41%, rank correlation 0.9991, 0 of 80 calibration verdicts flipped[,
+// image AUROC 0.9123 (fp32 0.9130)]"
+std::string describe(const PrecisionAgreement& agreement);
 
 // The memory budget for training patches (PatchCoreOptions::max_memory_bytes) that `patchvec
 // train` and `patchvec demo` use unless told otherwise: half of this machine's physical memory.
 std::int64_t default_memory_budget();
 
 struct TrainOptions {
-  PatchCoreOptions model;  // calibration_folds 0: 5 for a false-alarm-rate policy
+  // calibration_folds 0: 5 for a false-alarm-rate policy. A reduced `precision` is checked
+  // against fp32 (PrecisionAgreement): refused when a calibration verdict flips or the labelled
+  // test split's image AUROC moves by more than 0.005.
+  PatchCoreOptions model;
+  // --precision auto: a reduced precision the check refuses falls back to fp32 (a note says so)
+  // instead of failing the training.
+  bool precision_fallback = false;
   ThresholdPolicy thresholds;
   bool evaluate = true;        // on the labelled test split, when the category has one
   EvaluateOptions evaluation;  // pictures; its decide_thresholds is set here
@@ -57,8 +66,9 @@ struct TrainResult {
   std::vector<std::string> notes;  // what the user should read: a tightened rate, ...
 };
 
-// Throws pv::Error for unreadable images or impossible options (f1 without a labelled test split
-// with defects, a false-alarm rate outside (0, 1)).
+// Throws pv::Error for unreadable images, impossible options (f1 without a labelled test split
+// with defects, a false-alarm rate outside (0, 1)) or a reduced precision the agreement check
+// refuses (without precision_fallback).
 TrainResult train_category(const Category& category, const TrainOptions& options);
 
 // The similarities of good images the similarity rule is set on: for each training image in

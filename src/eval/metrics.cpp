@@ -81,6 +81,41 @@ double auroc(std::span<const float> scores, std::span<const std::uint8_t> labels
   return auroc(roc_curve(scores, labels));
 }
 
+namespace {
+
+std::vector<double> ranks(std::span<const float> values) {
+  std::vector<std::size_t> order(values.size());
+  std::iota(order.begin(), order.end(), std::size_t{0});
+  std::sort(order.begin(), order.end(), [&](auto a, auto b) { return values[a] < values[b]; });
+  std::vector<double> rank(values.size());
+  for (std::size_t i = 0; i < order.size();) {
+    std::size_t j = i;
+    while (j + 1 < order.size() && values[order[j + 1]] == values[order[i]]) ++j;
+    for (std::size_t k = i; k <= j; ++k) rank[order[k]] = (static_cast<double>(i + j) / 2) + 1;
+    i = j + 1;
+  }
+  return rank;
+}
+
+}  // namespace
+
+double rank_correlation(std::span<const float> a, std::span<const float> b) {
+  if (a.size() != b.size()) throw Error("rank correlation of series of different lengths");
+  if (a.size() < 2) return 1;
+  const std::vector<double> ra = ranks(a), rb = ranks(b);
+  const double n = static_cast<double>(a.size());
+  const double mean = (n + 1) / 2;
+  double cov = 0, va = 0, vb = 0;
+  for (std::size_t i = 0; i < ra.size(); ++i) {
+    cov += (ra[i] - mean) * (rb[i] - mean);
+    va += (ra[i] - mean) * (ra[i] - mean);
+    vb += (rb[i] - mean) * (rb[i] - mean);
+  }
+  if (va == 0 && vb == 0) return 1;
+  if (va == 0 || vb == 0) return 0;
+  return cov / std::sqrt(va * vb);
+}
+
 F1Threshold f1_optimal_threshold(std::span<const float> scores,
                                  std::span<const std::uint8_t> labels) {
   check(scores, labels);

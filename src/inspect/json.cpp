@@ -73,6 +73,15 @@ Json thresholds(const Thresholds& t) {
           {"source", t.source}};
 }
 
+Json agreement(const PrecisionAgreement& a) {
+  return {{"images", a.images},
+          {"max_relative_difference", a.max_relative_difference},
+          {"rank_correlation", a.rank_correlation},
+          {"verdict_flips", a.verdict_flips},
+          {"auroc", number_or_null(a.auroc)},
+          {"auroc_fp32", number_or_null(a.auroc_fp32)}};
+}
+
 Json model(const ModelInfo& info) {
   return {{"category", info.category},
           {"backbone", info.backbone.backbone},
@@ -81,6 +90,8 @@ Json model(const ModelInfo& info) {
           {"train_images", info.train_images},
           {"created", info.created},
           {"revision", info.revision},
+          {"precision", precision_name(info.backbone.precision)},
+          {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
           {"thresholds", info.thresholds ? thresholds(*info.thresholds) : Json()}};
 }
 
@@ -91,6 +102,7 @@ Json timings(const PredictTimings& t) {
           {"backbone_s", t.backbone_seconds},
           {"search_s", t.search_seconds},
           {"map_s", t.map_seconds},
+          {"recomputed_in_float32", t.recomputed_in_float32},
           {"ms_per_image",
            {{"read", t.read_seconds * per_image},
             {"backbone", t.backbone_seconds * per_image},

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -144,17 +145,22 @@ struct Embedder::Impl {
   mutable std::string weights_sha256;  // of the weights file, computed when first needed
   nn::PreprocessOptions preprocess;
   nn::ResNet network{nullptr};
-  std::optional<nn::FusedResNet> fused;  // absent until the weights are final
+  // Absent until the weights are final. Shared with the views with_precision() makes: prepared
+  // forms are added only before anything else can see it (set_precision()).
+  std::shared_ptr<nn::FusedResNet> fused;
+  Precision precision = Precision::kFloat32;  // what embed() runs
+  nn::ActivationRanges ranges;                // int8's, once measured or restored
   bool pretrained = false;
   bool carried = false;  // restored from tensors a model file carries
 
   // The network on `batch` (N x 3 x S x S), batch_size inputs at a time; N x grid floats to out.
-  void embed_batch(const at::Tensor& batch, float* out) const {
+  // `recomputed`: adds the images int8 handed to float32 (FusedResNet::forward).
+  void embed_batch(const at::Tensor& batch, float* out, std::int64_t* recomputed = nullptr) const {
     const at::InferenceMode inference;
     const std::int64_t step = options.batch_size;
     for (std::int64_t start = 0; start < batch.size(0); start += step) {
-      const nn::Features features =
-          fused->forward(batch.narrow(0, start, std::min(step, batch.size(0) - start)));
+      const nn::Features features = fused->forward(
+          batch.narrow(0, start, std::min(step, batch.size(0) - start)), precision, recomputed);
       // N x C x H x W, channels-last in memory, so the NHWC copy below is a plain memcpy.
       const at::Tensor nhwc =
           nn::patch_embeddings(features.layer2, features.layer3).permute({0, 2, 3, 1}).contiguous();
@@ -223,7 +229,7 @@ void Embedder::Impl::build(const EmbedderOptions& opts) {
       throw Error(e.what() + backbone_hint(options, file));
     }
     pretrained = true;
-    fused.emplace(*network);
+    fused = std::make_shared<nn::FusedResNet>(*network);
   } else {
     network->reset_parameters(opts.seed);
   }
@@ -304,9 +310,10 @@ Embedder Embedder::restore(const BackboneState& state, const EmbedderOptions& op
                     " holds NaN, infinite or negative variance values");
       }
     }
-    embedder.impl_->fused.emplace(network);
+    embedder.impl_->fused = std::make_shared<nn::FusedResNet>(network);
   }
   embedder.impl_->weights_sha256 = state.weights_sha256;
+  embedder.restore_precision(state);
   return embedder;
 }
 
@@ -338,7 +345,8 @@ Embedder Embedder::restore_carried(const BackboneState& state, EmbedderOptions w
   embedder.impl_->pretrained = true;
   embedder.impl_->carried = true;
   embedder.impl_->weights_sha256 = state.weights_sha256;
-  embedder.impl_->fused.emplace(network);
+  embedder.impl_->fused = std::make_shared<nn::FusedResNet>(network);
+  embedder.restore_precision(state);
   return embedder;
 }
 
@@ -346,7 +354,12 @@ BackboneState Embedder::state(bool carry_weights) const {
   impl_->require_ready();
   BackboneState state{.backbone = impl_->options.backbone,
                       .weights = impl_->options.weights,
-                      .seed = impl_->options.seed};
+                      .seed = impl_->options.seed,
+                      .precision = impl_->precision};
+  if (impl_->precision == Precision::kInt8) {
+    state.activation_min = impl_->ranges.min;
+    state.activation_max = impl_->ranges.max;
+  }
   if (impl_->pretrained && (carry_weights || impl_->carried)) {
     const auto every = [](const std::string&) { return true; };
     state.weights.clear();
@@ -378,7 +391,7 @@ bool Embedder::pretrained() const {
   return impl_->pretrained;
 }
 bool Embedder::ready() const {
-  return impl_->fused.has_value();
+  return impl_->fused != nullptr;
 }
 const EmbedderOptions& Embedder::options() const {
   return impl_->options;
@@ -439,7 +452,66 @@ void Embedder::calibrate(std::span<const std::filesystem::path> images) {
     progress.advance(batch->consumed);
     return std::move(batch->inputs);
   });
-  impl_->fused.emplace(*impl_->network);
+  impl_->fused = std::make_shared<nn::FusedResNet>(*impl_->network);
+  impl_->precision = Precision::kFloat32;  // new weights: reduced forms are prepared again
+  impl_->ranges = {};
+}
+
+void Embedder::set_precision(Precision precision,
+                             std::span<const std::filesystem::path> calibration) {
+  impl_->require_ready();
+  if (precision == Precision::kInt8 && impl_->ranges.batches == 0) {
+    if (calibration.empty()) {
+      throw Error("int8 needs calibration images to measure its activation ranges on");
+    }
+    // Evenly spaced over the images given, so that a sorted folder's variety is seen.
+    std::vector<std::filesystem::path> chosen;
+    const std::size_t count = std::min(calibration.size(), kInt8CalibrationImages);
+    for (std::size_t i = 0; i < count; ++i) {
+      chosen.push_back(calibration[i * calibration.size() / count]);
+    }
+    ProgressBar progress("int8 ranges", chosen.size());
+    BatchReader reader(chosen, impl_->options.batch_size, impl_->preprocess,
+                       impl_->options.image_limits,
+                       [this](const ImageHeader& h, std::string_view n) { check_image(h, n); });
+    nn::ActivationRanges ranges;
+    while (auto batch = reader.next()) {
+      impl_->fused->measure(batch->inputs, ranges);
+      progress.advance(batch->consumed);
+    }
+    for (float& v : ranges.min) v *= kInt8Headroom;
+    for (float& v : ranges.max) v *= kInt8Headroom;
+    impl_->ranges = std::move(ranges);
+  }
+  impl_->fused->prepare(precision, &impl_->ranges);
+  impl_->precision = precision;
+}
+
+Precision Embedder::precision() const {
+  return impl_->precision;
+}
+
+Embedder Embedder::with_precision(Precision precision) const {
+  impl_->require_ready();
+  if (!impl_->fused->prepared(precision)) {
+    throw Error(std::string("the backbone was never prepared for ") + precision_name(precision));
+  }
+  Embedder view(std::make_unique<Impl>(*impl_));
+  view.impl_->precision = precision;
+  return view;
+}
+
+void Embedder::restore_precision(const BackboneState& state) {
+  if (state.precision == Precision::kInt8) {
+    impl_->ranges = {.min = state.activation_min, .max = state.activation_max, .batches = 1};
+  }
+  try {
+    impl_->fused->prepare(state.precision, &impl_->ranges);
+  } catch (const Error& e) {
+    throw Error(std::string("model's ") + precision_name(state.precision) +
+                " backbone: " + e.what());
+  }
+  impl_->precision = state.precision;
 }
 
 void Embedder::embed_each(std::span<const std::filesystem::path> images,
@@ -455,7 +527,8 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
     const double read = clock.lap();
     PatchEmbeddings embeddings = impl_->allocate(static_cast<std::size_t>(batch->inputs.size(0)));
     embeddings.layouts = std::move(batch->layouts);
-    impl_->embed_batch(batch->inputs, embeddings.values.data());
+    impl_->embed_batch(batch->inputs, embeddings.values.data(),
+                       timings != nullptr ? &timings->recomputed_in_float32 : nullptr);
     if (timings != nullptr) {
       timings->read_seconds += read;
       timings->backbone_seconds += clock.lap();

@@ -9,6 +9,7 @@
 #include <ATen/ATen.h>
 
 #include <patchvec/error.h>
+#include <patchvec/log.h>
 #include <patchvec/model.h>
 #include <patchvec/stopwatch.h>
 #include <patchvec/system.h>
@@ -180,6 +181,31 @@ void Model::Impl::score(const PatchEmbeddings& batch, std::span<const std::size_
 
 namespace {
 
+// The precision a loaded model runs in (ModelLoadOptions::precision): its own or fp32.
+Precision run_precision(const ModelInfo& info, std::optional<Precision> asked,
+                        const std::string& where) {
+  const Precision own = info.backbone.precision;
+  if (asked) {
+    if (*asked != own && *asked != Precision::kFloat32) {
+      throw Error(where + "was trained and checked in " + precision_name(own) + "; " +
+                  precision_name(*asked) + " was never checked against its thresholds: run it in " +
+                  (own == Precision::kFloat32 ? std::string("fp32")
+                                              : precision_name(own) + std::string(" or fp32")) +
+                  ", or train it with --precision " + precision_name(*asked));
+    }
+    require_precision(*asked, "--precision");
+    return *asked;
+  }
+  const std::string why = precision_unsupported(own);
+  if (why.empty()) return own;
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    log::warn(where + "trained in " + std::string(precision_name(own)) +
+              ", runs in fp32 here: " + why);
+  });
+  return Precision::kFloat32;
+}
+
 // Applies ModelLoadOptions::tiling to a loaded model's record.
 void override_tiling(ModelInfo& info, const TilingOverride& change) {
   TilingOptions tiling = info.options.embedder.tiling;
@@ -212,12 +238,12 @@ struct BackboneCache::Impl {
                                               const EmbedderOptions& runtime,
                                               const Restore& restore) {
     const TilingOptions& t = runtime.tiling;
-    const std::string key = state.backbone + "/" + state.weights_sha256 + "/" +
-                            sha256_hex(state.batchnorm) + "/" + std::to_string(runtime.image_size) +
-                            "/" + std::to_string(runtime.crop_size) + "/" + std::to_string(t.size) +
-                            "/" + std::to_string(t.overlap) + "/" + std::to_string(t.scale) + "/" +
-                            std::to_string(runtime.batch_size) + "/" +
-                            std::to_string(runtime.image_limits.max_pixels);
+    const std::string key =
+        state.backbone + "/" + state.weights_sha256 + "/" + sha256_hex(state.batchnorm) + "/" +
+        std::to_string(runtime.image_size) + "/" + std::to_string(runtime.crop_size) + "/" +
+        std::to_string(t.size) + "/" + std::to_string(t.overlap) + "/" + std::to_string(t.scale) +
+        "/" + std::to_string(runtime.batch_size) + "/" +
+        std::to_string(runtime.image_limits.max_pixels) + "/" + precision_name(state.precision);
     const std::lock_guard lock(mutex);
     if (auto alive = backbones[key].lock()) return alive;
     auto made = std::make_shared<const Embedder>(restore());
@@ -283,6 +309,7 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
     }
     info.backbone.batchnorm = std::move(contents.batchnorm);
     BackboneState state = info.backbone;
+    state.precision = run_precision(info, options.precision, where);
     // Carried weights live in the embedder only; save() asks it for them again.
     state.tensors = std::move(contents.backbone);
     if (!options.weights.empty() && !state.tensors.empty()) {
@@ -360,6 +387,7 @@ std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> im
     if (timings != nullptr) {
       timings->read_seconds += embed_timings.read_seconds;
       timings->backbone_seconds += embed_timings.backbone_seconds;
+      timings->recomputed_in_float32 += embed_timings.recomputed_in_float32;
       timings->images += static_cast<std::int64_t>(images.size());
     }
     return predictions;
@@ -399,9 +427,35 @@ std::vector<Prediction> Model::score(const PatchEmbeddings& embeddings) const {
   });
 }
 
-std::span<const float> Model::memory_bank() const {
-  const at::Tensor& bank = impl_->scorer.bank();
-  return {bank.data_ptr<float>(), static_cast<std::size_t>(bank.numel())};
+std::vector<float> Model::memory_bank() const {
+  const at::Tensor bank = impl_->scorer.bank().to(at::kFloat).contiguous();
+  return {bank.data_ptr<float>(), bank.data_ptr<float>() + bank.numel()};
+}
+
+Precision Model::precision() const {
+  return impl_->embedder.precision();
+}
+
+Model Model::with_precision(Precision precision) const {
+  const Precision own = impl_->info.backbone.precision;
+  if (precision != own && precision != Precision::kFloat32) {
+    throw Error(std::string("the ") + impl_->info.category + " model was trained in " +
+                precision_name(own) + "; it runs in that or fp32, not " +
+                precision_name(precision));
+  }
+  auto view = std::make_shared<const Embedder>(impl_->embedder.with_precision(precision));
+  if (precision == own || !impl_->fp32_bank.defined()) {
+    return Model(std::make_unique<Impl>(impl_->info, std::move(view), impl_->scorer));
+  }
+  // Freshly fitted: the float32 model itself, as training in fp32 would have made it.
+  ModelInfo info = impl_->info;
+  info.backbone.precision = info.options.precision = Precision::kFloat32;
+  info.backbone.activation_min.clear();
+  info.backbone.activation_max.clear();
+  info.agreement.reset();
+  info.thresholds.reset();
+  patchcore::Scorer scorer(impl_->fp32_bank, {.num_neighbors = info.options.num_neighbors});
+  return Model(std::make_unique<Impl>(std::move(info), std::move(view), std::move(scorer)));
 }
 
 void Model::set_thresholds(const Thresholds& thresholds) {
@@ -410,6 +464,10 @@ void Model::set_thresholds(const Thresholds& thresholds) {
 
 void Model::set_similarity_rule(const SimilarityRule& rule) {
   impl_->info.similarity = rule;
+}
+
+void Model::set_agreement(const PrecisionAgreement& agreement) {
+  impl_->info.agreement = agreement;
 }
 
 float Model::normalize_image(float score) const {

@@ -43,14 +43,19 @@ std::span<const std::byte> bytes_of(const at::Tensor& tensor) {
 void check_bank_values(const at::Tensor& bank, const std::string& where) {
   // Features of a backbone are far below this; beyond it squared distances overflow float32.
   constexpr float kMaxBankValue = 1e12f;
-  if (!at::isfinite(bank).all().item<bool>() || bank.abs().max().item<float>() > kMaxBankValue) {
+  const at::Tensor values = bank.to(at::kFloat);
+  if (!at::isfinite(values).all().item<bool>() ||
+      values.abs().max().item<float>() > kMaxBankValue) {
     throw Error(where + "section bank: holds NaN, infinite or implausibly large values");
   }
 }
 
 void write_model_file(const std::filesystem::path& path, const ModelFileContents& contents) {
-  const at::Tensor bank = contents.bank.to(at::kFloat).contiguous();
-  std::vector<Section> sections = {{"bank", bytes_of(bank), "F32", bank.sizes().vec()}};
+  const bool half = contents.bank.scalar_type() == at::kBFloat16;
+  const at::Tensor bank =
+      half ? contents.bank.contiguous() : contents.bank.to(at::kFloat).contiguous();
+  std::vector<Section> sections = {
+      {"bank", bytes_of(bank), half ? "BF16" : "F32", bank.sizes().vec()}};
   at::Tensor neighbors;  // outlives `sections`, which point into it
   if (contents.bank_neighbors.defined()) {
     neighbors = contents.bank_neighbors.to(at::kInt).contiguous();
@@ -110,11 +115,12 @@ struct SectionEntry {
   std::vector<std::int64_t> shape;
 };
 
-const std::map<std::string, std::pair<std::string, std::uint64_t>> kSectionTypes = {
-    {"bank", {"F32", 4}},
-    {"bank_neighbors", {"I32", 4}},
-    {"batchnorm", {"U8", 1}},
-    {"backbone", {"U8", 1}}};
+// Each section's possible element types and their sizes.
+const std::map<std::string, std::map<std::string, std::uint64_t>> kSectionTypes = {
+    {"bank", {{"F32", 4}, {"BF16", 2}}},
+    {"bank_neighbors", {{"I32", 4}}},
+    {"batchnorm", {{"U8", 1}}},
+    {"backbone", {{"U8", 1}}}};
 
 std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint64_t data_begin,
                                         std::uint64_t data_end, const std::string& where) {
@@ -135,8 +141,12 @@ std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint6
     } catch (const nlohmann::json::exception&) {
       throw Error(field + "offset, bytes, dtype and shape must be given as numbers and text");
     }
-    if (s.dtype != type->second.first) {
-      throw Error(field + "dtype " + s.dtype + ", expected " + type->second.first);
+    const auto element = type->second.find(s.dtype);
+    if (element == type->second.end()) {
+      std::string expected;
+      for (const auto& [dtype, size] : type->second)
+        expected += (expected.empty() ? "" : " or ") + dtype;
+      throw Error(field + "dtype " + s.dtype + ", expected " + expected);
     }
     if (s.offset % kAlignment != 0) throw Error(field + "offset is not 64-byte aligned");
     if (s.offset < data_begin || s.offset > data_end || s.bytes > data_end - s.offset) {
@@ -152,7 +162,7 @@ std::vector<SectionEntry> section_table(const nlohmann::json& header, std::uint6
       }
       count *= static_cast<std::uint64_t>(dim);
     }
-    if (count * type->second.second != s.bytes) {
+    if (count * element->second != s.bytes) {
       throw Error(field + "size " + std::to_string(s.bytes) + " does not match its shape");
     }
     sections.push_back(std::move(s));
@@ -241,7 +251,7 @@ ModelFileContents read_model_bytes(std::span<const std::byte> bytes, const std::
   if (bank.shape.size() != 2 || bank.shape[0] < 1 || bank.shape[1] < 1) {
     throw Error(where + "section bank: shape must be [vectors, dimensions], both positive");
   }
-  contents.bank = at::empty(bank.shape, at::kFloat);
+  contents.bank = at::empty(bank.shape, bank.dtype == "BF16" ? at::kBFloat16 : at::kFloat);
   std::memcpy(contents.bank.data_ptr(), span_of(bank).data(), bank.bytes);
   check_bank_values(contents.bank, where);
   for (const auto& s : sections) {

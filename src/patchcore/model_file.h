@@ -3,7 +3,7 @@
 // The container of util/container.h (shared with .pvs stores), version kModelFormatVersion:
 //   magic "PATCHVEC"; field: 0 (reserved)
 //   header     JSON: metadata and the sections' offsets, sizes, shapes (padded with spaces)
-//   body       sections, 64-byte aligned: bank (F32 M x D),
+//   body       sections, 64-byte aligned: bank (F32 M x D; BF16 for reduced-precision models),
 //              bank_neighbors (I32 M x k; earlier files only: scoring searches them now),
 //              batchnorm (safetensors bytes; random backbones only),
 //              backbone (safetensors bytes; models that carry their weights)
@@ -27,7 +27,7 @@ inline constexpr std::uint32_t kModelFormatVersion = 1;
 
 struct ModelFileContents {
   nlohmann::json metadata;           // everything but the sections
-  at::Tensor bank;                   // M x D float32
+  at::Tensor bank;                   // M x D float32 or bfloat16
   at::Tensor bank_neighbors;         // M x k int64 (stored as int32); undefined: no section
   std::vector<std::byte> batchnorm;  // may be empty
   std::vector<std::byte> backbone;   // may be empty

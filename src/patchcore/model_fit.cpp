@@ -32,33 +32,64 @@ namespace {
 // patches. What the thresholds from good images are set on (train/thresholds.cpp).
 // `scored_folds`: how many of the folds are held out in turn (1: fold 0 only).
 // `layout`: every image's tiles, or null without tiling.
-void cross_fit(patchcore::MemoryBankBuilder& builder, const GridShape& grid, std::size_t images,
-               const TileLayout* layout, std::size_t folds, std::size_t scored_folds,
-               const PatchCoreOptions& options, const search::SearchOptions& search_options,
-               FitReport& report) {
+// At a reduced precision (the embedder's) each held-out image is scored twice: its float32
+// patches against the fold's float32 bank (FitReport::reference_scores), and its patches embedded
+// again in that precision against the bank in bfloat16 (held_out_scores), as the model will.
+void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
+               std::span<const std::filesystem::path> images, const TileLayout* layout,
+               std::size_t folds, std::size_t scored_folds, const PatchCoreOptions& options,
+               const search::SearchOptions& search_options, FitReport& report) {
+  const GridShape grid = embedder.grid();
   const auto inputs = layout != nullptr ? static_cast<std::int64_t>(layout->count()) : 1;
   const std::int64_t per_image = inputs * grid.height * grid.width;
   const int output =
       options.embedder.crop_size > 0 ? options.embedder.crop_size : options.embedder.image_size;
+  const patchcore::AnomalyMapOptions map_options{
+      .size = output, .sigma = options.sigma, .upsampling = options.upsampling};
+  const bool reduced = embedder.precision() != Precision::kFloat32;
+  const auto score = [&](const patchcore::Scorer& scorer, const at::Tensor& patches,
+                         std::vector<float>& scores_out, std::vector<float>& maxima_out) {
+    const patchcore::Scores scores = scorer.score(patches);
+    scores_out.push_back(scores.image_scores.max().item<float>());
+    maxima_out.push_back(
+        image_map(scores.patch_distances, layout, map_options).max().item<float>());
+  };
   for (std::size_t fold = 0; fold < scored_folds; ++fold) {
-    std::vector<bool> held_out(images);
-    for (std::size_t i = fold; i < images; i += folds) held_out[i] = true;
-    const at::Tensor bank = builder.coreset_without(
-        held_out, per_image,
-        "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds));
+    std::vector<bool> held_out(images.size());
+    std::vector<std::filesystem::path> fold_images;
+    for (std::size_t i = fold; i < images.size(); i += folds) {
+      held_out[i] = true;
+      fold_images.push_back(images[i]);
+    }
+    const std::string label =
+        "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds);
+    const at::Tensor bank = builder.coreset_without(held_out, per_image, label);
     const patchcore::Scorer scorer(
         bank, {.num_neighbors = options.num_neighbors, .search = search_options});
-    for (std::size_t i = fold; i < images; i += folds) {
+    for (std::size_t i = fold; i < images.size(); i += folds) {
       const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
                                      .reshape({inputs, grid.height, grid.width, grid.dim});
-      const patchcore::Scores scores = scorer.score(patches);
-      const at::Tensor map =
-          image_map(scores.patch_distances, layout,
-                    {.size = output, .sigma = options.sigma, .upsampling = options.upsampling});
       report.held_out_images.push_back(i);
-      report.held_out_scores.push_back(scores.image_scores.max().item<float>());
-      report.held_out_map_maxima.push_back(map.max().item<float>());
+      score(scorer, patches, reduced ? report.reference_scores : report.held_out_scores,
+            reduced ? report.reference_map_maxima : report.held_out_map_maxima);
     }
+    if (!reduced) continue;
+    const patchcore::Scorer half(
+        bank.to(at::kBFloat16), {.num_neighbors = options.num_neighbors, .search = search_options});
+    embedder.embed_each(
+        fold_images,
+        [&](const PatchEmbeddings& batch, std::span<const std::size_t>) {
+          const std::vector<std::int64_t> first = patchcore::input_offsets(batch);
+          for (std::size_t k = 0; k + 1 < first.size(); ++k) {
+            const std::span<const float> values =
+                patchcore::input_patches(batch, first[k], first[k + 1]);
+            const at::Tensor patches = at::from_blob(
+                const_cast<float*>(values.data()),
+                {first[k + 1] - first[k], grid.height, grid.width, grid.dim}, at::kFloat);
+            score(half, patches, report.held_out_scores, report.held_out_map_maxima);
+          }
+        },
+        label + " " + precision_name(embedder.precision()));
   }
 }
 
@@ -108,6 +139,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
     throw Error("the anomaly map blur sigma " + std::to_string(options.sigma) +
                 " does not fit the image size");
   }
+  require_precision(options.precision, "--precision");
   Stopwatch total;
   FitReport local;
   EmbedderOptions embedder_options = options.embedder;
@@ -117,13 +149,14 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
                                 ? std::min<std::size_t>(options.calibration_folds, images.size())
                                 : 0;
   const bool random_backbone = !embedder.ready();
+  // Held-out images must not shape the BatchNorm statistics either (see calibration_folds), nor
+  // int8's activation ranges.
+  std::vector<std::filesystem::path> seen;
+  for (std::size_t i = 0; i < images.size(); ++i) {
+    if (!random_backbone || folds < 2 || i % folds != 0) seen.push_back(images[i]);
+  }
   if (random_backbone) {
     Stopwatch clock;
-    // Held-out images must not shape the BatchNorm statistics either (see calibration_folds).
-    std::vector<std::filesystem::path> seen;
-    for (std::size_t i = 0; i < images.size(); ++i) {
-      if (folds < 2 || i % folds != 0) seen.push_back(images[i]);
-    }
     embedder.calibrate(seen);
     local.calibrate_seconds = clock.lap();
   }
@@ -144,15 +177,19 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
     if (image_embeddings != nullptr) append_image_embeddings(batch, *image_embeddings);
   });
   local.embed_seconds = clock.lap();
+  // The bank comes from float32 embeddings; from here on the backbone runs in its precision.
+  embedder.set_precision(options.precision, seen);
   search::SearchOptions search_options;
   if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
   if (folds > 1) {
-    cross_fit(builder, grid, images.size(), layout ? &*layout : nullptr, folds,
+    cross_fit(builder, embedder, images, layout ? &*layout : nullptr, folds,
               random_backbone ? 1 : folds, options, search_options, local);
     local.calibration_seconds = clock.lap();
   }
   patchcore::BankReport bank_report;
-  const at::Tensor bank = builder.finish(&bank_report);
+  const at::Tensor fp32_bank = builder.finish(&bank_report);
+  const at::Tensor bank =
+      options.precision != Precision::kFloat32 ? fp32_bank.to(at::kBFloat16) : fp32_bank;
   local.project_seconds = bank_report.project_seconds;
   local.coreset_seconds = bank_report.coreset_seconds;
   local.spilled = bank_report.spilled;
@@ -181,7 +218,9 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   local.total_seconds = total.total();
   local.peak_memory_bytes = peak_memory_bytes();
   if (report != nullptr) *report = local;
-  return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
+  auto impl = std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer));
+  if (options.precision != Precision::kFloat32) impl->fp32_bank = fp32_bank;
+  return Model(std::move(impl));
 }
 
 Model Model::from_bank(Embedder embedder, std::span<const float> bank, ModelInfo info) {
@@ -225,7 +264,7 @@ UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> ima
                       {embedded.count * g.height * g.width, g.dim}, at::kFloat)
             .clone();
     report.patches = patches.size(0);
-    const at::Tensor& bank = impl_->scorer.bank();
+    const at::Tensor bank = impl_->scorer.bank().to(at::kFloat);
     std::vector<std::int64_t> keep;
     if (info.options.projection_dim > 0) {
       // The selection's space: the same seeded projection as at fit time.
@@ -247,10 +286,13 @@ UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> ima
     }
     report.centres_added = static_cast<std::int64_t>(keep.size());
     const at::Tensor grown =
-        keep.empty() ? bank : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))});
+        (keep.empty() ? bank
+                      : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))}))
+            .to(impl_->scorer.bank().scalar_type());
     patchcore::Scorer scorer(grown, {.num_neighbors = info.options.num_neighbors});
     // Nothing above changed the model; from here on nothing can fail.
     impl_->scorer = std::move(scorer);
+    impl_->fp32_bank = at::Tensor();
     info.bank_size = grown.size(0);
     info.train_images += report.images;
     info.train_patches += report.patches;

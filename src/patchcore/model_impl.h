@@ -47,6 +47,9 @@ struct Model::Impl {
   std::shared_ptr<const Embedder> backbone;  // shared with other models (BackboneCache)
   const Embedder& embedder;                  // *backbone
   patchcore::Scorer scorer;
+  // A freshly fitted reduced-precision model's bank before it was rounded to bfloat16: what
+  // with_precision(fp32) makes the float32 model of. Undefined once loaded or updated.
+  at::Tensor fp32_bank;
 
   Impl(ModelInfo model_info, std::shared_ptr<const Embedder> shared, patchcore::Scorer bank_scorer)
       : info(std::move(model_info)),

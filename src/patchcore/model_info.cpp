@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include <ATen/ATen.h>
@@ -120,6 +121,24 @@ nlohmann::json to_json(const ModelInfo& info) {
                        {"good_images", info.similarity->good_images}};
   }
   j["revision"] = info.revision;
+  // Files of float32 models written before precisions existed have no such field.
+  j["precision"] = {{"name", precision_name(info.backbone.precision)}, {"agreement", nullptr}};
+  if (info.backbone.precision == Precision::kInt8) {
+    j["backbone"]["activation_min"] = info.backbone.activation_min;
+    j["backbone"]["activation_max"] = info.backbone.activation_max;
+  }
+  if (info.agreement) {
+    const PrecisionAgreement& a = *info.agreement;
+    const auto number_or_null = [](double v) {
+      return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+    };
+    j["precision"]["agreement"] = {{"images", a.images},
+                                   {"max_relative_difference", a.max_relative_difference},
+                                   {"rank_correlation", a.rank_correlation},
+                                   {"verdict_flips", a.verdict_flips},
+                                   {"auroc", number_or_null(a.auroc)},
+                                   {"auroc_fp32", number_or_null(a.auroc_fp32)}};
+  }
   const TilingOptions& tiling = info.options.embedder.tiling;
   if (tiling.enabled()) {
     j["preprocess"]["tiling"] = {
@@ -175,6 +194,27 @@ class Fields {
                      std::to_string(max));
     }
     return value;
+  }
+  // A list of at most `max_count` finite numbers within +-limit.
+  std::vector<float> numbers(const std::string& name, std::size_t max_count, double limit) const {
+    const auto& v = at(name);
+    if (!v.is_array() || v.size() > max_count) {
+      fail(name, "must be a list of at most " + std::to_string(max_count) + " numbers");
+    }
+    std::vector<float> out;
+    for (const auto& item : v) {
+      if (!item.is_number() || !std::isfinite(item.get<double>()) ||
+          std::abs(item.get<double>()) > limit) {
+        fail(name, "holds " + item.dump() + ", not a number within +-" + shown(limit));
+      }
+      out.push_back(item.get<float>());
+    }
+    return out;
+  }
+  // A number, or null for "not measured" (NaN).
+  double number_or_nan(const std::string& name, double min, double max) const {
+    if (at(name).is_null()) return std::numeric_limits<double>::quiet_NaN();
+    return number(name, min, max);
   }
   std::uint64_t unsigned_integer(const std::string& name) const {
     return json_integer<std::uint64_t>(at(name), "field " + name);
@@ -293,6 +333,34 @@ ModelInfo model_info_from(const nlohmann::json& j) {
                        f.integer("similarity.good_images", 0, std::int64_t{1} << 40)};
   }
   info.revision = f.has("revision") ? f.integer("revision", 1, std::int64_t{1} << 40) : 1;
+  if (f.has("precision")) {
+    info.backbone.precision = *[&] {
+      try {
+        const auto p = parse_precision(f.text("precision.name"), "field precision.name");
+        if (!p) Fields::fail("precision.name", "is 'auto', not a precision");
+        return p;
+      } catch (const Error& e) {
+        if (std::string(e.what()).starts_with("field")) throw;
+        throw Error(std::string("field precision.name: ") + e.what());
+      }
+    }();
+    info.options.precision = info.backbone.precision;
+    if (info.backbone.precision == Precision::kInt8) {
+      constexpr std::size_t kMaxTensors = 1000;  // a ResNet to layer3 quantises ~60
+      info.backbone.activation_min = f.numbers("backbone.activation_min", kMaxTensors, 1e12);
+      info.backbone.activation_max = f.numbers("backbone.activation_max", kMaxTensors, 1e12);
+    }
+    if (!f.at("precision.agreement").is_null()) {
+      info.agreement = PrecisionAgreement{
+          .images = f.integer("precision.agreement.images", 0, std::int64_t{1} << 40),
+          .max_relative_difference =
+              f.number("precision.agreement.max_relative_difference", 0, 1e30),
+          .rank_correlation = f.number("precision.agreement.rank_correlation", -1, 1),
+          .verdict_flips = f.integer("precision.agreement.verdict_flips", 0, std::int64_t{1} << 40),
+          .auroc = f.number_or_nan("precision.agreement.auroc", 0, 1),
+          .auroc_fp32 = f.number_or_nan("precision.agreement.auroc_fp32", 0, 1)};
+    }
+  }
   return info;
 }
 
@@ -302,6 +370,14 @@ void check_contents(const ModelInfo& info, const ModelFileContents& contents) {
     throw Error(carried ? "field backbone.weights is empty for pretrained weights, and no section "
                           "backbone carries them"
                         : "section backbone is there, but field backbone.weights names a file");
+  }
+  const bool half = contents.bank.scalar_type() == at::kBFloat16;
+  if (half != (info.backbone.precision != Precision::kFloat32)) {
+    throw Error(std::string("section bank is ") + (half ? "BF16" : "F32") +
+                ", but field "
+                "precision.name is " +
+                precision_name(info.backbone.precision) +
+                (half ? " (float32 models keep it in F32)" : " (reduced ones keep it in BF16)"));
   }
   if (contents.bank.size(0) != info.bank_size || contents.bank.size(1) != info.grid.dim) {
     throw Error("section bank is " + std::to_string(contents.bank.size(0)) + " x " +

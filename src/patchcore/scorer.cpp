@@ -10,7 +10,10 @@
 namespace pv::patchcore {
 
 Scorer::Scorer(const at::Tensor& bank, const ScorerOptions& options)
-    : options_(options), bank_(bank.to(at::kFloat).contiguous()), search_(bank_, options.search) {
+    : options_(options),
+      bank_(bank.scalar_type() == at::kBFloat16 ? bank.contiguous()
+                                                : bank.to(at::kFloat).contiguous()),
+      search_(bank_, options.search) {
   if (options.num_neighbors < 1) {
     throw Error("--num-neighbors must be at least 1, got " + std::to_string(options.num_neighbors));
   }
@@ -33,10 +36,10 @@ Scores Scorer::score(const at::Tensor& embeddings) const {
   // N: the k nearest bank vectors of each image's m*.
   const at::Tensor m_stars = locations.gather(1, worst).squeeze(1);
   const at::Tensor supports =
-      search_.search(bank_.index_select(0, m_stars), static_cast<int>(k)).indices;
+      search_.search(bank_.index_select(0, m_stars).to(at::kFloat), static_cast<int>(k)).indices;
   at::Tensor image_scores = at::empty({batch}, at::kFloat);
   for (std::int64_t b = 0; b < batch; ++b) {
-    const at::Tensor support = bank_.index_select(0, supports[b]);
+    const at::Tensor support = bank_.index_select(0, supports[b]).to(at::kFloat);
     const at::Tensor patch = patches[b * height * width + worst[b][0].item<std::int64_t>()];
     const at::Tensor to_support = (support - patch).pow(2).sum(1).sqrt();
     const double weight = 1.0 - at::softmax(to_support.to(at::kDouble), 0)[0].item<double>();

@@ -29,7 +29,7 @@ struct Scores {
 // Immutable after construction; score() may run on many threads at once.
 class Scorer {
  public:
-  // `bank`: M x D.
+  // `bank`: M x D, float32 or bfloat16 (kept so: a reduced-precision model's bank).
   Scorer(const at::Tensor& bank, const ScorerOptions& options);
 
   // `embeddings`: B x h x w x D.

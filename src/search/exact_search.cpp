@@ -44,6 +44,28 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) float squared_dista
   return sum;
 }
 
+// The same between a float32 vector and a bfloat16 one (a bank kept in bfloat16), exactly as
+// if the latter were widened to float32 first.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float squared_distance(
+    const float* a, const c10::BFloat16* b, std::int64_t dim) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= dim; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float d = a[i + l] - static_cast<float>(b[i + l]);
+      lanes[l] += d * d;
+    }
+  }
+  float sum = 0;
+  for (; i < dim; ++i) {
+    const float d = a[i] - static_cast<float>(b[i]);
+    sum += d * d;
+  }
+  for (const float lane : lanes) sum += lane;
+  return sum;
+}
+
 float to_float(float value) {
   return value;
 }
@@ -88,12 +110,20 @@ struct RowContext {
   const float* query;  // centred, D
   float query_squared_norm;
   float query_norm;
-  const float* bank;  // centred, M x D
+  const float* bank;              // centred, M x D; null for a bank kept in bfloat16...
+  const float* raw_query;         // ...which is measured against the query as given, D
+  const c10::BFloat16* raw_bank;  // ...in its own values, M x D
   const float* bank_squared_norms;
   const float* bank_norms;
   std::int64_t size;
   std::int64_t dim;
   double dot_error;  // see dot_error_coefficient()
+
+  // The exact squared distance to bank vector j (distances do not depend on the centring).
+  float distance(std::int64_t j) const {
+    return bank != nullptr ? squared_distance(query, bank + j * dim, dim)
+                           : squared_distance(raw_query, raw_bank + j * dim, dim);
+  }
 };
 
 // First-pass squared distances and, for each, a lower bound on the true squared distance. The
@@ -141,15 +171,13 @@ void scan_row(const RowContext& c, const T* dots, int k, std::vector<float>& scr
     for (std::int64_t j = 0; j < c.size; ++j) first.offer(approx[j], j);
   }
   TopK exact(k);
-  for (const auto j : first.indices()) {
-    exact.offer(squared_distance(c.query, c.bank + j * c.dim, c.dim), j);
-  }
+  for (const auto j : first.indices()) exact.offer(c.distance(j), j);
   // 2. Every other vector whose first-pass distance could be wrong by enough to beat it.
   for (std::int64_t j = 0; j < c.size; ++j) {
     const float limit = exact.worst();
     if (lower[j] > limit + limit * 1e-6f) continue;
     if (first.contains(j)) continue;
-    exact.offer(squared_distance(c.query, c.bank + j * c.dim, c.dim), j);
+    exact.offer(c.distance(j), j);
   }
   for (int i = 0; i < k; ++i) {
     out_distances[i] = std::sqrt(std::max(exact.values()[i], 0.0f));
@@ -164,16 +192,22 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
   if (vectors.dim() != 2 || vectors.size(0) == 0) {
     throw Error("nearest-neighbour search needs a non-empty M x D matrix");
   }
+  const bool half = vectors.scalar_type() == at::kBFloat16;
   const at::Tensor bank = vectors.to(at::kFloat).contiguous();
   mean_ = bank.mean(0);
-  centred_ = (bank - mean_).contiguous();
-  squared_norms_ = centred_.pow(2).sum(1).contiguous();
+  at::Tensor centred = (bank - mean_).contiguous();
+  squared_norms_ = centred.pow(2).sum(1).contiguous();
   norms_ = squared_norms_.sqrt().contiguous();
   precision_ = options.precision;
   if (precision_ == Precision::kAuto) {
     precision_ = cpu_has_native_bf16() ? Precision::kBFloat16 : Precision::kFloat32;
   }
-  filter_ = precision_ == Precision::kBFloat16 ? centred_.to(at::kBFloat16).contiguous() : centred_;
+  filter_ = precision_ == Precision::kBFloat16 ? centred.to(at::kBFloat16).contiguous() : centred;
+  if (half) {
+    raw_ = vectors.contiguous();  // the exact step measures these; no float32 copy is kept
+  } else {
+    centred_ = std::move(centred);
+  }
 }
 
 Neighbors ExactSearch::search(const at::Tensor& queries, int k) const {
@@ -184,7 +218,8 @@ Neighbors ExactSearch::search(const at::Tensor& queries, int k) const {
     throw Error("nearest-neighbour search: k = " + std::to_string(k) + " but the bank holds " +
                 std::to_string(size()) + " vectors");
   }
-  const at::Tensor centred = (queries.to(at::kFloat) - mean_).contiguous();
+  const at::Tensor raw = queries.to(at::kFloat).contiguous();
+  const at::Tensor centred = (raw - mean_).contiguous();
   const at::Tensor squared_norms = centred.pow(2).sum(1).contiguous();
   const std::int64_t count = centred.size(0);
   Neighbors result{at::empty({count, k}, at::kFloat), at::empty({count, k}, at::kLong)};
@@ -207,7 +242,9 @@ Neighbors ExactSearch::search(const at::Tensor& queries, int k) const {
         const RowContext context{centred.data_ptr<float>() + q * dim(),
                                  squared_norms.data_ptr<float>()[q],
                                  std::sqrt(squared_norms.data_ptr<float>()[q]),
-                                 centred_.data_ptr<float>(),
+                                 centred_.defined() ? centred_.data_ptr<float>() : nullptr,
+                                 raw.data_ptr<float>() + q * dim(),
+                                 raw_.defined() ? raw_.data_ptr<c10::BFloat16>() : nullptr,
                                  squared_norms_.data_ptr<float>(),
                                  norms_.data_ptr<float>(),
                                  size(),

@@ -34,22 +34,24 @@ struct Neighbors {
 // Immutable after construction: search() may run on many threads at once.
 class ExactSearch {
  public:
-  // `vectors`: M x D float32 (copied).
+  // `vectors`: M x D float32, or bfloat16 for a bank kept in half the memory: then distances are
+  // exact to those bfloat16 values widened (copied; no float32 copy of the bank is kept).
   explicit ExactSearch(const at::Tensor& vectors, const SearchOptions& options = {});
 
   // `queries`: Q x D float32; 1 <= k <= size().
   Neighbors search(const at::Tensor& queries, int k) const;
 
-  std::int64_t size() const { return centred_.size(0); }
-  std::int64_t dim() const { return centred_.size(1); }
+  std::int64_t size() const { return filter_.size(0); }
+  std::int64_t dim() const { return filter_.size(1); }
   Precision precision() const { return precision_; }  // kFloat32 or kBFloat16, never kAuto
 
  private:
   SearchOptions options_;
   Precision precision_;
   at::Tensor mean_;           // D
-  at::Tensor centred_;        // M x D float32
-  at::Tensor filter_;         // M x D in the first pass's precision (bf16), or centred_ itself
+  at::Tensor centred_;        // M x D float32; undefined for a bfloat16 bank...
+  at::Tensor raw_;            // ...kept as given instead, M x D bfloat16
+  at::Tensor filter_;         // M x D centred, in the first pass's precision
   at::Tensor squared_norms_;  // M
   at::Tensor norms_;          // M
 };

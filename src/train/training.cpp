@@ -17,6 +17,7 @@ std::int64_t default_memory_budget() {
 namespace {
 
 constexpr int kDefaultFolds = 5;
+constexpr double kMaxAurocChange = 0.005;  // the agreement check's bound on image AUROC
 
 std::string format(const char* pattern, double value) {
   char text[64];
@@ -161,6 +162,107 @@ std::vector<float> good_similarities(const std::vector<std::vector<float>>& trai
   return out;
 }
 
+namespace {
+
+// A model's thresholds, set on its good scores, and its evaluation on the labelled test split.
+struct Calibration {
+  Thresholds thresholds;
+  std::optional<EvaluationReport> evaluation;
+  std::vector<std::vector<float>> test_good;  // embeddings of good test images
+};
+
+Calibration calibrate(const Model& model, const Category& category, const TrainOptions& options,
+                      GoodScores good, std::vector<std::string>& notes) {
+  const ThresholdPolicy& policy = options.thresholds;
+  Calibration out;
+  const bool has_defects = std::any_of(category.test.begin(), category.test.end(),
+                                       [](const Sample& s) { return s.anomalous(); });
+  const bool has_good = std::any_of(category.test.begin(), category.test.end(),
+                                    [](const Sample& s) { return !s.anomalous(); });
+  std::optional<Thresholds> thresholds;
+  if (options.evaluate && has_defects && has_good) {
+    EvaluateOptions evaluation = options.evaluation;
+    evaluation.decide_thresholds = [&](const EvaluationReport& report) {
+      thresholds = decide(policy, category.name, good, &report, notes);
+      return *thresholds;
+    };
+    out.evaluation = evaluate(model, category, evaluation);
+    out.evaluation->used_model_thresholds = true;  // they are the model's now
+    for (const ImageResult& r : out.evaluation->images) {
+      if (!r.label) out.test_good.push_back(r.embedding);
+    }
+  } else {
+    // Good test images without defects to judge against: more good images to calibrate on.
+    std::vector<std::filesystem::path> paths;
+    for (const Sample& s : category.test) {
+      if (!s.anomalous()) paths.push_back(s.image);
+    }
+    const std::vector<Prediction> predictions =
+        paths.empty() ? std::vector<Prediction>() : model.predict(paths, "calibrate");
+    for (const Prediction& p : predictions) {
+      good.images.push_back(p.score);
+      good.map_maxima.push_back(*std::max_element(p.map.values.begin(), p.map.values.end()));
+      out.test_good.push_back(p.embedding);
+    }
+    thresholds = decide(policy, category.name, good, nullptr, notes);
+  }
+  out.thresholds = *thresholds;
+  return out;
+}
+
+// The agreement check (PrecisionAgreement): the model's held-out scores against their float32
+// counterparts, each judged by the thresholds set in its own precision.
+PrecisionAgreement agree(const FitReport& fit, const Calibration& own,
+                         const Calibration& reference) {
+  PrecisionAgreement a;
+  const auto& scores = fit.held_out_scores;
+  const auto& fp32 = fit.reference_scores;
+  a.images = static_cast<std::int64_t>(std::min(scores.size(), fp32.size()));
+  for (std::int64_t i = 0; i < a.images; ++i) {
+    const auto k = static_cast<std::size_t>(i);
+    a.max_relative_difference = std::max(
+        a.max_relative_difference, std::abs(static_cast<double>(scores[k]) - fp32[k]) /
+                                       std::max(std::abs(static_cast<double>(fp32[k])), 1e-12));
+    const bool anomalous = scores[k] >= own.thresholds.image;
+    const bool anomalous_fp32 = fp32[k] >= reference.thresholds.image;
+    if (anomalous != anomalous_fp32) ++a.verdict_flips;
+  }
+  a.rank_correlation = rank_correlation(std::span(scores).first(static_cast<std::size_t>(a.images)),
+                                        std::span(fp32).first(static_cast<std::size_t>(a.images)));
+  if (own.evaluation && reference.evaluation) {
+    a.auroc = own.evaluation->image_auroc;
+    a.auroc_fp32 = reference.evaluation->image_auroc;
+  }
+  return a;
+}
+
+// Why `a` refuses a model, in words; empty when it passes.
+std::string disagreement(const PrecisionAgreement& a) {
+  std::string why;
+  if (a.verdict_flips > 0) {
+    why = std::to_string(a.verdict_flips) + " of " + std::to_string(a.images) +
+          " calibration verdicts differ from fp32's";
+  }
+  if (std::isfinite(a.auroc) && std::abs(a.auroc - a.auroc_fp32) > kMaxAurocChange) {
+    why += (why.empty() ? "" : ", and ") + format("image AUROC %.4f", a.auroc) +
+           format(" against fp32's %.4f", a.auroc_fp32) + " (more than 0.005 apart)";
+  }
+  return why;
+}
+
+}  // namespace
+
+std::string describe(const PrecisionAgreement& a) {
+  std::string text = format("max score difference %.2f%%", 100 * a.max_relative_difference) +
+                     format(", rank correlation %.4f", a.rank_correlation) + ", " +
+                     std::to_string(a.verdict_flips) + " of " + std::to_string(a.images) +
+                     " calibration verdicts flipped";
+  if (std::isfinite(a.auroc)) {
+    text += format(", image AUROC %.4f", a.auroc) + format(" (fp32 %.4f)", a.auroc_fp32);
+  }
+  return text;
+}
+
 TrainResult train_category(const Category& category, const TrainOptions& options) {
   const ThresholdPolicy& policy = options.thresholds;
   if (policy.method == ThresholdMethod::kFalseAlarmRate &&
@@ -180,40 +282,41 @@ TrainResult train_category(const Category& category, const TrainOptions& options
                      .fit = std::move(fit),
                      .train_embeddings = std::move(train_embeddings)};
 
-  GoodScores good{result.fit.held_out_scores, result.fit.held_out_map_maxima};
-  std::vector<std::vector<float>> test_good;  // embeddings of good test images
-  std::optional<Thresholds> thresholds;
-  const bool has_defects = std::any_of(category.test.begin(), category.test.end(),
-                                       [](const Sample& s) { return s.anomalous(); });
-  const bool has_good = std::any_of(category.test.begin(), category.test.end(),
-                                    [](const Sample& s) { return !s.anomalous(); });
-  if (options.evaluate && has_defects && has_good) {
-    EvaluateOptions evaluation = options.evaluation;
-    evaluation.decide_thresholds = [&](const EvaluationReport& report) {
-      thresholds = decide(policy, category.name, good, &report, result.notes);
-      return *thresholds;
-    };
-    result.evaluation = evaluate(result.model, category, evaluation);
-    result.evaluation->used_model_thresholds = true;  // they are the model's now
-    for (const ImageResult& r : result.evaluation->images) {
-      if (!r.label) test_good.push_back(r.embedding);
+  Calibration own =
+      calibrate(result.model, category, options,
+                {result.fit.held_out_scores, result.fit.held_out_map_maxima}, result.notes);
+  const Precision precision = result.model.info().backbone.precision;
+  if (precision != Precision::kFloat32) {
+    // The same calibration of the float32 model (the fit kept its bank), for the check.
+    Model reference = result.model.with_precision(Precision::kFloat32);
+    std::vector<std::string> reference_notes;  // said once already, by the model's calibration
+    TrainOptions quiet = options;              // its pictures would overwrite the model's
+    quiet.evaluation.overlays_dir.clear();
+    quiet.evaluation.roc_png.clear();
+    Calibration fp32 =
+        calibrate(reference, category, quiet,
+                  {result.fit.reference_scores, result.fit.reference_map_maxima}, reference_notes);
+    const PrecisionAgreement agreement = agree(result.fit, own, fp32);
+    const std::string why = disagreement(agreement);
+    const std::string name = precision_name(precision);
+    if (!why.empty() && !options.precision_fallback) {
+      throw Error("category " + category.name + ": " + name + " refused: " + why +
+                  "; train with --precision fp32, or --precision auto to fall back to it");
     }
-  } else {
-    // Good test images without defects to judge against: more good images to calibrate on.
-    std::vector<std::filesystem::path> paths;
-    for (const Sample& s : category.test) {
-      if (!s.anomalous()) paths.push_back(s.image);
+    if (!why.empty()) {
+      result.notes.push_back(category.name + ": " + name + " would change decisions (" + why +
+                             "): trained in fp32 instead");
+      result.model = std::move(reference);
+      own = std::move(fp32);
+      result.fit.held_out_scores = result.fit.reference_scores;
+      result.fit.held_out_map_maxima = result.fit.reference_map_maxima;
+    } else {
+      result.model.set_agreement(agreement);
     }
-    const std::vector<Prediction> predictions =
-        paths.empty() ? std::vector<Prediction>() : result.model.predict(paths, "calibrate");
-    for (const Prediction& p : predictions) {
-      good.images.push_back(p.score);
-      good.map_maxima.push_back(*std::max_element(p.map.values.begin(), p.map.values.end()));
-      test_good.push_back(p.embedding);
-    }
-    thresholds = decide(policy, category.name, good, nullptr, result.notes);
   }
-  result.model.set_thresholds(*thresholds);
+  result.evaluation = std::move(own.evaluation);
+  const std::vector<std::vector<float>>& test_good = own.test_good;
+  result.model.set_thresholds(own.thresholds);
 
   // The similarity rule at the same rate (or 0.01 with another policy): on the training images'
   // leave-one-out similarities and the test split's good images against the training images.

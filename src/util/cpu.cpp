@@ -12,29 +12,72 @@ namespace pv {
 namespace {
 
 // oneDNN's instruction sets may be capped by the user (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA
-// before it); below AVX512_CORE_BF16 it refuses to build bf16 products at all.
-bool onednn_allows_bf16() {
+// before it); empty when they are not.
+std::string onednn_cap() {
   const char* cap = std::getenv("ONEDNN_MAX_CPU_ISA");
   if (cap == nullptr) cap = std::getenv("DNNL_MAX_CPU_ISA");
-  if (cap == nullptr || *cap == '\0') return true;
-  std::string isa(cap);
+  std::string isa(cap == nullptr ? "" : cap);
   for (char& c : isa) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-  return isa == "ALL" || isa.find("BF16") != std::string::npos ||
+  return isa == "ALL" ? "" : isa;
+}
+
+// Below AVX512_CORE_BF16 oneDNN refuses to build bf16 products at all.
+bool onednn_allows_bf16() {
+  const std::string isa = onednn_cap();
+  return isa.empty() || isa.find("BF16") != std::string::npos ||
          isa.find("AMX") != std::string::npos || isa.find("FP16") != std::string::npos ||
          isa.starts_with("AVX10");
+}
+
+// oneDNN's ISAs from AVX2_VNNI and AVX512_CORE_VNNI up use VNNI's int8 dot products.
+bool onednn_allows_vnni() {
+  const std::string isa = onednn_cap();
+  return isa.empty() || isa.find("VNNI") != std::string::npos || onednn_allows_bf16();
+}
+
+struct CpuidBits {
+  bool avx512f = false, avx512_bf16 = false, avx512_vnni = false, avx_vnni = false;
+  bool amx_bf16 = false, amx_int8 = false;
+};
+
+CpuidBits cpuid_bits() {
+  // From CPUID itself: clang 14's __builtin_cpu_supports knows none of these names.
+  __builtin_cpu_init();
+  CpuidBits bits;
+  bits.avx512f = __builtin_cpu_supports("avx512f");  // also checks that the OS enabled it
+  const bool avx2 = __builtin_cpu_supports("avx2");
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (__get_cpuid_count(7, 0, &a, &b, &c, &d)) {
+    bits.avx512_vnni = bits.avx512f && (c & (1u << 11));
+    bits.amx_bf16 = bits.avx512f && (d & (1u << 22));
+    bits.amx_int8 = bits.avx512f && (d & (1u << 25));
+  }
+  if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+    bits.avx_vnni = avx2 && (a & (1u << 4));
+    bits.avx512_bf16 = bits.avx512f && (a & (1u << 5));
+  }
+  return bits;
 }
 
 }  // namespace
 
 bool cpu_has_native_bf16() {
   if (!onednn_allows_bf16()) return false;
-  // From CPUID itself: clang 14's __builtin_cpu_supports knows neither feature's name.
-  __builtin_cpu_init();
-  if (!__builtin_cpu_supports("avx512f")) return false;  // also checks that the OS enabled it
-  unsigned a = 0, b = 0, c = 0, d = 0;
-  const bool avx512_bf16 = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
-  const bool amx_bf16 = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22));
-  return avx512_bf16 || amx_bf16;
+  const CpuidBits bits = cpuid_bits();
+  return bits.avx512_bf16 || bits.amx_bf16;
+}
+
+bool cpu_has_amx() {
+  const std::string isa = onednn_cap();
+  if (!isa.empty() && isa.find("AMX") == std::string::npos) return false;
+  const CpuidBits bits = cpuid_bits();
+  return bits.amx_bf16 && bits.amx_int8;
+}
+
+bool cpu_has_native_int8() {
+  if (!onednn_allows_vnni()) return false;
+  const CpuidBits bits = cpuid_bits();
+  return bits.avx512_vnni || bits.avx_vnni || bits.amx_int8;
 }
 
 std::string blas_core_name() {

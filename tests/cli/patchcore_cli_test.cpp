@@ -4,6 +4,7 @@
 
 #include <patchvec/image.h>
 #include <patchvec/npy.h>
+#include <patchvec/precision.h>
 
 #include "cli/run.h"
 #include "testing.h"
@@ -111,6 +112,58 @@ TEST_F(PatchCoreCli, PredictUnderACappedInstructionSet) {
     return nlohmann::json::parse(run.output)["predictions"][0]["score"].get<double>();
   };
   EXPECT_NEAR(score(capped), score(usual), 1e-4 * score(usual));
+}
+
+// --precision: a reduced-precision model trained, checked and reported; on a CPU without the
+// instructions (capped to AVX2 here) an explicit bf16 or int8 is refused in one line, auto picks
+// fp32 silently, and a reduced model runs in fp32 with one warning.
+TEST_F(PatchCoreCli, PrecisionsAndTheAvx2CappedPath) {
+  ASSERT_EQ(train_exit_, 0);
+  const std::string train = "train --data " + data() +
+                            " --category synthetic --backbone resnet18 --weights " + weights() +
+                            " --no-evaluation --json - --out ";
+  const std::string image = " " + data() + "/synthetic/test/good/000.png";
+  const std::string capped = std::string("ONEDNN_MAX_CPU_ISA=AVX2 ") + PATCHVEC_BINARY;
+  for (const char* precision : {"bf16", "int8"}) {
+    const CommandResult refused =
+        run_program(capped, train + (*dir_ / "capped").string() + " --precision " + precision);
+    EXPECT_NE(refused.exit_code, 0);
+    EXPECT_NE(refused.output.find(std::string("--precision ") + precision + ": this CPU has no"),
+              std::string::npos)
+        << refused.output;
+    EXPECT_FALSE(std::filesystem::exists(*dir_ / "capped"));
+  }
+  const CommandResult automatic =
+      run_program(capped, train + (*dir_ / "auto").string() + " --precision auto", false);
+  ASSERT_EQ(automatic.exit_code, 0) << automatic.output;
+  EXPECT_EQ(nlohmann::json::parse(automatic.output)[0]["fit"]["precision"], "fp32");
+
+  const Precision reduced = auto_precision();
+  if (reduced == Precision::kFloat32) GTEST_SKIP() << "this CPU runs no reduced precision";
+  const std::string name = precision_name(reduced);
+  const CommandResult trained = patchvec(
+      train + (*dir_ / "reduced").string() + " --precision " + name, /*merge_stderr=*/false);
+  ASSERT_EQ(trained.exit_code, 0) << trained.output;
+  const auto fit = nlohmann::json::parse(trained.output)[0]["fit"];
+  EXPECT_EQ(fit["precision"], name);
+  EXPECT_EQ(fit["agreement"]["verdict_flips"], 0);
+  EXPECT_GT(fit["timings"]["calibrate_s"].get<double>(), 0);  // the cross-fit, accounted
+  const std::string reduced_model = (*dir_ / "reduced" / "synthetic.pvm").string();
+  const CommandResult predicted = patchvec("predict --model " + reduced_model + image);
+  ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+  EXPECT_NE(predicted.output.find("precision: trained in " + name + ", running in " + name +
+                                  "; agreement with fp32 at training: max score difference"),
+            std::string::npos)
+      << predicted.output;
+  const CommandResult fallback = run_program(capped, "predict --model " + reduced_model + image);
+  ASSERT_EQ(fallback.exit_code, 0) << fallback.output;
+  EXPECT_NE(fallback.output.find("trained in " + name + ", runs in fp32 here: this CPU has no"),
+            std::string::npos)
+      << fallback.output;
+  const CommandResult refused =
+      run_program(capped, "predict --precision " + name + " --model " + reduced_model + image);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.output.find("this CPU has no"), std::string::npos) << refused.output;
 }
 
 TEST_F(PatchCoreCli, PredictWritesMapsAsNumbers) {

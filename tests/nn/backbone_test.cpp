@@ -1,8 +1,12 @@
 // Parity of our ResNets and patch embeddings with torchvision + anomalib on seeded random weights.
+#include <limits>
+
 #include <gtest/gtest.h>
 #include <torch/utils.h>
 
+#include <patchvec/embedder.h>
 #include <patchvec/error.h>
+#include <patchvec/precision.h>
 
 #include "nn/fused_resnet.h"
 #include "nn/patch_features.h"
@@ -47,6 +51,74 @@ TEST_P(Backbone, FusedInferenceFormMatchesTorchvision) {
   const at::InferenceMode inference;
   const FusedResNet fused(*network_);
   expect_matches_reference(fused.forward(batch_));
+}
+
+// Reduced precisions: the patch embeddings against torchvision's float32 ones, within the
+// tolerance each precision promises (max |difference| / max |reference|), and really computed in
+// that precision (the int8 form's layers come out of quantised tensors).
+double reduced_embedding_error(const FusedResNet& fused, const at::Tensor& batch,
+                               Precision precision, const std::string& name) {
+  const nn::Features features = fused.forward(batch, precision);
+  EXPECT_EQ(features.layer2.scalar_type(), at::kFloat);
+  return testing::relative_error(patch_embeddings(features.layer2, features.layer3),
+                                 testing::load_reference(name + "_embedding.npy"));
+}
+
+TEST_P(Backbone, Bf16FormStaysWithinTwoPercentOfTorchvision) {
+  if (!precision_unsupported(Precision::kBFloat16).empty()) {
+    GTEST_SKIP() << precision_unsupported(Precision::kBFloat16);
+  }
+  const at::InferenceMode inference;
+  FusedResNet fused(*network_);
+  EXPECT_FALSE(fused.prepared(Precision::kBFloat16));
+  EXPECT_THROW(fused.forward(batch_, Precision::kBFloat16), Error);
+  fused.prepare(Precision::kBFloat16);
+  const double error = reduced_embedding_error(fused, batch_, Precision::kBFloat16, GetParam());
+  RecordProperty("relative_error_bf16", std::to_string(error));
+  EXPECT_LT(error, 0.02);
+  EXPECT_GT(error, testing::kParityTolerance);      // it is not the float32 form in disguise
+  expect_matches_reference(fused.forward(batch_));  // the float32 form is still exact
+}
+
+TEST_P(Backbone, Int8FormStaysWithinFivePercentOfTorchvision) {
+  if (!precision_unsupported(Precision::kInt8).empty()) {
+    GTEST_SKIP() << precision_unsupported(Precision::kInt8);
+  }
+  const at::InferenceMode inference;
+  FusedResNet fused(*network_);
+  EXPECT_THROW(fused.prepare(Precision::kInt8), Error);  // no ranges
+  ActivationRanges ranges;
+  fused.measure(batch_, ranges);
+  EXPECT_EQ(ranges.min.size(), fused.quantised_tensors());
+  ActivationRanges wrong = ranges;
+  wrong.max.pop_back();
+  wrong.min.pop_back();
+  EXPECT_THROW(fused.prepare(Precision::kInt8, &wrong), Error);
+  wrong = ranges;
+  wrong.max[3] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(fused.prepare(Precision::kInt8, &wrong), Error);
+  for (float& v : ranges.min) v *= kInt8Headroom;  // as the embedder widens them
+  for (float& v : ranges.max) v *= kInt8Headroom;
+  fused.prepare(Precision::kInt8, &ranges);
+  std::int64_t recomputed = 0;
+  const nn::Features features = fused.forward(batch_, Precision::kInt8, &recomputed);
+  EXPECT_EQ(recomputed, 0);
+  const double error =
+      testing::relative_error(patch_embeddings(features.layer2, features.layer3),
+                              testing::load_reference(GetParam() + "_embedding.npy"));
+  RecordProperty("relative_error_int8", std::to_string(error));
+  EXPECT_LT(error, 0.05);
+  EXPECT_GT(error, testing::kParityTolerance);
+
+  // Images beyond the calibrated ranges (here: three times the contrast) are computed again in
+  // float32, exactly, whatever else shares their batch.
+  const at::Tensor mixed = at::cat({batch_.narrow(0, 0, 1) * 3, batch_.narrow(0, 1, 1)});
+  recomputed = 0;
+  const nn::Features q = fused.forward(mixed, Precision::kInt8, &recomputed);
+  const nn::Features f = fused.forward(mixed);
+  EXPECT_EQ(recomputed, 1);
+  EXPECT_TRUE(at::equal(q.layer3[0], f.layer3[0]));
+  EXPECT_FALSE(at::equal(q.layer3[1], f.layer3[1]));
 }
 
 TEST_P(Backbone, EmbeddingShapeIs28x28) {

@@ -489,6 +489,93 @@ TEST_F(ModelFile, NewFieldsRoundTrip) {
   EXPECT_EQ(loaded.info().similarity->good_images, 9);
 }
 
+// Each reduced precision round-trips: the bank stays in bfloat16 (half the bytes), int8's
+// activation ranges come back, and predictions are identical after loading. Such a model also
+// runs in fp32 (the reference); another reduced precision was never checked and is refused.
+TEST_F(ModelFile, ReducedPrecisionsRoundTrip) {
+  const std::uintmax_t fp32_bytes = std::filesystem::file_size(saved());
+  for (const Precision precision : {Precision::kBFloat16, Precision::kInt8}) {
+    SCOPED_TRACE(precision_name(precision));
+    if (!precision_unsupported(precision).empty()) {
+      RecordProperty(std::string("skipped_") + precision_name(precision),
+                     precision_unsupported(precision));
+      continue;
+    }
+    PatchCoreOptions options = pretrained_options();
+    options.precision = precision;
+    Model model = Model::fit(images(false), "synthetic", options);
+    model.set_agreement({.images = 7, .max_relative_difference = 0.01, .verdict_flips = 0});
+    EXPECT_EQ(model.precision(), precision);
+    const auto path = dir_ / (std::string(precision_name(precision)) + ".pvm");
+    model.save(path);
+    EXPECT_EQ(patchcore::read_model_file(path).bank.scalar_type(), at::kBFloat16);
+    EXPECT_LT(std::filesystem::file_size(path), fp32_bytes * 6 / 10);
+    const Model loaded = Model::load(path);
+    EXPECT_EQ(loaded.precision(), precision);
+    EXPECT_EQ(loaded.info().backbone.precision, precision);
+    EXPECT_EQ(loaded.info().backbone.activation_max, model.info().backbone.activation_max);
+    EXPECT_EQ(loaded.info().backbone.activation_max.empty(), precision != Precision::kInt8);
+    ASSERT_TRUE(loaded.info().agreement.has_value());
+    EXPECT_EQ(loaded.info().agreement->images, 7);
+    EXPECT_TRUE(std::isnan(loaded.info().agreement->auroc));
+    expect_same(model.predict(images(true)), loaded.predict(images(true)));
+
+    const Model reference = Model::load(path, {.precision = Precision::kFloat32});
+    EXPECT_EQ(reference.precision(), Precision::kFloat32);
+    PredictTimings timings;
+    const auto a = loaded.predict(images(true), "predict", &timings);
+    const auto b = reference.predict(images(true));
+    int differ = 0;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+      EXPECT_NEAR(a[i].score, b[i].score, 0.05 * b[i].score);
+      differ += a[i].score != b[i].score;  // computed in the reduced precision
+    }
+    EXPECT_GT(differ, 0);
+    // int8: the blobs leave the ranges measured on good images and are computed in float32,
+    // exactly (unclipped, their scores would be 4x too low).
+    EXPECT_EQ(timings.recomputed_in_float32 > 0, precision == Precision::kInt8);
+    const Precision other = precision == Precision::kInt8 ? Precision::kBFloat16 : Precision::kInt8;
+    EXPECT_NE(load_error(path, {.precision = other}).find("was never checked"), std::string::npos);
+  }
+}
+
+TEST_F(ForgedModelFile, PrecisionFieldsAreChecked) {
+  EXPECT_NE(refusal([](Header& h) { h["precision"]["name"] = "fp16"; }).find("precision.name"),
+            std::string::npos);
+  // A reduced precision needs its bank in BF16, and float32 its bank in F32.
+  EXPECT_NE(refusal([](Header& h) { h["precision"]["name"] = "bf16"; }).find("section bank is F32"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["precision"]["name"] = "int8";
+              h["backbone"]["activation_min"] = {0.0, 1.0};
+              h["backbone"]["activation_max"] = nlohmann::json::array({1.0, "x"});
+            }).find("backbone.activation_max"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["precision"]["agreement"] = {{"images", -1}};
+            }).find("precision.agreement.images"),
+            std::string::npos);
+}
+
+// int8 ranges that do not fit the backbone, or are not intervals, are refused on loading.
+TEST_F(ModelFile, Int8RangesThatDoNotFitAreRefused) {
+  if (!precision_unsupported(Precision::kInt8).empty()) {
+    GTEST_SKIP() << precision_unsupported(Precision::kInt8);
+  }
+  PatchCoreOptions options = pretrained_options();
+  options.precision = Precision::kInt8;
+  Model::fit(images(false), "synthetic", options).save(dir_ / "int8.pvm");
+  const auto path = dir_ / "int8.pvm";
+  forge(path, [](Header& h) {
+    h["backbone"]["activation_min"].erase(0);
+    h["backbone"]["activation_max"].erase(0);
+  });
+  EXPECT_NE(load_error(path).find("activation ranges"), std::string::npos) << load_error(path);
+  Model::fit(images(false), "synthetic", options).save(path);
+  forge(path, [](Header& h) { h["backbone"]["activation_max"][2] = -5.0; });
+  EXPECT_NE(load_error(path).find("not a finite interval"), std::string::npos) << load_error(path);
+}
+
 // Incremental updates: good images join the bank without refitting.
 TEST_F(ModelFile, AddingAFalseAlarmLowersItsScore) {
   Model model = Model::fit(images(false), "synthetic", pretrained_options());

@@ -73,6 +73,20 @@ INSTANTIATE_TEST_SUITE_P(
              std::to_string(info.param.k) + "_d" + std::to_string(info.param.dim);
     });
 
+// A bank kept in bfloat16 (reduced-precision models): exact to those values widened to float32,
+// with either first pass, and no float32 copy of it kept.
+TEST(ExactSearch, ABfloat16BankIsSearchedExactly) {
+  at::set_num_threads(2);
+  const at::Tensor bank = feature_like(3000, 384, 4).to(at::kBFloat16);
+  const at::Tensor queries = feature_like(200, 384, 5);
+  for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    const ExactSearch search(bank, {.precision = precision});
+    EXPECT_EQ(search.size(), 3000);
+    EXPECT_EQ(search.dim(), 384);
+    expect_exact(search.search(queries, 3), brute_force(bank.to(at::kFloat), queries, 3));
+  }
+}
+
 TEST(ExactSearch, QueryInTheBankFindsItself) {
   const at::Tensor bank = feature_like(500, 64, 4);
   const ExactSearch search(bank, {.precision = Precision::kBFloat16});

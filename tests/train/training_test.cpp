@@ -9,6 +9,7 @@
 #include <patchvec/error.h>
 #include <patchvec/indexing.h>
 #include <patchvec/inspection.h>
+#include <patchvec/precision.h>
 #include <patchvec/synth.h>
 #include <patchvec/training.h>
 
@@ -128,6 +129,73 @@ TEST(TrainCategory, F1NeedsALabelledTestSplit) {
   EXPECT_NEAR(small.model.info().thresholds->false_alarm_rate, 1.0 / 7, 1e-9);
   ASSERT_EQ(small.notes.size(), 1u);
   EXPECT_NE(small.notes[0].find("cannot show a false-alarm rate of 0.01"), std::string::npos);
+}
+
+// The agreement check of a reduced precision: a model that agrees with fp32 records how well; one
+// whose calibration verdicts would differ (forced here by a fixed threshold between an image's
+// two scores) is refused in one line, or with precision_fallback trained in fp32 instead.
+TEST(TrainCategory, AReducedPrecisionThatFlipsAVerdictIsRefused) {
+  const Precision precision =
+      precision_unsupported(Precision::kInt8).empty() ? Precision::kInt8 : Precision::kBFloat16;
+  if (!precision_unsupported(precision).empty()) {
+    GTEST_SKIP() << precision_unsupported(precision);
+  }
+  testing::TempDir dir;
+  Category c{.name = "tile", .root = dir / "tile"};
+  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", 40))
+    c.train.push_back({.image = p});
+  TrainOptions options;
+  // A random backbone with its BatchNorm statistics estimated, as a network trained on images
+  // has them (the fixture weights' raw statistics let activations grow without bound, which no
+  // trained network does); only fold 0 of 5 is held out then.
+  options.model.embedder = {.backbone = "resnet18"};
+  options.model.coreset_ratio = 0.05;
+  options.model.precision = precision;
+  options.thresholds = parse_threshold_policy("1e9");  // nothing is anomalous: nothing flips
+  const TrainResult agreed = train_category(c, options);
+  ASSERT_TRUE(agreed.model.info().agreement.has_value());
+  const PrecisionAgreement& a = *agreed.model.info().agreement;
+  EXPECT_EQ(a.images, 8);
+  EXPECT_EQ(a.verdict_flips, 0);
+  EXPECT_GT(a.max_relative_difference, 0);  // really computed in another precision
+  EXPECT_LT(a.max_relative_difference, 0.05);
+  EXPECT_GT(a.rank_correlation, 0.9);
+  EXPECT_TRUE(std::isnan(a.auroc));  // no labelled test split
+  EXPECT_EQ(agreed.model.precision(), precision);
+
+  // A threshold between one image's two scores: that verdict flips.
+  const auto& scores = agreed.fit.held_out_scores;
+  const auto& fp32 = agreed.fit.reference_scores;
+  ASSERT_EQ(scores.size(), fp32.size());
+  std::size_t most = 0;
+  for (std::size_t i = 0; i < scores.size(); ++i) {
+    if (std::abs(scores[i] - fp32[i]) > std::abs(scores[most] - fp32[most])) most = i;
+  }
+  options.thresholds = {.method = ThresholdMethod::kFixed,
+                        .value = (scores[most] + fp32[most]) / 2};
+  try {
+    train_category(c, options);
+    FAIL() << "a flipped verdict was accepted";
+  } catch (const Error& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("refused: 1 of 8 calibration verdicts differ from fp32's"),
+              std::string::npos)
+        << message;
+    EXPECT_EQ(message.find('\n'), std::string::npos);
+  }
+  options.precision_fallback = true;
+  const TrainResult fallback = train_category(c, options);
+  EXPECT_EQ(fallback.model.precision(), Precision::kFloat32);
+  EXPECT_EQ(fallback.model.info().backbone.precision, Precision::kFloat32);
+  EXPECT_FALSE(fallback.model.info().agreement.has_value());
+  ASSERT_FALSE(fallback.notes.empty());
+  EXPECT_NE(fallback.notes.back().find("trained in fp32 instead"), std::string::npos);
+  // The fallback is the float32 model itself: its bank and scores are float32's.
+  EXPECT_EQ(fallback.fit.held_out_scores, fp32);
+  const std::vector<float> bank = fallback.model.memory_bank();
+  options.model.precision = Precision::kFloat32;
+  options.precision_fallback = false;
+  EXPECT_EQ(train_category(c, options).model.memory_bank(), bank);
 }
 
 // The similarity rule a model carries is the one inspections apply, unless overridden.

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <patchvec/error.h>
+#include <patchvec/precision.h>
 #include <patchvec/system.h>
 
 namespace pv {
@@ -26,6 +28,47 @@ TEST(Cpu, AnInstructionSetCapOnOneDnnTurnsBf16Off) {
   EXPECT_FALSE(cpu_has_native_bf16());
   ::unsetenv("DNNL_MAX_CPU_ISA");
   EXPECT_EQ(cpu_has_native_bf16(), native);
+}
+
+// int8 needs VNNI: a cap below AVX2_VNNI / AVX512_CORE_VNNI turns it off, and then the
+// precisions a CPU runs natively say why not, and auto falls back to fp32.
+TEST(Cpu, AnInstructionSetCapTurnsInt8Off) {
+  ::unsetenv("DNNL_MAX_CPU_ISA");
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  const bool native = cpu_has_native_int8();
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  EXPECT_FALSE(cpu_has_native_int8());
+  EXPECT_FALSE(cpu_has_amx());
+  EXPECT_EQ(auto_precision(), Precision::kFloat32);
+  EXPECT_NE(precision_unsupported(Precision::kInt8).find("VNNI"), std::string::npos);
+  EXPECT_NE(precision_unsupported(Precision::kBFloat16).find("BF16"), std::string::npos);
+  EXPECT_EQ(precision_unsupported(Precision::kFloat32), "");
+  try {
+    require_precision(Precision::kInt8, "--precision");
+    ADD_FAILURE() << "int8 accepted below VNNI";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("--precision int8"), std::string::npos) << e.what();
+  }
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", 1);
+  EXPECT_EQ(cpu_has_native_int8(), native);
+  EXPECT_FALSE(cpu_has_native_bf16());
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  EXPECT_EQ(cpu_has_native_int8(), native);
+  EXPECT_EQ(auto_precision(), native ? Precision::kInt8 : Precision::kFloat32);
+}
+
+TEST(Precision, NamesAndParsing) {
+  for (const Precision p : {Precision::kFloat32, Precision::kBFloat16, Precision::kInt8}) {
+    EXPECT_EQ(parse_precision(precision_name(p), "--precision"), p);
+  }
+  EXPECT_EQ(parse_precision("auto", "--precision"), std::nullopt);
+  try {
+    parse_precision("fp16", "--precision");
+    ADD_FAILURE() << "fp16 accepted";
+  } catch (const Error& e) {
+    EXPECT_EQ(std::string(e.what()),
+              "--precision: unknown precision 'fp16' (fp32, bf16, int8 or auto)");
+  }
 }
 
 }  // namespace

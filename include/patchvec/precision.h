@@ -1,0 +1,41 @@
+// The number format a backbone computes in and a memory bank is kept in. fp32 is exact (the
+// parity with torchvision and anomalib); bf16 and int8 trade a measured, recorded difference in
+// scores for speed on CPUs that multiply them natively (see docs/precision.md).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace pv {
+
+enum class Precision {
+  kFloat32,   // exact: float32 convolutions, float32 bank
+  kBFloat16,  // bfloat16 convolutions (float32 accumulation), bank in bfloat16
+  kInt8,      // int8 convolutions (per-channel weight scales, calibrated activation ranges),
+              // bank in bfloat16
+};
+
+// "fp32", "bf16", "int8": the one string form (CLI, model files, JSON).
+const char* precision_name(Precision precision);
+
+// The precision `name` spells, or nullopt for "auto" (the caller chooses: see
+// choose_precision()); throws pv::Error naming `setting` for anything else.
+std::optional<Precision> parse_precision(std::string_view name, std::string_view setting);
+
+// Why this CPU (and oneDNN's ISA cap, ONEDNN_MAX_CPU_ISA) cannot run `precision` natively, in
+// words; empty when it can. fp32 always can. bf16 needs AVX512-BF16 or AMX-BF16 (oneDNN refuses
+// bfloat16 convolutions below AVX512_CORE_BF16); int8 needs AVX512-VNNI, AVX-VNNI or AMX-INT8.
+// Thread-safe.
+std::string precision_unsupported(Precision precision);
+
+// Throws pv::Error naming `setting` when precision_unsupported() is not empty: PatchVec refuses
+// a reduced precision it would only emulate (slower than fp32, see docs/precision.md).
+void require_precision(Precision precision, std::string_view setting);
+
+// What "auto" means on this CPU: the fastest reduced precision it runs natively (int8 with
+// VNNI/AMX, else bf16 with AVX512-BF16/AMX), else fp32. The agreement check may still send a
+// model back to fp32 (pv::Model::fit).
+Precision auto_precision();
+
+}  // namespace pv

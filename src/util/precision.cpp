@@ -1,0 +1,56 @@
+#include <patchvec/error.h>
+#include <patchvec/precision.h>
+#include <patchvec/system.h>
+
+namespace pv {
+
+const char* precision_name(Precision precision) {
+  switch (precision) {
+    case Precision::kBFloat16:
+      return "bf16";
+    case Precision::kInt8:
+      return "int8";
+    case Precision::kFloat32:
+      break;
+  }
+  return "fp32";
+}
+
+std::optional<Precision> parse_precision(std::string_view name, std::string_view setting) {
+  if (name == "auto") return std::nullopt;
+  for (const Precision p : {Precision::kFloat32, Precision::kBFloat16, Precision::kInt8}) {
+    if (name == precision_name(p)) return p;
+  }
+  throw Error(std::string(setting) + ": unknown precision '" + std::string(name) +
+              "' (fp32, bf16, int8 or auto)");
+}
+
+std::string precision_unsupported(Precision precision) {
+  switch (precision) {
+    case Precision::kBFloat16:
+      if (cpu_has_native_bf16()) return "";
+      return "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX-BF16), or "
+             "ONEDNN_MAX_CPU_ISA keeps oneDNN below them";
+    case Precision::kInt8:
+      if (cpu_has_native_int8()) return "";
+      return "this CPU has no int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), "
+             "or ONEDNN_MAX_CPU_ISA keeps oneDNN below them";
+    case Precision::kFloat32:
+      break;
+  }
+  return "";
+}
+
+void require_precision(Precision precision, std::string_view setting) {
+  const std::string why = precision_unsupported(precision);
+  if (why.empty()) return;
+  throw Error(std::string(setting) + " " + precision_name(precision) + ": " + why +
+              "; emulated it would be slower than fp32, so PatchVec refuses it: use fp32 or auto");
+}
+
+Precision auto_precision() {
+  if (!precision_unsupported(Precision::kInt8).empty()) return Precision::kFloat32;
+  return Precision::kInt8;
+}
+
+}  // namespace pv
