@@ -255,6 +255,7 @@ docs/station.md has the configuration file, the message and the guarantees.)");
                 "Allow a non-loopback --host without --auth-tokens");
   cmd->add_option("--threads", flags->options.service.threads,
                   "Compute threads, shared by all lanes and requests (0 = one per core)");
+  add_run_precision_option(*cmd, flags->options.service.precision);
   cmd->callback([flags, cmd] { run_station(*flags, *cmd); });
 }
 

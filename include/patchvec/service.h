@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,7 @@
 #include <patchvec/image.h>
 #include <patchvec/inspection.h>
 #include <patchvec/inspector.h>
+#include <patchvec/precision.h>
 #include <patchvec/store.h>
 
 namespace pv {
@@ -61,6 +63,9 @@ struct ServiceOptions {
   // whole process shares); concurrent requests join one forward pass (PredictionBatcher), and
   // categories whose backbones are identical (the same pretrained weights) share one in memory.
   int threads = 0;  // 0 = one per core
+  // What each model computes in (ModelLoadOptions::precision): its own (nullopt: or fp32 where
+  // this CPU cannot run it), or fp32.
+  std::optional<Precision> precision;
   BatcherOptions batching{.max_batch = 4, .max_wait_ms = 5.0};
   InspectOptions inspect;
 };

@@ -96,7 +96,8 @@ struct InspectionService::Impl {
     const ModelLoadOptions load{.threads = o.threads,
                                 .batch_size = o.batching.max_batch,
                                 .image_limits = o.image_limits,
-                                .backbones = std::make_shared<BackboneCache>()};
+                                .backbones = std::make_shared<BackboneCache>(),
+                                .precision = o.precision};
     const InspectorOptions inspecting{
         .batching = o.batching,
         .report_images_dir = data_dir(o.report_images_dir, "report-images"),

@@ -12,6 +12,7 @@
 
 #include <patchvec/error.h>
 #include <patchvec/files.h>
+#include <patchvec/precision.h>
 #include <patchvec/station.h>
 #include <patchvec/text.h>
 
@@ -494,10 +495,14 @@ StationOptions parse_station_config(std::string_view text, const std::filesystem
   }
   const Reader r(name,
                  file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path());
-  only_keys(root, "", {"name", "state", "drain_seconds", "store", "http", "lanes"}, name);
+  only_keys(root, "", {"name", "state", "drain_seconds", "precision", "store", "http", "lanes"},
+            name);
   StationOptions options;
   if (auto v = r.text(root, "name", "name")) options.name = *v;
   if (auto v = r.path(root, "state", "state")) options.state_dir = *v;
+  if (auto v = r.text(root, "precision", "precision")) {
+    options.service.precision = parse_precision(*v, name + ": precision");
+  }
   if (auto v = r.integer(root, "drain_seconds", "drain_seconds", 0, 3600)) {
     options.drain_timeout = std::chrono::seconds(*v);
   }

@@ -145,7 +145,8 @@ struct Station::Impl final : StationView {
     const ModelLoadOptions load{.threads = s.threads,
                                 .batch_size = s.batching.max_batch,
                                 .image_limits = s.image_limits,
-                                .backbones = std::make_shared<BackboneCache>()};
+                                .backbones = std::make_shared<BackboneCache>(),
+                                .precision = s.precision};
     std::map<std::string, ServedModel> models;
     std::map<std::string, std::filesystem::path> files;  // category -> file
     for (const Lane& lane : options.lanes) {
