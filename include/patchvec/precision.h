@@ -30,12 +30,13 @@ std::optional<Precision> parse_precision(std::string_view name, std::string_view
 std::string precision_unsupported(Precision precision);
 
 // Throws pv::Error naming `setting` when precision_unsupported() is not empty: PatchVec refuses
-// a reduced precision it would only emulate (slower than fp32, see docs/precision.md).
+// a reduced precision it would only emulate (slower than fp32, see docs/precision.md). bf16 on a
+// CPU without AMX runs, with one warning that it is slower than fp32 there.
 void require_precision(Precision precision, std::string_view setting);
 
-// What "auto" means on this CPU: the fastest reduced precision it runs natively (int8 with
-// VNNI/AMX, else bf16 with AVX512-BF16/AMX), else fp32. The agreement check may still send a
-// model back to fp32 (pv::Model::fit).
+// What "auto" means on this CPU: bf16 with AMX (as fast as int8 there, and closer to fp32), else
+// int8 with VNNI, else fp32. The agreement check may still send a model back to fp32
+// (pv::train_category).
 Precision auto_precision();
 
 }  // namespace pv

@@ -97,7 +97,7 @@ class FusedResNet {
   static std::vector<Block> fold_layer(torch::nn::Sequential& layer);
   static at::Tensor run_layer(const std::vector<Block>& layer, at::Tensor x, Recorder* record);
   static at::Tensor run_quantised(const std::vector<QuantisedBlock>& layer, at::Tensor x,
-                                  at::Tensor& saturated);
+                                  std::vector<char>& saturated);
   Features forward_float(const at::Tensor& images, Precision precision, Recorder* record) const;
   Features forward_int8(const at::Tensor& images, std::int64_t* recomputed) const;
   void quantise(const ActivationRanges& ranges);

@@ -54,7 +54,12 @@ TEST(Cpu, AnInstructionSetCapTurnsInt8Off) {
   EXPECT_FALSE(cpu_has_native_bf16());
   ::unsetenv("ONEDNN_MAX_CPU_ISA");
   EXPECT_EQ(cpu_has_native_int8(), native);
+  EXPECT_EQ(auto_precision(), cpu_has_amx() ? Precision::kBFloat16
+                              : native      ? Precision::kInt8
+                                            : Precision::kFloat32);
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", 1);  // a Cascade Lake: int8 only
   EXPECT_EQ(auto_precision(), native ? Precision::kInt8 : Precision::kFloat32);
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
 }
 
 TEST(Precision, NamesAndParsing) {
