@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # A large category: 1,000 images at a 10 % coreset (784,000 training patches -> 78,400 centres)
-# under --max-memory 4G, fitted with the default (fast) coreset; then coreset selection alone,
+# under --max-memory 4G, trained the default way (fast coreset, thresholds from good images:
+# cross-fitted folds until 200 images are held out); then coreset selection alone,
 # fast against exact, on the first 200 images' real embeddings, with the covering radius measured
 # in the full 1536-d space. Ends with one summary line; fails when the peak resident memory
-# exceeds 4 GiB or coreset selection takes longer than the backbone.
+# exceeds 4 GiB or coreset selection takes longer than the backbone. The whole train's time
+# against the backbone's is printed (issue 25's target: 2x), not enforced.
 #
 #   bench/large_fit.sh [BUILD_DIR] [IMAGES] [CORESET_RATIO] [SUBSET_IMAGES]
 set -euo pipefail
@@ -14,8 +16,7 @@ subset=${4:-200}
 python=/usr/bin/python3
 work="$build/bench-data/memory"
 mkdir -p "$work"
-# A small labelled test split: thresholds F1-optimal on it, so that the fit is measured alone
-# (thresholds from good images cross-fit a second bank on the training images).
+# A small labelled test split, evaluated too.
 if [ ! -d "$work/data/sample/train/good" ] || [ ! -d "$work/data/sample/test" ] || \
    [ "$(ls "$work/data/sample/train/good" | wc -l)" -ne "$images" ]; then
   rm -rf "$work/data" "$work/subset" "$work/subset.npy"  # the subset's embeddings are of the old data
@@ -26,7 +27,7 @@ weights="$build/bench-data/patchcore/weights.safetensors"
 nproc_=$(nproc)
 start=$EPOCHREALTIME
 "$build/patchvec" -q train --data "$work/data" --category sample --weights "$weights" \
-  --coreset-ratio "$ratio" --max-memory 4G --threshold f1 --out "$work/models" --json "$work/train.json" >/dev/null
+  --coreset-ratio "$ratio" --max-memory 4G --out "$work/models" --json "$work/train.json" >/dev/null
 wall=$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN {print b - a}')
 
 # Coreset selection alone on a subset where the exact method's bank can be checked in the full
@@ -53,8 +54,10 @@ sel = {m: (float(s), float(r)) for m, s, r in
 ratio = sel["fast"][1] / sel["exact"][1]
 print(f"large fit: {fit['train_images']} images, {fit['train_patches']} patches -> bank {fit['bank_size']} "
       f"({fit['coreset_method']}), spilled {fit['spilled_to_disk']}; backbone {t['embed_s']:.0f} s, "
-      f"projection {t['project_s']:.0f} s, coreset {t['coreset_s']:.0f} s, fit {t['fit_s']:.0f} s, "
-      f"wall {wall:.0f} s, peak {peak:.2f} GiB on {sys.argv[5]} cores | {sys.argv[4]} images: "
+      f"projection {t['project_s']:.0f} s, coreset {t['coreset_s']:.0f} s, thresholds "
+      f"{t['calibrate_s']:.0f} s, fit {t['fit_s']:.0f} s, wall {wall:.0f} s "
+      f"({wall / t['embed_s']:.1f}x the backbone), peak {peak:.2f} GiB on {sys.argv[5]} cores | "
+      f"{sys.argv[4]} images: "
       f"fast {sel['fast'][0]:.1f} s vs exact {sel['exact'][0]:.1f} s, full-space covering radius "
       f"fast/exact {ratio:.4f}")
 ok = peak <= 4.0 and after <= t["embed_s"] and ratio <= 1.05

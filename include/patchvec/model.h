@@ -46,8 +46,13 @@ struct PatchCoreOptions {
   // (image i in fold i mod folds), each scored by a bank fitted on the others
   // (FitReport::held_out_scores). A random backbone's BatchNorm statistics, estimated on the
   // training images, make every image they saw look more normal; then only fold 0 is held out,
-  // kept out of that estimate too. 0 or 1: none.
+  // kept out of that estimate too. Folds are held out in turn only until `calibration_images`
+  // images are (split conformal: each fold costs a coreset of the others' patches, and a 1,000-
+  // image category needs one fold, not five). 0 or 1: none.
   int calibration_folds = 0;
+  // Held-out images enough for any false-alarm rate down to 0.005 (the conformal quantile needs
+  // 1/R - 1 of them).
+  std::size_t calibration_images = 200;
   // What the model computes in. The bank is always chosen from float32 embeddings (a reduced
   // precision changes no patch that is kept); bf16 and int8 keep it in bfloat16, embed new images
   // in their precision, and score the held-out images both ways (FitReport::reference_scores).

@@ -182,8 +182,13 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   search::SearchOptions search_options;
   if (options.max_memory_bytes > 0) search_options.max_block_bytes = options.max_memory_bytes / 16;
   if (folds > 1) {
-    cross_fit(builder, embedder, images, layout ? &*layout : nullptr, folds,
-              random_backbone ? 1 : folds, options, search_options, local);
+    // Folds of image i mod folds: the first k of them hold out at least k * floor(n / folds).
+    const std::size_t fold_size = images.size() / folds;
+    const std::size_t wanted = std::max<std::size_t>(options.calibration_images, 1);
+    const std::size_t scored =
+        random_backbone ? 1 : std::min(folds, (wanted + fold_size - 1) / fold_size);
+    cross_fit(builder, embedder, images, layout ? &*layout : nullptr, folds, scored, options,
+              search_options, local);
     local.calibration_seconds = clock.lap();
   }
   patchcore::BankReport bank_report;
