@@ -130,6 +130,20 @@ void model_file_seeds(const fs::path& out, const fs::path& scratch) {
     write(out / (thresholds ? "thresholds.pvm" : "plain.pvm"),
           std::span(bytes).first(bytes.size() - 64));
   }
+  // A reduced-precision model: the bank in BF16, int8's activation ranges, an agreement.
+  info.backbone.precision = info.options.precision = pv::Precision::kInt8;
+  info.backbone.activation_min = {-2.0f, 0.0f, 0.0f};
+  info.backbone.activation_max = {2.5f, 4.0f, 3.0f};
+  info.agreement = pv::PrecisionAgreement{.images = 5,
+                                          .max_relative_difference = 0.02,
+                                          .rank_correlation = 0.99,
+                                          .auroc = 0.9,
+                                          .auroc_fp32 = 0.91};
+  const fs::path file = scratch / "seed.pvm";
+  pv::patchcore::write_model_file(
+      file, {.metadata = pv::patchcore::to_json(info), .bank = bank.to(at::kBFloat16)});
+  const auto bytes = pv::read_file(file);
+  write(out / "int8.pvm", std::span(bytes).first(bytes.size() - 64));
 }
 
 void store_file_seeds(const fs::path& out, const fs::path& scratch) {

@@ -32,6 +32,7 @@ struct DemoArgs {
   std::string json;
   PatchCoreOptions model;
   std::string threshold = "far:0.01";
+  std::string precision = "fp32";
   std::size_t k = 10;
   std::optional<double> min_similarity;
   std::string db;  // PostgreSQL + pgvector instead of the embedded store
@@ -117,6 +118,8 @@ nlohmann::ordered_json category_json(const Category& category, const Model& mode
       {"train_images", category.train.size()},
       {"test_images", category.test.size()},
       {"bank_size", info.bank_size},
+      {"precision", precision_name(info.backbone.precision)},
+      {"agreement", info.agreement ? json::agreement(*info.agreement) : nlohmann::ordered_json()},
       {"fit_seconds", fit.total_seconds},
       {"evaluate_seconds", report.seconds}};
 }
@@ -131,8 +134,12 @@ Trained train_categories(const DemoArgs& args, const std::filesystem::path& data
   for (const std::string& name : names) {
     log::info("== " + name + ": train, evaluate, index");
     const Category category = read_category(data, name);
+    const std::optional<Precision> precision = parse_precision(args.precision, "--precision");
+    PatchCoreOptions model = args.model;
+    model.precision = precision.value_or(auto_precision());
     TrainResult result =
-        train_category(category, {.model = args.model,
+        train_category(category, {.model = model,
+                                  .precision_fallback = !precision.has_value(),
                                   .thresholds = parse_threshold_policy(args.threshold),
                                   .evaluation = {.overlays_dir = pictures / name,
                                                  .roc_png = pictures / (name + "_roc.png")}});
@@ -279,6 +286,10 @@ Without --weights it uses ImageNet weights when they are in the cache or can be 
                   "How thresholds are set: far:R (good images, false-alarm rate R), f1, or a "
                   "number (see train --help)")
       ->capture_default_str();
+  cmd->add_option("--precision", args->precision,
+                  "What the models compute in: fp32, bf16, int8 or auto (see train --help)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}));
   cmd->callback([args, cmd] {
     args->model.max_memory_bytes = default_memory_budget();
     run_demo(*args, cmd->count("--weights") > 0);

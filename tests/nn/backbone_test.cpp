@@ -1,5 +1,7 @@
 // Parity of our ResNets and patch embeddings with torchvision + anomalib on seeded random weights.
 #include <limits>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <torch/utils.h>
@@ -119,6 +121,19 @@ TEST_P(Backbone, Int8FormStaysWithinFivePercentOfTorchvision) {
   EXPECT_EQ(recomputed, 1);
   EXPECT_TRUE(at::equal(q.layer3[0], f.layer3[0]));
   EXPECT_FALSE(at::equal(q.layer3[1], f.layer3[1]));
+
+  // forward() on many threads at once (the service's and the station's threads share a model):
+  // the same features as one at a time.
+  std::vector<at::Tensor> outputs(4);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < outputs.size(); ++t) {
+    threads.emplace_back([&, t] {
+      const at::InferenceMode guard;
+      for (int i = 0; i < 3; ++i) outputs[t] = fused.forward(batch_, Precision::kInt8).layer3;
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const at::Tensor& output : outputs) EXPECT_TRUE(at::equal(output, features.layer3));
 }
 
 TEST_P(Backbone, EmbeddingShapeIs28x28) {
