@@ -65,18 +65,30 @@ std::vector<std::filesystem::path> render(const std::filesystem::path& folder,
   return paths;
 }
 
+// A tile category of `count` good training images under `root`.
+Category good_tiles(const std::filesystem::path& root, int count) {
+  Category c{.name = "tile", .root = root / "tile"};
+  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", count))
+    c.train.push_back({.image = p});
+  return c;
+}
+
+// Training with the fixture's seeded resnet18 weights (pretrained: no BatchNorm re-estimation).
+TrainOptions with_fixture_weights() {
+  TrainOptions options;
+  options.model.embedder = {.backbone = "resnet18",
+                            .weights = testing::nn_fixtures() / "resnet18.safetensors"};
+  return options;
+}
+
 // Trained on good images only at R = 0.1 (every training image cross-fitted: the fixture
 // weights need no BatchNorm re-estimation), judged on good images it never saw: the measured
 // false-alarm rate stays within the binomial tolerance of R, and defects are still found.
 TEST(TrainCategory, GoodImagesOnlyKeepTheStatedFalseAlarmRate) {
   testing::TempDir dir;
   constexpr int kTrain = 100, kNew = 200;
-  Category c{.name = "tile", .root = dir / "tile"};
-  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", kTrain))
-    c.train.push_back({.image = p});
-  TrainOptions options;
-  options.model.embedder = {.backbone = "resnet18",
-                            .weights = testing::nn_fixtures() / "resnet18.safetensors"};
+  Category c = good_tiles(dir.path(), kTrain);
+  TrainOptions options = with_fixture_weights();
   options.model.coreset_ratio = 0.05;
   options.thresholds = parse_threshold_policy("far:0.1");
   TrainResult result = train_category(c, options);
@@ -113,12 +125,8 @@ TEST(TrainCategory, GoodImagesOnlyKeepTheStatedFalseAlarmRate) {
 // fold costs a coreset), and the thresholds are set on those.
 TEST(TrainCategory, CrossFittingStopsOnceEnoughImagesAreHeldOut) {
   testing::TempDir dir;
-  Category c{.name = "tile", .root = dir / "tile"};
-  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", 20))
-    c.train.push_back({.image = p});
-  TrainOptions options;
-  options.model.embedder = {.backbone = "resnet18",
-                            .weights = testing::nn_fixtures() / "resnet18.safetensors"};
+  Category c = good_tiles(dir.path(), 20);
+  TrainOptions options = with_fixture_weights();
   options.model.coreset_ratio = 0.05;
   options.thresholds = parse_threshold_policy("far:0.2");
   options.model.calibration_images = 7;  // 5 folds of 4 images: 2 folds hold out 8
@@ -132,12 +140,8 @@ TEST(TrainCategory, CrossFittingStopsOnceEnoughImagesAreHeldOut) {
 
 TEST(TrainCategory, F1NeedsALabelledTestSplit) {
   testing::TempDir dir;
-  Category c{.name = "tile", .root = dir / "tile"};
-  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", 6))
-    c.train.push_back({.image = p});
-  TrainOptions options;
-  options.model.embedder = {.backbone = "resnet18",
-                            .weights = testing::nn_fixtures() / "resnet18.safetensors"};
+  Category c = good_tiles(dir.path(), 6);
+  TrainOptions options = with_fixture_weights();
   options.thresholds = parse_threshold_policy("f1");
   try {
     train_category(c, options);
@@ -163,9 +167,7 @@ TEST(TrainCategory, AReducedPrecisionThatFlipsAVerdictIsRefused) {
     GTEST_SKIP() << precision_unsupported(precision);
   }
   testing::TempDir dir;
-  Category c{.name = "tile", .root = dir / "tile"};
-  for (const auto& p : render(c.root / "train" / "good", "tile", "good", "train", 40))
-    c.train.push_back({.image = p});
+  Category c = good_tiles(dir.path(), 40);
   TrainOptions options;
   // A random backbone with its BatchNorm statistics estimated, as a network trained on images
   // has them (the fixture weights' raw statistics let activations grow without bound, which no
@@ -227,9 +229,7 @@ TEST(TrainCategory, InspectionsUseTheModelsSimilarityRule) {
   synth::write_dataset(dir / "data",
                        {.categories = {"tile"}, .train = 8, .test_good = 3, .test_bad = 1});
   const Category category = read_category(dir / "data", "tile");
-  TrainOptions options;
-  options.model.embedder = {.backbone = "resnet18",
-                            .weights = testing::nn_fixtures() / "resnet18.safetensors"};
+  TrainOptions options = with_fixture_weights();
   TrainResult result = train_category(category, options);
   ASSERT_TRUE(result.model.info().similarity.has_value());
   const auto store = open_embedded_store(dir / "store.pvs");
