@@ -62,7 +62,7 @@ nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
       {"precision", precision_name(info.backbone.precision)},
       {"agreement", info.agreement ? json::agreement(*info.agreement) : nlohmann::ordered_json()},
       {"timings",
-       {{"batchnorm_s", fit.calibrate_seconds},
+       {{"batchnorm_s", fit.batchnorm_seconds},
         {"embed_s", fit.embed_seconds},
         {"project_s", fit.project_seconds},
         {"coreset_s", fit.coreset_seconds},

@@ -167,7 +167,7 @@ struct ModelInfo {
 };
 
 struct FitReport {
-  double calibrate_seconds = 0;  // BatchNorm re-estimation (random backbone only)
+  double batchnorm_seconds = 0;  // BatchNorm re-estimation (random backbone only)
   double embed_seconds = 0;      // reading images and the backbone
   double project_seconds = 0;    // random projection (included in embed_seconds)
   double coreset_seconds = 0;
@@ -184,6 +184,8 @@ struct FitReport {
   // embeddings, float32 bank): what the agreement check compares them with.
   std::vector<float> reference_scores;
   std::vector<float> reference_map_maxima;
+  // The cross-fit (the held-out folds' coresets and scores, at both precisions) and, for int8,
+  // measuring its activation ranges: the thresholds' share of total_seconds.
   double calibration_seconds = 0;
 };
 

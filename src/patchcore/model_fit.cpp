@@ -158,7 +158,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   if (random_backbone) {
     Stopwatch clock;
     embedder.calibrate(seen);
-    local.calibrate_seconds = clock.lap();
+    local.batchnorm_seconds = clock.lap();
   }
   const GridShape grid = embedder.grid();
   const std::int64_t inputs = layout ? static_cast<std::int64_t>(layout->count()) : 1;
