@@ -78,28 +78,17 @@ echo "== 3. the service, 4 clients, tile"
 lua="$(cd "$(dirname "$0")" && pwd)/wrk_post.lua"
 export PATCHVEC_WRK_IMAGE
 PATCHVEC_WRK_IMAGE=$(realpath "$work/data/tile/test/good/000.png")
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; wait 2>/dev/null || true' EXIT
+source "$(dirname "$0")/serving.sh"
 for precision in fp32 bf16 int8; do
   [ -f "$work/demo-$precision/tile.pvm" ] || continue
   models="$work/serve-$precision"
   rm -rf "$models" && mkdir -p "$models" && cp "$work/demo-$precision/tile.pvm" "$models/"
   "$patchvec" -q index --model "$models/tile.pvm" --data "$work/data" >/dev/null 2>&1
-  "$patchvec" -q serve --models "$models" --port 0 >"$work/serve-$precision.log" 2>&1 &
-  server=$!
-  url=""
-  for _ in $(seq 300); do
-    url=$(grep -o 'http://[0-9.:]*/' "$work/serve-$precision.log" || true)
-    [ -n "$url" ] && break
-    sleep 0.2
-  done
-  [ -n "$url" ] || { cat "$work/serve-$precision.log"; exit 1; }
+  start_server "$patchvec" "$models" "$work/serve-$precision.log"
   sleep 2
   wrk -t2 -c4 -d20s --timeout 30s -s "$lua" "${url}v1/inspect?category=tile" | grep RESULT \
     >"$work/serve-$precision.txt" || true
-  kill "$server"
-  wait "$server" 2>/dev/null || true
-  server=""
+  stop_server
 done
 
 $python - "$work" "$threads" <<'PY'

@@ -35,29 +35,12 @@ image=$(realpath "$demo/queries/tile_good.png")
 lua="$(cd "$(dirname "$0")" && pwd)/wrk_post.lua"
 export PATCHVEC_WRK_IMAGE="$image"  # posted by bench/wrk_post.lua
 
-server=""
-trap '[ -n "$server" ] && kill $server 2>/dev/null; wait 2>/dev/null || true' EXIT
-start_server() {  # BINARY LOG: sets $server and $url
-  "$1" -q serve --models "$models" --port 0 >"$2" 2>&1 &
-  server=$!
-  url=""
-  for _ in $(seq 300); do
-    url=$(grep -o 'http://[0-9.:]*/' "$2" || true)
-    [ -n "$url" ] && break
-    sleep 0.2
-  done
-  [ -n "$url" ] || { cat "$2"; exit 1; }
-}
-stop_server() {
-  kill "$server"
-  wait "$server" 2>/dev/null || true
-  server=""
-}
+source "$(dirname "$0")/serving.sh"
 rss() { awk '/VmRSS/ {print $2}' "/proc/$server/status"; }
 
 measure() {  # NAME BINARY: one line per client count in $work/NAME.txt
   local name=$1 binary=$2
-  start_server "$binary" "$work/$name-serve.log"
+  start_server "$binary" "$models" "$work/$name-serve.log"
   sleep 2
   echo "rss_kib=$(rss)" >"$work/$name.txt"
   for clients in 1 2 4 8; do
@@ -76,7 +59,7 @@ measure() {  # NAME BINARY: one line per client count in $work/NAME.txt
 measure after "$patchvec"
 
 echo "== memory over 2 minutes of load (8 clients): RSS in MiB every 10 s"
-start_server "$patchvec" "$work/long-serve.log"
+start_server "$patchvec" "$models" "$work/long-serve.log"
 sleep 2
 wrk -t2 -c8 -d120s --timeout 30s -s "$lua" "${url}v1/inspect?category=tile" \
   >"$work/long.txt" &
