@@ -163,8 +163,12 @@ class LiveStationTest : public ::testing::Test {
     }
     return nlohmann::json::object();
   }
+  // A trigger to a camera that stopped answering is refused after Aravis's control-channel retries
+  // (5 x 500 ms), twice that when its heartbeat was retrying at the same moment: more than
+  // httplib's default 5 s read timeout (docs/station.md).
   int trigger(const std::string& lane_name = "main") const {
     httplib::Client client("127.0.0.1", port_);
+    client.set_read_timeout(std::chrono::seconds(15));
     const auto answer =
         client.Post("/v1/station/lanes/" + lane_name + "/trigger", "{}", "application/json");
     return answer ? answer->status : 0;
