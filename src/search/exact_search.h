@@ -6,16 +6,27 @@
 // filter: a rigorous bound on its rounding error says which bank vectors could still be among the
 // k nearest, and only those are measured again in float32. Results are therefore exact (to
 // float32 rounding) whichever precision the first pass used.
+//
+// A bank of thousands of vectors is partitioned into clusters of about `cluster_size` vectors,
+// each with a centre and a radius (its farthest member's distance, rounded up). A query is first
+// searched in the cluster of its nearest centre, which bounds its k-th distance from above; by the
+// triangle inequality no member of a cluster is nearer than (distance to the centre - radius), so
+// only the clusters whose bound is below it are searched too: on a 1,000-image category's bank
+// (78,400 wide_resnet50_2 patches) about 3 % of it, 4-5x faster than the whole bank in bfloat16.
+// The answer is the whole bank's, bit for bit: the same exact distances, and among equal ones the
+// lower index first. A partitioned bank's products run in float32 (a cluster's products are
+// small; bfloat16's looser bounds would cost more than they save).
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
 namespace pv::search {
 
 enum class Precision {
-  kAuto,      // bfloat16 where the CPU has it natively, else float32
+  kAuto,      // bfloat16 for a bank searched whole where the CPU has it natively, else float32
   kFloat32,   // float32 products
   kBFloat16,  // bfloat16 products (emulated, slowly, on CPUs without native support)
 };
@@ -24,6 +35,11 @@ struct SearchOptions {
   Precision precision = Precision::kAuto;
   // Upper bound on the distance block held at once (queries x bank products).
   std::int64_t max_block_bytes = std::int64_t{256} << 20;
+  // Banks of at least this many vectors are partitioned (0: never). Partitioning costs two
+  // searches of the bank against size/cluster_size of its vectors when the search is built
+  // (78,400 x 1536: about 2 s on 2 cores).
+  std::int64_t partition_min_size = 4096;
+  std::int64_t cluster_size = 64;
 };
 
 struct Neighbors {
@@ -35,7 +51,8 @@ struct Neighbors {
 class ExactSearch {
  public:
   // `vectors`: M x D float32, or bfloat16 for a bank kept in half the memory: then distances are
-  // exact to those bfloat16 values widened (copied; no float32 copy of the bank is kept).
+  // exact to those bfloat16 values widened (copied; with a bfloat16 first pass no float32 copy
+  // is kept, with a float32 one that copy is the only one).
   explicit ExactSearch(const at::Tensor& vectors, const SearchOptions& options = {});
 
   // `queries`: Q x D float32; 1 <= k <= size().
@@ -44,8 +61,17 @@ class ExactSearch {
   std::int64_t size() const { return filter_.size(0); }
   std::int64_t dim() const { return filter_.size(1); }
   Precision precision() const { return precision_; }  // kFloat32 or kBFloat16, never kAuto
+  // Number of clusters; 0 when the bank is searched whole.
+  std::int64_t clusters() const {
+    return offsets_.empty() ? 0 : static_cast<std::int64_t>(offsets_.size()) - 1;
+  }
 
  private:
+  struct Rows;
+  void partition(const at::Tensor& centred);
+  void search_whole(const Rows& rows, int k, Neighbors& out) const;
+  void search_partitioned(const Rows& rows, int k, Neighbors& out) const;
+
   SearchOptions options_;
   Precision precision_;
   at::Tensor mean_;           // D
@@ -54,6 +80,14 @@ class ExactSearch {
   at::Tensor filter_;         // M x D centred, in the first pass's precision
   at::Tensor squared_norms_;  // M
   at::Tensor norms_;          // M
+  // The partition: the rows above are stored cluster by cluster; `order_` gives each stored
+  // row's index in the bank as given; cluster c holds stored rows offsets_[c] to offsets_[c+1].
+  at::Tensor order_;                   // M int64; undefined when searched whole
+  std::vector<std::int64_t> offsets_;  // clusters + 1
+  at::Tensor centres_;                 // clusters x D float32, centred
+  at::Tensor centre_squared_norms_;    // clusters
+  at::Tensor centre_norms_;            // clusters
+  at::Tensor radii_;                   // clusters: no member is farther from its centre
 };
 
 }  // namespace pv::search

@@ -127,6 +127,62 @@ TEST(ExactSearch, DistancesThatOverflowStillGiveKNeighbours) {
   }
 }
 
+// A partitioned bank gives the whole bank's answer bit for bit: the same distances, the same
+// neighbours, ties (duplicated vectors) broken by the lower index, for either first pass and a
+// bank kept in bfloat16, in small blocks too.
+TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
+  at::set_num_threads(2);
+  at::Tensor bank = feature_like(3000, 384, 7);
+  bank.narrow(0, 2000, 50).copy_(bank.narrow(0, 100, 50));  // ties
+  const at::Tensor queries = at::cat({feature_like(300, 384, 8), bank.narrow(0, 90, 20)});
+  for (const bool half : {false, true}) {
+    const at::Tensor stored = half ? bank.to(at::kBFloat16) : bank;
+    for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+      const ExactSearch whole(stored, {.precision = precision, .partition_min_size = 0});
+      for (const std::int64_t block : {std::int64_t{256} << 20, std::int64_t{5000}}) {
+        const ExactSearch parted(stored, {.precision = precision,
+                                          .max_block_bytes = block,
+                                          .partition_min_size = 1000,
+                                          .cluster_size = 32});
+        ASSERT_EQ(whole.clusters(), 0);
+        ASSERT_GT(parted.clusters(), 40);
+        for (const int k : {1, 9}) {
+          const Neighbors expected = whole.search(queries, k);
+          const Neighbors actual = parted.search(queries, k);
+          EXPECT_TRUE(at::equal(actual.indices, expected.indices)) << "half " << half << " k " << k;
+          EXPECT_TRUE(at::equal(actual.distances, expected.distances));
+        }
+      }
+    }
+  }
+  // Brute force agrees as well (away from the ties), and a duplicated vector finds the lower
+  // index first.
+  const ExactSearch parted(bank, {.partition_min_size = 1000, .cluster_size = 32});
+  const at::Tensor unique = bank.narrow(0, 0, 2000);
+  const at::Tensor fresh = queries.narrow(0, 0, 300);
+  expect_exact(
+      ExactSearch(unique, {.partition_min_size = 1000, .cluster_size = 32}).search(fresh, 3),
+      brute_force(unique, fresh, 3));
+  const Neighbors self = parted.search(bank.narrow(0, 2000, 50), 2);
+  EXPECT_TRUE(at::equal(self.indices.select(1, 0), at::arange(100, 150, at::kLong)));
+  EXPECT_TRUE(at::equal(self.indices.select(1, 1), at::arange(2000, 2050, at::kLong)));
+}
+
+// Vectors far out (squared distances that overflow float32) and k as large as the bank.
+TEST(ExactSearch, APartitionedBankKeepsFarVectorsAndLargeK) {
+  at::Tensor bank = feature_like(600, 16, 9);
+  bank.narrow(0, 590, 10).fill_(3e19f);
+  const ExactSearch parted(bank, {.partition_min_size = 100, .cluster_size = 8});
+  ASSERT_GT(parted.clusters(), 0);
+  const Neighbors all = parted.search(bank.narrow(0, 0, 3), 600);
+  for (std::int64_t q = 0; q < 3; ++q) {
+    EXPECT_TRUE(at::equal(std::get<0>(all.indices[q].sort()), at::arange(600, at::kLong)));
+  }
+  const Neighbors whole = ExactSearch(bank, {.partition_min_size = 0}).search(bank, 4);
+  const Neighbors actual = parted.search(bank, 4);
+  EXPECT_TRUE(at::equal(actual.indices, whole.indices));
+}
+
 TEST(ExactSearch, BadArgumentsAreErrors) {
   const ExactSearch search(at::randn({10, 8}));
   EXPECT_THROW(search.search(at::randn({2, 7}), 1), Error);

@@ -1,0 +1,100 @@
+// The nearest-neighbour search of a memory bank, searched whole against partitioned: the time to
+// build each, ms per image (a batch of images' patches per call, as predict does) and whether
+// the answers are the same.
+//
+//   search_bench BANK.npy QUERIES.npy [--per-image 784] [--batch 8] [--cluster-size 64]
+//                [--precision auto] [--threads 2] [--k 1] [--skip-whole]
+//
+// BANK.npy: M x D float32 (a model's bank); QUERIES.npy: any float32 array whose last axis is D
+// (`patchvec embed` of some images: N x H x W x D).
+#include <cstdio>
+#include <string>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <CLI/CLI.hpp>
+
+#include <patchvec/npy.h>
+#include <patchvec/stopwatch.h>
+
+#include "search/exact_search.h"
+
+namespace {
+
+at::Tensor matrix(pv::FloatArray& array) {
+  const std::int64_t dim = array.shape.back();
+  const auto rows = static_cast<std::int64_t>(array.values.size()) / dim;
+  return at::from_blob(array.values.data(), {rows, dim}, at::kFloat);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app("A memory bank's search, whole against partitioned");
+  std::string bank_path, queries_path, precision_name = "auto";
+  std::int64_t per_image = 784, batch_images = 8, cluster_size = 64;
+  int threads = 2, k = 1;
+  bool skip_whole = false;
+  app.add_option("bank", bank_path, "M x D float32 .npy")->required();
+  app.add_option("queries", queries_path, "float32 .npy, last axis D")->required();
+  app.add_option("--per-image", per_image, "Queries per image (its patches)")
+      ->capture_default_str();
+  app.add_option("--batch", batch_images, "Images per call")->capture_default_str();
+  app.add_option("--cluster-size", cluster_size, "Vectors per cluster")->capture_default_str();
+  app.add_option("--precision", precision_name, "First pass: auto, fp32 or bf16")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+  app.add_option("--threads", threads, "Compute threads")->capture_default_str();
+  app.add_option("--k", k, "Neighbours")->capture_default_str();
+  app.add_flag("--skip-whole", skip_whole, "Time the partitioned search only (no comparison)");
+  CLI11_PARSE(app, argc, argv);
+  at::set_num_threads(threads);
+  pv::FloatArray bank_array = pv::read_npy(bank_path);
+  pv::FloatArray query_array = pv::read_npy(queries_path);
+  const at::Tensor bank = matrix(bank_array);
+  const at::Tensor queries = matrix(query_array);
+  const auto precision = precision_name == "fp32"   ? pv::search::Precision::kFloat32
+                         : precision_name == "bf16" ? pv::search::Precision::kBFloat16
+                                                    : pv::search::Precision::kAuto;
+  pv::Stopwatch clock;
+  const pv::search::ExactSearch whole(bank, {.precision = precision, .partition_min_size = 0});
+  const double whole_build = clock.lap();
+  const pv::search::ExactSearch parted(
+      bank, {.precision = precision, .partition_min_size = 1, .cluster_size = cluster_size});
+  const double parted_build = clock.lap();
+  const std::int64_t per_call = per_image * batch_images;
+  const std::int64_t calls = queries.size(0) / per_call;
+  const std::int64_t images = calls * batch_images;
+  double whole_seconds = 0, parted_seconds = 0;
+  bool same = true;
+  for (std::int64_t i = 0; i < calls; ++i) {
+    const at::Tensor batch = queries.narrow(0, i * per_call, per_call);
+    clock.lap();
+    if (skip_whole) {
+      parted.search(batch, k);
+      parted_seconds += clock.lap();
+      continue;
+    }
+    const pv::search::Neighbors a = whole.search(batch, k);
+    whole_seconds += clock.lap();
+    const pv::search::Neighbors b = parted.search(batch, k);
+    parted_seconds += clock.lap();
+    same = same && at::equal(a.indices, b.indices) && at::equal(a.distances, b.distances);
+  }
+  std::printf(
+      "bank %lld x %lld, %lld images of %lld queries (%lld a call), k %d, %s first pass, %lld "
+      "clusters\n"
+      "build: whole %.2f s, partitioned %.2f s\n"
+      "search: whole %.1f ms/image, partitioned %.1f ms/image (%.2fx); answers %s\n",
+      static_cast<long long>(bank.size(0)), static_cast<long long>(bank.size(1)),
+      static_cast<long long>(images), static_cast<long long>(per_image),
+      static_cast<long long>(batch_images), k,
+      parted.precision() == pv::search::Precision::kBFloat16 ? "bf16" : "fp32",
+      static_cast<long long>(parted.clusters()), whole_build, parted_build,
+      1e3 * whole_seconds / static_cast<double>(images),
+      1e3 * parted_seconds / static_cast<double>(images), whole_seconds / parted_seconds,
+      skip_whole ? "not compared"
+      : same     ? "identical"
+                 : "DIFFERENT");
+  return same ? 0 : 1;
+}
