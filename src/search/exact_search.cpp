@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
+#include <cstring>
 #include <limits>
 #include <mutex>
 #include <string>
@@ -225,6 +227,29 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) std::int64_t centre
   return nearest;
 }
 
+// Row i of the contiguous matrix becomes its row order[i] (a permutation), in place: each cycle
+// of the permutation moves its rows along with one row's worth of memory aside.
+void permute_rows(const at::Tensor& matrix, const std::int64_t* order) {
+  const std::int64_t rows = matrix.size(0);
+  const auto bytes = static_cast<std::size_t>(matrix.size(1) * matrix.element_size());
+  auto* base = static_cast<std::byte*>(matrix.data_ptr());
+  const auto row = [&](std::int64_t i) { return base + static_cast<std::size_t>(i) * bytes; };
+  std::vector<std::byte> aside(bytes);
+  std::vector<bool> placed(static_cast<std::size_t>(rows), false);
+  for (std::int64_t start = 0; start < rows; ++start) {
+    if (placed[start] || order[start] == start) continue;
+    std::memcpy(aside.data(), row(start), bytes);
+    std::int64_t at = start;
+    while (order[at] != start) {
+      std::memcpy(row(at), row(order[at]), bytes);
+      placed[at] = true;
+      at = order[at];
+    }
+    std::memcpy(row(at), aside.data(), bytes);
+    placed[at] = true;
+  }
+}
+
 // A thread's buffers for searching one cluster after another.
 struct ClusterScratch {
   explicit ClusterScratch(at::ScalarType type)
@@ -303,7 +328,19 @@ void ExactSearch::partition(const at::Tensor& centred) {
   for (std::int64_t c = 0; c < count; ++c) seed_rows.data_ptr<std::int64_t>()[c] = c * m / count;
   const at::Tensor seeds = centred.index_select(0, seed_rows);
   const SearchOptions whole{.max_block_bytes = options_.max_block_bytes, .partition_min_size = 0};
-  at::Tensor label = ExactSearch(seeds, whole).search(centred, 1).indices.squeeze(1);
+  // Each vector's nearest among `centres`, a slice of rows at a time (a search copies its queries).
+  const auto nearest = [&](const at::Tensor& centres) {
+    const ExactSearch search(centres, whole);
+    at::Tensor out = at::empty({m}, at::kLong);
+    constexpr std::int64_t kSlice = 16384;
+    for (std::int64_t first = 0; first < m; first += kSlice) {
+      const std::int64_t rows = std::min(kSlice, m - first);
+      out.narrow(0, first, rows)
+          .copy_(search.search(centred.narrow(0, first, rows), 1).indices.squeeze(1));
+    }
+    return out;
+  };
+  at::Tensor label = nearest(seeds);
   // One step of Lloyd's: each vector to its nearest cluster mean (15 % less to search).
   {
     const at::Tensor counts =
@@ -313,9 +350,8 @@ void ExactSearch::partition(const at::Tensor& centred) {
         (at::zeros({count, centred.size(1)}, at::kFloat).index_add_(0, label, centred) /
          counts.clamp_min(1).unsqueeze(1))
             .index_select(0, kept);
-    label = ExactSearch(means, whole).search(centred, 1).indices.squeeze(1);
+    label = nearest(means);
   }
-  label = label.contiguous();
   const std::int64_t* labels = label.data_ptr<std::int64_t>();
   std::vector<std::int64_t> sizes(count, 0);
   for (std::int64_t i = 0; i < m; ++i) ++sizes[labels[i]];
@@ -333,10 +369,11 @@ void ExactSearch::partition(const at::Tensor& centred) {
   std::int64_t* order = order_.data_ptr<std::int64_t>();
   for (std::int64_t i = 0; i < m; ++i) order[next[cluster_of[labels[i]]]++] = i;
 
-  at::Tensor stored = centred.index_select(0, order_);
-  centred.copy_(stored);  // callers keep their tensor: reordered in place
-  stored.reset();
-  if (raw_.defined()) raw_ = raw_.index_select(0, order_).contiguous();
+  permute_rows(centred, order);  // in place: no second copy of the bank
+  if (raw_.defined()) {
+    raw_ = raw_.clone();  // it may be the caller's
+    permute_rows(raw_, order);
+  }
 
   centres_ = at::empty({clusters, centred.size(1)}, at::kFloat);
   radii_ = at::empty({clusters}, at::kFloat);

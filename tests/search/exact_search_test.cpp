@@ -153,6 +153,8 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
           EXPECT_TRUE(at::equal(actual.distances, expected.distances));
         }
       }
+      // The caller's bank is left as it was (the search keeps its own, reordered).
+      EXPECT_TRUE(at::equal(stored, half ? bank.to(at::kBFloat16) : bank));
     }
   }
   // Brute force agrees as well (away from the ties), and a duplicated vector finds the lower
