@@ -6,6 +6,7 @@ build=${1:-build}
 bench/embed_vs_pytorch.sh "$build"
 bench/patchcore_vs_pytorch.sh "$build"
 bench/large_fit.sh "$build"
+bench/large_fit.sh "$build" 1000 0.1 200 leather
 bench/large_bank.sh "$build"
 bench/coreset_contention.sh "$build"
 bench/tiling.sh "$build"

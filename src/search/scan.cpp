@@ -1,0 +1,82 @@
+#include "search/scan.h"
+
+namespace pv::search::detail {
+namespace {
+
+float to_float(float value) {
+  return value;
+}
+float to_float(c10::BFloat16 value) {
+  return static_cast<float>(value);
+}
+
+// First-pass squared distances and, for each, a lower bound on the true squared distance. The
+// body is shared; the two entry points below are compiled for each instruction set (clang
+// cannot clone templates).
+template <typename T>
+inline __attribute__((always_inline)) void first_pass_body(const RowContext& c, const T* dots,
+                                                           float* approx, float* lower) {
+  const auto scale = static_cast<float>(2 * c.dot_error * c.query_norm);
+  const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff);
+  for (std::int64_t j = 0; j < c.size; ++j) {
+    const float a = c.query_squared_norm + c.bank_squared_norms[j] - 2 * to_float(dots[j]);
+    approx[j] = a;
+    lower[j] =
+        a - scale * c.bank_norms[j] - roundoff * (c.query_squared_norm + c.bank_squared_norms[j]);
+  }
+}
+
+}  // namespace
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) float squared_distance(
+    const float* a, const float* b, std::int64_t dim) {
+  constexpr int kLanes = 16;  // independent sums so the compiler can vectorise
+  float lanes[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= dim; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float d = a[i + l] - b[i + l];
+      lanes[l] += d * d;
+    }
+  }
+  float sum = 0;
+  for (; i < dim; ++i) sum += (a[i] - b[i]) * (a[i] - b[i]);
+  for (const float lane : lanes) sum += lane;
+  return sum;
+}
+
+// The same between a float32 vector and a bfloat16 one (a bank kept in bfloat16), exactly as
+// if the latter were widened to float32 first.
+__attribute__((target_clones("avx512f", "avx2", "default"))) float squared_distance(
+    const float* a, const c10::BFloat16* b, std::int64_t dim) {
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  std::int64_t i = 0;
+  for (; i + kLanes <= dim; i += kLanes) {
+    for (int l = 0; l < kLanes; ++l) {
+      const float d = a[i + l] - static_cast<float>(b[i + l]);
+      lanes[l] += d * d;
+    }
+  }
+  float sum = 0;
+  for (; i < dim; ++i) {
+    const float d = a[i] - static_cast<float>(b[i]);
+    sum += d * d;
+  }
+  for (const float lane : lanes) sum += lane;
+  return sum;
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(const RowContext& c,
+                                                                             const float* dots,
+                                                                             float* approx,
+                                                                             float* lower) {
+  first_pass_body(c, dots, approx, lower);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(
+    const RowContext& c, const at::BFloat16* dots, float* approx, float* lower) {
+  first_pass_body(c, dots, approx, lower);
+}
+
+}  // namespace pv::search::detail
