@@ -132,9 +132,9 @@ TEST(ExactSearch, DistancesThatOverflowStillGiveKNeighbours) {
 // bank kept in bfloat16, in small blocks too.
 TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
   at::set_num_threads(2);
-  at::Tensor bank = feature_like(3000, 384, 7);
-  bank.narrow(0, 2000, 50).copy_(bank.narrow(0, 100, 50));  // ties
-  const at::Tensor queries = at::cat({feature_like(300, 384, 8), bank.narrow(0, 90, 20)});
+  at::Tensor bank = feature_like(2000, 96, 7);
+  bank.narrow(0, 1500, 50).copy_(bank.narrow(0, 100, 50));  // ties
+  const at::Tensor queries = at::cat({feature_like(200, 96, 8), bank.narrow(0, 90, 20)});
   for (const bool half : {false, true}) {
     const at::Tensor stored = half ? bank.to(at::kBFloat16) : bank;
     for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
@@ -160,14 +160,14 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
   // Brute force agrees as well (away from the ties), and a duplicated vector finds the lower
   // index first.
   const ExactSearch parted(bank, {.partition_min_size = 1000, .cluster_size = 32});
-  const at::Tensor unique = bank.narrow(0, 0, 2000);
-  const at::Tensor fresh = queries.narrow(0, 0, 300);
+  const at::Tensor unique = bank.narrow(0, 0, 1500);
+  const at::Tensor fresh = queries.narrow(0, 0, 200);
   expect_exact(
       ExactSearch(unique, {.partition_min_size = 1000, .cluster_size = 32}).search(fresh, 3),
       brute_force(unique, fresh, 3));
-  const Neighbors self = parted.search(bank.narrow(0, 2000, 50), 2);
+  const Neighbors self = parted.search(bank.narrow(0, 1500, 50), 2);
   EXPECT_TRUE(at::equal(self.indices.select(1, 0), at::arange(100, 150, at::kLong)));
-  EXPECT_TRUE(at::equal(self.indices.select(1, 1), at::arange(2000, 2050, at::kLong)));
+  EXPECT_TRUE(at::equal(self.indices.select(1, 1), at::arange(1500, 1550, at::kLong)));
 }
 
 // Vectors far out (squared distances that overflow float32) and k as large as the bank.
