@@ -26,7 +26,8 @@ struct CentreBounds {
   const float* norms;
   const float* radii;
   std::int64_t count;
-  double dot_error;  // dot_error_coefficient() of the products with the centres
+  double dot_error;      // dot_error_coefficient() of the products with the centres
+  double norm_roundoff;  // distance_roundoff(): relative error of a computed squared norm
 };
 
 // Writes a lower bound on the query's distance to any member of each cluster (its distance to
@@ -36,7 +37,8 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) std::int64_t centre
     const CentreBounds& b, float query_squared_norm, const float* dots, float* lower) {
   const float q2 = query_squared_norm;
   const auto scale = static_cast<float>(2 * b.dot_error) * std::sqrt(q2);
-  const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff);
+  // The rounding of the sum itself, and of the two squared norms (sums of D positive terms).
+  const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff + b.norm_roundoff);
   for (std::int64_t c = 0; c < b.count; ++c) {
     const float d2 = q2 + b.squared_norms[c] - 2 * dots[c];
     const float error = scale * b.norms[c] + roundoff * (q2 + b.squared_norms[c]);
@@ -187,8 +189,12 @@ void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) co
     const at::Tensor to_centres = at::mm(query_block, centres_.t()).contiguous();
     std::vector<float> lower(static_cast<std::size_t>(n * clusters));
     std::vector<std::int64_t> home(n, 0);
-    const CentreBounds bounds{centre_squared_norms, centre_norms_.data_ptr<float>(), radii,
-                              clusters, centre_error};
+    const CentreBounds bounds{centre_squared_norms,
+                              centre_norms_.data_ptr<float>(),
+                              radii,
+                              clusters,
+                              centre_error,
+                              roundoff};
     at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t r = begin; r < end; ++r) {
         home[r] = centre_lower_bounds(bounds, rows.squared_norms.data_ptr<float>()[start + r],

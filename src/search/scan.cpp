@@ -17,7 +17,8 @@ template <typename T>
 inline __attribute__((always_inline)) void first_pass_body(const RowContext& c, const T* dots,
                                                            float* approx, float* lower) {
   const auto scale = static_cast<float>(2 * c.dot_error * c.query_norm);
-  const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff);
+  // The rounding of the sum itself, and of the two squared norms (sums of D positive terms).
+  const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff + distance_roundoff(c.dim));
   for (std::int64_t j = 0; j < c.size; ++j) {
     const float a = c.query_squared_norm + c.bank_squared_norms[j] - 2 * to_float(dots[j]);
     approx[j] = a;
