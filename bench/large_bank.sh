@@ -51,16 +51,11 @@ cp "$bank"/queries/*.png "$bank/embed/sample/train/good/"
 "$build/patchvec" -q embed --data "$bank/embed" --category sample --weights "$weights" \
   --out "$bank/queries.npy" >/dev/null
 $python - "$large" "$bank/bank.npy" <<'PY'
-import json, struct, sys
+import sys
 import numpy as np
-path, out = sys.argv[1:]
-with open(path, "rb") as f:
-    preamble = f.read(24)
-    header = json.loads(f.read(struct.unpack("<Q", preamble[16:24])[0]))
-section = header["sections"]["bank"]
-rows, dim = section["shape"]
-np.save(out, np.fromfile(path, dtype=np.float32, count=rows * dim,
-                         offset=section["offset"]).reshape(rows, dim))
+sys.path.insert(0, "bench")
+from covering_radius import pvm_bank  # the bank, straight from the model file's section table
+np.save(sys.argv[2], pvm_bank(sys.argv[1]).numpy())
 PY
 OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$($python -c "
 import ctypes
