@@ -57,15 +57,7 @@ sys.path.insert(0, "bench")
 from covering_radius import pvm_bank  # the bank, straight from the model file's section table
 np.save(sys.argv[2], pvm_bank(sys.argv[1]).numpy())
 PY
-OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-$($python -c "
-import ctypes
-try:
-    core = ctypes.CDLL('libblas.so.3').openblas_get_corename
-    core.restype = ctypes.c_char_p
-    print('SKYLAKEX' if core() == b'Prescott' else '')
-except Exception:
-    print('')")} \
-  "$build/bench/search_bench" "$bank/bank.npy" "$bank/queries.npy" --batch 8 \
+"$build/bench/search_bench" "$bank/bank.npy" "$bank/queries.npy" --batch 8 \
   | tee "$bank/search.txt"
 rm -f "$bank/bank.npy" "$bank/queries.npy"
 

@@ -8,14 +8,17 @@
 // BANK.npy: M x D float32 (a model's bank); QUERIES.npy: any float32 array whose last axis is D
 // (`patchvec embed` of some images: N x H x W x D).
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <CLI/CLI.hpp>
+#include <unistd.h>
 
 #include <patchvec/npy.h>
 #include <patchvec/stopwatch.h>
+#include <patchvec/system.h>
 
 #include "search/exact_search.h"
 
@@ -30,6 +33,11 @@ at::Tensor matrix(pv::FloatArray& array) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Float32 products go through OpenBLAS: its fast kernels, as `patchvec` itself chooses them.
+  if (const std::string core = pv::better_blas_core(); !core.empty()) {
+    ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+    ::execv("/proc/self/exe", argv);  // only returns on failure: carry on with the slow kernels
+  }
   CLI::App app("A memory bank's search, whole against partitioned");
   std::string bank_path, queries_path, precision_name = "auto";
   std::int64_t per_image = 784, batch_images = 8, cluster_size = 64;
