@@ -185,19 +185,6 @@ void print_operating_points(std::FILE* out, const EvaluationReport& report) {
   line("f1-optimal", report.at_f1);
 }
 
-std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments) {
-  std::vector<std::filesystem::path> paths;
-  for (const auto& argument : arguments) {
-    if (std::filesystem::is_directory(argument)) {
-      const auto inside = list_images(argument);
-      paths.insert(paths.end(), inside.begin(), inside.end());
-    } else {
-      paths.emplace_back(argument);
-    }
-  }
-  return paths;
-}
-
 namespace {
 
 std::string shown(const std::string& path, const std::filesystem::path& base) {

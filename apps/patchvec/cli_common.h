@@ -63,9 +63,6 @@ std::FILE* human_output(const std::string& json_target);
 // detection rates on the test split (json::operating_points() in JSON).
 void print_operating_points(std::FILE* out, const EvaluationReport& report);
 
-// Images named on the command line; folders expand to the images directly inside them.
-std::vector<std::filesystem::path> expand_images(const std::vector<std::string>& arguments);
-
 // An inspection as the seed printed it: the verdict, then the similar images or the closest known
 // defects. `truth` (the real label, when known) and `base` (paths are shown relative to it) may be
 // empty.

@@ -1,6 +1,7 @@
 // patchvec predict: score images with a trained model.
 #include <cstdio>
 
+#include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/model.h>
 #include <patchvec/npy.h>
@@ -14,7 +15,7 @@ namespace {
 
 struct PredictArgs {
   std::filesystem::path model;
-  std::vector<std::string> images;
+  std::vector<std::filesystem::path> images;
   bool json = false;
   std::filesystem::path heatmaps;
   std::filesystem::path maps;

@@ -97,7 +97,7 @@ void run_index(const IndexArgs& args) {
 // --- search --------------------------------------------------------------------------------
 
 struct SearchArgs {
-  std::vector<std::string> images;
+  std::vector<std::filesystem::path> images;
   std::filesystem::path model;
   StoreLocation store;
   InspectOptions inspect;
@@ -130,7 +130,7 @@ void run_search(const SearchArgs& args) {
 // --- add-anomaly ---------------------------------------------------------------------------
 
 struct AddAnomalyArgs {
-  std::vector<std::string> images;
+  std::vector<std::filesystem::path> images;
   std::filesystem::path model;
   std::string defect;
   std::string category;

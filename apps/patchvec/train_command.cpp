@@ -41,35 +41,6 @@ std::vector<std::string> split(const std::string& list) {
   return items;
 }
 
-nlohmann::ordered_json fit_json(const Model& model, const FitReport& fit) {
-  const ModelInfo& info = model.info();
-  return {
-      {"backbone", info.backbone.backbone},
-      {"pretrained", info.pretrained},
-      {"train_images", info.train_images},
-      {"train_patches", info.train_patches},
-      {"bank_size", info.bank_size},
-      {"coreset_method", coreset_method_name(info.options.coreset)},
-      {"tiling", info.options.embedder.tiling.enabled()
-                     ? nlohmann::ordered_json{{"size", info.options.embedder.tiling.size},
-                                              {"overlap", info.options.embedder.tiling.overlap},
-                                              {"scale", info.options.embedder.tiling.scale}}
-                     : nlohmann::ordered_json()},
-      {"projection_dim", info.options.projection_dim},
-      {"covering_radius", info.covering_radius},
-      {"spilled_to_disk", fit.spilled},
-      {"peak_memory_bytes", fit.peak_memory_bytes},
-      {"precision", precision_name(info.backbone.precision)},
-      {"agreement", info.agreement ? json::agreement(*info.agreement) : nlohmann::ordered_json()},
-      {"timings",
-       {{"batchnorm_s", fit.batchnorm_seconds},
-        {"embed_s", fit.embed_seconds},
-        {"project_s", fit.project_seconds},
-        {"coreset_s", fit.coreset_seconds},
-        {"calibrate_s", fit.calibration_seconds},
-        {"fit_s", fit.total_seconds}}}};
-}
-
 void run_train(const TrainArgs& args) {
   const auto categories = split(args.categories);
   if (categories.empty()) throw pv::Error("--category names no category");
@@ -96,21 +67,8 @@ void run_train(const TrainArgs& args) {
     TrainResult result = train_category(category, options);
     const Model& model = result.model;
     const Thresholds& t = *model.info().thresholds;
-    nlohmann::ordered_json entry = {{"category", name},
-                                    {"fit", fit_json(model, result.fit)},
-                                    {"thresholds", json::thresholds(t)}};
-    if (model.info().similarity) {
-      entry["min_similarity"] = model.info().similarity->min_similarity;
-    }
-    if (result.evaluation) {
-      const EvaluationReport& report = *result.evaluation;
-      entry["image_auroc"] = report.image_auroc;
-      entry["pixel_auroc"] = json::number_or_null(report.pixel_auroc);
-      entry["pro"] = json::number_or_null(report.pro);
-      entry["operating_points"] = json::operating_points(report);
-      reports.push_back(report);
-    }
-    entry["notes"] = result.notes;
+    nlohmann::ordered_json entry = json::training(result);
+    if (result.evaluation) reports.push_back(*result.evaluation);
     const auto path = args.out / (name + ".pvm");
     std::filesystem::create_directories(args.out);  // only now: a failed run leaves no folder
     model.save(path);

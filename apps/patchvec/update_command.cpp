@@ -1,6 +1,7 @@
 // patchvec update: good images join a model's memory bank without refitting.
 #include <cstdio>
 
+#include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/model.h>
 #include <patchvec/update.h>
@@ -13,7 +14,7 @@ namespace {
 
 struct UpdateArgs {
   std::filesystem::path model;
-  std::vector<std::string> images;
+  std::vector<std::filesystem::path> images;
   bool from_reports = false;
   StoreLocation store;
   bool json = false;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -47,5 +48,10 @@ Category read_category(const std::filesystem::path& root, const std::string& nam
 // The images directly inside `folder`, sorted by name. Throws pv::Error if the folder is missing
 // or holds no image.
 std::vector<std::filesystem::path> list_images(const std::filesystem::path& folder);
+
+// Images named by a user (the command line, the Python module): a folder expands to the images
+// directly inside it (list_images()), anything else is taken as an image file, in order.
+std::vector<std::filesystem::path> expand_images(
+    std::span<const std::filesystem::path> images_or_folders);
 
 }  // namespace pv

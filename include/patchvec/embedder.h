@@ -170,6 +170,13 @@ class Embedder {
                   std::string_view progress_label = "embed", EmbedTimings* timings = nullptr,
                   std::vector<std::string>* unreadable = nullptr) const;
 
+  // The same for images decoded already, checked against options().image_limits and
+  // check_image() as files are (named "image <i>" in messages), with the same batches, so that
+  // an image gives exactly what its file gives.
+  void embed_each(std::span<const Image* const> images, const EmbeddingConsumer& consume,
+                  std::string_view progress_label = "embed", EmbedTimings* timings = nullptr,
+                  std::vector<std::string>* unreadable = nullptr) const;
+
   // Requires ready(). Hashes the weights file on first use. With `carry_weights` (or for a
   // backbone restored from carried tensors), a pretrained backbone's state holds its tensors
   // instead of naming its weights file: a model file that needs no other file.
@@ -194,6 +201,10 @@ class Embedder {
   void restore_precision(const BackboneState& state);
   std::unique_ptr<Impl> impl_;
 };
+
+// The threads libtorch computes with, process-wide (EmbedderOptions::threads sets it too, when a
+// backbone is built): 0 = one per core. Not concurrent with embedding.
+void set_compute_threads(int threads);
 
 // An image's embedding for similarity search: the mean of its L2-normalised patch embeddings
 // (`patches` = count x dim, row-major). Every patch counts equally whatever its feature norm, so

@@ -99,6 +99,17 @@ Image load_image(const std::filesystem::path& path, const ImageLimits& limits = 
 std::vector<std::byte> read_image_file(const std::filesystem::path& path,
                                        const ImageLimits& limits = {});
 
+// An image from 8-bit samples held elsewhere (a numpy array, a camera's buffer): height rows of
+// width pixels of `channels` samples (1: grey, replicated to RGB; 3: RGB; 4: RGBA, alpha dropped,
+// as decode_image() does), pixel (y, x)'s channel c at data[y * row_stride + x * pixel_stride +
+// c * channel_stride] (strides in bytes, any sign). Each value is what decoding a file of the
+// same samples gives, so an array and its PNG file predict alike. Throws ImageError naming `name`:
+// kDamaged for a size below 1 pixel or other channel counts, kTooLarge over `limits`.
+Image image_from_samples(const std::uint8_t* data, int width, int height, int channels,
+                         std::ptrdiff_t row_stride, std::ptrdiff_t pixel_stride,
+                         std::ptrdiff_t channel_stride, std::string_view name,
+                         const ImageLimits& limits = {});
+
 // `image` as an 8-bit RGB PNG file (values rounded and saturated), written atomically. Throws
 // pv::Error naming the file.
 void write_png(const std::filesystem::path& path, const Image& image);

@@ -76,9 +76,9 @@ struct ServedModel {
 class Inspector {
  public:
   // Throws pv::Error when `models` is empty.
-  Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store,
+  Inspector(std::map<std::string, Model> models, std::shared_ptr<VectorStore> store,
             const InspectorOptions& options = {});
-  Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store,
+  Inspector(std::map<std::string, ServedModel> models, std::shared_ptr<VectorStore> store,
             const InspectorOptions& options = {});
   ~Inspector();
   Inspector(const Inspector&) = delete;
@@ -128,7 +128,7 @@ class Inspector {
   InspectorOptions options_;
   mutable std::mutex mutex_;  // guards models_ (the models themselves are immutable)
   std::map<std::string, ServedModel> models_;
-  std::unique_ptr<VectorStore> store_;
+  std::shared_ptr<VectorStore> store_;  // shared with whoever opened it (the Python module)
   std::unique_ptr<ReportSpool> spool_;
   std::unique_ptr<PredictionBatcher> batcher_;  // last: destroyed first, finishing its queue
 };

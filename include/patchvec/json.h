@@ -9,6 +9,7 @@
 #include <patchvec/inspection.h>
 #include <patchvec/model.h>
 #include <patchvec/store.h>
+#include <patchvec/training.h>
 
 namespace pv::json {
 
@@ -49,6 +50,18 @@ Json timings(const PredictTimings& timings);
 // The two operating points of an evaluation: {"in_use": {"threshold", "false_alarm_rate",
 // "detection_rate", "method"}, "f1_optimal": {...}}.
 Json operating_points(const EvaluationReport& report);
+
+// What fitting made (patchvec train --json's "fit"): {"backbone", "pretrained", "train_images",
+// "train_patches", "bank_size", "coreset_method", "tiling" ({"size", "overlap", "scale"} or
+// null), "projection_dim", "covering_radius", "spilled_to_disk", "peak_memory_bytes",
+// "precision", "agreement", "timings": {"batchnorm_s", "embed_s", "project_s", "coreset_s",
+// "calibrate_s", "fit_s"}}.
+Json fit(const ModelInfo& info, const FitReport& fit);
+
+// A trained category (one entry of patchvec train --json): {"category", "fit", "thresholds",
+// "min_similarity" (when set), "image_auroc", "pixel_auroc", "pro", "operating_points" (with an
+// evaluation), "notes"}.
+Json training(const TrainResult& result);
 
 // The whole evaluation of a category (patchvec eval --json): metrics, thresholds, operating
 // points, every image's score and verdict, timings.

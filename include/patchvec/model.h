@@ -254,6 +254,13 @@ struct ModelLoadOptions {
   std::optional<Precision> precision;
 };
 
+// A model file that is missing, truncated, corrupt, invalid or of an incompatible version
+// (Model::load); a file that is fine but needs weights this machine lacks is a pv::Error.
+class ModelFileError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A loaded model is read-only: predict() may run on many threads at once. The setters and
 // save() must not overlap with anything else.
 class Model {
@@ -283,6 +290,12 @@ class Model {
   // read; with `unreadable`, such images are skipped instead: (*unreadable)[i] holds image i's
   // message and its prediction has a NaN score and no map (for the others it is empty).
   std::vector<Prediction> predict(std::span<const std::filesystem::path> images,
+                                  std::string_view progress_label = "predict",
+                                  PredictTimings* timings = nullptr,
+                                  std::vector<std::string>* unreadable = nullptr) const;
+  // The same for images decoded already, read in the same batches as files (an image gives
+  // exactly the prediction of the file it was decoded from). Messages name "image <i>".
+  std::vector<Prediction> predict(std::span<const Image* const> images,
                                   std::string_view progress_label = "predict",
                                   PredictTimings* timings = nullptr,
                                   std::vector<std::string>* unreadable = nullptr) const;

@@ -1,9 +1,11 @@
 // Pictures of predictions for people, written as PNG files (atomically). Thread-safe.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include <patchvec/model.h>
 
@@ -19,6 +21,20 @@ std::filesystem::path output_path(const std::filesystem::path& folder,
 // silently lost. `option` names the folder's option in the message ("--heatmap").
 void check_distinct_outputs(std::span<const std::filesystem::path> images,
                             const std::filesystem::path& folder, std::string_view option);
+
+// An 8-bit RGB picture: height rows of width pixels, 3 bytes each, row-major.
+struct Picture {
+  int width = 0;
+  int height = 0;
+  std::vector<std::uint8_t> rgb;
+};
+
+// `image`'s anomaly map from `prediction` (made by `model`, on this image) laid over it, drawn
+// `height` pixels high at the image's own aspect; the part the model's centre crop cut away is
+// dimmed. No caption: for notebooks and programs that frame pictures themselves. Throws pv::Error
+// when the prediction has no map (an image that could not be read).
+Picture heatmap_overlay(const Image& image, const Model& model, const Prediction& prediction,
+                        int height = 360);
 
 // The image at `image` beside its anomaly map (from `prediction`, made by `model`) mapped back
 // onto it at the image's own aspect, with a caption of the score and the verdict; the part the

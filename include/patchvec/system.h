@@ -36,4 +36,12 @@ std::string blas_core_name();
 // Returns the core type to set, or empty when nothing needs fixing.
 std::string better_blas_core();
 
+// For programs that cannot start again with OPENBLAS_CORETYPE set (a Python module, loaded into a
+// process whose OpenBLAS is loaded already): makes the loaded OpenBLAS choose its kernels again
+// with better_blas_core() (set in the environment too, so child processes inherit it). Returns
+// the kernels' name now in use, or empty when nothing was changed (nothing to fix, or a BLAS
+// without OpenBLAS's dynamic kernel choice). Call it before any BLAS work of other threads: not
+// concurrent with BLAS calls.
+std::string switch_blas_core();
+
 }  // namespace pv

@@ -132,4 +132,18 @@ std::vector<fs::path> list_images(const fs::path& folder) {
   return files;
 }
 
+std::vector<std::filesystem::path> expand_images(
+    std::span<const std::filesystem::path> images_or_folders) {
+  std::vector<std::filesystem::path> paths;
+  for (const auto& argument : images_or_folders) {
+    if (std::filesystem::is_directory(argument)) {
+      const auto inside = list_images(argument);
+      paths.insert(paths.end(), inside.begin(), inside.end());
+    } else {
+      paths.push_back(argument);
+    }
+  }
+  return paths;
+}
+
 }  // namespace pv

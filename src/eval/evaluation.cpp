@@ -7,6 +7,7 @@
 
 #include <patchvec/error.h>
 #include <patchvec/evaluation.h>
+#include <patchvec/interrupt.h>
 #include <patchvec/stopwatch.h>
 
 #include "eval/plots.h"
@@ -73,6 +74,7 @@ void write_overlays(const Model& model, const Category& category,
     render::write_png(options.overlays_dir / (std::filesystem::path(name).stem().string() + ".png"),
                       picture);
     progress.advance();
+    check_interrupt();
   }
 }
 

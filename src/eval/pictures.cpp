@@ -1,8 +1,10 @@
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <string>
 
 #include <opencv2/core.hpp>
+#include <opencv2/imgproc.hpp>
 
 #include <patchvec/error.h>
 #include <patchvec/pictures.h>
@@ -38,6 +40,26 @@ std::filesystem::path write_heatmap(const std::filesystem::path& folder,
   auto path = output_path(folder, image, "_heatmap.png");
   render::write_png(path, picture);
   return path;
+}
+
+Picture heatmap_overlay(const Image& image, const Model& model, const Prediction& p, int height) {
+  if (p.map.values.empty()) throw Error("heatmap_overlay: the prediction has no anomaly map");
+  if (height < 1 || height > 4096) {
+    throw Error("heatmap_overlay: height " + std::to_string(height) + " is not in 1..4096");
+  }
+  const ModelInfo& info = model.info();
+  const cv::Mat bgr = render::original_overlay(image, model.normalize_map(p.map), p.map.width,
+                                               p.map.height, info.options.embedder.image_size,
+                                               info.options.embedder.crop_size, height);
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  Picture picture{.width = rgb.cols, .height = rgb.rows};
+  picture.rgb.resize(std::size_t(rgb.cols) * rgb.rows * 3);
+  for (int y = 0; y < rgb.rows; ++y) {
+    std::memcpy(picture.rgb.data() + std::size_t(y) * rgb.cols * 3, rgb.ptr(y),
+                std::size_t(rgb.cols) * 3);
+  }
+  return picture;
 }
 
 std::filesystem::path output_path(const std::filesystem::path& folder,

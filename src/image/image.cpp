@@ -99,4 +99,35 @@ bool has_image_extension(const std::filesystem::path& path) {
   return std::find(kKnown.begin(), kKnown.end(), extension) != kKnown.end();
 }
 
+Image image_from_samples(const std::uint8_t* data, int width, int height, int channels,
+                         std::ptrdiff_t row_stride, std::ptrdiff_t pixel_stride,
+                         std::ptrdiff_t channel_stride, std::string_view name,
+                         const ImageLimits& limits) {
+  const std::string where(name);
+  if (width < 1 || height < 1) {
+    throw ImageError(ImageError::Kind::kDamaged,
+                     where + ": an image needs at least one pixel, not " + std::to_string(width) +
+                         "x" + std::to_string(height));
+  }
+  if (channels != 1 && channels != 3 && channels != 4) {
+    throw ImageError(ImageError::Kind::kDamaged,
+                     where + ": " + std::to_string(channels) +
+                         " channels; PatchVec takes 1 (grey), 3 (RGB) or 4 (RGBA)");
+  }
+  check_limits({.width = width, .height = height}, limits, where);
+  Image image{.width = width, .height = height};
+  image.pixels.resize(std::size_t(width) * height * 3);
+  float* out = image.pixels.data();
+  for (int y = 0; y < height; ++y) {
+    const std::uint8_t* row = data + y * row_stride;
+    for (int x = 0; x < width; ++x) {
+      const std::uint8_t* pixel = row + x * pixel_stride;
+      for (int c = 0; c < 3; ++c) {
+        *out++ = codecs::unit_from_u8(pixel[channels == 1 ? 0 : c * channel_stride]);
+      }
+    }
+  }
+  return image;
+}
+
 }  // namespace pv

@@ -49,11 +49,11 @@ std::map<std::string, ServedModel> as_served(std::map<std::string, Model>&& mode
 
 }  // namespace
 
-Inspector::Inspector(std::map<std::string, Model> models, std::unique_ptr<VectorStore> store,
+Inspector::Inspector(std::map<std::string, Model> models, std::shared_ptr<VectorStore> store,
                      const InspectorOptions& options)
     : Inspector(as_served(std::move(models)), std::move(store), options) {}
 
-Inspector::Inspector(std::map<std::string, ServedModel> models, std::unique_ptr<VectorStore> store,
+Inspector::Inspector(std::map<std::string, ServedModel> models, std::shared_ptr<VectorStore> store,
                      const InspectorOptions& options)
     : options_(options), models_(std::move(models)), store_(std::move(store)) {
   if (models_.empty()) throw Error("an inspector needs at least one model");

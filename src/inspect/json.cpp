@@ -159,4 +159,48 @@ Json evaluation(const EvaluationReport& report) {
       {"timings", times}};
 }
 
+Json fit(const ModelInfo& info, const FitReport& fit) {
+  const TilingOptions& tiling = info.options.embedder.tiling;
+  return {{"backbone", info.backbone.backbone},
+          {"pretrained", info.pretrained},
+          {"train_images", info.train_images},
+          {"train_patches", info.train_patches},
+          {"bank_size", info.bank_size},
+          {"coreset_method", coreset_method_name(info.options.coreset)},
+          {"tiling",
+           tiling.enabled()
+               ? Json{{"size", tiling.size}, {"overlap", tiling.overlap}, {"scale", tiling.scale}}
+               : Json()},
+          {"projection_dim", info.options.projection_dim},
+          {"covering_radius", info.covering_radius},
+          {"spilled_to_disk", fit.spilled},
+          {"peak_memory_bytes", fit.peak_memory_bytes},
+          {"precision", precision_name(info.backbone.precision)},
+          {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
+          {"timings",
+           {{"batchnorm_s", fit.batchnorm_seconds},
+            {"embed_s", fit.embed_seconds},
+            {"project_s", fit.project_seconds},
+            {"coreset_s", fit.coreset_seconds},
+            {"calibrate_s", fit.calibration_seconds},
+            {"fit_s", fit.total_seconds}}}};
+}
+
+Json training(const TrainResult& result) {
+  const ModelInfo& info = result.model.info();
+  Json entry = {{"category", info.category},
+                {"fit", fit(info, result.fit)},
+                {"thresholds", info.thresholds ? thresholds(*info.thresholds) : Json()}};
+  if (info.similarity) entry["min_similarity"] = info.similarity->min_similarity;
+  if (result.evaluation) {
+    const EvaluationReport& report = *result.evaluation;
+    entry["image_auroc"] = report.image_auroc;
+    entry["pixel_auroc"] = number_or_null(report.pixel_auroc);
+    entry["pro"] = number_or_null(report.pro);
+    entry["operating_points"] = operating_points(report);
+  }
+  entry["notes"] = result.notes;
+  return entry;
+}
+
 }  // namespace pv::json

@@ -14,6 +14,7 @@
 
 #include <patchvec/embedder.h>
 #include <patchvec/error.h>
+#include <patchvec/interrupt.h>
 #include <patchvec/log.h>
 #include <patchvec/stopwatch.h>
 #include <patchvec/weights.h>
@@ -42,13 +43,42 @@ class BatchReader {
   BatchReader(std::span<const std::filesystem::path> paths, int batch_size,
               const nn::PreprocessOptions& preprocess, const ImageLimits& limits, Check check,
               std::vector<std::string>* unreadable = nullptr)
-      : paths_(paths),
+      : BatchReader(
+            paths.size(), batch_size, preprocess,
+            [paths, limits, check](std::size_t i, const nn::PreprocessOptions& p,
+                                   TileLayout* layout) {
+              // One read: the header is checked, then the same bytes decoded.
+              const std::string name = paths[i].string();
+              const std::vector<std::byte> bytes = read_image_file(paths[i], limits);
+              check(read_image_header(bytes, name), name);
+              return nn::preprocess_inputs(decode_image(bytes, name, limits), p, layout);
+            },
+            unreadable) {}
+
+  // Images decoded already (the i-th is images[i]), checked as files are, against their size.
+  BatchReader(std::span<const Image* const> images, int batch_size,
+              const nn::PreprocessOptions& preprocess, Check check,
+              std::vector<std::string>* unreadable = nullptr)
+      : BatchReader(
+            images.size(), batch_size, preprocess,
+            [images, check](std::size_t i, const nn::PreprocessOptions& p, TileLayout* layout) {
+              const Image& image = *images[i];
+              check({.width = image.width, .height = image.height}, "image " + std::to_string(i));
+              return nn::preprocess_inputs(image, p, layout);
+            },
+            unreadable) {}
+
+  // The network input(s) of input i; throws ImageError when it cannot be read.
+  using Load =
+      std::function<at::Tensor(std::size_t i, const nn::PreprocessOptions&, TileLayout* layout)>;
+  BatchReader(std::size_t count, int batch_size, const nn::PreprocessOptions& preprocess, Load load,
+              std::vector<std::string>* unreadable)
+      : count_(count),
         batch_size_(preprocess.tiling.enabled() ? 1 : static_cast<std::size_t>(batch_size)),
         preprocess_(preprocess),
-        limits_(limits),
-        check_(std::move(check)),
+        load_(std::move(load)),
         unreadable_(unreadable) {
-    if (unreadable_ != nullptr) unreadable_->assign(paths.size(), {});
+    if (unreadable_ != nullptr) unreadable_->assign(count, {});
   }
 
   struct Batch {
@@ -63,32 +93,27 @@ class BatchReader {
   std::optional<Batch> next() {
     Batch batch;
     while (batch.indices.empty()) {
-      if (position_ >= paths_.size()) return std::nullopt;
+      if (position_ >= count_) return std::nullopt;
       const std::size_t first = position_;
-      const auto chunk = paths_.subspan(first, std::min(batch_size_, paths_.size() - first));
-      position_ += chunk.size();
-      batch.consumed += chunk.size();
-      std::vector<at::Tensor> inputs(chunk.size());
-      std::vector<TileLayout> layouts(chunk.size());
-      std::vector<std::exception_ptr> errors(chunk.size());
-      at::parallel_for(
-          0, static_cast<std::int64_t>(chunk.size()), 1, [&](std::int64_t begin, std::int64_t end) {
-            for (auto i = begin; i < end; ++i) {
-              try {
-                // One read: the header is checked, then the same bytes decoded.
-                const std::string name = chunk[i].string();
-                const std::vector<std::byte> bytes = read_image_file(chunk[i], limits_);
-                check_(read_image_header(bytes, name), name);
-                inputs[i] = nn::preprocess_inputs(decode_image(bytes, name, limits_), preprocess_,
-                                                  &layouts[i]);
-              } catch (...) {
-                // exceptions must not escape an OpenMP region
-                errors[i] = std::current_exception();
-              }
-            }
-          });
+      const std::size_t size = std::min(batch_size_, count_ - first);
+      position_ += size;
+      batch.consumed += size;
+      std::vector<at::Tensor> inputs(size);
+      std::vector<TileLayout> layouts(size);
+      std::vector<std::exception_ptr> errors(size);
+      at::parallel_for(0, static_cast<std::int64_t>(size), 1,
+                       [&](std::int64_t begin, std::int64_t end) {
+                         for (auto i = begin; i < end; ++i) {
+                           try {
+                             inputs[i] = load_(first + i, preprocess_, &layouts[i]);
+                           } catch (...) {
+                             // exceptions must not escape an OpenMP region
+                             errors[i] = std::current_exception();
+                           }
+                         }
+                       });
       std::vector<at::Tensor> readable;
-      for (std::size_t i = 0; i < chunk.size(); ++i) {
+      for (std::size_t i = 0; i < size; ++i) {
         if (errors[i]) {
           try {
             std::rethrow_exception(errors[i]);
@@ -108,11 +133,10 @@ class BatchReader {
   }
 
  private:
-  std::span<const std::filesystem::path> paths_;
+  std::size_t count_;
   std::size_t batch_size_;
   nn::PreprocessOptions preprocess_;
-  ImageLimits limits_;
-  Check check_;
+  Load load_;
   std::vector<std::string>* unreadable_;
   std::size_t position_ = 0;
 };
@@ -155,6 +179,10 @@ struct Embedder::Impl {
 
   // The network on `batch` (N x 3 x S x S), batch_size inputs at a time; N x grid floats to out.
   // `recomputed`: adds the images int8 handed to float32 (FusedResNet::forward).
+  // Reads `reader`'s batches (`count` inputs in all), embeds them and hands them to `consume`.
+  void embed_each(BatchReader& reader, std::size_t count, const EmbeddingConsumer& consume,
+                  std::string_view progress_label, EmbedTimings* timings) const;
+
   void embed_batch(const at::Tensor& batch, float* out, std::int64_t* recomputed = nullptr) const {
     const at::InferenceMode inference;
     const std::int64_t step = options.batch_size;
@@ -209,14 +237,17 @@ void announce_random_backbone(const EmbedderOptions& options) {
 
 }  // namespace
 
+void set_compute_threads(int threads) {
+  const int n = threads > 0 ? threads : static_cast<int>(std::thread::hardware_concurrency());
+  at::set_num_threads(std::max(n, 1));
+}
+
 void Embedder::Impl::build(const EmbedderOptions& opts) {
   options = opts;
   preprocess = {opts.image_size, opts.crop_size, opts.tiling};
   nn::validate(preprocess);
   if (opts.batch_size <= 0) throw Error("--batch-size must be positive");
-  const int threads =
-      opts.threads > 0 ? opts.threads : static_cast<int>(std::thread::hardware_concurrency());
-  at::set_num_threads(std::max(threads, 1));
+  set_compute_threads(opts.threads);
   network = nn::ResNet(nn::resnet_spec(opts.backbone));
   network->eval();
   // A URL or a name becomes a file in the cache (downloaded if needed); "random" becomes none.
@@ -450,6 +481,7 @@ void Embedder::calibrate(std::span<const std::filesystem::path> images) {
     auto batch = reader.next();
     if (!batch) return std::nullopt;
     progress.advance(batch->consumed);
+    check_interrupt();
     return std::move(batch->inputs);
   });
   impl_->fused = std::make_shared<nn::FusedResNet>(*impl_->network);
@@ -478,6 +510,7 @@ void Embedder::set_precision(Precision precision,
     while (auto batch = reader.next()) {
       impl_->fused->measure(batch->inputs, ranges);
       progress.advance(batch->consumed);
+      check_interrupt();
     }
     for (float& v : ranges.min) v *= kInt8Headroom;
     for (float& v : ranges.max) v *= kInt8Headroom;
@@ -518,17 +551,33 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
                           const EmbeddingConsumer& consume, std::string_view progress_label,
                           EmbedTimings* timings, std::vector<std::string>* unreadable) const {
   impl_->require_ready();
-  ProgressBar progress(std::string(progress_label), images.size());
   BatchReader reader(
       images, impl_->options.batch_size, impl_->preprocess, impl_->options.image_limits,
       [this](const ImageHeader& h, std::string_view n) { check_image(h, n); }, unreadable);
+  impl_->embed_each(reader, images.size(), consume, progress_label, timings);
+}
+
+void Embedder::embed_each(std::span<const Image* const> images, const EmbeddingConsumer& consume,
+                          std::string_view progress_label, EmbedTimings* timings,
+                          std::vector<std::string>* unreadable) const {
+  impl_->require_ready();
+  BatchReader reader(
+      images, impl_->options.batch_size, impl_->preprocess,
+      [this](const ImageHeader& h, std::string_view n) { check_image(h, n); }, unreadable);
+  impl_->embed_each(reader, images.size(), consume, progress_label, timings);
+}
+
+void Embedder::Impl::embed_each(BatchReader& reader, std::size_t count,
+                                const EmbeddingConsumer& consume, std::string_view progress_label,
+                                EmbedTimings* timings) const {
+  ProgressBar progress(std::string(progress_label), count);
   Stopwatch clock;
   while (auto batch = reader.next()) {
     const double read = clock.lap();
-    PatchEmbeddings embeddings = impl_->allocate(static_cast<std::size_t>(batch->inputs.size(0)));
+    PatchEmbeddings embeddings = allocate(static_cast<std::size_t>(batch->inputs.size(0)));
     embeddings.layouts = std::move(batch->layouts);
-    impl_->embed_batch(batch->inputs, embeddings.values.data(),
-                       timings != nullptr ? &timings->recomputed_in_float32 : nullptr);
+    embed_batch(batch->inputs, embeddings.values.data(),
+                timings != nullptr ? &timings->recomputed_in_float32 : nullptr);
     if (timings != nullptr) {
       timings->read_seconds += read;
       timings->backbone_seconds += clock.lap();
@@ -536,6 +585,7 @@ void Embedder::embed_each(std::span<const std::filesystem::path> images,
     consume(embeddings, batch->indices);
     clock.lap();
     progress.advance(batch->consumed);
+    check_interrupt();
   }
 }
 

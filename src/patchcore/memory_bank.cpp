@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <patchvec/error.h>
+#include <patchvec/interrupt.h>
 #include <patchvec/log.h>
 #include <patchvec/stopwatch.h>
 
@@ -115,6 +116,7 @@ sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor
                                   .on_progress = [&](std::int64_t n) {
                                     progress.advance(static_cast<std::size_t>(n - shown));
                                     shown = n;
+                                    check_interrupt();
                                   }});
   progress.finish();
   return selection;

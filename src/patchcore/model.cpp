@@ -293,19 +293,24 @@ void Model::save(const std::filesystem::path& path) const {
 Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& options) {
   const std::string where = "model file " + path.string() + ": ";
   return nn::torch_errors_as_pv(where, [&] {
-    patchcore::ModelFileContents contents = patchcore::read_model_file(path);
+    patchcore::ModelFileContents contents;
+    try {
+      contents = patchcore::read_model_file(path);
+    } catch (const Error& e) {
+      throw ModelFileError(e.what());
+    }
     ModelInfo info;
     try {
       info = patchcore::model_info_from(contents.metadata);
     } catch (const nlohmann::json::exception& e) {
-      throw Error(where + "corrupt metadata (" + e.what() + ")");
+      throw ModelFileError(where + "corrupt metadata (" + e.what() + ")");
     } catch (const Error& e) {
-      throw Error(where + e.what());
+      throw ModelFileError(where + e.what());
     }
     try {
       patchcore::check_contents(info, contents);
     } catch (const Error& e) {
-      throw Error(where + e.what());
+      throw ModelFileError(where + e.what());
     }
     info.backbone.batchnorm = std::move(contents.batchnorm);
     BackboneState state = info.backbone;
@@ -369,28 +374,57 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
   });
 }
 
+namespace {
+
+// Model::predict() of files or of images: the embedder reads either in batches.
+template <typename Input>
+std::vector<Prediction> predict_each(const Embedder& embedder, std::span<const Input> images,
+                                     std::string_view progress_label, PredictTimings* timings,
+                                     std::vector<std::string>* unreadable,
+                                     const EmbeddingConsumer& score_into,
+                                     std::vector<Prediction>& predictions) {
+  predictions.resize(images.size());
+  if (unreadable != nullptr) {
+    for (Prediction& p : predictions) p.score = std::numeric_limits<float>::quiet_NaN();
+  }
+  EmbedTimings embed_timings;
+  embedder.embed_each(images, score_into, progress_label, &embed_timings, unreadable);
+  if (timings != nullptr) {
+    timings->read_seconds += embed_timings.read_seconds;
+    timings->backbone_seconds += embed_timings.backbone_seconds;
+    timings->recomputed_in_float32 += embed_timings.recomputed_in_float32;
+    timings->images += static_cast<std::int64_t>(images.size());
+  }
+  return std::move(predictions);
+}
+
+}  // namespace
+
+std::vector<Prediction> Model::predict(std::span<const Image* const> images,
+                                       std::string_view progress_label, PredictTimings* timings,
+                                       std::vector<std::string>* unreadable) const {
+  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
+    std::vector<Prediction> predictions;
+    return predict_each(
+        impl_->embedder, images, progress_label, timings, unreadable,
+        [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
+          impl_->score(batch, indices, predictions, timings);
+        },
+        predictions);
+  });
+}
+
 std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> images,
                                        std::string_view progress_label, PredictTimings* timings,
                                        std::vector<std::string>* unreadable) const {
   return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
-    std::vector<Prediction> predictions(images.size());
-    if (unreadable != nullptr) {
-      for (Prediction& p : predictions) p.score = std::numeric_limits<float>::quiet_NaN();
-    }
-    EmbedTimings embed_timings;
-    impl_->embedder.embed_each(
-        images,
+    std::vector<Prediction> predictions;
+    return predict_each(
+        impl_->embedder, images, progress_label, timings, unreadable,
         [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
           impl_->score(batch, indices, predictions, timings);
         },
-        progress_label, &embed_timings, unreadable);
-    if (timings != nullptr) {
-      timings->read_seconds += embed_timings.read_seconds;
-      timings->backbone_seconds += embed_timings.backbone_seconds;
-      timings->recomputed_in_float32 += embed_timings.recomputed_in_float32;
-      timings->images += static_cast<std::int64_t>(images.size());
-    }
-    return predictions;
+        predictions);
   });
 }
 

@@ -102,4 +102,19 @@ std::string better_blas_core() {
   return "";
 }
 
+std::string switch_blas_core() {
+  const std::string core = better_blas_core();
+  if (core.empty()) return "";
+  // OpenBLAS's own selection, run again: quit forgets the kernels chosen at load, init picks
+  // them anew and reads OPENBLAS_CORETYPE as it does at load.
+  using Call = void (*)();
+  const auto quit = reinterpret_cast<Call>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_quit"));
+  const auto init = reinterpret_cast<Call>(::dlsym(RTLD_DEFAULT, "gotoblas_dynamic_init"));
+  if (quit == nullptr || init == nullptr) return "";  // not a dynamic-architecture build
+  ::setenv("OPENBLAS_CORETYPE", core.c_str(), 1);
+  quit();
+  init();
+  return blas_core_name();
+}
+
 }  // namespace pv

@@ -14,6 +14,7 @@ namespace pv {
 namespace {
 
 bool stderr_is_terminal() {
+  if (log::has_sink()) return false;  // messages go elsewhere: no bar to redraw
   if (const char* forced = std::getenv("PATCHVEC_PROGRESS")) return std::string(forced) == "1";
   return isatty(STDERR_FILENO) != 0;
 }
@@ -86,10 +87,12 @@ void ProgressBar::draw(bool final_line) {
   if (interactive_) {
     std::fprintf(stderr, "\r\033[2K%-18s %s %3d%% %s%s", label_.c_str(), bar.c_str(),
                  static_cast<int>(fraction * 100), tail, final_line ? "\n" : "");
+    std::fflush(stderr);
   } else if (final_line) {
-    std::fprintf(stderr, "%-18s %s\n", label_.c_str(), tail);
+    char line[200];
+    std::snprintf(line, sizeof line, "%-18s %s", label_.c_str(), tail);
+    log::info(line);
   }
-  std::fflush(stderr);
 }
 
 }  // namespace pv
