@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 
 # The quick loop for contributors: the unit-labelled tests (no root, network, Chromium or
 # PostgreSQL), with the build as it is; `make test` runs every label.
-.PHONY: all deps test-deps build demo test unit test-sanitize fuzz bench format format-check tidy clean
+.PHONY: all deps test-deps build python demo test unit test-sanitize fuzz bench format format-check tidy clean
 
 all: build
 
@@ -22,6 +22,11 @@ $(BUILD)/CMakeCache.txt:
 
 build: deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS)
+
+# The Python module alone, in $(BUILD)/python (PYTHONPATH=$(BUILD)/python python3 -c 'import
+# patchvec'); pip install --no-build-isolation . installs it (docs/python.md).
+python: deps $(BUILD)/CMakeCache.txt
+	cmake --build $(BUILD) -j$(JOBS) --target python
 
 # The main job end to end: synthetic dataset, training, evaluation, similarity search.
 demo: build
@@ -38,7 +43,8 @@ unit: $(BUILD)/CMakeCache.txt
 $(SANITIZE_BUILD)/CMakeCache.txt:
 	CC=clang CXX=clang++ cmake -S . -B $(SANITIZE_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O1 -gline-tables-only" \
-	  -DPATCHVEC_SANITIZE=ON -DPATCHVEC_FUZZ=ON -DPATCHVEC_BUILD_BENCH=OFF
+	  -DPATCHVEC_SANITIZE=ON -DPATCHVEC_FUZZ=ON -DPATCHVEC_BUILD_BENCH=OFF \
+	  -DPATCHVEC_BUILD_PYTHON=OFF
 
 # The whole test suite built with AddressSanitizer and UndefinedBehaviorSanitizer.
 test-sanitize: test-deps $(SANITIZE_BUILD)/CMakeCache.txt
@@ -62,9 +68,10 @@ format-check: test-deps
 	clang-format --dry-run -Werror $$(git ls-files '*.cpp' '*.h')
 
 # clang-tidy with .clang-tidy's checks over the sources that never include libtorch headers
-# (those take minutes each): every module but nn, search, sampling and patchcore, and apps/.
+# (those take minutes each): every module but nn, search, sampling and patchcore, apps/ and the
+# Python module's sources.
 # Uses the compile commands of $(BUILD); prints the findings and fails on any.
-TIDY_SOURCES = $(shell git ls-files 'apps/*.cpp' $(foreach m,util image data synth weights eval train store inspect service station,'src/$(m)/*.cpp'))
+TIDY_SOURCES = $(shell git ls-files 'apps/*.cpp' 'python/src/*.cpp' $(foreach m,util image data synth weights eval train store inspect service station,'src/$(m)/*.cpp'))
 tidy: test-deps $(BUILD)/CMakeCache.txt
 	cmake --build $(BUILD) -j$(JOBS) --target patchvec
 	scripts/tidy.sh $(BUILD) $(JOBS) $(TIDY_SOURCES)

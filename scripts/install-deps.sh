@@ -21,12 +21,15 @@ build_packages=(
   libtomlplusplus-dev libmosquitto-dev  # the station: its TOML file, its MQTT sink,
   libmodbus-dev                         # and its PLC sink (Modbus TCP),
   libaravis-dev libusb-1.0-0-dev        # its GenICam cameras (aravis-0.8.pc requires libusb's)
+  python3-dev pybind11-dev python3-numpy  # the Python module (python/, docs/python.md),
+  python3-pip python3-setuptools python3-wheel python3-venv  # and pip install from the checkout
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision     # the golden reference the tests compare against
   python3-sklearn                       # reference AUROC, precision-recall and regions (scipy)
   python3-numpy python3-pil             # fixtures and the benchmarks' images
+  python3-pytest                        # the Python module's tests (tests/python)
   debootstrap                           # scripts/pgvector-server.sh builds a Debian 13 root
   postgresql-client                     # psql, for bench/store_load.sh
   wrk                                   # bench/service_load.sh
