@@ -168,6 +168,13 @@ void ExactSearch::partition(const at::Tensor& centred) {
   centre_norms_ = centre_squared_norms_.sqrt().contiguous();
 }
 
+namespace {
+
+// Queries of a block whose bounds decide between the partitioned and the whole search.
+constexpr std::int64_t kBoundSample = 64;
+
+}  // namespace
+
 void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) const {
   const std::int64_t count = rows.centred.size(0);
   const std::int64_t clusters = this->clusters();
@@ -230,22 +237,49 @@ void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) co
         }
       }
     };
-    // 1. Each query in its home cluster: a bound on its k-th distance.
-    std::vector<std::vector<std::int64_t>> queries(clusters);
-    for (std::int64_t r = 0; r < n; ++r) queries[home[r]].push_back(r);
-    at::parallel_for(0, clusters, 1, [&](std::int64_t begin, std::int64_t end) {
-      ClusterScratch scratch(filter_.scalar_type());
-      for (std::int64_t c = begin; c < end; ++c) {
-        if (!queries[c].empty()) search_cluster(c, queries[c], scratch, nullptr);
-      }
-    });
-    // 2. Every other cluster that could hold a nearer vector (a NaN bound is no reason to skip).
-    for (auto& list : queries) list.clear();
-    for (std::int64_t r = 0; r < n; ++r) {
+    // 1. Each query in its home cluster: a bound on its k-th distance, and with it the clusters
+    // phase 2 must search.
+    const auto search_homes = [&](const std::vector<std::int64_t>& rows_of_block) {
+      std::vector<std::vector<std::int64_t>> by_home(clusters);
+      for (const std::int64_t r : rows_of_block) by_home[home[r]].push_back(r);
+      at::parallel_for(0, clusters, 1, [&](std::int64_t begin, std::int64_t end) {
+        ClusterScratch scratch(filter_.scalar_type());
+        for (std::int64_t c = begin; c < end; ++c) {
+          if (!by_home[c].empty()) search_cluster(c, by_home[c], scratch, nullptr);
+        }
+      });
+    };
+    // A NaN bound is no reason to skip a cluster.
+    const auto must_search = [&](std::int64_t r, std::int64_t c) {
       const double limit =
           std::sqrt(static_cast<double>(found[r].worst())) * (1 + 4 * roundoff) + 1e-6;
+      return c != home[r] && !(lower[r * clusters + c] > limit);
+    };
+    // Cluster by cluster, a row costs several times what it does in the whole bank's one
+    // product (and phase 1 is not free either): a sample of the block says how much of the bank
+    // the bounds leave, and past `whole_search_above` the block is searched whole (the same
+    // answers).
+    std::vector<std::int64_t> sample, rest;
+    const std::int64_t step = std::max<std::int64_t>(n / kBoundSample, 1);
+    for (std::int64_t r = 0; r < n; ++r) (r % step == 0 ? sample : rest).push_back(r);
+    search_homes(sample);
+    double sample_rows = 0;
+    for (const std::int64_t r : sample) {
       for (std::int64_t c = 0; c < clusters; ++c) {
-        if (c != home[r] && !(lower[r * clusters + c] > limit)) queries[c].push_back(r);
+        if (must_search(r, c)) sample_rows += static_cast<double>(offsets_[c + 1] - offsets_[c]);
+      }
+    }
+    if (sample_rows > options_.whole_search_above * static_cast<double>(sample.size()) *
+                          static_cast<double>(size())) {
+      search_whole(rows, k, out, start, n);
+      continue;
+    }
+    search_homes(rest);
+    // 2. Every other cluster that could hold a nearer vector.
+    std::vector<std::vector<std::int64_t>> queries(clusters);
+    for (std::int64_t r = 0; r < n; ++r) {
+      for (std::int64_t c = 0; c < clusters; ++c) {
+        if (must_search(r, c)) queries[c].push_back(r);
       }
     }
     std::vector<std::mutex> locks(n);

@@ -25,8 +25,11 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
   const at::Tensor bank = vectors.to(at::kFloat).contiguous();
   mean_ = bank.mean(0);
   at::Tensor centred = (bank - mean_).contiguous();
-  const bool partitioned = options_.partition_min_size > 0 &&
-                           bank.size(0) >= options_.partition_min_size &&
+  const std::int64_t min_size =
+      options_.partition_min_size >= 0
+          ? options_.partition_min_size
+          : (cpu_has_native_bf16() ? kPartitionMinSizeBf16 : kPartitionMinSizeFp32);
+  const bool partitioned = min_size > 0 && bank.size(0) >= min_size &&
                            bank.size(0) >= 2 * std::max<std::int64_t>(options_.cluster_size, 1);
   precision_ = options.precision;
   if (precision_ == Precision::kAuto) {
@@ -65,14 +68,18 @@ Neighbors ExactSearch::search(const at::Tensor& queries, int k) const {
   return result;
 }
 
-void ExactSearch::search_whole(const Rows& rows, int k, Neighbors& out) const {
-  const std::int64_t count = rows.centred.size(0);
+void ExactSearch::search_whole(const Rows& rows, int k, Neighbors& out, std::int64_t first,
+                               std::int64_t count) const {
+  const std::int64_t end = count < 0 ? rows.centred.size(0) : first + count;
   const std::int64_t element_bytes = filter_.element_size();
   const std::int64_t block = std::clamp<std::int64_t>(
-      options_.max_block_bytes / std::max<std::int64_t>(size() * element_bytes, 1), 1, count);
+      options_.max_block_bytes / std::max<std::int64_t>(size() * element_bytes, 1), 1,
+      std::max<std::int64_t>(end - first, 1));
   const double dot_error = dot_error_coefficient(precision_, dim());
-  for (std::int64_t start = 0; start < count; start += block) {
-    const std::int64_t n = std::min(block, count - start);
+  // A partitioned bank's rows are in cluster order: its answers name the rows as given.
+  const std::int64_t* order = clusters() > 0 ? order_.data_ptr<std::int64_t>() : nullptr;
+  for (std::int64_t start = first; start < end; start += block) {
+    const std::int64_t n = std::min(block, end - start);
     const at::Tensor query_block = rows.centred.narrow(0, start, n);
     const at::Tensor dots =
         at::mm(precision_ == Precision::kBFloat16 ? query_block.to(at::kBFloat16) : query_block,
@@ -85,9 +92,9 @@ void ExactSearch::search_whole(const Rows& rows, int k, Neighbors& out) const {
         const RowContext context = rows.context(*this, q, 0, size(), dot_error);
         TopK exact(k);
         if (precision_ == Precision::kBFloat16) {
-          scan(context, dots.data_ptr<c10::BFloat16>() + r * size(), nullptr, scratch, exact);
+          scan(context, dots.data_ptr<c10::BFloat16>() + r * size(), order, scratch, exact);
         } else {
-          scan(context, dots.data_ptr<float>() + r * size(), nullptr, scratch, exact);
+          scan(context, dots.data_ptr<float>() + r * size(), order, scratch, exact);
         }
         write_answer(exact, out.distances.data_ptr<float>() + q * k,
                      out.indices.data_ptr<std::int64_t>() + q * k);

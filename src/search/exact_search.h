@@ -31,15 +31,30 @@ enum class Precision {
   kBFloat16,  // bfloat16 products (emulated, slowly, on CPUs without native support)
 };
 
+// Where partitioning pays, by default. With native bfloat16 products (AMX, AVX512-BF16) the
+// whole bank's one product is fast: a 7,840-patch bank took 23-32 ms an image searched whole and
+// 22-103 partitioned (how well the bounds prune depends on the embeddings), a 78,400-patch one
+// 280-320 whole and 70-77 partitioned. In float32 alone (AVX2) the whole product is 4-5x
+// slower and clusters pay from a few thousand vectors (7,840: 140 -> 27 ms).
+inline constexpr std::int64_t kPartitionMinSizeBf16 = 32768;
+inline constexpr std::int64_t kPartitionMinSizeFp32 = 4096;
+
 struct SearchOptions {
   Precision precision = Precision::kAuto;
   // Upper bound on the distance block held at once (queries x bank products).
   std::int64_t max_block_bytes = std::int64_t{256} << 20;
-  // Banks of at least this many vectors are partitioned (0: never). Partitioning costs two
-  // searches of the bank against size/cluster_size of its vectors when the search is built
-  // (78,400 x 1536: about 2 s on 2 cores).
-  std::int64_t partition_min_size = 4096;
+  // Banks of at least this many vectors are partitioned (0: never; -1: kAutoPartition's size
+  // for this CPU). Partitioning costs two searches of the bank against size/cluster_size of its
+  // vectors when the search is built (78,400 x 1536: about 2 s on 2 cores).
+  std::int64_t partition_min_size = -1;
   std::int64_t cluster_size = 64;
+  // A partitioned search scans, cluster by cluster, the clusters the bounds cannot rule out:
+  // several times slower a row than the whole bank's one matrix product (about 4-6x measured).
+  // When the bounds leave more than this fraction of the bank per query (fine-grained
+  // embeddings, whose nearest neighbours lie about as far as the clusters are wide: 59-65 %
+  // measured on two 100-image banks), a block of queries is searched whole instead: the same
+  // answers, bit for bit. 1 or more: never.
+  double whole_search_above = 0.25;
 };
 
 struct Neighbors {
@@ -69,7 +84,9 @@ class ExactSearch {
  private:
   struct Rows;
   void partition(const at::Tensor& centred);
-  void search_whole(const Rows& rows, int k, Neighbors& out) const;
+  // Rows [first, first + count) of `rows` (count -1: to the end) against the whole bank.
+  void search_whole(const Rows& rows, int k, Neighbors& out, std::int64_t first = 0,
+                    std::int64_t count = -1) const;
   void search_partitioned(const Rows& rows, int k, Neighbors& out) const;
 
   SearchOptions options_;

@@ -129,7 +129,8 @@ TEST(ExactSearch, DistancesThatOverflowStillGiveKNeighbours) {
 
 // A partitioned bank gives the whole bank's answer bit for bit: the same distances, the same
 // neighbours, ties (duplicated vectors) broken by the lower index, for either first pass and a
-// bank kept in bfloat16, in small blocks too.
+// bank kept in bfloat16, in small blocks too; cluster by cluster (whole_search_above 2) and when
+// the bounds leave too much of the bank and blocks fall back to the whole search (0).
 TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
   at::set_num_threads(2);
   at::Tensor bank = feature_like(2000, 96, 7);
@@ -140,17 +141,21 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
     for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
       const ExactSearch whole(stored, {.precision = precision, .partition_min_size = 0});
       for (const std::int64_t block : {std::int64_t{256} << 20, std::int64_t{5000}}) {
-        const ExactSearch parted(stored, {.precision = precision,
-                                          .max_block_bytes = block,
-                                          .partition_min_size = 1000,
-                                          .cluster_size = 32});
-        ASSERT_EQ(whole.clusters(), 0);
-        ASSERT_GT(parted.clusters(), 40);
-        for (const int k : {1, 9}) {
-          const Neighbors expected = whole.search(queries, k);
-          const Neighbors actual = parted.search(queries, k);
-          EXPECT_TRUE(at::equal(actual.indices, expected.indices)) << "half " << half << " k " << k;
-          EXPECT_TRUE(at::equal(actual.distances, expected.distances));
+        for (const double above : {2.0, 0.0}) {
+          const ExactSearch parted(stored, {.precision = precision,
+                                            .max_block_bytes = block,
+                                            .partition_min_size = 1000,
+                                            .cluster_size = 32,
+                                            .whole_search_above = above});
+          ASSERT_EQ(whole.clusters(), 0);
+          ASSERT_GT(parted.clusters(), 40);
+          for (const int k : {1, 9}) {
+            const Neighbors expected = whole.search(queries, k);
+            const Neighbors actual = parted.search(queries, k);
+            EXPECT_TRUE(at::equal(actual.indices, expected.indices))
+                << "half " << half << " k " << k << " above " << above;
+            EXPECT_TRUE(at::equal(actual.distances, expected.distances));
+          }
         }
       }
       // The caller's bank is left as it was (the search keeps its own, reordered).
@@ -159,12 +164,12 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
   }
   // Brute force agrees as well (away from the ties), and a duplicated vector finds the lower
   // index first.
-  const ExactSearch parted(bank, {.partition_min_size = 1000, .cluster_size = 32});
+  const SearchOptions by_clusters{
+      .partition_min_size = 1000, .cluster_size = 32, .whole_search_above = 2};
+  const ExactSearch parted(bank, by_clusters);
   const at::Tensor unique = bank.narrow(0, 0, 1500);
   const at::Tensor fresh = queries.narrow(0, 0, 200);
-  expect_exact(
-      ExactSearch(unique, {.partition_min_size = 1000, .cluster_size = 32}).search(fresh, 3),
-      brute_force(unique, fresh, 3));
+  expect_exact(ExactSearch(unique, by_clusters).search(fresh, 3), brute_force(unique, fresh, 3));
   const Neighbors self = parted.search(bank.narrow(0, 1500, 50), 2);
   EXPECT_TRUE(at::equal(self.indices.select(1, 0), at::arange(100, 150, at::kLong)));
   EXPECT_TRUE(at::equal(self.indices.select(1, 1), at::arange(1500, 1550, at::kLong)));
@@ -174,7 +179,8 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
 TEST(ExactSearch, APartitionedBankKeepsFarVectorsAndLargeK) {
   at::Tensor bank = feature_like(600, 16, 9);
   bank.narrow(0, 590, 10).fill_(3e19f);
-  const ExactSearch parted(bank, {.partition_min_size = 100, .cluster_size = 8});
+  const ExactSearch parted(bank,
+                           {.partition_min_size = 100, .cluster_size = 8, .whole_search_above = 2});
   ASSERT_GT(parted.clusters(), 0);
   const Neighbors all = parted.search(bank.narrow(0, 0, 3), 600);
   for (std::int64_t q = 0; q < 3; ++q) {
