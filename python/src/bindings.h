@@ -61,7 +61,7 @@ py::array_t<float> float_view(const std::vector<float>& data, std::int64_t rows,
 struct PyPrediction {
   pv::Prediction prediction;
   std::string image;  // the file's path, or "" for an array
-  int width = 0;      // of the original image
+  int width = 0;      // of the original image (0 for a file: read from it when needed)
   int height = 0;
   int image_size = 0;  // the model's resize and crop
   int crop_size = 0;

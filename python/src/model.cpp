@@ -56,16 +56,11 @@ py::object predict(const pv::Model& model, const Images& images) {
   // why (as `patchvec predict` scores the others).
   std::vector<std::string> unreadable;
   std::vector<std::string>* skip = images.single ? nullptr : &unreadable;
-  std::vector<std::pair<int, int>> sizes(images.size());
+  std::vector<std::pair<int, int>> sizes(images.size());  // arrays'; a file's when asked
   {
     py::gil_scoped_release release;
     if (!images.paths.empty()) {
       predictions = model.predict(images.paths, "predict", nullptr, skip);
-      for (std::size_t i = 0; i < images.paths.size(); ++i) {
-        if (!unreadable.empty() && !unreadable[i].empty()) continue;
-        const pv::ImageHeader header = pv::read_image_header(images.paths[i]);
-        sizes[i] = {header.width, header.height};
-      }
     } else {
       std::vector<const pv::Image*> pointers;
       for (const pv::Image& image : images.arrays) {
@@ -288,14 +283,21 @@ void bind_model(py::module_& m) {
           "map_original",
           [](const PyPrediction& p) {
             if (p.prediction.map.values.empty()) return py::array_t<float>();
+            int width = p.width, height = p.height;
+            if (width == 0) {  // a file's size, from its header, only when asked
+              py::gil_scoped_release release;
+              const pv::ImageHeader header = pv::read_image_header(p.image);
+              width = header.width;
+              height = header.height;
+            }
             pv::AnomalyMap original =
-                pv::map_on_original(p.prediction.map, p.image_size, p.crop_size, p.width, p.height);
+                pv::map_on_original(p.prediction.map, p.image_size, p.crop_size, width, height);
             py::array_t<float> out({original.height, original.width});
             std::copy(original.values.begin(), original.values.end(), out.mutable_data());
             return out;
           },
           "The map on the whole original image (NaN where the centre crop cut it away): "
-          "<image>_map_original.npy. Computed on each access.")
+          "<image>_map_original.npy. Computed on each access (a file's header is read then).")
       .def_property_readonly(
           "patch_distances",
           [](const py::object& self) {

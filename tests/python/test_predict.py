@@ -135,6 +135,17 @@ def test_embeddings_equal_the_programs_npy(model, tmp_path):
     assert np.array_equal(model.embed([rgb(p) for p in train]), embeddings)
 
 
+def test_overlays_are_rgb_pictures_of_the_image(model):
+    path = fixture_images()[4]
+    p = model.predict(path)
+    picture = patchvec.pictures.overlay(path, p, model)
+    assert picture.dtype == np.uint8 and picture.shape == (360, 360, 3)
+    assert np.array_equal(patchvec.pictures.overlay(rgb(path), p, model), picture)
+    assert patchvec.pictures.overlay(path, p, model, height=100).shape == (100, 100, 3)
+    with pytest.raises(patchvec.Error, match="height"):
+        patchvec.pictures.overlay(path, p, model, height=0)
+
+
 def test_messages_go_to_the_patchvec_logger(model, caplog):
     with caplog.at_level("INFO", logger="patchvec"):
         model.predict(fixture_images())
