@@ -177,12 +177,12 @@ struct Embedder::Impl {
   bool pretrained = false;
   bool carried = false;  // restored from tensors a model file carries
 
-  // The network on `batch` (N x 3 x S x S), batch_size inputs at a time; N x grid floats to out.
-  // `recomputed`: adds the images int8 handed to float32 (FusedResNet::forward).
   // Reads `reader`'s batches (`count` inputs in all), embeds them and hands them to `consume`.
   void embed_each(BatchReader& reader, std::size_t count, const EmbeddingConsumer& consume,
                   std::string_view progress_label, EmbedTimings* timings) const;
 
+  // The network on `batch` (N x 3 x S x S), batch_size inputs at a time; N x grid floats to out.
+  // `recomputed`: adds the images int8 handed to float32 (FusedResNet::forward).
   void embed_batch(const at::Tensor& batch, float* out, std::int64_t* recomputed = nullptr) const {
     const at::InferenceMode inference;
     const std::int64_t step = options.batch_size;
