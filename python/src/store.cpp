@@ -55,6 +55,21 @@ py::object inspect(const pv::Inspector& inspector, const std::string& category,
   return result;
 }
 
+pv::ReportResolution resolution_of(const std::string& resolution, std::string defect,
+                                   std::string note, std::string by) {
+  return {.resolution = pv::parse_resolution(resolution),
+          .defect = std::move(defect),
+          .note = std::move(note),
+          .by = std::move(by)};
+}
+
+// The decided report (json::report), with the id of the image the decision stored.
+py::dict resolved_dict(const pv::ResolvedReport& resolved) {
+  py::dict out = to_python(pv::json::report(resolved.report));
+  out["image_id"] = resolved.image_id;
+  return out;
+}
+
 std::map<std::string, pv::ServedModel> served(const py::handle& models) {
   std::map<std::string, pv::ServedModel> out;
   const auto add = [&](const ModelPtr& model) {
@@ -153,18 +168,12 @@ void bind_store(py::module_& m) {
           "resolve",
           [](pv::VectorStore& store, const pv::Model& model, std::int64_t report_id,
              const std::string& resolution, std::string defect, std::string note, std::string by) {
-            pv::ReportResolution decision{.resolution = pv::parse_resolution(resolution),
-                                          .defect = std::move(defect),
-                                          .note = std::move(note),
-                                          .by = std::move(by)};
-            pv::ResolvedReport resolved;
-            {
+            const pv::ReportResolution decision =
+                resolution_of(resolution, std::move(defect), std::move(note), std::move(by));
+            return resolved_dict([&] {
               py::gil_scoped_release release;
-              resolved = pv::resolve_report(model, store, report_id, decision);
-            }
-            py::dict out = to_python(pv::json::report(resolved.report));
-            out["image_id"] = resolved.image_id;
-            return out;
+              return pv::resolve_report(model, store, report_id, decision);
+            }());
           },
           py::arg("model"), py::arg("report_id"), py::arg("resolution"), py::kw_only(),
           py::arg("defect") = "", py::arg("note") = "", py::arg("by") = "",
@@ -214,18 +223,12 @@ void bind_store(py::module_& m) {
           "resolve",
           [](const pv::Inspector& inspector, std::int64_t report_id, const std::string& resolution,
              std::string defect, std::string note, std::string by) {
-            pv::ReportResolution decision{.resolution = pv::parse_resolution(resolution),
-                                          .defect = std::move(defect),
-                                          .note = std::move(note),
-                                          .by = std::move(by)};
-            pv::ResolvedReport resolved;
-            {
+            const pv::ReportResolution decision =
+                resolution_of(resolution, std::move(defect), std::move(note), std::move(by));
+            return resolved_dict([&] {
               py::gil_scoped_release release;
-              resolved = inspector.resolve(report_id, decision);
-            }
-            py::dict out = to_python(pv::json::report(resolved.report));
-            out["image_id"] = resolved.image_id;
-            return out;
+              return inspector.resolve(report_id, decision);
+            }());
           },
           py::arg("report_id"), py::arg("resolution"), py::kw_only(), py::arg("defect") = "",
           py::arg("note") = "", py::arg("by") = "");

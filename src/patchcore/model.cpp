@@ -374,58 +374,43 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
   });
 }
 
-namespace {
-
-// Model::predict() of files or of images: the embedder reads either in batches.
 template <typename Input>
-std::vector<Prediction> predict_each(const Embedder& embedder, std::span<const Input> images,
-                                     std::string_view progress_label, PredictTimings* timings,
-                                     std::vector<std::string>* unreadable,
-                                     const EmbeddingConsumer& score_into,
-                                     std::vector<Prediction>& predictions) {
-  predictions.resize(images.size());
-  if (unreadable != nullptr) {
-    for (Prediction& p : predictions) p.score = std::numeric_limits<float>::quiet_NaN();
-  }
-  EmbedTimings embed_timings;
-  embedder.embed_each(images, score_into, progress_label, &embed_timings, unreadable);
-  if (timings != nullptr) {
-    timings->read_seconds += embed_timings.read_seconds;
-    timings->backbone_seconds += embed_timings.backbone_seconds;
-    timings->recomputed_in_float32 += embed_timings.recomputed_in_float32;
-    timings->images += static_cast<std::int64_t>(images.size());
-  }
-  return std::move(predictions);
+std::vector<Prediction> Model::Impl::predict(std::span<const Input> images,
+                                             std::string_view progress_label,
+                                             PredictTimings* timings,
+                                             std::vector<std::string>* unreadable) const {
+  return nn::torch_errors_as_pv("predicting with the " + info.category + " model: ", [&] {
+    std::vector<Prediction> predictions(images.size());
+    if (unreadable != nullptr) {
+      for (Prediction& p : predictions) p.score = std::numeric_limits<float>::quiet_NaN();
+    }
+    EmbedTimings embed_timings;
+    embedder.embed_each(
+        images,
+        [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
+          score(batch, indices, predictions, timings);
+        },
+        progress_label, &embed_timings, unreadable);
+    if (timings != nullptr) {
+      timings->read_seconds += embed_timings.read_seconds;
+      timings->backbone_seconds += embed_timings.backbone_seconds;
+      timings->recomputed_in_float32 += embed_timings.recomputed_in_float32;
+      timings->images += static_cast<std::int64_t>(images.size());
+    }
+    return predictions;
+  });
 }
-
-}  // namespace
 
 std::vector<Prediction> Model::predict(std::span<const Image* const> images,
                                        std::string_view progress_label, PredictTimings* timings,
                                        std::vector<std::string>* unreadable) const {
-  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
-    std::vector<Prediction> predictions;
-    return predict_each(
-        impl_->embedder, images, progress_label, timings, unreadable,
-        [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
-          impl_->score(batch, indices, predictions, timings);
-        },
-        predictions);
-  });
+  return impl_->predict(images, progress_label, timings, unreadable);
 }
 
 std::vector<Prediction> Model::predict(std::span<const std::filesystem::path> images,
                                        std::string_view progress_label, PredictTimings* timings,
                                        std::vector<std::string>* unreadable) const {
-  return nn::torch_errors_as_pv("predicting with the " + impl_->info.category + " model: ", [&] {
-    std::vector<Prediction> predictions;
-    return predict_each(
-        impl_->embedder, images, progress_label, timings, unreadable,
-        [&](const PatchEmbeddings& batch, std::span<const std::size_t> indices) {
-          impl_->score(batch, indices, predictions, timings);
-        },
-        predictions);
-  });
+  return impl_->predict(images, progress_label, timings, unreadable);
 }
 
 Prediction Model::predict(const Image& image) const {

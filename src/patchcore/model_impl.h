@@ -73,6 +73,13 @@ struct Model::Impl {
     return normalize_score(score, t.image, t.image_min, t.image_max);
   }
 
+  // Model::predict() of files or of decoded images, which the embedder reads in batches alike.
+  // Defined in model.cpp, its only user.
+  template <typename Input>
+  std::vector<Prediction> predict(std::span<const Input> images, std::string_view progress_label,
+                                  PredictTimings* timings,
+                                  std::vector<std::string>* unreadable) const;
+
   // Scores one batch of embeddings into predictions[indices[k]], k the batch's k-th image.
   void score(const PatchEmbeddings& batch, std::span<const std::size_t> indices,
              std::vector<Prediction>& out, PredictTimings* timings) const;
