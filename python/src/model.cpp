@@ -1,6 +1,4 @@
 // Models, datasets, predictions, training and evaluation for Python.
-#include <atomic>
-#include <chrono>
 #include <random>
 
 #include <patchvec/dataset.h>

@@ -1,6 +1,5 @@
 // patchvec._patchvec: PatchVec's library for Python, one-to-one (docs/python.md). The package
 // python/patchvec puts Python's conventions around it (logging, the submodules).
-#include <csignal>
 #include <memory>
 
 #include <patchvec/embedder.h>
