@@ -3,7 +3,10 @@
 // largest distance from a training patch to its nearest selected patch).
 //
 //   coreset_bench EMBEDDINGS.npy [--images N] [--ratio R] [--method exact|fast|both]
-//                 [--threads T] [--full-radius]
+//                 [--threads T] [--full-radius] [--continued]
+//
+// --continued: also the fast method as training cross-fits (every fifth image held out, its
+// selection first, then the whole one continued from it): both radii and times.
 //
 // EMBEDDINGS.npy is `patchvec embed` of the training images (N x H x W x C float32).
 #include <algorithm>
@@ -17,6 +20,7 @@
 
 #include <patchvec/npy.h>
 #include <patchvec/stopwatch.h>
+#include <patchvec/system.h>
 
 #include "sampling/k_center_greedy.h"
 #include "sampling/random_projection.h"
@@ -47,6 +51,8 @@ int main(int argc, char** argv) {
   std::string method = "both";
   int threads = 2;
   bool full = false;
+  bool continued = false;
+  double dense_above = pv::sampling::KCenterOptions{}.dense_above;
   app.add_option("embeddings", embeddings, "`patchvec embed` output (N x H x W x C float32 .npy)")
       ->required();
   app.add_option("--images", images, "Use the first N images (0: all)");
@@ -55,8 +61,14 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"exact", "fast", "both"}));
   app.add_option("--threads", threads, "Compute threads")->capture_default_str();
+  app.add_option("--dense-above", dense_above,
+                 "Fast method: rounds measured by matrix products above this fraction")
+      ->capture_default_str();
   app.add_flag("--full-radius", full, "Also measure the covering radius in the full space");
+  app.add_flag("--continued", continued,
+               "Also the fast method continued from a selection without every fifth image");
   CLI11_PARSE(app, argc, argv);
+  pv::switch_blas_core();  // as `patchvec` does at start (Debian's OpenBLAS mis-detects some CPUs)
   at::set_num_threads(threads);
   pv::Stopwatch clock;
   pv::FloatArray array = pv::read_npy(embeddings);
@@ -98,6 +110,7 @@ int main(int argc, char** argv) {
         .centers = centres,
         .seed = 0,
         .method = name == "exact" ? pv::CoresetMethod::kExact : pv::CoresetMethod::kFast,
+        .dense_above = dense_above,
         .on_progress = [&](std::int64_t) { ++rounds; }};
     const pv::sampling::KCenterResult result = pv::sampling::k_center(projected, options);
     const double seconds = clock.lap();
@@ -108,10 +121,38 @@ int main(int argc, char** argv) {
     }
     std::printf("%-5s selection %.1f s, covering radius %.4f projected", name.c_str(), seconds,
                 result.covering_radius);
-    std::printf(", %lld rounds", static_cast<long long>(rounds));
+    std::printf(", %lld rounds (%lld dense)", static_cast<long long>(rounds),
+                static_cast<long long>(result.dense_rounds));
     if (full) std::printf(", %.4f full (%.1f s)", radius, clock.lap());
     std::printf("\n");
     std::fflush(stdout);
+  }
+  if (continued) {
+    std::vector<bool> held_out(static_cast<std::size_t>(count));
+    std::int64_t kept = 0;
+    for (std::int64_t i = 0; i < count; ++i) {
+      held_out[i] = (i / per_image) % 5 == 0;
+      kept += held_out[i] ? 0 : 1;
+    }
+    clock.lap();
+    const auto result = pv::sampling::k_center_continued(
+        projected, held_out, std::max<std::int64_t>(1, static_cast<std::int64_t>(kept * ratio)),
+        {.centers = centres,
+         .seed = 0,
+         .method = pv::CoresetMethod::kFast,
+         .dense_above = dense_above});
+    const double seconds = clock.lap();
+    std::printf(
+        "continued selection %.1f s (%.1f s without the held-out fifth), covering radius %.4f "
+        "projected (%.4f before)",
+        seconds, result.first_seconds, result.selection.covering_radius,
+        result.first_covering_radius);
+    if (full) {
+      const double radius = full_radius(patches, result.selection.indices);
+      std::printf(", %.4f full (%.1f s)", radius, clock.lap());
+      if (fast_full > 0) std::printf("; continued/fast full radius %.4f", radius / fast_full);
+    }
+    std::printf("\n");
   }
   if (exact_full > 0 && fast_full > 0) {
     std::printf("fast/exact covering radius in the full space: %.4f\n", fast_full / exact_full);

@@ -11,7 +11,9 @@ enum class CoresetMethod {
   kExact,  // the textbook greedy selection, PatchCore's and anomalib's: the reference
   // Default: rounds of centres chosen together, each at least 0.95 times the farthest distance
   // from every centre; a covering radius within 2 / 0.95 of the optimum (exact: within 2), within
-  // a fraction of a percent of the exact one on real embeddings, in a fraction of the time.
+  // a few percent of the exact one on real embeddings, in a fraction of the time; where the
+  // triangle inequality cannot prune (fine-grained embeddings) a round is matrix products, so its
+  // time is bounded by N x k x d multiply-adds at the BLAS's speed whatever the data.
   kFast,
 };
 const char* coreset_method_name(CoresetMethod method);  // "exact", "fast"

@@ -170,6 +170,8 @@ struct FitReport {
   double batchnorm_seconds = 0;  // BatchNorm re-estimation (random backbone only)
   double embed_seconds = 0;      // reading images and the backbone
   double project_seconds = 0;    // random projection (included in embed_seconds)
+  // Coreset selection: with the fast method and cross-fitting, the first fold's bank and the
+  // model's, continued from it (one selection's work), both counted here, not in calibration.
   double coreset_seconds = 0;
   double total_seconds = 0;
   bool spilled = false;                // training patches went to a temporary file
@@ -184,7 +186,8 @@ struct FitReport {
   // embeddings, float32 bank): what the agreement check compares them with.
   std::vector<float> reference_scores;
   std::vector<float> reference_map_maxima;
-  // The cross-fit (the held-out folds' coresets and scores, at both precisions) and, for int8,
+  // The cross-fit (the held-out folds' coresets but the one coreset_seconds counts, and their
+  // scores, at both precisions) and, for int8,
   // measuring its activation ranges: the thresholds' share of total_seconds.
   double calibration_seconds = 0;
 };

@@ -7,7 +7,9 @@
 // calibration_folds: with pretrained weights all of them, or as many folds as hold out
 // calibration_images (200); a fifth with a random backbone, whose BatchNorm statistics must not
 // have seen them), the test split's good images (if any) by the model, and the image threshold is
-// the conformal quantile of those scores (metrics.h: conformal_threshold). A new good image from
+// the conformal quantile of those scores (metrics.h: conformal_threshold). With the fast coreset
+// the model's own bank is continued from the first fold's (the held-out images' patches taken in,
+// the selection carried on): one selection's work for both, not one each. A new good image from
 // the same process is then flagged with probability at most R. That holds while the process stays
 // the same: a new lot of material, a moved camera or other lighting is a new process, and the model
 // should be updated (patchvec update) or retrained on it.

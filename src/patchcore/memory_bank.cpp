@@ -87,11 +87,17 @@ struct MemoryBankBuilder::Impl {
   at::Tensor patches;                // total x dim float32, when they fit the budget
   std::unique_ptr<SpillFile> spill;  // otherwise
   double project_seconds = 0;
+  // The fast method's whole selection, made with the first cross-fitting bank's (finish() uses it).
+  std::optional<sampling::KCenterResult> continued;
+  double continued_seconds = 0;  // both selections' time
 
   at::Tensor gather(const std::vector<std::int64_t>& indices) const;
   // Greedy k-center over `points` (rows of `projected`) for `count` of the patches.
   sampling::KCenterResult select_centres(const at::Tensor& points, std::int64_t count,
                                          const std::string& label) const;
+  // The coreset of the rows not `held_out`, and, continued from it, the whole one (`continued`).
+  std::vector<std::int64_t> select_continued(const std::vector<bool>& held_out, std::int64_t kept,
+                                             const std::string& label);
   void require_complete() const;
 };
 
@@ -120,6 +126,39 @@ sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor
                                   }});
   progress.finish();
   return selection;
+}
+
+std::vector<std::int64_t> MemoryBankBuilder::Impl::select_continued(
+    const std::vector<bool>& held_out, std::int64_t kept, const std::string& label) {
+  const auto centres_of = [&](std::int64_t count) {
+    return std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
+  };
+  const std::int64_t first = centres_of(kept);
+  const std::int64_t all = centres_of(total);
+  std::optional<ProgressBar> progress(std::in_place, label, static_cast<std::size_t>(first),
+                                      "centres");
+  std::int64_t shown = 0;
+  Stopwatch clock;
+  const auto on_progress = [&](std::int64_t n) {
+    if (n > first && shown <= first) {  // the first bank is done: the rest is the coreset's
+      progress.reset();
+      progress.emplace("coreset", static_cast<std::size_t>(all - first), "centres");
+      shown = first;
+    }
+    progress->advance(static_cast<std::size_t>(n - shown));
+    shown = n;
+    check_interrupt();
+  };
+  sampling::ContinuedKCenterResult result = sampling::k_center_continued(
+      projected, held_out, first,
+      {.centers = all, .seed = options.seed, .method = options.method, .on_progress = on_progress});
+  progress.reset();
+  continued_seconds = clock.lap();
+  std::vector<std::int64_t> first_bank(result.selection.indices.begin(),
+                                       result.selection.indices.begin() + result.first_centers);
+  continued = std::move(result.selection);
+  return first_bank;
 }
 
 MemoryBankBuilder::MemoryBankBuilder(std::int64_t total_patches, std::int64_t dim,
@@ -206,6 +245,14 @@ at::Tensor MemoryBankBuilder::coreset_without(const std::vector<bool>& excluded,
   }
   if (kept_rows.empty()) throw Error("memory bank: cross-fitting left no patch");
   if (!s.select) return s.gather(kept_rows);
+  if (s.options.method == CoresetMethod::kFast && !s.continued &&
+      static_cast<std::int64_t>(kept_rows.size()) < s.total) {
+    // The whole coreset goes on from this one: one selection's work instead of two.
+    std::vector<bool> held_out(static_cast<std::size_t>(s.total), true);
+    for (const auto row : kept_rows) held_out[static_cast<std::size_t>(row)] = false;
+    return s.gather(
+        s.select_continued(held_out, static_cast<std::int64_t>(kept_rows.size()), label));
+  }
   const at::Tensor subset = s.projected.index_select(0, at::tensor(kept_rows, at::kLong));
   const auto selection =
       s.select_centres(subset, static_cast<std::int64_t>(kept_rows.size()), label);
@@ -233,11 +280,13 @@ at::Tensor MemoryBankBuilder::finish(BankReport* report) {
   std::vector<std::int64_t> keep;
   if (s.select) {
     Stopwatch clock;
-    const sampling::KCenterResult selection = s.select_centres(s.projected, s.total, "coreset");
+    const sampling::KCenterResult selection =
+        s.continued ? *s.continued : s.select_centres(s.projected, s.total, "coreset");
     keep = selection.indices;
     local.projection_dim = s.projected.size(1);
     local.covering_radius = selection.covering_radius;
-    local.coreset_seconds = clock.lap();
+    local.coreset_seconds_before = s.continued ? s.continued_seconds : 0;
+    local.coreset_seconds = clock.lap() + local.coreset_seconds_before;
     s.projected = at::Tensor();  // free it before the bank is gathered
   } else if (s.spill) {
     keep.resize(s.total);

@@ -34,6 +34,7 @@ struct BankReport {
   bool spilled = false;             // patches went to disk
   double project_seconds = 0;
   double coreset_seconds = 0;
+  double coreset_seconds_before = 0;  // the part spent in coreset_without(): both selections
 };
 
 // Not thread-safe. add() batches in order, exactly `total_patches` rows in all, then finish().
@@ -49,6 +50,9 @@ class MemoryBankBuilder {
   // Once every patch was added, before finish(), for cross-fitting: the coreset of the patches
   // whose `excluded` flag is false (one flag per consecutive block of `block` rows, an image),
   // chosen as finish() chooses (same ratio and seed), full-dimensional; and rows read back.
+  // The fast method's first such call also makes finish()'s selection, continued from this one
+  // (sampling::k_center_continued): both selections' time is the coreset's
+  // (BankReport::coreset_seconds, coreset_seconds_before).
   at::Tensor coreset_without(const std::vector<bool>& excluded, std::int64_t block,
                              const std::string& progress_label);
   at::Tensor rows(std::int64_t first, std::int64_t count) const;

@@ -197,6 +197,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
       options.precision != Precision::kFloat32 ? fp32_bank.to(at::kBFloat16) : fp32_bank;
   local.project_seconds = bank_report.project_seconds;
   local.coreset_seconds = bank_report.coreset_seconds;
+  local.calibration_seconds -= bank_report.coreset_seconds_before;  // counted once, as coreset
   local.spilled = bank_report.spilled;
 
   patchcore::Scorer scorer(bank,

@@ -1,6 +1,7 @@
 #include "sampling/k_center_greedy.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -64,6 +65,17 @@ class Bf16Points {
   }
 
   std::int64_t count() const { return norms_.size(0); }
+  std::int64_t dim() const { return dim_; }
+  float squared_norm(std::int64_t i) const { return squared_norms_[i]; }
+
+  // Rows [begin, begin + rows) widened to float32 (exact: bfloat16 is float32's upper half).
+  at::Tensor widened(std::int64_t begin, std::int64_t rows) const {
+    return storage_.narrow(0, begin, rows).to(at::kFloat);
+  }
+  // The rows `indices` widened to float32.
+  at::Tensor widened(const std::vector<std::int64_t>& indices) const {
+    return storage_.index_select(0, at::tensor(indices, at::kLong)).to(at::kFloat);
+  }
 
   // An absolute bound on the rounding error of a distance (not squared).
   float distance_margin() const {
@@ -113,6 +125,7 @@ struct Cluster {
   std::int32_t farthest = -1;  // that member (-1 when the cluster is only its centre)
   std::uint32_t version = 0;   // changes whenever members or radius do (see Candidates)
   float offset = 0;            // distance from its centre to its region's centre
+  std::int32_t region = -1;    // the region it is filed under (-1: none, or a region itself)
 };
 
 // Largest squared distance first; equal ones by point index, so that the selection never
@@ -196,6 +209,10 @@ constexpr double kFastEpsilon = 0.05;
 constexpr std::int64_t kFastBatch = 1024;
 // Member lists are handed out in pieces of this many points (a first cluster holds them all).
 constexpr std::int64_t kPiece = 8192;
+// How many of a round's centres are asked how much the bounds would leave them to measure.
+constexpr std::int64_t kDenseSample = 16;
+// Points a dense round multiplies at once against the round's centres (one matrix product each).
+constexpr std::int64_t kDenseBlock = 2048;
 
 // Greedy k-center in rounds. A round takes the widest clusters' farthest points that are still at
 // least (1 - epsilon) times the widest radius away from every centre, counting the ones the round
@@ -204,24 +221,36 @@ constexpr std::int64_t kPiece = 8192;
 // they can take points from, and the points themselves.
 class Selection {
  public:
-  Selection(const Bf16Points& points, std::int64_t first, int threads)
+  // `held_out`: points left out until take_in() (null: none); `first` is not one of them.
+  Selection(const Bf16Points& points, std::int64_t first, int threads, double dense_above,
+            const std::vector<bool>* held_out = nullptr)
       : points_(points),
         count_(points.count()),
         threads_(threads),
+        dense_above_(dense_above),
         margin_(points.distance_margin()),
         min_d2_(count_),
         best_d2_(count_, std::numeric_limits<float>::infinity()),
         best_centre_(count_, -1),
         leaving_(count_, 0),
+        owner_(count_, 0),
         reach_(kRegions, 0),
         region_members_(kRegions) {
+    // A point held out looks like a centre until it is taken in: at distance 0, in no cluster.
     at::parallel_for(0, count_, 2048, [&](std::int64_t begin, std::int64_t end) {
-      for (auto i = begin; i < end; ++i) min_d2_[i] = points_.squared_distance(i, first);
+      for (auto i = begin; i < end; ++i) {
+        min_d2_[i] = held_out != nullptr && (*held_out)[i] ? 0 : points_.squared_distance(i, first);
+      }
     });
     min_d2_[first] = 0;
     Cluster root{.center = first};
-    root.members.resize(count_);
-    for (std::int64_t i = 0; i < count_; ++i) root.members[i] = static_cast<std::int32_t>(i);
+    root.members.reserve(count_);
+    for (std::int64_t i = 0; i < count_; ++i) {
+      if (held_out == nullptr || !(*held_out)[i])
+        root.members.push_back(static_cast<std::int32_t>(i));
+    }
+    active_ = static_cast<std::int64_t>(root.members.size());
+    if (held_out != nullptr) held_out_ = *held_out;
     refresh_radius(root, min_d2_.data());
     clusters_.push_back(std::move(root));
     candidates_.push(clusters_[0], 0);
@@ -232,16 +261,37 @@ class Selection {
   std::vector<std::int64_t> round(double epsilon, std::int64_t limit);
 
   float covering_radius2() { return candidates_.widest(clusters_); }
+  std::int64_t clusters() const { return static_cast<std::int64_t>(clusters_.size()); }
+  // Takes the held-out points in: each joins the cluster of its nearest centre (the radii they
+  // widen are the rounds' to shrink again). `centres`: every centre so far, in selection order.
+  void take_in(const std::vector<std::int64_t>& centres);
+  std::int64_t dense_rounds() const { return dense_rounds_; }
 
  private:
   // Clusters a centre x may take points from (|x - c| < 2 r_c), with |x - c|^2 each.
   void touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
                   std::vector<float>& region_d) const;
+  // Distances from x to the region centres (the first kRegions clusters' centres).
+  void region_distances(std::int64_t x, std::vector<float>& region_d) const;
   void file_under_region(std::int32_t index, const std::vector<float>& region_d);
+  // Whether the round's centres are better measured against every point by matrix products than
+  // cluster by cluster: asks a sample of them what the bounds leave (`touched` and `region_d`
+  // hold the sample's answers; with the bounds, the caller completes them).
+  bool dense_round(const std::vector<std::int64_t>& centres,
+                   std::vector<std::vector<std::pair<std::int32_t, float>>>& touched,
+                   std::vector<std::vector<float>>& region_d,
+                   std::vector<std::uint8_t>& asked) const;
+  // Phase 2 by the bounds: the points the centres take, into best_d2_/best_centre_ and `moved`.
+  void measure_bounded(const std::vector<std::int64_t>& centres,
+                       const std::vector<std::vector<std::pair<std::int32_t, float>>>& touched,
+                       std::vector<std::int32_t>& moved);
+  // Phase 2 by matrix products: every point against every centre of the round.
+  void measure_dense(const std::vector<std::int64_t>& centres, std::vector<std::int32_t>& moved);
 
   const Bf16Points& points_;
   const std::int64_t count_;
   const int threads_;
+  const double dense_above_;
   const float margin_;
   std::vector<float> min_d2_;  // squared distance of each point to its nearest centre
   std::vector<Cluster> clusters_;
@@ -249,8 +299,12 @@ class Selection {
   std::vector<float> best_d2_;  // within a round: the nearest new centre of a point
   std::vector<std::int32_t> best_centre_;
   std::vector<std::uint8_t> leaving_;
-  std::vector<float> reach_;  // per region: max over its clusters of offset + 2 radius
+  std::vector<std::int32_t> owner_;  // the cluster each point belongs to
+  std::vector<float> reach_;         // per region: max over its clusters of offset + 2 radius
   std::vector<std::vector<std::int32_t>> region_members_;
+  std::int64_t dense_rounds_ = 0;
+  std::int64_t active_ = 0;     // points taken in so far
+  std::vector<bool> held_out_;  // until take_in(); empty: none
 };
 
 void Selection::touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
@@ -280,57 +334,93 @@ void Selection::touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, f
   }
 }
 
-void Selection::file_under_region(std::int32_t index, const std::vector<float>& region_d) {
-  Cluster& cluster = clusters_[index];
-  if (index < kRegions || region_d.empty()) return;  // a region itself (region_d: round start)
-  const auto nearest = std::min_element(region_d.begin(), region_d.end()) - region_d.begin();
-  cluster.offset = region_d[nearest];
-  region_members_[nearest].push_back(index);
-  reach_[nearest] = std::max(reach_[nearest], cluster.offset + 2 * std::sqrt(cluster.radius2));
+void Selection::region_distances(std::int64_t x, std::vector<float>& region_d) const {
+  const auto regions =
+      std::min<std::int64_t>(static_cast<std::int64_t>(clusters_.size()), kRegions);
+  region_d.resize(regions);
+  for (std::int64_t g = 0; g < regions; ++g) {
+    region_d[g] = std::sqrt(points_.squared_distance(clusters_[g].center, x));
+  }
 }
 
-std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
-  // 1. The round's centres: the widest clusters' farthest points, in order, each kept when it is
-  // still far enough from the ones kept before it.
-  std::vector<std::int64_t> centres;
-  std::vector<std::int32_t> popped;
-  const float widest = candidates_.widest(clusters_);
-  const auto floor2 = static_cast<float>(widest * (1 - epsilon) * (1 - epsilon));
-  while (static_cast<std::int64_t>(centres.size()) < limit) {
-    const std::int32_t c = candidates_.pop(clusters_);
-    if (c < 0) break;
-    popped.push_back(c);
-    const Cluster& cluster = clusters_[c];
-    if (cluster.farthest < 0 || cluster.radius2 < floor2) break;  // no point outside a centre
-    const std::int64_t x = cluster.farthest;
-    bool far = true;
-    for (const auto y : centres) {
-      if (points_.squared_distance(x, y) < floor2) {
-        far = false;
-        break;
+bool Selection::dense_round(const std::vector<std::int64_t>& centres,
+                            std::vector<std::vector<std::pair<std::int32_t, float>>>& touched,
+                            std::vector<std::vector<float>>& region_d,
+                            std::vector<std::uint8_t>& asked) const {
+  const auto n = static_cast<std::int64_t>(centres.size());
+  if (!(dense_above_ <= 1)) return false;
+  const std::int64_t sample = std::min(n, kDenseSample);
+  std::vector<std::int64_t> members(sample, 0);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && sample > 1)
+  for (std::int64_t s = 0; s < sample; ++s) {
+    const std::int64_t j = s * n / sample;
+    touched_by(centres[j], touched[j], region_d[j]);
+    for (const auto& [c, d2] : touched[j]) {
+      members[s] += static_cast<std::int64_t>(clusters_[c].members.size());
+    }
+  }
+  std::int64_t work = 0;
+  for (std::int64_t s = 0; s < sample; ++s) {
+    work += members[s];
+    asked[s * n / sample] = 1;
+  }
+  // The bounds leave `work` points to measure for `sample` centres; the products measure them all.
+  return static_cast<double>(work) * static_cast<double>(n) >
+         dense_above_ * static_cast<double>(active_) * static_cast<double>(n) *
+             static_cast<double>(sample);
+}
+
+void Selection::measure_dense(const std::vector<std::int64_t>& centres,
+                              std::vector<std::int32_t>& moved) {
+  const auto n = static_cast<std::int64_t>(centres.size());
+  const at::Tensor by_column = points_.widened(centres).t().contiguous();  // d x n
+  std::vector<float> centre_norms(n);
+  for (std::int64_t j = 0; j < n; ++j) centre_norms[j] = points_.squared_norm(centres[j]);
+  const std::int64_t blocks = (count_ + kDenseBlock - 1) / kDenseBlock;
+  std::vector<std::vector<std::int32_t>> taken(threads_);
+  // One product per block, each on one thread (inside the parallel region the BLAS runs on the
+  // calling thread): the same arithmetic whatever the number of threads.
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t begin = b * kDenseBlock;
+    const std::int64_t rows = std::min(kDenseBlock, count_ - begin);
+    const at::Tensor dots = at::mm(points_.widened(begin, rows), by_column);
+    const float* row = dots.data_ptr<float>();
+    auto& out = taken[omp_get_thread_num()];
+    for (std::int64_t r = 0; r < rows; ++r, row += n) {
+      const std::int64_t i = begin + r;
+      const float norm = points_.squared_norm(i);
+      float best = min_d2_[i];
+      std::int32_t nearest = -1;
+      for (std::int64_t j = 0; j < n; ++j) {
+        float d2 = norm + centre_norms[j] - 2 * row[j];
+        d2 = d2 > 0 ? d2 : 0;
+        if (d2 < best) {  // strictly: the lower index on a tie, as the bounded measure
+          best = d2;
+          nearest = static_cast<std::int32_t>(j);
+        }
+      }
+      if (nearest >= 0) {
+        best_d2_[i] = best;
+        best_centre_[i] = nearest;
+        out.push_back(static_cast<std::int32_t>(i));
       }
     }
-    if (far) centres.push_back(x);
   }
-  if (centres.empty()) {
-    for (const auto c : popped) candidates_.push(clusters_[c], c);
-    return centres;
-  }
+  for (const auto& list : taken) moved.insert(moved.end(), list.begin(), list.end());
+}
 
-  // 2. The clusters each new centre may take points from, then the points they take.
-  const auto n = static_cast<std::int64_t>(centres.size());
-  std::vector<std::vector<std::pair<std::int32_t, float>>> touched(n);
-  std::vector<std::vector<float>> region_d(n);
-  const bool share = threads_ > 1 && n > 1;
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (share)
-  for (std::int64_t j = 0; j < n; ++j) touched_by(centres[j], touched[j], region_d[j]);
-
+void Selection::measure_bounded(
+    const std::vector<std::int64_t>& centres,
+    const std::vector<std::vector<std::pair<std::int32_t, float>>>& touched,
+    std::vector<std::int32_t>& moved) {
   struct Piece {
     std::int32_t centre;
     std::int32_t cluster;
     float center_d2;
     std::int64_t begin, end;
   };
+  const auto n = static_cast<std::int64_t>(centres.size());
   std::vector<Piece> pieces;
   std::int64_t work = 0;
   for (std::int64_t j = 0; j < n; ++j) {
@@ -373,9 +463,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     }
     for (std::int64_t q = 0; q < queued; ++q) measure(ahead[q]);
   }
-
-  // 3. Each point goes to its nearest centre (the lower index on a tie); clusters lose it.
-  std::vector<std::int32_t> moved;
+  // The nearest new centre of each point (the lower index on a tie).
   for (const auto& list : proposals) {
     for (const auto& p : list) {
       if (best_centre_[p.point] < 0) moved.push_back(p.point);
@@ -386,30 +474,165 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
       }
     }
   }
+}
+
+void Selection::take_in(const std::vector<std::int64_t>& centres) {
+  if (held_out_.empty()) return;
+  std::vector<std::int64_t> incoming;
+  for (std::int64_t i = 0; i < count_; ++i) {
+    if (held_out_[i]) incoming.push_back(i);
+  }
+  held_out_.clear();
+  // Cluster c is centres[c]'s: clusters are made in selection order.
+  const auto m = static_cast<std::int64_t>(incoming.size());
+  const auto k = static_cast<std::int64_t>(centres.size());
+  std::vector<float> nearest_d2(m, std::numeric_limits<float>::infinity());
+  std::vector<std::int32_t> nearest(m, -1);
+  std::vector<float> centre_norms(k);
+  for (std::int64_t c = 0; c < k; ++c) centre_norms[c] = points_.squared_norm(centres[c]);
+  constexpr std::int64_t kCentreBlock = 4096;
+  std::vector<at::Tensor> by_column;  // the centres widened once, kCentreBlock at a time, d x cols
+  for (std::int64_t first = 0; first < k; first += kCentreBlock) {
+    const std::int64_t cols = std::min(kCentreBlock, k - first);
+    by_column.push_back(points_
+                            .widened(std::vector<std::int64_t>(centres.begin() + first,
+                                                               centres.begin() + first + cols))
+                            .t()
+                            .contiguous());
+  }
+  const std::int64_t blocks = (m + kDenseBlock - 1) / kDenseBlock;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t begin = b * kDenseBlock;
+    const std::int64_t rows = std::min(kDenseBlock, m - begin);
+    const at::Tensor mine = points_.widened(
+        std::vector<std::int64_t>(incoming.begin() + begin, incoming.begin() + begin + rows));
+    for (std::int64_t first = 0; first < k; first += kCentreBlock) {
+      const std::int64_t cols = std::min(kCentreBlock, k - first);
+      const at::Tensor dots = at::mm(mine, by_column[first / kCentreBlock]);
+      const float* row = dots.data_ptr<float>();
+      for (std::int64_t r = 0; r < rows; ++r, row += cols) {
+        const float norm = points_.squared_norm(incoming[begin + r]);
+        for (std::int64_t c = 0; c < cols; ++c) {
+          float d2 = norm + centre_norms[first + c] - 2 * row[c];
+          d2 = d2 > 0 ? d2 : 0;
+          if (d2 < nearest_d2[begin + r]) {  // strictly: the lower index on a tie
+            nearest_d2[begin + r] = d2;
+            nearest[begin + r] = static_cast<std::int32_t>(first + c);
+          }
+        }
+      }
+    }
+  }
+  std::vector<std::int32_t> grown;
+  for (std::int64_t r = 0; r < m; ++r) {
+    const auto i = static_cast<std::int32_t>(incoming[r]);
+    const std::int32_t c = nearest[r];
+    min_d2_[i] = nearest_d2[r];
+    owner_[i] = c;
+    clusters_[c].members.push_back(i);
+    grown.push_back(c);
+  }
+  std::sort(grown.begin(), grown.end());
+  grown.erase(std::unique(grown.begin(), grown.end()), grown.end());
+  for (const auto c : grown) {
+    Cluster& cluster = clusters_[c];
+    refresh_radius(cluster, min_d2_.data());
+    // Radii otherwise only shrink; a region's reach must follow this one's growth.
+    if (cluster.region >= 0) {
+      reach_[cluster.region] =
+          std::max(reach_[cluster.region], cluster.offset + 2 * std::sqrt(cluster.radius2));
+    }
+    candidates_.push(cluster, c);
+  }
+  active_ += m;
+}
+
+void Selection::file_under_region(std::int32_t index, const std::vector<float>& region_d) {
+  Cluster& cluster = clusters_[index];
+  if (index < kRegions || region_d.empty()) return;  // a region itself (region_d: round start)
+  const auto nearest = std::min_element(region_d.begin(), region_d.end()) - region_d.begin();
+  cluster.offset = region_d[nearest];
+  cluster.region = static_cast<std::int32_t>(nearest);
+  region_members_[nearest].push_back(index);
+  reach_[nearest] = std::max(reach_[nearest], cluster.offset + 2 * std::sqrt(cluster.radius2));
+}
+
+std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
+  // 1. The round's centres: the widest clusters' farthest points, in order, each kept when it is
+  // still far enough from the ones kept before it.
+  std::vector<std::int64_t> centres;
+  std::vector<std::int32_t> popped;
+  const float widest = candidates_.widest(clusters_);
+  const auto floor2 = static_cast<float>(widest * (1 - epsilon) * (1 - epsilon));
+  while (static_cast<std::int64_t>(centres.size()) < limit) {
+    const std::int32_t c = candidates_.pop(clusters_);
+    if (c < 0) break;
+    popped.push_back(c);
+    const Cluster& cluster = clusters_[c];
+    if (cluster.farthest < 0 || cluster.radius2 < floor2) break;  // no point outside a centre
+    const std::int64_t x = cluster.farthest;
+    bool far = true;
+    for (const auto y : centres) {
+      if (points_.squared_distance(x, y) < floor2) {
+        far = false;
+        break;
+      }
+    }
+    if (far) centres.push_back(x);
+  }
+  if (centres.empty()) {
+    for (const auto c : popped) candidates_.push(clusters_[c], c);
+    return centres;
+  }
+
+  // 2. The points the new centres take: by the bounds, cluster by cluster, or, where the bounds
+  // would leave most of them, every point by matrix products.
+  const auto n = static_cast<std::int64_t>(centres.size());
+  std::vector<std::vector<std::pair<std::int32_t, float>>> touched(n);
+  std::vector<std::vector<float>> region_d(n);
+  std::vector<std::uint8_t> asked(n, 0);
+  std::vector<std::int32_t> moved;
+  const bool dense = dense_round(centres, touched, region_d, asked);
+  const bool share = threads_ > 1 && n > 1;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (share)
+  for (std::int64_t j = 0; j < n; ++j) {
+    if (asked[j]) continue;
+    if (dense) {
+      region_distances(centres[j], region_d[j]);
+    } else {
+      touched_by(centres[j], touched[j], region_d[j]);
+    }
+  }
+  if (dense) {
+    ++dense_rounds_;
+    measure_dense(centres, moved);
+  } else {
+    measure_bounded(centres, touched, moved);
+  }
+
+  // 3. Each point goes to its nearest centre; the clusters it leaves get a new radius.
   std::sort(moved.begin(), moved.end());
   std::vector<std::int32_t> changed;
-  for (std::int64_t j = 0; j < n; ++j) {
-    for (const auto& [c, d2] : touched[j]) changed.push_back(c);
-  }
+  changed.reserve(moved.size());
+  for (const auto i : moved) changed.push_back(owner_[i]);
   std::sort(changed.begin(), changed.end());
   changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
   for (const auto i : moved) leaving_[i] = 1;
   const auto changed_count = static_cast<std::int64_t>(changed.size());
-  std::vector<std::uint8_t> lost(changed_count, 0);  // members left it: a new radius
-#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_) if (share_pieces)
+  const bool share_changed = threads_ > 1 && changed_count > 16;
+#pragma omp parallel for schedule(dynamic, 16) num_threads(threads_) if (share_changed)
   for (std::int64_t k = 0; k < changed_count; ++k) {
     Cluster& cluster = clusters_[changed[k]];
-    const auto before = cluster.members.size();
     std::erase_if(cluster.members, [&](std::int32_t i) { return leaving_[i] != 0; });
-    if (cluster.members.size() == before) continue;
     // min_d2 of the members that stay is unchanged: only the farthest may have left.
     refresh_radius(cluster, min_d2_.data());
-    lost[k] = 1;
   }
   const auto first_new = static_cast<std::int32_t>(clusters_.size());
   for (std::int64_t j = 0; j < n; ++j) clusters_.push_back(Cluster{.center = centres[j]});
   for (const auto i : moved) {
     min_d2_[i] = best_d2_[i];
+    owner_[i] = first_new + best_centre_[i];
     clusters_[first_new + best_centre_[i]].members.push_back(i);
     leaving_[i] = 0;
     best_d2_[i] = std::numeric_limits<float>::infinity();
@@ -424,12 +647,9 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
   // The region bound uses each cluster's radius when it was filed; radii only shrink after that.
   // One current heap entry per cluster: again for those that changed, and for those popped
   // (their entry is gone) unless they changed.
-  for (std::int64_t k = 0; k < changed_count; ++k) {
-    if (lost[k]) candidates_.push(clusters_[changed[k]], changed[k]);
-  }
+  for (const auto c : changed) candidates_.push(clusters_[c], c);
   for (const auto c : popped) {
-    const auto at = std::lower_bound(changed.begin(), changed.end(), c) - changed.begin();
-    if (at == changed_count || changed[at] != c || !lost[at]) candidates_.push(clusters_[c], c);
+    if (!std::binary_search(changed.begin(), changed.end(), c)) candidates_.push(clusters_[c], c);
   }
   for (std::int64_t j = 0; j < n; ++j) {
     const auto index = static_cast<std::int32_t>(first_new + j);
@@ -440,33 +660,95 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
 
 }  // namespace
 
+namespace {
+
+// Rounds until `target` centres, or until every point left is a centre or a duplicate of one.
+void select_until(Selection& selection, std::int64_t target, const KCenterOptions& options,
+                  std::vector<std::int64_t>& indices) {
+  const bool fast = options.method == CoresetMethod::kFast;
+  while (static_cast<std::int64_t>(indices.size()) < target) {
+    const std::int64_t left = target - static_cast<std::int64_t>(indices.size());
+    const auto added =
+        selection.round(fast ? kFastEpsilon : 0.0, fast ? std::min(left, kFastBatch) : 1);
+    if (added.empty()) break;
+    indices.insert(indices.end(), added.begin(), added.end());
+    if (options.on_progress) options.on_progress(static_cast<std::int64_t>(indices.size()));
+  }
+}
+
+// Only duplicates are left: any of them will do (in index order, among `eligible` points).
+void fill_with_duplicates(std::int64_t count, std::int64_t target,
+                          const std::vector<bool>* held_out, std::vector<std::int64_t>& indices) {
+  std::vector<bool> chosen(count, false);
+  for (const auto i : indices) chosen[i] = true;
+  for (std::int64_t i = 0; i < count && static_cast<std::int64_t>(indices.size()) < target; ++i) {
+    if (!chosen[i] && (held_out == nullptr || !(*held_out)[i])) indices.push_back(i);
+  }
+}
+
+}  // namespace
+
 KCenterResult k_center(const at::Tensor& input, const KCenterOptions& options) {
   validate(input, options);
   const Bf16Points points(input);
-  const std::int64_t count = input.size(0);
   const bool fast = options.method == CoresetMethod::kFast;
-  const int threads = at::get_num_threads();
   KCenterResult result;
-  const std::int64_t first = random_start(count, options.seed);
-  Selection selection(points, first, threads);
+  const std::int64_t first = random_start(input.size(0), options.seed);
+  Selection selection(points, first, at::get_num_threads(), fast ? options.dense_above : 2.0);
   result.indices.push_back(first);
   if (options.on_progress) options.on_progress(1);
-  while (static_cast<std::int64_t>(result.indices.size()) < options.centers) {
-    const std::int64_t left = options.centers - static_cast<std::int64_t>(result.indices.size());
-    const auto added =
-        selection.round(fast ? kFastEpsilon : 0.0, fast ? std::min(left, kFastBatch) : 1);
-    if (added.empty()) break;  // every point is a centre or a duplicate of one
-    result.indices.insert(result.indices.end(), added.begin(), added.end());
-    if (options.on_progress) options.on_progress(static_cast<std::int64_t>(result.indices.size()));
-  }
+  select_until(selection, options.centers, options, result.indices);
   result.covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
-  // Only duplicates are left: any of them will do.
-  std::vector<bool> chosen(count, false);
-  for (const auto i : result.indices) chosen[i] = true;
-  for (std::int64_t i = 0; static_cast<std::int64_t>(result.indices.size()) < options.centers;
-       ++i) {
-    if (!chosen[i]) result.indices.push_back(i);
+  result.dense_rounds = selection.dense_rounds();
+  fill_with_duplicates(input.size(0), options.centers, nullptr, result.indices);
+  return result;
+}
+
+ContinuedKCenterResult k_center_continued(const at::Tensor& input,
+                                          const std::vector<bool>& held_out,
+                                          std::int64_t first_centers,
+                                          const KCenterOptions& options) {
+  validate(input, options);
+  const auto count = input.size(0);
+  std::vector<std::int64_t> kept;
+  for (std::int64_t i = 0; i < count; ++i) {
+    if (static_cast<std::int64_t>(held_out.size()) != count || !held_out[i]) kept.push_back(i);
   }
+  if (static_cast<std::int64_t>(held_out.size()) != count || kept.empty()) {
+    throw Error(
+        "coreset selection: the held-out flags must be one per point and leave some out "
+        "of it");
+  }
+  const auto kept_count = static_cast<std::int64_t>(kept.size());
+  if (first_centers < 1 || first_centers > kept_count || first_centers > options.centers) {
+    throw Error("coreset selection: cannot pick " + std::to_string(first_centers) +
+                " centres from " + std::to_string(kept_count) + " points first");
+  }
+  const Bf16Points points(input);
+  const bool fast = options.method == CoresetMethod::kFast;
+  ContinuedKCenterResult result;
+  const auto clock = std::chrono::steady_clock::now();
+  // The start k_center() would take among the kept points alone.
+  const std::int64_t first = kept[random_start(kept_count, options.seed)];
+  Selection selection(points, first, at::get_num_threads(), fast ? options.dense_above : 2.0,
+                      &held_out);
+  std::vector<std::int64_t>& indices = result.selection.indices;
+  indices.push_back(first);
+  if (options.on_progress) options.on_progress(1);
+  select_until(selection, first_centers, options, indices);
+  result.first_covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
+  fill_with_duplicates(count, first_centers, &held_out, indices);
+  result.first_centers = static_cast<std::int64_t>(indices.size());
+  result.first_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - clock).count();
+  // Duplicates filled in above are centres without clusters; take_in() needs one per centre.
+  const std::vector<std::int64_t> with_clusters(indices.begin(),
+                                                indices.begin() + selection.clusters());
+  selection.take_in(with_clusters);
+  select_until(selection, options.centers, options, indices);
+  result.selection.covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
+  result.selection.dense_rounds = selection.dense_rounds();
+  fill_with_duplicates(count, options.centers, nullptr, indices);
   return result;
 }
 

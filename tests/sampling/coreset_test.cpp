@@ -112,13 +112,17 @@ TEST(KCenterGreedy, ReportsProgress) {
 TEST(KCenterFast, WithinTheProvenFactorOfExact) {
   at::set_num_threads(2);
   constexpr double kEpsilon = 0.05;
-  for (const std::int64_t seed : {1, 2, 3}) {
+  // Rounds measured by the bounds and by matrix products (dense_above 2 and 0): the same rules.
+  for (const auto& [seed, dense_above] :
+       std::vector<std::pair<std::int64_t, double>>{{1, 2.0}, {2, 2.0}, {3, 2.0}, {1, 0.0}}) {
     const at::Tensor points = clustered_points(6000, 24, seed);
     const KCenterOptions exact{.centers = 600, .seed = 5};
     KCenterOptions fast = exact;
     fast.method = CoresetMethod::kFast;
+    fast.dense_above = dense_above;
     const KCenterResult a = k_center(points, exact);
     const KCenterResult b = k_center(points, fast);
+    EXPECT_EQ(b.dense_rounds > 0, dense_above == 0.0);
     ASSERT_EQ(b.indices.size(), 600u);
     EXPECT_EQ(std::set<std::int64_t>(b.indices.begin(), b.indices.end()).size(), 600u);
     EXPECT_LE(b.covering_radius, 2 / (1 - kEpsilon) * a.covering_radius);
@@ -137,23 +141,120 @@ TEST(KCenterFast, WithinTheProvenFactorOfExact) {
 
 TEST(KCenterFast, DeterministicForASeedWhateverTheThreads) {
   const at::Tensor points = clustered_points(20000, 16, 4);
-  const KCenterOptions options{.centers = 2000, .seed = 9, .method = CoresetMethod::kFast};
+  for (const double dense_above : {2.0, 0.0}) {
+    const KCenterOptions options{
+        .centers = 2000, .seed = 9, .method = CoresetMethod::kFast, .dense_above = dense_above};
+    at::set_num_threads(2);
+    const KCenterResult two = k_center(points, options);
+    const KCenterResult again = k_center(points, options);
+    at::set_num_threads(1);
+    const KCenterResult one = k_center(points, options);
+    at::set_num_threads(2);
+    EXPECT_EQ(two.indices, again.indices);
+    EXPECT_EQ(two.indices, one.indices);
+    EXPECT_EQ(two.covering_radius, one.covering_radius);
+    KCenterOptions other = options;
+    other.seed = 10;
+    EXPECT_NE(k_center(points, other).indices, two.indices);
+  }
+}
+
+// Where every distance is exact in float32 (small integer coordinates: exact in bfloat16, their
+// products and sums exact too), the bounds and the matrix products measure the same numbers, so
+// the two ways of running a round choose the same centres, ties included.
+TEST(KCenterFast, DenseRoundsChooseWhatTheBoundsChoose) {
   at::set_num_threads(2);
-  const KCenterResult two = k_center(points, options);
-  const KCenterResult again = k_center(points, options);
-  at::set_num_threads(1);
-  const KCenterResult one = k_center(points, options);
+  at::manual_seed(21);
+  const at::Tensor centres = at::randint(-12, 13, {30, 20}).to(at::kFloat);
+  const at::Tensor which = at::randint(0, 30, {8000}, at::kLong);
+  const at::Tensor points =
+      (centres.index_select(0, which) + at::randint(-3, 4, {8000, 20}).to(at::kFloat)).contiguous();
+  KCenterOptions options{.centers = 900, .seed = 2, .method = CoresetMethod::kFast};
+  options.dense_above = 2.0;
+  const KCenterResult bounded = k_center(points, options);
+  options.dense_above = 0.0;
+  const KCenterResult dense = k_center(points, options);
+  options.dense_above = 0.1;  // the default: some rounds each way, or all of one
+  const KCenterResult mixed = k_center(points, options);
+  EXPECT_EQ(bounded.dense_rounds, 0);
+  EXPECT_GT(dense.dense_rounds, 0);
+  EXPECT_EQ(dense.indices, bounded.indices);
+  EXPECT_EQ(dense.covering_radius, bounded.covering_radius);
+  EXPECT_EQ(mixed.indices, bounded.indices);
+  EXPECT_NEAR(bounded.covering_radius, covering_radius(points, bounded.indices), 1e-9);
+}
+
+// Cross-fitting's two selections in one (k_center_continued): the first is k_center() of the
+// kept points alone, exactly; the whole is a selection over all points with the fast method's
+// premise intact and its covering radius what it says.
+TEST(KCenterContinued, FirstIsTheSelectionWithoutTheHeldOutThenAllAreTakenIn) {
   at::set_num_threads(2);
-  EXPECT_EQ(two.indices, again.indices);
-  EXPECT_EQ(two.indices, one.indices);
-  EXPECT_EQ(two.covering_radius, one.covering_radius);
-  KCenterOptions other = options;
-  other.seed = 10;
-  EXPECT_NE(k_center(points, other).indices, two.indices);
+  constexpr double kEpsilon = 0.05;
+  const at::Tensor points = clustered_points(7000, 24, 6);
+  std::vector<bool> held_out(7000, false);
+  std::vector<std::int64_t> kept;
+  for (std::int64_t i = 0; i < 7000; ++i) {
+    held_out[i] = (i / 50) % 5 == 0;  // every fifth "image" of 50 points
+    if (!held_out[i]) kept.push_back(i);
+  }
+  const at::Tensor kept_points = points.index_select(0, at::tensor(kept, at::kLong));
+  for (const CoresetMethod method : {CoresetMethod::kFast, CoresetMethod::kExact}) {
+    for (const double dense_above : {2.0, 0.0}) {
+      const KCenterOptions options{
+          .centers = 700, .seed = 4, .method = method, .dense_above = dense_above};
+      KCenterOptions alone = options;
+      alone.centers = 560;
+      const KCenterResult first = k_center(kept_points, alone);
+      const ContinuedKCenterResult both = k_center_continued(points, held_out, 560, options);
+      ASSERT_EQ(both.first_centers, 560);
+      std::vector<std::int64_t> mapped;
+      for (const auto i : first.indices) mapped.push_back(kept[i]);
+      EXPECT_EQ(std::vector<std::int64_t>(both.selection.indices.begin(),
+                                          both.selection.indices.begin() + 560),
+                mapped);
+      // The same centres; a dense round's products group the rows in other blocks here (the
+      // held-out rows among them), which may move a distance's last bit.
+      EXPECT_NEAR(both.first_covering_radius, first.covering_radius, 1e-5 * first.covering_radius);
+
+      const auto& indices = both.selection.indices;
+      ASSERT_EQ(indices.size(), 700u);
+      EXPECT_EQ(std::set<std::int64_t>(indices.begin(), indices.end()).size(), 700u);
+      const at::Tensor rounded = points.to(at::kBFloat16).to(at::kDouble);
+      const double r = both.selection.covering_radius;
+      EXPECT_NEAR(r, covering_radius(rounded, indices), 1e-3 * r);
+      EXPECT_LE(r, both.first_covering_radius);  // held-out points of the same process
+      const KCenterResult scratch = k_center(points, options);
+      EXPECT_LE(r, 1.05 * scratch.covering_radius);
+      const double eps = method == CoresetMethod::kFast ? kEpsilon : 0.0;
+      const at::Tensor centres = rounded.index_select(0, at::tensor(indices, at::kLong));
+      const at::Tensor gaps = at::cdist(centres, centres);
+      for (std::int64_t j = 1; j < 700; ++j) {
+        const double nearest_earlier = gaps[j].narrow(0, 0, j).min().item<double>();
+        const double radius = j < 560 ? both.first_covering_radius : r;
+        EXPECT_GE(nearest_earlier, (1 - eps) * radius * (1 - 1e-4)) << "centre " << j;
+      }
+    }
+  }
+}
+
+TEST(KCenterContinued, ImpossibleRequestsAreErrors) {
+  const at::Tensor points = at::randn({20, 3});
+  const KCenterOptions options{.centers = 5, .method = CoresetMethod::kFast};
+  std::vector<bool> some(20, false);
+  some[3] = true;
+  EXPECT_THROW(k_center_continued(points, std::vector<bool>(19, false), 2, options), Error);
+  EXPECT_THROW(k_center_continued(points, std::vector<bool>(20, true), 2, options), Error);
+  EXPECT_THROW(k_center_continued(points, some, 0, options), Error);
+  EXPECT_THROW(k_center_continued(points, some, 6, options), Error);
+  EXPECT_EQ(k_center_continued(points, some, 5, options).selection.indices.size(), 5u);
 }
 
 TEST(KCenterFast, EdgeCasesAsExact) {
   for (const CoresetMethod method : {CoresetMethod::kExact, CoresetMethod::kFast}) {
+    const KCenterResult dense =
+        k_center(at::randn({40, 4}), {.centers = 40, .method = method, .dense_above = 0});
+    EXPECT_EQ(std::set<std::int64_t>(dense.indices.begin(), dense.indices.end()).size(), 40u);
+    EXPECT_EQ(dense.covering_radius, 0.0);
     const KCenterResult all = k_center(at::randn({50, 4}), {.centers = 50, .method = method});
     EXPECT_EQ(std::set<std::int64_t>(all.indices.begin(), all.indices.end()).size(), 50u);
     EXPECT_EQ(all.covering_radius, 0.0);
