@@ -644,7 +644,8 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     refresh_radius(clusters_[index], min_d2_.data());
     file_under_region(index, region_d[j]);
   }
-  // The region bound uses each cluster's radius when it was filed; radii only shrink after that.
+  // The region bound uses each cluster's radius when it was filed; radii only shrink after that
+  // (but in take_in(), which widens the reach with them).
   // One current heap entry per cluster: again for those that changed, and for those popped
   // (their entry is gone) unless they changed.
   for (const auto c : changed) candidates_.push(clusters_[c], c);
@@ -676,7 +677,7 @@ void select_until(Selection& selection, std::int64_t target, const KCenterOption
   }
 }
 
-// Only duplicates are left: any of them will do (in index order, among `eligible` points).
+// Only duplicates are left: any of them will do (in index order, none of the `held_out`).
 void fill_with_duplicates(std::int64_t count, std::int64_t target,
                           const std::vector<bool>* held_out, std::vector<std::int64_t>& indices) {
   std::vector<bool> chosen(count, false);
