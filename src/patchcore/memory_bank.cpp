@@ -93,6 +93,11 @@ struct MemoryBankBuilder::Impl {
 
   at::Tensor gather(const std::vector<std::int64_t>& indices) const;
   // Greedy k-center over `points` (rows of `projected`) for `count` of the patches.
+  // The coreset's size for `count` patches.
+  std::int64_t centres_for(std::int64_t count) const {
+    return std::max<std::int64_t>(
+        1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
+  }
   sampling::KCenterResult select_centres(const at::Tensor& points, std::int64_t count,
                                          const std::string& label) const;
   // The coreset of the rows not `held_out`, and, continued from it, the whole one (`continued`).
@@ -111,8 +116,7 @@ void MemoryBankBuilder::Impl::require_complete() const {
 sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor& points,
                                                                 std::int64_t count,
                                                                 const std::string& label) const {
-  const auto centers = std::max<std::int64_t>(
-      1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
+  const std::int64_t centers = centres_for(count);
   ProgressBar progress(label, static_cast<std::size_t>(centers), "centres");
   std::int64_t shown = 0;
   sampling::KCenterResult selection =
@@ -130,12 +134,8 @@ sampling::KCenterResult MemoryBankBuilder::Impl::select_centres(const at::Tensor
 
 std::vector<std::int64_t> MemoryBankBuilder::Impl::select_continued(
     const std::vector<bool>& held_out, std::int64_t kept, const std::string& label) {
-  const auto centres_of = [&](std::int64_t count) {
-    return std::max<std::int64_t>(
-        1, static_cast<std::int64_t>(static_cast<double>(count) * options.coreset_ratio));
-  };
-  const std::int64_t first = centres_of(kept);
-  const std::int64_t all = centres_of(total);
+  const std::int64_t first = centres_for(kept);
+  const std::int64_t all = centres_for(total);
   std::optional<ProgressBar> progress(std::in_place, label, static_cast<std::size_t>(first),
                                       "centres");
   std::int64_t shown = 0;

@@ -65,7 +65,6 @@ class Bf16Points {
   }
 
   std::int64_t count() const { return norms_.size(0); }
-  std::int64_t dim() const { return dim_; }
   float squared_norm(std::int64_t i) const { return squared_norms_[i]; }
 
   // Rows [begin, begin + rows) widened to float32 (exact: bfloat16 is float32's upper half).
@@ -213,6 +212,28 @@ constexpr std::int64_t kPiece = 8192;
 constexpr std::int64_t kDenseSample = 16;
 // Points a dense round multiplies at once against the round's centres (one matrix product each).
 constexpr std::int64_t kDenseBlock = 2048;
+
+// One row of matrix products `dots` (a point against `count` centres, the point's squared norm
+// `norm`): lowers `best` (a squared distance) and sets `nearest` to the first centre strictly
+// nearer, so that ties go to the lower index, as the bounded measure breaks them.
+inline void nearest_centre(const float* dots, const float* centre_norms, std::int64_t count,
+                           float norm, std::int32_t first_index, float& best,
+                           std::int32_t& nearest) {
+  float lowest = best;  // locals: `best` may alias the float arrays, and would be reloaded
+  std::int64_t at = -1;
+  for (std::int64_t j = 0; j < count; ++j) {
+    float d2 = norm + centre_norms[j] - 2 * dots[j];
+    d2 = d2 > 0 ? d2 : 0;
+    if (d2 < lowest) {
+      lowest = d2;
+      at = j;
+    }
+  }
+  if (at >= 0) {
+    best = lowest;
+    nearest = first_index + static_cast<std::int32_t>(at);
+  }
+}
 
 // Greedy k-center in rounds. A round takes the widest clusters' farthest points that are still at
 // least (1 - epsilon) times the widest radius away from every centre, counting the ones the round
@@ -389,17 +410,9 @@ void Selection::measure_dense(const std::vector<std::int64_t>& centres,
     auto& out = taken[omp_get_thread_num()];
     for (std::int64_t r = 0; r < rows; ++r, row += n) {
       const std::int64_t i = begin + r;
-      const float norm = points_.squared_norm(i);
       float best = min_d2_[i];
       std::int32_t nearest = -1;
-      for (std::int64_t j = 0; j < n; ++j) {
-        float d2 = norm + centre_norms[j] - 2 * row[j];
-        d2 = d2 > 0 ? d2 : 0;
-        if (d2 < best) {  // strictly: the lower index on a tie, as the bounded measure
-          best = d2;
-          nearest = static_cast<std::int32_t>(j);
-        }
-      }
+      nearest_centre(row, centre_norms.data(), n, points_.squared_norm(i), 0, best, nearest);
       if (nearest >= 0) {
         best_d2_[i] = best;
         best_centre_[i] = nearest;
@@ -512,15 +525,9 @@ void Selection::take_in(const std::vector<std::int64_t>& centres) {
       const at::Tensor dots = at::mm(mine, by_column[first / kCentreBlock]);
       const float* row = dots.data_ptr<float>();
       for (std::int64_t r = 0; r < rows; ++r, row += cols) {
-        const float norm = points_.squared_norm(incoming[begin + r]);
-        for (std::int64_t c = 0; c < cols; ++c) {
-          float d2 = norm + centre_norms[first + c] - 2 * row[c];
-          d2 = d2 > 0 ? d2 : 0;
-          if (d2 < nearest_d2[begin + r]) {  // strictly: the lower index on a tie
-            nearest_d2[begin + r] = d2;
-            nearest[begin + r] = static_cast<std::int32_t>(first + c);
-          }
-        }
+        nearest_centre(row, centre_norms.data() + first, cols,
+                       points_.squared_norm(incoming[begin + r]), static_cast<std::int32_t>(first),
+                       nearest_d2[begin + r], nearest[begin + r]);
       }
     }
   }
