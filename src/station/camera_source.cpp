@@ -4,11 +4,20 @@
 // and reconnected on the lane's thread; a software trigger may come from any thread.
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
+#include <charconv>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
+#include <arpa/inet.h>
 #include <arv.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <patchvec/error.h>
 #include <patchvec/log.h>
@@ -21,6 +30,9 @@
 namespace pv::station {
 namespace {
 
+// The receiving thread's nice level (below the inspection's 0).
+constexpr int kReceiveNice = -10;
+
 // A GError's message, freed; `what` when there is none.
 std::string take_error(GError*& error, const std::string& what) {
   std::string message = what;
@@ -29,6 +41,22 @@ std::string take_error(GError*& error, const std::string& what) {
     g_clear_error(&error);
   }
   return message;
+}
+
+// Aravis's receiving thread, at its start: raised above the inspection's threads (nice -10) so that
+// a frame's packets are taken in while the backbone keeps every core busy; without the right to do
+// so (CAP_SYS_NICE or RLIMIT_NICE), one warning, and frames may be lost on a saturated CPU.
+void on_stream_thread(void*, ArvStreamCallbackType type, ArvBuffer*) {
+  if (type != ARV_STREAM_CALLBACK_TYPE_INIT) return;
+  if (::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), kReceiveNice) != 0) {
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      log::warn(std::string("camera frames are received at normal priority (nice ") +
+                std::to_string(kReceiveNice) + " refused: " + std::strerror(errno) +
+                "); on a saturated CPU a frame may be lost: allow it (systemd's LimitNICE=-10, "
+                "or CAP_SYS_NICE; docs/station.md)");
+    });
+  }
 }
 
 class CameraFrames final : public Source {
@@ -210,8 +238,18 @@ class CameraFrames final : public Source {
       }
       const guint payload = arv_camera_get_payload(camera_, &error);
       check("camera " + options_.id + ": its payload size");
-      stream_ = arv_camera_create_stream(camera_, nullptr, nullptr, &error);
+      // GigE Vision: frames through the stream's UDP socket, never Aravis's packet socket (used
+      // when root): that socket takes in every packet of every interface until its filter is set,
+      // and one such packet taken for a frame of the camera's makes Aravis discard the camera's
+      // next frames as late (seen in tests: no frame after a reconnect). A station run as a
+      // service (not root) never had it.
+      if (ARV_IS_GV_DEVICE(arv_camera_get_device(camera_))) {
+        arv_gv_device_set_stream_options(ARV_GV_DEVICE(arv_camera_get_device(camera_)),
+                                         ARV_GV_STREAM_OPTION_PACKET_SOCKET_DISABLED);
+      }
+      stream_ = arv_camera_create_stream(camera_, &on_stream_thread, nullptr, &error);
       if (stream_ == nullptr) throw Error(take_error(error, "camera " + options_.id + ": stream"));
+      if (ARV_IS_GV_STREAM(stream_)) size_receive_buffer(payload);
       for (int i = 0; i < options_.buffers; ++i) {
         arv_stream_push_buffer(stream_, arv_buffer_new_allocate(payload));
       }
@@ -260,6 +298,54 @@ class CameraFrames final : public Source {
     if (camera_ != nullptr) g_object_unref(camera_);
     stream_ = nullptr;
     camera_ = nullptr;
+  }
+
+  // Aravis 0.8 sizes a stream's socket when the first packet of a frame is in, too late for a
+  // frame sent while the CPU is busy: the kernel's default buffer (208 KiB) holds about 90 of a
+  // 256 KiB frame's 195 packets. The socket (found by its port) gets room for a few frames before
+  // acquisition starts; a buffer the host's net.core.rmem_max keeps below two frames is one
+  // warning that says so.
+  void size_receive_buffer(guint payload) {
+    const guint16 port = arv_gv_stream_get_port(ARV_GV_STREAM(stream_));
+    const int fd = udp_socket_on_port(port);
+    if (fd < 0) return;
+    const int wanted =
+        static_cast<int>(std::clamp<std::uint64_t>(4ULL * payload, 2 << 20, 1 << 28));
+    if (::setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &wanted, sizeof wanted) != 0) {
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &wanted, sizeof wanted);
+    }
+    int have = 0;
+    socklen_t length = sizeof have;
+    ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &have, &length);  // the kernel's doubled figure
+    if (static_cast<std::uint64_t>(have) < 4ULL * payload) {
+      log::warn("camera " + options_.id + ": its frames are received into " +
+                std::to_string(have / 1024) + " KiB, less than two frames of " +
+                std::to_string(payload / 1024) +
+                " KiB: a frame may be lost while the CPU is busy (raise net.core.rmem_max, e.g. "
+                "sysctl -w net.core.rmem_max=" +
+                std::to_string(wanted) + ")");
+    }
+  }
+
+  // The process's UDP socket bound to `port`; -1 when there is none.
+  static int udp_socket_on_port(guint16 port) {
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd", error)) {
+      int fd = -1;
+      const std::string name = entry.path().filename().string();
+      if (std::from_chars(name.data(), name.data() + name.size(), fd).ec != std::errc{}) continue;
+      sockaddr_storage address{};
+      socklen_t length = sizeof address;
+      int type = 0;
+      socklen_t type_length = sizeof type;
+      if (::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0 ||
+          address.ss_family != AF_INET ||
+          ::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &type_length) != 0 || type != SOCK_DGRAM) {
+        continue;
+      }
+      if (ntohs(reinterpret_cast<const sockaddr_in&>(address).sin_port) == port) return fd;
+    }
+    return -1;
   }
 
   // Buffers the camera can fill now; stream_ stays while control_ or the lane's thread holds it.

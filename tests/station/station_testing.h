@@ -47,6 +47,7 @@ class Process {
   Process(const Process&) = delete;
   Process& operator=(const Process&) = delete;
   ~Process() { stop(SIGKILL); }
+  pid_t pid() const { return pid_; }
   // Sends `signal` and waits (at most 60 s) for the exit; returns the exit status (-1: killed).
   int stop(int signal) {
     if (pid_ <= 0) return -1;
