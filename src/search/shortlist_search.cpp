@@ -1,0 +1,181 @@
+#include "search/shortlist_search.h"
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <patchvec/error.h>
+
+#include "search/scan.h"
+
+namespace pv::search {
+
+using namespace detail;  // NOLINT(google-build-using-namespace): this module's own internals
+
+namespace {
+
+// [x P, |x - x P P^T|]: the projection onto the basis and the length of what it leaves out.
+at::Tensor reduce(const at::Tensor& centred, const at::Tensor& basis) {
+  const at::Tensor projected = at::mm(centred, basis);
+  const at::Tensor residual =
+      (centred.pow(2).sum(1) - projected.pow(2).sum(1)).clamp_min(0).sqrt().unsqueeze(1);
+  return at::cat({projected, residual}, 1).contiguous();
+}
+
+// A query's shortlist as the bank goes by in chunks: the `count` smallest estimates seen, by
+// (value, index), their indices in no order.
+class Shortlist {
+ public:
+  explicit Shortlist(std::int64_t count) : count_(static_cast<std::size_t>(count)) {
+    kept_.reserve(count_);
+    ids_.reserve(count_);
+  }
+  const std::vector<std::int64_t>& ids() const { return ids_; }
+
+  // Estimates norms[i] - 2 dots[i] of bank rows first + i, i < n (rows after those seen before).
+  // Made a few at a time: a group none of whose values beats the worst kept is passed over at
+  // the cost of its minimum (most groups, once the first `count` are in).
+  __attribute__((target_clones("avx512f", "avx2", "default"))) void offer(const float* norms,
+                                                                          const float* dots,
+                                                                          std::int64_t first,
+                                                                          std::int64_t n) {
+    constexpr std::int64_t kGroup = 64;
+    constexpr int kLanes = 16;  // independent minima so the compiler can vectorise
+    float group[kGroup];
+    std::int64_t at = 0;
+    for (; at + kGroup <= n; at += kGroup) {
+      float lanes[kLanes];
+      for (int l = 0; l < kLanes; ++l) lanes[l] = std::numeric_limits<float>::infinity();
+      for (std::int64_t i = 0; i < kGroup; i += kLanes) {
+        for (int l = 0; l < kLanes; ++l) {
+          group[i + l] = norms[at + i + l] - 2 * dots[at + i + l];
+          lanes[l] = lanes[l] < group[i + l] ? lanes[l] : group[i + l];
+        }
+      }
+      bool beats = kept_.size() < count_;
+      for (int l = 0; l < kLanes; ++l) beats = beats || lanes[l] < limit_;  // NaN never beats
+      if (!beats) continue;
+      for (std::int64_t i = 0; i < kGroup; ++i) take(group[i], first + at + i);
+    }
+    for (; at < n; ++at) take(norms[at] - 2 * dots[at], first + at);
+  }
+
+ private:
+  void take(float value, std::int64_t id) {
+    if (kept_.size() < count_) {
+      kept_.push_back(value);
+      ids_.push_back(id);
+      if (kept_.size() == count_) find_worst();
+    } else if (value < limit_) {  // later rows lose ties: ids only grow
+      kept_[worst_] = value;
+      ids_[worst_] = id;
+      find_worst();
+    }
+  }
+  void find_worst() {
+    worst_ = 0;
+    for (std::size_t i = 1; i < kept_.size(); ++i) {
+      if (kept_[i] > kept_[worst_] || (kept_[i] == kept_[worst_] && ids_[i] > ids_[worst_])) {
+        worst_ = i;
+      }
+    }
+    limit_ = kept_[worst_];
+  }
+
+  std::size_t count_;
+  std::vector<float> kept_;
+  std::vector<std::int64_t> ids_;
+  std::size_t worst_ = 0;
+  float limit_ = std::numeric_limits<float>::infinity();
+};
+
+}  // namespace
+
+ShortlistSearch::ShortlistSearch(const at::Tensor& vectors, const ShortlistOptions& options)
+    : options_(options) {
+  if (vectors.dim() != 2 || vectors.size(0) == 0) {
+    throw Error("nearest-neighbour search needs a non-empty M x D matrix");
+  }
+  if (options_.components < 1 || options_.candidates < 1) {
+    throw Error("shortlist search: components and candidates must be at least 1");
+  }
+  // As ExactSearch centres: the same mean, so that a distance measured here is its, bit for bit.
+  const at::Tensor bank = vectors.to(at::kFloat).contiguous();
+  mean_ = bank.mean(0);
+  centred_ = (bank - mean_).contiguous();
+  const std::int64_t rows = centred_.size(0);
+  const std::int64_t dim = centred_.size(1);
+  candidates_ = std::min(options_.candidates, rows);
+  // The leading principal directions of (a sample of) the bank, in float64.
+  const std::int64_t step =
+      std::max<std::int64_t>(1, (rows + options_.basis_sample - 1) / options_.basis_sample);
+  const at::Tensor sample = centred_.slice(0, 0, rows, step).to(at::kDouble);
+  const auto [eigenvalues, eigenvectors] = at::linalg_eigh(at::mm(sample.t(), sample));
+  const std::int64_t kept = std::min(options_.components, dim);
+  // Ascending eigenvalues: the last columns, the largest first.
+  basis_ = eigenvectors.slice(1, dim - kept, dim).flip({1}).to(at::kFloat).contiguous();
+  reduced_ = reduce(centred_, basis_);
+  reduced_norms_ = reduced_.pow(2).sum(1).contiguous();
+}
+
+Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {
+  if (queries.dim() != 2 || queries.size(1) != dim()) {
+    throw Error("nearest-neighbour search: queries must be N x " + std::to_string(dim()));
+  }
+  if (k < 1 || k > candidates_) {
+    throw Error("shortlist search: k = " + std::to_string(k) + " but the shortlist holds " +
+                std::to_string(candidates_) + " vectors");
+  }
+  const at::Tensor centred = (queries.to(at::kFloat) - mean_).contiguous();
+  const at::Tensor reduced = reduce(centred, basis_);
+  const std::int64_t count = centred.size(0);
+  const std::int64_t bank_size = size();
+  Neighbors result{at::empty({count, k}, at::kFloat), at::empty({count, k}, at::kLong)};
+  const float* norms = reduced_norms_.data_ptr<float>();
+  const float* bank = centred_.data_ptr<float>();
+  const std::int64_t d = dim();
+  // Tiles of queries x bank rows whose estimates stay in cache while each query's shortlist
+  // takes them in (the whole queries x bank matrix would go through memory twice).
+  const std::int64_t block = std::min<std::int64_t>(count, 512);
+  const std::int64_t chunk = std::clamp<std::int64_t>(
+      options_.max_block_bytes / (block * static_cast<std::int64_t>(sizeof(float))), 1, bank_size);
+  at::Tensor dots = at::empty({block, chunk}, at::kFloat);
+  for (std::int64_t start = 0; start < count; start += block) {
+    const std::int64_t n = std::min(block, count - start);
+    const at::Tensor rows = reduced.narrow(0, start, n);
+    std::vector<Shortlist> shortlists(static_cast<std::size_t>(n), Shortlist(candidates_));
+    for (std::int64_t first = 0; first < bank_size; first += chunk) {
+      const std::int64_t m = std::min(chunk, bank_size - first);
+      // |y|^2 - 2 x.y of the reduced vectors: the estimate's order for each query.
+      at::Tensor tile = dots.narrow(0, 0, n).narrow(1, 0, m);
+      at::mm_out(tile, rows, reduced_.narrow(0, first, m).t());
+      const float* values = tile.data_ptr<float>();
+      const std::int64_t stride = tile.stride(0);
+      at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+        for (std::int64_t r = begin; r < end; ++r) {
+          shortlists[static_cast<std::size_t>(r)].offer(norms + first, values + r * stride, first,
+                                                        m);
+        }
+      });
+    }
+    at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t r = begin; r < end; ++r) {
+        const std::int64_t q = start + r;
+        const float* query = centred.data_ptr<float>() + q * d;
+        TopK exact(k);
+        for (const std::int64_t j : shortlists[static_cast<std::size_t>(r)].ids()) {
+          exact.offer(squared_distance(query, bank + j * d, d), j);
+        }
+        write_answer(exact, result.distances.data_ptr<float>() + q * k,
+                     result.indices.data_ptr<std::int64_t>() + q * k);
+      }
+    });
+  }
+  return result;
+}
+
+}  // namespace pv::search
