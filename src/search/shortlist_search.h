@@ -5,9 +5,10 @@
 // bank's principal components, plus one more coordinate: the length of what those components
 // leave out (so the estimate is the distance between the vectors with that residual turned onto
 // one shared axis, a lower bound on the true distance up to rounding). The answer is the k
-// nearest of the shortlist by the exact distance, measured as ExactSearch measures it. So every
-// answer is a bank vector at its exact distance, never nearer than the true k-th; it is the true
-// answer, bit for bit, when the true neighbours are on the shortlist. How often that holds
+// nearest of the shortlist by the exact distance, measured as ExactSearch measures a float32
+// bank's (a bfloat16 bank's values are widened first). So every answer is a bank vector at its
+// exact distance, never nearer than the true k-th; it is the true answer (for a float32 bank
+// ExactSearch's, bit for bit) when the true neighbours are on the shortlist. How often that holds
 // depends on the data: measure it (bench/search_bench --candidates).
 //
 // The work: a query x bank product in components + 1 dimensions (128 of 1536: 1/12 of the exact
