@@ -304,7 +304,7 @@ class CameraFrames final : public Source {
   // frame sent while the CPU is busy: the kernel's default buffer (208 KiB) holds about 90 of a
   // 256 KiB frame's 195 packets. The socket (found by its port) gets room for a few frames before
   // acquisition starts; a buffer the host's net.core.rmem_max keeps below two frames is one
-  // warning that says so.
+  // warning that says so (once per lane).
   void size_receive_buffer(guint payload) {
     const guint16 port = arv_gv_stream_get_port(ARV_GV_STREAM(stream_));
     const int fd = udp_socket_on_port(port);
@@ -317,7 +317,8 @@ class CameraFrames final : public Source {
     int have = 0;
     socklen_t length = sizeof have;
     ::getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &have, &length);  // the kernel's doubled figure
-    if (static_cast<std::uint64_t>(have) < 4ULL * payload) {
+    if (static_cast<std::uint64_t>(have) < 4ULL * payload && !small_buffer_told_) {
+      small_buffer_told_ = true;  // once, not at every reconnect
       log::warn("camera " + options_.id + ": its frames are received into " +
                 std::to_string(have / 1024) + " KiB, less than two frames of " +
                 std::to_string(payload / 1024) +
@@ -404,6 +405,7 @@ class CameraFrames final : public Source {
   std::atomic<bool> lost_{false};       // the control channel is lost: the lane's thread tears down
   std::atomic<bool> connected_{false};  // set up and not lost
   PixelLayout layout_ = PixelLayout::kMono8;
+  bool small_buffer_told_ = false;  // size_receive_buffer()'s warning given (the lane's thread)
   // Guards the camera while it is connected, torn down or triggered (trigger() comes from other
   // threads); held for seconds when a lost camera's requests time out.
   std::mutex control_;
