@@ -135,6 +135,7 @@ Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {
   const std::int64_t count = centred.size(0);
   const std::int64_t bank_size = size();
   Neighbors result{at::empty({count, k}, at::kFloat), at::empty({count, k}, at::kLong)};
+  if (count == 0) return result;
   const float* norms = reduced_norms_.data_ptr<float>();
   const float* bank = centred_.data_ptr<float>();
   const std::int64_t d = dim();

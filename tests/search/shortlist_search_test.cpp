@@ -98,6 +98,15 @@ TEST(ShortlistSearch, ABfloat16BankIsSearchedInItsValuesWidened) {
   EXPECT_TRUE(at::equal(got.distances, want.distances));
 }
 
+// As ExactSearch: no queries, no answers (an empty image batch).
+TEST(ShortlistSearch, NoQueriesGiveNoAnswers) {
+  const at::Tensor bank = at::randn({20, 8});
+  const Neighbors none = ShortlistSearch(bank, {.components = 4}).search(at::empty({0, 8}), 2);
+  EXPECT_EQ(none.indices.sizes(), (std::vector<std::int64_t>{0, 2}));
+  EXPECT_EQ(none.distances.sizes(), (std::vector<std::int64_t>{0, 2}));
+  EXPECT_EQ(exact_whole(bank).search(at::empty({0, 8}), 2).indices.size(0), 0);
+}
+
 TEST(ShortlistSearch, ImpossibleRequestsAreErrors) {
   const at::Tensor bank = at::randn({20, 8});
   EXPECT_THROW(ShortlistSearch(at::randn({0, 8})), Error);
