@@ -23,6 +23,8 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "search/bank_search.h"
+
 namespace pv::search {
 
 enum class Precision {
@@ -57,13 +59,8 @@ struct SearchOptions {
   double whole_search_above = 0.25;
 };
 
-struct Neighbors {
-  at::Tensor distances;  // queries x k, float32, Euclidean, ascending per row
-  at::Tensor indices;    // queries x k, int64, rows of the bank
-};
-
 // Immutable after construction: search() may run on many threads at once.
-class ExactSearch {
+class ExactSearch final : public BankSearch {
  public:
   // `vectors`: M x D float32, or bfloat16 for a bank kept in half the memory: then distances are
   // exact to those bfloat16 values widened (copied; with a bfloat16 first pass no float32 copy
@@ -71,10 +68,14 @@ class ExactSearch {
   explicit ExactSearch(const at::Tensor& vectors, const SearchOptions& options = {});
 
   // `queries`: Q x D float32; 1 <= k <= size().
-  Neighbors search(const at::Tensor& queries, int k) const;
+  Neighbors search(const at::Tensor& queries, int k) const override;
+  Neighbors search_exact(const at::Tensor& queries, int k) const override {
+    return search(queries, k);
+  }
+  bool approximate() const override { return false; }
 
-  std::int64_t size() const { return filter_.size(0); }
-  std::int64_t dim() const { return filter_.size(1); }
+  std::int64_t size() const override { return filter_.size(0); }
+  std::int64_t dim() const override { return filter_.size(1); }
   Precision precision() const { return precision_; }  // kFloat32 or kBFloat16, never kAuto
   // Number of clusters; 0 when the bank is searched whole.
   std::int64_t clusters() const {

@@ -1,6 +1,7 @@
 #include "search/shortlist_search.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <string>
 #include <vector>
@@ -120,6 +121,55 @@ ShortlistSearch::ShortlistSearch(const at::Tensor& vectors, const ShortlistOptio
   basis_ = eigenvectors.slice(1, dim - kept, dim).flip({1}).to(at::kFloat).contiguous();
   reduced_ = reduce(centred_, basis_);
   reduced_norms_ = reduced_.pow(2).sum(1).contiguous();
+  squared_norms_ = centred_.pow(2).sum(1).contiguous();
+  norms_ = squared_norms_.sqrt().contiguous();
+}
+
+Neighbors ShortlistSearch::search_exact(const at::Tensor& queries, int k) const {
+  if (queries.dim() != 2 || queries.size(1) != dim()) {
+    throw Error("nearest-neighbour search: queries must be N x " + std::to_string(dim()));
+  }
+  if (k < 1 || k > size()) {
+    throw Error("nearest-neighbour search: k = " + std::to_string(k) + " but the bank holds " +
+                std::to_string(size()) + " vectors");
+  }
+  const at::Tensor centred = (queries.to(at::kFloat) - mean_).contiguous();
+  const at::Tensor query_squared_norms = centred.pow(2).sum(1).contiguous();
+  const std::int64_t count = centred.size(0);
+  const std::int64_t bank_size = size();
+  const std::int64_t d = dim();
+  Neighbors result{at::empty({count, k}, at::kFloat), at::empty({count, k}, at::kLong)};
+  const std::int64_t block = std::clamp<std::int64_t>(
+      options_.max_block_bytes / (bank_size * static_cast<std::int64_t>(sizeof(float))), 1,
+      std::max<std::int64_t>(count, 1));
+  const double dot_error = dot_error_coefficient(Precision::kFloat32, d);
+  for (std::int64_t start = 0; start < count; start += block) {
+    const std::int64_t n = std::min(block, count - start);
+    const at::Tensor dots = at::mm(centred.narrow(0, start, n), centred_.t()).contiguous();
+    at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
+      std::vector<float> scratch;
+      for (std::int64_t r = begin; r < end; ++r) {
+        const std::int64_t q = start + r;
+        const float squared_norm = query_squared_norms.data_ptr<float>()[q];
+        const RowContext context{centred.data_ptr<float>() + q * d,
+                                 squared_norm,
+                                 std::sqrt(squared_norm),
+                                 centred_.data_ptr<float>(),
+                                 nullptr,
+                                 nullptr,
+                                 squared_norms_.data_ptr<float>(),
+                                 norms_.data_ptr<float>(),
+                                 bank_size,
+                                 d,
+                                 dot_error};
+        TopK exact(k);
+        scan(context, dots.data_ptr<float>() + r * bank_size, nullptr, scratch, exact);
+        write_answer(exact, result.distances.data_ptr<float>() + q * k,
+                     result.indices.data_ptr<std::int64_t>() + q * k);
+      }
+    });
+  }
+  return result;
 }
 
 Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {

@@ -37,17 +37,22 @@ struct ShortlistOptions {
 };
 
 // Immutable after construction: search() may run on many threads at once.
-class ShortlistSearch {
+class ShortlistSearch final : public BankSearch {
  public:
   // `vectors`: M x D, float32 or bfloat16 (widened: distances are to those values widened).
   explicit ShortlistSearch(const at::Tensor& vectors, const ShortlistOptions& options = {});
 
   // `queries`: Q x D float32; 1 <= k <= candidates(). Distances ascending per row, among equal
   // ones the lower index first.
-  Neighbors search(const at::Tensor& queries, int k) const;
+  Neighbors search(const at::Tensor& queries, int k) const override;
+  // The whole bank's exact answer (1 <= k <= size()), by a product with every bank vector and a
+  // rigorous bound on its rounding (exact_search.h): ExactSearch's float32 answer, bit for bit.
+  // Costs a full search per row: for the few rows an exact answer is needed for.
+  Neighbors search_exact(const at::Tensor& queries, int k) const override;
+  bool approximate() const override { return true; }
 
-  std::int64_t size() const { return centred_.size(0); }
-  std::int64_t dim() const { return centred_.size(1); }
+  std::int64_t size() const override { return centred_.size(0); }
+  std::int64_t dim() const override { return centred_.size(1); }
   std::int64_t components() const { return basis_.size(1); }
   std::int64_t candidates() const { return candidates_; }
 
@@ -56,6 +61,8 @@ class ShortlistSearch {
   std::int64_t candidates_;
   at::Tensor mean_;           // D
   at::Tensor centred_;        // M x D float32
+  at::Tensor squared_norms_;  // M, of centred_'s rows
+  at::Tensor norms_;          // M
   at::Tensor basis_;          // D x components, orthonormal columns
   at::Tensor reduced_;        // M x (components + 1): projection and residual length
   at::Tensor reduced_norms_;  // M: squared norms of reduced_'s rows

@@ -87,6 +87,39 @@ TEST(ShortlistSearch, EveryAnswerIsABankVectorAtItsExactDistance) {
   EXPECT_LT(agree.to(at::kFloat).mean().item<float>(), 1.0f);
 }
 
+// search_exact() is the whole bank's exact answer where search() misses: ExactSearch's, bit for
+// bit, searched whole or partitioned, in blocks of queries or all at once.
+TEST(ShortlistSearch, ItsExactSearchIsExactSearchBitForBit) {
+  at::set_num_threads(2);
+  at::manual_seed(8);
+  const at::Tensor bank = at::randn({3000, 64});
+  const at::Tensor queries = at::randn({120, 64});
+  const ExactSearch partitioned(bank, {.precision = Precision::kFloat32, .partition_min_size = 1});
+  const ExactSearch whole = exact_whole(bank);
+  ASSERT_GT(partitioned.clusters(), 0);
+  EXPECT_FALSE(partitioned.approximate());
+  for (const std::int64_t bytes : {std::int64_t{16} << 20, std::int64_t{3000 * 4 * 7}}) {
+    const ShortlistSearch shortlist(bank,
+                                    {.components = 4, .candidates = 8, .max_block_bytes = bytes});
+    EXPECT_TRUE(shortlist.approximate());
+    for (const int k : {1, 9}) {
+      const Neighbors got = shortlist.search_exact(queries, k);
+      for (const BankSearch* exact : {&partitioned, &whole}) {
+        const Neighbors want = exact->search_exact(queries, k);
+        EXPECT_TRUE(at::equal(got.indices, want.indices)) << "k = " << k << ", " << bytes;
+        EXPECT_TRUE(at::equal(got.distances, want.distances)) << "k = " << k << ", " << bytes;
+      }
+    }
+    // Where the shortlist itself misses (so the above is not the same answer twice).
+    EXPECT_FALSE(at::equal(shortlist.search(queries, 1).indices,
+                           shortlist.search_exact(queries, 1).indices));
+  }
+  const ShortlistSearch shortlist(bank, {.components = 4, .candidates = 8});
+  EXPECT_EQ(shortlist.search_exact(queries, 3000).indices.size(1), 3000);  // beyond candidates
+  EXPECT_THROW(shortlist.search_exact(queries, 3001), Error);
+  EXPECT_EQ(shortlist.search_exact(at::empty({0, 64}), 2).indices.size(0), 0);
+}
+
 TEST(ShortlistSearch, ABfloat16BankIsSearchedInItsValuesWidened) {
   at::set_num_threads(2);
   const at::Tensor bank = feature_like(500, 64, 8, 6).to(at::kBFloat16);
