@@ -97,6 +97,19 @@ void add_model_load_options(CLI::App& command, ModelLoadOptions& options) {
       ->capture_default_str();
   add_image_limit_option(command, options.image_limits);
   add_run_precision_option(command, options.precision);
+  add_search_option(command, options.search);
+}
+
+void add_search_option(CLI::App& command, SearchMethod& method) {
+  command
+      .add_option_function<std::string>(
+          "--search",
+          [&method](const std::string& name) { method = parse_search_method(name, "--search"); },
+          "How each patch's nearest bank patch is found: exact, shortlist (an estimate in the "
+          "bank's principal components, then exact distances; image scores stay exact, a map "
+          "patch whose neighbour is missed shows a larger distance), or auto (default: shortlist "
+          "for banks of 32,768 patches or more on CPUs without bfloat16 instructions)")
+      ->check(CLI::IsMember({"exact", "shortlist", "auto"}));
 }
 
 void add_run_precision_option(CLI::App& command, std::optional<Precision>& precision) {
@@ -110,6 +123,12 @@ void add_run_precision_option(CLI::App& command, std::optional<Precision>& preci
           "model), or auto (its own where this CPU runs it natively, else fp32). A model runs in "
           "no other reduced precision: that was never checked against its thresholds")
       ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}));
+}
+
+std::string search_line(const Model& model) {
+  if (model.search_method() != SearchMethod::kShortlist) return "";
+  return "search: shortlist over the " + std::to_string(model.info().bank_size) +
+         "-patch bank (image scores exact; --search exact for exact maps)";
 }
 
 std::string precision_line(const Model& model) {

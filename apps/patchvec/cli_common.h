@@ -32,13 +32,20 @@ void add_tiling_override_options(CLI::App& command, TilingOverride& options);
 // --max-pixels: the largest image, in pixels, a command decodes.
 void add_image_limit_option(CLI::App& command, ImageLimits& limits);
 
-// --weights (moved since training), --threads, --batch-size, --max-pixels, --precision for
-// commands that load a model.
+// --weights (moved since training), --threads, --batch-size, --max-pixels, --precision,
+// --search for commands that load a model.
 void add_model_load_options(CLI::App& command, ModelLoadOptions& options);
 
 // --precision for commands that load a model: its own (default), fp32, or auto (its own where
 // this CPU runs it natively, else fp32, silently).
 void add_run_precision_option(CLI::App& command, std::optional<Precision>& precision);
+
+// --search: how predictions search the memory bank (exact, shortlist or auto).
+void add_search_option(CLI::App& command, SearchMethod& method);
+
+// One line when `model` searches its bank through the shortlist (image scores exact, maps may
+// differ slightly); empty with the exact search.
+std::string search_line(const Model& model);
 
 // One line about the precision `model` runs in, for commands that predict: empty for a float32
 // model run in fp32; else its trained precision, the run's, and the recorded agreement.

@@ -25,6 +25,9 @@ void run_eval(const EvalArgs& args) {
   nlohmann::ordered_json all = nlohmann::ordered_json::array();
   for (const auto& path : args.models) {
     const Model model = Model::load(path, args.load);
+    if (const std::string line = search_line(model); !line.empty()) {
+      std::fprintf(human_output(args.json), "%s\n", line.c_str());
+    }
     const std::string& name = model.info().category;
     const Category category = read_category(args.data, name);
     EvaluateOptions options;

@@ -44,6 +44,9 @@ void run_predict(const PredictArgs& args) {
   if (const std::string line = precision_line(model); !line.empty()) {
     std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
   }
+  if (const std::string line = search_line(model); !line.empty()) {
+    std::fprintf(args.json ? stderr : stdout, "%s\n", line.c_str());
+  }
   const auto images = expand_images(args.images);
   if (!args.heatmaps.empty()) check_distinct_outputs(images, args.heatmaps, "--heatmap");
   if (!args.maps.empty()) check_distinct_outputs(images, args.maps, "--maps");
@@ -100,6 +103,7 @@ void run_predict(const PredictArgs& args) {
     write_json("-", {{"model", args.model.string()},
                      {"category", model.info().category},
                      {"precision", precision_name(model.precision())},
+                     {"search", search_method_name(model.search_method())},
                      {"image_threshold", thresholds ? nlohmann::ordered_json(thresholds->image)
                                                     : nlohmann::ordered_json()},
                      {"threshold_method",

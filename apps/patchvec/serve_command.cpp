@@ -116,6 +116,7 @@ Examples:
   cmd->add_option("--threads", options->threads,
                   "Compute threads, shared by all requests (0 = one per core)");
   add_run_precision_option(*cmd, options->precision);
+  add_search_option(*cmd, options->search);
   cmd->add_option("--max-batch", options->batching.max_batch,
                   "Concurrent images run through the network together")
       ->capture_default_str();

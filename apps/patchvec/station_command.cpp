@@ -256,6 +256,7 @@ docs/station.md has the configuration file, the message and the guarantees.)");
   cmd->add_option("--threads", flags->options.service.threads,
                   "Compute threads, shared by all lanes and requests (0 = one per core)");
   add_run_precision_option(*cmd, flags->options.service.precision);
+  add_search_option(*cmd, flags->options.service.search);
   cmd->callback([flags, cmd] { run_station(*flags, *cmd); });
 }
 

@@ -168,6 +168,7 @@ Examples:
                   "the check fails")
       ->capture_default_str()
       ->check(CLI::IsMember({"fp32", "bf16", "int8", "auto"}));
+  add_search_option(*cmd, args->model.search);
   cmd->add_flag("--no-evaluation", args->no_evaluation,
                 "Do not evaluate on the labelled test split (its good images still calibrate)");
   cmd->add_option("--json", args->json, "Write a JSON summary to this file ('-' = stdout)");

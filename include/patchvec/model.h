@@ -16,6 +16,7 @@
 #include <patchvec/embedder.h>
 #include <patchvec/image.h>
 #include <patchvec/precision.h>
+#include <patchvec/search_method.h>
 #include <patchvec/verdict.h>
 
 namespace pv {
@@ -57,6 +58,9 @@ struct PatchCoreOptions {
   // precision changes no patch that is kept); bf16 and int8 keep it in bfloat16, embed new images
   // in their precision, and score the held-out images both ways (FitReport::reference_scores).
   Precision precision = Precision::kFloat32;
+  // How the held-out images (and the fitted model's predictions) search the bank: a run-time
+  // setting, not recorded. Image scores are exact either way (patchcore/scorer.h).
+  SearchMethod search = SearchMethod::kAuto;
 };
 
 // How a model's thresholds were set.
@@ -209,6 +213,8 @@ struct PredictTimings {
   double map_seconds = 0;       // upsampling and blur
   std::int64_t images = 0;
   std::int64_t recomputed_in_float32 = 0;  // int8 inputs computed again (EmbedTimings)
+  // With the shortlist search: patches measured exactly for their image's exact score.
+  std::int64_t remeasured_patches = 0;
 };
 
 // Changes to the tiling a model was trained with, field by field (what is not set stays).
@@ -255,6 +261,10 @@ struct ModelLoadOptions {
   // (require_precision()). nullopt: the model's own, or fp32 when this CPU cannot run it (said
   // once in the log).
   std::optional<Precision> precision;
+  // How predictions search the bank (kAuto: by its size and this CPU, resolve_search_method()).
+  // Image scores are exact either way; with the shortlist a patch whose nearest bank vector is
+  // missed shows a larger distance in the map (docs/performance.md, "Large banks").
+  SearchMethod search = SearchMethod::kAuto;
 };
 
 // A model file that is missing, truncated, corrupt, invalid or of an incompatible version
@@ -335,6 +345,8 @@ class Model {
 
   // The precision predictions run in (ModelLoadOptions::precision).
   Precision precision() const;
+  // How predictions search the bank: kExact or kShortlist (ModelLoadOptions::search resolved).
+  SearchMethod search_method() const;
   // This model running in `precision`: its own or fp32 (anything else throws pv::Error). Shares
   // the backbone and the bank: cheap. A loaded reduced-precision model in fp32 runs its bfloat16
   // bank with the float32 backbone; a freshly fitted one (Model::fit, not yet saved and loaded)

@@ -16,6 +16,7 @@
 #include <patchvec/inspection.h>
 #include <patchvec/inspector.h>
 #include <patchvec/precision.h>
+#include <patchvec/search_method.h>
 #include <patchvec/store.h>
 
 namespace pv {
@@ -66,6 +67,8 @@ struct ServiceOptions {
   // What each model computes in (ModelLoadOptions::precision): its own (nullopt: or fp32 where
   // this CPU cannot run it), or fp32.
   std::optional<Precision> precision;
+  // How each model searches its bank (ModelLoadOptions::search).
+  SearchMethod search = SearchMethod::kAuto;
   BatcherOptions batching{.max_batch = 4, .max_wait_ms = 5.0};
   InspectOptions inspect;
 };

@@ -6,6 +6,7 @@
 #include <patchvec/json.h>
 #include <patchvec/pictures.h>
 #include <patchvec/precision.h>
+#include <patchvec/search_method.h>
 #include <patchvec/system.h>
 #include <patchvec/training.h>
 
@@ -390,10 +391,12 @@ void bind_model(py::module_& m) {
       .def_static(
           "load",
           [](const py::handle& path, std::optional<std::string> weights, int batch_size,
-             std::optional<std::string> precision, std::optional<std::int64_t> max_pixels) {
+             std::optional<std::string> precision, std::optional<std::int64_t> max_pixels,
+             const std::string& search) {
             pv::ModelLoadOptions options{.threads = threads(), .batch_size = batch_size};
             if (weights) options.weights = *weights;
             if (precision) options.precision = pv::parse_precision(*precision, "precision");
+            options.search = pv::parse_search_method(search, "search");
             if (max_pixels) options.image_limits.max_pixels = *max_pixels;
             const auto file = to_path(path, "path");
             py::gil_scoped_release release;
@@ -401,8 +404,11 @@ void bind_model(py::module_& m) {
           },
           py::arg("path"), py::kw_only(), py::arg("weights") = py::none(),
           py::arg("batch_size") = 8, py::arg("precision") = py::none(),
-          py::arg("max_pixels") = py::none(),
-          "Reads a .pvm file. Raises patchvec.ModelFileError for a file that is missing, "
+          py::arg("max_pixels") = py::none(), py::arg("search") = "auto",
+          "Reads a .pvm file. search: 'exact', 'shortlist' (image scores still exact; a map patch "
+          "whose nearest bank patch is missed shows a larger distance) or 'auto' (shortlist for "
+          "large banks on CPUs without bfloat16 instructions). Raises patchvec.ModelFileError for "
+          "a file that is missing, "
           "corrupt or incompatible, patchvec.Error for weights this machine lacks.")
       .def(
           "save",
@@ -418,6 +424,10 @@ void bind_model(py::module_& m) {
       .def_property_readonly(
           "precision",
           [](const pv::Model& model) { return std::string(pv::precision_name(model.precision())); })
+      .def_property_readonly("search",
+                             [](const pv::Model& model) {
+                               return std::string(pv::search_method_name(model.search_method()));
+                             })
       .def(
           "predict",
           [](const pv::Model& model, const py::handle& images) {

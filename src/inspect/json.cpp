@@ -103,6 +103,7 @@ Json timings(const PredictTimings& t) {
           {"search_s", t.search_seconds},
           {"map_s", t.map_seconds},
           {"recomputed_in_float32", t.recomputed_in_float32},
+          {"remeasured_patches", t.remeasured_patches},
           {"ms_per_image",
            {{"read", t.read_seconds * per_image},
             {"backbone", t.backbone_seconds * per_image},

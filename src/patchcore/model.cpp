@@ -174,6 +174,7 @@ void Model::Impl::score(const PatchEmbeddings& batch, std::span<const std::size_
     clock.lap();
   }
   if (timings != nullptr) {
+    timings->remeasured_patches += scores.remeasured;
     timings->search_seconds += search;
     timings->map_seconds += map;
   }
@@ -366,7 +367,8 @@ Model Model::load(const std::filesystem::path& path, const ModelLoadOptions& opt
                   std::to_string(grid.width) + "x" + std::to_string(grid.dim));
     }
     try {
-      patchcore::Scorer scorer(contents.bank, {.num_neighbors = info.options.num_neighbors});
+      patchcore::Scorer scorer(
+          contents.bank, {.num_neighbors = info.options.num_neighbors, .method = options.search});
       return Model(std::make_unique<Impl>(std::move(info), std::move(embedder), std::move(scorer)));
     } catch (const Error& e) {
       throw Error(where + e.what());
@@ -455,6 +457,10 @@ Precision Model::precision() const {
   return impl_->embedder.precision();
 }
 
+SearchMethod Model::search_method() const {
+  return impl_->scorer.method();
+}
+
 Model Model::with_precision(Precision precision) const {
   const Precision own = impl_->info.backbone.precision;
   if (precision != own && precision != Precision::kFloat32) {
@@ -473,7 +479,8 @@ Model Model::with_precision(Precision precision) const {
   info.backbone.activation_max.clear();
   info.agreement.reset();
   info.thresholds.reset();
-  patchcore::Scorer scorer(impl_->fp32_bank, {.num_neighbors = info.options.num_neighbors});
+  patchcore::Scorer scorer(impl_->fp32_bank, {.num_neighbors = info.options.num_neighbors,
+                                              .method = impl_->scorer.method()});
   return Model(std::make_unique<Impl>(std::move(info), std::move(view), std::move(scorer)));
 }
 

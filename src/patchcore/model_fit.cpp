@@ -65,8 +65,9 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
     const std::string label =
         "calibration " + std::to_string(fold + 1) + "/" + std::to_string(scored_folds);
     const at::Tensor bank = builder.coreset_without(held_out, per_image, label);
-    const patchcore::Scorer scorer(
-        bank, {.num_neighbors = options.num_neighbors, .search = search_options});
+    const patchcore::Scorer scorer(bank, {.num_neighbors = options.num_neighbors,
+                                          .method = options.search,
+                                          .search = search_options});
     // Against a large bank the held-out images' search is much of a fit's time (AVX2: ~1 s an
     // image against 60,000 fine-grained patches).
     ProgressBar progress(label + " scores", fold_images.size());
@@ -80,8 +81,9 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
     }
     progress.finish();
     if (!reduced) continue;
-    const patchcore::Scorer half(
-        bank.to(at::kBFloat16), {.num_neighbors = options.num_neighbors, .search = search_options});
+    const patchcore::Scorer half(bank.to(at::kBFloat16), {.num_neighbors = options.num_neighbors,
+                                                          .method = options.search,
+                                                          .search = search_options});
     embedder.embed_each(
         fold_images,
         [&](const PatchEmbeddings& batch, std::span<const std::size_t>) {
@@ -206,8 +208,9 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
   local.calibration_seconds -= bank_report.coreset_seconds_before;  // counted once, as coreset
   local.spilled = bank_report.spilled;
 
-  patchcore::Scorer scorer(bank,
-                           {.num_neighbors = options.num_neighbors, .search = search_options});
+  patchcore::Scorer scorer(
+      bank,
+      {.num_neighbors = options.num_neighbors, .method = options.search, .search = search_options});
 
   ModelInfo info;
   info.category = std::move(category);
@@ -220,6 +223,7 @@ Model Model::fit_impl(std::span<const std::filesystem::path> images, std::string
                            .tiling = options.embedder.tiling};
   patchcore::set_backbone(info, embedder.state());
   info.options.max_memory_bytes = 0;
+  info.options.search = SearchMethod::kAuto;
   info.options.calibration_folds = 0;
   info.grid = grid;
   info.bank_size = bank.size(0);
@@ -301,7 +305,8 @@ UpdateReport Model::add_normal_images(std::span<const std::filesystem::path> ima
         (keep.empty() ? bank
                       : at::cat({bank, patches.index_select(0, at::tensor(keep, at::kLong))}))
             .to(impl_->scorer.bank().scalar_type());
-    patchcore::Scorer scorer(grown, {.num_neighbors = info.options.num_neighbors});
+    patchcore::Scorer scorer(
+        grown, {.num_neighbors = info.options.num_neighbors, .method = impl_->scorer.method()});
     // Nothing above changed the model; from here on nothing can fail.
     impl_->scorer = std::move(scorer);
     impl_->fp32_bank = at::Tensor();

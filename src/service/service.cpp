@@ -97,7 +97,8 @@ struct InspectionService::Impl {
                                 .batch_size = o.batching.max_batch,
                                 .image_limits = o.image_limits,
                                 .backbones = std::make_shared<BackboneCache>(),
-                                .precision = o.precision};
+                                .precision = o.precision,
+                                .search = o.search};
     const InspectorOptions inspecting{
         .batching = o.batching,
         .report_images_dir = data_dir(o.report_images_dir, "report-images"),

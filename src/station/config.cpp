@@ -13,6 +13,7 @@
 #include <patchvec/error.h>
 #include <patchvec/files.h>
 #include <patchvec/precision.h>
+#include <patchvec/search_method.h>
 #include <patchvec/station.h>
 #include <patchvec/text.h>
 
@@ -495,13 +496,17 @@ StationOptions parse_station_config(std::string_view text, const std::filesystem
   }
   const Reader r(name,
                  file.parent_path().empty() ? std::filesystem::path(".") : file.parent_path());
-  only_keys(root, "", {"name", "state", "drain_seconds", "precision", "store", "http", "lanes"},
+  only_keys(root, "",
+            {"name", "state", "drain_seconds", "precision", "search", "store", "http", "lanes"},
             name);
   StationOptions options;
   if (auto v = r.text(root, "name", "name")) options.name = *v;
   if (auto v = r.path(root, "state", "state")) options.state_dir = *v;
   if (auto v = r.text(root, "precision", "precision")) {
     options.service.precision = parse_precision(*v, name + ": precision");
+  }
+  if (auto v = r.text(root, "search", "search")) {
+    options.service.search = parse_search_method(*v, name + ": search");
   }
   if (auto v = r.integer(root, "drain_seconds", "drain_seconds", 0, 3600)) {
     options.drain_timeout = std::chrono::seconds(*v);

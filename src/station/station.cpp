@@ -146,7 +146,8 @@ struct Station::Impl final : StationView {
                                 .batch_size = s.batching.max_batch,
                                 .image_limits = s.image_limits,
                                 .backbones = std::make_shared<BackboneCache>(),
-                                .precision = s.precision};
+                                .precision = s.precision,
+                                .search = s.search};
     std::map<std::string, ServedModel> models;
     std::map<std::string, std::filesystem::path> files;  // category -> file
     for (const Lane& lane : options.lanes) {

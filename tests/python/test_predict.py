@@ -158,3 +158,22 @@ def test_messages_go_to_the_patchvec_logger(model, caplog):
     finally:
         patchvec.set_quiet(False)
     assert not caplog.records
+
+
+def test_the_shortlist_search_keeps_the_image_scores_and_the_program_agrees(model, model_path):
+    shortlist = patchvec.Model.load(model_path, search="shortlist")
+    assert shortlist.search == "shortlist"
+    assert model.search == "exact"  # auto, for a bank this small
+    expected = model.predict(fixture_images())
+    got = shortlist.predict(fixture_images())
+    assert [p.score for p in got] == [p.score for p in expected]
+    assert [p.verdict for p in got] == [p.verdict for p in expected]
+    for e, g in zip(expected, got):
+        assert np.all(g.map >= e.map * (1 - 1e-6))  # a missed neighbour is only ever farther
+    cli = run_json("predict", "--model", model_path, "--json", "--search", "shortlist",
+                   *fixture_images())
+    assert cli["search"] == "shortlist"
+    assert cli["timings"]["remeasured_patches"] >= len(got)
+    assert [p["score"] for p in cli["predictions"]] == [p.score for p in got]
+    with pytest.raises(patchvec.Error, match="unknown search 'fast'"):
+        patchvec.Model.load(model_path, search="fast")

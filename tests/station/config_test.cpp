@@ -50,6 +50,7 @@ TEST_F(StationConfigTest, ReadsACompleteFileWithPathsRelativeToIt) {
 name = "line-1"
 state = "state"
 drain_seconds = 3
+search = "shortlist"
 [http]
 host = "127.0.0.1"
 port = 9090
@@ -75,6 +76,7 @@ timeout = 3
   EXPECT_EQ(options.name, "line-1");
   EXPECT_EQ(options.state_dir, dir_ / "state");
   EXPECT_EQ(options.drain_timeout, std::chrono::seconds(3));
+  EXPECT_EQ(options.service.search, SearchMethod::kShortlist);
   EXPECT_EQ(options.service.port, 9090);
   EXPECT_EQ(options.service.threads, 2);
   EXPECT_EQ(options.service.batching.max_batch, 2);
@@ -103,6 +105,8 @@ timeout = 3
 
 TEST_F(StationConfigTest, EachMistakeIsOneErrorNamingTheKey) {
   EXPECT_NE(error_of("colour = 1\n" + lane_).find("colour: unknown key"), std::string::npos);
+  EXPECT_NE(error_of("search = \"fast\"\n" + lane_).find("search: unknown search 'fast'"),
+            std::string::npos);
   EXPECT_NE(error_of(lane_ + "speed = 3\n").find("lanes[0].folder.speed: unknown key"),
             std::string::npos);
   EXPECT_NE(error_of(lane_ + "[[lanes.mqtt]]\nurl = \"http://x/t\"\n")
