@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   bool full = false;
   bool continued = false;
   double dense_above = pv::sampling::KCenterOptions{}.dense_above;
+  std::int64_t projection_dim = 0;
   app.add_option("embeddings", embeddings, "`patchvec embed` output (N x H x W x C float32 .npy)")
       ->required();
   app.add_option("--images", images, "Use the first N images (0: all)");
@@ -63,6 +64,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Compute threads")->capture_default_str();
   app.add_option("--dense-above", dense_above,
                  "Fast method: rounds measured by matrix products above this fraction")
+      ->capture_default_str();
+  app.add_option("--projection-dim", projection_dim,
+                 "Selection space (0: Johnson-Lindenstrauss at eps 0.9, as training)")
       ->capture_default_str();
   app.add_flag("--full-radius", full, "Also measure the covering radius in the full space");
   app.add_flag("--continued", continued,
@@ -82,7 +86,10 @@ int main(int argc, char** argv) {
 
   const std::int64_t count = patches.size(0);
   const pv::sampling::RandomProjection projection(
-      dim, std::min(pv::sampling::johnson_lindenstrauss_dim(count), dim), 0);
+      dim,
+      std::min(projection_dim > 0 ? projection_dim : pv::sampling::johnson_lindenstrauss_dim(count),
+               dim),
+      0);
   at::Tensor projected = at::empty({count, projection.output_dim()}, at::kBFloat16);
   for (std::int64_t start = 0; start < count; start += 65536) {
     const auto rows = std::min<std::int64_t>(65536, count - start);

@@ -127,8 +127,19 @@ void add_run_precision_option(CLI::App& command, std::optional<Precision>& preci
 
 std::string search_line(const Model& model) {
   if (model.search_method() != SearchMethod::kShortlist) return "";
-  return "search: shortlist over the " + std::to_string(model.info().bank_size) +
-         "-patch bank (image scores exact; --search exact for exact maps)";
+  std::string line = "search: shortlist over the " + std::to_string(model.info().bank_size) +
+                     "-patch bank (image scores exact; --search exact for exact maps)";
+  if (const auto& c = model.info().shortlist_check) {
+    char numbers[200];
+    std::snprintf(numbers, sizeof(numbers),
+                  "; at training, %lld held-out images: recall@1 %.5f of %lld patches, a missed "
+                  "patch's distance at most %.1e too large, %lld image scores differed",
+                  static_cast<long long>(c->images), c->recall_at_1,
+                  static_cast<long long>(c->patches), c->max_relative_error,
+                  static_cast<long long>(c->score_differences));
+    line += numbers;
+  }
+  return line;
 }
 
 std::string precision_line(const Model& model) {

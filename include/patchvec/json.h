@@ -37,10 +37,13 @@ Json thresholds(const Thresholds& thresholds);
 // {"images", "max_relative_difference", "rank_correlation", "verdict_flips", "auroc",
 //  "auroc_fp32"}: how a reduced-precision model agreed with fp32 when it was trained.
 Json agreement(const PrecisionAgreement& agreement);
+// {"images", "patches", "recall_at_1", "max_relative_error", "score_differences"}: how the
+// shortlist search compared with the exact one when the model was trained.
+Json shortlist_check(const ShortlistCheck& check);
 
 // A loaded model as clients see it: {"category", "backbone", "pretrained", "bank_size",
 // "train_images", "created", "revision", "precision", "agreement" (agreement(), or null),
-// "thresholds" (thresholds(), or null)}.
+// "shortlist_check" (shortlist_check(), or null), "thresholds" (thresholds(), or null)}.
 Json model(const ModelInfo& info);
 
 // {"images", "read_s", "backbone_s", "search_s", "map_s", "recomputed_in_float32",

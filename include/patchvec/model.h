@@ -145,6 +145,18 @@ struct PrecisionAgreement {
   double auroc_fp32 = std::numeric_limits<double>::quiet_NaN();
 };
 
+// How the shortlist search (SearchMethod::kShortlist) compared with the exact one when the model
+// was trained: the first held-out calibration images scored both ways against the bank fitted
+// without them. Recorded when the shortlist scored them (by --search, or auto's choice).
+struct ShortlistCheck {
+  std::int64_t images = 0;   // held-out images scored both ways
+  std::int64_t patches = 0;  // their patches
+  double recall_at_1 = 1;    // fraction of patches given their exact nearest distance
+  // Largest (shortlist - exact) / exact nearest distance of a patch (a miss is never nearer).
+  double max_relative_error = 0;
+  std::int64_t score_differences = 0;  // images scored otherwise than exactly (0 by design)
+};
+
 struct ModelInfo {
   std::string category;
   std::string created;  // ISO 8601, UTC
@@ -168,6 +180,7 @@ struct ModelInfo {
   // The precision the model was trained and calibrated in is backbone.precision (and
   // options.precision); for a reduced one, what the agreement check measured.
   std::optional<PrecisionAgreement> agreement;
+  std::optional<ShortlistCheck> shortlist_check;
 };
 
 struct FitReport {
@@ -194,6 +207,9 @@ struct FitReport {
   // scores, at both precisions) and, for int8,
   // measuring its activation ranges: the thresholds' share of total_seconds.
   double calibration_seconds = 0;
+  // When the held-out images were scored through the shortlist: how it compared with the exact
+  // search on the first of them (ModelInfo::shortlist_check).
+  std::optional<ShortlistCheck> shortlist_check;
 };
 
 // What Model::add_normal_images() did.

@@ -82,17 +82,27 @@ Json agreement(const PrecisionAgreement& a) {
           {"auroc_fp32", number_or_null(a.auroc_fp32)}};
 }
 
+Json shortlist_check(const ShortlistCheck& c) {
+  return {{"images", c.images},
+          {"patches", c.patches},
+          {"recall_at_1", c.recall_at_1},
+          {"max_relative_error", c.max_relative_error},
+          {"score_differences", c.score_differences}};
+}
+
 Json model(const ModelInfo& info) {
-  return {{"category", info.category},
-          {"backbone", info.backbone.backbone},
-          {"pretrained", info.pretrained},
-          {"bank_size", info.bank_size},
-          {"train_images", info.train_images},
-          {"created", info.created},
-          {"revision", info.revision},
-          {"precision", precision_name(info.backbone.precision)},
-          {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
-          {"thresholds", info.thresholds ? thresholds(*info.thresholds) : Json()}};
+  return {
+      {"category", info.category},
+      {"backbone", info.backbone.backbone},
+      {"pretrained", info.pretrained},
+      {"bank_size", info.bank_size},
+      {"train_images", info.train_images},
+      {"created", info.created},
+      {"revision", info.revision},
+      {"precision", precision_name(info.backbone.precision)},
+      {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
+      {"shortlist_check", info.shortlist_check ? shortlist_check(*info.shortlist_check) : Json()},
+      {"thresholds", info.thresholds ? thresholds(*info.thresholds) : Json()}};
 }
 
 Json timings(const PredictTimings& t) {
@@ -162,29 +172,31 @@ Json evaluation(const EvaluationReport& report) {
 
 Json fit(const ModelInfo& info, const FitReport& fit) {
   const TilingOptions& tiling = info.options.embedder.tiling;
-  return {{"backbone", info.backbone.backbone},
-          {"pretrained", info.pretrained},
-          {"train_images", info.train_images},
-          {"train_patches", info.train_patches},
-          {"bank_size", info.bank_size},
-          {"coreset_method", coreset_method_name(info.options.coreset)},
-          {"tiling",
-           tiling.enabled()
-               ? Json{{"size", tiling.size}, {"overlap", tiling.overlap}, {"scale", tiling.scale}}
-               : Json()},
-          {"projection_dim", info.options.projection_dim},
-          {"covering_radius", info.covering_radius},
-          {"spilled_to_disk", fit.spilled},
-          {"peak_memory_bytes", fit.peak_memory_bytes},
-          {"precision", precision_name(info.backbone.precision)},
-          {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
-          {"timings",
-           {{"batchnorm_s", fit.batchnorm_seconds},
-            {"embed_s", fit.embed_seconds},
-            {"project_s", fit.project_seconds},
-            {"coreset_s", fit.coreset_seconds},
-            {"calibrate_s", fit.calibration_seconds},
-            {"fit_s", fit.total_seconds}}}};
+  return {
+      {"backbone", info.backbone.backbone},
+      {"pretrained", info.pretrained},
+      {"train_images", info.train_images},
+      {"train_patches", info.train_patches},
+      {"bank_size", info.bank_size},
+      {"coreset_method", coreset_method_name(info.options.coreset)},
+      {"tiling",
+       tiling.enabled()
+           ? Json{{"size", tiling.size}, {"overlap", tiling.overlap}, {"scale", tiling.scale}}
+           : Json()},
+      {"projection_dim", info.options.projection_dim},
+      {"covering_radius", info.covering_radius},
+      {"spilled_to_disk", fit.spilled},
+      {"peak_memory_bytes", fit.peak_memory_bytes},
+      {"precision", precision_name(info.backbone.precision)},
+      {"agreement", info.agreement ? agreement(*info.agreement) : Json()},
+      {"shortlist_check", info.shortlist_check ? shortlist_check(*info.shortlist_check) : Json()},
+      {"timings",
+       {{"batchnorm_s", fit.batchnorm_seconds},
+        {"embed_s", fit.embed_seconds},
+        {"project_s", fit.project_seconds},
+        {"coreset_s", fit.coreset_seconds},
+        {"calibrate_s", fit.calibration_seconds},
+        {"fit_s", fit.total_seconds}}}};
 }
 
 Json training(const TrainResult& result) {

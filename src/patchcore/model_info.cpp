@@ -139,6 +139,14 @@ nlohmann::json to_json(const ModelInfo& info) {
                                    {"auroc", number_or_null(a.auroc)},
                                    {"auroc_fp32", number_or_null(a.auroc_fp32)}};
   }
+  if (info.shortlist_check) {
+    const ShortlistCheck& c = *info.shortlist_check;
+    j["shortlist_check"] = {{"images", c.images},
+                            {"patches", c.patches},
+                            {"recall_at_1", c.recall_at_1},
+                            {"max_relative_error", c.max_relative_error},
+                            {"score_differences", c.score_differences}};
+  }
   const TilingOptions& tiling = info.options.embedder.tiling;
   if (tiling.enabled()) {
     j["preprocess"]["tiling"] = {
@@ -360,6 +368,16 @@ ModelInfo model_info_from(const nlohmann::json& j) {
           .auroc = f.number_or_nan("precision.agreement.auroc", 0, 1),
           .auroc_fp32 = f.number_or_nan("precision.agreement.auroc_fp32", 0, 1)};
     }
+  }
+  // Files written before the shortlist search have no such field.
+  if (f.has("shortlist_check")) {
+    constexpr std::int64_t kMany = std::int64_t{1} << 40;
+    info.shortlist_check = ShortlistCheck{
+        .images = f.integer("shortlist_check.images", 0, kMany),
+        .patches = f.integer("shortlist_check.patches", 0, kMany),
+        .recall_at_1 = f.number("shortlist_check.recall_at_1", 0, 1),
+        .max_relative_error = f.number("shortlist_check.max_relative_error", 0, 1e30),
+        .score_differences = f.integer("shortlist_check.score_differences", 0, kMany)};
   }
   return info;
 }

@@ -489,6 +489,44 @@ TEST_F(ModelFile, NewFieldsRoundTrip) {
   EXPECT_EQ(loaded.info().similarity->good_images, 9);
 }
 
+// A fit whose held-out images the shortlist scores records how it compared with the exact search
+// (the image scores the same, by design); the record round-trips; a fit by the exact search
+// records nothing.
+TEST_F(ModelFile, TheShortlistCheckIsRecordedAndRoundTrips) {
+  PatchCoreOptions options = pretrained_options();
+  options.calibration_folds = 5;
+  options.search = SearchMethod::kShortlist;
+  FitReport report;
+  const Model model = Model::fit(images(false), "synthetic", options, &report);
+  EXPECT_EQ(model.search_method(), SearchMethod::kShortlist);
+  ASSERT_TRUE(model.info().shortlist_check.has_value());
+  const ShortlistCheck check = *model.info().shortlist_check;
+  EXPECT_GE(check.images, 1);
+  // The first fold's held-out images (here 2 of 6 held out in all), at most 8.
+  EXPECT_LT(check.images, static_cast<std::int64_t>(report.held_out_images.size()));
+  EXPECT_EQ(check.patches, check.images * model.info().grid.height * model.info().grid.width);
+  EXPECT_EQ(check.score_differences, 0);
+  EXPECT_GE(check.recall_at_1, 0.0);
+  EXPECT_LE(check.recall_at_1, 1.0);
+  EXPECT_GE(check.max_relative_error, 0.0);
+  model.save(dir_ / "shortlist.pvm");
+  const Model loaded = Model::load(dir_ / "shortlist.pvm");
+  EXPECT_EQ(loaded.search_method(), SearchMethod::kExact);  // auto, for a bank this small
+  ASSERT_TRUE(loaded.info().shortlist_check.has_value());
+  EXPECT_EQ(loaded.info().shortlist_check->patches, check.patches);
+  EXPECT_EQ(loaded.info().shortlist_check->recall_at_1, check.recall_at_1);
+  const Model shortlisted =
+      Model::load(dir_ / "shortlist.pvm", {.search = SearchMethod::kShortlist});
+  EXPECT_EQ(shortlisted.search_method(), SearchMethod::kShortlist);
+  const std::vector<Prediction> a = shortlisted.predict(images(true));
+  const std::vector<Prediction> b = loaded.predict(images(true));
+  ASSERT_EQ(a.size(), b.size());
+  for (std::size_t i = 0; i < a.size(); ++i) EXPECT_EQ(a[i].score, b[i].score) << i;
+
+  options.search = SearchMethod::kExact;
+  EXPECT_FALSE(Model::fit(images(false), "synthetic", options).info().shortlist_check);
+}
+
 // Each reduced precision round-trips: the bank stays in bfloat16 (half the bytes), int8's
 // activation ranges come back, and predictions are identical after loading. Such a model also
 // runs in fp32 (the reference); another reduced precision was never checked and is refused.
@@ -554,6 +592,10 @@ TEST_F(ForgedModelFile, PrecisionFieldsAreChecked) {
   EXPECT_NE(refusal([](Header& h) {
               h["precision"]["agreement"] = {{"images", -1}};
             }).find("precision.agreement.images"),
+            std::string::npos);
+  EXPECT_NE(refusal([](Header& h) {
+              h["shortlist_check"] = {{"images", 2}, {"patches", 10}, {"recall_at_1", 1.5}};
+            }).find("shortlist_check.recall_at_1"),
             std::string::npos);
 }
 
