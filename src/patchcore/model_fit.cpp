@@ -32,11 +32,9 @@ namespace {
 // full search: about 1.2 s against 60,000 fine-grained patches on AVX2).
 constexpr std::int64_t kShortlistCheckImages = 8;
 
-// One held-out image scored by the shortlist and the exact search: added to `check`.
-void compare_searches(const patchcore::Scorer& shortlist, const patchcore::Scorer& exact,
-                      const at::Tensor& patches, std::optional<ShortlistCheck>& check) {
-  const patchcore::Scores got = shortlist.score(patches);
-  const patchcore::Scores want = exact.score(patches);
+// One held-out image scored by the shortlist (`got`) and the exact search: added to `check`.
+void compare_searches(const patchcore::Scores& got, const patchcore::Scores& want,
+                      std::optional<ShortlistCheck>& check) {
   if (!check) check.emplace();
   const at::Tensor a = got.patch_distances.flatten().to(at::kDouble);
   const at::Tensor b = want.patch_distances.flatten().to(at::kDouble);
@@ -44,8 +42,9 @@ void compare_searches(const patchcore::Scorer& shortlist, const patchcore::Score
   const double before = check->recall_at_1 * static_cast<double>(check->patches);
   check->patches += a.numel();
   check->recall_at_1 = (before + found) / static_cast<double>(check->patches);
-  check->max_relative_error =
-      std::max(check->max_relative_error, ((a - b) / b.clamp_min(1e-30)).max().item<double>());
+  // NaN (a damaged bank's) never enters the record: it would not read back.
+  const double error = at::nan_to_num((a - b) / b.clamp_min(1e-30), 0.0).max().item<double>();
+  if (std::isfinite(error)) check->max_relative_error = std::max(check->max_relative_error, error);
   check->score_differences += at::equal(got.image_scores, want.image_scores) ? 0 : 1;
   ++check->images;
 }
@@ -72,10 +71,11 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
   const bool reduced = embedder.precision() != Precision::kFloat32;
   const auto score = [&](const patchcore::Scorer& scorer, const at::Tensor& patches,
                          std::vector<float>& scores_out, std::vector<float>& maxima_out) {
-    const patchcore::Scores scores = scorer.score(patches);
+    patchcore::Scores scores = scorer.score(patches);
     scores_out.push_back(scores.image_scores.max().item<float>());
     maxima_out.push_back(
         image_map(scores.patch_distances, layout, map_options).max().item<float>());
+    return scores;
   };
   for (std::size_t fold = 0; fold < scored_folds; ++fold) {
     std::vector<bool> held_out(images.size());
@@ -98,8 +98,9 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
       const at::Tensor patches = builder.rows(static_cast<std::int64_t>(i) * per_image, per_image)
                                      .reshape({inputs, grid.height, grid.width, grid.dim});
       report.held_out_images.push_back(i);
-      score(scorer, patches, reduced ? report.reference_scores : report.held_out_scores,
-            reduced ? report.reference_map_maxima : report.held_out_map_maxima);
+      const patchcore::Scores scores =
+          score(scorer, patches, reduced ? report.reference_scores : report.held_out_scores,
+                reduced ? report.reference_map_maxima : report.held_out_map_maxima);
       if (fold == 0 && scorer.method() == SearchMethod::kShortlist &&
           (!report.shortlist_check || report.shortlist_check->images < kShortlistCheckImages)) {
         if (!exact) {
@@ -107,7 +108,7 @@ void cross_fit(patchcore::MemoryBankBuilder& builder, const Embedder& embedder,
                                                        .method = SearchMethod::kExact,
                                                        .search = search_options});
         }
-        compare_searches(scorer, *exact, patches, report.shortlist_check);
+        compare_searches(scores, exact->score(patches), report.shortlist_check);
       }
       progress.advance();
     }
