@@ -47,13 +47,7 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
 }
 
 Neighbors ExactSearch::search(const at::Tensor& queries, int k) const {
-  if (queries.dim() != 2 || queries.size(1) != dim()) {
-    throw Error("nearest-neighbour search: queries must be N x " + std::to_string(dim()));
-  }
-  if (k < 1 || k > size()) {
-    throw Error("nearest-neighbour search: k = " + std::to_string(k) + " but the bank holds " +
-                std::to_string(size()) + " vectors");
-  }
+  check_request(queries, k, dim(), size());
   Rows rows;
   rows.raw = queries.to(at::kFloat).contiguous();
   rows.centred = (rows.raw - mean_).contiguous();

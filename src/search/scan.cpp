@@ -1,6 +1,21 @@
 #include "search/scan.h"
 
+#include <string>
+
+#include <patchvec/error.h>
+
 namespace pv::search::detail {
+
+void check_request(const at::Tensor& queries, int k, std::int64_t dim, std::int64_t bank_size) {
+  if (queries.dim() != 2 || queries.size(1) != dim) {
+    throw Error("nearest-neighbour search: queries must be N x " + std::to_string(dim));
+  }
+  if (k < 1 || k > bank_size) {
+    throw Error("nearest-neighbour search: k = " + std::to_string(k) + " but the bank holds " +
+                std::to_string(bank_size) + " vectors");
+  }
+}
+
 namespace {
 
 float to_float(float value) {

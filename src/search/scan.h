@@ -31,6 +31,9 @@ inline double dot_error_coefficient(Precision precision, std::int64_t dim) {
   return 3 * u + 4 * u * u + accumulation * (1 + 3 * u);
 }
 
+// Throws pv::Error unless `queries` is Q x `dim` and 1 <= k <= `bank_size`: a search's request.
+void check_request(const at::Tensor& queries, int k, std::int64_t dim, std::int64_t bank_size);
+
 // The exact squared distance between two float32 vectors, and between a float32 vector and a
 // bfloat16 one as if the latter were widened to float32 first.
 float squared_distance(const float* a, const float* b, std::int64_t dim);

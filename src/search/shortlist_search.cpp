@@ -126,13 +126,7 @@ ShortlistSearch::ShortlistSearch(const at::Tensor& vectors, const ShortlistOptio
 }
 
 Neighbors ShortlistSearch::search_exact(const at::Tensor& queries, int k) const {
-  if (queries.dim() != 2 || queries.size(1) != dim()) {
-    throw Error("nearest-neighbour search: queries must be N x " + std::to_string(dim()));
-  }
-  if (k < 1 || k > size()) {
-    throw Error("nearest-neighbour search: k = " + std::to_string(k) + " but the bank holds " +
-                std::to_string(size()) + " vectors");
-  }
+  check_request(queries, k, dim(), size());
   const at::Tensor centred = (queries.to(at::kFloat) - mean_).contiguous();
   const at::Tensor query_squared_norms = centred.pow(2).sum(1).contiguous();
   const std::int64_t count = centred.size(0);
