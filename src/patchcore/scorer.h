@@ -12,7 +12,9 @@
 // score stays exact: each image's patches are measured exactly in descending order of their
 // shortlist distance until the next one's is below the largest exact distance found (its true
 // distance is no larger), which gives s*, m* (the first patch at s*, as the exact search's) and
-// N exactly. Only the map's other patches may keep a larger distance.
+// N exactly (bit for bit those of the exact search in float32; a bfloat16 bank that the exact
+// search measures in bfloat16 products, on CPUs with them, to float32 rounding). Only the map's
+// other patches may keep a larger distance.
 #pragma once
 
 #include <cstdint>

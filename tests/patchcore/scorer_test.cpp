@@ -26,7 +26,9 @@ Data gaussian(std::int64_t seed, at::ScalarType bank_type = at::kFloat) {
 ScorerOptions options(SearchMethod method, int num_neighbors) {
   return {.num_neighbors = num_neighbors,
           .method = method,
-          .search = {.partition_min_size = 0},
+          // The exact search in float32, as on a CPU without bfloat16 products: with them a
+          // bfloat16 bank is measured in its own values, equal only to float32 rounding.
+          .search = {.precision = search::Precision::kFloat32, .partition_min_size = 0},
           .shortlist = {.components = 3, .candidates = 4}};
 }
 
