@@ -120,7 +120,12 @@ void model_file_seeds(const fs::path& out, const fs::path& scratch) {
     for (std::int64_t k = 0; k < 3; ++k) neighbors[i][k] = (i + k) % 6;
   }
   for (const bool thresholds : {false, true}) {
-    if (thresholds) info.thresholds = pv::Thresholds{.image = 1, .pixel = 1, .source = "seed"};
+    if (thresholds) {
+      info.thresholds = pv::Thresholds{.image = 1, .pixel = 1, .source = "seed"};
+      // And the shortlist search's check, as a large category's training records it.
+      info.shortlist_check = pv::ShortlistCheck{
+          .images = 2, .patches = 8, .recall_at_1 = 0.875, .max_relative_error = 0.01};
+    }
     const fs::path file = scratch / "seed.pvm";
     pv::patchcore::write_model_file(
         file,
