@@ -33,9 +33,8 @@ std::int64_t Scorer::remeasure_maxima(const at::Tensor& patches, at::Tensor& dis
   // Each image's patches by descending shortlist distance (stable: the lower index first).
   const at::Tensor order =
       std::get<1>(distances.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true)).contiguous();
-  const at::Tensor shortlisted = distances.clone();
   const std::int64_t* ranked = order.data_ptr<std::int64_t>();
-  const float* estimate = shortlisted.data_ptr<float>();
+  // A patch's entry holds its shortlist distance until it is measured (each at most once).
   float* distance = distances.data_ptr<float>();
   std::int64_t* location = locations.data_ptr<std::int64_t>();
   std::vector<std::int64_t> next(static_cast<std::size_t>(batch), 0);
@@ -51,7 +50,7 @@ std::int64_t Scorer::remeasure_maxima(const at::Tensor& patches, at::Tensor& dis
       const std::int64_t patch = ranked[b * per_image + next[i]];
       // A true distance is at most its shortlist one: below the largest exact one, it cannot
       // be the maximum nor tie with it (nor can any patch after it). NaN is measured.
-      if (estimate[b * per_image + patch] < largest[i]) {
+      if (distance[b * per_image + patch] < largest[i]) {
         next[i] = per_image;
         continue;
       }
