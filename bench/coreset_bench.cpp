@@ -53,6 +53,7 @@ int main(int argc, char** argv) {
   bool full = false;
   bool continued = false;
   double dense_above = pv::sampling::KCenterOptions{}.dense_above;
+  double freeze_below = pv::sampling::KCenterOptions{}.freeze_below;
   std::int64_t projection_dim = 0;
   app.add_option("embeddings", embeddings, "`patchvec embed` output (N x H x W x C float32 .npy)")
       ->required();
@@ -64,6 +65,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Compute threads")->capture_default_str();
   app.add_option("--dense-above", dense_above,
                  "Fast method: rounds measured by matrix products above this fraction")
+      ->capture_default_str();
+  app.add_option("--freeze-below", freeze_below,
+                 "Fast method: dense rounds skip points below this fraction of the floor (0: none)")
       ->capture_default_str();
   app.add_option("--projection-dim", projection_dim,
                  "Selection space (0: Johnson-Lindenstrauss at eps 0.9, as training)")
@@ -118,6 +122,7 @@ int main(int argc, char** argv) {
         .seed = 0,
         .method = name == "exact" ? pv::CoresetMethod::kExact : pv::CoresetMethod::kFast,
         .dense_above = dense_above,
+        .freeze_below = freeze_below,
         .on_progress = [&](std::int64_t) { ++rounds; }};
     const pv::sampling::KCenterResult result = pv::sampling::k_center(projected, options);
     const double seconds = clock.lap();
@@ -128,8 +133,11 @@ int main(int argc, char** argv) {
     }
     std::printf("%-5s selection %.1f s, covering radius %.4f projected", name.c_str(), seconds,
                 result.covering_radius);
-    std::printf(", %lld rounds (%lld dense)", static_cast<long long>(rounds),
-                static_cast<long long>(result.dense_rounds));
+    std::printf(", %lld rounds (%lld dense), %.3g products (%.2f of points x centres)",
+                static_cast<long long>(rounds), static_cast<long long>(result.dense_rounds),
+                static_cast<double>(result.products),
+                static_cast<double>(result.products) / static_cast<double>(count) /
+                    static_cast<double>(centres));
     if (full) std::printf(", %.4f full (%.1f s)", radius, clock.lap());
     std::printf("\n");
     std::fflush(stdout);
@@ -147,7 +155,8 @@ int main(int argc, char** argv) {
         {.centers = centres,
          .seed = 0,
          .method = pv::CoresetMethod::kFast,
-         .dense_above = dense_above});
+         .dense_above = dense_above,
+         .freeze_below = freeze_below});
     const double seconds = clock.lap();
     std::printf(
         "continued selection %.1f s (%.1f s without the held-out fifth), covering radius %.4f "

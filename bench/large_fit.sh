@@ -63,7 +63,7 @@ peak = fit["peak_memory_bytes"] / 2**30
 t = fit["timings"]
 after = t["coreset_s"] + t["project_s"]
 sel = {m: (float(s), float(r)) for m, s, r in
-       re.findall(r"^(fast|exact)\s+selection ([\d.]+) s, covering radius [\d.]+ projected, \d+ rounds \(\d+ dense\), ([\d.]+) full", text, re.M)}
+       re.findall(r"^(fast|exact)\s+selection ([\d.]+) s, covering radius [\d.]+ projected, \d+ rounds \(\d+ dense\)[^\n]*?, ([\d.]+) full", text, re.M)}
 ratio = sel["fast"][1] / sel["exact"][1]
 print(f"large fit ({sys.argv[6]}): {fit['train_images']} images, {fit['train_patches']} patches -> bank {fit['bank_size']} "
       f"({fit['coreset_method']}), spilled {fit['spilled_to_disk']}; backbone {t['embed_s']:.0f} s, "

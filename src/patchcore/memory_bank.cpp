@@ -83,7 +83,7 @@ struct MemoryBankBuilder::Impl {
   std::int64_t added = 0;
   bool select = false;  // coreset_ratio < 1
   std::optional<sampling::RandomProjection> projection;
-  at::Tensor projected;              // total x d, bfloat16 (selection runs in bf16 anyway)
+  at::Tensor projected;              // total x d, bfloat16 (selection rounds it further)
   at::Tensor patches;                // total x dim float32, when they fit the budget
   std::unique_ptr<SpillFile> spill;  // otherwise
   double project_seconds = 0;

@@ -13,7 +13,7 @@
 
 #include <patchvec/error.h>
 
-#include "sampling/bf16_dot.h"
+#include "sampling/int16_products.h"
 
 namespace pv {
 
@@ -39,48 +39,70 @@ constexpr float kSlack = 1.0f + 1e-4f;
 // The same for bounds on distances themselves (region pruning): relative, plus distance_margin().
 constexpr float kBoundSlack = 1.0f + 1e-3f;
 
-// Points are stored as bfloat16: half the memory of float32, and products run on the CPU's
-// bf16 dot-product instructions. The rounding (2^-8 relative per coordinate) is far below the
-// random projection's own distortion; the selection is exact greedy k-center on the rounded
-// points, with squared distances |a|^2 + |b|^2 - 2 a.b accumulated in float32.
-class Bf16Points {
+// Points on a fixed-point grid: 16-bit integer coordinates times one step, a power of two, the
+// finest whose integers keep every dot product of two points exact in int32 (about 11-12 bits
+// for the projection's 300-odd dimensions; the rounding is far below the projection's own
+// distortion). Half the memory of float32, and products run on int16 multiply-adds, twice
+// float32's per instruction on AVX2 (int16_products.h). Squared distances |a|^2 + |b|^2 - 2 a.b
+// are exact in grid units (double), then rounded to float32 where they are kept: the selection
+// is exact greedy k-center on the grid points, every way of measuring giving the same numbers.
+class GridPoints {
  public:
-  explicit Bf16Points(const at::Tensor& points)
-      : storage_(points.to(at::kBFloat16).contiguous()),
-        norms_(at::empty({points.size(0)}, at::kFloat)),
-        data_(reinterpret_cast<const Bf16*>(storage_.data_ptr<c10::BFloat16>())),
-        squared_norms_(norms_.data_ptr<float>()),
-        dim_(points.size(1)),
-        dot_(bf16_dot()) {
-    // Row by row: a float copy of all points would double the memory of the largest object here.
-    float* norms = norms_.data_ptr<float>();
-    at::parallel_for(0, points.size(0), 4096, [&](std::int64_t begin, std::int64_t end) {
-      for (auto i = begin; i < end; ++i) norms[i] = dot_(row(i), row(i), dim_);
+  explicit GridPoints(const at::Tensor& points)
+      : count_(points.size(0)), dim_(points.size(1) + points.size(1) % 2), norms_(count_) {
+    constexpr std::int64_t kChunk = 65536;  // rows converted at once (no float copy of all)
+    double largest = 0;
+    for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
+      const std::int64_t rows = std::min(kChunk, count_ - begin);
+      largest = std::max(largest, points.narrow(0, begin, rows).abs().max().item<double>());
+    }
+    step_ = grid_step(largest, dim_);
+    storage_ = at::zeros({count_, dim_}, at::kShort);
+    for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
+      const std::int64_t rows = std::min(kChunk, count_ - begin);
+      storage_.narrow(0, begin, rows)
+          .narrow(1, 0, points.size(1))
+          .copy_((points.narrow(0, begin, rows).to(at::kDouble) / step_).round().to(at::kShort));
+    }
+    data_ = storage_.data_ptr<std::int16_t>();
+    at::parallel_for(0, count_, 4096, [&](std::int64_t begin, std::int64_t end) {
+      for (auto i = begin; i < end; ++i) norms_[i] = dot_(row(i), row(i), dim_);
     });
   }
 
+  // The grid step for coordinates up to `largest` in `dim` (even) dimensions: a power of two
+  // (grid points and their distances are then exact in double, scaled or not).
+  static double grid_step(double largest, std::int64_t dim) {
+    const double limit =
+        std::min(32767.0, std::floor(std::sqrt(2147483647.0 / static_cast<double>(dim))));
+    if (!(largest > 0)) return 1;
+    return std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(largest / limit))));
+  }
+
+  // Squared distance in grid units, exact, rounded to float32.
   float squared_distance(std::int64_t i, std::int64_t j) const {
-    const float d2 = squared_norms_[i] + squared_norms_[j] - 2 * dot_(row(i), row(j), dim_);
-    return d2 > 0 ? d2 : 0;
+    return static_cast<float>(norms_[i] + norms_[j] - 2.0 * dot_(row(i), row(j), dim_));
   }
 
-  std::int64_t count() const { return norms_.size(0); }
-  float squared_norm(std::int64_t i) const { return squared_norms_[i]; }
+  std::int64_t count() const { return count_; }
+  std::int64_t dim() const { return dim_; }  // even: an odd input dimension gets a zero column
+  double squared_norm(std::int64_t i) const { return norms_[i]; }
+  double step() const { return step_; }  // a grid unit in the input's units
+  // The points in the input's units, float64 (exact).
+  at::Tensor coordinates() const { return storage_.to(at::kDouble) * step_; }
+  const std::int16_t* data() const { return data_; }
 
-  // Rows [begin, begin + rows) widened to float32 (exact: bfloat16 is float32's upper half).
-  at::Tensor widened(std::int64_t begin, std::int64_t rows) const {
-    return storage_.narrow(0, begin, rows).to(at::kFloat);
-  }
-  // The rows `indices` widened to float32.
-  at::Tensor widened(const std::vector<std::int64_t>& indices) const {
-    return storage_.index_select(0, at::tensor(indices, at::kLong)).to(at::kFloat);
+  // Columns for int16_products(): the points `indices`.
+  Int16Panels panels(const std::vector<std::int64_t>& indices) const {
+    return pack_int16_panels(data_, indices.data(), static_cast<std::int64_t>(indices.size()),
+                             dim_);
   }
 
-  // An absolute bound on the rounding error of a distance (not squared).
+  // An absolute bound on the rounding error of a distance (not squared), in grid units.
   float distance_margin() const {
-    float largest = 0;
-    for (std::int64_t i = 0; i < count(); ++i) largest = std::max(largest, squared_norms_[i]);
-    return 1e-3f * std::sqrt(largest) + 1e-6f;
+    double largest = 0;
+    for (std::int64_t i = 0; i < count_; ++i) largest = std::max(largest, norms_[i]);
+    return static_cast<float>(1e-3 * std::sqrt(largest) + 1e-6);
   }
 
   // Points are read in an order the hardware cannot guess: ask for the next rows early.
@@ -91,14 +113,15 @@ class Bf16Points {
   }
 
  private:
-  const Bf16* row(std::int64_t i) const { return data_ + i * dim_; }
+  const std::int16_t* row(std::int64_t i) const { return data_ + i * dim_; }
 
-  at::Tensor storage_;
-  at::Tensor norms_;
-  const Bf16* data_;
-  const float* squared_norms_;
+  std::int64_t count_;
   std::int64_t dim_;
-  Bf16DotFn dot_;
+  double step_ = 1;
+  at::Tensor storage_;  // count x dim, int16
+  const std::int16_t* data_ = nullptr;
+  std::vector<double> norms_;  // squared norms in grid units, exact
+  Int16DotFn dot_ = int16_dot();
 };
 
 void validate(const at::Tensor& points, const KCenterOptions& options) {
@@ -213,25 +236,45 @@ constexpr std::int64_t kDenseSample = 16;
 // Points a dense round multiplies at once against the round's centres (one matrix product each).
 constexpr std::int64_t kDenseBlock = 2048;
 
-// One row of matrix products `dots` (a point against `count` centres, the point's squared norm
-// `norm`): lowers `best` (a squared distance) and sets `nearest` to the first centre strictly
-// nearer, so that ties go to the lower index, as the bounded measure breaks them.
-inline void nearest_centre(const float* dots, const float* centre_norms, std::int64_t count,
-                           float norm, std::int32_t first_index, float& best,
-                           std::int32_t& nearest) {
-  float lowest = best;  // locals: `best` may alias the float arrays, and would be reloaded
-  std::int64_t at = -1;
+// One point's squared distances to `count` centres from its products with them (`dots`; the
+// point's squared norm `norm`, the centres' `centre_norms`): into `out`, exact (grid units, in
+// double); returns the smallest. Vectorised by the compiler (a min reduction).
+inline double squared_distances(const std::int32_t* dots, const double* centre_norms,
+                                std::int64_t count, double norm, double* out) {
+  double lowest = std::numeric_limits<double>::infinity();
+#pragma omp simd reduction(min : lowest)
   for (std::int64_t j = 0; j < count; ++j) {
-    float d2 = norm + centre_norms[j] - 2 * dots[j];
-    d2 = d2 > 0 ? d2 : 0;
-    if (d2 < lowest) {
-      lowest = d2;
-      at = j;
-    }
+    const double d2 = norm + centre_norms[j] - 2.0 * dots[j];
+    out[j] = d2;
+    lowest = std::min(lowest, d2);
   }
-  if (at >= 0) {
-    best = lowest;
-    nearest = first_index + static_cast<std::int32_t>(at);
+  return lowest;
+}
+
+__attribute__((target("avx2"))) double squared_distances_avx2(const std::int32_t* dots,
+                                                              const double* centre_norms,
+                                                              std::int64_t count, double norm,
+                                                              double* out) {
+  return squared_distances(dots, centre_norms, count, norm, out);
+}
+
+// One row of products `dots` (a point against `count` centres; `scratch` holds `count` doubles):
+// lowers `best` (a squared distance, float32) and sets `nearest` to the first centre strictly
+// nearer in float32, so that ties go to the lower index, as the bounded measure breaks them.
+inline void nearest_centre(const std::int32_t* dots, const double* centre_norms, std::int64_t count,
+                           double norm, std::int32_t first_index, float& best,
+                           std::int32_t& nearest, double* scratch) {
+  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
+  const double lowest = avx2 ? squared_distances_avx2(dots, centre_norms, count, norm, scratch)
+                             : squared_distances(dots, centre_norms, count, norm, scratch);
+  const auto rounded = static_cast<float>(lowest);
+  if (!(rounded < best)) return;
+  for (std::int64_t j = 0; j < count; ++j) {
+    if (static_cast<float>(scratch[j]) == rounded) {
+      best = rounded;
+      nearest = first_index + static_cast<std::int32_t>(j);
+      return;
+    }
   }
 }
 
@@ -243,18 +286,21 @@ inline void nearest_centre(const float* dots, const float* centre_norms, std::in
 class Selection {
  public:
   // `held_out`: points left out until take_in() (null: none); `first` is not one of them.
-  Selection(const Bf16Points& points, std::int64_t first, int threads, double dense_above,
-            const std::vector<bool>* held_out = nullptr)
+  Selection(const GridPoints& points, std::int64_t first, int threads, double dense_above,
+            double freeze_below, const std::vector<bool>* held_out = nullptr)
       : points_(points),
         count_(points.count()),
         threads_(threads),
         dense_above_(dense_above),
+        freeze_below_(freeze_below),
         margin_(points.distance_margin()),
         min_d2_(count_),
         best_d2_(count_, std::numeric_limits<float>::infinity()),
         best_centre_(count_, -1),
         leaving_(count_, 0),
         owner_(count_, 0),
+        since_(count_, -1),
+        scratch_(threads),
         reach_(kRegions, 0),
         region_members_(kRegions) {
     // A point held out looks like a centre until it is taken in: at distance 0, in no cluster.
@@ -271,6 +317,7 @@ class Selection {
         root.members.push_back(static_cast<std::int32_t>(i));
     }
     active_ = static_cast<std::int64_t>(root.members.size());
+    live_ = root.members;
     if (held_out != nullptr) held_out_ = *held_out;
     refresh_radius(root, min_d2_.data());
     clusters_.push_back(std::move(root));
@@ -281,14 +328,23 @@ class Selection {
   // one) and returns them in selection order.
   std::vector<std::int64_t> round(double epsilon, std::int64_t limit);
 
-  float covering_radius2() { return candidates_.widest(clusters_); }
+  // The exact covering radius (squared): frozen points it could come from are thawed first.
+  float covering_radius2() { return settle(0.0); }
   std::int64_t clusters() const { return static_cast<std::int64_t>(clusters_.size()); }
   // Takes the held-out points in: each joins the cluster of its nearest centre (the radii they
   // widen are the rounds' to shrink again). `centres`: every centre so far, in selection order.
   void take_in(const std::vector<std::int64_t>& centres);
   std::int64_t dense_rounds() const { return dense_rounds_; }
+  std::int64_t products() const { return products_; }
 
  private:
+  // The widest radius (squared) once every frozen point whose distance reaches its floor
+  // ((1 - epsilon) of it) has been thawed: that radius and every point a round may choose are
+  // then exact.
+  float settle(double epsilon);
+  // Measures frozen `points` against the dense rounds' centres they missed, moves those a centre
+  // took, and makes them live again.
+  void thaw(std::vector<std::int32_t>& points, float freeze2);
   // Clusters a centre x may take points from (|x - c| < 2 r_c), with |x - c|^2 each.
   void touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
                   std::vector<float>& region_d) const;
@@ -306,13 +362,16 @@ class Selection {
   void measure_bounded(const std::vector<std::int64_t>& centres,
                        const std::vector<std::vector<std::pair<std::int32_t, float>>>& touched,
                        std::vector<std::int32_t>& moved);
-  // Phase 2 by matrix products: every point against every centre of the round.
-  void measure_dense(const std::vector<std::int64_t>& centres, std::vector<std::int32_t>& moved);
+  // Phase 2 by matrix products: every live point against every centre of the round, after
+  // freezing the live points whose squared distance is below `freeze2`.
+  void measure_dense(const std::vector<std::int64_t>& centres, float freeze2,
+                     std::vector<std::int32_t>& moved);
 
-  const Bf16Points& points_;
+  const GridPoints& points_;
   const std::int64_t count_;
   const int threads_;
   const double dense_above_;
+  const double freeze_below_;
   const float margin_;
   std::vector<float> min_d2_;  // squared distance of each point to its nearest centre
   std::vector<Cluster> clusters_;
@@ -321,7 +380,30 @@ class Selection {
   std::vector<std::int32_t> best_centre_;
   std::vector<std::uint8_t> leaving_;
   std::vector<std::int32_t> owner_;  // the cluster each point belongs to
-  std::vector<float> reach_;         // per region: max over its clusters of offset + 2 radius
+  // Per point: -1 when measured against every centre; else the first centre (its cluster's
+  // index: clusters are made in selection order) of the dense rounds it was frozen through. A
+  // frozen point's min_d2_ is the distance to its owner, an upper bound of the true one.
+  std::vector<std::int32_t> since_;
+  std::int64_t frozen_ = 0;
+  std::vector<std::int32_t> live_;  // the points dense rounds measure, ascending
+  // Every dense round's centres, which frozen points are measured against when they thaw.
+  struct Batch {
+    std::int32_t first;  // the first centre's index
+    Int16Panels panels;
+    std::vector<double> norms;
+  };
+  std::vector<Batch> batches_;
+  std::int64_t products_ = 0;
+  // Per thread, reused by every block of products (fresh allocations of this size cost page
+  // faults).
+  struct Scratch {
+    std::vector<std::int32_t> dots;  // kDenseBlock x (at most) kFastBatch
+    std::vector<double> distances;   // one row of them
+  };
+  std::vector<Scratch> scratch_;
+  // This thread's scratch.
+  Scratch& scratch();
+  std::vector<float> reach_;  // per region: max over its clusters of offset + 2 radius
   std::vector<std::vector<std::int32_t>> region_members_;
   std::int64_t dense_rounds_ = 0;
   std::int64_t active_ = 0;     // points taken in so far
@@ -391,28 +473,40 @@ bool Selection::dense_round(const std::vector<std::int64_t>& centres,
              static_cast<double>(sample);
 }
 
-void Selection::measure_dense(const std::vector<std::int64_t>& centres,
+void Selection::measure_dense(const std::vector<std::int64_t>& centres, float freeze2,
                               std::vector<std::int32_t>& moved) {
   const auto n = static_cast<std::int64_t>(centres.size());
-  const at::Tensor by_column = points_.widened(centres).t().contiguous();  // d x n
-  std::vector<float> centre_norms(n);
-  for (std::int64_t j = 0; j < n; ++j) centre_norms[j] = points_.squared_norm(centres[j]);
-  const std::int64_t blocks = (count_ + kDenseBlock - 1) / kDenseBlock;
+  const auto first = static_cast<std::int32_t>(clusters_.size());  // the round's first centre
+  if (freeze2 > 0) {
+    std::erase_if(live_, [&](std::int32_t i) {
+      if (!(min_d2_[i] < freeze2)) return false;
+      since_[i] = first;
+      ++frozen_;
+      return true;
+    });
+  }
+  Batch batch{.first = first, .panels = points_.panels(centres), .norms = std::vector<double>(n)};
+  for (std::int64_t j = 0; j < n; ++j) batch.norms[j] = points_.squared_norm(centres[j]);
+  const std::vector<double>& centre_norms = batch.norms;
+  const auto live = static_cast<std::int64_t>(live_.size());
+  products_ += live * n;
+  const std::int64_t blocks = (live + kDenseBlock - 1) / kDenseBlock;
   std::vector<std::vector<std::int32_t>> taken(threads_);
-  // One product per block, each on one thread (inside the parallel region the BLAS runs on the
-  // calling thread): the same arithmetic whatever the number of threads.
+  // One block of products per thread at a time (exact: the same numbers whatever the threads).
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const std::int64_t begin = b * kDenseBlock;
-    const std::int64_t rows = std::min(kDenseBlock, count_ - begin);
-    const at::Tensor dots = at::mm(points_.widened(begin, rows), by_column);
-    const float* row = dots.data_ptr<float>();
+    const std::int64_t rows = std::min(kDenseBlock, live - begin);
+    Scratch& mine = scratch();
+    int16_products(points_.data(), live_.data() + begin, rows, batch.panels, mine.dots.data());
+    const std::int32_t* row = mine.dots.data();
     auto& out = taken[omp_get_thread_num()];
     for (std::int64_t r = 0; r < rows; ++r, row += n) {
-      const std::int64_t i = begin + r;
+      const std::int64_t i = live_[begin + r];
       float best = min_d2_[i];
       std::int32_t nearest = -1;
-      nearest_centre(row, centre_norms.data(), n, points_.squared_norm(i), 0, best, nearest);
+      nearest_centre(row, centre_norms.data(), n, points_.squared_norm(i), 0, best, nearest,
+                     mine.distances.data());
       if (nearest >= 0) {
         best_d2_[i] = best;
         best_centre_[i] = nearest;
@@ -421,6 +515,129 @@ void Selection::measure_dense(const std::vector<std::int64_t>& centres,
     }
   }
   for (const auto& list : taken) moved.insert(moved.end(), list.begin(), list.end());
+  batches_.push_back(std::move(batch));
+}
+
+Selection::Scratch& Selection::scratch() {
+  Scratch& mine = scratch_[omp_get_thread_num()];
+  if (mine.dots.empty()) {
+    mine.dots.resize(kDenseBlock * kFastBatch);
+    mine.distances.resize(kFastBatch);
+  }
+  return mine;
+}
+
+float Selection::settle(double epsilon) {
+  float widest = candidates_.widest(clusters_);
+  while (frozen_ > 0) {
+    const auto floor2 = static_cast<float>(widest * (1 - epsilon) * (1 - epsilon));
+    std::vector<std::int32_t> thawing;
+    for (std::int64_t i = 0; i < count_; ++i) {
+      if (since_[i] >= 0 && min_d2_[i] >= floor2) thawing.push_back(static_cast<std::int32_t>(i));
+    }
+    if (thawing.empty()) break;
+    thaw(thawing, static_cast<float>(floor2 * freeze_below_ * freeze_below_));
+    widest = candidates_.widest(clusters_);
+  }
+  return widest;
+}
+
+void Selection::thaw(std::vector<std::int32_t>& points, float freeze2) {
+  // Blocks of points frozen about as long: a block is measured from its earliest batch on (a
+  // centre measured again changes nothing).
+  std::sort(points.begin(), points.end(), [&](std::int32_t a, std::int32_t b) {
+    return since_[a] != since_[b] ? since_[a] < since_[b] : a < b;
+  });
+  const auto m = static_cast<std::int64_t>(points.size());
+  std::vector<float> nearest_d2(m);
+  std::vector<std::int32_t> nearest(m, -1);
+  for (std::int64_t r = 0; r < m; ++r) nearest_d2[r] = min_d2_[points[r]];
+  const std::int64_t blocks = (m + kDenseBlock - 1) / kDenseBlock;
+  std::vector<std::int64_t> counted(blocks, 0);
+  // Where each point stops: -1 measured to the end and still outside the freeze level (live
+  // again); else frozen again, before the first batch it has not been measured against.
+  std::vector<std::int32_t> resume(m, -1);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && blocks > 1)
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const std::int64_t begin = b * kDenseBlock;
+    const std::int32_t since = since_[points[begin]];
+    std::vector<std::int64_t> active;  // rows (of `points`) still measured
+    std::vector<std::int32_t> ids;     // their points
+    for (std::int64_t r = begin; r < std::min(begin + kDenseBlock, m); ++r) {
+      active.push_back(r);
+      ids.push_back(points[r]);
+    }
+    Scratch& mine = scratch();
+    for (const Batch& batch : batches_) {
+      const auto cols = static_cast<std::int64_t>(batch.norms.size());
+      if (batch.first + cols <= since) continue;
+      if (active.empty()) break;
+      const auto rows = static_cast<std::int64_t>(active.size());
+      int16_products(points_.data(), ids.data(), rows, batch.panels, mine.dots.data());
+      const std::int32_t* row = mine.dots.data();
+      for (const auto r : active) {
+        nearest_centre(row, batch.norms.data(), cols, points_.squared_norm(points[r]), batch.first,
+                       nearest_d2[r], nearest[r], mine.distances.data());
+        row += cols;
+      }
+      counted[b] += rows * cols;
+      // A point back inside the freeze level needs no more of the batches until the floor comes
+      // down to it again.
+      std::size_t kept = 0;
+      for (std::size_t a = 0; a < active.size(); ++a) {
+        if (nearest_d2[active[a]] < freeze2) {
+          resume[active[a]] = static_cast<std::int32_t>(batch.first + cols);
+        } else {
+          active[kept] = active[a];
+          ids[kept++] = ids[a];
+        }
+      }
+      active.resize(kept);
+      ids.resize(kept);
+    }
+  }
+  for (const auto p : counted) products_ += p;
+  // The points a centre took leave their clusters for its cluster (as in round()).
+  std::vector<std::int32_t> changed;
+  for (std::int64_t r = 0; r < m; ++r) {
+    if (nearest[r] < 0) continue;
+    changed.push_back(owner_[points[r]]);
+    leaving_[points[r]] = 1;
+  }
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  for (const auto c : changed) {
+    std::erase_if(clusters_[c].members, [&](std::int32_t i) { return leaving_[i] != 0; });
+  }
+  std::vector<std::int32_t> live;
+  for (std::int64_t r = 0; r < m; ++r) {
+    const std::int32_t i = points[r];
+    since_[i] = resume[r];
+    if (resume[r] < 0) live.push_back(i);
+    if (nearest[r] < 0) continue;
+    leaving_[i] = 0;
+    min_d2_[i] = nearest_d2[r];
+    owner_[i] = nearest[r];
+    clusters_[nearest[r]].members.push_back(i);
+    changed.push_back(nearest[r]);
+  }
+  frozen_ -= static_cast<std::int64_t>(live.size());
+  std::sort(live.begin(), live.end());
+  const auto middle = static_cast<std::ptrdiff_t>(live_.size());
+  live_.insert(live_.end(), live.begin(), live.end());
+  std::inplace_merge(live_.begin(), live_.begin() + middle, live_.end());
+  std::sort(changed.begin(), changed.end());
+  changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
+  for (const auto c : changed) {
+    Cluster& cluster = clusters_[c];
+    refresh_radius(cluster, min_d2_.data());
+    // A cluster can grow here, beyond the radius it had when it was filed (as in take_in()).
+    if (cluster.region >= 0) {
+      reach_[cluster.region] =
+          std::max(reach_[cluster.region], cluster.offset + 2 * std::sqrt(cluster.radius2));
+    }
+    candidates_.push(cluster, c);
+  }
 }
 
 void Selection::measure_bounded(
@@ -501,33 +718,29 @@ void Selection::take_in(const std::vector<std::int64_t>& centres) {
   const auto k = static_cast<std::int64_t>(centres.size());
   std::vector<float> nearest_d2(m, std::numeric_limits<float>::infinity());
   std::vector<std::int32_t> nearest(m, -1);
-  std::vector<float> centre_norms(k);
+  std::vector<double> centre_norms(k);
   for (std::int64_t c = 0; c < k; ++c) centre_norms[c] = points_.squared_norm(centres[c]);
-  constexpr std::int64_t kCentreBlock = 4096;
-  std::vector<at::Tensor> by_column;  // the centres widened once, kCentreBlock at a time, d x cols
-  for (std::int64_t first = 0; first < k; first += kCentreBlock) {
-    const std::int64_t cols = std::min(kCentreBlock, k - first);
-    by_column.push_back(points_
-                            .widened(std::vector<std::int64_t>(centres.begin() + first,
-                                                               centres.begin() + first + cols))
-                            .t()
-                            .contiguous());
+  std::vector<Int16Panels> panels;  // the centres packed once, kFastBatch at a time
+  for (std::int64_t first = 0; first < k; first += kFastBatch) {
+    panels.push_back(points_.panels(std::vector<std::int64_t>(
+        centres.begin() + first, centres.begin() + std::min(k, first + kFastBatch))));
   }
+  const std::vector<std::int32_t> rows_of(incoming.begin(), incoming.end());
   const std::int64_t blocks = (m + kDenseBlock - 1) / kDenseBlock;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads_) if (threads_ > 1 && blocks > 1)
   for (std::int64_t b = 0; b < blocks; ++b) {
     const std::int64_t begin = b * kDenseBlock;
     const std::int64_t rows = std::min(kDenseBlock, m - begin);
-    const at::Tensor mine = points_.widened(
-        std::vector<std::int64_t>(incoming.begin() + begin, incoming.begin() + begin + rows));
-    for (std::int64_t first = 0; first < k; first += kCentreBlock) {
-      const std::int64_t cols = std::min(kCentreBlock, k - first);
-      const at::Tensor dots = at::mm(mine, by_column[first / kCentreBlock]);
-      const float* row = dots.data_ptr<float>();
+    Scratch& mine = scratch();
+    for (std::size_t c = 0; c < panels.size(); ++c) {
+      const std::int64_t first = static_cast<std::int64_t>(c) * kFastBatch;
+      const std::int64_t cols = panels[c].count;
+      int16_products(points_.data(), rows_of.data() + begin, rows, panels[c], mine.dots.data());
+      const std::int32_t* row = mine.dots.data();
       for (std::int64_t r = 0; r < rows; ++r, row += cols) {
         nearest_centre(row, centre_norms.data() + first, cols,
                        points_.squared_norm(incoming[begin + r]), static_cast<std::int32_t>(first),
-                       nearest_d2[begin + r], nearest[begin + r]);
+                       nearest_d2[begin + r], nearest[begin + r], mine.distances.data());
       }
     }
   }
@@ -553,6 +766,8 @@ void Selection::take_in(const std::vector<std::int64_t>& centres) {
     candidates_.push(cluster, c);
   }
   active_ += m;
+  for (const auto i : incoming) live_.push_back(static_cast<std::int32_t>(i));
+  std::sort(live_.begin(), live_.end());
 }
 
 void Selection::file_under_region(std::int32_t index, const std::vector<float>& region_d) {
@@ -570,7 +785,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
   // still far enough from the ones kept before it.
   std::vector<std::int64_t> centres;
   std::vector<std::int32_t> popped;
-  const float widest = candidates_.widest(clusters_);
+  const float widest = settle(epsilon);
   const auto floor2 = static_cast<float>(widest * (1 - epsilon) * (1 - epsilon));
   while (static_cast<std::int64_t>(centres.size()) < limit) {
     const std::int32_t c = candidates_.pop(clusters_);
@@ -613,7 +828,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
   }
   if (dense) {
     ++dense_rounds_;
-    measure_dense(centres, moved);
+    measure_dense(centres, static_cast<float>(floor2 * freeze_below_ * freeze_below_), moved);
   } else {
     measure_bounded(centres, touched, moved);
   }
@@ -652,7 +867,7 @@ std::vector<std::int64_t> Selection::round(double epsilon, std::int64_t limit) {
     file_under_region(index, region_d[j]);
   }
   // The region bound uses each cluster's radius when it was filed; radii only shrink after that
-  // (but in take_in(), which widens the reach with them).
+  // (but in take_in() and thaw(), which widen the reach with them).
   // One current heap entry per cluster: again for those that changed, and for those popped
   // (their entry is gone) unless they changed.
   for (const auto c : changed) candidates_.push(clusters_[c], c);
@@ -698,16 +913,19 @@ void fill_with_duplicates(std::int64_t count, std::int64_t target,
 
 KCenterResult k_center(const at::Tensor& input, const KCenterOptions& options) {
   validate(input, options);
-  const Bf16Points points(input);
+  const GridPoints points(input);
   const bool fast = options.method == CoresetMethod::kFast;
   KCenterResult result;
   const std::int64_t first = random_start(input.size(0), options.seed);
-  Selection selection(points, first, at::get_num_threads(), fast ? options.dense_above : 2.0);
+  Selection selection(points, first, at::get_num_threads(), fast ? options.dense_above : 2.0,
+                      options.freeze_below);
   result.indices.push_back(first);
   if (options.on_progress) options.on_progress(1);
   select_until(selection, options.centers, options, result.indices);
-  result.covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
+  result.covering_radius =
+      std::sqrt(static_cast<double>(selection.covering_radius2())) * points.step();
   result.dense_rounds = selection.dense_rounds();
+  result.products = selection.products();
   fill_with_duplicates(input.size(0), options.centers, nullptr, result.indices);
   return result;
 }
@@ -732,19 +950,20 @@ ContinuedKCenterResult k_center_continued(const at::Tensor& input,
     throw Error("coreset selection: cannot pick " + std::to_string(first_centers) +
                 " centres from " + std::to_string(kept_count) + " points first");
   }
-  const Bf16Points points(input);
+  const GridPoints points(input);
   const bool fast = options.method == CoresetMethod::kFast;
   ContinuedKCenterResult result;
   const auto clock = std::chrono::steady_clock::now();
   // The start k_center() would take among the kept points alone.
   const std::int64_t first = kept[random_start(kept_count, options.seed)];
   Selection selection(points, first, at::get_num_threads(), fast ? options.dense_above : 2.0,
-                      &held_out);
+                      options.freeze_below, &held_out);
   std::vector<std::int64_t>& indices = result.selection.indices;
   indices.push_back(first);
   if (options.on_progress) options.on_progress(1);
   select_until(selection, first_centers, options, indices);
-  result.first_covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
+  result.first_covering_radius =
+      std::sqrt(static_cast<double>(selection.covering_radius2())) * points.step();
   fill_with_duplicates(count, first_centers, &held_out, indices);
   result.first_centers = static_cast<std::int64_t>(indices.size());
   result.first_seconds =
@@ -754,19 +973,30 @@ ContinuedKCenterResult k_center_continued(const at::Tensor& input,
                                                 indices.begin() + selection.clusters());
   selection.take_in(with_clusters);
   select_until(selection, options.centers, options, indices);
-  result.selection.covering_radius = std::sqrt(static_cast<double>(selection.covering_radius2()));
+  result.selection.covering_radius =
+      std::sqrt(static_cast<double>(selection.covering_radius2())) * points.step();
   result.selection.dense_rounds = selection.dense_rounds();
+  result.selection.products = selection.products();
   fill_with_duplicates(count, options.centers, nullptr, indices);
   return result;
 }
 
+at::Tensor k_center_grid(const at::Tensor& points) {
+  if (points.dim() != 2 || points.size(0) == 0) {
+    throw Error("coreset selection needs a non-empty N x d matrix of points");
+  }
+  const GridPoints grid(points);
+  return grid.coordinates().narrow(1, 0, points.size(1));
+}
+
 KCenterResult greedy_k_center_naive(const at::Tensor& input, const KCenterOptions& options) {
   validate(input, options);
-  // The same rounded points as the fast version works on.
-  const at::Tensor points = input.to(at::kBFloat16).to(at::kFloat).contiguous();
+  // The same grid points as k_center() works on (their distances exact in double).
+  const at::Tensor points = k_center_grid(input);
   KCenterResult result;
   std::int64_t next = random_start(points.size(0), options.seed);
-  at::Tensor min_d2 = at::full({points.size(0)}, std::numeric_limits<float>::infinity());
+  at::Tensor min_d2 =
+      at::full({points.size(0)}, std::numeric_limits<double>::infinity(), at::kDouble);
   for (std::int64_t selected = 0; selected < options.centers; ++selected) {
     result.indices.push_back(next);
     min_d2 = at::minimum(min_d2, (points - points[next]).pow(2).sum(1));

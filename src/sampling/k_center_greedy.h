@@ -21,11 +21,19 @@
 //    embeddings (patches about as far from one another as the clusters are wide) they leave most
 //    points to measure, one dot product at a time. So a kFast round first asks a sample of its
 //    centres how many points the bounds leave them: above dense_above of the points, the round
-//    measures every point against all of its centres by matrix products instead (float32 BLAS,
-//    blocks of points, one block a thread), the same rules on the same numbers up to rounding.
-//    Its time is then that of N x k x d multiply-adds whatever the data (measured on 200 images'
-//    fine-grained patches, 156,800 -> 15,680 centres: 63.6 s by the bounds, 13.2 s with dense
-//    rounds, the same centres).
+//    measures every point against all of its centres by blocks of products instead (int16
+//    multiply-adds, blocks of points, one block a thread), the same rules on the same exact
+//    numbers. Its time is then that of N x k x d multiply-adds whatever the data (measured on 200
+//    images' fine-grained patches, 156,800 -> 15,680 centres: 63.6 s by the bounds, 13.2 s with
+//    dense rounds in float32, the same centres).
+//    Lazily: a dense round does not measure the points already well inside the floor ((1 - eps)
+//    R, "frozen" below freeze_below of it): a point's distance only shrinks, so such a point
+//    cannot be a centre before the floor comes down to the distance it has. Before each round,
+//    the points whose (possibly stale) distance has reached the new floor are measured against
+//    the centres they missed ("thawed"), so every point a round may choose, and the widest radius
+//    the floor comes from, are exact; a point that stays below the floor to the end is never
+//    measured against the later centres at all. The same centres as measuring every point, and
+//    the same guarantee; the covering radius is settled the same way.
 #pragma once
 
 #include <cstdint>
@@ -46,6 +54,9 @@ struct KCenterOptions {
   // the points each (asked of a sample of them) measures every point by matrix products instead.
   // 0: every round; above 1: never. The selection's rules are the same either way.
   double dense_above = 0.1;
+  // kFast dense rounds: points closer to their centre than this fraction of the round's floor
+  // are frozen (not measured) until the floor comes down to them. 0: none.
+  double freeze_below = 0.9;
   // Called after every centre (kExact) or round of centres (kFast) with the number so far.
   std::function<void(std::int64_t)> on_progress;
 };
@@ -54,11 +65,16 @@ struct KCenterResult {
   std::vector<std::int64_t> indices;  // selection order; indices[0] is the random start
   double covering_radius = 0;         // max over points of the distance to its nearest centre
   std::int64_t dense_rounds = 0;      // rounds measured by matrix products (kFast)
+  // Point-centre distances measured by matrix products (dense rounds and thawing); a dense
+  // selection without freezing measures about points x centres of them.
+  std::int64_t products = 0;
 };
 
-// `points`: N x d, any float type; selection runs on the points rounded to bfloat16 (their
-// rounding, 2^-8 relative, is far below the random projection's distortion). Deterministic for a
-// seed whatever the number of threads. Throws pv::Error for an empty input or an impossible count.
+// `points`: N x d, any float type; selection runs on the points rounded to a fixed-point grid
+// (k_center_grid(): 16-bit integer coordinates, about 11-12 significant bits for the projection's
+// 300-odd dimensions, far below the random projection's own distortion), where every distance is
+// computed exactly, on int16 multiply-adds. Deterministic for a seed whatever the number of
+// threads. Throws pv::Error for an empty input or an impossible count.
 KCenterResult k_center(const at::Tensor& points, const KCenterOptions& options);
 
 // Two selections in one, for cross-fitting (a bank without some images, then the bank of all):
@@ -82,7 +98,12 @@ ContinuedKCenterResult k_center_continued(const at::Tensor& points,
                                           std::int64_t first_centers,
                                           const KCenterOptions& options);
 
-// The textbook loop, O(N k d), on the same bfloat16-rounded points: the reference k_center() is
+// The points as k_center() measures them: each coordinate rounded to a multiple of one step, a
+// power of two, the finest for which the 16-bit integer coordinates keep every dot product of two
+// points exact in int32. float64 (exact), N x d.
+at::Tensor k_center_grid(const at::Tensor& points);
+
+// The textbook loop, O(N k d), on the same grid points, in float64: the reference k_center() is
 // tested against.
 KCenterResult greedy_k_center_naive(const at::Tensor& points, const KCenterOptions& options);
 

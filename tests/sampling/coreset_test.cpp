@@ -6,7 +6,6 @@
 
 #include <patchvec/error.h>
 
-#include "sampling/bf16_dot.h"
 #include "sampling/k_center_greedy.h"
 #include "sampling/random_projection.h"
 
@@ -59,7 +58,7 @@ TEST(KCenterGreedy, SameSelectionAsTheTextbookLoop) {
     ++same_prefix;
   EXPECT_GE(same_prefix, 450u);
   EXPECT_NEAR(exact.covering_radius, naive.covering_radius, 1e-3 * naive.covering_radius);
-  const at::Tensor rounded = points.to(at::kBFloat16).to(at::kFloat);  // what selection works on
+  const at::Tensor rounded = k_center_grid(points);  // what selection works on
   EXPECT_NEAR(exact.covering_radius, covering_radius(rounded, exact.indices),
               1e-3 * naive.covering_radius);
   // On the original points the rounding moves the radius by well under 1 %.
@@ -128,7 +127,7 @@ TEST(KCenterFast, WithinTheProvenFactorOfExact) {
     EXPECT_LE(b.covering_radius, 2 / (1 - kEpsilon) * a.covering_radius);
     // In practice it is far closer than the bound (the 5 % the issue asks for on real data).
     EXPECT_LE(b.covering_radius, 1.05 * a.covering_radius) << "seed " << seed;
-    const at::Tensor rounded = points.to(at::kBFloat16).to(at::kDouble);
+    const at::Tensor rounded = k_center_grid(points);
     EXPECT_NEAR(b.covering_radius, covering_radius(rounded, b.indices), 1e-3 * b.covering_radius);
     const at::Tensor centres = rounded.index_select(0, at::tensor(b.indices, at::kLong));
     const at::Tensor gaps = at::cdist(centres, centres);
@@ -184,6 +183,39 @@ TEST(KCenterFast, DenseRoundsChooseWhatTheBoundsChoose) {
   EXPECT_NEAR(bounded.covering_radius, covering_radius(points, bounded.indices), 1e-9);
 }
 
+// Dense rounds that freeze the points well inside the floor measure fewer products and choose
+// the same centres as measuring every point (exact arithmetic, as above: ties included), alone
+// and continued; the covering radius they report is the exact one.
+TEST(KCenterFast, FreezingPointsSkipsProductsNotCentres) {
+  at::set_num_threads(2);
+  at::manual_seed(23);
+  const at::Tensor centres = at::randint(-12, 13, {30, 20}).to(at::kFloat);
+  const at::Tensor which = at::randint(0, 30, {8000}, at::kLong);
+  const at::Tensor points =
+      (centres.index_select(0, which) + at::randint(-3, 4, {8000, 20}).to(at::kFloat)).contiguous();
+  std::vector<bool> held_out(8000, false);
+  for (std::int64_t i = 0; i < 8000; ++i) held_out[i] = (i / 40) % 5 == 0;
+  KCenterOptions options{
+      .centers = 900, .seed = 3, .method = CoresetMethod::kFast, .dense_above = 0.0};
+  options.freeze_below = 0.0;
+  const KCenterResult every = k_center(points, options);
+  const ContinuedKCenterResult every_continued = k_center_continued(points, held_out, 700, options);
+  EXPECT_GT(every.dense_rounds, 0);
+  for (const double freeze_below : {0.9, 1.0}) {
+    options.freeze_below = freeze_below;
+    const KCenterResult lazy = k_center(points, options);
+    EXPECT_EQ(lazy.indices, every.indices) << freeze_below;
+    EXPECT_EQ(lazy.covering_radius, every.covering_radius);
+    EXPECT_NEAR(lazy.covering_radius, covering_radius(points, lazy.indices), 1e-9);
+    EXPECT_LT(lazy.products, every.products * 9 / 10) << freeze_below;
+    const ContinuedKCenterResult continued = k_center_continued(points, held_out, 700, options);
+    EXPECT_EQ(continued.selection.indices, every_continued.selection.indices);
+    EXPECT_EQ(continued.first_covering_radius, every_continued.first_covering_radius);
+    EXPECT_EQ(continued.selection.covering_radius, every_continued.selection.covering_radius);
+    EXPECT_LT(continued.selection.products, every_continued.selection.products);
+  }
+}
+
 // Cross-fitting's two selections in one (k_center_continued): the first is k_center() of the
 // kept points alone, exactly; the whole is a selection over all points with the fast method's
 // premise intact and its covering radius what it says.
@@ -219,7 +251,7 @@ TEST(KCenterContinued, FirstIsTheSelectionWithoutTheHeldOutThenAllAreTakenIn) {
       const auto& indices = both.selection.indices;
       ASSERT_EQ(indices.size(), 700u);
       EXPECT_EQ(std::set<std::int64_t>(indices.begin(), indices.end()).size(), 700u);
-      const at::Tensor rounded = points.to(at::kBFloat16).to(at::kDouble);
+      const at::Tensor rounded = k_center_grid(points);
       const double r = both.selection.covering_radius;
       EXPECT_NEAR(r, covering_radius(rounded, indices), 1e-3 * r);
       EXPECT_LE(r, both.first_covering_radius);  // held-out points of the same process
@@ -286,23 +318,6 @@ TEST(KCenterGreedy, ImpossibleRequestsAreErrors) {
   EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 11}), Error);
   EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 0}), Error);
   EXPECT_THROW(k_center(at::empty({0, 3}), {.centers = 1}), Error);
-}
-
-}  // namespace
-}  // namespace pv::sampling
-
-namespace pv::sampling {
-namespace {
-
-TEST(Bf16Dot, EveryImplementationAgreesWithScalar) {
-  const at::Tensor a = at::randn({1, 1000}).to(at::kBFloat16).contiguous();
-  const at::Tensor b = at::randn({1, 1000}).to(at::kBFloat16).contiguous();
-  const auto* x = reinterpret_cast<const Bf16*>(a.data_ptr<c10::BFloat16>());
-  const auto* y = reinterpret_cast<const Bf16*>(b.data_ptr<c10::BFloat16>());
-  for (const std::int64_t dim : {1, 7, 16, 31, 32, 33, 265, 1000}) {
-    const float expected = bf16_dot_scalar(x, y, dim);
-    EXPECT_NEAR(bf16_dot()(x, y, dim), expected, 1e-4 * (1 + std::abs(expected))) << dim;
-  }
 }
 
 }  // namespace

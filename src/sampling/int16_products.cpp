@@ -1,0 +1,182 @@
+#include "sampling/int16_products.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include <immintrin.h>
+
+namespace pv::sampling {
+namespace {
+
+constexpr std::int64_t kPanel = 16;      // vectors per panel: two registers of 8 int32 sums
+constexpr std::int64_t kRowBlock = 192;  // rows multiplied by one panel before the next one
+
+// The pair of values at row[k], row[k + 1] as one 32-bit word (what vpmaddwd pairs up).
+inline std::int32_t pair_at(const std::int16_t* row, std::int64_t k) {
+  std::int32_t pair = 0;
+  std::memcpy(&pair, row + k, sizeof pair);
+  return pair;
+}
+
+// R rows (at most 6: 12 accumulators, two panel registers and a broadcast fit the 16 registers)
+// times one panel: out[r][0..cols).
+template <int R>
+__attribute__((target("avx2"))) void tile_avx2(const std::int16_t* const* a,
+                                               const std::int16_t* panel, std::int64_t pairs,
+                                               std::int32_t* const* out, std::int64_t cols) {
+  __m256i low[R];
+  __m256i high[R];
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    low[r] = _mm256_setzero_si256();
+    high[r] = _mm256_setzero_si256();
+  }
+  for (std::int64_t p = 0; p < pairs; ++p) {
+    const auto* column = reinterpret_cast<const __m256i*>(panel + p * 2 * kPanel);
+    const __m256i b0 = _mm256_loadu_si256(column);
+    const __m256i b1 = _mm256_loadu_si256(column + 1);
+#pragma GCC unroll 6
+    for (int r = 0; r < R; ++r) {
+      const __m256i x = _mm256_set1_epi32(pair_at(a[r], 2 * p));
+      low[r] = _mm256_add_epi32(low[r], _mm256_madd_epi16(x, b0));
+      high[r] = _mm256_add_epi32(high[r], _mm256_madd_epi16(x, b1));
+    }
+  }
+#pragma GCC unroll 6
+  for (int r = 0; r < R; ++r) {
+    if (cols == kPanel) {
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[r]), low[r]);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out[r] + 8), high[r]);
+    } else {
+      alignas(32) std::int32_t sums[kPanel];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sums), low[r]);
+      _mm256_store_si256(reinterpret_cast<__m256i*>(sums + 8), high[r]);
+      std::copy(sums, sums + cols, out[r]);
+    }
+  }
+}
+
+__attribute__((target("avx2"))) void products_avx2(const std::int16_t* base,
+                                                   const std::int32_t* rows, std::int64_t count,
+                                                   const Int16Panels& panels, std::int32_t* out) {
+  const std::int64_t pairs = panels.dim / 2;
+  const std::int64_t n = panels.count;
+  const std::int64_t panel_count = (n + kPanel - 1) / kPanel;
+  for (std::int64_t block = 0; block < count; block += kRowBlock) {
+    const std::int64_t block_end = std::min(count, block + kRowBlock);
+    for (std::int64_t q = 0; q < panel_count; ++q) {
+      const std::int16_t* panel = panels.values.data() + q * pairs * 2 * kPanel;
+      const std::int64_t cols = std::min(kPanel, n - q * kPanel);
+      for (std::int64_t r = block; r < block_end; r += 6) {
+        const std::int64_t tile = std::min<std::int64_t>(6, block_end - r);
+        const std::int16_t* a[6];
+        std::int32_t* o[6];
+        for (std::int64_t i = 0; i < tile; ++i) {
+          a[i] = base + static_cast<std::int64_t>(rows[r + i]) * panels.dim;
+          o[i] = out + (r + i) * n + q * kPanel;
+        }
+        switch (tile) {
+          case 6:
+            tile_avx2<6>(a, panel, pairs, o, cols);
+            break;
+          case 5:
+            tile_avx2<5>(a, panel, pairs, o, cols);
+            break;
+          case 4:
+            tile_avx2<4>(a, panel, pairs, o, cols);
+            break;
+          case 3:
+            tile_avx2<3>(a, panel, pairs, o, cols);
+            break;
+          case 2:
+            tile_avx2<2>(a, panel, pairs, o, cols);
+            break;
+          default:
+            tile_avx2<1>(a, panel, pairs, o, cols);
+            break;
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx2"))) std::int32_t dot_avx2(const std::int16_t* a, const std::int16_t* b,
+                                                      std::int64_t dim) {
+  __m256i sum = _mm256_setzero_si256();
+  std::int64_t k = 0;
+  for (; k + 16 <= dim; k += 16) {
+    const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + k));
+    const __m256i y = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + k));
+    sum = _mm256_add_epi32(sum, _mm256_madd_epi16(x, y));
+  }
+  __m128i half = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+  half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0x4e));
+  half = _mm_add_epi32(half, _mm_shuffle_epi32(half, 0xb1));
+  std::int32_t total = _mm_cvtsi128_si32(half);
+  for (; k < dim; ++k) total += static_cast<std::int32_t>(a[k]) * b[k];
+  return total;
+}
+
+bool has_avx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
+  return avx2;
+}
+
+}  // namespace
+
+Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows,
+                              std::int64_t count, std::int64_t dim) {
+  Int16Panels panels{.count = count, .dim = dim};
+  const std::int64_t pairs = dim / 2;
+  const std::int64_t panel_count = (count + kPanel - 1) / kPanel;
+  panels.values.assign(static_cast<std::size_t>(panel_count * pairs * 2 * kPanel), 0);
+  for (std::int64_t j = 0; j < count; ++j) {
+    const std::int16_t* vector = base + rows[j] * dim;
+    std::int16_t* panel = panels.values.data() + (j / kPanel) * pairs * 2 * kPanel;
+    const std::int64_t column = j % kPanel;
+    for (std::int64_t p = 0; p < pairs; ++p) {
+      panel[p * 2 * kPanel + column * 2] = vector[2 * p];
+      panel[p * 2 * kPanel + column * 2 + 1] = vector[2 * p + 1];
+    }
+  }
+  return panels;
+}
+
+void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
+                           const Int16Panels& panels, std::int32_t* out) {
+  const std::int64_t pairs = panels.dim / 2;
+  for (std::int64_t r = 0; r < count; ++r) {
+    const std::int16_t* a = base + static_cast<std::int64_t>(rows[r]) * panels.dim;
+    for (std::int64_t j = 0; j < panels.count; ++j) {
+      const std::int16_t* panel = panels.values.data() + (j / kPanel) * pairs * 2 * kPanel;
+      const std::int64_t column = j % kPanel;
+      std::int32_t sum = 0;
+      for (std::int64_t p = 0; p < pairs; ++p) {
+        sum += a[2 * p] * panel[p * 2 * kPanel + column * 2] +
+               a[2 * p + 1] * panel[p * 2 * kPanel + column * 2 + 1];
+      }
+      out[r * panels.count + j] = sum;
+    }
+  }
+}
+
+void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
+                    const Int16Panels& panels, std::int32_t* out) {
+  if (has_avx2()) {
+    products_avx2(base, rows, count, panels, out);
+  } else {
+    int16_products_scalar(base, rows, count, panels, out);
+  }
+}
+
+std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std::int64_t dim) {
+  std::int32_t sum = 0;
+  for (std::int64_t k = 0; k < dim; ++k) sum += static_cast<std::int32_t>(a[k]) * b[k];
+  return sum;
+}
+
+Int16DotFn int16_dot() {
+  return has_avx2() ? &dot_avx2 : &int16_dot_scalar;
+}
+
+}  // namespace pv::sampling

@@ -1,0 +1,39 @@
+// Dot products of 16-bit integer vectors accumulated in int32, one at a time or a block of them
+// at once: exact (no rounding at all) as long as dim * max|a| * max|b| < 2^31, which the caller's
+// scale guarantees. On AVX2 a block runs on vpmaddwd, 16 multiply-adds per instruction where
+// float32's FMA does 8, so twice the products per cycle of a float32 matrix product.
+// Stateless; every function may run concurrently.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace pv::sampling {
+
+// Columns a block of products multiplies by: `count` vectors in panels of 16, each panel the
+// vectors' values two by two (the pairs vpmaddwd takes), zero-padded to a multiple of 16 vectors.
+struct Int16Panels {
+  std::int64_t count = 0;  // vectors
+  std::int64_t dim = 0;    // values per vector, even
+  std::vector<std::int16_t> values;
+};
+
+// Packs the vectors base + rows[j] * dim, j < count (`dim` even).
+Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows,
+                              std::int64_t count, std::int64_t dim);
+
+// out[r * panels.count + j] = (base + rows[r] * panels.dim) . vector j, for r < count: a block of
+// `count` x panels.count products.
+void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
+                    const Int16Panels& panels, std::int32_t* out);
+
+// One dot product of `dim` values (any dim).
+using Int16DotFn = std::int32_t (*)(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
+// The fastest implementation for this CPU, chosen once.
+Int16DotFn int16_dot();
+// The portable ones, for tests.
+std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
+void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
+                           const Int16Panels& panels, std::int32_t* out);
+
+}  // namespace pv::sampling

@@ -1,0 +1,116 @@
+#include "sampling/int16_products.h"
+
+#include <cmath>
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+
+#include "sampling/k_center_greedy.h"
+
+namespace pv::sampling {
+namespace {
+
+// Values up to the largest magnitude that keeps a dot product of `dim` values exact in int32.
+std::vector<std::int16_t> random_values(std::int64_t count, std::int64_t dim, std::uint32_t seed) {
+  const auto limit = static_cast<int>(std::min(32767.0, std::floor(std::sqrt(2147483647.0 / dim))));
+  std::mt19937 random(seed);
+  std::uniform_int_distribution<int> value(-limit, limit);
+  std::vector<std::int16_t> values(static_cast<std::size_t>(count * dim));
+  for (auto& v : values) v = static_cast<std::int16_t>(value(random));
+  return values;
+}
+
+std::int64_t exact_dot(const std::int16_t* a, const std::int16_t* b, std::int64_t dim) {
+  std::int64_t sum = 0;
+  for (std::int64_t k = 0; k < dim; ++k) sum += static_cast<std::int64_t>(a[k]) * b[k];
+  return sum;
+}
+
+// Every shape a block meets: rows in tiles of 6 and their remainders, columns in panels of 16 and
+// theirs, rows picked out of order; the result exact (int64 reference), on this CPU's kernel and
+// on the portable one.
+TEST(Int16Products, ExactForEveryShape) {
+  for (const std::int64_t dim : {2, 16, 30, 296, 512}) {
+    const std::vector<std::int16_t> points =
+        random_values(50, dim, static_cast<std::uint32_t>(dim));
+    for (const std::int64_t columns : {1, 15, 16, 17, 40}) {
+      std::vector<std::int64_t> picked;
+      for (std::int64_t j = 0; j < columns; ++j) picked.push_back((j * 7 + 3) % 50);
+      const Int16Panels panels = pack_int16_panels(points.data(), picked.data(), columns, dim);
+      for (const std::int64_t rows : {1, 5, 6, 7, 13, 50}) {
+        std::vector<std::int32_t> which;
+        for (std::int64_t r = 0; r < rows; ++r)
+          which.push_back(static_cast<std::int32_t>((r * 11 + 5) % 50));
+        std::vector<std::int32_t> fast(rows * columns, -1);
+        std::vector<std::int32_t> portable(rows * columns, -1);
+        int16_products(points.data(), which.data(), rows, panels, fast.data());
+        int16_products_scalar(points.data(), which.data(), rows, panels, portable.data());
+        for (std::int64_t r = 0; r < rows; ++r) {
+          for (std::int64_t j = 0; j < columns; ++j) {
+            const std::int64_t expected =
+                exact_dot(points.data() + which[r] * dim, points.data() + picked[j] * dim, dim);
+            ASSERT_EQ(fast[r * columns + j], expected) << dim << " " << rows << " " << columns;
+            ASSERT_EQ(portable[r * columns + j], expected);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The largest magnitudes, all of one sign: the sums reach 2^31 - 1's neighbourhood exactly.
+TEST(Int16Products, ExactAtTheLimit) {
+  for (const std::int64_t dim : {2, 296}) {
+    const auto limit =
+        static_cast<std::int16_t>(std::min(32767.0, std::floor(std::sqrt(2147483647.0 / dim))));
+    std::vector<std::int16_t> points(2 * dim, limit);
+    for (std::int64_t k = 0; k < dim; ++k) points[dim + k] = static_cast<std::int16_t>(-limit);
+    const std::vector<std::int64_t> columns{0, 1};
+    const Int16Panels panels = pack_int16_panels(points.data(), columns.data(), 2, dim);
+    const std::vector<std::int32_t> rows{0, 1};
+    std::vector<std::int32_t> out(4);
+    int16_products(points.data(), rows.data(), 2, panels, out.data());
+    const std::int64_t square = dim * static_cast<std::int64_t>(limit) * limit;
+    EXPECT_LE(square, 2147483647);
+    EXPECT_EQ(out[0], square);
+    EXPECT_EQ(out[1], -square);
+    EXPECT_EQ(out[3], square);
+    EXPECT_EQ(int16_dot()(points.data(), points.data() + dim, dim), -square);
+  }
+}
+
+TEST(Int16Dot, EveryImplementationIsExact) {
+  for (const std::int64_t dim : {1, 7, 16, 31, 32, 33, 265, 1000}) {
+    const std::vector<std::int16_t> a = random_values(2, dim, static_cast<std::uint32_t>(dim));
+    const std::int64_t expected = exact_dot(a.data(), a.data() + dim, dim);
+    EXPECT_EQ(int16_dot()(a.data(), a.data() + dim, dim), expected) << dim;
+    EXPECT_EQ(int16_dot_scalar(a.data(), a.data() + dim, dim), expected) << dim;
+  }
+}
+
+// The grid k_center() measures on: a power-of-two step, the points rounded to its nearest
+// multiple, the integers small enough for exact int32 dot products.
+TEST(KCenterGrid, RoundsToThePowerOfTwoStepThatKeepsProductsExact) {
+  at::manual_seed(5);
+  for (const std::int64_t dim : {3, 24, 295}) {
+    const at::Tensor points = at::randn({400, dim}) * 37.5;
+    const at::Tensor grid = k_center_grid(points);
+    ASSERT_EQ(grid.sizes(), points.sizes());
+    const double largest = points.abs().max().item<double>();
+    const std::int64_t even = dim + dim % 2;
+    const double limit = std::min(32767.0, std::floor(std::sqrt(2147483647.0 / even)));
+    const double step = std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(largest / limit))));
+    const at::Tensor units = grid / step;
+    EXPECT_TRUE(at::equal(units, units.round())) << dim;
+    EXPECT_LE(units.abs().max().item<double>(), limit);
+    EXPECT_GT(units.abs().max().item<double>(), limit / 2 - 1);  // the finest such step
+    EXPECT_LE((grid - points.to(at::kDouble)).abs().max().item<double>(), step / 2 * (1 + 1e-9));
+  }
+  EXPECT_TRUE(at::equal(k_center_grid(at::zeros({3, 2})), at::zeros({3, 2}, at::kDouble)));
+}
+
+}  // namespace
+}  // namespace pv::sampling
