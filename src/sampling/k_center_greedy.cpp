@@ -13,7 +13,7 @@
 
 #include <patchvec/error.h>
 
-#include "sampling/int16_products.h"
+#include "util/int16_products.h"
 
 namespace pv {
 
@@ -40,8 +40,9 @@ constexpr float kSlack = 1.0f + 1e-4f;
 constexpr float kBoundSlack = 1.0f + 1e-3f;
 
 // Points on a fixed-point grid: 16-bit integer coordinates times one step, a power of two, the
-// finest whose integers keep every dot product of two points exact in int32 (about 11-12 bits
-// for the projection's 300-odd dimensions; the rounding is far below the projection's own
+// finest on which every point's integers fit int16 and its length stays below sqrt(2^31), so that
+// every dot product of two points is exact in int32 (int16_grid_step: a step of 1/16,000 to
+// 1/46,000 of the longest point's length; the rounding is far below the projection's own
 // distortion). Half the memory of float32, and products run on int16 multiply-adds, twice
 // float32's per instruction on AVX2 (int16_products.h). Squared distances |a|^2 + |b|^2 - 2 a.b
 // are exact in grid units (double), then rounded to float32 where they are kept: the selection
@@ -52,11 +53,16 @@ class GridPoints {
       : count_(points.size(0)), dim_(points.size(1) + points.size(1) % 2), norms_(count_) {
     constexpr std::int64_t kChunk = 65536;  // rows converted at once (no float copy of all)
     double largest = 0;
+    double longest = 0;
     for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
-      const std::int64_t rows = std::min(kChunk, count_ - begin);
-      largest = std::max(largest, points.narrow(0, begin, rows).abs().max().item<double>());
+      const at::Tensor rows = points.narrow(0, begin, std::min(kChunk, count_ - begin));
+      if (!at::isfinite(rows).all().item<bool>()) {
+        throw Error("coreset selection: the points hold NaN or infinite values");
+      }
+      largest = std::max(largest, rows.abs().max().item<double>());
+      longest = std::max(longest, rows.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>());
     }
-    step_ = grid_step(largest, dim_);
+    step_ = int16_grid_step(largest, longest, dim_);
     storage_ = at::zeros({count_, dim_}, at::kShort);
     for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
       const std::int64_t rows = std::min(kChunk, count_ - begin);
@@ -68,15 +74,6 @@ class GridPoints {
     at::parallel_for(0, count_, 4096, [&](std::int64_t begin, std::int64_t end) {
       for (auto i = begin; i < end; ++i) norms_[i] = dot_(row(i), row(i), dim_);
     });
-  }
-
-  // The grid step for coordinates up to `largest` in `dim` (even) dimensions: a power of two
-  // (grid points and their distances are then exact in double, scaled or not).
-  static double grid_step(double largest, std::int64_t dim) {
-    const double limit =
-        std::min(32767.0, std::floor(std::sqrt(2147483647.0 / static_cast<double>(dim))));
-    if (!(largest > 0)) return 1;
-    return std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(largest / limit))));
   }
 
   // Squared distance in grid units, exact, rounded to float32.

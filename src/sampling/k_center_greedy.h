@@ -71,9 +71,9 @@ struct KCenterResult {
 };
 
 // `points`: N x d, any float type; selection runs on the points rounded to a fixed-point grid
-// (k_center_grid(): 16-bit integer coordinates, about 11-12 significant bits for the projection's
-// 300-odd dimensions, far below the random projection's own distortion), where every distance is
-// computed exactly, on int16 multiply-adds. Deterministic for a seed whatever the number of
+// (k_center_grid(): 16-bit integer coordinates, a step of at most 1/16,000 of the longest point's
+// length, far below the random projection's own distortion), where every distance is computed
+// exactly, on int16 multiply-adds. Deterministic for a seed whatever the number of
 // threads. Throws pv::Error for an empty input or an impossible count.
 KCenterResult k_center(const at::Tensor& points, const KCenterOptions& options);
 
@@ -99,8 +99,8 @@ ContinuedKCenterResult k_center_continued(const at::Tensor& points,
                                           const KCenterOptions& options);
 
 // The points as k_center() measures them: each coordinate rounded to a multiple of one step, a
-// power of two, the finest for which the 16-bit integer coordinates keep every dot product of two
-// points exact in int32. float64 (exact), N x d.
+// power of two, the finest on which the integers fit int16 and keep every dot product of two
+// points exact in int32 (util/int16_products.h: int16_grid_step). float64 (exact), N x d.
 at::Tensor k_center_grid(const at::Tensor& points);
 
 // The textbook loop, O(N k d), on the same grid points, in float64: the reference k_center() is

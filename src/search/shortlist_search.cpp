@@ -12,6 +12,7 @@
 #include <patchvec/error.h>
 
 #include "search/scan.h"
+#include "util/int16_products.h"
 
 namespace pv::search {
 
@@ -19,12 +20,30 @@ using namespace detail;  // NOLINT(google-build-using-namespace): this module's 
 
 namespace {
 
+// Query rows an estimate block holds at once (their estimates against a chunk of the bank stay
+// in cache while the shortlists take them in).
+constexpr std::int64_t kQueryRows = 16;
+constexpr std::int64_t kBankRows = 8192;  // a chunk: 16 x 8,192 estimates are 512 KiB
+
 // [x P, |x - x P P^T|]: the projection onto the basis and the length of what it leaves out.
 at::Tensor reduce(const at::Tensor& centred, const at::Tensor& basis) {
   const at::Tensor projected = at::mm(centred, basis);
   const at::Tensor residual =
       (centred.pow(2).sum(1) - projected.pow(2).sum(1)).clamp_min(0).sqrt().unsqueeze(1);
   return at::cat({projected, residual}, 1).contiguous();
+}
+
+// The length of the longest row (in float64: no overflow).
+double longest(const at::Tensor& rows) {
+  return rows.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>();
+}
+
+// `values` (N x D float32) on the int16 grid of `step` (util/int16_products.h), `width` >= D
+// columns (zero-padded): N x width int16.
+at::Tensor on_grid(const at::Tensor& values, double step, std::int64_t width) {
+  at::Tensor grid = at::zeros({values.size(0), width}, at::kShort);
+  grid.narrow(1, 0, values.size(1)).copy_((values.to(at::kDouble) / step).round().to(at::kShort));
+  return grid;
 }
 
 // A query's shortlist as the bank goes by in chunks: the `count` smallest estimates seen, by
@@ -37,11 +56,12 @@ class Shortlist {
   }
   const std::vector<std::int64_t>& ids() const { return ids_; }
 
-  // Estimates norms[i] - 2 dots[i] of bank rows first + i, i < n (rows after those seen before).
-  // Made a few at a time: a group none of whose values beats the worst kept is passed over at
-  // the cost of its minimum (most groups, once the first `count` are in).
+  // Estimates norms[i] - scale dots[i] of bank rows first + i, i < n (rows after those seen
+  // before). Made a few at a time: a group none of whose values beats the worst kept is passed
+  // over at the cost of its minimum (most groups, once the first `count` are in).
   __attribute__((target_clones("avx512f", "avx2", "default"))) void offer(const float* norms,
-                                                                          const float* dots,
+                                                                          const std::int32_t* dots,
+                                                                          float scale,
                                                                           std::int64_t first,
                                                                           std::int64_t n) {
     constexpr std::int64_t kGroup = 64;
@@ -53,7 +73,7 @@ class Shortlist {
       for (int l = 0; l < kLanes; ++l) lanes[l] = std::numeric_limits<float>::infinity();
       for (std::int64_t i = 0; i < kGroup; i += kLanes) {
         for (int l = 0; l < kLanes; ++l) {
-          group[i + l] = norms[at + i + l] - 2 * dots[at + i + l];
+          group[i + l] = norms[at + i + l] - scale * static_cast<float>(dots[at + i + l]);
           lanes[l] = lanes[l] < group[i + l] ? lanes[l] : group[i + l];
         }
       }
@@ -62,7 +82,7 @@ class Shortlist {
       if (!beats) continue;
       for (std::int64_t i = 0; i < kGroup; ++i) take(group[i], first + at + i);
     }
-    for (; at < n; ++at) take(norms[at] - 2 * dots[at], first + at);
+    for (; at < n; ++at) take(norms[at] - scale * static_cast<float>(dots[at]), first + at);
   }
 
  private:
@@ -119,8 +139,21 @@ ShortlistSearch::ShortlistSearch(const at::Tensor& vectors, const ShortlistOptio
   const std::int64_t kept = std::min(options_.components, dim);
   // Ascending eigenvalues: the last columns, the largest first.
   basis_ = eigenvectors.slice(1, dim - kept, dim).flip({1}).to(at::kFloat).contiguous();
-  reduced_ = reduce(centred_, basis_);
-  reduced_norms_ = reduced_.pow(2).sum(1).contiguous();
+  const at::Tensor reduced = reduce(centred_, basis_);
+  reduced_norms_ = reduced.pow(2).sum(1).contiguous();
+  // The estimates' products in int16 (twice float32's multiply-adds per instruction on AVX2; an
+  // estimate's rounding only moves which bank vectors are near the end of a shortlist), the bank
+  // on its grid packed once, a chunk of rows at a time.
+  const std::int64_t width = reduced.size(1) + reduced.size(1) % 2;
+  reduced_step_ = int16_grid_step(reduced.abs().max().item<double>(), longest(reduced), width);
+  const at::Tensor grid = on_grid(reduced, reduced_step_, width);
+  const std::int64_t chunk = std::min(kBankRows, rows);
+  for (std::int64_t first = 0; first < rows; first += chunk) {
+    std::vector<std::int64_t> ids(static_cast<std::size_t>(std::min(chunk, rows - first)));
+    for (std::size_t j = 0; j < ids.size(); ++j) ids[j] = first + static_cast<std::int64_t>(j);
+    panels_.push_back(pack_int16_panels(grid.data_ptr<std::int16_t>(), ids.data(),
+                                        static_cast<std::int64_t>(ids.size()), width));
+  }
   squared_norms_ = centred_.pow(2).sum(1).contiguous();
   norms_ = squared_norms_.sqrt().contiguous();
 }
@@ -177,38 +210,40 @@ Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {
   const at::Tensor centred = (queries.to(at::kFloat) - mean_).contiguous();
   const at::Tensor reduced = reduce(centred, basis_);
   const std::int64_t count = centred.size(0);
-  const std::int64_t bank_size = size();
   Neighbors result{at::empty({count, k}, at::kFloat), at::empty({count, k}, at::kLong)};
   if (count == 0) return result;
+  // The queries on their own grid: x.y ~ step * reduced_step_ * (their integers' product).
+  const std::int64_t width = panels_.front().dim;
+  const double step = int16_grid_step(reduced.abs().max().item<double>(), longest(reduced), width);
+  const at::Tensor grid = on_grid(reduced, step, width);
+  const std::int16_t* grid_rows = grid.data_ptr<std::int16_t>();
+  const auto scale = static_cast<float>(2 * step * reduced_step_);
+  std::vector<std::int32_t> ids(static_cast<std::size_t>(count));
+  for (std::int64_t q = 0; q < count; ++q)
+    ids[static_cast<std::size_t>(q)] = static_cast<std::int32_t>(q);
   const float* norms = reduced_norms_.data_ptr<float>();
   const float* bank = centred_.data_ptr<float>();
   const std::int64_t d = dim();
-  // Tiles of queries x bank rows whose estimates stay in cache while each query's shortlist
-  // takes them in (the whole queries x bank matrix would go through memory twice).
-  const std::int64_t block = std::min<std::int64_t>(count, 512);
-  const std::int64_t chunk = std::clamp<std::int64_t>(
-      options_.max_block_bytes / (block * static_cast<std::int64_t>(sizeof(float))), 1, bank_size);
-  at::Tensor dots = at::empty({block, chunk}, at::kFloat);
-  for (std::int64_t start = 0; start < count; start += block) {
-    const std::int64_t n = std::min(block, count - start);
-    const at::Tensor rows = reduced.narrow(0, start, n);
-    std::vector<Shortlist> shortlists(static_cast<std::size_t>(n), Shortlist(candidates_));
-    for (std::int64_t first = 0; first < bank_size; first += chunk) {
-      const std::int64_t m = std::min(chunk, bank_size - first);
-      // |y|^2 - 2 x.y of the reduced vectors: the estimate's order for each query.
-      at::Tensor tile = dots.narrow(0, 0, n).narrow(1, 0, m);
-      at::mm_out(tile, rows, reduced_.narrow(0, first, m).t());
-      const float* values = tile.data_ptr<float>();
-      const std::int64_t stride = tile.stride(0);
-      at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
-        for (std::int64_t r = begin; r < end; ++r) {
-          shortlists[static_cast<std::size_t>(r)].offer(norms + first, values + r * stride, first,
-                                                        m);
+  std::int64_t widest = 0;
+  for (const Int16Panels& panels : panels_) widest = std::max(widest, panels.count);
+  // Each thread takes a few queries at a time through every chunk of the bank, in order (ids
+  // only grow): the same answer whatever the number of threads.
+  at::parallel_for(0, count, kQueryRows, [&](std::int64_t begin, std::int64_t end) {
+    std::vector<std::int32_t> dots(static_cast<std::size_t>(kQueryRows * widest));
+    for (std::int64_t start = begin; start < end; start += kQueryRows) {
+      const std::int64_t n = std::min(kQueryRows, end - start);
+      std::vector<Shortlist> shortlists(static_cast<std::size_t>(n), Shortlist(candidates_));
+      std::int64_t first = 0;
+      for (const Int16Panels& panels : panels_) {
+        // |y|^2 - 2 x.y of the reduced vectors: the estimate's order for each query.
+        int16_products(grid_rows, ids.data() + start, n, panels, dots.data());
+        for (std::int64_t r = 0; r < n; ++r) {
+          shortlists[static_cast<std::size_t>(r)].offer(
+              norms + first, dots.data() + r * panels.count, scale, first, panels.count);
         }
-      });
-    }
-    at::parallel_for(0, n, 1, [&](std::int64_t begin, std::int64_t end) {
-      for (std::int64_t r = begin; r < end; ++r) {
+        first += panels.count;
+      }
+      for (std::int64_t r = 0; r < n; ++r) {
         const std::int64_t q = start + r;
         const float* query = centred.data_ptr<float>() + q * d;
         TopK exact(k);
@@ -218,8 +253,8 @@ Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {
         write_answer(exact, result.distances.data_ptr<float>() + q * k,
                      result.indices.data_ptr<std::int64_t>() + q * k);
       }
-    });
-  }
+    }
+  });
   return result;
 }
 

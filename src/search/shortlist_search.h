@@ -12,14 +12,20 @@
 // depends on the data: measure it (bench/search_bench --candidates).
 //
 // The work: a query x bank product in components + 1 dimensions (128 of 1536: 1/12 of the exact
-// product), a pass over each query's row of estimates, and `candidates` exact distances.
+// product), a pass over each query's row of estimates, and `candidates` exact distances. The
+// estimates' product runs on int16 multiply-adds (util/int16_products.h: the reduced bank and the
+// queries each on a fixed-point grid, a step of at most 1/16,000 of the longest vector's length):
+// their rounding can only change which bank vectors make the end of a shortlist, never a distance
+// measured.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 
 #include "search/exact_search.h"
+#include "util/int16_products.h"
 
 namespace pv::search {
 
@@ -28,8 +34,7 @@ struct ShortlistOptions {
   std::int64_t components = 128;
   // Bank vectors measured exactly per query (at least the k searched for; at most the bank).
   std::int64_t candidates = 64;
-  // The estimates held at once (up to 512 queries x a chunk of the bank): small enough to stay
-  // in cache while the shortlists take them in.
+  // search_exact(): the products held at once (queries x the whole bank).
   std::int64_t max_block_bytes = std::int64_t{16} << 20;
   // The components are those of at most this many bank vectors (evenly spaced): enough for the
   // leading directions, and a bounded cost when the search is built.
@@ -59,13 +64,14 @@ class ShortlistSearch final : public BankSearch {
  private:
   ShortlistOptions options_;
   std::int64_t candidates_;
-  at::Tensor mean_;           // D
-  at::Tensor centred_;        // M x D float32
-  at::Tensor squared_norms_;  // M, of centred_'s rows
-  at::Tensor norms_;          // M
-  at::Tensor basis_;          // D x components, orthonormal columns
-  at::Tensor reduced_;        // M x (components + 1): projection and residual length
-  at::Tensor reduced_norms_;  // M: squared norms of reduced_'s rows
+  at::Tensor mean_;                  // D
+  at::Tensor centred_;               // M x D float32
+  at::Tensor squared_norms_;         // M, of centred_'s rows
+  at::Tensor norms_;                 // M
+  at::Tensor basis_;                 // D x components, orthonormal columns
+  at::Tensor reduced_norms_;         // M: squared norms of the reduced rows (projection, residual)
+  double reduced_step_ = 1;          // the reduced rows' grid step
+  std::vector<Int16Panels> panels_;  // the reduced rows on their grid, a chunk at a time
 };
 
 }  // namespace pv::search

@@ -1,3 +1,5 @@
+#include <cmath>
+#include <limits>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -318,6 +320,39 @@ TEST(KCenterGreedy, ImpossibleRequestsAreErrors) {
   EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 11}), Error);
   EXPECT_THROW(k_center(at::randn({10, 3}), {.centers = 0}), Error);
   EXPECT_THROW(k_center(at::empty({0, 3}), {.centers = 1}), Error);
+  at::Tensor damaged = at::randn({10, 3});
+  damaged[4][1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_THROW(k_center(damaged, {.centers = 2}), Error);
+}
+
+// The grid k_center() measures on: a power-of-two step, the points rounded to its nearest
+// multiple, the integers within int16 and every rounded point shorter than sqrt(2^31) (so that
+// any two points' product is exact in int32), and no finer step would keep both.
+TEST(KCenterGrid, RoundsToThePowerOfTwoStepThatKeepsProductsExact) {
+  at::manual_seed(5);
+  for (const std::int64_t dim : {3, 24, 295}) {
+    at::Tensor points = at::randn({400, dim}) * 37.5;
+    points[7][0] = 900;  // one large coordinate, which binds in few dimensions only
+    const at::Tensor grid = k_center_grid(points);
+    ASSERT_EQ(grid.sizes(), points.sizes());
+    // The rule (int16_grid_step): the coarser of what the coordinates and the lengths need.
+    const at::Tensor exact = points.to(at::kDouble);
+    const double needed =
+        std::max(exact.abs().max().item<double>() / 32767,
+                 exact.pow(2).sum(1).max().sqrt().item<double>() /
+                     (46340 - std::sqrt(static_cast<double>(dim + dim % 2)) / 2 - 1));
+    const double step = std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(needed))));
+    const at::Tensor units = grid / step;
+    EXPECT_TRUE(at::equal(units, units.round())) << dim;
+    const double largest = units.abs().max().item<double>();
+    const double longest = units.pow(2).sum(1).max().sqrt().item<double>();
+    EXPECT_LE(largest, 32767);
+    EXPECT_LT(longest * longest, 2147483648.0);
+    // Half the step would break one of them (up to the rounding's room).
+    EXPECT_TRUE(largest * 2 > 32767 - 2 || longest * 2 > 46340 - std::sqrt(dim) - 2) << dim;
+    EXPECT_LE((grid - points.to(at::kDouble)).abs().max().item<double>(), step / 2 * (1 + 1e-9));
+  }
+  EXPECT_TRUE(at::equal(k_center_grid(at::zeros({3, 2})), at::zeros({3, 2}, at::kDouble)));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // Dot products of 16-bit integer vectors accumulated in int32, one at a time or a block of them
-// at once: exact (no rounding at all) as long as dim * max|a| * max|b| < 2^31, which the caller's
-// scale guarantees. On AVX2 a block runs on vpmaddwd, 16 multiply-adds per instruction where
+// at once: exact (no rounding at all) when |a| |b| < 2^31 (every partial sum of a.b is then below
+// it too, by Cauchy-Schwarz on the partial vectors), which the caller's grid guarantees
+// (int16_grid_step). On AVX2 a block runs on vpmaddwd, 16 multiply-adds per instruction where
 // float32's FMA does 8, so twice the products per cycle of a float32 matrix product.
 // Stateless; every function may run concurrently.
 #pragma once
@@ -8,7 +9,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace pv::sampling {
+namespace pv {
 
 // Columns a block of products multiplies by: `count` vectors in panels of 16, each panel the
 // vectors' values two by two (the pairs vpmaddwd takes), zero-padded to a multiple of 16 vectors.
@@ -27,6 +28,13 @@ Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows
 void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                     const Int16Panels& panels, std::int32_t* out);
 
+// The step of a grid for vectors of `dim` values whose coordinates are at most `largest` and
+// lengths at most `longest` in magnitude: a power of two (grid points are exact in float and
+// double), the finest on which every rounded vector's integers fit int16 and its length stays
+// below sqrt(2^31), so that the product of any two such vectors is exact in int32. 1 when
+// `largest` is 0; throws pv::Error when either bound is not finite.
+double int16_grid_step(double largest, double longest, std::int64_t dim);
+
 // One dot product of `dim` values (any dim).
 using Int16DotFn = std::int32_t (*)(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
 // The fastest implementation for this CPU, chosen once.
@@ -36,4 +44,4 @@ std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std:
 void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                            const Int16Panels& panels, std::int32_t* out);
 
-}  // namespace pv::sampling
+}  // namespace pv

@@ -1,11 +1,14 @@
-#include "sampling/int16_products.h"
+#include "util/int16_products.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include <immintrin.h>
 
-namespace pv::sampling {
+#include <patchvec/error.h>
+
+namespace pv {
 namespace {
 
 constexpr std::int64_t kPanel = 16;      // vectors per panel: two registers of 8 int32 sums
@@ -124,6 +127,17 @@ bool has_avx2() {
 
 }  // namespace
 
+double int16_grid_step(double largest, double longest, std::int64_t dim) {
+  if (!std::isfinite(largest) || !std::isfinite(longest)) {
+    throw Error("int16 grid: the values are not all finite");
+  }
+  if (!(largest > 0)) return 1;
+  // Rounding moves a vector by at most sqrt(dim) / 2 grid units: room is left for it.
+  const double length_limit = 46340.0 - std::sqrt(static_cast<double>(dim)) / 2 - 1;
+  const double needed = std::max(largest / 32767.0, longest / length_limit);
+  return std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(needed))));
+}
+
 Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows,
                               std::int64_t count, std::int64_t dim) {
   Int16Panels panels{.count = count, .dim = dim};
@@ -179,4 +193,4 @@ Int16DotFn int16_dot() {
   return has_avx2() ? &dot_avx2 : &int16_dot_scalar;
 }
 
-}  // namespace pv::sampling
+}  // namespace pv

@@ -1,16 +1,16 @@
-#include "sampling/int16_products.h"
+#include "util/int16_products.h"
 
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <vector>
 
-#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
-#include "sampling/k_center_greedy.h"
+#include <patchvec/error.h>
 
-namespace pv::sampling {
+namespace pv {
 namespace {
 
 // Values up to the largest magnitude that keeps a dot product of `dim` values exact in int32.
@@ -91,26 +91,19 @@ TEST(Int16Dot, EveryImplementationIsExact) {
   }
 }
 
-// The grid k_center() measures on: a power-of-two step, the points rounded to its nearest
-// multiple, the integers small enough for exact int32 dot products.
-TEST(KCenterGrid, RoundsToThePowerOfTwoStepThatKeepsProductsExact) {
-  at::manual_seed(5);
-  for (const std::int64_t dim : {3, 24, 295}) {
-    const at::Tensor points = at::randn({400, dim}) * 37.5;
-    const at::Tensor grid = k_center_grid(points);
-    ASSERT_EQ(grid.sizes(), points.sizes());
-    const double largest = points.abs().max().item<double>();
-    const std::int64_t even = dim + dim % 2;
-    const double limit = std::min(32767.0, std::floor(std::sqrt(2147483647.0 / even)));
-    const double step = std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(largest / limit))));
-    const at::Tensor units = grid / step;
-    EXPECT_TRUE(at::equal(units, units.round())) << dim;
-    EXPECT_LE(units.abs().max().item<double>(), limit);
-    EXPECT_GT(units.abs().max().item<double>(), limit / 2 - 1);  // the finest such step
-    EXPECT_LE((grid - points.to(at::kDouble)).abs().max().item<double>(), step / 2 * (1 + 1e-9));
-  }
-  EXPECT_TRUE(at::equal(k_center_grid(at::zeros({3, 2})), at::zeros({3, 2}, at::kDouble)));
+TEST(Int16GridStep, APowerOfTwoFromTheBindingLimit) {
+  // Coordinates bind: 32767 units at most.
+  EXPECT_EQ(int16_grid_step(32767.0, 100.0, 4), 1.0);
+  EXPECT_EQ(int16_grid_step(32768.0, 100.0, 4), 2.0);
+  // Lengths bind: below sqrt(2^31) units with room for the rounding.
+  EXPECT_EQ(int16_grid_step(1.0, 40000.0, 296), 1.0);
+  EXPECT_EQ(int16_grid_step(1.0, 46339.0, 296), 2.0);
+  EXPECT_EQ(int16_grid_step(0.0, 0.0, 8), 1.0);
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  const double inf = std::numeric_limits<double>::infinity();
+  EXPECT_THROW(int16_grid_step(nan, 1.0, 8), Error);
+  EXPECT_THROW(int16_grid_step(1.0, inf, 8), Error);
 }
 
 }  // namespace
-}  // namespace pv::sampling
+}  // namespace pv
