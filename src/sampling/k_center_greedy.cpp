@@ -342,6 +342,9 @@ class Selection {
   // Measures frozen `points` against the dense rounds' centres they missed, moves those a centre
   // took, and makes them live again.
   void thaw(std::vector<std::int32_t>& points, float freeze2);
+  // After points joined (take_in(), thaw()) or left the clusters `changed` (sorted and made
+  // unique here): their radii, which may have grown, their regions' reach and heap entries.
+  void refresh_grown(std::vector<std::int32_t>& changed);
   // Clusters a centre x may take points from (|x - c| < 2 r_c), with |x - c|^2 each.
   void touched_by(std::int64_t x, std::vector<std::pair<std::int32_t, float>>& touched,
                   std::vector<float>& region_d) const;
@@ -623,12 +626,16 @@ void Selection::thaw(std::vector<std::int32_t>& points, float freeze2) {
   const auto middle = static_cast<std::ptrdiff_t>(live_.size());
   live_.insert(live_.end(), live.begin(), live.end());
   std::inplace_merge(live_.begin(), live_.begin() + middle, live_.end());
+  refresh_grown(changed);
+}
+
+void Selection::refresh_grown(std::vector<std::int32_t>& changed) {
   std::sort(changed.begin(), changed.end());
   changed.erase(std::unique(changed.begin(), changed.end()), changed.end());
   for (const auto c : changed) {
     Cluster& cluster = clusters_[c];
     refresh_radius(cluster, min_d2_.data());
-    // A cluster can grow here, beyond the radius it had when it was filed (as in take_in()).
+    // Radii otherwise only shrink; a region's reach must follow this one's growth.
     if (cluster.region >= 0) {
       reach_[cluster.region] =
           std::max(reach_[cluster.region], cluster.offset + 2 * std::sqrt(cluster.radius2));
@@ -750,18 +757,7 @@ void Selection::take_in(const std::vector<std::int64_t>& centres) {
     clusters_[c].members.push_back(i);
     grown.push_back(c);
   }
-  std::sort(grown.begin(), grown.end());
-  grown.erase(std::unique(grown.begin(), grown.end()), grown.end());
-  for (const auto c : grown) {
-    Cluster& cluster = clusters_[c];
-    refresh_radius(cluster, min_d2_.data());
-    // Radii otherwise only shrink; a region's reach must follow this one's growth.
-    if (cluster.region >= 0) {
-      reach_[cluster.region] =
-          std::max(reach_[cluster.region], cluster.offset + 2 * std::sqrt(cluster.radius2));
-    }
-    candidates_.push(cluster, c);
-  }
+  refresh_grown(grown);
   active_ += m;
   for (const auto i : incoming) live_.push_back(static_cast<std::int32_t>(i));
   std::sort(live_.begin(), live_.end());
