@@ -98,7 +98,9 @@ TEST(ShortlistSearch, ItsExactSearchIsExactSearchBitForBit) {
   const ExactSearch whole = exact_whole(bank);
   ASSERT_GT(partitioned.clusters(), 0);
   EXPECT_FALSE(partitioned.approximate());
-  for (const std::int64_t bytes : {std::int64_t{16} << 20, std::int64_t{3000 * 4 * 7}}) {
+  // Blocks of all rows, of 7 (products; the last of 1), of 3 (matrix-vector products).
+  for (const std::int64_t bytes :
+       {std::int64_t{16} << 20, std::int64_t{3000 * 4 * 7}, std::int64_t{3000 * 4 * 3}}) {
     const ShortlistSearch shortlist(bank,
                                     {.components = 4, .candidates = 8, .max_block_bytes = bytes});
     EXPECT_TRUE(shortlist.approximate());
