@@ -33,8 +33,9 @@ CoresetMethod parse_coreset_method(std::string_view name, std::string_view setti
 namespace pv::sampling {
 namespace {
 
-// Rounding slack for the pruning tests (distances come from |a|^2 + |b|^2 - 2 a.b in float32):
-// pruning must never skip a point the textbook loop would move.
+// Rounding slack for the pruning tests (squared distances are exact on the grid, then rounded to
+// float32, and the tests multiply them in float32): pruning must never skip a point the textbook
+// loop would move.
 constexpr float kSlack = 1.0f + 1e-4f;
 // The same for bounds on distances themselves (region pruning): relative, plus distance_margin().
 constexpr float kBoundSlack = 1.0f + 1e-3f;
