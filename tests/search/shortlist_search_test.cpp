@@ -62,6 +62,22 @@ TEST(ShortlistSearch, FindsTheExactNeighboursWhenTheComponentsHoldTheData) {
   EXPECT_EQ(shortlist.candidates(), 16);
 }
 
+// Equal estimates keep the lower index, as the exact search orders equal distances: a bank of
+// 30 copies of 10 vectors gives each query the first copy of its nearest one, though a
+// shortlist of 3 sees 30 estimates equal to its best (and compacts its gathered candidates
+// again and again).
+TEST(ShortlistSearch, AmongEqualEstimatesTheLowerIndexIsKept) {
+  at::set_num_threads(2);
+  const at::Tensor bank = feature_like(10, 32, 4, 9).repeat({30, 1});  // row i: vector i mod 10
+  const at::Tensor queries = feature_like(60, 32, 4, 10);
+  const ShortlistSearch shortlist(bank, {.components = 8, .candidates = 3});
+  const Neighbors got = shortlist.search(queries, 1);
+  const Neighbors want = exact_whole(bank).search(queries, 1);
+  EXPECT_TRUE(at::equal(got.indices, want.indices));
+  EXPECT_TRUE(at::equal(got.distances, want.distances));
+  EXPECT_TRUE((got.indices < 10).all().item<bool>());
+}
+
 // Whatever the shortlist misses, each answer is a bank vector at its exact distance: never
 // nearer than the true neighbour, ascending, and equal to it where the indices agree.
 TEST(ShortlistSearch, EveryAnswerIsABankVectorAtItsExactDistance) {
