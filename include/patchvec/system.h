@@ -13,6 +13,10 @@ std::int64_t peak_memory_bytes();  // peak resident set size of this process so 
 // "4G", "512M", "1.5G", "2000000000" -> bytes; throws pv::Error on anything else.
 std::int64_t parse_bytes(const std::string& text);
 
+// True when the CPU has AVX2 (and the operating system enabled it): PatchVec's int16 and search
+// kernels then run vectorised (util/int16_products.h).
+bool cpu_has_avx2();
+
 // True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN then runs
 // bf16 matrix products several times faster than float32 ones. False when ONEDNN_MAX_CPU_ISA
 // (or DNNL_MAX_CPU_ISA) keeps oneDNN below AVX512_CORE_BF16.

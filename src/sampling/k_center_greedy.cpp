@@ -12,6 +12,7 @@
 #include <omp.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 #include "util/int16_products.h"
 
@@ -262,9 +263,9 @@ __attribute__((target("avx2"))) double squared_distances_avx2(const std::int32_t
 inline void nearest_centre(const std::int32_t* dots, const double* centre_norms, std::int64_t count,
                            double norm, std::int32_t first_index, float& best,
                            std::int32_t& nearest, double* scratch) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
-  const double lowest = avx2 ? squared_distances_avx2(dots, centre_norms, count, norm, scratch)
-                             : squared_distances(dots, centre_norms, count, norm, scratch);
+  const double lowest = cpu_has_avx2()
+                            ? squared_distances_avx2(dots, centre_norms, count, norm, scratch)
+                            : squared_distances(dots, centre_norms, count, norm, scratch);
   const auto rounded = static_cast<float>(lowest);
   if (!(rounded < best)) return;
   for (std::int64_t j = 0; j < count; ++j) {

@@ -12,6 +12,7 @@
 #include <immintrin.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 #include "search/scan.h"
 #include "util/int16_products.h"
@@ -82,11 +83,6 @@ __attribute__((target("avx2"))) float estimate_avx2(const float* norms, const st
   return *std::min_element(lanes, lanes + 8);
 }
 
-bool has_avx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
-  return avx2;
-}
-
 // A query's shortlist as the bank goes by in chunks: the `count` smallest estimates seen, by
 // (value, index) with NaN as +inf. Those below the limit (the count-th smallest's value at the
 // last compaction) are gathered; at twice `count` the count smallest are kept: a constant cost
@@ -111,7 +107,7 @@ class Shortlist {
   void offer(const float* norms, const std::int32_t* dots, float scale, std::int64_t first,
              std::int64_t n) {
     constexpr std::int64_t kGroup = 64;
-    const bool avx2 = has_avx2();
+    const bool avx2 = cpu_has_avx2();
     float group[kGroup];
     for (std::int64_t at = 0; at < n; at += kGroup) {
       const std::int64_t size = std::min(kGroup, n - at);

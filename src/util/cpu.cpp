@@ -61,6 +61,11 @@ CpuidBits cpuid_bits() {
 
 }  // namespace
 
+bool cpu_has_avx2() {
+  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
+  return avx2;
+}
+
 bool cpu_has_native_bf16() {
   if (!onednn_allows_bf16()) return false;
   const CpuidBits bits = cpuid_bits();

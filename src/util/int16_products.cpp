@@ -7,6 +7,7 @@
 #include <immintrin.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 namespace pv {
 namespace {
@@ -120,11 +121,6 @@ __attribute__((target("avx2"))) std::int32_t dot_avx2(const std::int16_t* a, con
   return total;
 }
 
-bool has_avx2() {
-  static const bool avx2 = __builtin_cpu_supports("avx2") != 0;
-  return avx2;
-}
-
 }  // namespace
 
 double int16_grid_step(double largest, double longest, std::int64_t dim) {
@@ -176,7 +172,7 @@ void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, s
 
 void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                     const Int16Panels& panels, std::int32_t* out) {
-  if (has_avx2()) {
+  if (cpu_has_avx2()) {
     products_avx2(base, rows, count, panels, out);
   } else {
     int16_products_scalar(base, rows, count, panels, out);
@@ -190,7 +186,7 @@ std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std:
 }
 
 Int16DotFn int16_dot() {
-  return has_avx2() ? &dot_avx2 : &int16_dot_scalar;
+  return cpu_has_avx2() ? &dot_avx2 : &int16_dot_scalar;
 }
 
 }  // namespace pv
