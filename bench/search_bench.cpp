@@ -36,6 +36,17 @@ at::Tensor matrix(pv::FloatArray& array) {
   return at::from_blob(array.values.data(), {rows, dim}, at::kFloat);
 }
 
+const char* label(pv::search::Precision precision) {
+  switch (precision) {
+    case pv::search::Precision::kBFloat16:
+      return "bf16";
+    case pv::search::Precision::kInt16:
+      return "int16";
+    default:
+      return "fp32";
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -56,9 +67,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--batch", batch_images, "Images per call")->capture_default_str();
   app.add_option("--cluster-size", cluster_size, "Vectors per cluster")->capture_default_str();
-  app.add_option("--precision", precision_name, "First pass: auto, fp32 or bf16")
+  app.add_option("--precision", precision_name, "First pass: auto, fp32, bf16 or int16")
       ->capture_default_str()
-      ->check(CLI::IsMember({"auto", "fp32", "bf16"}));
+      ->check(CLI::IsMember({"auto", "fp32", "bf16", "int16"}));
   app.add_option("--threads", threads, "Compute threads")->capture_default_str();
   app.add_option("--k", k, "Neighbours")->capture_default_str();
   app.add_flag("--skip-whole", skip_whole, "Time the partitioned search only (no comparison)");
@@ -78,9 +89,10 @@ int main(int argc, char** argv) {
   pv::FloatArray query_array = pv::read_npy(queries_path);
   const at::Tensor bank = matrix(bank_array);
   const at::Tensor queries = matrix(query_array);
-  const auto precision = precision_name == "fp32"   ? pv::search::Precision::kFloat32
-                         : precision_name == "bf16" ? pv::search::Precision::kBFloat16
-                                                    : pv::search::Precision::kAuto;
+  const auto precision = precision_name == "fp32"    ? pv::search::Precision::kFloat32
+                         : precision_name == "bf16"  ? pv::search::Precision::kBFloat16
+                         : precision_name == "int16" ? pv::search::Precision::kInt16
+                                                     : pv::search::Precision::kAuto;
   pv::Stopwatch clock;
   const pv::search::ExactSearch whole(bank, {.precision = precision, .partition_min_size = 0});
   const double whole_build = clock.lap();
@@ -126,14 +138,13 @@ int main(int argc, char** argv) {
     measured += nearest.size(0);
   }
   std::printf(
-      "bank %lld x %lld, %lld images of %lld queries (%lld a call), k %d, %s first pass, %lld "
-      "clusters\n"
+      "bank %lld x %lld, %lld images of %lld queries (%lld a call), k %d, first pass %s (whole) / "
+      "%s (partitioned), %lld clusters\n"
       "build: whole %.2f s, partitioned %.2f s\n"
       "search: whole %.1f ms/image, partitioned %.1f ms/image (%.2fx); answers %s\n",
       static_cast<long long>(bank.size(0)), static_cast<long long>(bank.size(1)),
       static_cast<long long>(images), static_cast<long long>(per_image),
-      static_cast<long long>(batch_images), k,
-      parted.precision() == pv::search::Precision::kBFloat16 ? "bf16" : "fp32",
+      static_cast<long long>(batch_images), k, label(whole.precision()), label(parted.precision()),
       static_cast<long long>(parted.clusters()), whole_build, parted_build,
       1e3 * whole_seconds / static_cast<double>(images),
       1e3 * parted_seconds / static_cast<double>(images), whole_seconds / parted_seconds,

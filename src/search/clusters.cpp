@@ -180,7 +180,7 @@ void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) co
   const std::int64_t clusters = this->clusters();
   const std::int64_t block = std::clamp<std::int64_t>(
       options_.max_block_bytes / std::max<std::int64_t>(clusters * 8, 1), 1, count);
-  const double dot_error = dot_error_coefficient(precision_, dim());
+  const double dot_error = dot_error_coefficient(filter_precision(), dim());
   const double centre_error = dot_error_coefficient(Precision::kFloat32, dim());
   const float* radii = radii_.data_ptr<float>();
   const float* centre_squared_norms = centre_squared_norms_.data_ptr<float>();
@@ -190,7 +190,7 @@ void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) co
     const std::int64_t n = std::min(block, count - start);
     const at::Tensor query_block = rows.centred.narrow(0, start, n);
     const at::Tensor filter_block =
-        precision_ == Precision::kBFloat16 ? query_block.to(at::kBFloat16) : query_block;
+        filter_precision() == Precision::kBFloat16 ? query_block.to(at::kBFloat16) : query_block;
     // Each query's lower bound on its distance to every cluster's members, and its home: the
     // cluster of its nearest centre.
     const at::Tensor to_centres = at::mm(query_block, centres_.t()).contiguous();
@@ -228,7 +228,7 @@ void ExactSearch::search_partitioned(const Rows& rows, int k, Neighbors& out) co
         const RowContext context = rows.context(*this, start + r, first, members, dot_error);
         std::unique_lock<std::mutex> lock;
         if (locks != nullptr) lock = std::unique_lock(locks[r]);
-        if (precision_ == Precision::kBFloat16) {
+        if (filter_precision() == Precision::kBFloat16) {
           scan(context, dots.data_ptr<c10::BFloat16>() + static_cast<std::int64_t>(i) * members,
                order + first, scratch.values, found[r]);
         } else {

@@ -5,7 +5,10 @@
 // natively the product runs in bfloat16 (AMX: ~3-10x faster than float32) and serves only as a
 // filter: a rigorous bound on its rounding error says which bank vectors could still be among the
 // k nearest, and only those are measured again in float32. Results are therefore exact (to
-// float32 rounding) whichever precision the first pass used.
+// float32 rounding) whichever precision the first pass used. On CPUs without them (AVX2 only) the
+// whole bank's product runs on 16-bit integers instead: the bank and each block of queries on a
+// fixed-point grid (util/int16_products.h; products exact in int32, twice float32's multiply-adds
+// per instruction), whose rounding is bounded per vector the same way.
 //
 // A bank of thousands of vectors is partitioned into clusters of about `cluster_size` vectors,
 // each with a centre and a radius (its farthest member's distance, rounded up). A query is first
@@ -24,13 +27,17 @@
 #include <ATen/core/Tensor.h>
 
 #include "search/bank_search.h"
+#include "util/int16_products.h"
 
 namespace pv::search {
 
 enum class Precision {
-  kAuto,      // bfloat16 for a bank searched whole where the CPU has it natively, else float32
+  kAuto,      // bfloat16 for a bank searched whole where the CPU has it natively; else int16
+              // with AVX2; else float32
   kFloat32,   // float32 products
   kBFloat16,  // bfloat16 products (emulated, slowly, on CPUs without native support)
+  kInt16,     // the whole bank's products on an int16 grid (a partitioned bank's clusters:
+              // float32); needs finite bank values
 };
 
 // Where partitioning pays, by default. With native bfloat16 products (AMX, AVX512-BF16) the
@@ -76,7 +83,7 @@ class ExactSearch final : public BankSearch {
 
   std::int64_t size() const override { return filter_.size(0); }
   std::int64_t dim() const override { return filter_.size(1); }
-  Precision precision() const { return precision_; }  // kFloat32 or kBFloat16, never kAuto
+  Precision precision() const { return precision_; }  // never kAuto
   // Number of clusters; 0 when the bank is searched whole.
   std::int64_t clusters() const {
     return offsets_.empty() ? 0 : static_cast<std::int64_t>(offsets_.size()) - 1;
@@ -89,13 +96,20 @@ class ExactSearch final : public BankSearch {
   void search_whole(const Rows& rows, int k, Neighbors& out, std::int64_t first = 0,
                     std::int64_t count = -1) const;
   void search_partitioned(const Rows& rows, int k, Neighbors& out) const;
+  // The precision of filter_'s products (a partitioned bank's clusters).
+  Precision filter_precision() const {
+    return precision_ == Precision::kBFloat16 ? Precision::kBFloat16 : Precision::kFloat32;
+  }
 
   SearchOptions options_;
   Precision precision_;
-  at::Tensor mean_;           // D
-  at::Tensor centred_;        // M x D float32; undefined for a bfloat16 bank...
-  at::Tensor raw_;            // ...kept as given instead, M x D bfloat16
-  at::Tensor filter_;         // M x D centred, in the first pass's precision
+  at::Tensor mean_;     // D
+  at::Tensor centred_;  // M x D float32; undefined for a bfloat16 bank...
+  at::Tensor raw_;      // ...kept as given instead, M x D bfloat16
+  at::Tensor filter_;   // M x D centred, in filter_precision()
+  // With kInt16: the stored rows (centred) on their grid, and its step.
+  Int16Panels grid_;
+  double grid_step_ = 0;
   at::Tensor squared_norms_;  // M
   at::Tensor norms_;          // M
   // The partition: the rows above are stored cluster by cluster; `order_` gives each stored

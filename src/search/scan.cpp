@@ -18,11 +18,15 @@ void check_request(const at::Tensor& queries, int k, std::int64_t dim, std::int6
 
 namespace {
 
-float to_float(float value) {
+float to_float(float value, float /*unit*/) {
   return value;
 }
-float to_float(c10::BFloat16 value) {
+float to_float(c10::BFloat16 value, float /*unit*/) {
   return static_cast<float>(value);
+}
+// Exact: the unit is a power of two (its product with a rounded integer is not rounded again).
+float to_float(std::int32_t value, float unit) {
+  return unit * static_cast<float>(value);
 }
 
 // First-pass squared distances and, for each, a lower bound on the true squared distance. The
@@ -31,14 +35,17 @@ float to_float(c10::BFloat16 value) {
 template <typename T>
 inline __attribute__((always_inline)) void first_pass_body(const RowContext& c, const T* dots,
                                                            float* approx, float* lower) {
-  const auto scale = static_cast<float>(2 * c.dot_error * c.query_norm);
+  // The product's error, (dot_error ||x|| + norm_error) ||y|| + constant_error, twice.
+  const auto scale = static_cast<float>(2 * (c.dot_error * c.query_norm + c.norm_error));
+  const auto offset = static_cast<float>(2 * c.constant_error);
   // The rounding of the sum itself, and of the two squared norms (sums of D positive terms).
   const auto roundoff = static_cast<float>(8 * kFloatUnitRoundoff + distance_roundoff(c.dim));
   for (std::int64_t j = 0; j < c.size; ++j) {
-    const float a = c.query_squared_norm + c.bank_squared_norms[j] - 2 * to_float(dots[j]);
+    const float a =
+        c.query_squared_norm + c.bank_squared_norms[j] - 2 * to_float(dots[j], c.grid_unit);
     approx[j] = a;
-    lower[j] =
-        a - scale * c.bank_norms[j] - roundoff * (c.query_squared_norm + c.bank_squared_norms[j]);
+    lower[j] = a - scale * c.bank_norms[j] - offset -
+               roundoff * (c.query_squared_norm + c.bank_squared_norms[j]);
   }
 }
 
@@ -92,6 +99,11 @@ __attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(con
 
 __attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(
     const RowContext& c, const at::BFloat16* dots, float* approx, float* lower) {
+  first_pass_body(c, dots, approx, lower);
+}
+
+__attribute__((target_clones("avx512f", "avx2", "default"))) void first_pass(
+    const RowContext& c, const std::int32_t* dots, float* approx, float* lower) {
   first_pass_body(c, dots, approx, lower);
 }
 

@@ -90,6 +90,11 @@ struct RowContext {
   std::int64_t size;
   std::int64_t dim;
   double dot_error;  // see dot_error_coefficient()
+  // Products on an int16 grid (exact_search.h): the value of one unit of an int32 product, and
+  // the bound on its error, norm_error * ||y|| + constant_error (dot_error is then 0).
+  float grid_unit = 0;
+  double norm_error = 0;
+  double constant_error = 0;
 
   // The exact squared distance to bank vector j (distances do not depend on the centring).
   float distance(std::int64_t j) const {
@@ -102,6 +107,7 @@ struct RowContext {
 // distance, given the query's products `dots` with the context's rows.
 void first_pass(const RowContext& c, const float* dots, float* approx, float* lower);
 void first_pass(const RowContext& c, const at::BFloat16* dots, float* approx, float* lower);
+void first_pass(const RowContext& c, const std::int32_t* dots, float* approx, float* lower);
 
 // Offers the bank rows of `c` to `exact`, given their first-pass products `dots`; `ids` names
 // each row in the answer (null: its position). The rows' best by the first pass are measured

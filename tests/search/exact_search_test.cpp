@@ -1,10 +1,13 @@
 #include "search/exact_search.h"
 
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 namespace pv::search {
 namespace {
@@ -67,10 +70,14 @@ INSTANTIATE_TEST_SUITE_P(
     Precisions, ExactSearchMatchesBruteForce,
     ::testing::Values(Case{Precision::kFloat32, 1, 1536}, Case{Precision::kBFloat16, 1, 1536},
                       Case{Precision::kFloat32, 9, 384}, Case{Precision::kBFloat16, 9, 384},
-                      Case{Precision::kBFloat16, 1, 7}),
+                      Case{Precision::kBFloat16, 1, 7}, Case{Precision::kInt16, 1, 1536},
+                      Case{Precision::kInt16, 9, 384}, Case{Precision::kInt16, 1, 7}),
     [](const auto& info) {
-      return std::string(info.param.precision == Precision::kFloat32 ? "f32" : "bf16") + "_k" +
-             std::to_string(info.param.k) + "_d" + std::to_string(info.param.dim);
+      const Precision p = info.param.precision;
+      return std::string(p == Precision::kFloat32    ? "f32"
+                         : p == Precision::kBFloat16 ? "bf16"
+                                                     : "int16") +
+             "_k" + std::to_string(info.param.k) + "_d" + std::to_string(info.param.dim);
     });
 
 // A bank kept in bfloat16 (reduced-precision models): exact to those values widened to float32,
@@ -138,7 +145,8 @@ TEST(ExactSearch, APartitionedBankGivesTheWholeBanksAnswer) {
   const at::Tensor queries = at::cat({feature_like(200, 96, 8), bank.narrow(0, 90, 20)});
   for (const bool half : {false, true}) {
     const at::Tensor stored = half ? bank.to(at::kBFloat16) : bank;
-    for (const Precision precision : {Precision::kFloat32, Precision::kBFloat16}) {
+    for (const Precision precision :
+         {Precision::kFloat32, Precision::kBFloat16, Precision::kInt16}) {
       const ExactSearch whole(stored, {.precision = precision, .partition_min_size = 0});
       for (const std::int64_t block : {std::int64_t{256} << 20, std::int64_t{5000}}) {
         for (const double above : {2.0, 0.0}) {
@@ -189,6 +197,52 @@ TEST(ExactSearch, APartitionedBankKeepsFarVectorsAndLargeK) {
   const Neighbors whole = ExactSearch(bank, {.partition_min_size = 0}).search(bank, 4);
   const Neighbors actual = parted.search(bank, 4);
   EXPECT_TRUE(at::equal(actual.indices, whole.indices));
+}
+
+// The whole bank's products on int16 grids give the float32 first pass's answer bit for bit:
+// vectors of very different lengths (a short one's grid error is large against its length),
+// near-ties far closer than a grid step, an odd dimension, blocks of one query. A block holding a
+// NaN goes through float32 products; a bank holding one cannot be put on a grid.
+TEST(ExactSearch, Int16ProductsGiveTheFloat32Answer) {
+  at::set_num_threads(2);
+  const std::int64_t dim = 97;
+  at::Tensor bank = feature_like(1500, dim, 11);
+  bank.narrow(0, 0, 100).mul_(1e-3);  // short vectors
+  bank.narrow(0, 100, 10).mul_(50);   // long ones set the grid's step
+  at::manual_seed(12);
+  bank.narrow(0, 1000, 40).copy_(bank[200].unsqueeze(0) + 1e-6 * at::randn({40, dim}));
+  // Far queries (a coarse grid of their own) too.
+  const at::Tensor queries = at::cat({feature_like(150, dim, 13), bank.narrow(0, 195, 10) + 1e-5,
+                                      bank.narrow(0, 0, 20) * 1.01, bank.narrow(0, 300, 20) * 30});
+  const ExactSearch want(bank, {.precision = Precision::kFloat32, .partition_min_size = 0});
+  for (const std::int64_t bytes : {std::int64_t{256} << 20, std::int64_t{1500 * 4}}) {
+    const ExactSearch got(
+        bank, {.precision = Precision::kInt16, .max_block_bytes = bytes, .partition_min_size = 0});
+    ASSERT_EQ(got.precision(), Precision::kInt16);
+    for (const int k : {1, 5}) {
+      const Neighbors a = got.search(queries, k);
+      const Neighbors b = want.search(queries, k);
+      EXPECT_TRUE(at::equal(a.indices, b.indices)) << "k " << k << ", " << bytes << " bytes";
+      EXPECT_TRUE(at::equal(a.distances, b.distances)) << "k " << k << ", " << bytes << " bytes";
+    }
+  }
+  at::Tensor with_nan = queries.clone();
+  with_nan[3][5] = std::numeric_limits<float>::quiet_NaN();
+  const ExactSearch got(bank, {.precision = Precision::kInt16, .partition_min_size = 0});
+  const Neighbors a = got.search(with_nan, 2);
+  const Neighbors b = want.search(with_nan, 2);
+  EXPECT_TRUE(at::equal(a.indices, b.indices));
+  EXPECT_TRUE(at::equal(a.distances.narrow(0, 4, 100), b.distances.narrow(0, 4, 100)));
+  // auto takes int16 on CPUs with AVX2 and without bfloat16 products, and float32 for a bank
+  // with values off any grid.
+  at::Tensor broken = bank.clone();
+  broken[7][1] = std::numeric_limits<float>::infinity();
+  if (!cpu_has_native_bf16()) {
+    EXPECT_EQ(ExactSearch(bank, {.partition_min_size = 0}).precision(),
+              cpu_has_avx2() ? Precision::kInt16 : Precision::kFloat32);
+    EXPECT_EQ(ExactSearch(broken, {.partition_min_size = 0}).precision(), Precision::kFloat32);
+  }
+  EXPECT_THROW(ExactSearch(broken, {.precision = Precision::kInt16}), Error);
 }
 
 TEST(ExactSearch, BadArgumentsAreErrors) {
