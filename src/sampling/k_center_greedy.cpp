@@ -54,25 +54,25 @@ class GridPoints {
   explicit GridPoints(const at::Tensor& points)
       : count_(points.size(0)), dim_(points.size(1) + points.size(1) % 2), norms_(count_) {
     constexpr std::int64_t kChunk = 65536;  // rows converted at once (no float copy of all)
-    double largest = 0;
-    double longest = 0;
+    const std::int64_t given = points.size(1);
+    Int16GridBounds bounds;
     for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
-      const at::Tensor rows = points.narrow(0, begin, std::min(kChunk, count_ - begin));
-      if (!at::isfinite(rows).all().item<bool>()) {
-        throw Error("coreset selection: the points hold NaN or infinite values");
-      }
-      largest = std::max(largest, rows.abs().max().item<double>());
-      longest = std::max(longest, rows.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>());
+      const at::Tensor rows =
+          points.narrow(0, begin, std::min(kChunk, count_ - begin)).to(at::kFloat).contiguous();
+      const Int16GridBounds chunk = int16_grid_bounds(rows.data_ptr<float>(), rows.size(0), given);
+      if (!chunk.finite) throw Error("coreset selection: the points hold NaN or infinite values");
+      bounds.largest = std::max(bounds.largest, chunk.largest);
+      bounds.longest = std::max(bounds.longest, chunk.longest);
     }
-    step_ = int16_grid_step(largest, longest, dim_);
-    storage_ = at::zeros({count_, dim_}, at::kShort);
-    for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
-      const std::int64_t rows = std::min(kChunk, count_ - begin);
-      storage_.narrow(0, begin, rows)
-          .narrow(1, 0, points.size(1))
-          .copy_((points.narrow(0, begin, rows).to(at::kDouble) / step_).round().to(at::kShort));
-    }
+    step_ = int16_grid_step(bounds.largest, bounds.longest, dim_);
+    storage_ = at::empty({count_, dim_}, at::kShort);
     data_ = storage_.data_ptr<std::int16_t>();
+    for (std::int64_t begin = 0; begin < count_; begin += kChunk) {
+      const at::Tensor rows =
+          points.narrow(0, begin, std::min(kChunk, count_ - begin)).to(at::kFloat).contiguous();
+      to_int16_grid(rows.data_ptr<float>(), rows.size(0), given, step_,
+                    storage_.data_ptr<std::int16_t>() + begin * dim_, dim_);
+    }
     at::parallel_for(0, count_, 4096, [&](std::int64_t begin, std::int64_t end) {
       for (auto i = begin; i < end; ++i) norms_[i] = dot_(row(i), row(i), dim_);
     });

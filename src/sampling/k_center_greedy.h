@@ -70,7 +70,8 @@ struct KCenterResult {
   std::int64_t products = 0;
 };
 
-// `points`: N x d, any float type; selection runs on the points rounded to a fixed-point grid
+// `points`: N x d, any float type (taken as float32); selection runs on the points rounded to a
+// fixed-point grid
 // (k_center_grid(): 16-bit integer coordinates, a step of at most 1/16,000 of the longest point's
 // length, far below the random projection's own distortion), where every distance is computed
 // exactly, on int16 multiply-adds. Deterministic for a seed whatever the number of

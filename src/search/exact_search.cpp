@@ -55,15 +55,17 @@ struct QueryGrid {
 // normal float32 (the float32 path then).
 std::optional<QueryGrid> on_query_grid(const at::Tensor& block, std::int64_t width,
                                        double bank_step) {
-  const double largest = block.abs().max().item<double>();
-  const double longest = block.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>();
-  if (!std::isfinite(largest) || !std::isfinite(longest)) return std::nullopt;
-  QueryGrid grid{.step = int16_grid_step(largest, longest, width), .dim = block.size(1)};
+  const at::Tensor rows = block.contiguous();
+  const std::int64_t n = rows.size(0);
+  const std::int64_t dim = rows.size(1);
+  const Int16GridBounds bounds = int16_grid_bounds(rows.data_ptr<float>(), n, dim);
+  if (!bounds.finite) return std::nullopt;
+  QueryGrid grid{.step = int16_grid_step(bounds.largest, bounds.longest, width), .dim = dim};
   const double unit = grid.step * bank_step;
   if (!(unit >= FLT_MIN) || !(unit <= FLT_MAX / 4294967296.0)) return std::nullopt;
-  grid.integers = at::zeros({block.size(0), width}, at::kShort);
-  grid.integers.narrow(1, 0, block.size(1))
-      .copy_((block.to(at::kDouble) / grid.step).round().to(at::kShort));
+  grid.integers = at::empty({n, width}, at::kShort);
+  to_int16_grid(rows.data_ptr<float>(), n, dim, grid.step, grid.integers.data_ptr<std::int16_t>(),
+                width);
   return grid;
 }
 
@@ -85,10 +87,10 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
   const bool partitioned = min_size > 0 && bank.size(0) >= min_size &&
                            bank.size(0) >= 2 * std::max<std::int64_t>(options_.cluster_size, 1);
   precision_ = options.precision;
-  // The bank's grid (whole: a bank's values are those of its longest vectors' scale).
-  const double largest = centred.abs().max().item<double>();
-  const double longest = centred.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>();
-  const bool finite = std::isfinite(largest) && std::isfinite(longest);
+  // The bounds of the bank's grid (read in place: no copy of the bank).
+  const Int16GridBounds bounds =
+      int16_grid_bounds(centred.data_ptr<float>(), centred.size(0), centred.size(1));
+  const bool finite = bounds.finite;
   if (precision_ == Precision::kAuto) {
     // A cluster's products are small: bfloat16's looser bounds would cost more than it saves.
     // Without it, the whole bank's products (a partitioned bank's blocks its bounds do not prune)
@@ -112,12 +114,12 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
   if (precision_ == Precision::kInt16) {
     // The stored rows (in cluster order when partitioned), zero-padded to an even width.
     const std::int64_t width = dim() + dim() % 2;
-    grid_step_ = int16_grid_step(largest, longest, width);
-    at::Tensor grid = at::zeros({size(), width}, at::kShort);
-    grid.narrow(1, 0, dim()).copy_((centred.to(at::kDouble) / grid_step_).round().to(at::kShort));
+    grid_step_ = int16_grid_step(bounds.largest, bounds.longest, width);
+    std::vector<std::int16_t> grid(static_cast<std::size_t>(size() * width));
+    to_int16_grid(centred.data_ptr<float>(), size(), dim(), grid_step_, grid.data(), width);
     std::vector<std::int64_t> all(static_cast<std::size_t>(size()));
     for (std::size_t j = 0; j < all.size(); ++j) all[j] = static_cast<std::int64_t>(j);
-    grid_ = pack_int16_panels(grid.data_ptr<std::int16_t>(), all.data(), size(), width);
+    grid_ = pack_int16_panels(grid.data(), all.data(), size(), width);
   }
   if (!raw_.defined()) centred_ = std::move(centred);
 }

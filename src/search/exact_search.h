@@ -8,7 +8,9 @@
 // float32 rounding) whichever precision the first pass used. On CPUs without them (AVX2 only) the
 // whole bank's product runs on 16-bit integers instead: the bank and each block of queries on a
 // fixed-point grid (util/int16_products.h; products exact in int32, twice float32's multiply-adds
-// per instruction), whose rounding is bounded per vector the same way.
+// per instruction), whose rounding is bounded per vector the same way. The grid is kept besides
+// the float32 bank (half its bytes again); measured on an AMD EPYC (Zen 3), 2 cores: 1.7x faster
+// on a 78,400-patch bank, 1.1-1.3x on a 7,840-patch one.
 //
 // A bank of thousands of vectors is partitioned into clusters of about `cluster_size` vectors,
 // each with a centre and a radius (its farthest member's distance, rounded up). A query is first

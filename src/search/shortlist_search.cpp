@@ -38,17 +38,18 @@ at::Tensor reduce(const at::Tensor& centred, const at::Tensor& basis) {
   return at::cat({projected, residual}, 1).contiguous();
 }
 
-// The length of the longest row (in float64: no overflow).
-double longest(const at::Tensor& rows) {
-  return rows.to(at::kDouble).pow(2).sum(1).max().sqrt().item<double>();
-}
-
-// `values` (N x D float32) on the int16 grid of `step` (util/int16_products.h), `width` >= D
-// columns (zero-padded): N x width int16.
-at::Tensor on_grid(const at::Tensor& values, double step, std::int64_t width) {
-  at::Tensor grid = at::zeros({values.size(0), width}, at::kShort);
-  grid.narrow(1, 0, values.size(1)).copy_((values.to(at::kDouble) / step).round().to(at::kShort));
-  return grid;
+// `values` (N x D float32) on the int16 grid of their own step (util/int16_products.h), `width`
+// >= D columns (zero-padded): N x width int16, and the step.
+std::pair<at::Tensor, double> on_grid(const at::Tensor& values, std::int64_t width) {
+  const at::Tensor rows = values.contiguous();
+  const Int16GridBounds bounds =
+      int16_grid_bounds(rows.data_ptr<float>(), rows.size(0), rows.size(1));
+  if (!bounds.finite) throw Error("shortlist search: the vectors hold NaN or infinite values");
+  const double step = int16_grid_step(bounds.largest, bounds.longest, width);
+  at::Tensor grid = at::empty({rows.size(0), width}, at::kShort);
+  to_int16_grid(rows.data_ptr<float>(), rows.size(0), rows.size(1), step,
+                grid.data_ptr<std::int16_t>(), width);
+  return {grid, step};
 }
 
 // The estimates norms[i] - scale dots[i], i < n, into `values`; returns the smallest (NaN ones
@@ -174,8 +175,8 @@ ShortlistSearch::ShortlistSearch(const at::Tensor& vectors, const ShortlistOptio
   // estimate's rounding only moves which bank vectors are near the end of a shortlist), the bank
   // on its grid packed once, a chunk of rows at a time.
   const std::int64_t width = reduced.size(1) + reduced.size(1) % 2;
-  reduced_step_ = int16_grid_step(reduced.abs().max().item<double>(), longest(reduced), width);
-  const at::Tensor grid = on_grid(reduced, reduced_step_, width);
+  const auto [grid, reduced_step] = on_grid(reduced, width);
+  reduced_step_ = reduced_step;
   const std::int64_t chunk = std::min(kBankRows, rows);
   for (std::int64_t first = 0; first < rows; first += chunk) {
     std::vector<std::int64_t> ids(static_cast<std::size_t>(std::min(chunk, rows - first)));
@@ -256,8 +257,7 @@ Neighbors ShortlistSearch::search(const at::Tensor& queries, int k) const {
   if (count == 0) return result;
   // The queries on their own grid: x.y ~ step * reduced_step_ * (their integers' product).
   const std::int64_t width = panels_.front().dim;
-  const double step = int16_grid_step(reduced.abs().max().item<double>(), longest(reduced), width);
-  const at::Tensor grid = on_grid(reduced, step, width);
+  const auto [grid, step] = on_grid(reduced, width);
   const std::int16_t* grid_rows = grid.data_ptr<std::int16_t>();
   const auto scale = static_cast<float>(2 * step * reduced_step_);
   std::vector<std::int32_t> ids(static_cast<std::size_t>(count));

@@ -134,6 +134,34 @@ double int16_grid_step(double largest, double longest, std::int64_t dim) {
   return std::ldexp(1.0, static_cast<int>(std::ceil(std::log2(needed))));
 }
 
+Int16GridBounds int16_grid_bounds(const float* values, std::int64_t rows, std::int64_t dim) {
+  Int16GridBounds bounds;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = values + r * dim;
+    double squared = 0;
+    for (std::int64_t c = 0; c < dim; ++c) {
+      const double v = row[c];
+      bounds.finite = bounds.finite && std::isfinite(v);
+      bounds.largest = std::max(bounds.largest, std::abs(v));
+      squared += v * v;
+    }
+    bounds.longest = std::max(bounds.longest, std::sqrt(squared));
+  }
+  return bounds;
+}
+
+void to_int16_grid(const float* values, std::int64_t rows, std::int64_t dim, double step,
+                   std::int16_t* out, std::int64_t width) {
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const float* row = values + r * dim;
+    std::int16_t* integers = out + r * width;
+    for (std::int64_t c = 0; c < dim; ++c) {
+      integers[c] = static_cast<std::int16_t>(std::nearbyint(static_cast<double>(row[c]) / step));
+    }
+    std::fill(integers + dim, integers + width, std::int16_t{0});
+  }
+}
+
 Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows,
                               std::int64_t count, std::int64_t dim) {
   Int16Panels panels{.count = count, .dim = dim};

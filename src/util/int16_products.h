@@ -35,6 +35,23 @@ void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int
 // `largest` is 0; throws pv::Error when either bound is not finite.
 double int16_grid_step(double largest, double longest, std::int64_t dim);
 
+// The bounds int16_grid_step() takes, of `rows` x `dim` float32 values (row-major): the largest
+// magnitude and the longest row's length (summed in double). `finite` is false, and the bounds
+// meaningless, when a value is NaN or infinite.
+struct Int16GridBounds {
+  double largest = 0;
+  double longest = 0;
+  bool finite = true;
+};
+Int16GridBounds int16_grid_bounds(const float* values, std::int64_t rows, std::int64_t dim);
+
+// `values` (rows x dim, row-major) on the grid of `step` (a power of two from int16_grid_step()
+// for them): out[r * width + c] = round(values[r * dim + c] / step), halves to even, and zeros
+// from dim to width. The only rounding is to the integer: a coordinate moves by at most half a
+// step. No copies beyond `out`.
+void to_int16_grid(const float* values, std::int64_t rows, std::int64_t dim, double step,
+                   std::int16_t* out, std::int64_t width);
+
 // One dot product of `dim` values (any dim).
 using Int16DotFn = std::int32_t (*)(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
 // The fastest implementation for this CPU, chosen once.

@@ -105,5 +105,26 @@ TEST(Int16GridStep, APowerOfTwoFromTheBindingLimit) {
   EXPECT_THROW(int16_grid_step(1.0, inf, 8), Error);
 }
 
+// The bounds a grid is chosen from, read in place; the rows on the grid: each value's nearest
+// integer number of steps (halves to even), zeros to the padded width.
+TEST(Int16Grid, BoundsAndRoundingInPlace) {
+  const std::vector<float> values = {3.0f, -4.0f, 0.5f, 1.5f, -2.5f, 0.25f};  // 2 rows of 3
+  const Int16GridBounds bounds = int16_grid_bounds(values.data(), 2, 3);
+  EXPECT_TRUE(bounds.finite);
+  EXPECT_EQ(bounds.largest, 4.0);
+  EXPECT_NEAR(bounds.longest, std::sqrt(9.0 + 16.0 + 0.25), 1e-12);
+  std::vector<std::int16_t> grid(8, 7);
+  to_int16_grid(values.data(), 2, 3, 0.5, grid.data(), 4);
+  EXPECT_EQ(grid, (std::vector<std::int16_t>{6, -8, 1, 0, 3, -5, 0, 0}));
+  to_int16_grid(values.data(), 2, 3, 1.0, grid.data(), 4);  // 0.5 -> 0, 1.5 -> 2, -2.5 -> -2
+  EXPECT_EQ(grid, (std::vector<std::int16_t>{3, -4, 0, 0, 2, -2, 0, 0}));
+  for (const float bad :
+       {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    std::vector<float> broken = values;
+    broken[4] = bad;
+    EXPECT_FALSE(int16_grid_bounds(broken.data(), 2, 3).finite);
+  }
+}
+
 }  // namespace
 }  // namespace pv
