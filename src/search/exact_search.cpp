@@ -87,9 +87,14 @@ ExactSearch::ExactSearch(const at::Tensor& vectors, const SearchOptions& options
   const bool partitioned = min_size > 0 && bank.size(0) >= min_size &&
                            bank.size(0) >= 2 * std::max<std::int64_t>(options_.cluster_size, 1);
   precision_ = options.precision;
-  // The bounds of the bank's grid (read in place: no copy of the bank).
-  const Int16GridBounds bounds =
-      int16_grid_bounds(centred.data_ptr<float>(), centred.size(0), centred.size(1));
+  // The bounds of the bank's grid, where int16 may be used (read in place: no copy of the bank).
+  Int16GridBounds bounds;
+  const bool int16_wanted =
+      precision_ == Precision::kInt16 ||
+      (precision_ == Precision::kAuto && !cpu_has_native_bf16() && cpu_has_avx2());
+  if (int16_wanted) {
+    bounds = int16_grid_bounds(centred.data_ptr<float>(), centred.size(0), centred.size(1));
+  }
   const bool finite = bounds.finite;
   if (precision_ == Precision::kAuto) {
     // A cluster's products are small: bfloat16's looser bounds would cost more than it saves.
