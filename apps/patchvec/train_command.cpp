@@ -161,8 +161,9 @@ Examples:
                   "The same as --threshold far:R")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_option("--precision", args->precision,
-                  "What the model computes in: fp32 (exact, the reference), bf16 or int8 (2-4x "
-                  "faster on CPUs with AVX512-BF16/AMX or VNNI; the bank in bfloat16), each "
+                  "What the model computes in: fp32 (exact, the reference), bf16 (2-4x faster "
+                  "with AVX512-BF16/AMX) or int8 (2-4x with VNNI, about 2x on AVX2 alone); the "
+                  "bank in bfloat16; each "
                   "checked against fp32 on the calibration images and refused if a verdict "
                   "flips; or auto: the fastest this CPU runs natively, falling back to fp32 when "
                   "the check fails")

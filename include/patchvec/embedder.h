@@ -84,9 +84,11 @@ struct BackboneState {
   // tensors (nn::tensors_sha256).
   std::vector<std::byte> tensors;
   Precision precision = Precision::kFloat32;  // the form the backbone computes in
-  // int8 only: the value range of each tensor it quantises (measured by set_precision()).
+  // int8 only: the value range of each tensor it quantises (measured by set_precision()), and
+  // the bits of its stem's weights (kInt8StemWeightBits since it exists; 8 before).
   std::vector<float> activation_min;
   std::vector<float> activation_max;
+  int int8_stem_weight_bits = kInt8StemWeightBits;
 };
 
 // How many training images int8's activation ranges are measured on (evenly spaced over them):

@@ -26,6 +26,12 @@ bool cpu_has_native_bf16();
 // capped below them (AVX2_VNNI or AVX512_CORE_VNNI).
 bool cpu_has_native_int8();
 
+// True when the CPU has AVX2 and oneDNN is not capped below it: oneDNN's int8 convolutions then
+// run on AVX2's byte multiply-adds (vpmaddubsw), about twice as fast as float32 ones, adding each
+// pair of products in saturating int16 (see pv::kInt8StemWeightBits). cpu_has_native_int8()
+// implies it.
+bool cpu_has_avx2_int8();
+
 // True when the CPU has AMX tiles for bf16 and int8 and oneDNN is not capped below them: where
 // oneDNN's reduced-precision convolutions are several times faster than float32 ones.
 bool cpu_has_amx();

@@ -172,8 +172,9 @@ struct Embedder::Impl {
   // Absent until the weights are final. Shared with the views with_precision() makes: prepared
   // forms are added only before anything else can see it (set_precision()).
   std::shared_ptr<nn::FusedResNet> fused;
-  Precision precision = Precision::kFloat32;  // what embed() runs
-  nn::ActivationRanges ranges;                // int8's, once measured or restored
+  Precision precision = Precision::kFloat32;        // what embed() runs
+  nn::ActivationRanges ranges;                      // int8's, once measured or restored
+  int int8_stem_weight_bits = kInt8StemWeightBits;  // a restored model's may be older
   bool pretrained = false;
   bool carried = false;  // restored from tensors a model file carries
 
@@ -390,6 +391,7 @@ BackboneState Embedder::state(bool carry_weights) const {
   if (impl_->precision == Precision::kInt8) {
     state.activation_min = impl_->ranges.min;
     state.activation_max = impl_->ranges.max;
+    state.int8_stem_weight_bits = impl_->int8_stem_weight_bits;
   }
   if (impl_->pretrained && (carry_weights || impl_->carried)) {
     const auto every = [](const std::string&) { return true; };
@@ -515,8 +517,9 @@ void Embedder::set_precision(Precision precision,
     for (float& v : ranges.min) v *= kInt8Headroom;
     for (float& v : ranges.max) v *= kInt8Headroom;
     impl_->ranges = std::move(ranges);
+    impl_->int8_stem_weight_bits = kInt8StemWeightBits;
   }
-  impl_->fused->prepare(precision, &impl_->ranges);
+  impl_->fused->prepare(precision, &impl_->ranges, impl_->int8_stem_weight_bits);
   impl_->precision = precision;
 }
 
@@ -537,9 +540,10 @@ Embedder Embedder::with_precision(Precision precision) const {
 void Embedder::restore_precision(const BackboneState& state) {
   if (state.precision == Precision::kInt8) {
     impl_->ranges = {.min = state.activation_min, .max = state.activation_max, .batches = 1};
+    impl_->int8_stem_weight_bits = state.int8_stem_weight_bits;
   }
   try {
-    impl_->fused->prepare(state.precision, &impl_->ranges);
+    impl_->fused->prepare(state.precision, &impl_->ranges, impl_->int8_stem_weight_bits);
   } catch (const Error& e) {
     throw Error(std::string("model's ") + precision_name(state.precision) +
                 " backbone: " + e.what());

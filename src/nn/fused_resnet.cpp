@@ -39,11 +39,13 @@ std::pair<double, std::int64_t> affine(float lo, float hi) {
 }
 
 c10::intrusive_ptr<ConvPackedParamsBase<2>> pack(const at::Tensor& weight, const at::Tensor& bias,
-                                                 std::int64_t stride, std::int64_t padding) {
-  // One symmetric scale per output channel.
+                                                 std::int64_t stride, std::int64_t padding,
+                                                 int weight_bits) {
+  // One symmetric scale per output channel: values in [-127, 127], or [-63, 63] with 7 bits.
+  const double top = (1 << (weight_bits - 1)) - 1;
   const at::Tensor w = weight.contiguous();
   const at::Tensor scales =
-      (w.abs().amax({1, 2, 3}) / 127.0).clamp_min(1e-12).to(at::kDouble).contiguous();
+      (w.abs().amax({1, 2, 3}) / top).clamp_min(1e-12).to(at::kDouble).contiguous();
   const at::Tensor quantised = at::quantize_per_channel(
       w, scales, at::zeros({w.size(0)}, at::kLong), /*axis=*/0, at::kQInt8);
   static const auto prepack =
@@ -178,7 +180,8 @@ bool FusedResNet::prepared(Precision precision) const {
   return true;
 }
 
-void FusedResNet::prepare(Precision precision, const ActivationRanges* ranges) {
+void FusedResNet::prepare(Precision precision, const ActivationRanges* ranges,
+                          int int8_stem_weight_bits) {
   const at::InferenceMode inference;
   if (precision == Precision::kBFloat16 && !prepared(precision)) {
     const auto convert = [](const Conv& conv) {
@@ -205,11 +208,15 @@ void FusedResNet::prepare(Precision precision, const ActivationRanges* ranges) {
     if (ranges == nullptr || ranges->batches < 1) {
       throw Error("int8 needs activation ranges measured on calibration images");
     }
-    quantise(*ranges);
+    if (int8_stem_weight_bits != 7 && int8_stem_weight_bits != 8) {
+      throw Error("int8's stem weights have 7 or 8 bits, not " +
+                  std::to_string(int8_stem_weight_bits));
+    }
+    quantise(*ranges, int8_stem_weight_bits);
   }
 }
 
-void FusedResNet::quantise(const ActivationRanges& ranges) {
+void FusedResNet::quantise(const ActivationRanges& ranges, int stem_weight_bits) {
   const std::size_t count = quantised_tensors();
   if (ranges.min.size() != count || ranges.max.size() != count) {
     throw Error("int8 activation ranges: " + std::to_string(ranges.min.size()) + " given, " +
@@ -228,21 +235,21 @@ void FusedResNet::quantise(const ActivationRanges& ranges) {
     const std::size_t i = next++;
     return affine(ranges.min[i], ranges.max[i]);
   };
-  const auto quantise_conv = [&](const Conv& conv) {
+  const auto quantise_conv = [&](const Conv& conv, int bits) {
     QuantisedConv q;
-    q.packed = pack(conv.weight, conv.bias, conv.stride, conv.padding);
+    q.packed = pack(conv.weight, conv.bias, conv.stride, conv.padding, bits);
     std::tie(q.scale, q.zero_point) = take();
     return q;
   };
   Quantised form;
   std::tie(form.input_scale, form.input_zero_point) = take();
-  form.stem = quantise_conv(stem_);
+  form.stem = quantise_conv(stem_, stem_weight_bits);
   const auto quantise_layer = [&](const std::vector<Block>& layer) {
     std::vector<QuantisedBlock> out;
     for (const auto& block : layer) {
       QuantisedBlock q;
-      for (const auto& conv : block.convs) q.convs.push_back(quantise_conv(conv));
-      if (block.downsample) q.downsample = quantise_conv(*block.downsample);
+      for (const auto& conv : block.convs) q.convs.push_back(quantise_conv(conv, 8));
+      if (block.downsample) q.downsample = quantise_conv(*block.downsample, 8);
       std::tie(q.scale, q.zero_point) = take();
       out.push_back(std::move(q));
     }

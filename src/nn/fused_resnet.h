@@ -5,11 +5,12 @@
 //
 // Reduced precisions (pv::Precision) are further forms of the same folded weights, prepared on
 // demand: bf16 (weights and activations in bfloat16, float32 accumulation inside oneDNN) and int8
-// (oneDNN's quantised convolutions: weights with one symmetric scale per output channel,
-// activations with one affine scale per tensor from ranges measured on calibration images by the
-// float32 form). Features always come out in float32. An image whose activations reach the end
-// of an int8 range anywhere (outside what the calibration images showed: a defect, most likely)
-// is computed again in float32, so that clipping never lowers its score.
+// (oneDNN's quantised convolutions: weights with one symmetric scale per output channel, 8 bits
+// and the stem's 7 as pv::kInt8StemWeightBits explains, activations with one affine scale per
+// tensor from ranges measured on calibration images by the float32 form). Features always come
+// out in float32. An image whose activations reach the end of an int8 range anywhere (outside
+// what the calibration images showed: a defect, most likely) is computed again in float32, so
+// that clipping never lowers its score.
 //
 // Thread-safety: immutable once prepared; forward() may run on many threads at once. prepare()
 // and measure() must not overlap with anything else.
@@ -48,8 +49,10 @@ class FusedResNet {
   FusedResNet& operator=(const FusedResNet&) = delete;
 
   // Builds the form of `precision` (int8 needs `ranges` from measure(), and throws pv::Error when
-  // they do not fit this network). Does not check that the CPU runs it natively.
-  void prepare(Precision precision, const ActivationRanges* ranges = nullptr);
+  // they do not fit this network; the stem's weights get `int8_stem_weight_bits` bits, 7 or 8).
+  // Does not check that the CPU runs it natively.
+  void prepare(Precision precision, const ActivationRanges* ranges = nullptr,
+               int int8_stem_weight_bits = kInt8StemWeightBits);
   bool prepared(Precision precision) const;
 
   // Runs the float32 form on `images` and folds each quantised tensor's range into `ranges`.
@@ -100,7 +103,7 @@ class FusedResNet {
                                   std::vector<char>& saturated);
   Features forward_float(const at::Tensor& images, Precision precision, Recorder* record) const;
   Features forward_int8(const at::Tensor& images, std::int64_t* recomputed) const;
-  void quantise(const ActivationRanges& ranges);
+  void quantise(const ActivationRanges& ranges, int stem_weight_bits);
 
   Conv stem_;
   std::vector<Block> layer1_, layer2_, layer3_;

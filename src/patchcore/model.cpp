@@ -182,6 +182,15 @@ void Model::Impl::score(const PatchEmbeddings& batch, std::span<const std::size_
 
 namespace {
 
+// Why this CPU cannot run `state`'s precision as it was checked; empty when it can.
+std::string unsupported_here(const BackboneState& state) {
+  std::string why = precision_unsupported(state.precision);
+  if (why.empty() && state.precision == Precision::kInt8) {
+    why = int8_stem_unsupported(state.int8_stem_weight_bits);
+  }
+  return why;
+}
+
 // The precision a loaded model runs in (ModelLoadOptions::precision): its own or fp32.
 Precision run_precision(const ModelInfo& info, std::optional<Precision> asked,
                         const std::string& where) {
@@ -195,9 +204,13 @@ Precision run_precision(const ModelInfo& info, std::optional<Precision> asked,
                   ", or train it with --precision " + precision_name(*asked));
     }
     require_precision(*asked, "--precision");
+    if (*asked == Precision::kInt8) {
+      const std::string why = int8_stem_unsupported(info.backbone.int8_stem_weight_bits);
+      if (!why.empty()) throw Error(where + "cannot run in int8 here: " + why + "; run it in fp32");
+    }
     return *asked;
   }
-  const std::string why = precision_unsupported(own);
+  const std::string why = unsupported_here(info.backbone);
   if (why.empty()) return own;
   static std::once_flag once;
   std::call_once(once, [&] {
@@ -227,6 +240,15 @@ void override_tiling(ModelInfo& info, const TilingOverride& change) {
   use_tiling(info.options.embedder, tiling);
 }
 
+// What makes two int8 backbones of the same weights differ: each category measures its own
+// activation ranges (models of one pretrained backbone share everything else).
+std::string int8_key(const BackboneState& state) {
+  std::vector<float> ranges = state.activation_min;
+  ranges.insert(ranges.end(), state.activation_max.begin(), state.activation_max.end());
+  return std::to_string(state.int8_stem_weight_bits) + "/" +
+         sha256_hex(std::as_bytes(std::span(ranges)));
+}
+
 }  // namespace
 
 struct BackboneCache::Impl {
@@ -239,12 +261,13 @@ struct BackboneCache::Impl {
                                               const EmbedderOptions& runtime,
                                               const Restore& restore) {
     const TilingOptions& t = runtime.tiling;
-    const std::string key =
+    std::string key =
         state.backbone + "/" + state.weights_sha256 + "/" + sha256_hex(state.batchnorm) + "/" +
         std::to_string(runtime.image_size) + "/" + std::to_string(runtime.crop_size) + "/" +
         std::to_string(t.size) + "/" + std::to_string(t.overlap) + "/" + std::to_string(t.scale) +
         "/" + std::to_string(runtime.batch_size) + "/" +
         std::to_string(runtime.image_limits.max_pixels) + "/" + precision_name(state.precision);
+    if (state.precision == Precision::kInt8) key.append("/").append(int8_key(state));
     const std::lock_guard lock(mutex);
     if (auto alive = backbones[key].lock()) return alive;
     auto made = std::make_shared<const Embedder>(restore());

@@ -126,6 +126,7 @@ nlohmann::json to_json(const ModelInfo& info) {
   if (info.backbone.precision == Precision::kInt8) {
     j["backbone"]["activation_min"] = info.backbone.activation_min;
     j["backbone"]["activation_max"] = info.backbone.activation_max;
+    j["backbone"]["int8_stem_weight_bits"] = info.backbone.int8_stem_weight_bits;
   }
   if (info.agreement) {
     const PrecisionAgreement& a = *info.agreement;
@@ -357,6 +358,11 @@ ModelInfo model_info_from(const nlohmann::json& j) {
       constexpr std::size_t kMaxTensors = 1000;  // a ResNet to layer3 quantises ~60
       info.backbone.activation_min = f.numbers("backbone.activation_min", kMaxTensors, 1e12);
       info.backbone.activation_max = f.numbers("backbone.activation_max", kMaxTensors, 1e12);
+      // Files written before the stem's weights had 7 bits have 8 and no such field.
+      info.backbone.int8_stem_weight_bits =
+          f.has("backbone.int8_stem_weight_bits")
+              ? static_cast<int>(f.integer("backbone.int8_stem_weight_bits", 7, 8))
+              : 8;
     }
     if (!f.at("precision.agreement").is_null()) {
       info.agreement = PrecisionAgreement{

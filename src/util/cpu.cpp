@@ -35,6 +35,13 @@ bool onednn_allows_vnni() {
   return isa.empty() || isa.find("VNNI") != std::string::npos || onednn_allows_bf16();
 }
 
+// oneDNN's int8 kernels below VNNI use AVX2's (or AVX-512's) byte multiply-adds; SSE4.1 and AVX
+// are the only caps below them.
+bool onednn_allows_avx2() {
+  const std::string isa = onednn_cap();
+  return isa != "SSE41" && isa != "AVX";
+}
+
 struct CpuidBits {
   bool avx512f = false, avx512_bf16 = false, avx512_vnni = false, avx_vnni = false;
   bool amx_bf16 = false, amx_int8 = false;
@@ -83,6 +90,10 @@ bool cpu_has_native_int8() {
   if (!onednn_allows_vnni()) return false;
   const CpuidBits bits = cpuid_bits();
   return bits.avx512_vnni || bits.avx_vnni || bits.amx_int8;
+}
+
+bool cpu_has_avx2_int8() {
+  return cpu_has_avx2() && onednn_allows_avx2();
 }
 
 std::string blas_core_name() {

@@ -35,9 +35,9 @@ std::string precision_unsupported(Precision precision) {
       return "this CPU has no bfloat16 instructions (AVX512-BF16 or AMX-BF16), or "
              "ONEDNN_MAX_CPU_ISA keeps oneDNN below them";
     case Precision::kInt8:
-      if (cpu_has_native_int8()) return "";
-      return "this CPU has no int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), "
-             "or ONEDNN_MAX_CPU_ISA keeps oneDNN below them";
+      if (cpu_has_native_int8() || cpu_has_avx2_int8()) return "";
+      return "this CPU has neither int8 dot products (AVX512-VNNI, AVX-VNNI or AMX-INT8) nor "
+             "AVX2's byte multiply-adds, or ONEDNN_MAX_CPU_ISA keeps oneDNN below AVX2";
     case Precision::kFloat32:
       break;
   }
@@ -58,13 +58,23 @@ void require_precision(Precision precision, std::string_view setting) {
     return;
   }
   throw Error(std::string(setting) + " " + precision_name(precision) + ": " + why +
-              "; emulated it would be slower than fp32, so PatchVec refuses it: use fp32 or auto");
+              (precision == Precision::kBFloat16
+                   ? "; emulated it would be slower than fp32, so PatchVec refuses it"
+                   : "; PatchVec runs int8 only on those") +
+              ": use fp32 or auto");
+}
+
+std::string int8_stem_unsupported(int stem_weight_bits) {
+  if (stem_weight_bits <= kInt8StemWeightBits || cpu_has_native_int8()) return "";
+  return "its int8 stem has " + std::to_string(stem_weight_bits) +
+         "-bit weights, which int8 without VNNI (AVX2's byte multiply-adds, or ONEDNN_MAX_CPU_ISA "
+         "below VNNI) would saturate; int8 models trained since have 7 and run on any such CPU";
 }
 
 Precision auto_precision() {
   // With AMX, bf16 is about as fast as int8 (oneDNN's quantised convolutions in libtorch 1.13
   // do not use its int8 tiles) and twice as close to fp32; without it, bf16 is slower than fp32
-  // and int8 is the one that pays (docs/precision.md).
+  // and int8 is the one that pays, with VNNI or on AVX2 alone (docs/precision.md).
   if (cpu_has_amx() && precision_unsupported(Precision::kBFloat16).empty()) {
     return Precision::kBFloat16;
   }

@@ -5,6 +5,7 @@
 #include <patchvec/image.h>
 #include <patchvec/npy.h>
 #include <patchvec/precision.h>
+#include <patchvec/system.h>
 
 #include "cli/run.h"
 #include "testing.h"
@@ -114,29 +115,47 @@ TEST_F(PatchCoreCli, PredictUnderACappedInstructionSet) {
   EXPECT_NEAR(score(capped), score(usual), 1e-4 * score(usual));
 }
 
-// --precision: a reduced-precision model trained, checked and reported; on a CPU without the
-// instructions (capped to AVX2 here) an explicit bf16 or int8 is refused in one line, auto picks
-// fp32 silently, and a reduced model runs in fp32 with one warning.
+// --precision: a reduced-precision model trained, checked and reported. On a CPU without the
+// instructions (capped below AVX2 here) an explicit bf16 or int8 is refused in one line, auto
+// picks fp32 silently, and a reduced model runs in fp32 with one warning. Capped to AVX2 (no
+// VNNI, no bfloat16), bf16 is refused and int8 runs on AVX2's byte multiply-adds.
 TEST_F(PatchCoreCli, PrecisionsAndTheAvx2CappedPath) {
   ASSERT_EQ(train_exit_, 0);
   const std::string train = "train --data " + data() +
                             " --category synthetic --backbone resnet18 --weights " + weights() +
                             " --no-evaluation --json - --out ";
   const std::string image = " " + data() + "/synthetic/test/good/000.png";
-  const std::string capped = std::string("ONEDNN_MAX_CPU_ISA=AVX2 ") + PATCHVEC_BINARY;
+  const std::string below = std::string("ONEDNN_MAX_CPU_ISA=AVX ") + PATCHVEC_BINARY;
+  const std::string avx2 = std::string("ONEDNN_MAX_CPU_ISA=AVX2 ") + PATCHVEC_BINARY;
   for (const char* precision : {"bf16", "int8"}) {
     const CommandResult refused =
-        run_program(capped, train + (*dir_ / "capped").string() + " --precision " + precision);
+        run_program(below, train + (*dir_ / "capped").string() + " --precision " + precision);
     EXPECT_NE(refused.exit_code, 0);
-    EXPECT_NE(refused.output.find(std::string("--precision ") + precision + ": this CPU has no"),
+    EXPECT_NE(refused.output.find(std::string("--precision ") + precision + ": this CPU has n"),
               std::string::npos)
         << refused.output;
     EXPECT_FALSE(std::filesystem::exists(*dir_ / "capped"));
   }
   const CommandResult automatic =
-      run_program(capped, train + (*dir_ / "auto").string() + " --precision auto", false);
+      run_program(below, train + (*dir_ / "auto").string() + " --precision auto", false);
   ASSERT_EQ(automatic.exit_code, 0) << automatic.output;
   EXPECT_EQ(nlohmann::json::parse(automatic.output)[0]["fit"]["precision"], "fp32");
+  if (cpu_has_avx2()) {
+    const CommandResult bf16 =
+        run_program(avx2, train + (*dir_ / "capped").string() + " --precision bf16");
+    EXPECT_NE(bf16.exit_code, 0);
+    EXPECT_NE(bf16.output.find("--precision bf16: this CPU has no"), std::string::npos)
+        << bf16.output;
+    const CommandResult int8 =
+        run_program(avx2, train + (*dir_ / "avx2").string() + " --precision auto", false);
+    ASSERT_EQ(int8.exit_code, 0) << int8.output;
+    EXPECT_EQ(nlohmann::json::parse(int8.output)[0]["fit"]["precision"], "int8");
+    const CommandResult predicted =
+        run_program(avx2, "predict --model " + (*dir_ / "avx2" / "synthetic.pvm").string() + image);
+    ASSERT_EQ(predicted.exit_code, 0) << predicted.output;
+    EXPECT_NE(predicted.output.find("trained in int8, running in int8"), std::string::npos)
+        << predicted.output;
+  }
 
   const Precision reduced = auto_precision();
   if (reduced == Precision::kFloat32) GTEST_SKIP() << "this CPU runs no reduced precision";
@@ -155,15 +174,15 @@ TEST_F(PatchCoreCli, PrecisionsAndTheAvx2CappedPath) {
                                   "; agreement with fp32 at training: max score difference"),
             std::string::npos)
       << predicted.output;
-  const CommandResult fallback = run_program(capped, "predict --model " + reduced_model + image);
+  const CommandResult fallback = run_program(below, "predict --model " + reduced_model + image);
   ASSERT_EQ(fallback.exit_code, 0) << fallback.output;
-  EXPECT_NE(fallback.output.find("trained in " + name + ", runs in fp32 here: this CPU has no"),
+  EXPECT_NE(fallback.output.find("trained in " + name + ", runs in fp32 here: this CPU has n"),
             std::string::npos)
       << fallback.output;
   const CommandResult refused =
-      run_program(capped, "predict --precision " + name + " --model " + reduced_model + image);
+      run_program(below, "predict --precision " + name + " --model " + reduced_model + image);
   EXPECT_NE(refused.exit_code, 0);
-  EXPECT_NE(refused.output.find("this CPU has no"), std::string::npos) << refused.output;
+  EXPECT_NE(refused.output.find("this CPU has n"), std::string::npos) << refused.output;
 }
 
 TEST_F(PatchCoreCli, PredictWritesMapsAsNumbers) {

@@ -101,6 +101,7 @@ TEST_P(Backbone, Int8FormStaysWithinFivePercentOfTorchvision) {
   EXPECT_THROW(fused.prepare(Precision::kInt8, &wrong), Error);
   for (float& v : ranges.min) v *= kInt8Headroom;  // as the embedder widens them
   for (float& v : ranges.max) v *= kInt8Headroom;
+  EXPECT_THROW(fused.prepare(Precision::kInt8, &ranges, 6), Error);  // the stem's 7 or 8 bits
   fused.prepare(Precision::kInt8, &ranges);
   std::int64_t recomputed = 0;
   const nn::Features features = fused.forward(batch_, Precision::kInt8, &recomputed);

@@ -2,6 +2,7 @@
 #include "patchcore/model_file.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <functional>
@@ -14,6 +15,8 @@
 #include <patchvec/dataset.h>
 #include <patchvec/error.h>
 #include <patchvec/model.h>
+#include <patchvec/precision.h>
+#include <patchvec/system.h>
 
 #include "testing.h"
 #include "util/sha256.h"
@@ -616,6 +619,69 @@ TEST_F(ModelFile, Int8RangesThatDoNotFitAreRefused) {
   Model::fit(images(false), "synthetic", options).save(path);
   forge(path, [](Header& h) { h["backbone"]["activation_max"][2] = -5.0; });
   EXPECT_NE(load_error(path).find("not a finite interval"), std::string::npos) << load_error(path);
+}
+
+// int8 models record the bits of their stem's weights: 7, which AVX2's byte multiply-adds (int16
+// pair sums) multiply exactly; files from before have 8, which they would saturate. Such a model
+// runs in fp32 where VNNI is missing (one warning), and --precision int8 refuses it there; a
+// model of today runs in int8 on any CPU that has int8. The cap on oneDNN stands for a CPU
+// without VNNI here.
+TEST_F(ModelFile, Int8StemWeightBitsDecideWhereAModelRunsInInt8) {
+  if (!precision_unsupported(Precision::kInt8).empty()) {
+    GTEST_SKIP() << precision_unsupported(Precision::kInt8);
+  }
+  PatchCoreOptions options = pretrained_options();
+  options.precision = Precision::kInt8;
+  const auto path = dir_ / "int8.pvm";
+  Model::fit(images(false), "synthetic", options).save(path);
+  EXPECT_EQ(Model::load(path).info().backbone.int8_stem_weight_bits, kInt8StemWeightBits);
+
+  const auto eight = dir_ / "eight.pvm";
+  const auto seven = dir_ / "seven.pvm";
+  std::filesystem::copy_file(path, eight);
+  std::filesystem::copy_file(path, seven);
+  forge(eight, [](Header& h) { h["backbone"].erase("int8_stem_weight_bits"); });  // older
+  ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
+  EXPECT_EQ(Model::load(eight).precision(), Precision::kFloat32);
+  EXPECT_NE(load_error(eight, {.precision = Precision::kInt8}).find("would saturate"),
+            std::string::npos)
+      << load_error(eight, {.precision = Precision::kInt8});
+  EXPECT_EQ(Model::load(seven).precision(), Precision::kInt8);
+  ::unsetenv("ONEDNN_MAX_CPU_ISA");
+  EXPECT_EQ(Model::load(eight).precision(),
+            cpu_has_native_int8() ? Precision::kInt8 : Precision::kFloat32);
+  EXPECT_EQ(Model::load(seven).precision(), Precision::kInt8);
+  forge(seven, [](Header& h) { h["backbone"]["int8_stem_weight_bits"] = 9; });
+  EXPECT_NE(load_error(seven).find("backbone.int8_stem_weight_bits"), std::string::npos)
+      << load_error(seven);
+}
+
+// Models of one pretrained backbone share it through a BackboneCache, but not int8's ranges:
+// each category's are its own, so two int8 models with other ranges get two backbones.
+TEST_F(ModelFile, Int8ModelsShareABackboneOnlyWithTheSameRanges) {
+  if (!precision_unsupported(Precision::kInt8).empty()) {
+    GTEST_SKIP() << precision_unsupported(Precision::kInt8);
+  }
+  PatchCoreOptions options = pretrained_options();
+  options.precision = Precision::kInt8;
+  const auto a = dir_ / "a.pvm";
+  const auto b = dir_ / "b.pvm";
+  Model::fit(images(false), "synthetic", options).save(a);
+  std::filesystem::copy_file(a, b);
+  const auto cache = std::make_shared<BackboneCache>();
+  const Model first = Model::load(a, {.backbones = cache});
+  const Model same = Model::load(b, {.backbones = cache});
+  EXPECT_EQ(cache->size(), 1U);
+  forge(b, [](Header& h) {
+    for (auto& v : h["backbone"]["activation_max"]) v = v.get<double>() * 2;
+  });
+  const Model other = Model::load(b, {.backbones = cache});
+  EXPECT_EQ(cache->size(), 2U);
+  const auto x = first.predict(images(true));
+  const auto y = other.predict(images(true));
+  int differ = 0;
+  for (std::size_t i = 0; i < x.size(); ++i) differ += x[i].score != y[i].score;
+  EXPECT_GT(differ, 0);  // the wider ranges' coarser steps, not the first model's backbone
 }
 
 // Incremental updates: good images join the bank without refitting.

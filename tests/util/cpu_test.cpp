@@ -30,22 +30,33 @@ TEST(Cpu, AnInstructionSetCapOnOneDnnTurnsBf16Off) {
   EXPECT_EQ(cpu_has_native_bf16(), native);
 }
 
-// int8 needs VNNI: a cap below AVX2_VNNI / AVX512_CORE_VNNI turns it off, and then the
-// precisions a CPU runs natively say why not, and auto falls back to fp32.
-TEST(Cpu, AnInstructionSetCapTurnsInt8Off) {
+// int8 runs with VNNI or on AVX2's byte multiply-adds: a cap at AVX2 turns VNNI off (and with it
+// stems of 8-bit weights) but not int8, a cap below AVX2 turns int8 off, and then the precisions a
+// CPU runs say why not and auto falls back to fp32.
+TEST(Cpu, AnInstructionSetCapTurnsVnniAndInt8Off) {
   ::unsetenv("DNNL_MAX_CPU_ISA");
   ::unsetenv("ONEDNN_MAX_CPU_ISA");
   const bool native = cpu_has_native_int8();
+  const bool avx2 = cpu_has_avx2();
+  EXPECT_TRUE(!native || cpu_has_avx2_int8());
   ::setenv("ONEDNN_MAX_CPU_ISA", "AVX2", 1);
   EXPECT_FALSE(cpu_has_native_int8());
   EXPECT_FALSE(cpu_has_amx());
+  EXPECT_EQ(cpu_has_avx2_int8(), avx2);
+  EXPECT_EQ(precision_unsupported(Precision::kInt8).empty(), avx2);
+  EXPECT_EQ(int8_stem_unsupported(kInt8StemWeightBits), "");
+  EXPECT_NE(int8_stem_unsupported(8).find("saturate"), std::string::npos);
+  EXPECT_EQ(auto_precision(), avx2 ? Precision::kInt8 : Precision::kFloat32);
+  ::setenv("ONEDNN_MAX_CPU_ISA", "avx", 1);
+  EXPECT_FALSE(cpu_has_avx2_int8());
   EXPECT_EQ(auto_precision(), Precision::kFloat32);
   EXPECT_NE(precision_unsupported(Precision::kInt8).find("VNNI"), std::string::npos);
+  EXPECT_NE(precision_unsupported(Precision::kInt8).find("AVX2"), std::string::npos);
   EXPECT_NE(precision_unsupported(Precision::kBFloat16).find("BF16"), std::string::npos);
   EXPECT_EQ(precision_unsupported(Precision::kFloat32), "");
   try {
     require_precision(Precision::kInt8, "--precision");
-    ADD_FAILURE() << "int8 accepted below VNNI";
+    ADD_FAILURE() << "int8 accepted below AVX2";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("--precision int8"), std::string::npos) << e.what();
   }
@@ -54,11 +65,12 @@ TEST(Cpu, AnInstructionSetCapTurnsInt8Off) {
   EXPECT_FALSE(cpu_has_native_bf16());
   ::unsetenv("ONEDNN_MAX_CPU_ISA");
   EXPECT_EQ(cpu_has_native_int8(), native);
+  EXPECT_EQ(int8_stem_unsupported(8).empty(), native);
   EXPECT_EQ(auto_precision(), cpu_has_amx() ? Precision::kBFloat16
-                              : native      ? Precision::kInt8
+                              : avx2        ? Precision::kInt8
                                             : Precision::kFloat32);
   ::setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_VNNI", 1);  // a Cascade Lake: int8 only
-  EXPECT_EQ(auto_precision(), native ? Precision::kInt8 : Precision::kFloat32);
+  EXPECT_EQ(auto_precision(), avx2 ? Precision::kInt8 : Precision::kFloat32);
   ::unsetenv("ONEDNN_MAX_CPU_ISA");
 }
 
