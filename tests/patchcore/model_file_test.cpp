@@ -42,6 +42,13 @@ PatchCoreOptions pretrained_options() {
   return o;
 }
 
+// The fixture's model trained in int8, saved at `path`.
+void save_int8_model(const std::filesystem::path& path) {
+  PatchCoreOptions options = pretrained_options();
+  options.precision = Precision::kInt8;
+  Model::fit(images(false), "synthetic", options).save(path);
+}
+
 void expect_same(const std::vector<Prediction>& a, const std::vector<Prediction>& b) {
   ASSERT_EQ(a.size(), b.size());
   for (std::size_t i = 0; i < a.size(); ++i) {
@@ -607,16 +614,14 @@ TEST_F(ModelFile, Int8RangesThatDoNotFitAreRefused) {
   if (!precision_unsupported(Precision::kInt8).empty()) {
     GTEST_SKIP() << precision_unsupported(Precision::kInt8);
   }
-  PatchCoreOptions options = pretrained_options();
-  options.precision = Precision::kInt8;
-  Model::fit(images(false), "synthetic", options).save(dir_ / "int8.pvm");
   const auto path = dir_ / "int8.pvm";
+  save_int8_model(path);
   forge(path, [](Header& h) {
     h["backbone"]["activation_min"].erase(0);
     h["backbone"]["activation_max"].erase(0);
   });
   EXPECT_NE(load_error(path).find("activation ranges"), std::string::npos) << load_error(path);
-  Model::fit(images(false), "synthetic", options).save(path);
+  save_int8_model(path);
   forge(path, [](Header& h) { h["backbone"]["activation_max"][2] = -5.0; });
   EXPECT_NE(load_error(path).find("not a finite interval"), std::string::npos) << load_error(path);
 }
@@ -630,10 +635,8 @@ TEST_F(ModelFile, Int8StemWeightBitsDecideWhereAModelRunsInInt8) {
   if (!precision_unsupported(Precision::kInt8).empty()) {
     GTEST_SKIP() << precision_unsupported(Precision::kInt8);
   }
-  PatchCoreOptions options = pretrained_options();
-  options.precision = Precision::kInt8;
   const auto path = dir_ / "int8.pvm";
-  Model::fit(images(false), "synthetic", options).save(path);
+  save_int8_model(path);
   EXPECT_EQ(Model::load(path).info().backbone.int8_stem_weight_bits, kInt8StemWeightBits);
 
   const auto eight = dir_ / "eight.pvm";
@@ -662,11 +665,9 @@ TEST_F(ModelFile, Int8ModelsShareABackboneOnlyWithTheSameRanges) {
   if (!precision_unsupported(Precision::kInt8).empty()) {
     GTEST_SKIP() << precision_unsupported(Precision::kInt8);
   }
-  PatchCoreOptions options = pretrained_options();
-  options.precision = Precision::kInt8;
   const auto a = dir_ / "a.pvm";
   const auto b = dir_ / "b.pvm";
-  Model::fit(images(false), "synthetic", options).save(a);
+  save_int8_model(a);
   std::filesystem::copy_file(a, b);
   const auto cache = std::make_shared<BackboneCache>();
   const Model first = Model::load(a, {.backbones = cache});
