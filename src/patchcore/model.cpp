@@ -204,9 +204,11 @@ Precision run_precision(const ModelInfo& info, std::optional<Precision> asked,
                   ", or train it with --precision " + precision_name(*asked));
     }
     require_precision(*asked, "--precision");
-    if (*asked == Precision::kInt8) {
-      const std::string why = int8_stem_unsupported(info.backbone.int8_stem_weight_bits);
-      if (!why.empty()) throw Error(where + "cannot run in int8 here: " + why + "; run it in fp32");
+    // The model's own reduced precision may still be one this CPU cannot run as it was checked.
+    const std::string why = *asked == own ? unsupported_here(info.backbone) : "";
+    if (!why.empty()) {
+      throw Error(where + "cannot run in " + precision_name(own) + " here: " + why +
+                  "; run it in fp32");
     }
     return *asked;
   }
