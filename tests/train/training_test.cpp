@@ -197,7 +197,7 @@ TEST(TrainCategory, AReducedPrecisionThatFlipsAVerdictIsRefused) {
   for (std::size_t i = 0; i < scores.size(); ++i) {
     if (std::abs(scores[i] - fp32[i]) > std::abs(scores[most] - fp32[most])) most = i;
   }
-  const double threshold = (scores[most] + fp32[most]) / 2;
+  const float threshold = (scores[most] + fp32[most]) / 2;
   options.thresholds = {.method = ThresholdMethod::kFixed, .value = threshold};
   int flips = 0;  // that one, and any other whose two scores the threshold also separates
   for (std::size_t i = 0; i < scores.size(); ++i) {
