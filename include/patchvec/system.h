@@ -17,6 +17,10 @@ std::int64_t parse_bytes(const std::string& text);
 // kernels then run vectorised (util/int16_products.h).
 bool cpu_has_avx2();
 
+// True when the CPU has AVX512-VNNI (and the operating system enabled AVX-512 state): the int16
+// kernels then run on vpdpwssd, twice AVX2's width.
+bool cpu_has_avx512_vnni();
+
 // True when the CPU multiplies bfloat16 natively (AVX512-BF16 or AMX-BF16): oneDNN then runs
 // bf16 matrix products several times faster than float32 ones. False when ONEDNN_MAX_CPU_ISA
 // (or DNNL_MAX_CPU_ISA) keeps oneDNN below AVX512_CORE_BF16.

@@ -73,6 +73,12 @@ bool cpu_has_avx2() {
   return avx2;
 }
 
+bool cpu_has_avx512_vnni() {
+  static const bool vnni =
+      __builtin_cpu_supports("avx512f") != 0 && __builtin_cpu_supports("avx512vnni") != 0;
+  return vnni;
+}
+
 bool cpu_has_native_bf16() {
   if (!onednn_allows_bf16()) return false;
   const CpuidBits bits = cpuid_bits();

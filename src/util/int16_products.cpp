@@ -121,6 +121,129 @@ __attribute__((target("avx2"))) std::int32_t dot_avx2(const std::int16_t* a, con
   return total;
 }
 
+// AVX512-VNNI: vpdpwssd multiplies 32 int16 pairs and adds them to 16 int32 sums in one
+// instruction (vpmaddwd and vpaddd in one, twice AVX2's width): one register holds a whole
+// panel's sums. R rows times P panels (at most 8 x 2: 16 accumulators of the 32 registers).
+template <int R, int P>
+__attribute__((target("avx512f,avx512vnni"))) void tile_avx512(
+    const std::int16_t* const* a, const std::int16_t* panel, std::int64_t panel_stride,
+    std::int64_t pairs, std::int32_t* const* out, std::int64_t out_stride, std::int64_t cols) {
+  __m512i sums[R][P];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int q = 0; q < P; ++q) sums[r][q] = _mm512_setzero_si512();
+  }
+  for (std::int64_t p = 0; p < pairs; ++p) {
+    __m512i b[P];
+#pragma GCC unroll 2
+    for (int q = 0; q < P; ++q)
+      b[q] = _mm512_loadu_si512(panel + q * panel_stride + p * 2 * kPanel);
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512i x = _mm512_set1_epi32(pair_at(a[r], 2 * p));
+#pragma GCC unroll 2
+      for (int q = 0; q < P; ++q) sums[r][q] = _mm512_dpwssd_epi32(sums[r][q], x, b[q]);
+    }
+  }
+  // Only the last panel may be partial: `cols` columns of it.
+  const auto last = static_cast<__mmask16>((1u << cols) - 1u);
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 2
+    for (int q = 0; q < P; ++q) {
+      std::int32_t* o = out[r] + q * out_stride;
+      if (q + 1 < P || cols == kPanel) {
+        _mm512_storeu_si512(o, sums[r][q]);
+      } else {
+        _mm512_mask_storeu_epi32(o, last, sums[r][q]);
+      }
+    }
+  }
+}
+
+template <int P>
+__attribute__((target("avx512f,avx512vnni"))) void rows_avx512(
+    int rows, const std::int16_t* const* a, const std::int16_t* panel, std::int64_t panel_stride,
+    std::int64_t pairs, std::int32_t* const* out, std::int64_t cols) {
+  switch (rows) {
+    case 8:
+      tile_avx512<8, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 7:
+      tile_avx512<7, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 6:
+      tile_avx512<6, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 5:
+      tile_avx512<5, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 4:
+      tile_avx512<4, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 3:
+      tile_avx512<3, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    case 2:
+      tile_avx512<2, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+    default:
+      tile_avx512<1, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
+      break;
+  }
+}
+
+__attribute__((target("avx512f,avx512vnni"))) void products_avx512(const std::int16_t* base,
+                                                                   const std::int32_t* rows,
+                                                                   std::int64_t count,
+                                                                   const Int16Panels& panels,
+                                                                   std::int32_t* out) {
+  constexpr std::int64_t kTileRows = 8;
+  const std::int64_t pairs = panels.dim / 2;
+  const std::int64_t n = panels.count;
+  const std::int64_t panel_count = (n + kPanel - 1) / kPanel;
+  const std::int64_t panel_stride = pairs * 2 * kPanel;
+  for (std::int64_t block = 0; block < count; block += kRowBlock) {
+    const std::int64_t block_end = std::min(count, block + kRowBlock);
+    for (std::int64_t q = 0; q < panel_count; q += 2) {
+      const std::int16_t* panel = panels.values.data() + q * panel_stride;
+      const bool two = q + 1 < panel_count;
+      const std::int64_t cols = std::min(kPanel, n - (q + (two ? 1 : 0)) * kPanel);
+      for (std::int64_t r = block; r < block_end; r += kTileRows) {
+        const auto tile = static_cast<int>(std::min(kTileRows, block_end - r));
+        const std::int16_t* a[kTileRows];
+        std::int32_t* o[kTileRows];
+        for (int i = 0; i < tile; ++i) {
+          a[i] = base + static_cast<std::int64_t>(rows[r + i]) * panels.dim;
+          o[i] = out + (r + i) * n + q * kPanel;
+        }
+        if (two) {
+          rows_avx512<2>(tile, a, panel, panel_stride, pairs, o, cols);
+        } else {
+          rows_avx512<1>(tile, a, panel, panel_stride, pairs, o, cols);
+        }
+      }
+    }
+  }
+}
+
+__attribute__((target("avx512f,avx512vnni"))) std::int32_t dot_avx512(const std::int16_t* a,
+                                                                      const std::int16_t* b,
+                                                                      std::int64_t dim) {
+  __m512i sum = _mm512_setzero_si512();
+  std::int64_t k = 0;
+  for (; k + 32 <= dim; k += 32) {
+    sum = _mm512_dpwssd_epi32(sum, _mm512_loadu_si512(a + k), _mm512_loadu_si512(b + k));
+  }
+  alignas(64) std::int32_t lanes[16];
+  _mm512_store_si512(lanes, sum);
+  std::int32_t total = 0;
+  for (const std::int32_t lane : lanes) total += lane;
+  for (; k < dim; ++k) total += static_cast<std::int32_t>(a[k]) * b[k];
+  return total;
+}
+
 }  // namespace
 
 double int16_grid_step(double largest, double longest, std::int64_t dim) {
@@ -198,12 +321,32 @@ void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, s
   }
 }
 
+std::vector<Int16Kernel> int16_kernels() {
+  std::vector<Int16Kernel> kernels;
+  if (cpu_has_avx512_vnni()) kernels.push_back(Int16Kernel::kAvx512Vnni);
+  if (cpu_has_avx2()) kernels.push_back(Int16Kernel::kAvx2);
+  kernels.push_back(Int16Kernel::kScalar);
+  return kernels;
+}
+
 void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                     const Int16Panels& panels, std::int32_t* out) {
-  if (cpu_has_avx2()) {
-    products_avx2(base, rows, count, panels, out);
-  } else {
-    int16_products_scalar(base, rows, count, panels, out);
+  static const Int16Kernel fastest = int16_kernels().front();
+  int16_products(fastest, base, rows, count, panels, out);
+}
+
+void int16_products(Int16Kernel kernel, const std::int16_t* base, const std::int32_t* rows,
+                    std::int64_t count, const Int16Panels& panels, std::int32_t* out) {
+  switch (kernel) {
+    case Int16Kernel::kAvx512Vnni:
+      products_avx512(base, rows, count, panels, out);
+      break;
+    case Int16Kernel::kAvx2:
+      products_avx2(base, rows, count, panels, out);
+      break;
+    case Int16Kernel::kScalar:
+      int16_products_scalar(base, rows, count, panels, out);
+      break;
   }
 }
 
@@ -213,8 +356,20 @@ std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std:
   return sum;
 }
 
+Int16DotFn int16_dot(Int16Kernel kernel) {
+  switch (kernel) {
+    case Int16Kernel::kAvx512Vnni:
+      return &dot_avx512;
+    case Int16Kernel::kAvx2:
+      return &dot_avx2;
+    case Int16Kernel::kScalar:
+      break;
+  }
+  return &int16_dot_scalar;
+}
+
 Int16DotFn int16_dot() {
-  return cpu_has_avx2() ? &dot_avx2 : &int16_dot_scalar;
+  return int16_dot(int16_kernels().front());
 }
 
 }  // namespace pv

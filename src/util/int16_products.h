@@ -2,7 +2,9 @@
 // at once: exact (no rounding at all) when |a| |b| < 2^31 (every partial sum of a.b is then below
 // it too, by Cauchy-Schwarz on the partial vectors), which the caller's grid guarantees
 // (int16_grid_step). On AVX2 a block runs on vpmaddwd, 16 multiply-adds per instruction where
-// float32's FMA does 8, so twice the products per cycle of a float32 matrix product.
+// float32's FMA does 8, so twice the products per cycle of a float32 matrix product; with
+// AVX512-VNNI on vpdpwssd, 32 multiply-adds and the sum in one instruction. Every kernel gives
+// the same integers.
 // Stateless; every function may run concurrently.
 #pragma once
 
@@ -23,10 +25,17 @@ struct Int16Panels {
 Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows,
                               std::int64_t count, std::int64_t dim);
 
+// The implementations; each gives the same integers.
+enum class Int16Kernel { kScalar, kAvx2, kAvx512Vnni };
+// Those this CPU runs (AVX512-VNNI, AVX2: read from CPUID), fastest first; kScalar always.
+std::vector<Int16Kernel> int16_kernels();
+
 // out[r * panels.count + j] = (base + rows[r] * panels.dim) . vector j, for r < count: a block of
-// `count` x panels.count products.
+// `count` x panels.count products, on the fastest kernel (or on `kernel`, which this CPU must run).
 void int16_products(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                     const Int16Panels& panels, std::int32_t* out);
+void int16_products(Int16Kernel kernel, const std::int16_t* base, const std::int32_t* rows,
+                    std::int64_t count, const Int16Panels& panels, std::int32_t* out);
 
 // The step of a grid for vectors of `dim` values whose coordinates are at most `largest` and
 // lengths at most `longest` in magnitude: a power of two (grid points are exact in float and
@@ -54,9 +63,10 @@ void to_int16_grid(const float* values, std::int64_t rows, std::int64_t dim, dou
 
 // One dot product of `dim` values (any dim).
 using Int16DotFn = std::int32_t (*)(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
-// The fastest implementation for this CPU, chosen once.
+// The fastest implementation for this CPU, or `kernel`'s (which this CPU must run).
 Int16DotFn int16_dot();
-// The portable ones, for tests.
+Int16DotFn int16_dot(Int16Kernel kernel);
+// The portable ones.
 std::int32_t int16_dot_scalar(const std::int16_t* a, const std::int16_t* b, std::int64_t dim);
 void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, std::int64_t count,
                            const Int16Panels& panels, std::int32_t* out);

@@ -1,5 +1,6 @@
 #include "util/int16_products.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -9,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <patchvec/error.h>
+#include <patchvec/system.h>
 
 namespace pv {
 namespace {
@@ -29,33 +31,82 @@ std::int64_t exact_dot(const std::int16_t* a, const std::int16_t* b, std::int64_
   return sum;
 }
 
-// Every shape a block meets: rows in tiles of 6 and their remainders, columns in panels of 16 and
-// theirs, rows picked out of order; the result exact (int64 reference), on this CPU's kernel and
-// on the portable one.
+const char* kernel_name(Int16Kernel kernel) {
+  switch (kernel) {
+    case Int16Kernel::kAvx512Vnni:
+      return "avx512-vnni";
+    case Int16Kernel::kAvx2:
+      return "avx2";
+    case Int16Kernel::kScalar:
+      break;
+  }
+  return "scalar";
+}
+
+TEST(Int16Products, TheKernelsThisCpuRunsFastestFirst) {
+  const std::vector<Int16Kernel> kernels = int16_kernels();
+  ASSERT_FALSE(kernels.empty());
+  EXPECT_EQ(kernels.back(), Int16Kernel::kScalar);
+  const auto has = [&](Int16Kernel k) {
+    return std::find(kernels.begin(), kernels.end(), k) != kernels.end();
+  };
+  EXPECT_EQ(has(Int16Kernel::kAvx2), cpu_has_avx2());
+  EXPECT_EQ(has(Int16Kernel::kAvx512Vnni), cpu_has_avx512_vnni());
+  if (cpu_has_avx512_vnni()) {
+    EXPECT_EQ(kernels.front(), Int16Kernel::kAvx512Vnni);
+  }
+}
+
+// Every shape a block meets: rows in tiles of 6 or 8 and their remainders, columns in panels of
+// 16, pairs of panels and their remainders, rows picked out of order; the result exact (int64
+// reference) on every kernel this CPU runs, and on the default one.
 TEST(Int16Products, ExactForEveryShape) {
   for (const std::int64_t dim : {2, 16, 30, 296, 512}) {
     const std::vector<std::int16_t> points =
         random_values(50, dim, static_cast<std::uint32_t>(dim));
-    for (const std::int64_t columns : {1, 15, 16, 17, 40}) {
+    for (const std::int64_t columns : {1, 15, 16, 17, 32, 40, 48}) {
       std::vector<std::int64_t> picked;
       for (std::int64_t j = 0; j < columns; ++j) picked.push_back((j * 7 + 3) % 50);
       const Int16Panels panels = pack_int16_panels(points.data(), picked.data(), columns, dim);
-      for (const std::int64_t rows : {1, 5, 6, 7, 13, 50}) {
+      for (const std::int64_t rows : {1, 5, 6, 7, 8, 9, 13, 50}) {
         std::vector<std::int32_t> which;
         for (std::int64_t r = 0; r < rows; ++r)
           which.push_back(static_cast<std::int32_t>((r * 11 + 5) % 50));
-        std::vector<std::int32_t> fast(rows * columns, -1);
-        std::vector<std::int32_t> portable(rows * columns, -1);
-        int16_products(points.data(), which.data(), rows, panels, fast.data());
-        int16_products_scalar(points.data(), which.data(), rows, panels, portable.data());
-        for (std::int64_t r = 0; r < rows; ++r) {
-          for (std::int64_t j = 0; j < columns; ++j) {
-            const std::int64_t expected =
-                exact_dot(points.data() + which[r] * dim, points.data() + picked[j] * dim, dim);
-            ASSERT_EQ(fast[r * columns + j], expected) << dim << " " << rows << " " << columns;
-            ASSERT_EQ(portable[r * columns + j], expected);
+        std::vector<std::int32_t> fastest(rows * columns, -1);
+        int16_products(points.data(), which.data(), rows, panels, fastest.data());
+        for (const Int16Kernel kernel : int16_kernels()) {
+          std::vector<std::int32_t> out(rows * columns, -1);
+          int16_products(kernel, points.data(), which.data(), rows, panels, out.data());
+          for (std::int64_t r = 0; r < rows; ++r) {
+            for (std::int64_t j = 0; j < columns; ++j) {
+              const std::int64_t expected =
+                  exact_dot(points.data() + which[r] * dim, points.data() + picked[j] * dim, dim);
+              ASSERT_EQ(out[r * columns + j], expected)
+                  << kernel_name(kernel) << " " << dim << " " << rows << " " << columns;
+            }
           }
+          EXPECT_EQ(out, fastest) << kernel_name(kernel);
         }
+      }
+    }
+  }
+}
+
+// A block writes its rows' products and nothing around them (the masked stores of a partial
+// panel).
+TEST(Int16Products, WritesNothingPastTheBlock) {
+  const std::int64_t dim = 30;
+  const std::vector<std::int16_t> points = random_values(20, dim, 3);
+  for (const std::int64_t columns : {1, 17, 33}) {
+    std::vector<std::int64_t> picked(static_cast<std::size_t>(columns));
+    for (std::int64_t j = 0; j < columns; ++j) picked[static_cast<std::size_t>(j)] = j % 20;
+    const Int16Panels panels = pack_int16_panels(points.data(), picked.data(), columns, dim);
+    const std::vector<std::int32_t> rows{0, 1, 2};
+    for (const Int16Kernel kernel : int16_kernels()) {
+      std::vector<std::int32_t> out(static_cast<std::size_t>(3 * columns + 32), -7);
+      int16_products(kernel, points.data(), rows.data(), 3, panels, out.data());
+      for (std::size_t i = static_cast<std::size_t>(3 * columns); i < out.size(); ++i) {
+        ASSERT_EQ(out[i], -7) << kernel_name(kernel) << " " << columns;
       }
     }
   }
@@ -78,7 +129,12 @@ TEST(Int16Products, ExactAtTheLimit) {
     EXPECT_EQ(out[0], square);
     EXPECT_EQ(out[1], -square);
     EXPECT_EQ(out[3], square);
-    EXPECT_EQ(int16_dot()(points.data(), points.data() + dim, dim), -square);
+    for (const Int16Kernel kernel : int16_kernels()) {
+      std::vector<std::int32_t> each(4);
+      int16_products(kernel, points.data(), rows.data(), 2, panels, each.data());
+      EXPECT_EQ(each, out) << kernel_name(kernel);
+      EXPECT_EQ(int16_dot(kernel)(points.data(), points.data() + dim, dim), -square);
+    }
   }
 }
 
@@ -87,7 +143,10 @@ TEST(Int16Dot, EveryImplementationIsExact) {
     const std::vector<std::int16_t> a = random_values(2, dim, static_cast<std::uint32_t>(dim));
     const std::int64_t expected = exact_dot(a.data(), a.data() + dim, dim);
     EXPECT_EQ(int16_dot()(a.data(), a.data() + dim, dim), expected) << dim;
-    EXPECT_EQ(int16_dot_scalar(a.data(), a.data() + dim, dim), expected) << dim;
+    for (const Int16Kernel kernel : int16_kernels()) {
+      EXPECT_EQ(int16_dot(kernel)(a.data(), a.data() + dim, dim), expected)
+          << kernel_name(kernel) << " " << dim;
+    }
   }
 }
 
