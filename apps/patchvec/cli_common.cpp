@@ -108,7 +108,7 @@ void add_search_option(CLI::App& command, SearchMethod& method) {
           "How each patch's nearest bank patch is found: exact, shortlist (an estimate in the "
           "bank's principal components, then exact distances; image scores stay exact, a map "
           "patch whose neighbour is missed shows a larger distance), or auto (default: shortlist "
-          "for banks of 32,768 patches or more on CPUs without bfloat16 instructions)")
+          "for banks of 32,768 patches or more)")
       ->check(CLI::IsMember({"exact", "shortlist", "auto"}));
 }
 

@@ -2,7 +2,6 @@
 
 #include <patchvec/error.h>
 #include <patchvec/search_method.h>
-#include <patchvec/system.h>
 
 namespace pv {
 
@@ -29,8 +28,7 @@ SearchMethod parse_search_method(std::string_view name, std::string_view setting
 
 SearchMethod resolve_search_method(SearchMethod method, std::int64_t bank_size) {
   if (method != SearchMethod::kAuto) return method;
-  return bank_size >= kShortlistMinSize && !cpu_has_native_bf16() ? SearchMethod::kShortlist
-                                                                  : SearchMethod::kExact;
+  return bank_size >= kShortlistMinSize ? SearchMethod::kShortlist : SearchMethod::kExact;
 }
 
 }  // namespace pv

@@ -76,12 +76,14 @@ TEST(Scorer, AShortlistBreaksTiesOfTheLargestDistanceAsTheExactSearch) {
   EXPECT_EQ(got.patch_distances[0].flatten().argmax().item<std::int64_t>(), 4);
 }
 
-TEST(Scorer, AutoChoosesByTheBankAndTheCpu) {
+TEST(Scorer, AutoChoosesByTheBank) {
   const Data d = gaussian(13);
-  // A bank far below kShortlistMinSize: exact on any CPU.
+  // A bank far below kShortlistMinSize: exact; from it on, the shortlist, on any CPU.
   EXPECT_EQ(Scorer(d.bank, options(SearchMethod::kAuto, 9)).method(), SearchMethod::kExact);
   EXPECT_EQ(resolve_search_method(SearchMethod::kAuto, kShortlistMinSize - 1),
             SearchMethod::kExact);
+  EXPECT_EQ(resolve_search_method(SearchMethod::kAuto, kShortlistMinSize),
+            SearchMethod::kShortlist);
   EXPECT_EQ(resolve_search_method(SearchMethod::kShortlist, 10), SearchMethod::kShortlist);
   EXPECT_EQ(resolve_search_method(SearchMethod::kExact, 1'000'000), SearchMethod::kExact);
 }
