@@ -407,9 +407,8 @@ void bind_model(py::module_& m) {
           py::arg("max_pixels") = py::none(), py::arg("search") = "auto",
           "Reads a .pvm file. search: 'exact', 'shortlist' (image scores still exact; a map patch "
           "whose nearest bank patch is missed shows a larger distance) or 'auto' (shortlist for "
-          "large banks on CPUs without bfloat16 instructions). Raises patchvec.ModelFileError for "
-          "a file that is missing, "
-          "corrupt or incompatible, patchvec.Error for weights this machine lacks.")
+          "banks of 32,768 patches or more). Raises patchvec.ModelFileError for a file that is "
+          "missing, corrupt or incompatible, patchvec.Error for weights this machine lacks.")
       .def(
           "save",
           [](const pv::Model& model, const py::handle& path) {
