@@ -18,18 +18,6 @@ constexpr std::int64_t kRows = 2048;
 constexpr std::int64_t kColumns = 1024;
 constexpr std::int64_t kDim = 296;
 
-const char* name(pv::Int16Kernel kernel) {
-  switch (kernel) {
-    case pv::Int16Kernel::kAvx512Vnni:
-      return "avx512_vnni";
-    case pv::Int16Kernel::kAvx2:
-      return "avx2";
-    case pv::Int16Kernel::kScalar:
-      break;
-  }
-  return "scalar";
-}
-
 void products(benchmark::State& state, pv::Int16Kernel kernel) {
   std::mt19937 random(1);
   std::uniform_int_distribution<int> value(-2000, 2000);  // within the grid's length limit
@@ -55,8 +43,9 @@ void products(benchmark::State& state, pv::Int16Kernel kernel) {
 const bool registered = [] {
   for (const pv::Int16Kernel kernel : pv::int16_kernels()) {
     if (kernel == pv::Int16Kernel::kScalar) continue;  // minutes per block; the tests cover it
-    benchmark::RegisterBenchmark((std::string("BM_Int16Products/") + name(kernel)).c_str(),
-                                 products, kernel)
+    benchmark::RegisterBenchmark(
+        (std::string("BM_Int16Products/") + pv::int16_kernel_name(kernel)).c_str(), products,
+        kernel)
         ->Unit(benchmark::kMillisecond)
         ->MinTime(2.0);
   }

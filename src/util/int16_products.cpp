@@ -1,8 +1,10 @@
 #include "util/int16_products.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include <immintrin.h>
 
@@ -162,37 +164,15 @@ __attribute__((target("avx512f,avx512vnni"))) void tile_avx512(
   }
 }
 
-template <int P>
-__attribute__((target("avx512f,avx512vnni"))) void rows_avx512(
-    int rows, const std::int16_t* const* a, const std::int16_t* panel, std::int64_t panel_stride,
-    std::int64_t pairs, std::int32_t* const* out, std::int64_t cols) {
-  switch (rows) {
-    case 8:
-      tile_avx512<8, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 7:
-      tile_avx512<7, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 6:
-      tile_avx512<6, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 5:
-      tile_avx512<5, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 4:
-      tile_avx512<4, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 3:
-      tile_avx512<3, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    case 2:
-      tile_avx512<2, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-    default:
-      tile_avx512<1, P>(a, panel, panel_stride, pairs, out, kPanel, cols);
-      break;
-  }
+// tile_avx512<R, P> for R = 1..8, by R - 1.
+using TileAvx512 = void (*)(const std::int16_t* const*, const std::int16_t*, std::int64_t,
+                            std::int64_t, std::int32_t* const*, std::int64_t, std::int64_t);
+template <int P, int... R>
+constexpr std::array<TileAvx512, sizeof...(R)> avx512_tiles(std::integer_sequence<int, R...>) {
+  return {&tile_avx512<R + 1, P>...};
 }
+constexpr auto kTiles1 = avx512_tiles<1>(std::make_integer_sequence<int, 8>());
+constexpr auto kTiles2 = avx512_tiles<2>(std::make_integer_sequence<int, 8>());
 
 __attribute__((target("avx512f,avx512vnni"))) void products_avx512(const std::int16_t* base,
                                                                    const std::int32_t* rows,
@@ -218,11 +198,8 @@ __attribute__((target("avx512f,avx512vnni"))) void products_avx512(const std::in
           a[i] = base + static_cast<std::int64_t>(rows[r + i]) * panels.dim;
           o[i] = out + (r + i) * n + q * kPanel;
         }
-        if (two) {
-          rows_avx512<2>(tile, a, panel, panel_stride, pairs, o, cols);
-        } else {
-          rows_avx512<1>(tile, a, panel, panel_stride, pairs, o, cols);
-        }
+        const auto& tiles = two ? kTiles2 : kTiles1;
+        tiles[static_cast<std::size_t>(tile - 1)](a, panel, panel_stride, pairs, o, kPanel, cols);
       }
     }
   }
@@ -319,6 +296,18 @@ void int16_products_scalar(const std::int16_t* base, const std::int32_t* rows, s
       out[r * panels.count + j] = sum;
     }
   }
+}
+
+const char* int16_kernel_name(Int16Kernel kernel) {
+  switch (kernel) {
+    case Int16Kernel::kAvx512Vnni:
+      return "avx512_vnni";
+    case Int16Kernel::kAvx2:
+      return "avx2";
+    case Int16Kernel::kScalar:
+      break;
+  }
+  return "scalar";
 }
 
 std::vector<Int16Kernel> int16_kernels() {

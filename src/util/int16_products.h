@@ -29,6 +29,8 @@ Int16Panels pack_int16_panels(const std::int16_t* base, const std::int64_t* rows
 enum class Int16Kernel { kScalar, kAvx2, kAvx512Vnni };
 // Those this CPU runs (AVX512-VNNI, AVX2: read from CPUID), fastest first; kScalar always.
 std::vector<Int16Kernel> int16_kernels();
+// "avx512_vnni", "avx2", "scalar".
+const char* int16_kernel_name(Int16Kernel kernel);
 
 // out[r * panels.count + j] = (base + rows[r] * panels.dim) . vector j, for r < count: a block of
 // `count` x panels.count products, on the fastest kernel (or on `kernel`, which this CPU must run).

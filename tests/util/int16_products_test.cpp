@@ -31,18 +31,6 @@ std::int64_t exact_dot(const std::int16_t* a, const std::int16_t* b, std::int64_
   return sum;
 }
 
-const char* kernel_name(Int16Kernel kernel) {
-  switch (kernel) {
-    case Int16Kernel::kAvx512Vnni:
-      return "avx512-vnni";
-    case Int16Kernel::kAvx2:
-      return "avx2";
-    case Int16Kernel::kScalar:
-      break;
-  }
-  return "scalar";
-}
-
 TEST(Int16Products, TheKernelsThisCpuRunsFastestFirst) {
   const std::vector<Int16Kernel> kernels = int16_kernels();
   ASSERT_FALSE(kernels.empty());
@@ -82,10 +70,10 @@ TEST(Int16Products, ExactForEveryShape) {
               const std::int64_t expected =
                   exact_dot(points.data() + which[r] * dim, points.data() + picked[j] * dim, dim);
               ASSERT_EQ(out[r * columns + j], expected)
-                  << kernel_name(kernel) << " " << dim << " " << rows << " " << columns;
+                  << int16_kernel_name(kernel) << " " << dim << " " << rows << " " << columns;
             }
           }
-          EXPECT_EQ(out, fastest) << kernel_name(kernel);
+          EXPECT_EQ(out, fastest) << int16_kernel_name(kernel);
         }
       }
     }
@@ -106,7 +94,7 @@ TEST(Int16Products, WritesNothingPastTheBlock) {
       std::vector<std::int32_t> out(static_cast<std::size_t>(3 * columns + 32), -7);
       int16_products(kernel, points.data(), rows.data(), 3, panels, out.data());
       for (std::size_t i = static_cast<std::size_t>(3 * columns); i < out.size(); ++i) {
-        ASSERT_EQ(out[i], -7) << kernel_name(kernel) << " " << columns;
+        ASSERT_EQ(out[i], -7) << int16_kernel_name(kernel) << " " << columns;
       }
     }
   }
@@ -132,7 +120,7 @@ TEST(Int16Products, ExactAtTheLimit) {
     for (const Int16Kernel kernel : int16_kernels()) {
       std::vector<std::int32_t> each(4);
       int16_products(kernel, points.data(), rows.data(), 2, panels, each.data());
-      EXPECT_EQ(each, out) << kernel_name(kernel);
+      EXPECT_EQ(each, out) << int16_kernel_name(kernel);
       EXPECT_EQ(int16_dot(kernel)(points.data(), points.data() + dim, dim), -square);
     }
   }
@@ -145,7 +133,7 @@ TEST(Int16Dot, EveryImplementationIsExact) {
     EXPECT_EQ(int16_dot()(a.data(), a.data() + dim, dim), expected) << dim;
     for (const Int16Kernel kernel : int16_kernels()) {
       EXPECT_EQ(int16_dot(kernel)(a.data(), a.data() + dim, dim), expected)
-          << kernel_name(kernel) << " " << dim;
+          << int16_kernel_name(kernel) << " " << dim;
     }
   }
 }
